@@ -1,0 +1,32 @@
+//! `cell-sdk`: the facade a cell depends on.
+//!
+//! It re-exports the runtime ([`codec`], [`Fingerprint`], [`Protein`]) and the macros
+//! ([`protein`]). Capabilities such as a database are *not* here: they come from provider
+//! cells that export their own macros under an alias the consumer picks.
+//!
+//! # Example
+//! ```
+//! use cell_sdk::{protein, Fingerprint};
+//!
+//! #[protein]
+//! pub enum Shape {
+//!     Circle { radius: f64 },
+//!     Square(f64),
+//! }
+//!
+//! let bytes = cell_sdk::codec::to_bytes(&Shape::Square(2.0)).unwrap();
+//! assert_eq!(cell_sdk::codec::from_bytes::<Shape>(&bytes).unwrap(), Shape::Square(2.0));
+//! assert_eq!(Shape::describe(), "enum { Circle { radius: f64 }, Square(0: f64) }");
+//! ```
+
+// Lets our own macros' `::cell_sdk::…` paths resolve inside this crate's tests and docs too.
+extern crate self as cell_sdk;
+
+pub use cell_runtime::{Fingerprint, Protein, codec, fingerprint};
+pub use cell_sdk_macros::protein;
+
+/// Re-exports used by macro expansions. Not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    pub use cell_runtime::__private::*;
+}

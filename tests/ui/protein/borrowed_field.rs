@@ -1,0 +1,8 @@
+use cell_sdk::protein;
+
+#[protein]
+struct Note {
+    title: &'static str,
+}
+
+fn main() {}

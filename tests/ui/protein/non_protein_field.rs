@@ -1,0 +1,10 @@
+use cell_sdk::protein;
+
+struct NotAProtein;
+
+#[protein]
+struct Holder {
+    inner: NotAProtein,
+}
+
+fn main() {}
