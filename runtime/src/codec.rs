@@ -103,7 +103,7 @@ pub fn access<T: Protein>(bytes: &[u8]) -> Result<&Archived<T>, DecodeError> {
 /// # Errors
 /// When the bytes are not a valid archive of `T`.
 pub fn from_bytes<T: Protein>(bytes: &[u8]) -> Result<T, DecodeError> {
-    if (bytes.as_ptr() as usize) % 16 == 0 {
+    if (bytes.as_ptr() as usize).is_multiple_of(16) {
         let archived = access::<T>(bytes)?;
         deserialize::<T>(archived).map_err(|e| decode_error::<T>(bytes, e))
     } else {
@@ -123,7 +123,11 @@ pub fn deserialize<T: Protein>(archived: &Archived<T>) -> Result<T, rancor::Erro
 }
 
 fn decode_error<T: Protein>(bytes: &[u8], e: impl std::fmt::Display) -> DecodeError {
-    DecodeError { type_name: T::type_name(), len: bytes.len(), reason: e.to_string() }
+    DecodeError {
+        type_name: T::type_name(),
+        len: bytes.len(),
+        reason: e.to_string(),
+    }
 }
 
 #[cfg(test)]

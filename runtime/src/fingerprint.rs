@@ -181,14 +181,20 @@ mod tests {
     fn containers_depend_on_their_parameters() {
         assert_ne!(<Vec<u8>>::FINGERPRINT, <Vec<u16>>::FINGERPRINT);
         assert_ne!(<Vec<u8>>::FINGERPRINT, <Option<u8>>::FINGERPRINT);
-        assert_ne!(<BTreeMap<u8, u16>>::FINGERPRINT, <BTreeMap<u16, u8>>::FINGERPRINT);
+        assert_ne!(
+            <BTreeMap<u8, u16>>::FINGERPRINT,
+            <BTreeMap<u16, u8>>::FINGERPRINT
+        );
         assert_ne!(<[u8; 3]>::FINGERPRINT, <[u8; 4]>::FINGERPRINT);
         assert_ne!(<(u8, u16)>::FINGERPRINT, <(u16, u8)>::FINGERPRINT);
     }
 
     #[test]
     fn type_names_read_like_rust() {
-        assert_eq!(<HashMap<String, Vec<u8>>>::type_name(), "HashMap<String, Vec<u8>>");
+        assert_eq!(
+            <HashMap<String, Vec<u8>>>::type_name(),
+            "HashMap<String, Vec<u8>>"
+        );
         assert_eq!(<(u8,)>::type_name(), "(u8,)");
         assert_eq!(<[u8; 4]>::type_name(), "[u8; 4]");
     }

@@ -57,7 +57,10 @@ fn struct_round_trips_through_validated_bytes() {
     let user = User {
         id: 7,
         email: "ada@example.com".into(),
-        address: Address { city: "London".into(), zip: 1815 },
+        address: Address {
+            city: "London".into(),
+            zip: 1815,
+        },
         tags: vec!["admin".into()],
     };
     let bytes = codec::to_bytes(&user).unwrap();
@@ -68,7 +71,10 @@ fn struct_round_trips_through_validated_bytes() {
 
 #[test]
 fn generic_enum_round_trips() {
-    let event = Event::Created { id: 1, payload: "x".to_string() };
+    let event = Event::Created {
+        id: 1,
+        payload: "x".to_string(),
+    };
     let bytes = codec::to_bytes(&event).unwrap();
     assert_eq!(codec::from_bytes::<Event<String>>(&bytes).unwrap(), event);
     assert_eq!(<Event<String>>::type_name(), "Event<String>");

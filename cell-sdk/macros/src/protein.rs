@@ -2,7 +2,9 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
-use syn::{Data, DeriveInput, Fields, GenericParam, Type, punctuated::Punctuated, spanned::Spanned};
+use syn::{
+    Data, DeriveInput, Fields, GenericParam, Type, punctuated::Punctuated, spanned::Spanned,
+};
 
 /// Standard derives `#[protein]` adds unless the user already derives them.
 const CONVENIENCE_DERIVES: [&str; 3] = ["Debug", "Clone", "PartialEq"];
@@ -19,10 +21,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         Ok(input) => input,
         Err(e) => {
             // Not a struct or enum at all: keep the user's tokens so the editor still sees them.
-            let e = syn::Error::new(
-                e.span(),
-                "`#[protein]` applies to a struct or an enum",
-            );
+            let e = syn::Error::new(e.span(), "`#[protein]` applies to a struct or an enum");
             return with_errors(item, &[e]);
         }
     };
@@ -228,7 +227,12 @@ fn existing_derives(input: &DeriveInput) -> Vec<String> {
     for attr in input.attrs.iter().filter(|a| a.path().is_ident("derive")) {
         let parser = Punctuated::<syn::Path, syn::Token![,]>::parse_terminated;
         if let Ok(paths) = attr.parse_args_with(parser) {
-            names.extend(paths.iter().filter_map(|p| p.segments.last()).map(|s| s.ident.to_string()));
+            names.extend(
+                paths
+                    .iter()
+                    .filter_map(|p| p.segments.last())
+                    .map(|s| s.ident.to_string()),
+            );
         }
     }
     names

@@ -12,7 +12,10 @@ pub struct Greeting {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let greeting = Greeting { to: "world".into(), times: 3 };
+    let greeting = Greeting {
+        to: "world".into(),
+        times: 3,
+    };
     let bytes = codec::to_bytes(&greeting)?;
     let archived = codec::access::<Greeting>(&bytes)?;
     println!(
