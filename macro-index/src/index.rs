@@ -1,0 +1,1162 @@
+//! Building the index: providers from the graph, consumers from the workspace members, then the
+//! resolution of every alias and the problems. [`Index::apply_changes`] redoes only the
+//! providers/consumers whose files changed (a full rebuild when a manifest or `Cargo.lock`
+//! changed).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cargo_metadata::semver::{Version, VersionReq};
+use serde::{Deserialize, Serialize};
+
+use crate::cache::{CacheListing, cargo_home};
+use crate::code::ProblemCode;
+use crate::decl::parse_declaration;
+use crate::discover::discover;
+use crate::model::{
+    Alias, Consumer, Export, ExportKind, Fix, MacroCrate, Package, Problem, Provider, Resolution,
+    Severity, SourceKind, Span,
+};
+use crate::procmacro::proc_macro_fns;
+use crate::scan::scan;
+use crate::span::{file_start, forget_sources};
+use crate::{IndexError, IndexOptions, Progress};
+
+/// Builtin attributes an exported attribute macro would shadow when glob-imported.
+pub const BUILTIN_ATTRIBUTES: &[&str] = &[
+    "allow",
+    "automatically_derived",
+    "bench",
+    "cfg",
+    "cfg_attr",
+    "cold",
+    "collapse_debuginfo",
+    "debugger_visualizer",
+    "deny",
+    "deprecated",
+    "derive",
+    "diagnostic",
+    "doc",
+    "expect",
+    "export_name",
+    "forbid",
+    "global_allocator",
+    "ignore",
+    "inline",
+    "link",
+    "link_name",
+    "link_section",
+    "macro_export",
+    "macro_use",
+    "must_use",
+    "naked",
+    "no_link",
+    "no_mangle",
+    "non_exhaustive",
+    "panic_handler",
+    "path",
+    "proc_macro",
+    "proc_macro_attribute",
+    "proc_macro_derive",
+    "repr",
+    "should_panic",
+    "target_feature",
+    "test",
+    "track_caller",
+    "unsafe",
+    "used",
+    "warn",
+];
+
+/// Names `cell-sdk` itself exports (macros and the crate), which an alias or an export would
+/// shadow.
+pub const CELL_SDK_NAMES: &[&str] = &[
+    "cell_sdk",
+    "cell_remote",
+    "export",
+    "handler",
+    "protein",
+    "service",
+];
+
+/// Crate names an alias would shadow in paths.
+const PRELUDE_CRATES: &[&str] = &["alloc", "core", "proc_macro", "std", "test"];
+
+/// A glob `use` in a consumer, kept for the glob-ambiguity check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GlobImport {
+    /// The path before `*` (leading `crate`/`self`/`super` removed).
+    pub path: Vec<String>,
+    /// The file holding it.
+    pub file: PathBuf,
+    /// Inline modules around it.
+    pub module: Vec<String>,
+    /// The `use` item.
+    pub span: Span,
+}
+
+/// The index of one workspace. Every field is public and plain; see the crate docs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Index {
+    /// The manifest the index was built for.
+    pub manifest_path: PathBuf,
+    /// The workspace root directory.
+    pub workspace_root: PathBuf,
+    /// Cargo's target directory (where the snapshot lives).
+    pub target_dir: PathBuf,
+    /// Package ids of the workspace members.
+    pub members: Vec<String>,
+    /// Every package of the graph (as many as `cargo metadata` lists).
+    pub packages: Vec<Package>,
+    /// `Some(error)` when dependency resolution failed and only the members were indexed
+    /// (`--no-deps`); aliases are then left unresolved and unreported.
+    pub unresolved: Option<String>,
+    /// `Some(host triple)` when the full graph could not be resolved offline and the graph is
+    /// the host platform's only (`cargo metadata --filter-platform`).
+    pub platform: Option<String>,
+    /// Every provider found.
+    pub providers: Vec<Provider>,
+    /// Every workspace member that calls `cell_remote!`.
+    pub consumers: Vec<Consumer>,
+    /// Every problem, sorted by file and position.
+    pub problems: Vec<Problem>,
+    /// Problems found while parsing one package's files, by package id (kept so an incremental
+    /// update replaces exactly that package's share).
+    pub parse_problems: BTreeMap<String, Vec<Problem>>,
+    /// Glob imports in consumers, by package id.
+    pub globs: BTreeMap<String, Vec<GlobImport>>,
+    /// The `CARGO_HOME` used for the version-skew check.
+    pub cargo_home: Option<PathBuf>,
+}
+
+impl Index {
+    /// Discovers and indexes the workspace of `options.manifest_path`.
+    ///
+    /// Fails only when not even `cargo metadata --no-deps` works (no such manifest, a manifest
+    /// cargo cannot read); everything else becomes a [`Problem`].
+    pub fn build(options: &IndexOptions) -> Result<Index, IndexError> {
+        let manifest_path = absolute(&options.manifest_path);
+        let graph =
+            discover(&manifest_path, options.offline).map_err(|e| IndexError::Metadata {
+                manifest: manifest_path.clone(),
+                message: e.to_string(),
+            })?;
+        let mut index = Index {
+            manifest_path,
+            workspace_root: graph.workspace_root,
+            target_dir: options.target_dir.clone().unwrap_or(graph.target_dir),
+            members: graph.members,
+            packages: graph.packages,
+            unresolved: graph.unresolved,
+            platform: graph.platform,
+            providers: Vec::new(),
+            consumers: Vec::new(),
+            problems: Vec::new(),
+            parse_problems: BTreeMap::new(),
+            globs: BTreeMap::new(),
+            cargo_home: options.cargo_home.clone().or_else(cargo_home),
+        };
+        let total = index.packages.len();
+        for i in 0..total {
+            if let Some(progress) = &options.progress
+                && (i % 25 == 0 || i + 1 == total)
+            {
+                progress(&Progress {
+                    done: i + 1,
+                    total,
+                    package: index.packages[i].name.clone(),
+                });
+            }
+            let id = index.packages[i].id.clone();
+            index.reparse_package(&id);
+        }
+        index.recompute();
+        Ok(index)
+    }
+
+    /// The package with this id.
+    pub fn package(&self, id: &str) -> Option<&Package> {
+        self.packages.iter().find(|p| p.id == id)
+    }
+
+    /// The provider whose package id is `id`.
+    pub fn provider_by_id(&self, id: &str) -> Option<&Provider> {
+        self.providers.iter().find(|p| p.package_id == id)
+    }
+
+    /// The provider an alias resolved to.
+    pub fn provider_of(&self, alias: &Alias) -> Option<&Provider> {
+        alias
+            .resolved
+            .as_ref()
+            .and_then(|r| self.provider_by_id(&r.package_id))
+    }
+
+    /// Providers a workspace member can name in `cell_remote!`: those among its resolved
+    /// dependencies (every provider of the graph when dependencies are unresolved).
+    pub fn providers_for(&self, member_id: &str) -> Vec<&Provider> {
+        let Some(pkg) = self.package(member_id) else {
+            return Vec::new();
+        };
+        if self.unresolved.is_some() {
+            return self.providers.iter().collect();
+        }
+        pkg.deps
+            .iter()
+            .filter_map(|d| self.provider_by_id(&d.package_id))
+            .collect()
+    }
+
+    /// The workspace member whose directory holds `file` (the innermost one).
+    pub fn member_for_file(&self, file: &Path) -> Option<&Package> {
+        self.packages
+            .iter()
+            .filter(|p| self.members.contains(&p.id))
+            .filter(|p| {
+                p.manifest_path
+                    .parent()
+                    .is_some_and(|d| file.starts_with(d))
+            })
+            .max_by_key(|p| p.manifest_path.as_os_str().len())
+    }
+
+    /// Files whose change affects the index (for the snapshot's freshness check): manifests and
+    /// sources of every non-registry package, `Cargo.lock`, and the source directories (a new
+    /// file changes its directory's mtime).
+    pub fn inputs(&self) -> Vec<PathBuf> {
+        let mut out = BTreeSet::new();
+        out.insert(self.manifest_path.clone());
+        out.insert(self.workspace_root.join("Cargo.toml"));
+        out.insert(self.workspace_root.join("Cargo.lock"));
+        for pkg in &self.packages {
+            if matches!(pkg.source, SourceKind::Registry | SourceKind::Git) {
+                continue;
+            }
+            out.insert(pkg.manifest_path.clone());
+            if let Some(lib) = &pkg.lib_path {
+                out.insert(lib.clone());
+            }
+            if self.members.contains(&pkg.id) {
+                for dir in source_dirs(pkg) {
+                    for file in rust_files(&dir, true) {
+                        // Its directory too: a new file changes the directory's mtime.
+                        if let Some(parent) = file.parent() {
+                            out.insert(parent.to_path_buf());
+                        }
+                        out.insert(file);
+                    }
+                    out.insert(dir);
+                }
+            }
+        }
+        for p in &self.providers {
+            out.insert(p.lib_path.clone());
+            if let Some(lib) = p.macro_crate.as_ref().and_then(|m| m.lib_path.clone()) {
+                out.insert(lib);
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    /// Re-indexes after `paths` changed: a full rebuild when a manifest or lockfile changed,
+    /// else only the providers and consumers owning the changed `.rs` files, then the problems.
+    /// Returns `true` when anything was re-read.
+    pub fn apply_changes(
+        &mut self,
+        paths: &[PathBuf],
+        options: &IndexOptions,
+    ) -> Result<bool, IndexError> {
+        if paths.iter().any(|p| {
+            matches!(
+                p.file_name().and_then(|n| n.to_str()),
+                Some("Cargo.toml" | "Cargo.lock")
+            ) && !p.starts_with(&self.target_dir)
+        }) {
+            *self = Index::build(options)?;
+            return Ok(true);
+        }
+        let mut touched: BTreeSet<String> = BTreeSet::new();
+        for path in paths {
+            if path.extension().and_then(|e| e.to_str()) != Some("rs")
+                || path.starts_with(&self.target_dir)
+            {
+                continue;
+            }
+            for pkg in &self.packages {
+                if matches!(pkg.source, SourceKind::Registry) {
+                    continue;
+                }
+                if pkg
+                    .manifest_path
+                    .parent()
+                    .is_some_and(|d| path.starts_with(d))
+                {
+                    touched.insert(pkg.id.clone());
+                }
+            }
+            // A macro crate's change re-reads its provider (docs, spans, missing exports).
+            for prov in &self.providers {
+                if prov
+                    .macro_crate
+                    .as_ref()
+                    .and_then(|m| m.lib_path.as_deref())
+                    .is_some_and(|l| l.parent().is_some_and(|d| path.starts_with(d)))
+                {
+                    touched.insert(prov.package_id.clone());
+                }
+            }
+        }
+        if touched.is_empty() {
+            return Ok(false);
+        }
+        for id in &touched {
+            self.reparse_package(id);
+        }
+        self.recompute();
+        Ok(true)
+    }
+
+    /// Re-reads one package: as a provider (its `export!`) and, for a member, as a consumer.
+    fn reparse_package(&mut self, id: &str) {
+        let Some(pkg) = self.package(id).cloned() else {
+            return;
+        };
+        let mut problems = Vec::new();
+        self.providers.retain(|p| p.package_id != id);
+        if let Some(provider) = self.read_provider(&pkg, &mut problems) {
+            self.providers.push(provider);
+            self.providers
+                .sort_by(|a, b| a.cell.cmp(&b.cell).then_with(|| a.version.cmp(&b.version)));
+        }
+        self.consumers.retain(|c| c.package_id != id);
+        self.globs.remove(id);
+        if self.members.iter().any(|m| m == id) {
+            let (consumer, globs) = read_consumer(&pkg, &mut problems);
+            if let Some(c) = consumer {
+                self.consumers.push(c);
+                self.consumers.sort_by(|a, b| a.package.cmp(&b.package));
+            }
+            if !globs.is_empty() {
+                self.globs.insert(id.to_owned(), globs);
+            }
+        }
+        forget_sources();
+        if problems.is_empty() {
+            self.parse_problems.remove(id);
+        } else {
+            self.parse_problems.insert(id.to_owned(), problems);
+        }
+    }
+
+    fn read_provider(&self, pkg: &Package, problems: &mut Vec<Problem>) -> Option<Provider> {
+        let lib = pkg.lib_path.as_ref()?;
+        if pkg.proc_macro {
+            return None;
+        }
+        let text = std::fs::read_to_string(lib).ok()?;
+        // Cheap filter: most packages of a graph are not providers and are never lexed.
+        if !text.contains("export!") && !text.contains("export !") {
+            return None;
+        }
+        let found = match scan(lib, &text, &["export"]) {
+            Ok(found) => found,
+            Err((message, span)) => {
+                if text.contains("cell_sdk::export") {
+                    problems.push(problem(
+                        ProblemCode::MalformedExport,
+                        Severity::Error,
+                        message,
+                        Some(span),
+                    ));
+                }
+                return None;
+            }
+        };
+        // `cell_sdk::export!` always counts; a bare `export!` only when it looks like ours.
+        let call = found.calls.into_iter().find(|c| {
+            c.path.ends_with("cell_sdk::export")
+                || (c.path == "export" && {
+                    let body = c.group.stream().to_string();
+                    body.contains("cell =") || body.starts_with("format")
+                })
+        })?;
+        let decl = parse_declaration(lib, call.group.stream());
+        for (message, span) in &decl.errors {
+            problems.push(problem(
+                ProblemCode::MalformedExport,
+                Severity::Error,
+                format!("malformed export declaration: {message}"),
+                Some(span.clone()),
+            ));
+        }
+        let format = decl.format.unwrap_or(0);
+        if decl.format.is_some_and(|f| f != 1) {
+            problems.push(problem(
+                ProblemCode::UnsupportedExportFormat,
+                Severity::Error,
+                format!(
+                    "export format {format} is not supported by this toolchain (it reads format 1)"
+                ),
+                Some(call.span.clone()),
+            ));
+        }
+        let cell = match &decl.cell {
+            Some((name, span)) => {
+                if *name != pkg.name {
+                    let mut p = problem(
+                        ProblemCode::MalformedExport,
+                        Severity::Error,
+                        format!(
+                            "the cell name `{name}` must equal the package name `{}`",
+                            pkg.name
+                        ),
+                        Some(span.clone()),
+                    );
+                    p.fix = Some(Fix {
+                        title: format!("replace with \"{}\"", pkg.name),
+                        replacement: format!("\"{}\"", pkg.name),
+                        span: span.clone(),
+                    });
+                    problems.push(p);
+                }
+                name.clone()
+            }
+            None => pkg.name.clone(),
+        };
+        // The macro crate: the provider's dependency with that extern name.
+        let macro_crate = decl.macros.as_ref().map(|(name, _)| {
+            let dep_pkg = pkg
+                .deps
+                .iter()
+                .find(|d| d.extern_crate == *name)
+                .and_then(|d| self.package(&d.package_id))
+                .or_else(|| {
+                    // Unresolved graph: match by package name.
+                    self.packages
+                        .iter()
+                        .find(|p| p.proc_macro && p.name.replace('-', "_") == *name)
+                });
+            MacroCrate {
+                name: name.clone(),
+                package_id: dep_pkg.map(|p| p.id.clone()),
+                lib_path: dep_pkg.and_then(|p| p.lib_path.clone()),
+            }
+        });
+        let fns = match macro_crate.as_ref().and_then(|m| m.lib_path.as_ref()) {
+            Some(path) => match std::fs::read_to_string(path) {
+                Ok(text) => match proc_macro_fns(path, &text) {
+                    Ok(fns) => Some(fns),
+                    Err((message, span)) => {
+                        problems.push(problem(
+                            ProblemCode::MalformedExport,
+                            Severity::Warning,
+                            format!("cannot read the macro crate: {message}"),
+                            Some(span),
+                        ));
+                        None
+                    }
+                },
+                Err(e) => {
+                    problems.push(problem(
+                        ProblemCode::MalformedExport,
+                        Severity::Warning,
+                        format!("cannot read the macro crate `{}`: {e}", path.display()),
+                        Some(file_start(path)),
+                    ));
+                    None
+                }
+            },
+            None => None,
+        };
+        let mut exports = Vec::new();
+        for d in decl.exports {
+            let found = fns
+                .as_ref()
+                .and_then(|fns| fns.iter().find(|f| f.name == d.name));
+            if let (Some(_), Some(mc)) = (&fns, &macro_crate) {
+                match found {
+                    None => problems.push(problem(
+                        ProblemCode::MissingExport,
+                        Severity::Error,
+                        format!(
+                            "`{}` is declared in export! but `{}` has no {} named `{}`",
+                            d.name,
+                            mc.name,
+                            fn_attr(d.kind),
+                            d.name
+                        ),
+                        Some(d.span.clone()),
+                    )),
+                    Some(f) if f.kind != d.kind => problems.push(problem(
+                        ProblemCode::MissingExport,
+                        Severity::Error,
+                        format!(
+                            "`{}` is declared as {} but `{}` defines it with {}",
+                            d.name,
+                            d.kind.keyword(),
+                            mc.name,
+                            fn_attr(f.kind)
+                        ),
+                        Some(d.span.clone()),
+                    )),
+                    Some(_) => {}
+                }
+            }
+            let shadows = match d.kind {
+                ExportKind::Attribute => BUILTIN_ATTRIBUTES.contains(&d.name.as_str()),
+                _ => false,
+            } || CELL_SDK_NAMES.contains(&d.name.as_str());
+            if shadows {
+                problems.push(problem(
+                    ProblemCode::BuiltinShadowing,
+                    Severity::Warning,
+                    format!(
+                        "the exported macro `{}` shadows the builtin or cell-sdk `{}` wherever a \
+                         consumer glob-imports this provider (`use Alias::*`)",
+                        d.name, d.name
+                    ),
+                    Some(d.span.clone()),
+                ));
+            }
+            let mut helpers = d.helpers;
+            if let Some(f) = found {
+                for h in &f.derive_helpers {
+                    if !helpers.contains(h) {
+                        helpers.push(h.clone());
+                    }
+                }
+            }
+            exports.push(Export {
+                docs: found
+                    .map(|f| f.docs.clone())
+                    .filter(|d| !d.is_empty())
+                    .unwrap_or(d.docs),
+                definition: found.map(|f| f.span.clone()),
+                name: d.name,
+                kind: d.kind,
+                helpers,
+                args: d.args,
+                declared_at: d.span,
+            });
+        }
+        Some(Provider {
+            cell,
+            package: pkg.name.clone(),
+            package_id: pkg.id.clone(),
+            version: pkg.version.clone(),
+            source: pkg.source,
+            manifest_path: pkg.manifest_path.clone(),
+            lib_path: lib.clone(),
+            declaration: call.span,
+            format,
+            macro_crate,
+            exports,
+            api: decl.api.into_iter().map(|(n, _)| n).collect(),
+        })
+    }
+
+    /// Resolves every alias and recomputes [`Index::problems`].
+    pub fn recompute(&mut self) {
+        let cache = self
+            .cargo_home
+            .as_deref()
+            .map(CacheListing::read)
+            .unwrap_or_default();
+        let mut problems: Vec<Problem> = self.parse_problems.values().flatten().cloned().collect();
+        let provider_names: Vec<String> = {
+            let mut v: Vec<String> = self.providers.iter().map(|p| p.package.clone()).collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        let mut consumers = std::mem::take(&mut self.consumers);
+        for consumer in &mut consumers {
+            let pkg = self.package(&consumer.package_id).cloned();
+            let mut seen: HashMap<(PathBuf, Vec<String>, String), Span> = HashMap::new();
+            for alias in &mut consumer.aliases {
+                alias.resolved = None;
+                // Alias clash: the same alias twice in one module.
+                let key = (
+                    alias.span.file.clone(),
+                    alias.module.clone(),
+                    alias.name.clone(),
+                );
+                if let Some(first) = seen.get(&key) {
+                    let mut p = problem(
+                        ProblemCode::AliasClash,
+                        Severity::Error,
+                        format!("the alias `{}` is defined twice in this module", alias.name),
+                        Some(alias.span.clone()),
+                    );
+                    p.notes.push(format!(
+                        "note: first defined at {}:{}:{} (rustc reports this as E0428)",
+                        first.file.display(),
+                        first.line,
+                        first.col
+                    ));
+                    problems.push(p);
+                } else {
+                    seen.insert(key, alias.span.clone());
+                }
+                if CELL_SDK_NAMES.contains(&alias.name.as_str())
+                    || PRELUDE_CRATES.contains(&alias.name.as_str())
+                    || BUILTIN_ATTRIBUTES.contains(&alias.name.as_str())
+                {
+                    problems.push(problem(
+                        ProblemCode::BuiltinShadowing,
+                        Severity::Warning,
+                        format!(
+                            "the alias `{}` shadows the builtin or cell-sdk name `{}`",
+                            alias.name, alias.name
+                        ),
+                        Some(alias.span.clone()),
+                    ));
+                }
+                let Some(pkg) = &pkg else { continue };
+                if self.unresolved.is_some() {
+                    continue; // Never a false problem: dependencies are unknown.
+                }
+                self.resolve_alias(pkg, alias, &provider_names, &cache, &mut problems);
+            }
+        }
+        self.consumers = consumers;
+        self.check_globs(&mut problems);
+        problems.sort_by(|a, b| {
+            let ka = a.span.as_ref().map(|s| (s.file.clone(), s.start));
+            let kb = b.span.as_ref().map(|s| (s.file.clone(), s.start));
+            ka.cmp(&kb).then_with(|| a.code.cmp(&b.code))
+        });
+        problems.dedup();
+        self.problems = problems;
+    }
+
+    fn resolve_alias(
+        &self,
+        pkg: &Package,
+        alias: &mut Alias,
+        provider_names: &[String],
+        cache: &CacheListing,
+        problems: &mut Vec<Problem>,
+    ) {
+        let mut all: Vec<&Package> = Vec::new();
+        for d in &pkg.deps {
+            if let Some(p) = self.package(&d.package_id)
+                && p.name == alias.cell
+                && !all.iter().any(|q| q.id == p.id)
+            {
+                all.push(p);
+            }
+        }
+        let matching: Vec<&Package> = match &alias.version {
+            None => all.clone(),
+            Some(q) => all
+                .iter()
+                .copied()
+                .filter(|p| version_matches(&p.version, q))
+                .collect(),
+        };
+        let qualified = |p: &Package| format!("{}@{}", p.name, short_version(&p.version));
+        match matching.as_slice() {
+            [] if all.is_empty() => {
+                let mut p = problem(
+                    ProblemCode::UnknownCell,
+                    Severity::Error,
+                    format!(
+                        "unknown cell `{}`: no dependency of this crate is the package `{}`",
+                        alias.cell, alias.cell
+                    ),
+                    Some(alias.literal.clone()),
+                );
+                let mut candidates: Vec<&str> = pkg
+                    .deps
+                    .iter()
+                    .filter_map(|d| self.package(&d.package_id))
+                    .map(|p| p.name.as_str())
+                    .filter(|n| provider_names.iter().any(|x| x == n))
+                    .collect();
+                candidates.extend(provider_names.iter().map(String::as_str));
+                if let Some(best) = did_you_mean(&alias.cell, &candidates) {
+                    p.notes.push(format!("help: did you mean \"{best}\"?"));
+                    p.fix = Some(Fix {
+                        title: format!("replace with \"{best}\""),
+                        replacement: format!("\"{best}\""),
+                        span: alias.literal.clone(),
+                    });
+                }
+                let usable: Vec<String> = self
+                    .providers_for(&pkg.id)
+                    .iter()
+                    .map(|p| format!("`{}` {}", p.cell, p.version))
+                    .collect();
+                if usable.is_empty() {
+                    p.notes.push(
+                        "help: this crate depends on no provider; add one to [dependencies]"
+                            .to_owned(),
+                    );
+                } else {
+                    p.notes.push(format!(
+                        "help: providers this crate depends on: {}",
+                        usable.join(", ")
+                    ));
+                }
+                problems.push(p);
+            }
+            [] => {
+                let q = alias.version.clone().unwrap_or_default();
+                let mut p = problem(
+                    ProblemCode::UnknownCell,
+                    Severity::Error,
+                    format!(
+                        "this crate depends on `{}`, but on no version matching `{q}`",
+                        alias.cell
+                    ),
+                    Some(alias.literal.clone()),
+                );
+                let versions: Vec<String> = all.iter().map(|p| p.version.clone()).collect();
+                p.notes.push(format!(
+                    "help: versions this crate depends on: {}",
+                    versions.join(", ")
+                ));
+                if let [only] = all.as_slice() {
+                    p.fix = Some(Fix {
+                        title: format!("replace with \"{}\"", qualified(only)),
+                        replacement: format!("\"{}\"", qualified(only)),
+                        span: alias.literal.clone(),
+                    });
+                }
+                problems.push(p);
+            }
+            [one] => {
+                let extern_crate = pkg
+                    .deps
+                    .iter()
+                    .find(|d| d.package_id == one.id)
+                    .map(|d| d.extern_crate.clone())
+                    .unwrap_or_else(|| one.name.replace('-', "_"));
+                alias.resolved = Some(Resolution {
+                    package_id: one.id.clone(),
+                    package: one.name.clone(),
+                    version: one.version.clone(),
+                    extern_crate,
+                });
+                if self.provider_by_id(&one.id).is_none() {
+                    problems.push(problem(
+                        ProblemCode::NotAProvider,
+                        Severity::Error,
+                        format!(
+                            "`{}` {} is a dependency but not a provider: its library has no `cell_sdk::export!` declaration",
+                            one.name, one.version
+                        ),
+                        Some(alias.literal.clone()),
+                    ));
+                    return;
+                }
+                self.check_skew(alias, one, cache, problems);
+            }
+            several => {
+                let mut p = problem(
+                    ProblemCode::AmbiguousVersion,
+                    Severity::Error,
+                    match &alias.version {
+                        None => format!(
+                            "this crate depends on {} versions of `{}`: say which one",
+                            several.len(),
+                            alias.cell
+                        ),
+                        Some(q) => format!(
+                            "`{}@{q}` matches {} dependencies: qualify it further",
+                            alias.cell,
+                            several.len()
+                        ),
+                    },
+                    Some(alias.literal.clone()),
+                );
+                let options: Vec<String> = several
+                    .iter()
+                    .map(|p| format!("\"{}\"", qualified(p)))
+                    .collect();
+                p.notes
+                    .push(format!("help: write one of: {}", options.join(", ")));
+                if let Some(newest) = several
+                    .iter()
+                    .max_by_key(|p| Version::parse(&p.version).ok())
+                {
+                    p.fix = Some(Fix {
+                        title: format!("use the newest, \"{}\"", qualified(newest)),
+                        replacement: format!("\"{}\"", qualified(newest)),
+                        span: alias.literal.clone(),
+                    });
+                }
+                problems.push(p);
+            }
+        }
+    }
+
+    /// Version skew: a newer version of the resolved provider elsewhere in the graph (when the
+    /// alias did not pin one) or in the local cargo cache (registry providers).
+    fn check_skew(
+        &self,
+        alias: &Alias,
+        resolved: &Package,
+        cache: &CacheListing,
+        problems: &mut Vec<Problem>,
+    ) {
+        let Ok(current) = Version::parse(&resolved.version) else {
+            return;
+        };
+        let newer_in_graph = self
+            .packages
+            .iter()
+            .filter(|p| p.name == resolved.name)
+            .filter_map(|p| Version::parse(&p.version).ok())
+            .filter(|v| *v > current)
+            .max();
+        if alias.version.is_none()
+            && let Some(v) = newer_in_graph
+        {
+            problems.push(problem(
+                ProblemCode::VersionSkew,
+                Severity::Warning,
+                format!(
+                    "`{}` resolves to {current} here, but {v} is also in this workspace's dependency graph",
+                    resolved.name
+                ),
+                Some(alias.literal.clone()),
+            ));
+            return;
+        }
+        if resolved.source == SourceKind::Registry
+            && let Some(v) = cache.newest_newer(&resolved.name, &current)
+        {
+            let mut p = problem(
+                ProblemCode::VersionSkew,
+                Severity::Warning,
+                format!(
+                    "`{}` resolves to {current}, but {v} is in the local cargo cache",
+                    resolved.name
+                ),
+                Some(alias.literal.clone()),
+            );
+            p.notes.push(format!(
+                "help: `cargo update -p {}` or raise the requirement in Cargo.toml",
+                resolved.name
+            ));
+            problems.push(p);
+        }
+    }
+
+    /// Two glob imports of aliases in one module whose providers export a common name.
+    fn check_globs(&self, problems: &mut Vec<Problem>) {
+        for consumer in &self.consumers {
+            let Some(globs) = self.globs.get(&consumer.package_id) else {
+                continue;
+            };
+            // (file, module) → (alias, exported names, span)
+            let mut by_scope: BTreeMap<(PathBuf, Vec<String>), Vec<GlobSeen>> = BTreeMap::new();
+            for g in globs {
+                let Some(last) = g.path.last() else { continue };
+                let Some(alias) = consumer.aliases.iter().find(|a| a.name == *last) else {
+                    continue;
+                };
+                let Some(provider) = self.provider_of(alias) else {
+                    continue;
+                };
+                let names: BTreeSet<String> = provider
+                    .exports
+                    .iter()
+                    .map(|e| e.name.clone())
+                    .chain(provider.api.iter().cloned())
+                    .collect();
+                let scope = by_scope
+                    .entry((g.file.clone(), g.module.clone()))
+                    .or_default();
+                for (other_alias, other_names, other_span) in scope.iter() {
+                    if *other_alias == alias.name {
+                        continue;
+                    }
+                    let common: Vec<&String> = names.intersection(other_names).collect();
+                    if common.is_empty() {
+                        continue;
+                    }
+                    let list = common
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let mut p = problem(
+                        ProblemCode::GlobAmbiguity,
+                        Severity::Error,
+                        format!(
+                            "`use {}::*` and `use {}::*` both bring {list} into scope: using them is ambiguous",
+                            other_alias, alias.name
+                        ),
+                        Some(g.span.clone()),
+                    );
+                    p.notes.push(format!(
+                        "note: the other glob import is at {}:{} (rustc reports a use as E0659)",
+                        other_span.file.display(),
+                        other_span.line
+                    ));
+                    p.notes.push(format!(
+                        "help: write the alias in the path instead: `#[{}::{}]`",
+                        alias.name, common[0]
+                    ));
+                    problems.push(p);
+                }
+                scope.push((alias.name.clone(), names, g.span.clone()));
+            }
+        }
+    }
+
+    /// Shares this index behind a mutex (what the watcher and the LSP use).
+    pub fn shared(self) -> Arc<std::sync::Mutex<Index>> {
+        Arc::new(std::sync::Mutex::new(self))
+    }
+}
+
+/// A glob import already seen in a scope: (alias, names it brings, where).
+type GlobSeen = (String, BTreeSet<String>, Span);
+
+fn fn_attr(kind: ExportKind) -> &'static str {
+    match kind {
+        ExportKind::Attribute => "`#[proc_macro_attribute]` fn",
+        ExportKind::Function => "`#[proc_macro]` fn",
+        ExportKind::Derive => "`#[proc_macro_derive]`",
+    }
+}
+
+pub(crate) fn problem(
+    code: ProblemCode,
+    severity: Severity,
+    message: String,
+    span: Option<Span>,
+) -> Problem {
+    Problem {
+        code,
+        severity,
+        message,
+        span,
+        notes: Vec::new(),
+        fix: None,
+    }
+}
+
+/// Reads a member's sources for `cell_remote!` calls and glob imports.
+fn read_consumer(
+    pkg: &Package,
+    problems: &mut Vec<Problem>,
+) -> (Option<Consumer>, Vec<GlobImport>) {
+    let mut aliases = Vec::new();
+    let mut globs = Vec::new();
+    for dir in source_dirs(pkg) {
+        for file in rust_files(&dir, true) {
+            let Ok(text) = std::fs::read_to_string(&file) else {
+                continue;
+            };
+            if !text.contains("cell_remote") {
+                continue;
+            }
+            let found = match scan(&file, &text, &["cell_remote"]) {
+                Ok(found) => found,
+                Err((message, span)) => {
+                    problems.push(problem(
+                        ProblemCode::MalformedRemote,
+                        Severity::Warning,
+                        message,
+                        Some(span),
+                    ));
+                    continue;
+                }
+            };
+            for call in found.calls {
+                match parse_remote(&file, &call) {
+                    Ok(alias) => aliases.push(alias),
+                    Err((message, span)) => {
+                        problems.push(problem(
+                            ProblemCode::MalformedRemote,
+                            Severity::Error,
+                            message,
+                            Some(span),
+                        ));
+                    }
+                }
+            }
+            for g in found.globs {
+                globs.push(GlobImport {
+                    path: g.path,
+                    file: file.clone(),
+                    module: g.module,
+                    span: g.span,
+                });
+            }
+        }
+    }
+    if aliases.is_empty() {
+        return (None, Vec::new());
+    }
+    (
+        Some(Consumer {
+            package: pkg.name.clone(),
+            package_id: pkg.id.clone(),
+            manifest_path: pkg.manifest_path.clone(),
+            aliases,
+        }),
+        globs,
+    )
+}
+
+/// `Alias = "cell"` or `Alias = "cell@version"`.
+fn parse_remote(file: &Path, call: &crate::scan::MacroCall) -> Result<Alias, (String, Span)> {
+    use syn::parse::Parser;
+    let parser = |input: syn::parse::ParseStream<'_>| -> syn::Result<(syn::Ident, syn::LitStr)> {
+        let alias: syn::Ident = input.parse()?;
+        input.parse::<syn::Token![=]>()?;
+        let lit: syn::LitStr = input.parse()?;
+        if input.peek(syn::Token![,]) {
+            input.parse::<syn::Token![,]>()?;
+        }
+        if !input.is_empty() {
+            return Err(input.error("expected `Alias = \"cell\"` or `Alias = \"cell@version\"`"));
+        }
+        Ok((alias, lit))
+    };
+    let (ident, lit) = parser.parse2(call.group.stream()).map_err(|e| {
+        // An error at the end of the input carries no real location: point at the call.
+        let span = if e.span().byte_range().is_empty() {
+            call.span.clone()
+        } else {
+            crate::span::span_of(file, e.span())
+        };
+        (
+            format!("malformed cell_remote! input: {e}; expected `Alias = \"cell\"` or `Alias = \"cell@version\"`"),
+            span,
+        )
+    })?;
+    let value = lit.value();
+    let (cell, version) = match value.split_once('@') {
+        Some((c, v)) => (c.to_owned(), Some(v.to_owned())),
+        None => (value.clone(), None),
+    };
+    let literal = crate::span::span_of(file, lit.span());
+    if cell.is_empty() || version.as_deref() == Some("") {
+        return Err((
+            format!("malformed cell_remote! input: `{value}` is not `cell` or `cell@version`"),
+            literal,
+        ));
+    }
+    Ok(Alias {
+        name: ident.to_string(),
+        cell,
+        version,
+        module: call.module.clone(),
+        span: crate::span::span_of(file, ident.span()),
+        literal,
+        call: call.span.clone(),
+        resolved: None,
+    })
+}
+
+/// `0.4` matches 0.4.x (as a caret requirement would), `0.4.2` matches exactly 0.4.2 and up
+/// within caret rules; anything semver cannot read is compared as a prefix.
+pub fn version_matches(version: &str, qualifier: &str) -> bool {
+    match (Version::parse(version), VersionReq::parse(qualifier)) {
+        (Ok(v), Ok(req)) => req.matches(&v),
+        _ => version == qualifier || version.starts_with(&format!("{qualifier}.")),
+    }
+}
+
+/// `0.4.2` → `0.4`, `1.2.3` → `1` (the part a caret requirement keeps).
+fn short_version(v: &str) -> String {
+    match Version::parse(v) {
+        Ok(v) if v.major > 0 => v.major.to_string(),
+        Ok(v) if v.minor > 0 => format!("0.{}", v.minor),
+        Ok(v) => format!("0.0.{}", v.patch),
+        Err(_) => v.to_owned(),
+    }
+}
+
+/// The closest candidate within a small edit distance (or equal modulo `-`/`_` and case).
+pub fn did_you_mean<'a>(wanted: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let norm = |s: &str| s.to_ascii_lowercase().replace('-', "_");
+    let w = norm(wanted);
+    let limit = (wanted.len() / 3).max(2);
+    candidates
+        .iter()
+        .copied()
+        .filter(|c| *c != wanted)
+        .map(|c| (strsim::levenshtein(&w, &norm(c)), c))
+        .filter(|(d, _)| *d <= limit)
+        .min()
+        .map(|(_, c)| c)
+}
+
+/// Directories whose `.rs` files belong to `pkg`: `src/` and the library's directory.
+pub(crate) fn source_dirs(pkg: &Package) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(dir) = pkg.manifest_path.parent() {
+        let src = dir.join("src");
+        if src.is_dir() {
+            dirs.push(src);
+        }
+    }
+    if let Some(lib_dir) = pkg.lib_path.as_ref().and_then(|l| l.parent())
+        && !dirs.iter().any(|d| lib_dir.starts_with(d))
+    {
+        dirs.push(lib_dir.to_path_buf());
+    }
+    dirs
+}
+
+/// `.rs` files under `dir` (recursively), skipping `target` and nested packages.
+pub(crate) fn rust_files(dir: &Path, recursive: bool) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        let mut entries: Vec<_> = entries.flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let path = e.path();
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                if recursive && e.file_name() != "target" && !path.join("Cargo.toml").exists() {
+                    stack.push(path);
+                }
+            } else if path.extension().and_then(|x| x.to_str()) == Some("rs") {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_qualifiers() {
+        assert!(version_matches("0.4.2", "0.4"));
+        assert!(!version_matches("0.5.0", "0.4"));
+        assert!(version_matches("1.3.0", "1"));
+        assert_eq!(short_version("0.4.2"), "0.4");
+        assert_eq!(short_version("2.1.0"), "2");
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(
+            did_you_mean("celdb", &["celldb", "validate"]),
+            Some("celldb")
+        );
+        assert_eq!(did_you_mean("cell_db", &["cell-db"]), Some("cell-db"));
+        assert_eq!(did_you_mean("zzz", &["celldb"]), None);
+    }
+}

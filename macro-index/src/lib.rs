@@ -1,0 +1,176 @@
+//! `cell-macro-index`: knows every provider cell in a workspace's dependency graph, what each
+//! exports (kinds, docs, helpers, argument schemas, source locations), what every
+//! `cell_remote!(Alias = "cell")` in the workspace resolves to, and every problem with a stable
+//! code, a span and, where possible, a fix.
+//!
+//! Principal types: [`Index`] (built by [`Index::build`], refreshed by
+//! [`Index::apply_changes`]), [`Provider`], [`Export`], [`Consumer`], [`Alias`], [`Problem`] with
+//! [`ProblemCode`]. [`snapshot`] gives a warm start, [`watch`] an incremental watch mode.
+//!
+//! Key design decision: **parse, never compile or run.** The graph comes from
+//! `cargo metadata --offline` (retried with `--no-deps`), each package's files are located
+//! through its `manifest_path` (never by building registry paths), and providers'
+//! `cell_sdk::export!` declarations and proc-macro crates are read with syn at token level, so a
+//! half-written file still yields what it declares. Parsing never fails: the index returns what
+//! it understood plus problems. Where something cannot be resolved (no resolved dependencies),
+//! it reports nothing rather than something false.
+//!
+//! What it is not: it is not used by `cell_remote!` or any macro (builds stay hermetic — DESIGN
+//! decision 1; macros use `cell-resolver`), and it has no LSP types (cell-lsp converts).
+//!
+//! ```no_run
+//! use cell_macro_index::{Index, IndexOptions};
+//!
+//! let options = IndexOptions::new("Cargo.toml");
+//! let index = cell_macro_index::load_or_build(&options)?;
+//! for provider in &index.providers {
+//!     println!("{} {}: {} exports", provider.cell, provider.version, provider.exports.len());
+//! }
+//! for problem in &index.problems {
+//!     println!("{}: {}", problem.code, problem.message);
+//! }
+//! # Ok::<(), cell_macro_index::IndexError>(())
+//! ```
+
+mod cache;
+mod code;
+mod decl;
+mod discover;
+mod index;
+mod model;
+mod procmacro;
+mod scan;
+pub mod snapshot;
+mod span;
+pub mod watch;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use cache::{CacheListing, cargo_home};
+pub use code::{ProblemCode, UnknownProblemCode};
+pub use index::{
+    BUILTIN_ATTRIBUTES, CELL_SDK_NAMES, GlobImport, Index, did_you_mean, version_matches,
+};
+pub use model::{
+    Alias, ArgSchema, Consumer, Dep, Export, ExportKind, Fix, MacroCrate, Package, Problem,
+    Provider, Resolution, Severity, SourceKind, Span, ValueKind,
+};
+
+/// Progress of a cold index, reported every few packages.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    /// Packages read so far.
+    pub done: usize,
+    /// Packages in the graph.
+    pub total: usize,
+    /// The package being read.
+    pub package: String,
+}
+
+/// A progress callback.
+pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
+
+/// How to build an index.
+#[derive(Clone)]
+pub struct IndexOptions {
+    /// The workspace (or package) manifest.
+    pub manifest_path: PathBuf,
+    /// Pass `--offline` to cargo (default `true`: indexing never touches the network).
+    pub offline: bool,
+    /// Overrides `CARGO_HOME` for the version-skew check.
+    pub cargo_home: Option<PathBuf>,
+    /// Overrides cargo's target directory (where the snapshot lives).
+    pub target_dir: Option<PathBuf>,
+    /// Called during a cold index.
+    pub progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for IndexOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IndexOptions")
+            .field("manifest_path", &self.manifest_path)
+            .field("offline", &self.offline)
+            .field("cargo_home", &self.cargo_home)
+            .field("target_dir", &self.target_dir)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+impl IndexOptions {
+    /// Options for `manifest_path`, offline, without progress.
+    pub fn new(manifest_path: impl Into<PathBuf>) -> IndexOptions {
+        IndexOptions {
+            manifest_path: manifest_path.into(),
+            offline: true,
+            cargo_home: None,
+            target_dir: None,
+            progress: None,
+        }
+    }
+
+    /// Adds a progress line on stderr (`indexing 120/340 serde`), for a cold index of a large
+    /// graph.
+    pub fn with_stderr_progress(mut self) -> IndexOptions {
+        self.progress = Some(Arc::new(|p: &Progress| {
+            eprintln!(
+                "cell-macro-index: indexing {}/{} {}",
+                p.done, p.total, p.package
+            );
+        }));
+        self
+    }
+
+    /// The target directory the snapshot is looked up in without running cargo:
+    /// [`IndexOptions::target_dir`], else `$CARGO_TARGET_DIR`, else `target/` beside the
+    /// manifest.
+    pub fn snapshot_target_dir(&self) -> PathBuf {
+        if let Some(t) = &self.target_dir {
+            return t.clone();
+        }
+        if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
+            return PathBuf::from(t);
+        }
+        self.manifest_path
+            .parent()
+            .map_or_else(|| PathBuf::from("target"), |d| d.join("target"))
+    }
+}
+
+/// Why no index could be built at all.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// Not even `cargo metadata --no-deps` worked.
+    #[error("cargo metadata failed for {}: {message}", manifest.display())]
+    Metadata {
+        /// The manifest given.
+        manifest: PathBuf,
+        /// Cargo's message.
+        message: String,
+    },
+}
+
+/// The fresh snapshot if there is one (warm start), else a cold [`Index::build`] whose result is
+/// saved as the next snapshot (a failure to save is logged, not fatal).
+pub fn load_or_build(options: &IndexOptions) -> Result<Index, IndexError> {
+    let target = options.snapshot_target_dir();
+    if let Some(index) = snapshot::load_fresh(&target, &options.manifest_path) {
+        return Ok(index);
+    }
+    let mut opts = options.clone();
+    opts.target_dir = Some(target);
+    let index = Index::build(&opts)?;
+    if let Err(e) = snapshot::save(&index) {
+        tracing::warn!("cannot save the index snapshot: {e}");
+    }
+    Ok(index)
+}
+
+/// `true` when `path` is a manifest or lockfile (a change means a full re-index).
+pub fn is_manifest(path: &Path) -> bool {
+    matches!(
+        path.file_name().and_then(|n| n.to_str()),
+        Some("Cargo.toml" | "Cargo.lock")
+    )
+}

@@ -1,0 +1,95 @@
+//! The warm-start snapshot: the whole [`Index`] as JSON under
+//! `<target-dir>/cell-macro-index/`, with the size and mtime of every input file
+//! ([`Index::inputs`]). It is used only when every stamp still matches; otherwise the caller
+//! re-indexes. Any unreadable, truncated or foreign snapshot is treated as absent.
+
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use serde::{Deserialize, Serialize};
+
+use crate::index::Index;
+
+/// Bumped whenever the serialized shape changes.
+const SNAPSHOT_FORMAT: u32 = 1;
+
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+struct Stamp {
+    path: PathBuf,
+    /// `None` when the file did not exist (its creation must invalidate too).
+    len_mtime: Option<(u64, u128)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    format: u32,
+    tool_version: String,
+    stamps: Vec<Stamp>,
+    index: Index,
+}
+
+/// Where the snapshot for `manifest_path` lives under `target_dir`.
+pub fn snapshot_path(target_dir: &Path, manifest_path: &Path) -> PathBuf {
+    // FNV-1a of the manifest path: one snapshot per indexed workspace sharing a target dir.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in manifest_path.as_os_str().as_encoded_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    target_dir
+        .join("cell-macro-index")
+        .join(format!("snapshot-{h:016x}.json"))
+}
+
+fn stamp(path: &Path) -> Stamp {
+    let len_mtime = std::fs::metadata(path).ok().map(|m| {
+        let mtime = m
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        (m.len(), mtime)
+    });
+    Stamp {
+        path: path.to_path_buf(),
+        len_mtime,
+    }
+}
+
+/// Writes `index`'s snapshot (atomically: a temp file renamed into place).
+pub fn save(index: &Index) -> std::io::Result<PathBuf> {
+    let path = snapshot_path(&index.target_dir, &index.manifest_path);
+    let snapshot = Snapshot {
+        format: SNAPSHOT_FORMAT,
+        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+        stamps: index.inputs().iter().map(|p| stamp(p)).collect(),
+        index: index.clone(),
+    };
+    let bytes = serde_json::to_vec(&snapshot).map_err(std::io::Error::other)?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("json.tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
+}
+
+/// Loads the snapshot for `manifest_path` if it exists and every input is unchanged.
+pub fn load_fresh(target_dir: &Path, manifest_path: &Path) -> Option<Index> {
+    let manifest_path =
+        std::fs::canonicalize(manifest_path).unwrap_or_else(|_| manifest_path.to_path_buf());
+    let bytes = std::fs::read(snapshot_path(target_dir, &manifest_path)).ok()?;
+    let snapshot: Snapshot = serde_json::from_slice(&bytes).ok()?;
+    if snapshot.format != SNAPSHOT_FORMAT
+        || snapshot.tool_version != env!("CARGO_PKG_VERSION")
+        || snapshot.index.manifest_path != manifest_path
+    {
+        return None;
+    }
+    if snapshot.stamps.iter().all(|s| stamp(&s.path) == *s) {
+        Some(snapshot.index)
+    } else {
+        None
+    }
+}
