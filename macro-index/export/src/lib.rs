@@ -1,0 +1,78 @@
+//! `cell-export`: the model of a provider's export declaration and its parser.
+//!
+//! A provider cell declares what it exports once, in its `lib.rs`:
+//!
+//! ```text
+//! cell_sdk::export! {
+//!     format = 1;
+//!     cell = "celldb";
+//!     macros = celldb_macros;
+//!     attribute persist {
+//!         helpers = [key, index];
+//!         args { table: str?, replicate: "local" | "raft" = "local" }
+//!     }
+//!     function query {}
+//!     derive Table {}
+//!     api = [insert, get, Db, Error];
+//! }
+//! ```
+//!
+//! This crate turns that text into an [`ExportDecl`] — format version, cell name, macro crate,
+//! each [`MacroExport`] with its [`MacroKind`], helpers and argument schema ([`ArgSpec`],
+//! [`ValueKind`]), and the runtime `api` items. Three users share it:
+//!
+//! - the `cell_sdk::export!` macro ([`parse_tokens`], spans are `proc_macro2::Span` so errors
+//!   point at the provider's tokens);
+//! - the macro index and cell-lsp ([`parse_file`], spans are [`Location`]s: line/column data
+//!   that is `Send` and can be stored in a snapshot);
+//! - provider macros that validate their arguments against their own schema.
+//!
+//! **Key design decision:** the model is generic over its span type and parsing never fails
+//! as a whole: [`Parsed`] carries what was understood *and* every [`ParseError`] (each with a
+//! stable [`cell_resolver::ProblemCode`]), entry by entry, so a half-typed declaration in an
+//! editor still yields its complete entries.
+//!
+//! **What it is not:** it does not check that the declared macros exist (rustc does, through
+//! the module `export!` expands to), does not read manifests or discover providers (that is
+//! the macro index), and never compiles or runs provider code.
+//!
+//! # Example
+//! ```
+//! use cell_export::{MacroKind, ValueKind, parse_file};
+//!
+//! let file = parse_file(r#"
+//!     cell_sdk::export! {
+//!         format = 1;
+//!         cell = "validate";
+//!         macros = validate_macros;
+//!         attribute schema { helpers = [email, range]; }
+//!         attribute range { args { _: expr } }
+//!         api = [Validate, ValidationError];
+//!     }
+//! "#);
+//! let parsed = &file.decls[0];
+//! assert!(parsed.errors.is_empty());
+//! let schema = parsed.decl.macro_named("schema").unwrap();
+//! assert_eq!(schema.kind, MacroKind::Attribute);
+//! assert_eq!(schema.helpers[1].value, "range");
+//! assert_eq!(parsed.decl.macro_named("range").unwrap().args[0].kind, ValueKind::Expr);
+//! assert_eq!(parsed.decl.cell.as_ref().unwrap().span.start.line, 4);
+//! ```
+
+mod model;
+mod parse;
+
+pub use model::{
+    ArgSpec, ExportDecl, LineColumn, Literal, Location, MacroExport, MacroKind, SUPPORTED_FORMAT,
+    Spanned, ValueKind,
+};
+pub use parse::{FileExports, ParseError, Parsed, parse_file, parse_tokens};
+
+/// The name of the hidden module `export!` expands to and `cell_remote!` re-exports from.
+pub const EXPORTS_MODULE: &str = "__cell_exports";
+
+/// The name of the format constant inside [`EXPORTS_MODULE`].
+pub const FORMAT_CONST: &str = "__CELL_EXPORT_FORMAT";
+
+#[cfg(test)]
+mod tests;

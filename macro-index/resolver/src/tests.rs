@@ -1,0 +1,283 @@
+//! Resolver tests over real manifests written to temp directories.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+/// Writes `files` (relative path → contents) under a fresh temp dir.
+fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, text) in files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    dir
+}
+
+fn package(deps: &str) -> String {
+    format!("[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n{deps}")
+}
+
+#[test]
+fn plain_dependency_resolves_to_its_name() {
+    let dir = tree(&[("Cargo.toml", &package("[dependencies]\ncelldb = \"0.4\"\n"))]);
+    let r = resolve(dir.path(), "celldb", None).unwrap();
+    assert_eq!(r.extern_crate, "celldb");
+    assert_eq!(r.package, "celldb");
+    assert_eq!(r.version_req.as_deref(), Some("0.4"));
+    assert_eq!(r.source, DepSource::Registry);
+}
+
+#[test]
+fn dashes_become_underscores_in_the_extern_name() {
+    let dir = tree(&[(
+        "Cargo.toml",
+        &package("[dependencies]\ncell-postgres = { version = \"1\" }\n"),
+    )]);
+    let r = resolve(dir.path(), "cell-postgres", None).unwrap();
+    assert_eq!(r.extern_crate, "cell_postgres");
+}
+
+#[test]
+fn renamed_dependency_resolves_to_the_rename() {
+    let dir = tree(&[(
+        "Cargo.toml",
+        &package("[dependencies]\ndb = { package = \"celldb\", path = \"../celldb\" }\n"),
+    )]);
+    let r = resolve(dir.path(), "celldb", None).unwrap();
+    assert_eq!(r.extern_crate, "db");
+    assert_eq!(r.source, DepSource::Path(dir.path().join("../celldb")));
+}
+
+#[test]
+fn dev_build_and_target_tables_are_read() {
+    let dir = tree(&[(
+        "Cargo.toml",
+        &package(
+            "[dev-dependencies]\nv = { package = \"validate\", version = \"0.1\" }\n\
+             [build-dependencies]\nb = { package = \"builder\", version = \"1\" }\n\
+             [target.'cfg(unix)'.dependencies]\nux = { package = \"unixcell\", version = \"2\" }\n",
+        ),
+    )]);
+    assert_eq!(
+        resolve(dir.path(), "validate", None).unwrap().extern_crate,
+        "v"
+    );
+    assert_eq!(
+        resolve(dir.path(), "builder", None).unwrap().extern_crate,
+        "b"
+    );
+    assert_eq!(
+        resolve(dir.path(), "unixcell", None).unwrap().extern_crate,
+        "ux"
+    );
+    let manifest = Manifest::load(dir.path()).unwrap();
+    let ux = manifest
+        .dependencies
+        .iter()
+        .find(|d| d.package == "unixcell")
+        .unwrap();
+    assert_eq!(ux.target.as_deref(), Some("cfg(unix)"));
+    assert_eq!(ux.kind, DepKind::Normal);
+}
+
+#[test]
+fn the_same_dependency_in_two_tables_is_not_ambiguous() {
+    let dir = tree(&[(
+        "Cargo.toml",
+        &package("[dependencies]\ncelldb = \"0.4\"\n[dev-dependencies]\ncelldb = \"0.4\"\n"),
+    )]);
+    assert_eq!(
+        resolve(dir.path(), "celldb", None).unwrap().extern_crate,
+        "celldb"
+    );
+}
+
+#[test]
+fn inherited_dependency_takes_package_and_path_from_the_workspace_root() {
+    let dir = tree(&[
+        (
+            "Cargo.toml",
+            "[workspace]\nmembers = [\"app\"]\n\n[workspace.dependencies]\n\
+             db = { package = \"celldb\", path = \"providers/celldb\", version = \"0.4\" }\n",
+        ),
+        (
+            "app/Cargo.toml",
+            &package("[dependencies]\ndb.workspace = true\n"),
+        ),
+    ]);
+    let app = dir.path().join("app");
+    let r = resolve(&app, "celldb", None).unwrap();
+    assert_eq!(r.extern_crate, "db");
+    assert_eq!(r.version_req.as_deref(), Some("0.4"));
+    assert_eq!(
+        r.source,
+        DepSource::Path(dir.path().join("providers/celldb"))
+    );
+    let manifest = Manifest::load(&app).unwrap();
+    assert!(manifest.dependencies[0].inherited);
+}
+
+#[test]
+fn explicit_workspace_key_points_at_the_root() {
+    let dir = tree(&[
+        (
+            "root/Cargo.toml",
+            "[workspace]\nmembers = [\"../app\"]\n[workspace.dependencies]\n\
+             v = { package = \"validate\", version = \"0.2\" }\n",
+        ),
+        (
+            "app/Cargo.toml",
+            "[package]\nname = \"app\"\nworkspace = \"../root\"\n[dependencies]\nv = { workspace = true, features = [\"x\"] }\n",
+        ),
+    ]);
+    let r = resolve(&dir.path().join("app"), "validate", None).unwrap();
+    assert_eq!(r.extern_crate, "v");
+}
+
+#[test]
+fn two_versions_need_a_qualifier() {
+    let dir = tree(&[(
+        "Cargo.toml",
+        &package(
+            "[dependencies]\ncelldb_v3 = { package = \"celldb\", version = \"0.3\" }\n\
+             celldb = \"0.4\"\n",
+        ),
+    )]);
+    let err = resolve(dir.path(), "celldb", None).unwrap_err();
+    assert_eq!(err.code, ProblemCode::AmbiguousVersion);
+    assert_eq!(err.candidates, ["celldb@0.3", "celldb@0.4"]);
+    let text = err.to_string();
+    assert!(
+        text.starts_with("CELL0002: this crate depends on 2 versions of `celldb`"),
+        "{text}"
+    );
+    assert!(text.contains("\"celldb@0.3\", \"celldb@0.4\""), "{text}");
+
+    assert_eq!(
+        resolve(dir.path(), "celldb", Some("0.4"))
+            .unwrap()
+            .extern_crate,
+        "celldb"
+    );
+    assert_eq!(
+        resolve(dir.path(), "celldb", Some("0.3"))
+            .unwrap()
+            .extern_crate,
+        "celldb_v3"
+    );
+    let none = resolve(dir.path(), "celldb", Some("0.5")).unwrap_err();
+    assert_eq!(none.code, ProblemCode::UnknownCell);
+    assert!(none.to_string().contains("no version matching `0.5`"));
+}
+
+#[test]
+fn a_qualifier_matching_both_is_still_ambiguous() {
+    let dir = tree(&[(
+        "Cargo.toml",
+        &package(
+            "[dependencies]\na = { package = \"celldb\", version = \"0.4.1\" }\n\
+             b = { package = \"celldb\", version = \"=0.4.2\" }\n",
+        ),
+    )]);
+    let err = resolve(dir.path(), "celldb", Some("0.4")).unwrap_err();
+    assert_eq!(err.code, ProblemCode::AmbiguousVersion);
+    assert_eq!(
+        resolve(dir.path(), "celldb", Some("0.4.2"))
+            .unwrap()
+            .extern_crate,
+        "b"
+    );
+}
+
+#[test]
+fn unknown_cell_suggests_close_names_and_lists_direct_dependencies() {
+    let dir = tree(&[(
+        "Cargo.toml",
+        &package("[dependencies]\ncelldb = \"0.4\"\nserde = \"1\"\n"),
+    )]);
+    let err = resolve(dir.path(), "celdb", None).unwrap_err();
+    assert_eq!(err.code, ProblemCode::UnknownCell);
+    assert_eq!(err.candidates, ["celldb"]);
+    let text = err.to_string();
+    assert!(text.contains("did you mean \"celldb\"?"), "{text}");
+    assert!(
+        text.contains("direct dependencies: `celldb`, `serde`"),
+        "{text}"
+    );
+}
+
+#[test]
+fn writing_the_rename_instead_of_the_package_is_explained() {
+    let dir = tree(&[(
+        "Cargo.toml",
+        &package("[dependencies]\ndb = { package = \"celldb\", version = \"0.4\" }\n"),
+    )]);
+    let err = resolve(dir.path(), "db", None).unwrap_err();
+    assert_eq!(err.code, ProblemCode::UnknownCell);
+    assert_eq!(err.candidates, ["celldb"]);
+    assert!(err.to_string().contains("write \"celldb\""));
+}
+
+#[test]
+fn the_package_itself_resolves_to_its_lib_name() {
+    let dir = tree(&[(
+        "Cargo.toml",
+        "[package]\nname = \"cell-db\"\nversion = \"0.4.0\"\n[lib]\nname = \"celldb\"\n",
+    )]);
+    let r = resolve(dir.path(), "cell-db", None).unwrap();
+    assert_eq!(r.extern_crate, "celldb");
+    assert_eq!(r.source, DepSource::SelfPackage);
+    assert!(resolve(dir.path(), "cell-db", Some("0.4")).is_ok());
+}
+
+#[test]
+fn malformed_specs_have_their_own_code() {
+    let dir = tree(&[("Cargo.toml", &package(""))]);
+    for (cell, version) in [("", None), ("cell db", None), ("celldb", Some("latest"))] {
+        let err = resolve(dir.path(), cell, version).unwrap_err();
+        assert_eq!(
+            err.code,
+            ProblemCode::MalformedRemote,
+            "{cell:?} {version:?}"
+        );
+    }
+    assert_eq!(
+        parse_spec("a@").unwrap_err().code,
+        ProblemCode::MalformedRemote
+    );
+}
+
+#[test]
+fn unreadable_manifests_are_errors_not_panics() {
+    let missing = resolve(Path::new("/nonexistent/cell"), "celldb", None).unwrap_err();
+    assert_eq!(missing.code, ProblemCode::ManifestUnreadable);
+    let dir = tree(&[("Cargo.toml", "[package\nname = ")]);
+    let bad = resolve(dir.path(), "celldb", None).unwrap_err();
+    assert_eq!(bad.code, ProblemCode::ManifestUnreadable);
+    assert!(bad.message.contains("not valid TOML"));
+}
+
+#[test]
+fn odd_entries_are_skipped() {
+    let dir = tree(&[(
+        "Cargo.toml",
+        &package("[dependencies]\nweird = 3\ncelldb = { git = \"https://example.invalid/c\" }\n"),
+    )]);
+    let r = resolve(dir.path(), "celldb", None).unwrap();
+    assert_eq!(r.source, DepSource::Git("https://example.invalid/c".into()));
+    assert!(resolve(dir.path(), "weird", None).is_err());
+}
+
+#[test]
+fn from_env_reads_cargo_manifest_dir() {
+    // This crate's own manifest: it is the package `cell-resolver`.
+    let r = resolve_from_env("cell-resolver").unwrap();
+    assert_eq!(r.extern_crate, "cell_resolver");
+    assert_eq!(r.source, DepSource::SelfPackage);
+    let toml = resolve_from_env("toml").unwrap();
+    assert_eq!(toml.extern_crate, "toml");
+    assert!(toml.source == DepSource::Registry);
+    let _unused: PathBuf = PathBuf::new();
+}
