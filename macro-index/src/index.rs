@@ -382,25 +382,15 @@ impl Index {
                 })
         })?;
         let decl = parse_declaration(lib, call.group.stream());
-        for (message, span) in &decl.errors {
+        for (code, message, span) in &decl.errors {
             problems.push(problem(
-                ProblemCode::MalformedExport,
+                *code,
                 Severity::Error,
-                format!("malformed export declaration: {message}"),
+                message.clone(),
                 Some(span.clone()),
             ));
         }
         let format = decl.format.unwrap_or(0);
-        if decl.format.is_some_and(|f| f != 1) {
-            problems.push(problem(
-                ProblemCode::UnsupportedExportFormat,
-                Severity::Error,
-                format!(
-                    "export format {format} is not supported by this toolchain (it reads format 1)"
-                ),
-                Some(call.span.clone()),
-            ));
-        }
         let cell = match &decl.cell {
             Some((name, span)) => {
                 if *name != pkg.name {
