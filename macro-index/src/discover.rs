@@ -17,48 +17,51 @@ pub(crate) struct Graph {
     pub(crate) packages: Vec<Package>,
     /// `None` when dependencies were resolved; the resolution error otherwise.
     pub(crate) unresolved: Option<String>,
-    /// `Some(triple)` when the graph was resolved for the host platform only.
+    /// The platform the graph was resolved for (`None` with `--no-deps`).
     pub(crate) platform: Option<String>,
 }
 
-/// Runs `cargo metadata` for `manifest_path`. `offline` adds `--offline`.
+/// Runs `cargo metadata` for `manifest_path`, resolved for the host platform
+/// (`--filter-platform`, as rust-analyzer does: offline, other platforms' crates are often not
+/// in the cache although everything this host builds is). `offline` adds `--offline`. Falls
+/// back to `--no-deps` when resolution fails.
 pub(crate) fn discover(
     manifest_path: &Path,
     offline: bool,
 ) -> Result<Graph, cargo_metadata::Error> {
     let mut cmd = MetadataCommand::new();
     cmd.manifest_path(manifest_path);
-    if offline {
-        cmd.other_options(vec!["--offline".to_owned()]);
+    let mut opts = if offline {
+        vec!["--offline".to_owned()]
+    } else {
+        Vec::new()
+    };
+    let host = host_triple();
+    if let Some(host) = &host {
+        opts.extend(["--filter-platform".to_owned(), host.clone()]);
     }
-    let first = match cmd.exec() {
-        Ok(meta) => return Ok(convert(meta, None, None)),
+    let mut full = cmd.clone();
+    full.other_options(opts);
+    let first = match full.exec() {
+        Ok(meta) => return Ok(convert(meta, None, host)),
         Err(e) => e,
     };
-    // Offline, packages for other platforms (e.g. macOS-only dependencies) are often not in the
-    // cache although everything this host builds is: resolve for the host only.
-    if let Some(host) = host_triple() {
-        tracing::warn!("cargo metadata failed ({first}); retrying with --filter-platform {host}");
-        let mut filtered = cmd.clone();
-        let mut opts = if offline {
-            vec!["--offline".to_owned()]
-        } else {
-            Vec::new()
-        };
-        opts.extend(["--filter-platform".to_owned(), host.clone()]);
-        filtered.other_options(opts);
-        if let Ok(meta) = filtered.exec() {
-            return Ok(convert(meta, None, Some(host)));
-        }
-    }
     tracing::warn!("cargo metadata failed ({first}); retrying with --no-deps");
     cmd.no_deps();
     let meta = cmd.exec()?;
     Ok(convert(meta, Some(first.to_string()), None))
 }
 
-/// The host target triple, from `rustc -vV` (only asked when the full resolution failed).
+/// The host target triple: known without a subprocess on Linux, else from `rustc -vV`.
 fn host_triple() -> Option<String> {
+    if cfg!(target_os = "linux") {
+        let env = if cfg!(target_env = "musl") {
+            "musl"
+        } else {
+            "gnu"
+        };
+        return Some(format!("{}-unknown-linux-{env}", std::env::consts::ARCH));
+    }
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let out = std::process::Command::new(rustc).arg("-vV").output().ok()?;
     String::from_utf8(out.stdout)

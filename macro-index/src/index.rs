@@ -112,8 +112,8 @@ pub struct Index {
     /// `Some(error)` when dependency resolution failed and only the members were indexed
     /// (`--no-deps`); aliases are then left unresolved and unreported.
     pub unresolved: Option<String>,
-    /// `Some(host triple)` when the full graph could not be resolved offline and the graph is
-    /// the host platform's only (`cargo metadata --filter-platform`).
+    /// The host triple the graph was resolved for (`cargo metadata --filter-platform`; `None`
+    /// with `--no-deps`).
     pub platform: Option<String>,
     /// Every provider found.
     pub providers: Vec<Provider>,
