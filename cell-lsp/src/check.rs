@@ -1,0 +1,257 @@
+//! `cell-lsp --check [PATH]`: the editor's diagnostics over a whole workspace, for CI.
+//! Human output is rustc-style (annotate-snippets); `--message-format json` prints one
+//! cargo-compatible `compiler-message` per finding (so rust-analyzer's
+//! `check.overrideCommand` can show them) and a final `build-finished`.
+//! Exit codes: 0 no errors (warnings allowed), 1 at least one error, 2 usage or I/O error.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use annotate_snippets::{Level, Renderer, Snippet};
+use cell_macro_index::{Index, IndexOptions, Severity};
+use serde_json::json;
+
+use crate::analysis::{self, Diag};
+use crate::lines::LineIndex;
+use crate::syntax::Parsed;
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum MessageFormat {
+    /// rustc-style text.
+    Human,
+    /// cargo-compatible JSON lines.
+    Json,
+}
+
+/// One finding with its file.
+struct Finding {
+    file: PathBuf,
+    package_id: Option<String>,
+    diag: Diag,
+}
+
+/// Runs the check; returns the exit code.
+pub(crate) fn run(path: &Path, format: MessageFormat, out: &mut dyn Write) -> anyhow::Result<i32> {
+    let manifest = if path.is_dir() {
+        path.join("Cargo.toml")
+    } else {
+        path.to_path_buf()
+    };
+    if !manifest.exists() {
+        anyhow::bail!("no Cargo.toml at {}", path.display());
+    }
+    let index = cell_macro_index::load_or_build(&IndexOptions::new(&manifest))?;
+    let findings = collect(&index);
+    let errors = findings
+        .iter()
+        .filter(|f| f.diag.severity == Severity::Error)
+        .count();
+    let warnings = findings.len() - errors;
+    for f in &findings {
+        let text = std::fs::read_to_string(&f.file).unwrap_or_default();
+        let rendered = render(&index.workspace_root, f, &text);
+        match format {
+            MessageFormat::Human => writeln!(out, "{rendered}")?,
+            MessageFormat::Json => writeln!(out, "{}", to_json(&index, f, &text, &rendered))?,
+        }
+    }
+    match format {
+        MessageFormat::Human => {
+            if findings.is_empty() {
+                writeln!(out, "cell-lsp: no problems")?;
+            } else {
+                writeln!(out, "cell-lsp: {errors} error(s), {warnings} warning(s)")?;
+            }
+        }
+        MessageFormat::Json => {
+            writeln!(
+                out,
+                "{}",
+                json!({ "reason": "build-finished", "success": errors == 0 })
+            )?;
+        }
+    }
+    Ok(if errors > 0 { 1 } else { 0 })
+}
+
+fn collect(index: &Index) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let mut seen_files = BTreeSet::new();
+    for member in index
+        .packages
+        .iter()
+        .filter(|p| index.members.contains(&p.id))
+    {
+        let mut files = BTreeSet::new();
+        if let Some(dir) = member.manifest_path.parent() {
+            walk(&dir.join("src"), &mut files);
+        }
+        for file in files {
+            let Ok(text) = std::fs::read_to_string(&file) else {
+                continue;
+            };
+            let parsed = Parsed::new(&text);
+            for diag in analysis::diagnostics(index, &file, &parsed, &text) {
+                findings.push(Finding {
+                    file: file.clone(),
+                    package_id: Some(member.id.clone()),
+                    diag,
+                });
+            }
+            seen_files.insert(file);
+        }
+    }
+    // Index problems elsewhere (a path provider's declaration, …).
+    for p in &index.problems {
+        let Some(span) = &p.span else { continue };
+        if seen_files.contains(&span.file) {
+            continue;
+        }
+        findings.push(Finding {
+            file: span.file.clone(),
+            package_id: None,
+            diag: Diag {
+                code: Some(p.code),
+                severity: p.severity,
+                message: p.message.clone(),
+                range: (span.start, span.end),
+                notes: p.notes.clone(),
+                fix: p.fix.as_ref().map(|f| {
+                    (
+                        f.title.clone(),
+                        f.replacement.clone(),
+                        (f.span.start, f.span.end),
+                    )
+                }),
+            },
+        });
+    }
+    findings
+}
+
+fn walk(dir: &Path, out: &mut BTreeSet<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            walk(&p, out);
+        } else if p.extension().and_then(|x| x.to_str()) == Some("rs") {
+            out.insert(p);
+        }
+    }
+}
+
+fn display_path(root: &Path, file: &Path) -> String {
+    file.strip_prefix(root)
+        .unwrap_or(file)
+        .display()
+        .to_string()
+}
+
+fn render(root: &Path, f: &Finding, text: &str) -> String {
+    let level = match f.diag.severity {
+        Severity::Error => Level::Error,
+        Severity::Warning => Level::Warning,
+    };
+    let origin = display_path(root, &f.file);
+    let (s, e) = (
+        f.diag.range.0.min(text.len()),
+        f.diag.range.1.min(text.len()),
+    );
+    let code = f.diag.code.map(|c| c.as_str().to_owned());
+    let mut message = level.title(&f.diag.message);
+    if let Some(code) = &code {
+        message = message.id(code);
+    }
+    let notes: Vec<(Level, &str)> = f
+        .diag
+        .notes
+        .iter()
+        .map(|n| match n.split_once(": ") {
+            Some(("help", rest)) => (Level::Help, rest),
+            Some(("note", rest)) => (Level::Note, rest),
+            _ => (Level::Note, n.as_str()),
+        })
+        .collect();
+    if !text.is_empty() {
+        message = message.snippet(
+            Snippet::source(text)
+                .origin(&origin)
+                .line_start(1)
+                .fold(true)
+                .annotation(level.span(s..e.max(s))),
+        );
+    }
+    for (l, n) in &notes {
+        message = message.footer(l.title(n));
+    }
+    Renderer::plain().render(message).to_string()
+}
+
+fn to_json(index: &Index, f: &Finding, text: &str, rendered: &str) -> serde_json::Value {
+    let idx = LineIndex::new(text);
+    let (ls, cs) = idx.line_col(f.diag.range.0);
+    let (le, ce) = idx.line_col(f.diag.range.1);
+    let level = match f.diag.severity {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+    };
+    let package = f.package_id.as_ref().and_then(|id| index.package(id));
+    let line_text = text.lines().nth(ls.saturating_sub(1)).unwrap_or("");
+    let suggestion = f.diag.fix.as_ref().filter(|fix| fix.2 == f.diag.range);
+    let children: Vec<serde_json::Value> = f
+        .diag
+        .notes
+        .iter()
+        .map(|n| {
+            let (lvl, msg) = match n.split_once(": ") {
+                Some(("help", rest)) => ("help", rest),
+                Some(("note", rest)) => ("note", rest),
+                _ => ("note", n.as_str()),
+            };
+            json!({ "message": msg, "code": null, "level": lvl, "spans": [], "children": [], "rendered": null })
+        })
+        .collect();
+    json!({
+        "reason": "compiler-message",
+        "package_id": f.package_id.clone().unwrap_or_default(),
+        "manifest_path": package.map(|p| p.manifest_path.display().to_string()).unwrap_or_default(),
+        "target": {
+            "kind": ["lib"],
+            "crate_types": ["lib"],
+            "name": package.map(|p| p.name.replace('-', "_")).unwrap_or_default(),
+            "src_path": package.and_then(|p| p.lib_path.as_ref()).map(|p| p.display().to_string()).unwrap_or_default(),
+            "edition": "2024",
+            "doc": true,
+            "doctest": true,
+            "test": true
+        },
+        "message": {
+            "$message_type": "diagnostic",
+            "rendered": format!("{rendered}\n"),
+            "message": f.diag.message,
+            "code": f.diag.code.map(|c| json!({ "code": c.as_str(), "explanation": null })),
+            "level": level,
+            "spans": [{
+                "file_name": f.file.display().to_string(),
+                "byte_start": f.diag.range.0,
+                "byte_end": f.diag.range.1,
+                "line_start": ls,
+                "line_end": le,
+                "column_start": cs,
+                "column_end": ce,
+                "is_primary": true,
+                "text": [{ "text": line_text, "highlight_start": cs, "highlight_end": if le == ls { ce } else { line_text.chars().count() + 1 } }],
+                "label": null,
+                "suggested_replacement": suggestion.map(|s| s.1.clone()),
+                "suggestion_applicability": suggestion.map(|_| "MaybeIncorrect"),
+                "expansion": null
+            }],
+            "children": children
+        }
+    })
+}

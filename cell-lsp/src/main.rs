@@ -1,0 +1,182 @@
+//! `cell-lsp`: the editor and CI face of the Cell macro index.
+//!
+//! - `cell-lsp` / `cell-lsp --stdio`: a language server over stdio (completion after
+//!   `#[Alias::`, arguments, helpers and cell names; hover; go to definition; diagnostics).
+//! - `cell-lsp --check [PATH] [--message-format human|json]`: the same diagnostics over a
+//!   workspace, for CI (exit 0 clean, 1 errors, 2 usage/I/O error).
+//! - `cell-lsp index [PATH] [--json] [--watch]`: print the index.
+//!
+//! Design: every feature is computed from `cell-macro-index` (in-process, warm-started from its
+//! snapshot) and a parse of the buffer with `ra_ap_syntax`, confined to `syntax.rs`.
+
+mod analysis;
+mod check;
+mod lines;
+mod server;
+mod syntax;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cell-lsp",
+    version,
+    about = "Language server and CI checker for Cell provider macros"
+)]
+struct Cli {
+    /// Serve LSP over stdin/stdout (the default).
+    #[arg(long)]
+    stdio: bool,
+    /// Check a workspace (default: the current directory) and exit.
+    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = ".")]
+    check: Option<PathBuf>,
+    /// Output format of `--check`.
+    #[arg(long, value_enum, default_value = "human")]
+    message_format: check::MessageFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the macro index: providers, versions, exports, consumers, problems.
+    Index {
+        /// The workspace (directory or Cargo.toml); default: the current directory.
+        path: Option<PathBuf>,
+        /// Print the whole index as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Keep watching and print the index again after every change.
+        #[arg(long)]
+        watch: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("CELL_LSP_LOG"))
+        .init();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    if let Some(path) = cli.check {
+        let mut stdout = std::io::stdout().lock();
+        return match check::run(&path, cli.message_format, &mut stdout) {
+            Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(2)),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    if let Some(Command::Index { path, json, watch }) = cli.command {
+        return match index_command(path.unwrap_or_else(|| PathBuf::from(".")), json, watch) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let _ = cli.stdio; // stdio is the only transport, and the default.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime.block_on(server::run_stdio());
+    ExitCode::SUCCESS
+}
+
+fn index_command(path: PathBuf, json: bool, watch: bool) -> anyhow::Result<()> {
+    let manifest = if path.is_dir() {
+        path.join("Cargo.toml")
+    } else {
+        path
+    };
+    let options = cell_macro_index::IndexOptions::new(&manifest).with_stderr_progress();
+    let index = cell_macro_index::load_or_build(&options)?;
+    print_index(&index, json)?;
+    if !watch {
+        return Ok(());
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _watcher = cell_macro_index::watch::watch(
+        &index,
+        std::time::Duration::from_millis(50),
+        move |paths| {
+            let _ = tx.send(paths);
+        },
+    )?;
+    let mut index = index;
+    while let Ok(paths) = rx.recv() {
+        if index.apply_changes(&paths, &options)? {
+            print_index(&index, json)?;
+        }
+    }
+    Ok(())
+}
+
+fn print_index(index: &cell_macro_index::Index, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(index)?);
+        return Ok(());
+    }
+    println!(
+        "{} packages, {} providers",
+        index.packages.len(),
+        index.providers.len()
+    );
+    for p in &index.providers {
+        println!(
+            "provider {} {} ({:?}) {}",
+            p.cell,
+            p.version,
+            p.source,
+            p.manifest_path.display()
+        );
+        for e in &p.exports {
+            println!("  {} {}", e.kind.keyword(), e.name);
+        }
+    }
+    for c in &index.consumers {
+        for a in &c.aliases {
+            match &a.resolved {
+                Some(r) => println!(
+                    "{}: {} = \"{}\" -> {} {} as ::{}",
+                    c.package, a.name, a.cell, r.package, r.version, r.extern_crate
+                ),
+                None => println!("{}: {} = \"{}\" (unresolved)", c.package, a.name, a.cell),
+            }
+        }
+    }
+    for p in &index.problems {
+        match &p.span {
+            Some(s) => println!(
+                "{}: {} at {}:{}:{}",
+                p.code,
+                p.message,
+                s.file.display(),
+                s.line,
+                s.col
+            ),
+            None => println!("{}: {}", p.code, p.message),
+        }
+    }
+    Ok(())
+}

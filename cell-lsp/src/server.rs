@@ -1,0 +1,404 @@
+//! The LSP server over stdio, on `tower-lsp-server` (the maintained fork of tower-lsp).
+//!
+//! Ordering: tower-lsp-server runs handlers concurrently, so document mutations are applied
+//! entirely inside the synchronous part of `did_open`/`did_change` (a std mutex, no `.await`
+//! while it is held, no `.await` before the mutation): each such future finishes its mutation on
+//! its first poll, and the framework polls them in arrival order — so edits apply strictly in
+//! order. Buffers are stored as text and parsed per request (rust-analyzer's syntax tree is not
+//! `Send`).
+//!
+//! The index is built (or warm-started from its snapshot) during `initialize`, then kept fresh
+//! by `workspace/didChangeWatchedFiles` and by the index's own watcher, so edits made outside
+//! the editor show up without client events.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cell_macro_index::{ExportKind, Index, IndexOptions, Severity};
+use tower_lsp_server::jsonrpc::Result;
+use tower_lsp_server::ls_types::*;
+use tower_lsp_server::{Client, LanguageServer, LspService, Server};
+
+use crate::analysis::{self, ItemKind};
+use crate::lines::LineIndex;
+use crate::syntax::Parsed;
+
+struct Doc {
+    text: String,
+    version: i32,
+}
+
+struct State {
+    docs: Mutex<HashMap<Uri, Doc>>,
+    index: Arc<Mutex<Option<Index>>>,
+    options: Mutex<Option<IndexOptions>>,
+    watcher: Mutex<Option<cell_macro_index::watch::IndexWatcher>>,
+}
+
+struct Backend {
+    client: Client,
+    state: Arc<State>,
+}
+
+/// Runs the server on stdin/stdout until `exit`.
+pub(crate) async fn run_stdio() {
+    let state = Arc::new(State {
+        docs: Mutex::new(HashMap::new()),
+        index: Arc::new(Mutex::new(None)),
+        options: Mutex::new(None),
+        watcher: Mutex::new(None),
+    });
+    let (service, socket) = LspService::new(|client| Backend { client, state });
+    Server::new(tokio::io::stdin(), tokio::io::stdout(), socket)
+        .serve(service)
+        .await;
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding a lock must not take the server down: keep the data.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn to_range(text: &str, (s, e): (usize, usize)) -> Range {
+    let idx = LineIndex::new(text);
+    let (sl, sc) = idx.position(s);
+    let (el, ec) = idx.position(e);
+    Range::new(Position::new(sl, sc), Position::new(el, ec))
+}
+
+fn root_of(params: &InitializeParams) -> Option<PathBuf> {
+    if let Some(folders) = &params.workspace_folders
+        && let Some(f) = folders.first()
+    {
+        return f.uri.to_file_path().map(|p| p.into_owned());
+    }
+    #[allow(deprecated)]
+    params
+        .root_uri
+        .as_ref()
+        .and_then(|u| u.to_file_path().map(|p| p.into_owned()))
+}
+
+impl Backend {
+    fn with_doc<R>(&self, uri: &Uri, f: impl FnOnce(&Index, &Path, &str) -> R) -> Option<R> {
+        let path = uri.to_file_path()?.into_owned();
+        let text = lock(&self.state.docs).get(uri).map(|d| d.text.clone())?;
+        let index = lock(&self.state.index);
+        let index = index.as_ref()?;
+        Some(f(index, &path, &text))
+    }
+
+    async fn publish(&self, uri: Uri) {
+        let version = lock(&self.state.docs).get(&uri).map(|d| d.version);
+        let diags = self
+            .with_doc(&uri, |index, path, text| {
+                let parsed = Parsed::new(text);
+                analysis::diagnostics(index, path, &parsed, text)
+                    .into_iter()
+                    .map(|d| to_lsp_diag(&uri, text, d))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        self.client.publish_diagnostics(uri, diags, version).await;
+    }
+
+    async fn publish_all(&self) {
+        let uris: Vec<Uri> = lock(&self.state.docs).keys().cloned().collect();
+        for uri in uris {
+            self.publish(uri).await;
+        }
+    }
+}
+
+fn to_lsp_diag(uri: &Uri, text: &str, d: analysis::Diag) -> Diagnostic {
+    let mut message = d.message.clone();
+    for n in &d.notes {
+        message.push('\n');
+        message.push_str(n);
+    }
+    Diagnostic {
+        range: to_range(text, d.range),
+        severity: Some(match d.severity {
+            Severity::Error => DiagnosticSeverity::ERROR,
+            Severity::Warning => DiagnosticSeverity::WARNING,
+        }),
+        code: d.code.map(|c| NumberOrString::String(c.as_str().to_owned())),
+        source: Some("cell".to_owned()),
+        message,
+        data: d.fix.map(|(title, replacement, range)| {
+            serde_json::json!({ "uri": uri.as_str(), "title": title, "replacement": replacement, "range": to_range(text, range) })
+        }),
+        ..Default::default()
+    }
+}
+
+impl LanguageServer for Backend {
+    async fn initialize(&self, params: InitializeParams) -> Result<InitializeResult> {
+        if let Some(root) = root_of(&params) {
+            let manifest = root.join("Cargo.toml");
+            if manifest.exists() {
+                let options = IndexOptions::new(manifest);
+                *lock(&self.state.options) = Some(options.clone());
+                let built =
+                    tokio::task::spawn_blocking(move || cell_macro_index::load_or_build(&options))
+                        .await;
+                match built {
+                    Ok(Ok(index)) => *lock(&self.state.index) = Some(index),
+                    Ok(Err(e)) => tracing::warn!("no index: {e}"),
+                    Err(e) => tracing::warn!("indexing panicked: {e}"),
+                }
+            }
+        }
+        Ok(InitializeResult {
+            capabilities: ServerCapabilities {
+                text_document_sync: Some(TextDocumentSyncCapability::Kind(
+                    TextDocumentSyncKind::INCREMENTAL,
+                )),
+                completion_provider: Some(CompletionOptions {
+                    trigger_characters: Some(vec![
+                        ":".into(),
+                        "(".into(),
+                        "\"".into(),
+                        "[".into(),
+                        " ".into(),
+                        ",".into(),
+                    ]),
+                    ..Default::default()
+                }),
+                hover_provider: Some(HoverProviderCapability::Simple(true)),
+                definition_provider: Some(OneOf::Left(true)),
+                code_action_provider: Some(CodeActionProviderCapability::Simple(true)),
+                ..Default::default()
+            },
+            server_info: Some(ServerInfo {
+                name: "cell-lsp".into(),
+                version: Some(env!("CARGO_PKG_VERSION").into()),
+            }),
+            ..Default::default()
+        })
+    }
+
+    async fn initialized(&self, _: InitializedParams) {
+        // The index's own watcher: changes made outside the editor (git checkout, cargo update,
+        // a provider edited elsewhere) re-index and re-publish without client events.
+        let Some(options) = lock(&self.state.options).clone() else {
+            return;
+        };
+        let index_cell = self.state.index.clone();
+        let client = self.client.clone();
+        let state = self.state.clone();
+        let handle = tokio::runtime::Handle::current();
+        let watcher = {
+            let guard = lock(&index_cell);
+            let Some(index) = guard.as_ref() else { return };
+            let index_cell2 = index_cell.clone();
+            cell_macro_index::watch::watch(index, Duration::from_millis(30), move |paths| {
+                let changed = {
+                    let mut guard = lock(&index_cell2);
+                    match guard.as_mut() {
+                        Some(index) => index.apply_changes(&paths, &options).unwrap_or(false),
+                        None => false,
+                    }
+                };
+                if changed {
+                    let backend = Backend {
+                        client: client.clone(),
+                        state: state.clone(),
+                    };
+                    handle.spawn(async move { backend.publish_all().await });
+                }
+            })
+        };
+        match watcher {
+            Ok(w) => *lock(&self.state.watcher) = Some(w),
+            Err(e) => tracing::warn!("no file watcher: {e}"),
+        }
+    }
+
+    async fn shutdown(&self) -> Result<()> {
+        lock(&self.state.watcher).take();
+        Ok(())
+    }
+
+    async fn did_open(&self, params: DidOpenTextDocumentParams) {
+        let uri = params.text_document.uri.clone();
+        lock(&self.state.docs).insert(
+            params.text_document.uri,
+            Doc {
+                text: params.text_document.text,
+                version: params.text_document.version,
+            },
+        );
+        self.publish(uri).await;
+    }
+
+    async fn did_change(&self, params: DidChangeTextDocumentParams) {
+        let uri = params.text_document.uri.clone();
+        {
+            let mut docs = lock(&self.state.docs);
+            let Some(doc) = docs.get_mut(&params.text_document.uri) else {
+                return;
+            };
+            for change in params.content_changes {
+                match change.range {
+                    None => doc.text = change.text,
+                    Some(r) => {
+                        let idx = LineIndex::new(&doc.text);
+                        let s = idx.offset(r.start.line, r.start.character);
+                        let e = idx.offset(r.end.line, r.end.character).max(s);
+                        doc.text.replace_range(s..e, &change.text);
+                    }
+                }
+            }
+            doc.version = params.text_document.version;
+        }
+        self.publish(uri).await;
+    }
+
+    async fn did_close(&self, params: DidCloseTextDocumentParams) {
+        lock(&self.state.docs).remove(&params.text_document.uri);
+        self.client
+            .publish_diagnostics(params.text_document.uri, Vec::new(), None)
+            .await;
+    }
+
+    async fn did_change_watched_files(&self, params: DidChangeWatchedFilesParams) {
+        let paths: Vec<PathBuf> = params
+            .changes
+            .iter()
+            .filter_map(|c| c.uri.to_file_path().map(|p| p.into_owned()))
+            .collect();
+        let Some(options) = lock(&self.state.options).clone() else {
+            return;
+        };
+        let index_cell = self.state.index.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(index) = lock(&index_cell).as_mut() {
+                let _ = index.apply_changes(&paths, &options);
+            }
+        })
+        .await;
+        self.publish_all().await;
+    }
+
+    async fn completion(&self, params: CompletionParams) -> Result<Option<CompletionResponse>> {
+        let uri = params.text_document_position.text_document.uri;
+        let pos = params.text_document_position.position;
+        let items = self.with_doc(&uri, |index, path, text| {
+            let offset = LineIndex::new(text).offset(pos.line, pos.character);
+            let parsed = Parsed::new(text);
+            analysis::complete(index, path, &parsed, offset)
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| CompletionItem {
+                    label: item.label.clone(),
+                    kind: Some(match item.kind {
+                        ItemKind::Macro(ExportKind::Attribute) => CompletionItemKind::FUNCTION,
+                        ItemKind::Macro(_) => CompletionItemKind::FUNCTION,
+                        ItemKind::Helper => CompletionItemKind::PROPERTY,
+                        ItemKind::Argument => CompletionItemKind::FIELD,
+                        ItemKind::Value => CompletionItemKind::ENUM_MEMBER,
+                        ItemKind::Cell => CompletionItemKind::MODULE,
+                    }),
+                    detail: Some(item.detail.clone()),
+                    documentation: (!item.docs.is_empty()).then(|| {
+                        Documentation::MarkupContent(MarkupContent {
+                            kind: MarkupKind::Markdown,
+                            value: item.docs.clone(),
+                        })
+                    }),
+                    sort_text: Some(format!("{i:04}")),
+                    text_edit: Some(CompletionTextEdit::Edit(TextEdit {
+                        range: to_range(text, item.replace),
+                        new_text: item.insert.clone(),
+                    })),
+                    ..Default::default()
+                })
+                .collect::<Vec<_>>()
+        });
+        Ok(items.map(CompletionResponse::Array))
+    }
+
+    async fn hover(&self, params: HoverParams) -> Result<Option<Hover>> {
+        let uri = params.text_document_position_params.text_document.uri;
+        let pos = params.text_document_position_params.position;
+        Ok(self
+            .with_doc(&uri, |index, path, text| {
+                let offset = LineIndex::new(text).offset(pos.line, pos.character);
+                let parsed = Parsed::new(text);
+                analysis::hover(index, path, &parsed, offset).map(|(md, range)| Hover {
+                    contents: HoverContents::Markup(MarkupContent {
+                        kind: MarkupKind::Markdown,
+                        value: md,
+                    }),
+                    range: Some(to_range(text, range)),
+                })
+            })
+            .flatten())
+    }
+
+    async fn goto_definition(
+        &self,
+        params: GotoDefinitionParams,
+    ) -> Result<Option<GotoDefinitionResponse>> {
+        let uri = params.text_document_position_params.text_document.uri;
+        let pos = params.text_document_position_params.position;
+        let target = self
+            .with_doc(&uri, |index, path, text| {
+                let offset = LineIndex::new(text).offset(pos.line, pos.character);
+                let parsed = Parsed::new(text);
+                analysis::definition(index, path, &parsed, offset)
+            })
+            .flatten();
+        let Some((file, range)) = target else {
+            return Ok(None);
+        };
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            return Ok(None);
+        };
+        let Some(uri) = Uri::from_file_path(&file) else {
+            return Ok(None);
+        };
+        Ok(Some(GotoDefinitionResponse::Scalar(Location::new(
+            uri,
+            to_range(&text, range),
+        ))))
+    }
+
+    async fn code_action(&self, params: CodeActionParams) -> Result<Option<CodeActionResponse>> {
+        let mut actions = Vec::new();
+        for d in &params.context.diagnostics {
+            let Some(data) = &d.data else { continue };
+            let (Some(title), Some(replacement), Some(range)) = (
+                data.get("title").and_then(|t| t.as_str()),
+                data.get("replacement").and_then(|t| t.as_str()),
+                data.get("range")
+                    .and_then(|r| serde_json::from_value::<Range>(r.clone()).ok()),
+            ) else {
+                continue;
+            };
+            let mut changes = HashMap::new();
+            changes.insert(
+                params.text_document.uri.clone(),
+                vec![TextEdit {
+                    range,
+                    new_text: replacement.to_owned(),
+                }],
+            );
+            actions.push(CodeActionOrCommand::CodeAction(CodeAction {
+                title: title.to_owned(),
+                kind: Some(CodeActionKind::QUICKFIX),
+                diagnostics: Some(vec![d.clone()]),
+                edit: Some(WorkspaceEdit {
+                    changes: Some(changes),
+                    ..Default::default()
+                }),
+                is_preferred: Some(true),
+                ..Default::default()
+            }));
+        }
+        Ok(Some(actions))
+    }
+}

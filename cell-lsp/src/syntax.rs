@@ -1,0 +1,518 @@
+//! The only module that touches `ra_ap_syntax` (rust-analyzer's error-resilient parser, pinned
+//! `=0.0.349`): it turns a buffer into the few syntactic facts the server needs, as plain data
+//! with byte ranges. Half-typed code (`#[DB::`, `#[DB::persist(rep`) still parses into an `ATTR`
+//! node; inside it, the text before the cursor is read lexically, which is what makes completion
+//! on unfinished input work.
+
+use ra_ap_syntax::{Edition, SourceFile, SyntaxKind, SyntaxNode, TextSize};
+
+/// A parsed buffer.
+pub(crate) struct Parsed {
+    root: SyntaxNode,
+    text: String,
+}
+
+/// An attribute written `#[Alias::name …]` (or `#[Alias::` half-typed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AttrUse {
+    /// `DB`.
+    pub(crate) alias: String,
+    /// `persist` (empty when not typed yet).
+    pub(crate) name: String,
+    /// Byte range of `name` (empty range right after `::` when not typed).
+    pub(crate) name_range: (usize, usize),
+    /// Byte range of the whole attribute.
+    pub(crate) range: (usize, usize),
+    /// Arguments `name = value` (or positional) inside `( … )`, if any.
+    pub(crate) args: Option<Vec<AttrArg>>,
+    /// When on a field: the attributes `(alias, name)` of the enclosing struct.
+    pub(crate) parent_attrs: Option<Vec<(String, String)>>,
+}
+
+/// One argument inside an attribute's parentheses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AttrArg {
+    /// `replicate` in `replicate = "raft"`; `None` for a positional argument.
+    pub(crate) name: Option<String>,
+    /// The value as written (`"raft"`, `true`, `1..=100`), trimmed.
+    pub(crate) value: String,
+    /// Byte range of the name (or of the value for a positional argument).
+    pub(crate) name_range: (usize, usize),
+    /// Byte range of the value.
+    pub(crate) value_range: (usize, usize),
+}
+
+/// A `cell_remote!(Alias = "cell")` call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RemoteCall {
+    pub(crate) alias: String,
+    pub(crate) cell: String,
+    pub(crate) version: Option<String>,
+    /// Byte range of the whole call.
+    pub(crate) range: (usize, usize),
+    /// Byte range of the string literal's contents.
+    pub(crate) literal: (usize, usize),
+}
+
+/// What the cursor is in, for completion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CursorContext {
+    /// `#[Alias::na|`: macro names; `on_field` carries the struct's attributes.
+    AttrName {
+        alias: String,
+        prefix: String,
+        replace: (usize, usize),
+        parent_attrs: Option<Vec<(String, String)>>,
+    },
+    /// `#[Alias::name(arg = "va|` or `#[Alias::name(ar|`.
+    AttrArgs {
+        alias: String,
+        name: String,
+        /// Argument names already written.
+        written: Vec<String>,
+        /// `Some(arg)` when the cursor is after `arg =`.
+        value_of: Option<String>,
+        prefix: String,
+        replace: (usize, usize),
+    },
+    /// `#[` on a field: helper attributes of the struct's macros.
+    FieldAttrStart {
+        prefix: String,
+        replace: (usize, usize),
+        parent_attrs: Vec<(String, String)>,
+    },
+    /// `cell_remote!(X = "ce|`.
+    RemoteCell {
+        prefix: String,
+        replace: (usize, usize),
+    },
+}
+
+impl Parsed {
+    /// Parses `text` (never fails: errors become error nodes).
+    pub(crate) fn new(text: &str) -> Parsed {
+        let parse = SourceFile::parse(text, Edition::CURRENT);
+        Parsed {
+            root: parse.syntax_node(),
+            text: text.to_owned(),
+        }
+    }
+
+    /// The parsed text.
+    pub(crate) fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Every `cell_remote!(…)` call that reads as `Alias = "cell[@version]"`.
+    pub(crate) fn remote_calls(&self) -> Vec<RemoteCall> {
+        let mut out = Vec::new();
+        for node in self
+            .root
+            .descendants()
+            .filter(|n| n.kind() == SyntaxKind::MACRO_CALL)
+        {
+            let Some(path) = node.children().find(|c| c.kind() == SyntaxKind::PATH) else {
+                continue;
+            };
+            let path_text = path.text().to_string();
+            if path_text.rsplit("::").next().map(str::trim) != Some("cell_remote") {
+                continue;
+            }
+            let Some(tt) = node.children().find(|c| c.kind() == SyntaxKind::TOKEN_TREE) else {
+                continue;
+            };
+            let range = node.text_range();
+            let tt_range = tt.text_range();
+            let inner = &self.text[usize::from(tt_range.start())..usize::from(tt_range.end())];
+            if let Some(call) = parse_remote(inner, usize::from(tt_range.start())) {
+                out.push(RemoteCall {
+                    range: (usize::from(range.start()), usize::from(range.end())),
+                    ..call
+                });
+            }
+        }
+        out
+    }
+
+    /// Every attribute whose path has at least two segments (`#[A::b …]`).
+    pub(crate) fn attr_uses(&self) -> Vec<AttrUse> {
+        self.root
+            .descendants()
+            .filter(|n| n.kind() == SyntaxKind::ATTR)
+            .filter_map(|attr| self.attr_use(&attr))
+            .collect()
+    }
+
+    fn attr_use(&self, attr: &SyntaxNode) -> Option<AttrUse> {
+        let range = attr.text_range();
+        let (start, end) = (usize::from(range.start()), usize::from(range.end()));
+        let text = &self.text[start..end];
+        let inner = text.strip_prefix("#[")?;
+        let (head, rest) = split_path(inner);
+        let (alias, name) = head.split_once("::")?;
+        let alias = alias.trim();
+        if alias.is_empty() || !is_ident(alias) || name.contains("::") {
+            return None;
+        }
+        let name_start = start + 2 + head.find("::")? + 2;
+        let name_trim = name.trim();
+        let name_off = name.find(name_trim).unwrap_or(0);
+        let args = rest.trim_start().strip_prefix('(').map(|after| {
+            let open = start + 2 + head.len() + (rest.len() - rest.trim_start().len()) + 1;
+            let body = after.rfind(')').map_or(after, |i| &after[..i]);
+            split_args(body, open)
+        });
+        Some(AttrUse {
+            alias: alias.to_owned(),
+            name: name_trim.to_owned(),
+            name_range: (
+                name_start + name_off,
+                name_start + name_off + name_trim.len(),
+            ),
+            range: (start, end),
+            args,
+            parent_attrs: self.parent_struct_attrs(attr),
+        })
+    }
+
+    /// For an attribute on a record field: the `(alias, name)` attributes of the struct.
+    fn parent_struct_attrs(&self, attr: &SyntaxNode) -> Option<Vec<(String, String)>> {
+        // On a field: directly on a RECORD_FIELD, or (half-typed, after error recovery)
+        // somewhere inside the struct's RECORD_FIELD_LIST.
+        let on_field = attr
+            .parent()
+            .is_some_and(|p| p.kind() == SyntaxKind::RECORD_FIELD)
+            || attr
+                .ancestors()
+                .take_while(|a| a.kind() != SyntaxKind::STRUCT)
+                .any(|a| a.kind() == SyntaxKind::RECORD_FIELD_LIST);
+        if !on_field {
+            return None;
+        }
+        let strukt = attr.ancestors().find(|a| a.kind() == SyntaxKind::STRUCT)?;
+        Some(
+            strukt
+                .children()
+                .filter(|c| c.kind() == SyntaxKind::ATTR)
+                .filter_map(|a| self.attr_use(&a))
+                .map(|u| (u.alias, u.name))
+                .collect(),
+        )
+    }
+
+    /// The completion context at byte `offset`, if it is one the server completes.
+    pub(crate) fn cursor_context(&self, offset: usize) -> Option<CursorContext> {
+        let offset = offset.min(self.text.len());
+        if !self.text.is_char_boundary(offset) {
+            return None;
+        }
+        let token = self
+            .root
+            .token_at_offset(TextSize::try_from(offset).ok()?)
+            .left_biased()?;
+        // Inside an attribute (complete or not)?
+        if let Some(attr) = token
+            .parent_ancestors()
+            .find(|n| n.kind() == SyntaxKind::ATTR)
+        {
+            let start = usize::from(attr.text_range().start());
+            let before = &self.text[start..offset];
+            return self.attr_context(&attr, start, before, offset);
+        }
+        // Inside `cell_remote!( … "` ?
+        if let Some(call) = token
+            .parent_ancestors()
+            .find(|n| n.kind() == SyntaxKind::MACRO_CALL)
+        {
+            let path = call.children().find(|c| c.kind() == SyntaxKind::PATH)?;
+            if path.text().to_string().rsplit("::").next().map(str::trim) == Some("cell_remote") {
+                let start = usize::from(call.text_range().start());
+                let before = &self.text[start..offset];
+                let quote = before.rfind('"')?;
+                // An odd number of quotes: the cursor is inside the literal.
+                if before.matches('"').count() % 2 == 1 && before[..quote].contains('=') {
+                    let prefix = &before[quote + 1..];
+                    let after = &self.text[offset..];
+                    let end = offset + after.find(['"', ')', '\n']).unwrap_or(0);
+                    return Some(CursorContext::RemoteCell {
+                        prefix: prefix.to_owned(),
+                        replace: (start + quote + 1, end),
+                    });
+                }
+            }
+        }
+        None
+    }
+
+    fn attr_context(
+        &self,
+        attr: &SyntaxNode,
+        start: usize,
+        before: &str,
+        offset: usize,
+    ) -> Option<CursorContext> {
+        let inner = before.strip_prefix("#[")?;
+        let parent_attrs = self.parent_struct_attrs(attr);
+        let (head, rest) = split_path(inner);
+        if rest.is_empty() {
+            // Still in the path: `#[`, `#[DB`, `#[DB::pe`.
+            let Some((alias, prefix)) = head.split_once("::") else {
+                let prefix = head.trim();
+                return parent_attrs.map(|parent_attrs| CursorContext::FieldAttrStart {
+                    prefix: prefix.to_owned(),
+                    replace: (offset - prefix.len(), offset),
+                    parent_attrs,
+                });
+            };
+            if !is_ident(alias.trim()) || prefix.contains("::") {
+                return None;
+            }
+            let prefix = prefix.trim_start();
+            return Some(CursorContext::AttrName {
+                alias: alias.trim().to_owned(),
+                prefix: prefix.to_owned(),
+                replace: (
+                    offset - prefix.len(),
+                    offset + ident_len(&self.text[offset..]),
+                ),
+                parent_attrs,
+            });
+        }
+        let (alias, name) = head.split_once("::")?;
+        let after_paren = rest.trim_start().strip_prefix('(')?;
+        // Inside the argument list: which argument, and are we after `=`?
+        let open = start + 2 + head.len() + (rest.len() - rest.trim_start().len()) + 1;
+        let args = split_args(after_paren, open);
+        let written: Vec<String> = args.iter().filter_map(|a| a.name.clone()).collect();
+        let current = after_paren.rsplit(',').next().unwrap_or("");
+        let (value_of, prefix) = match current.split_once('=') {
+            Some((n, v)) => (
+                Some(n.trim().to_owned()),
+                v.trim_start().trim_start_matches('"'),
+            ),
+            None => (None, current.trim_start()),
+        };
+        Some(CursorContext::AttrArgs {
+            alias: alias.trim().to_owned(),
+            name: name.trim().to_owned(),
+            written,
+            value_of,
+            prefix: prefix.to_owned(),
+            replace: (offset - prefix.len(), offset),
+        })
+    }
+}
+
+/// Splits `DB::persist(…)…` into the path `DB::persist` and the rest.
+fn split_path(s: &str) -> (&str, &str) {
+    let end = s
+        .char_indices()
+        .find(|(_, c)| !(c.is_alphanumeric() || *c == '_' || *c == ':' || c.is_whitespace()))
+        .map_or(s.len(), |(i, _)| i);
+    // Trailing whitespace belongs to the rest (so `#[DB::persist (` still splits right).
+    let head = s[..end].trim_end();
+    (head, &s[head.len()..])
+}
+
+fn is_ident(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars().all(|c| c.is_alphanumeric() || c == '_')
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+}
+
+fn ident_len(s: &str) -> usize {
+    s.find(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .unwrap_or(s.len())
+}
+
+/// Top-level comma-separated `name = value` pairs of `body`, which starts at byte `base`.
+fn split_args(body: &str, base: usize) -> Vec<AttrArg> {
+    let mut out = Vec::new();
+    let mut depth = 0i32;
+    let mut in_str = false;
+    let mut seg_start = 0;
+    let bytes = body.as_bytes();
+    let mut push = |seg_start: usize, seg_end: usize| {
+        let seg = &body[seg_start..seg_end];
+        if seg.trim().is_empty() {
+            return;
+        }
+        let lead = seg.len() - seg.trim_start().len();
+        match seg
+            .find('=')
+            .filter(|i| !seg[..*i].contains('"') && seg.as_bytes().get(i + 1) != Some(&b'='))
+        {
+            Some(eq) if is_ident(seg[..eq].trim()) => {
+                let name = seg[..eq].trim();
+                let value = seg[eq + 1..].trim();
+                let v_off = eq + 1 + (seg[eq + 1..].len() - seg[eq + 1..].trim_start().len());
+                out.push(AttrArg {
+                    name: Some(name.to_owned()),
+                    value: value.to_owned(),
+                    name_range: (
+                        base + seg_start + lead,
+                        base + seg_start + lead + name.len(),
+                    ),
+                    value_range: (
+                        base + seg_start + v_off,
+                        base + seg_start + v_off + value.len(),
+                    ),
+                });
+            }
+            _ => {
+                let value = seg.trim();
+                let r = (
+                    base + seg_start + lead,
+                    base + seg_start + lead + value.len(),
+                );
+                out.push(AttrArg {
+                    name: None,
+                    value: value.to_owned(),
+                    name_range: r,
+                    value_range: r,
+                });
+            }
+        }
+    };
+    for (i, b) in bytes.iter().enumerate() {
+        match b {
+            b'"' => in_str = !in_str,
+            b'(' | b'[' | b'{' if !in_str => depth += 1,
+            b')' | b']' | b'}' if !in_str => depth -= 1,
+            b',' if !in_str && depth == 0 => {
+                push(seg_start, i);
+                seg_start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    push(seg_start, body.len());
+    out
+}
+
+/// `(DB = "celldb@0.4")` → alias, cell, version, literal contents range.
+fn parse_remote(tt: &str, base: usize) -> Option<RemoteCall> {
+    let inner = tt.strip_prefix('(').or_else(|| tt.strip_prefix('{'))?;
+    let (alias, rest) = inner.split_once('=')?;
+    let alias = alias.trim();
+    if !is_ident(alias) {
+        return None;
+    }
+    let q1 = rest.find('"')?;
+    let q2 = rest[q1 + 1..].find('"')? + q1 + 1;
+    let value = &rest[q1 + 1..q2];
+    let lit_start = base + 1 + alias_offset(inner, rest) + q1 + 1;
+    let (cell, version) = match value.split_once('@') {
+        Some((c, v)) => (c.to_owned(), Some(v.to_owned())),
+        None => (value.to_owned(), None),
+    };
+    Some(RemoteCall {
+        alias: alias.to_owned(),
+        cell,
+        version,
+        range: (0, 0),
+        literal: (lit_start, lit_start + value.len()),
+    })
+}
+
+fn alias_offset(inner: &str, rest: &str) -> usize {
+    inner.len() - rest.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(src: &str) -> Option<CursorContext> {
+        let offset = src.find('|').unwrap();
+        let text = src.replace('|', "");
+        Parsed::new(&text).cursor_context(offset)
+    }
+
+    #[test]
+    fn half_typed_attribute_names() {
+        let c = ctx("#[DB::|\npub struct User { id: u64 }").unwrap();
+        assert!(
+            matches!(c, CursorContext::AttrName { ref alias, ref prefix, .. } if alias == "DB" && prefix.is_empty()),
+            "{c:?}"
+        );
+        let c = ctx("#[DB::pe|]\npub struct User;").unwrap();
+        assert!(
+            matches!(c, CursorContext::AttrName { ref prefix, replace, .. } if prefix == "pe" && replace == (6, 8)),
+            "{c:?}"
+        );
+    }
+
+    #[test]
+    fn half_typed_arguments() {
+        let c = ctx("#[DB::persist(rep|\npub struct User;").unwrap();
+        assert!(
+            matches!(c, CursorContext::AttrArgs { ref name, ref prefix, value_of: None, .. } if name == "persist" && prefix == "rep"),
+            "{c:?}"
+        );
+        let c = ctx("#[DB::persist(table = \"u\", replicate = \"|\")]\nstruct U;").unwrap();
+        assert!(
+            matches!(c, CursorContext::AttrArgs { ref written, value_of: Some(ref v), .. } if v == "replicate" && written.contains(&"table".to_owned())),
+            "{c:?}"
+        );
+    }
+
+    #[test]
+    fn field_helpers_and_remote_cells() {
+        let c = ctx("#[DB::persist]\nstruct U {\n    #[DB::|\n    id: u64,\n}").unwrap();
+        assert!(
+            matches!(c, CursorContext::AttrName { parent_attrs: Some(ref p), .. } if p == &[("DB".to_owned(), "persist".to_owned())]),
+            "{c:?}"
+        );
+        let c = ctx("cell_remote!(DB = \"kv|\");").unwrap();
+        assert!(
+            matches!(c, CursorContext::RemoteCell { ref prefix, .. } if prefix == "kv"),
+            "{c:?}"
+        );
+    }
+
+    #[test]
+    fn attr_uses_and_remote_calls() {
+        let text = "cell_sdk::cell_remote!(DB = \"kvstore@0.3\");\n#[DB::persist(replicate = \"raft\", table = \"u\")]\nstruct U { #[DB::key] id: u64 }";
+        let p = Parsed::new(text);
+        let calls = p.remote_calls();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(
+            (calls[0].cell.as_str(), calls[0].version.as_deref()),
+            ("kvstore", Some("0.3"))
+        );
+        assert_eq!(&text[calls[0].literal.0..calls[0].literal.1], "kvstore@0.3");
+        let uses = p.attr_uses();
+        assert_eq!(uses.len(), 2);
+        let args = uses[0].args.as_ref().unwrap();
+        assert_eq!(args[0].name.as_deref(), Some("replicate"));
+        assert_eq!(
+            &text[args[0].value_range.0..args[0].value_range.1],
+            "\"raft\""
+        );
+        assert_eq!(&text[uses[0].name_range.0..uses[0].name_range.1], "persist");
+        assert_eq!(
+            uses[1].parent_attrs.as_deref(),
+            Some(&[("DB".to_owned(), "persist".to_owned())][..])
+        );
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        for text in [
+            "#[",
+            "#[::",
+            "#[DB::persist((((",
+            "cell_remote!(= \"",
+            "\u{1F600}#[DB::é",
+            "",
+        ] {
+            let p = Parsed::new(text);
+            for i in 0..=text.len() {
+                let _ = p.cursor_context(i);
+            }
+            let _ = p.attr_uses();
+            let _ = p.remote_calls();
+        }
+    }
+}
