@@ -82,6 +82,49 @@ fn root_of(params: &InitializeParams) -> Option<PathBuf> {
 }
 
 impl Backend {
+    /// Starts the index's own watcher (called from `initialize`, so it is active before the
+    /// client gets the answer).
+    fn start_watcher(&self) {
+        // The index's own watcher: changes made outside the editor (git checkout, cargo update,
+        // a provider edited elsewhere) re-index and re-publish without client events.
+        let Some(options) = lock(&self.state.options).clone() else {
+            return;
+        };
+        let index_cell = self.state.index.clone();
+        let client = self.client.clone();
+        let state = self.state.clone();
+        let handle = tokio::runtime::Handle::current();
+        let watcher = {
+            let guard = lock(&index_cell);
+            let Some(index) = guard.as_ref() else { return };
+            let index_cell2 = index_cell.clone();
+            cell_macro_index::watch::watch(index, Duration::from_millis(30), move |paths| {
+                tracing::debug!("watcher: {paths:?}");
+                let changed = {
+                    let mut guard = lock(&index_cell2);
+                    match guard.as_mut() {
+                        Some(index) => index.apply_changes(&paths, &options).unwrap_or(false),
+                        None => false,
+                    }
+                };
+                if changed {
+                    let backend = Backend {
+                        client: client.clone(),
+                        state: state.clone(),
+                    };
+                    handle.spawn(async move { backend.publish_all().await });
+                }
+            })
+        };
+        match watcher {
+            Ok(w) => {
+                tracing::debug!("watching {:?} (polling: {})", w.watched, w.polling);
+                *lock(&self.state.watcher) = Some(w);
+            }
+            Err(e) => tracing::warn!("no file watcher: {e}"),
+        }
+    }
+
     fn with_doc<R>(&self, uri: &Uri, f: impl FnOnce(&Index, &Path, &str) -> R) -> Option<R> {
         let path = uri.to_file_path()?.into_owned();
         let text = lock(&self.state.docs).get(uri).map(|d| d.text.clone())?;
@@ -145,7 +188,10 @@ impl LanguageServer for Backend {
                     tokio::task::spawn_blocking(move || cell_macro_index::load_or_build(&options))
                         .await;
                 match built {
-                    Ok(Ok(index)) => *lock(&self.state.index) = Some(index),
+                    Ok(Ok(index)) => {
+                        *lock(&self.state.index) = Some(index);
+                        self.start_watcher();
+                    }
                     Ok(Err(e)) => tracing::warn!("no index: {e}"),
                     Err(e) => tracing::warn!("indexing panicked: {e}"),
                 }
@@ -180,42 +226,7 @@ impl LanguageServer for Backend {
         })
     }
 
-    async fn initialized(&self, _: InitializedParams) {
-        // The index's own watcher: changes made outside the editor (git checkout, cargo update,
-        // a provider edited elsewhere) re-index and re-publish without client events.
-        let Some(options) = lock(&self.state.options).clone() else {
-            return;
-        };
-        let index_cell = self.state.index.clone();
-        let client = self.client.clone();
-        let state = self.state.clone();
-        let handle = tokio::runtime::Handle::current();
-        let watcher = {
-            let guard = lock(&index_cell);
-            let Some(index) = guard.as_ref() else { return };
-            let index_cell2 = index_cell.clone();
-            cell_macro_index::watch::watch(index, Duration::from_millis(30), move |paths| {
-                let changed = {
-                    let mut guard = lock(&index_cell2);
-                    match guard.as_mut() {
-                        Some(index) => index.apply_changes(&paths, &options).unwrap_or(false),
-                        None => false,
-                    }
-                };
-                if changed {
-                    let backend = Backend {
-                        client: client.clone(),
-                        state: state.clone(),
-                    };
-                    handle.spawn(async move { backend.publish_all().await });
-                }
-            })
-        };
-        match watcher {
-            Ok(w) => *lock(&self.state.watcher) = Some(w),
-            Err(e) => tracing::warn!("no file watcher: {e}"),
-        }
-    }
+    async fn initialized(&self, _: InitializedParams) {}
 
     async fn shutdown(&self) -> Result<()> {
         lock(&self.state.watcher).take();

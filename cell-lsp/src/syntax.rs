@@ -282,8 +282,17 @@ impl Parsed {
         let after_paren = rest.trim_start().strip_prefix('(')?;
         // Inside the argument list: which argument, and are we after `=`?
         let open = start + 2 + head.len() + (rest.len() - rest.trim_start().len()) + 1;
-        let args = split_args(after_paren, open);
-        let written: Vec<String> = args.iter().filter_map(|a| a.name.clone()).collect();
+        let _ = open;
+        // Arguments written anywhere in the attribute (also after the cursor), except the one
+        // being typed.
+        let written: Vec<String> = self
+            .attr_use(attr)
+            .and_then(|u| u.args)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| !(a.name_range.0 < offset && offset <= a.name_range.1))
+            .filter_map(|a| a.name)
+            .collect();
         let current = after_paren.rsplit(',').next().unwrap_or("");
         let (value_of, prefix) = match current.split_once('=') {
             Some((n, v)) => (

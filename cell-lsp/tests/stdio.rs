@@ -1,0 +1,567 @@
+//! The real `cell-lsp` binary driven over stdio with JSON-RPC, against copies of the fixture
+//! workspaces in `tests/fixtures/lsp/`. These tests live in the cell-lsp package (not in
+//! `tests/integration/`) because `env!("CARGO_BIN_EXE_cell-lsp")` is only set for a package's
+//! own integration tests.
+
+#![allow(clippy::unwrap_used)] // Test harness helpers: a failure should just fail the test.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            if entry.file_name() != "target" {
+                copy_dir(&entry.path(), &target);
+            }
+        } else if entry.file_name() != "Cargo.lock" {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn fixtures() -> (tempfile::TempDir, PathBuf) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/lsp");
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&src, &dir.path().join("fx"));
+    let root = dir.path().join("fx").canonicalize().unwrap();
+    (dir, root)
+}
+
+fn uri(path: &Path) -> String {
+    format!("file://{}", path.display())
+}
+
+struct Lsp {
+    child: Child,
+    stdin: ChildStdin,
+    rx: Receiver<Value>,
+    next_id: i64,
+    /// Notifications received while waiting for responses.
+    notifications: Vec<Value>,
+}
+
+impl Lsp {
+    fn start(root: &Path, target: &Path) -> Lsp {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cell-lsp"))
+            .arg("--stdio")
+            .env("CARGO_TARGET_DIR", target)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(if std::env::var_os("CELL_LSP_TEST_STDERR").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            loop {
+                let mut len = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let line = line.trim_end();
+                    if line.is_empty() {
+                        break;
+                    }
+                    if let Some(v) = line.strip_prefix("Content-Length: ") {
+                        len = v.parse().unwrap();
+                    }
+                }
+                let mut buf = vec![0; len];
+                if reader.read_exact(&mut buf).is_err() {
+                    return;
+                }
+                if tx.send(serde_json::from_slice(&buf).unwrap()).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut lsp = Lsp {
+            child,
+            stdin,
+            rx,
+            next_id: 1,
+            notifications: Vec::new(),
+        };
+        let init = lsp.request(
+            "initialize",
+            json!({ "processId": null, "rootUri": uri(root), "capabilities": {} }),
+        );
+        assert_eq!(init["serverInfo"]["name"], "cell-lsp");
+        lsp.notify("initialized", json!({}));
+        lsp
+    }
+
+    fn send(&mut self, msg: &Value) {
+        let body = serde_json::to_vec(msg).unwrap();
+        write!(self.stdin, "Content-Length: {}\r\n\r\n", body.len()).unwrap();
+        self.stdin.write_all(&body).unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    fn notify(&mut self, method: &str, params: Value) {
+        self.send(&json!({ "jsonrpc": "2.0", "method": method, "params": params }));
+    }
+
+    fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(&json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }));
+        loop {
+            let msg = self
+                .rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("no answer from cell-lsp");
+            if msg.get("id") == Some(&json!(id)) && msg.get("method").is_none() {
+                assert!(msg.get("error").is_none(), "{msg}");
+                return msg["result"].clone();
+            }
+            if msg.get("method").is_some() && msg.get("id").is_some() {
+                // A server→client request (e.g. capability registration): answer it.
+                let rid = msg["id"].clone();
+                self.send(&json!({ "jsonrpc": "2.0", "id": rid, "result": null }));
+                continue;
+            }
+            self.notifications.push(msg);
+        }
+    }
+
+    /// The next notification `method` (already received or arriving within 60 s).
+    fn wait_for(&mut self, method: &str) -> Value {
+        if let Some(i) = self
+            .notifications
+            .iter()
+            .position(|n| n["method"] == method)
+        {
+            return self.notifications.remove(i);
+        }
+        loop {
+            let msg = self
+                .rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("notification never came");
+            if msg["method"] == method {
+                return msg;
+            }
+            self.notifications.push(msg);
+        }
+    }
+
+    fn open(&mut self, path: &Path, text: &str) {
+        self.notify(
+            "textDocument/didOpen",
+            json!({ "textDocument": { "uri": uri(path), "languageId": "rust", "version": 1, "text": text } }),
+        );
+    }
+
+    fn completion(&mut self, path: &Path, line: u32, character: u32) -> Vec<Value> {
+        let r = self.request(
+            "textDocument/completion",
+            json!({ "textDocument": { "uri": uri(path) }, "position": { "line": line, "character": character } }),
+        );
+        r.as_array().cloned().unwrap_or_default()
+    }
+
+    fn labels(items: &[Value]) -> Vec<String> {
+        items
+            .iter()
+            .map(|i| i["label"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn shutdown(mut self) {
+        let r = self.request("shutdown", Value::Null);
+        assert!(r.is_null());
+        self.notify("exit", Value::Null);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "{status}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "cell-lsp did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+const BUFFER: &str = r#"use cell_sdk::cell_remote;
+
+cell_remote!(DB = "kvstore");
+cell_remote!(Val = "checks");
+
+#[DB::persist(replicate = "raft")]
+pub struct User {
+    #[DB::key]
+    id: u64,
+}
+"#;
+
+/// (line, character) of the first occurrence of `needle` in `text`, plus `delta` characters.
+fn pos(text: &str, needle: &str, delta: usize) -> (u32, u32) {
+    let at = text.find(needle).unwrap() + delta;
+    let line = text[..at].matches('\n').count();
+    let col = at - text[..at].rfind('\n').map_or(0, |i| i + 1);
+    (line as u32, col as u32)
+}
+
+#[test]
+fn completion_hover_and_definition_on_complete_and_half_typed_code() {
+    let (dir, fx) = fixtures();
+    let root = fx.join("good");
+    let file = root.join("src/lib.rs");
+    let mut lsp = Lsp::start(&root, &dir.path().join("target"));
+    lsp.open(&file, BUFFER);
+
+    // `#[DB::` on a complete attribute: the attribute macros, with provider version and docs.
+    let (l, c) = pos(BUFFER, "#[DB::persist(", 6);
+    let items = lsp.completion(&file, l, c);
+    assert_eq!(Lsp::labels(&items), ["persist"]);
+    assert_eq!(items[0]["detail"], "kvstore 0.3.1");
+    assert!(
+        items[0]["documentation"]["value"]
+            .as_str()
+            .unwrap()
+            .starts_with("Stores this struct")
+    );
+
+    // Inside the argument list: names not yet written, then allowed values.
+    let (l, c) = pos(BUFFER, "replicate = \"raft\"", 0);
+    let names = Lsp::labels(&lsp.completion(&file, l, c));
+    assert_eq!(names, ["table", "durability"]);
+    let (l, c) = pos(BUFFER, "replicate = \"raft\"", 13);
+    let values = Lsp::labels(&lsp.completion(&file, l, c));
+    assert_eq!(values, ["local", "gossip", "raft"]);
+
+    // A field of a `#[DB::persist]` struct: helpers first.
+    let (l, c) = pos(BUFFER, "#[DB::key]", 6);
+    let helpers = Lsp::labels(&lsp.completion(&file, l, c));
+    assert_eq!(helpers[..3], ["key", "index", "unique"]);
+
+    // `cell_remote!(X = "`: the cells this crate can use.
+    let (l, c) = pos(BUFFER, "\"kvstore\"", 1);
+    let cells = Lsp::labels(&lsp.completion(&file, l, c));
+    assert_eq!(cells, ["checks", "kvstore"]);
+
+    // Hover: docs, provider, version, source.
+    let (l, c) = pos(BUFFER, "persist(", 2);
+    let hover = lsp.request(
+        "textDocument/hover",
+        json!({ "textDocument": { "uri": uri(&file) }, "position": { "line": l, "character": c } }),
+    );
+    let md = hover["contents"]["value"].as_str().unwrap();
+    assert!(md.contains("**kvstore** 0.3.1"), "{md}");
+    assert!(
+        md.contains("Stores this struct in a kvstore table."),
+        "{md}"
+    );
+    assert!(md.contains("`replicate`"), "{md}");
+    // Hover on the cell_remote! call: what it resolved to.
+    let (l, c) = pos(BUFFER, "cell_remote!(DB", 3);
+    let hover = lsp.request(
+        "textDocument/hover",
+        json!({ "textDocument": { "uri": uri(&file) }, "position": { "line": l, "character": c } }),
+    );
+    let md = hover["contents"]["value"].as_str().unwrap();
+    assert!(md.starts_with("`DB` → **kvstore** 0.3.1"), "{md}");
+    assert!(md.contains("as `::db`"), "{md}");
+
+    // Definition: the #[proc_macro_attribute] fn in the provider's macro crate.
+    let def = lsp.request(
+        "textDocument/definition",
+        json!({ "textDocument": { "uri": uri(&file) }, "position": { "line": l + 3, "character": 8 } }),
+    );
+    assert!(
+        def["uri"]
+            .as_str()
+            .unwrap()
+            .ends_with("providers/kvstore-macros/src/lib.rs"),
+        "{def}"
+    );
+    assert_eq!(def["range"]["start"], json!({ "line": 8, "character": 7 }));
+
+    // Half-typed input: `#[DB::` and `#[DB::persist(rep` at the end of the buffer.
+    let half = format!("{BUFFER}\n#[DB::");
+    lsp.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": uri(&file), "version": 2 }, "contentChanges": [{ "text": half }] }),
+    );
+    let last = half.lines().count() as u32 - 1;
+    assert_eq!(Lsp::labels(&lsp.completion(&file, last, 6)), ["persist"]);
+    let half = format!("{BUFFER}\n#[DB::persist(rep");
+    lsp.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": uri(&file), "version": 3 }, "contentChanges": [{ "text": half }] }),
+    );
+    assert_eq!(Lsp::labels(&lsp.completion(&file, last, 17)), ["replicate"]);
+    lsp.shutdown();
+}
+
+#[test]
+fn a_thousand_changes_each_followed_by_a_checked_completion() {
+    let (dir, fx) = fixtures();
+    let root = fx.join("good");
+    let file = root.join("src/lib.rs");
+    let mut lsp = Lsp::start(&root, &dir.path().join("target"));
+    let text = format!("{BUFFER}\n#[DB::p");
+    lsp.open(&file, &text);
+    let last = text.lines().count() as u32 - 1;
+    for i in 0..1000u32 {
+        // Replace the last typed letter: `p` (→ persist) on even steps, `q` (no attribute
+        // starts with q) on odd ones. Each answer must reflect the edit just before it.
+        let letter = if i % 2 == 0 { "q" } else { "p" };
+        lsp.notify(
+            "textDocument/didChange",
+            json!({
+                "textDocument": { "uri": uri(&file), "version": i + 2 },
+                "contentChanges": [{
+                    "range": { "start": { "line": last, "character": 6 }, "end": { "line": last, "character": 7 } },
+                    "text": letter
+                }]
+            }),
+        );
+        let labels = Lsp::labels(&lsp.completion(&file, last, 7));
+        if letter == "p" {
+            assert_eq!(labels, ["persist"], "step {i}");
+        } else {
+            assert!(labels.is_empty(), "step {i}: {labels:?}");
+        }
+    }
+    lsp.shutdown();
+}
+
+#[test]
+fn a_provider_edited_on_disk_shows_up_without_client_file_events() {
+    let (dir, fx) = fixtures();
+    let root = fx.join("good");
+    let file = root.join("src/lib.rs");
+    let mut lsp = Lsp::start(&root, &dir.path().join("target"));
+    lsp.open(&file, BUFFER);
+    let (l, c) = pos(BUFFER, "#[DB::persist(", 6);
+    let macros = fx.join("providers/kvstore-macros/src/lib.rs");
+    let text = std::fs::read_to_string(&macros).unwrap();
+    // An editor-style atomic save in "another window"; no didChangeWatchedFiles is sent.
+    let tmp = macros.with_extension("rs.tmp");
+    std::fs::write(
+        &tmp,
+        text.replace("/// Stores this struct", "/// Saves this struct"),
+    )
+    .unwrap();
+    std::fs::rename(&tmp, &macros).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let items = lsp.completion(&file, l, c);
+        let docs = items[0]["documentation"]["value"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        if docs.starts_with("Saves this struct") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the provider edit never reached the server: {docs}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    lsp.shutdown();
+}
+
+#[test]
+fn garbage_and_a_50k_line_buffer_still_get_correct_answers() {
+    let (dir, fx) = fixtures();
+    let root = fx.join("good");
+    let file = root.join("src/lib.rs");
+    let mut lsp = Lsp::start(&root, &dir.path().join("target"));
+    let garbage =
+        "#[[[(((\"\u{0}\u{1F600} ]]] #[DB:: persist((( cell_remote!(= \" \n}}}{{{ \\\\ '\n"
+            .repeat(50);
+    lsp.open(&file, &garbage);
+    for line in [0u32, 1, 10, 49, 200] {
+        for character in [0u32, 3, 12, 30, 1000] {
+            let _ = lsp.completion(&file, line, character);
+        }
+    }
+    let mut big = String::from(BUFFER);
+    for i in 0..50_000 {
+        big.push_str(&format!("fn f{i}() {{}}\n"));
+    }
+    big.push_str("#[DB::");
+    lsp.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": uri(&file), "version": 2 }, "contentChanges": [{ "text": big }] }),
+    );
+    let last = big.lines().count() as u32 - 1;
+    assert_eq!(Lsp::labels(&lsp.completion(&file, last, 6)), ["persist"]);
+    lsp.shutdown();
+}
+
+#[test]
+fn diagnostics_for_an_unknown_macro_a_bad_value_and_a_stray_helper() {
+    let (dir, fx) = fixtures();
+    let root = fx.join("typos");
+    let file = root.join("src/lib.rs");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut lsp = Lsp::start(&root, &dir.path().join("target"));
+    lsp.open(&file, &text);
+    let published = lsp.wait_for("textDocument/publishDiagnostics");
+    let diags = published["params"]["diagnostics"].as_array().unwrap();
+    let summary: Vec<(Value, u64, String)> = diags
+        .iter()
+        .map(|d| {
+            (
+                d["code"].clone(),
+                d["range"]["start"]["line"].as_u64().unwrap(),
+                d["message"]
+                    .as_str()
+                    .unwrap()
+                    .lines()
+                    .next()
+                    .unwrap()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (Value::Null, 3, "`DB` (kvstore 0.3.1) exports no attribute macro `persit`".to_owned()),
+            (json!("CELL0014"), 8, "invalid value \"rafts\" for `replicate`: expected \"local\" | \"gossip\" | \"raft\"".to_owned()),
+            (
+                json!("CELL0011"),
+                15,
+                "`#[DB::key]` is a helper of `#[DB::persist]` and only works on a field of a struct marked with it".to_owned()
+            ),
+        ]
+    );
+    // The typo's fix becomes a code action.
+    let actions = lsp.request(
+        "textDocument/codeAction",
+        json!({
+            "textDocument": { "uri": uri(&file) },
+            "range": diags[0]["range"],
+            "context": { "diagnostics": [diags[0]] }
+        }),
+    );
+    assert_eq!(actions[0]["title"], "replace with `persist`");
+    lsp.shutdown();
+}
+
+fn check(fx: &Path, target: &Path, args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cell-lsp"))
+        .args(args)
+        .current_dir(fx)
+        .env("CARGO_TARGET_DIR", target)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+    )
+}
+
+#[test]
+fn check_prints_rustc_style_output_and_exits_1_on_errors() {
+    let (dir, fx) = fixtures();
+    let (code, out) = check(&fx, &dir.path().join("t"), &["--check", "unknown-cell"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        out,
+        r#"error[CELL0001]: unknown cell `kvstor`: no dependency of this crate is the package `kvstor`
+ --> src/lib.rs:2:29
+  |
+2 | cell_sdk::cell_remote!(DB = "kvstor");
+  |                             ^^^^^^^^
+  |
+  = help: did you mean "kvstore"?
+  = help: providers this crate depends on: `kvstore` 0.3.1
+cell-lsp: 1 error(s), 0 warning(s)
+"#
+    );
+}
+
+#[test]
+fn check_json_is_cargo_compatible() {
+    let (dir, fx) = fixtures();
+    let (code, out) = check(
+        &fx,
+        &dir.path().join("t"),
+        &["--check", "typos", "--message-format", "json"],
+    );
+    assert_eq!(code, 1);
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[0]["reason"], "compiler-message");
+    assert_eq!(lines[0]["message"]["level"], "error");
+    assert_eq!(lines[0]["message"]["spans"][0]["line_start"], 4);
+    assert_eq!(lines[0]["message"]["spans"][0]["column_start"], 7);
+    assert_eq!(
+        lines[0]["message"]["spans"][0]["suggested_replacement"],
+        "persist"
+    );
+    assert_eq!(lines[1]["message"]["code"]["code"], "CELL0014");
+    assert!(
+        lines[1]["message"]["rendered"]
+            .as_str()
+            .unwrap()
+            .starts_with("error[CELL0014]")
+    );
+    assert_eq!(
+        lines[3],
+        json!({ "reason": "build-finished", "success": false })
+    );
+}
+
+#[test]
+fn check_exit_codes_for_clean_and_unusable_input() {
+    let (dir, fx) = fixtures();
+    let (code, out) = check(&fx, &dir.path().join("t"), &["--check", "good"]);
+    assert_eq!((code, out.as_str()), (0, "cell-lsp: no problems\n"));
+    let (code, _) = check(&fx, &dir.path().join("t"), &["--check", "no-such-dir"]);
+    assert_eq!(code, 2);
+    let (code, _) = check(&fx, &dir.path().join("t"), &["--no-such-flag"]);
+    assert_eq!(code, 2);
+    let (code, out) = check(&fx, &dir.path().join("t"), &["--version"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, concat!("cell-lsp ", env!("CARGO_PKG_VERSION"), "\n"))
+    );
+}
+
+#[test]
+fn index_subcommand_prints_json() {
+    let (dir, fx) = fixtures();
+    let (code, out) = check(
+        &fx,
+        &dir.path().join("t"),
+        &["index", "two-versions", "--json"],
+    );
+    assert_eq!(code, 0);
+    let index: Value = serde_json::from_str(&out).unwrap();
+    let versions: Vec<&str> = index["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["0.3.1", "0.4.0"]);
+}
