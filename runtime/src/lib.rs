@@ -21,10 +21,25 @@
 //! ```
 
 pub mod codec;
+mod endpoint;
+mod error;
 pub mod fingerprint;
+pub mod frame;
+pub mod handshake;
+mod io;
+mod membrane;
+mod service;
+mod synapse;
+pub mod testkit;
 
-pub use codec::{DecodeError, Protein};
+pub use codec::{DecodeError, EncodeError, Protein};
+pub use endpoint::{Endpoint, SECRET_ENV, SOCKET_DIR_ENV, Secret, current_uid, socket_dir};
+pub use error::{CallError, ConnectError, Never, ServeError};
 pub use fingerprint::Fingerprint;
+pub use frame::Status;
+pub use membrane::{Membrane, MembraneConfig, Shutdown};
+pub use service::{DispatchError, Protocol, Service};
+pub use synapse::{Synapse, SynapseConfig};
 
 /// Re-exports used by macro expansions. Not a stable API.
 #[doc(hidden)]
