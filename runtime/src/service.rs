@@ -58,3 +58,28 @@ pub trait Service: Protocol + Send + Sync + 'static {
     /// When the reply cannot be encoded.
     fn encode(reply: &Self::Reply, out: &mut Bytes) -> Result<Status, EncodeError>;
 }
+
+/// A generated typed client (`UsersClient`): a thin wrapper over a [`crate::Synapse`].
+pub trait TypedClient: Protocol + Sized {
+    /// Wraps a connected synapse (which must have been connected for this protocol).
+    fn from_synapse(synapse: crate::Synapse) -> Self;
+    /// The underlying connection.
+    fn synapse(&self) -> &crate::Synapse;
+}
+
+/// A service whose typed client is known: lets the test kit and `serve` hand out clients.
+pub trait ServiceClient: Service {
+    /// The generated client of this service.
+    type Client: TypedClient;
+}
+
+/// The name `#[service]` gives a service struct; `#[handler]` reads it.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a service",
+    label = "`#[handler]` needs a `#[service]` struct",
+    note = "add `#[service]` to the definition of `{Self}`: `#[service] pub struct {Self};`"
+)]
+pub trait ServiceName {
+    /// The service's name.
+    const NAME: &'static str;
+}

@@ -1,18 +1,42 @@
-//! A test kit: serve a service in-process on a temporary socket and get a client.
+//! A test kit: serve a service in-process on a temporary socket and get a typed client.
 //!
+//! ```ignore
+//! let (cell, users) = cell_sdk::testkit::start(Users).await?;
+//! assert_eq!(users.ping().await?, 1);
+//! cell.stop().await?;
 //! ```
-//! # // A doctest cannot define a service without the macros; see `cell_sdk::testkit`.
-//! let dir = cell_runtime::testkit::temp_socket_dir().unwrap();
-//! assert!(dir.path().exists());
-//! ```
+//! (Runnable examples live on `cell_sdk::service`; this crate has no macros to define a
+//! service with.)
 
 use std::path::PathBuf;
 
 use crate::endpoint::Endpoint;
 use crate::error::{ConnectError, ServeError};
 use crate::membrane::{Membrane, MembraneConfig, Shutdown};
-use crate::service::Service;
+use crate::service::{Service, ServiceClient, TypedClient};
 use crate::synapse::{Synapse, SynapseConfig};
+
+/// Why [`start`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The server could not start.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    /// The client could not connect.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+}
+
+/// Starts `service` in this process on a socket in a fresh private temporary directory and
+/// connects its typed client. Call inside a tokio runtime (any flavor).
+///
+/// # Errors
+/// See [`StartError`].
+pub async fn start<S: ServiceClient>(service: S) -> Result<(TestCell, S::Client), StartError> {
+    let cell = TestCell::start(service)?;
+    let synapse = cell.synapse::<S>().await?;
+    Ok((cell, S::Client::from_synapse(synapse)))
+}
 
 /// A private temporary directory (mode 0700) that is removed when dropped.
 #[derive(Debug)]
