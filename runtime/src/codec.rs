@@ -21,6 +21,11 @@ use rkyv::{
 /// A type that can cross a process or disk boundary: rkyv-archivable, validatable, and
 /// fingerprinted. `#[protein]` makes a struct or enum one; it is implemented automatically for
 /// every type that satisfies the bounds.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a protein",
+    label = "cannot cross a process or disk boundary",
+    note = "add `#[protein]` to the definition of `{Self}`"
+)]
 pub trait Protein:
     crate::Fingerprint
     + Archive<

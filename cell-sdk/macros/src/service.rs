@@ -546,6 +546,7 @@ fn expand_trait(
             "a service trait cannot be generic: its protocol must be fixed",
         ));
     }
+    let original = t.clone();
     let mut methods = Vec::new();
     let sdk = crate::paths::cell_sdk();
     for item in &mut t.items {
@@ -583,7 +584,8 @@ fn expand_trait(
     t.supertraits.push(syn::parse_quote!(::core::marker::Sync));
     t.supertraits.push(syn::parse_quote!('static));
     if !errors.is_empty() {
-        return with_errors(t.into_token_stream(), &errors);
+        // Best effort: the trait as written (not rewritten), so only our errors show.
+        return with_errors(original.into_token_stream(), &errors);
     }
     let name = name.unwrap_or_else(|| kebab(&t.ident.to_string()));
     let base = t.ident.clone();
