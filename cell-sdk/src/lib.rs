@@ -25,8 +25,19 @@ extern crate self as cell_sdk;
 pub use cell_runtime::{Fingerprint, Protein, codec, fingerprint};
 pub use cell_sdk_macros::protein;
 
+// Typed RPC: the macros, the runtime types their expansions and users name, and the entry
+// points.
+pub use cell_runtime::{
+    CallError, ConnectError, DispatchError, Endpoint, Membrane, MembraneConfig, Never, Protocol,
+    Secret, ServeError, Service, ServiceClient, Shutdown, Status, Synapse, SynapseConfig,
+    TypedClient, serve, serve_at, socket_dir, testkit,
+};
+pub use cell_sdk_macros::{handler, service};
+
 /// Re-exports used by macro expansions. Not a stable API.
 #[doc(hidden)]
 pub mod __private {
+    pub use cell_runtime as runtime;
     pub use cell_runtime::__private::*;
+    pub use cell_runtime::ServiceName;
 }
