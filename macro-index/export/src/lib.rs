@@ -45,8 +45,7 @@
 //!         format = 1;
 //!         cell = "validate";
 //!         macros = validate_macros;
-//!         attribute schema { helpers = [email, range]; }
-//!         attribute range { args { _: expr } }
+//!         attribute schema { helpers = [email, range(_: expr)]; }
 //!         api = [Validate, ValidationError];
 //!     }
 //! "#);
@@ -54,17 +53,18 @@
 //! assert!(parsed.errors.is_empty());
 //! let schema = parsed.decl.macro_named("schema").unwrap();
 //! assert_eq!(schema.kind, MacroKind::Attribute);
-//! assert_eq!(schema.helpers[1].value, "range");
-//! assert_eq!(parsed.decl.macro_named("range").unwrap().args[0].kind, ValueKind::Expr);
+//! assert_eq!(schema.helpers[1].name.value, "range");
+//! assert_eq!(schema.helper("range").unwrap().args[0].kind, ValueKind::Expr);
 //! assert_eq!(parsed.decl.cell.as_ref().unwrap().span.start.line, 4);
+//! assert_eq!(file.decls[0].decl.api[1].value, "ValidationError");
 //! ```
 
 mod model;
 mod parse;
 
 pub use model::{
-    ArgSpec, ExportDecl, LineColumn, Literal, Location, MacroExport, MacroKind, SUPPORTED_FORMAT,
-    Spanned, ValueKind,
+    ArgSpec, ExportDecl, HelperSpec, LineColumn, Literal, Location, MacroExport, MacroKind,
+    SUPPORTED_FORMAT, Spanned, ValueKind,
 };
 pub use parse::{FileExports, ParseError, Parsed, parse_file, parse_tokens};
 
