@@ -131,7 +131,7 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
     // it to CELL0009.)
     let check = quote_spanned! {input.cell.span()=>
         const _: () = {
-            #[allow(non_snake_case, dead_code)]
+            #[allow(non_snake_case, dead_code, unreachable_pub)]
             mod #module {
                 pub const #format_const: u32 = 0;
             }
@@ -145,7 +145,8 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
     };
     quote! {
         #[doc = #doc]
-        #[allow(non_snake_case)]
+        // `pub` so a library can re-export its aliases; in a binary nobody outside sees it.
+        #[allow(non_snake_case, unreachable_pub)]
         pub mod #alias {
             pub use #krate::#module::*;
         }

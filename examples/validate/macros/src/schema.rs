@@ -338,7 +338,7 @@ fn generate(item: &ItemStruct, checks: &[Check], v: &TokenStream) -> TokenStream
 
 /// The runtime crate as the consumer names it (through `cell-resolver`).
 fn runtime_path() -> (TokenStream, Option<syn::Error>) {
-    match cell_resolver::resolve_from_env("validate") {
+    match cell_resolver::resolve_from_env(concat!("validate@", env!("CARGO_PKG_VERSION"))) {
         Ok(r) => match syn::parse_str::<syn::Ident>(&r.extern_crate) {
             Ok(ident) => (quote!(::#ident), None),
             Err(_) => (quote!(::validate), None),
