@@ -34,22 +34,30 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
     let module = format_ident!("{}", EXPORTS_MODULE);
     let format_const = format_ident!("{}", FORMAT_CONST);
     let format = decl.format.as_ref().map_or(SUPPORTED_FORMAT, |f| f.value);
-    let macros = decl
+    let macros_ok = decl
         .macros_crate
         .as_ref()
-        .and_then(|m| path_tokens(m, &mut errors));
-    let macro_uses = macros.iter().flat_map(|krate| {
-        decl.macros.iter().map(move |m| {
-            let name = syn::Ident::new(&m.name.value, m.name.span);
-            // The span of the declared name: rustc's "unresolved import" lands on it.
-            quote_spanned!(m.name.span=> pub use #krate::#name;)
-        })
-    });
+        .and_then(|m| path_tokens(m, m.span, &mut errors))
+        .is_some();
+    let mut macro_uses = Vec::new();
+    if let Some(krate) = decl.macros_crate.as_ref().filter(|_| macros_ok) {
+        for m in &decl.macros {
+            // Every token at the declared name: rustc's "unresolved import" lands on it alone.
+            let Some(krate) = path_tokens(krate, m.name.span, &mut Vec::new()) else {
+                continue;
+            };
+            let Ok(mut name) = syn::parse_str::<syn::Ident>(&m.name.value) else {
+                continue;
+            };
+            name.set_span(m.name.span);
+            macro_uses.push(quote_spanned!(m.name.span=> pub use #krate::#name;));
+        }
+    }
     let api_uses: Vec<TokenStream> = decl
         .api
         .iter()
         .filter_map(|item| {
-            let path = path_tokens(item, &mut errors)?;
+            let path = path_tokens(item, item.span, &mut errors)?;
             Some(quote_spanned!(item.span=> pub use crate::#path;))
         })
         .collect();
@@ -69,14 +77,18 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
     }
 }
 
-/// Tokens of a path stored as text (`a::b`), every segment at the declaration's span.
-fn path_tokens(path: &Spanned<String, Span>, errors: &mut Vec<syn::Error>) -> Option<TokenStream> {
+/// Tokens of a path stored as text (`a::b`), every segment at `span`.
+fn path_tokens(
+    path: &Spanned<String, Span>,
+    span: Span,
+    errors: &mut Vec<syn::Error>,
+) -> Option<TokenStream> {
     match syn::parse_str::<syn::Path>(&path.value) {
         Ok(parsed) => {
-            let leading = parsed.leading_colon.map(|_| quote_spanned!(path.span=> ::));
+            let leading = parsed.leading_colon.map(|_| quote_spanned!(span=> ::));
             let segments = parsed.segments.iter().map(|s| {
                 let mut ident = s.ident.clone();
-                ident.set_span(path.span);
+                ident.set_span(span);
                 ident
             });
             Some(quote!(#leading #(#segments)::*))

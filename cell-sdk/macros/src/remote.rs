@@ -143,13 +143,17 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
             }
         };
     };
-    quote! {
+    // Spanned at the alias so rustc's E0428 (alias defined twice) points at it.
+    let alias_module = quote_spanned! {alias.span()=>
         #[doc = #doc]
         // `pub` so a library can re-export its aliases; in a binary nobody outside sees it.
         #[allow(non_snake_case, unreachable_pub)]
         pub mod #alias {
             pub use #krate::#module::*;
         }
+    };
+    quote! {
+        #alias_module
         #check
     }
 }

@@ -141,6 +141,14 @@ fn split(path: &syn::Path) -> Option<(String, String)> {
     Some((prefix.join("::"), last.clone()))
 }
 
+/// The helper's own name token (`email` in `Val::email`): where argument errors point.
+fn name_span(attr: &Attribute) -> Span {
+    attr.path()
+        .segments
+        .last()
+        .map_or_else(|| attr.span(), |s| s.ident.span())
+}
+
 fn last(path: &syn::Path) -> String {
     path.segments
         .last()
@@ -175,21 +183,22 @@ fn classify(attr: &Attribute, alias: Option<&str>, pending: &[String]) -> Owner 
 
 fn rule(attr: &Attribute) -> Result<Rule, syn::Error> {
     let name = last(attr.path());
+    let prefix = split(attr.path()).map_or_else(|| "Val".to_owned(), |(p, _)| p);
     let no_args = |rule: Rule| match &attr.meta {
         Meta::Path(_) => Ok(rule),
-        other => Err(syn::Error::new(
-            other.span(),
+        _ => Err(syn::Error::new(
+            name_span(attr),
             format!("{BAD_ARGUMENT}: `{name}` takes no arguments"),
         )),
     };
     let one_expr = |example: &str| -> Result<Expr, syn::Error> {
         let usage = format!(
-            "{BAD_ARGUMENT}: `{name}` takes one argument, e.g. `#[Val::{name}({example})]`"
+            "{BAD_ARGUMENT}: `{name}` takes one argument, e.g. `#[{prefix}::{name}({example})]`"
         );
         match &attr.meta {
             Meta::List(list) if !list.tokens.is_empty() => syn::parse2::<Expr>(list.tokens.clone())
                 .map_err(|e| syn::Error::new(e.span(), usage)),
-            other => Err(syn::Error::new(other.span(), usage)),
+            _ => Err(syn::Error::new(name_span(attr), usage)),
         }
     };
     match name.as_str() {
@@ -197,7 +206,7 @@ fn rule(attr: &Attribute) -> Result<Rule, syn::Error> {
         "non_empty" => no_args(Rule::NonEmpty),
         "range" => one_expr("1..=100").map(Rule::Range),
         "custom" => one_expr("my_check").map(Rule::Custom),
-        "length" => length(attr),
+        "length" => length(attr, &prefix),
         other => {
             let close: Vec<&str> = HELPERS
                 .iter()
@@ -210,7 +219,7 @@ fn rule(attr: &Attribute) -> Result<Rule, syn::Error> {
                 format!(" (did you mean `{}`?)", close.join("` or `"))
             };
             Err(syn::Error::new(
-                attr.path().span(),
+                name_span(attr),
                 format!(
                     "{FOREIGN_HELPER}: `{other}` is not a helper of `schema`{hint}; helpers: {}",
                     HELPERS.join(", ")
@@ -220,9 +229,9 @@ fn rule(attr: &Attribute) -> Result<Rule, syn::Error> {
     }
 }
 
-fn length(attr: &Attribute) -> Result<Rule, syn::Error> {
+fn length(attr: &Attribute, prefix: &str) -> Result<Rule, syn::Error> {
     let usage = format!(
-        "{BAD_ARGUMENT}: `length` takes `min = N`, `max = N` or both, e.g. `#[Val::length(min = 1, max = 64)]`"
+        "{BAD_ARGUMENT}: `length` takes `min = N`, `max = N` or both, e.g. `#[{prefix}::length(min = 1, max = 64)]`"
     );
     let Meta::List(list) = &attr.meta else {
         return Err(syn::Error::new(attr.meta.span(), usage));
