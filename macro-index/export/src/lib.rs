@@ -74,5 +74,50 @@ pub const EXPORTS_MODULE: &str = "__cell_exports";
 /// The name of the format constant inside [`EXPORTS_MODULE`].
 pub const FORMAT_CONST: &str = "__CELL_EXPORT_FORMAT";
 
+/// Builtin attribute names an exported macro should not take (problem CELL0006 when imported
+/// by name or glob): rustc's builtin attributes and the standard derive-helper-like names.
+pub const BUILTIN_ATTRIBUTES: &[&str] = &[
+    "allow",
+    "automatically_derived",
+    "cfg",
+    "cfg_attr",
+    "cold",
+    "deny",
+    "deprecated",
+    "derive",
+    "doc",
+    "expect",
+    "export_name",
+    "forbid",
+    "global_allocator",
+    "ignore",
+    "inline",
+    "link",
+    "link_name",
+    "link_section",
+    "macro_export",
+    "macro_use",
+    "must_use",
+    "no_mangle",
+    "non_exhaustive",
+    "panic_handler",
+    "path",
+    "proc_macro",
+    "proc_macro_attribute",
+    "proc_macro_derive",
+    "repr",
+    "should_panic",
+    "target_feature",
+    "test",
+    "track_caller",
+    "unsafe",
+    "used",
+    "warn",
+];
+
+/// The macros `cell-sdk` itself exports; a provider macro with one of these names shadows it
+/// when imported by name or glob (problem CELL0006).
+pub const CELL_SDK_MACROS: &[&str] = &["protein", "service", "handler", "cell_remote", "export"];
+
 #[cfg(test)]
 mod tests;
