@@ -69,7 +69,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         // Best effort: the impl as written, so the editor keeps its methods, plus the errors.
         return with_errors(imp.into_token_stream(), &errors);
     };
-    let sdk = crate::paths::cell_sdk();
+    let sdk = crate::paths::cell_sdk().0;
     let name = quote!(<#ident as #sdk::__private::ServiceName>::NAME);
     let generated = generate(
         &Target::Inherent { ty: &ident },

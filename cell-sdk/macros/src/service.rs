@@ -46,7 +46,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
                 return with_errors(s.into_token_stream(), &errors);
             }
             let name = name.unwrap_or_else(|| kebab(&s.ident.to_string()));
-            let sdk = crate::paths::cell_sdk();
+            let sdk = crate::paths::cell_sdk().0;
             let ident = &s.ident;
             let expansion = quote! {
                 #s
@@ -264,7 +264,7 @@ pub(crate) fn generate(
     methods: &[Method],
     vis: &syn::Visibility,
 ) -> TokenStream {
-    let sdk = crate::paths::cell_sdk();
+    let sdk = crate::paths::cell_sdk().0;
     let rt = quote!(#sdk::__private::runtime);
     let fp = quote!(#sdk::fingerprint);
     let client = format_ident!("{}Client", base);
@@ -548,7 +548,7 @@ fn expand_trait(
     }
     let original = t.clone();
     let mut methods = Vec::new();
-    let sdk = crate::paths::cell_sdk();
+    let sdk = crate::paths::cell_sdk().0;
     for item in &mut t.items {
         match item {
             syn::TraitItem::Fn(f) => {
