@@ -1,8 +1,9 @@
 //! `cell-sdk`: the facade a cell depends on.
 //!
 //! It re-exports the runtime ([`codec`], [`Fingerprint`], [`Protein`]) and the macros
-//! ([`protein`]). Capabilities such as a database are *not* here: they come from provider
-//! cells that export their own macros under an alias the consumer picks.
+//! ([`protein`]; for provider cells [`export!`] and [`cell_remote!`]). Capabilities such as a
+//! database are *not* here: they come from provider cells that export their own macros under
+//! an alias the consumer picks (`cell_remote!(DB = "celldb")`).
 //!
 //! # Example
 //! ```
@@ -23,10 +24,21 @@
 extern crate self as cell_sdk;
 
 pub use cell_runtime::{Fingerprint, Protein, codec, fingerprint};
-pub use cell_sdk_macros::protein;
+pub use cell_sdk_macros::{cell_remote, export, protein};
+
+// Typed RPC: the macros, the runtime types their expansions and users name, and the entry
+// points.
+pub use cell_runtime::{
+    CallError, ConnectError, DispatchError, Endpoint, Membrane, MembraneConfig, Never, Protocol,
+    Secret, ServeError, Service, ServiceClient, Shutdown, Status, Synapse, SynapseConfig,
+    TypedClient, serve, serve_at, socket_dir, testkit,
+};
+pub use cell_sdk_macros::{handler, service};
 
 /// Re-exports used by macro expansions. Not a stable API.
 #[doc(hidden)]
 pub mod __private {
+    pub use cell_runtime as runtime;
     pub use cell_runtime::__private::*;
+    pub use cell_runtime::ServiceName;
 }

@@ -4,6 +4,7 @@
 //!
 //! Parsing never fails: what was understood is returned together with the errors met.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use proc_macro2::TokenStream;
@@ -31,6 +32,7 @@ pub(crate) struct DeclaredExport {
     pub(crate) kind: ExportKind,
     pub(crate) docs: String,
     pub(crate) helpers: Vec<String>,
+    pub(crate) helper_args: BTreeMap<String, Vec<ArgSchema>>,
     pub(crate) args: Vec<ArgSchema>,
     pub(crate) span: Span,
 }
@@ -54,26 +56,14 @@ pub(crate) fn parse_declaration(file: &Path, body: TokenStream) -> Declaration {
                     cell_export::MacroKind::Derive => ExportKind::Derive,
                 },
                 docs: m.docs.unwrap_or_default(),
-                helpers: m.helpers.into_iter().map(|h| h.value).collect(),
-                args: m
-                    .args
+                helpers: m.helpers.iter().map(|h| h.name.value.clone()).collect(),
+                helper_args: m
+                    .helpers
                     .into_iter()
-                    .map(|a| ArgSchema {
-                        name: a.name.map(|n| n.value),
-                        kind: match a.kind {
-                            cell_export::ValueKind::Str => ValueKind::Str,
-                            cell_export::ValueKind::Bool => ValueKind::Bool,
-                            cell_export::ValueKind::Int => ValueKind::Int,
-                            cell_export::ValueKind::Expr => ValueKind::Expr,
-                            cell_export::ValueKind::OneOf(v) => ValueKind::OneOf(v),
-                        },
-                        optional: a.optional || a.default.is_some(),
-                        default: a.default.map(|l| match l.value {
-                            cell_export::Literal::Str(s) => s,
-                            other => other.to_string(),
-                        }),
-                    })
+                    .filter(|h| !h.args.is_empty())
+                    .map(|h| (h.name.value, h.args.into_iter().map(arg_schema).collect()))
                     .collect(),
+                args: m.args.into_iter().map(arg_schema).collect(),
                 span: sp(m.name.span),
                 name: m.name.value,
             })
@@ -84,6 +74,24 @@ pub(crate) fn parse_declaration(file: &Path, body: TokenStream) -> Declaration {
             .into_iter()
             .map(|e| (e.code, e.message, sp(e.span)))
             .collect(),
+    }
+}
+
+fn arg_schema(a: cell_export::ArgSpec<proc_macro2::Span>) -> ArgSchema {
+    ArgSchema {
+        name: a.name.map(|n| n.value),
+        kind: match a.kind {
+            cell_export::ValueKind::Str => ValueKind::Str,
+            cell_export::ValueKind::Bool => ValueKind::Bool,
+            cell_export::ValueKind::Int => ValueKind::Int,
+            cell_export::ValueKind::Expr => ValueKind::Expr,
+            cell_export::ValueKind::OneOf(v) => ValueKind::OneOf(v),
+        },
+        optional: a.optional || a.default.is_some(),
+        default: a.default.map(|l| match l.value {
+            cell_export::Literal::Str(s) => s,
+            other => other.to_string(),
+        }),
     }
 }
 

@@ -23,65 +23,16 @@ use crate::scan::scan;
 use crate::span::{file_start, forget_sources};
 use crate::{IndexError, IndexOptions, Progress};
 
-/// Builtin attributes an exported attribute macro would shadow when glob-imported.
-pub const BUILTIN_ATTRIBUTES: &[&str] = &[
-    "allow",
-    "automatically_derived",
-    "bench",
-    "cfg",
-    "cfg_attr",
-    "cold",
-    "collapse_debuginfo",
-    "debugger_visualizer",
-    "deny",
-    "deprecated",
-    "derive",
-    "diagnostic",
-    "doc",
-    "expect",
-    "export_name",
-    "forbid",
-    "global_allocator",
-    "ignore",
-    "inline",
-    "link",
-    "link_name",
-    "link_section",
-    "macro_export",
-    "macro_use",
-    "must_use",
-    "naked",
-    "no_link",
-    "no_mangle",
-    "non_exhaustive",
-    "panic_handler",
-    "path",
-    "proc_macro",
-    "proc_macro_attribute",
-    "proc_macro_derive",
-    "repr",
-    "should_panic",
-    "target_feature",
-    "test",
-    "track_caller",
-    "unsafe",
-    "used",
-    "warn",
-];
+/// Builtin attributes an exported attribute macro would shadow when glob-imported (the shared
+/// list of `cell-export`).
+pub const BUILTIN_ATTRIBUTES: &[&str] = cell_export::BUILTIN_ATTRIBUTES;
 
-/// Names `cell-sdk` itself exports (macros and the crate), which an alias or an export would
-/// shadow.
-pub const CELL_SDK_NAMES: &[&str] = &[
-    "cell_sdk",
-    "cell_remote",
-    "export",
-    "handler",
-    "protein",
-    "service",
-];
+/// Macros `cell-sdk` itself exports (the shared list of `cell-export`), which an alias or an
+/// export would shadow.
+pub const CELL_SDK_NAMES: &[&str] = cell_export::CELL_SDK_MACROS;
 
 /// Crate names an alias would shadow in paths.
-const PRELUDE_CRATES: &[&str] = &["alloc", "core", "proc_macro", "std", "test"];
+const PRELUDE_CRATES: &[&str] = &["alloc", "cell_sdk", "core", "proc_macro", "std", "test"];
 
 /// A glob `use` in a consumer, kept for the glob-ambiguity check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -518,6 +469,7 @@ impl Index {
                 }
             }
             exports.push(Export {
+                helper_args: d.helper_args,
                 docs: found
                     .map(|f| f.docs.clone())
                     .filter(|d| !d.is_empty())

@@ -106,6 +106,8 @@ pub struct Export {
     pub docs: String,
     /// Helper attributes the macro consumes (`key`, `index` inside `persist`).
     pub helpers: Vec<String>,
+    /// Argument schemas of the helpers that take arguments (`range(_: expr)`).
+    pub helper_args: std::collections::BTreeMap<String, Vec<ArgSchema>>,
     /// The argument schema, in declaration order.
     pub args: Vec<ArgSchema>,
     /// Where the export is declared (the name in `export!`).

@@ -21,12 +21,18 @@ use rkyv::{
 /// A type that can cross a process or disk boundary: rkyv-archivable, validatable, and
 /// fingerprinted. `#[protein]` makes a struct or enum one; it is implemented automatically for
 /// every type that satisfies the bounds.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a protein",
+    label = "cannot cross a process or disk boundary",
+    note = "add `#[protein]` to the definition of `{Self}`"
+)]
 pub trait Protein:
     crate::Fingerprint
     + Archive<
         Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>
                       + Deserialize<Self, Strategy<Pool, rancor::Error>>,
     > + for<'a> Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>
+    + for<'a, 'b> Serialize<HighSerializer<&'b mut AlignedVec, ArenaHandle<'a>, rancor::Error>>
     + Sized
 {
 }
@@ -37,6 +43,7 @@ impl<T> Protein for T where
             Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>
                           + Deserialize<T, Strategy<Pool, rancor::Error>>,
         > + for<'a> Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>
+        + for<'a, 'b> Serialize<HighSerializer<&'b mut AlignedVec, ArenaHandle<'a>, rancor::Error>>
 {
 }
 
@@ -87,6 +94,32 @@ pub fn encode_into<T: Protein>(value: &T, mut buffer: Bytes) -> Result<Bytes, En
         type_name: T::type_name(),
         reason: e.to_string(),
     })
+}
+
+/// Appends the archive of `value` to `buffer` at its current end, which must be 16-byte
+/// aligned (frames keep it so). The archive then occupies `buffer[start..]`, ending exactly at
+/// the data, as [`access`] requires. On error the buffer is restored to its previous length.
+///
+/// # Errors
+/// As [`to_bytes`]; also when the current end of `buffer` is not 16-byte aligned.
+pub fn append<T: Protein>(value: &T, buffer: &mut Bytes) -> Result<(), EncodeError> {
+    let start = buffer.len();
+    if !start.is_multiple_of(16) {
+        return Err(EncodeError {
+            type_name: T::type_name(),
+            reason: format!("archive would start at unaligned offset {start}"),
+        });
+    }
+    match rkyv::api::high::to_bytes_in::<&mut Bytes, rancor::Error>(value, &mut *buffer) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            buffer.resize(start, 0);
+            Err(EncodeError {
+                type_name: T::type_name(),
+                reason: e.to_string(),
+            })
+        }
+    }
 }
 
 /// Validates `bytes` and returns the archived value in place (zero-copy).
@@ -155,6 +188,17 @@ mod tests {
         // A relative pointer far outside the buffer, and a char that is not a scalar value.
         assert!(from_bytes::<Vec<u64>>(&evil).is_err());
         assert!(from_bytes::<char>(&evil[..4]).is_err());
+    }
+
+    #[test]
+    fn appended_archives_decode_in_place() {
+        let mut buffer = Bytes::new();
+        buffer.extend_from_slice(&[0u8; 16]);
+        append(&vec!["a".to_string(), "b".to_string()], &mut buffer).unwrap();
+        let back: Vec<String> = from_bytes(&buffer[16..]).unwrap();
+        assert_eq!(back, ["a", "b"]);
+        buffer.push(0);
+        assert!(append(&1u8, &mut buffer).is_err());
     }
 
     #[test]

@@ -6,6 +6,21 @@
 //!   opened, never misread;
 //! - [`Protein`] and the [`codec`] functions: rkyv 0.8 archives that are *always validated*
 //!   (bytecheck) before use;
+//! - typed RPC between cells: [`frame`]s (16-byte header, 16-byte aligned payloads, length
+//!   checked before allocating), a [`handshake`] (protocol version + service fingerprint),
+//!   the server [`Membrane`] and the client [`Synapse`] over Unix sockets
+//!   (`$CELL_SOCKET_DIR/<cell>.sock`) or authenticated TCP, with many calls in flight per
+//!   connection, deadlines, cancellation, backpressure and graceful shutdown; the traits
+//!   [`Protocol`] / [`Service`] that `#[service]` implements; a [`testkit`].
+//!
+//! Key design decision: one I/O task per connection on each side and no task per call. The
+//! server runs a connection's calls concurrently inside its connection task and writes every
+//! reply finished in one wake-up with one syscall; the client's callers encode straight into
+//! the connection's write buffer and wait on reusable slots. The steady state allocates
+//! (almost) nothing, which is what small-message latency is made of.
+//!
+//! What it is not: a service mesh or a discovery system; it does not replay calls after a
+//! reconnect (it cannot know whether a method is idempotent).
 //!
 //! The runtime knows nothing about databases, authentication or tooling: capabilities come
 //! from provider cells (see the workspace's `ARCHITECTURE.md`).
@@ -21,13 +36,72 @@
 //! ```
 
 pub mod codec;
+mod endpoint;
+mod error;
 pub mod fingerprint;
+pub mod frame;
+pub mod handshake;
+mod io;
+mod membrane;
+mod service;
+mod synapse;
+pub mod testkit;
 
-pub use codec::{DecodeError, Protein};
+pub use codec::{DecodeError, EncodeError, Protein};
+pub use endpoint::{Endpoint, SECRET_ENV, SOCKET_DIR_ENV, Secret, current_uid, socket_dir};
+pub use error::{CallError, ConnectError, Never, ServeError};
 pub use fingerprint::Fingerprint;
+pub use frame::Status;
+pub use membrane::{Membrane, MembraneConfig, Shutdown};
+pub use service::{DispatchError, Protocol, Service, ServiceClient, ServiceName, TypedClient};
+pub use synapse::{Synapse, SynapseConfig};
 
 /// Re-exports used by macro expansions. Not a stable API.
 #[doc(hidden)]
 pub mod __private {
     pub use rkyv;
+}
+
+/// Serves `service` on its default socket, `$CELL_SOCKET_DIR/<name>.sock`, until SIGINT or
+/// SIGTERM, then shuts down gracefully (in-flight calls finish).
+///
+/// # Errors
+/// When the socket cannot be bound; see [`ServeError`].
+pub async fn serve<S: Service>(service: S) -> Result<(), ServeError> {
+    serve_at(
+        Endpoint::for_cell(S::NAME),
+        service,
+        MembraneConfig::default(),
+    )
+    .await
+}
+
+/// Serves `service` at `endpoint` until SIGINT or SIGTERM, then shuts down gracefully.
+///
+/// # Errors
+/// When the endpoint cannot be bound; see [`ServeError`].
+pub async fn serve_at<S: Service>(
+    endpoint: Endpoint,
+    service: S,
+    config: MembraneConfig,
+) -> Result<(), ServeError> {
+    let membrane = Membrane::bind(endpoint, service, config)?;
+    let shutdown = membrane.shutdown_handle();
+    let signals = tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        shutdown.shutdown();
+    });
+    let result = membrane.serve().await;
+    signals.abort();
+    result
 }

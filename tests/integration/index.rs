@@ -433,8 +433,16 @@ fn indexes_this_repository_full_graph() {
         "{:#?}",
         index.problems
     );
-    // The providers of this repository: none has landed on this branch yet (celldb and the
-    // examples come with the providers branch); update this list when they do.
+    // The providers of this repository's graph: the `validate` example and the two test
+    // providers that `cell-tests` depends on (update when celldb lands).
     let providers: Vec<&str> = index.providers.iter().map(|p| p.cell.as_str()).collect();
-    assert_eq!(providers, Vec::<&str>::new());
+    assert_eq!(providers, ["greet", "shout", "validate"]);
+    for p in &index.providers {
+        assert!(
+            p.exports.iter().all(|e| e.definition.is_some()),
+            "{}: {:#?}",
+            p.cell,
+            p.exports
+        );
+    }
 }

@@ -6,6 +6,23 @@
 //! - `index`: `cell-macro-index` with real `cargo metadata --offline` on the fixture workspaces
 //!   of `tests/fixtures/lsp/` (copied to a temp dir first), one test per problem code, the
 //!   snapshot, incremental updates and the watcher, and the index of this repository itself.
+//! - `rpc`: typed RPC between real processes (the `rpc-probe-server` binary): Unix sockets and
+//!   authenticated TCP, many calls in flight, fingerprint mismatch, bad frames, panics,
+//!   deadlines and cancellation, SIGKILL + restart + reconnect, stale sockets, a second
+//!   server, graceful shutdown; and `#[service]`/`#[handler]` compile errors (`tests/ui/service/`).
+//! - `rpc_handler`: the one-crate form (`#[service] struct` + `#[handler] impl`) through the
+//!   test kit.
+//! - `remote`: `cell_remote!` aliases reaching providers' macros and API, and its compile errors
+//!   with problem codes (trybuild UI tests in `tests/ui/remote/`).
+//! - `providers`: the `validate` provider (not a database) through `#[Val::schema]`.
+//! - `resolver`: a consumer workspace outside this one built with real cargo
+//!   (`tests/fixtures/workspace`): two versions of one provider, same macro name from two
+//!   providers, renamed providers and cell-sdk; the resolver and export parser on the same files.
 
 mod index;
 mod protein;
+mod providers;
+mod remote;
+mod resolver;
+mod rpc;
+mod rpc_handler;

@@ -26,7 +26,8 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         }
     };
     check_supported(&input, &mut errors);
-    let sdk = crate::paths::cell_sdk();
+    let (sdk, sdk_error) = crate::paths::cell_sdk();
+    errors.extend(sdk_error);
     let expansion = generate(&input, &sdk);
     if errors.is_empty() {
         expansion

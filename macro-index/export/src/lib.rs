@@ -45,8 +45,7 @@
 //!         format = 1;
 //!         cell = "validate";
 //!         macros = validate_macros;
-//!         attribute schema { helpers = [email, range]; }
-//!         attribute range { args { _: expr } }
+//!         attribute schema { helpers = [email, range(_: expr)]; }
 //!         api = [Validate, ValidationError];
 //!     }
 //! "#);
@@ -54,17 +53,18 @@
 //! assert!(parsed.errors.is_empty());
 //! let schema = parsed.decl.macro_named("schema").unwrap();
 //! assert_eq!(schema.kind, MacroKind::Attribute);
-//! assert_eq!(schema.helpers[1].value, "range");
-//! assert_eq!(parsed.decl.macro_named("range").unwrap().args[0].kind, ValueKind::Expr);
+//! assert_eq!(schema.helpers[1].name.value, "range");
+//! assert_eq!(schema.helper("range").unwrap().args[0].kind, ValueKind::Expr);
 //! assert_eq!(parsed.decl.cell.as_ref().unwrap().span.start.line, 4);
+//! assert_eq!(file.decls[0].decl.api[1].value, "ValidationError");
 //! ```
 
 mod model;
 mod parse;
 
 pub use model::{
-    ArgSpec, ExportDecl, LineColumn, Literal, Location, MacroExport, MacroKind, SUPPORTED_FORMAT,
-    Spanned, ValueKind,
+    ArgSpec, ExportDecl, HelperSpec, LineColumn, Literal, Location, MacroExport, MacroKind,
+    SUPPORTED_FORMAT, Spanned, ValueKind,
 };
 pub use parse::{FileExports, ParseError, Parsed, parse_file, parse_tokens};
 
@@ -73,6 +73,51 @@ pub const EXPORTS_MODULE: &str = "__cell_exports";
 
 /// The name of the format constant inside [`EXPORTS_MODULE`].
 pub const FORMAT_CONST: &str = "__CELL_EXPORT_FORMAT";
+
+/// Builtin attribute names an exported macro should not take (problem CELL0006 when imported
+/// by name or glob): rustc's builtin attributes and the standard derive-helper-like names.
+pub const BUILTIN_ATTRIBUTES: &[&str] = &[
+    "allow",
+    "automatically_derived",
+    "cfg",
+    "cfg_attr",
+    "cold",
+    "deny",
+    "deprecated",
+    "derive",
+    "doc",
+    "expect",
+    "export_name",
+    "forbid",
+    "global_allocator",
+    "ignore",
+    "inline",
+    "link",
+    "link_name",
+    "link_section",
+    "macro_export",
+    "macro_use",
+    "must_use",
+    "no_mangle",
+    "non_exhaustive",
+    "panic_handler",
+    "path",
+    "proc_macro",
+    "proc_macro_attribute",
+    "proc_macro_derive",
+    "repr",
+    "should_panic",
+    "target_feature",
+    "test",
+    "track_caller",
+    "unsafe",
+    "used",
+    "warn",
+];
+
+/// The macros `cell-sdk` itself exports; a provider macro with one of these names shadows it
+/// when imported by name or glob (problem CELL0006).
+pub const CELL_SDK_MACROS: &[&str] = &["protein", "service", "handler", "cell_remote", "export"];
 
 #[cfg(test)]
 mod tests;

@@ -164,6 +164,36 @@ pub struct ArgSpec<S> {
     pub span: S,
 }
 
+impl<S> ArgSpec<S> {
+    /// Converts every span.
+    pub fn map_spans<S2>(self, f: &mut impl FnMut(S) -> S2) -> ArgSpec<S2> {
+        ArgSpec {
+            name: self.name.map(|n| n.map_span(f)),
+            kind: self.kind,
+            optional: self.optional,
+            default: self.default.map(|d| d.map_span(f)),
+            span: f(self.span),
+        }
+    }
+}
+
+impl<S> MacroExport<S> {
+    /// The helper called `name`, if this macro consumes one.
+    pub fn helper(&self, name: &str) -> Option<&HelperSpec<S>> {
+        self.helpers.iter().find(|h| h.name.value == name)
+    }
+}
+
+/// A helper attribute a macro consumes (`#[DB::key]`, `#[Val::range(1..=100)]`), with the
+/// arguments it takes (`range(_: expr)` in the declaration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelperSpec<S> {
+    /// The helper's name as written after `Alias::`.
+    pub name: Spanned<String, S>,
+    /// Its argument schema; empty for a bare helper such as `key`.
+    pub args: Vec<ArgSpec<S>>,
+}
+
 /// One exported macro.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MacroExport<S> {
@@ -174,7 +204,7 @@ pub struct MacroExport<S> {
     /// `///` docs written on the entry, if any (tools prefer the `#[proc_macro*]` fn's docs).
     pub docs: Option<String>,
     /// Helper attributes the macro consumes (`#[DB::key]` inside `#[DB::persist]`).
-    pub helpers: Vec<Spanned<String, S>>,
+    pub helpers: Vec<HelperSpec<S>>,
     /// The argument schema.
     pub args: Vec<ArgSpec<S>>,
     /// The whole entry.
@@ -231,18 +261,15 @@ impl<S> ExportDecl<S> {
                     kind: m.kind,
                     name: m.name.map_span(f),
                     docs: m.docs,
-                    helpers: m.helpers.into_iter().map(|h| h.map_span(f)).collect(),
-                    args: m
-                        .args
+                    helpers: m
+                        .helpers
                         .into_iter()
-                        .map(|a| ArgSpec {
-                            name: a.name.map(|n| n.map_span(f)),
-                            kind: a.kind,
-                            optional: a.optional,
-                            default: a.default.map(|d| d.map_span(f)),
-                            span: f(a.span),
+                        .map(|h| HelperSpec {
+                            name: h.name.map_span(f),
+                            args: h.args.into_iter().map(|a| a.map_spans(f)).collect(),
                         })
                         .collect(),
+                    args: m.args.into_iter().map(|a| a.map_spans(f)).collect(),
                     span: f(m.span),
                 })
                 .collect(),

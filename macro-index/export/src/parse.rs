@@ -16,8 +16,8 @@ use syn::spanned::Spanned as _;
 use syn::{Ident, LitInt, LitStr, Token, braced, bracketed};
 
 use crate::model::{
-    ArgSpec, ExportDecl, Literal, Location, MacroExport, MacroKind, SUPPORTED_FORMAT, Spanned,
-    ValueKind,
+    ArgSpec, ExportDecl, HelperSpec, Literal, Location, MacroExport, MacroKind, SUPPORTED_FORMAT,
+    Spanned, ValueKind,
 };
 
 /// A problem found while parsing a declaration.
@@ -398,7 +398,21 @@ fn parse_macro(
                 body.parse::<Token![=]>()?;
                 let list;
                 bracketed!(list in body);
-                let names = Punctuated::<Ident, Token![,]>::parse_terminated(&list)?;
+                let mut names = Vec::new();
+                while !list.is_empty() {
+                    let name = list.call(Ident::parse_any)?;
+                    let mut args = Vec::new();
+                    if list.peek(syn::token::Paren) {
+                        let inner;
+                        syn::parenthesized!(inner in list);
+                        parse_args(&inner, &mut args, state)?;
+                    }
+                    names.push((name, args));
+                    if list.is_empty() {
+                        break;
+                    }
+                    list.parse::<Token![,]>()?;
+                }
                 if std::mem::replace(&mut seen_helpers, true) {
                     state.error(key.span(), "`helpers` is declared twice");
                 }
@@ -409,12 +423,15 @@ fn parse_macro(
                          `attribute` and `derive` entries",
                     );
                 }
-                for h in names {
+                for (h, args) in names {
                     let text = h.to_string();
-                    if entry.helpers.iter().any(|x| x.value == text) {
+                    if entry.helper(&text).is_some() {
                         state.error(h.span(), format!("helper `{text}` is listed twice"));
                     } else {
-                        entry.helpers.push(Spanned::new(text, h.span()));
+                        entry.helpers.push(HelperSpec {
+                            name: Spanned::new(text, h.span()),
+                            args,
+                        });
                     }
                 }
             }
@@ -427,15 +444,7 @@ fn parse_macro(
                 if kind == MacroKind::Derive {
                     state.error(key.span(), "a derive macro takes no arguments");
                 }
-                while !list.is_empty() {
-                    let arg = parse_arg(&list, state)?;
-                    check_arg(&arg, &entry.args, state);
-                    entry.args.push(arg);
-                    if list.is_empty() {
-                        break;
-                    }
-                    list.parse::<Token![,]>()?;
-                }
+                parse_args(&list, &mut entry.args, state)?;
             }
             other => {
                 return Err(syn::Error::new(
@@ -452,6 +461,24 @@ fn parse_macro(
         }
     }
     Ok(entry)
+}
+
+/// A comma-separated argument schema (trailing comma allowed).
+fn parse_args(
+    list: ParseStream<'_>,
+    args: &mut Vec<ArgSpec<Span>>,
+    state: &mut State,
+) -> syn::Result<()> {
+    while !list.is_empty() {
+        let arg = parse_arg(list, state)?;
+        check_arg(&arg, args, state);
+        args.push(arg);
+        if list.is_empty() {
+            break;
+        }
+        list.parse::<Token![,]>()?;
+    }
+    Ok(())
 }
 
 fn parse_arg(input: ParseStream<'_>, state: &mut State) -> syn::Result<ArgSpec<Span>> {

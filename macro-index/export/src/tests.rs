@@ -61,7 +61,11 @@ fn the_contract_example_parses_completely() {
     );
     let persist = &decl.macros[0];
     assert_eq!(persist.docs.as_deref(), Some("Persist a struct."));
-    let helpers: Vec<&str> = persist.helpers.iter().map(|h| h.value.as_str()).collect();
+    let helpers: Vec<&str> = persist
+        .helpers
+        .iter()
+        .map(|h| h.name.value.as_str())
+        .collect();
     assert_eq!(helpers, ["key", "index", "unique", "auto_inc"]);
     assert_eq!(persist.args.len(), 3);
     let table = &persist.args[0];
@@ -118,7 +122,7 @@ fn locations_are_line_and_column() {
         }
     );
     assert_eq!(&CONTRACT[persist.span.bytes.clone()], "persist");
-    let key = &decl.macros[0].helpers[0];
+    let key = &decl.macros[0].helpers[0].name;
     assert_eq!(key.span.start.line, 9);
 }
 
@@ -138,6 +142,25 @@ fn positional_and_kinds() {
         length[2].default.as_ref().unwrap().value,
         Literal::Bool(false)
     );
+}
+
+#[test]
+fn helpers_may_declare_arguments() {
+    let file = parse_file(&format!(
+        "export! {{ {HEAD} attribute schema {{ helpers = [email, range(_: expr), \
+         length(min: int?, max: int?),]; }} }}"
+    ));
+    let Parsed { decl, errors } = &file.decls[0];
+    assert!(errors.is_empty(), "{errors:?}");
+    let schema = &decl.macros[0];
+    assert!(schema.helper("email").unwrap().args.is_empty());
+    assert_eq!(
+        schema.helper("range").unwrap().args[0].kind,
+        ValueKind::Expr
+    );
+    let length = &schema.helper("length").unwrap().args;
+    assert_eq!(length[1].name.as_ref().unwrap().value, "max");
+    assert!(length[1].optional);
 }
 
 #[test]

@@ -205,8 +205,10 @@ pub fn resolve(
 /// Resolves a `"cell"` or `"cell@version"` spec against the manifest of the crate being
 /// compiled (`CARGO_MANIFEST_DIR`, which cargo and rust-analyzer set for proc macros).
 ///
-/// Provider macros call this to find their runtime crate:
-/// `cell_resolver::resolve_from_env("celldb")?.extern_crate`.
+/// Provider macros call this to find their runtime crate, qualified with their own version so
+/// a consumer that depends on two versions of the provider still gets the matching one:
+/// `cell_resolver::resolve_from_env(concat!("celldb@", env!("CARGO_PKG_VERSION")))`
+/// (the macro crate and the runtime crate are released with the same version).
 ///
 /// # Errors
 /// As [`resolve`]; [`ProblemCode::ManifestUnreadable`] when `CARGO_MANIFEST_DIR` is unset.
@@ -274,10 +276,12 @@ pub fn resolve_in(manifest: &Manifest, spec: &CellSpec) -> Result<Resolved, Reso
         Some(q) => all
             .iter()
             .copied()
+            // A dependency without a written version (a bare path or git entry) cannot be
+            // excluded by a qualifier: it stays a candidate.
             .filter(|d| {
                 d.version_req
                     .as_deref()
-                    .is_some_and(|r| version::matches(r, q))
+                    .is_none_or(|r| version::matches(r, q))
             })
             .collect(),
     };

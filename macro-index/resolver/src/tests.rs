@@ -1,6 +1,6 @@
 //! Resolver tests over real manifests written to temp directories.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::*;
 
@@ -173,6 +173,33 @@ fn two_versions_need_a_qualifier() {
 }
 
 #[test]
+fn a_qualifier_keeps_dependencies_without_a_written_version() {
+    let dir = tree(&[(
+        "Cargo.toml",
+        &package(
+            "[dependencies]\nold = { package = \"greet\", version = \"0.3\" }\n\
+             greet = { path = \"../greet\" }\n",
+        ),
+    )]);
+    assert_eq!(
+        resolve(dir.path(), "greet", Some("0.4.0"))
+            .unwrap()
+            .extern_crate,
+        "greet"
+    );
+    let alone = tree(&[(
+        "Cargo.toml",
+        &package("[dependencies]\ngreet = { path = \"../g\" }\n"),
+    )]);
+    assert_eq!(
+        resolve(alone.path(), "greet", Some("1.2.3"))
+            .unwrap()
+            .extern_crate,
+        "greet"
+    );
+}
+
+#[test]
 fn a_qualifier_matching_both_is_still_ambiguous() {
     let dir = tree(&[(
         "Cargo.toml",
@@ -279,5 +306,4 @@ fn from_env_reads_cargo_manifest_dir() {
     let toml = resolve_from_env("toml").unwrap();
     assert_eq!(toml.extern_crate, "toml");
     assert!(toml.source == DepSource::Registry);
-    let _unused: PathBuf = PathBuf::new();
 }

@@ -1,0 +1,156 @@
+//! Errors of the RPC layer: what a caller sees ([`CallError`], [`ConnectError`]) and what a
+//! server reports ([`ServeError`]).
+//!
+//! DESIGN decision 7: a call's result is `Result<T, CallError<E>>`, where `E` is the method's
+//! own application error (a protein) and every other variant is a failure of the transport or
+//! the server around the handler.
+
+use std::fmt;
+use std::io;
+
+use crate::codec::{DecodeError, EncodeError};
+use crate::frame::Status;
+
+/// The application error type of methods that cannot fail: it has no values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Never {}
+
+impl fmt::Display for Never {
+    fn fmt(&self, _: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {}
+    }
+}
+
+/// Why a call did not return the method's value.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError<E = Never> {
+    /// The method returned its application error `Err(e)`.
+    #[error("the service returned an error: {0:?}")]
+    App(E),
+    /// The call's deadline passed; the server was told to stop working on it.
+    #[error("the call timed out")]
+    Timeout,
+    /// The connection broke while the call was in flight; the call may or may not have run.
+    #[error("disconnected: {0}")]
+    Disconnected(String),
+    /// No connection could be made (server down, handshake refused, version or fingerprint
+    /// mismatch).
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The handler panicked; the server caught it and keeps serving.
+    #[error("the handler panicked: {0}")]
+    Panicked(String),
+    /// The server answered with another failure status (unknown method, shutting down, reply
+    /// not encodable, deadline exceeded on the server).
+    #[error("the server failed the call ({status:?}): {message}")]
+    Remote {
+        /// The response status.
+        status: Status,
+        /// What the server said.
+        message: String,
+    },
+    /// The arguments could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// The reply did not validate as the expected type.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}
+
+impl<E> CallError<E> {
+    /// The application error, if that is what this is.
+    pub fn app(self) -> Option<E> {
+        match self {
+            CallError::App(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Converts a call error of a method that cannot fail into any other call error type.
+    pub fn widen(err: CallError<Never>) -> CallError<E> {
+        match err {
+            CallError::App(never) => match never {},
+            CallError::Timeout => CallError::Timeout,
+            CallError::Disconnected(m) => CallError::Disconnected(m),
+            CallError::Connect(c) => CallError::Connect(c),
+            CallError::Panicked(m) => CallError::Panicked(m),
+            CallError::Remote { status, message } => CallError::Remote { status, message },
+            CallError::Encode(e) => CallError::Encode(e),
+            CallError::Decode(e) => CallError::Decode(e),
+        }
+    }
+}
+
+/// Why a client could not connect, or was refused at the handshake.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The socket could not be reached (no server, permission denied, …).
+    #[error("cannot reach {endpoint}: {source}")]
+    Io {
+        /// Where we tried.
+        endpoint: String,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// Client and server speak different protocol versions.
+    #[error("protocol version mismatch: this client speaks {client}, the server {server}")]
+    VersionMismatch {
+        /// Our version.
+        client: u16,
+        /// The server's.
+        server: u16,
+    },
+    /// The service's structural fingerprint differs: one side was built from another version
+    /// of the protocol. Rebuild both from the same api crate.
+    #[error(
+        "service `{service}` has changed: this client was built for fingerprint {client}, \
+         the server has {server}; rebuild both from the same protocol"
+    )]
+    FingerprintMismatch {
+        /// Service name.
+        service: String,
+        /// Our fingerprint (hex).
+        client: String,
+        /// The server's fingerprint (hex).
+        server: String,
+    },
+    /// The server refused for another reason (wrong service at this address, shutting down).
+    #[error("the server refused the connection: {0}")]
+    Rejected(String),
+    /// The server closed the connection during the handshake without a word: on TCP this is
+    /// how a wrong or missing secret is answered.
+    #[error("the server closed the connection during the handshake (wrong or missing secret?)")]
+    ClosedDuringHandshake,
+    /// The server's answer was not a valid handshake.
+    #[error("invalid handshake from the server: {0}")]
+    Protocol(String),
+    /// The handshake did not complete in time.
+    #[error("the handshake timed out")]
+    Timeout,
+}
+
+/// Why a server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Another live server already serves this name.
+    #[error("another server is already serving `{name}` at {path} (lock {lock} is held)")]
+    AlreadyServing {
+        /// The cell name.
+        name: String,
+        /// The socket path.
+        path: String,
+        /// The lock file held by the other server.
+        lock: String,
+    },
+    /// Binding or accepting failed.
+    #[error("cannot listen on {endpoint}: {source}")]
+    Io {
+        /// Where.
+        endpoint: String,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// A TCP endpoint needs a shared secret (config or `$CELL_SECRET`).
+    #[error("a TCP endpoint needs a shared secret: set `CELL_SECRET` or configure one")]
+    MissingSecret,
+}

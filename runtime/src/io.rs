@@ -1,0 +1,205 @@
+//! Buffered frame I/O shared by the server and the client: an aligned read buffer that frames
+//! are validated in place from, and helpers that append frames to an aligned write buffer.
+//!
+//! Both buffers live as long as the connection, so the steady state allocates nothing.
+
+use std::io;
+use std::ops::Range;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::codec::Bytes;
+use crate::frame::{self, FrameError, HEADER_LEN, Header};
+
+/// Initial size of a connection's read buffer.
+const INITIAL_READ: usize = 16 * 1024;
+
+/// Reads frames from a stream into one aligned buffer.
+///
+/// Invariant: `start` is a multiple of 16 (frames occupy multiples of 16 bytes and compaction
+/// moves data to offset 0), so every payload sits 16-byte aligned for in-place validation.
+pub(crate) struct FrameReader {
+    buf: Bytes,
+    start: usize,
+    end: usize,
+    max_len: u32,
+}
+
+impl FrameReader {
+    pub(crate) fn new(max_len: u32) -> FrameReader {
+        let mut buf = Bytes::with_capacity(INITIAL_READ);
+        buf.resize(INITIAL_READ, 0);
+        FrameReader {
+            buf,
+            start: 0,
+            end: 0,
+            max_len,
+        }
+    }
+
+    pub(crate) fn set_max_len(&mut self, max_len: u32) {
+        self.max_len = max_len;
+    }
+
+    /// The next complete frame already in the buffer, if any. The range indexes [`Self::bytes`]
+    /// and stays valid until the next fill.
+    pub(crate) fn next_frame(&mut self) -> Result<Option<(Header, Range<usize>)>, FrameError> {
+        match frame::decode(&self.buf[self.start..self.end], self.max_len)? {
+            Some((header, payload, used)) => {
+                let range = self.start + payload.start..self.start + payload.end;
+                self.start += used;
+                Ok(Some((header, range)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The buffer that ranges from [`Self::next_frame`] index.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Whether bytes of an incomplete frame are buffered.
+    pub(crate) fn has_partial(&self) -> bool {
+        self.start != self.end
+    }
+
+    /// Reads once from `io`, making room first. `Ready(Ok(0))` is end of stream.
+    pub(crate) fn poll_fill<IO: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut IO,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        self.make_room();
+        let mut read = ReadBuf::new(&mut self.buf[self.end..]);
+        ready!(Pin::new(io).poll_read(cx, &mut read))?;
+        let n = read.filled().len();
+        self.end += n;
+        Poll::Ready(Ok(n))
+    }
+
+    /// Compacts and grows so that at least the rest of the current frame (whose length was
+    /// already checked against the maximum by the header parse) or a good chunk fits.
+    fn make_room(&mut self) {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        let pending = self.end - self.start;
+        // The whole current frame, if its header is here and valid; otherwise a header's worth.
+        let needed = match self.buf[self.start..self.end].first_chunk::<HEADER_LEN>() {
+            Some(head) => Header::parse(head, self.max_len)
+                .map(|h| h.wire_len())
+                .unwrap_or(HEADER_LEN),
+            None => HEADER_LEN,
+        }
+        .max(pending + 1);
+        let free_tail = self.buf.len() - self.end;
+        if self.start + needed <= self.buf.len() && free_tail >= 1024.min(needed) {
+            return;
+        }
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.start = 0;
+            self.end = pending;
+        }
+        if needed > self.buf.len() || self.buf.len() - self.end < 1024.min(needed) {
+            let target = needed.max(self.buf.len() * 2).max(INITIAL_READ);
+            self.buf.resize(target, 0);
+        }
+    }
+}
+
+/// Appends a frame whose payload `fill` writes straight into `out` (an rkyv archive appended
+/// in place). On error `out` is left as it was.
+pub(crate) fn push_frame<E>(
+    out: &mut Bytes,
+    mut header: Header,
+    fill: impl FnOnce(&mut Bytes) -> Result<(), E>,
+) -> Result<(), E> {
+    let start = out.len();
+    debug_assert!(start.is_multiple_of(frame::ALIGN));
+    out.extend_from_slice(&[0u8; HEADER_LEN]);
+    if let Err(e) = fill(out) {
+        out.resize(start, 0);
+        return Err(e);
+    }
+    let len = out.len() - start - HEADER_LEN;
+    header.len = len as u32;
+    out[start..start + HEADER_LEN].copy_from_slice(&header.to_bytes());
+    out.resize(start + HEADER_LEN + frame::padded(len), 0);
+    Ok(())
+}
+
+/// Appends a frame with a plain byte payload.
+pub(crate) fn push_bytes(out: &mut Bytes, header: Header, payload: &[u8]) {
+    let _ = push_frame::<()>(out, header, |out| {
+        out.extend_from_slice(payload);
+        Ok(())
+    });
+}
+
+/// Writes `buf[*pos..]` until it is all written or the stream is not ready.
+pub(crate) fn poll_write_out<IO: AsyncWrite + Unpin>(
+    io: &mut IO,
+    buf: &[u8],
+    pos: &mut usize,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<()>> {
+    while *pos < buf.len() {
+        let n = ready!(Pin::new(&mut *io).poll_write(cx, &buf[*pos..]))?;
+        if n == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        *pos += n;
+    }
+    Poll::Ready(Ok(()))
+}
+
+/// Reads one whole frame (handshakes), returning its header and an owned payload.
+pub(crate) async fn read_one<IO: AsyncRead + Unpin>(
+    io: &mut IO,
+    reader: &mut FrameReader,
+) -> io::Result<(Header, Vec<u8>)> {
+    loop {
+        match reader.next_frame() {
+            Ok(Some((header, range))) => return Ok((header, reader.bytes()[range].to_vec())),
+            Ok(None) => {}
+            Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+        }
+        let n = std::future::poll_fn(|cx| reader.poll_fill(io, cx)).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::Kind;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn frames_larger_than_the_buffer_and_many_small_ones_are_read() {
+        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        let big = vec![7u8; 100_000];
+        let mut out = Bytes::new();
+        for i in 0..50u32 {
+            let mut h = Header::new(Kind::Request);
+            h.id = i;
+            push_bytes(&mut out, h, &i.to_le_bytes());
+        }
+        push_bytes(&mut out, Header::new(Kind::Request), &big);
+        tokio::spawn(async move { a.write_all(&out).await.unwrap() });
+        let mut reader = FrameReader::new(1 << 20);
+        for i in 0..50u32 {
+            let (h, payload) = read_one(&mut b, &mut reader).await.unwrap();
+            assert_eq!((h.id, payload), (i, i.to_le_bytes().to_vec()));
+        }
+        let (_, payload) = read_one(&mut b, &mut reader).await.unwrap();
+        assert_eq!(payload, big);
+    }
+}

@@ -1,0 +1,696 @@
+//! `Membrane`: the server side of a cell.
+//!
+//! One task accepts connections; one task per connection reads requests, runs their handlers
+//! concurrently *inside that task* (no task spawned per call), and writes replies in batches:
+//! every reply finished during one wake-up goes out with one write. A connection that sends a
+//! bad frame is closed with a logged error; other connections are unaffected. A handler that
+//! panics is answered with [`Status::Panicked`]; the connection and the server continue.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::future::Future;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::pin::pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::stream::{FuturesUnordered, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::codec::Bytes;
+use crate::endpoint::{Endpoint, Secret, current_uid, prepare_socket_dir};
+use crate::error::ServeError;
+use crate::frame::{DEFAULT_MAX_FRAME_LEN, Header, Kind, Status};
+use crate::handshake::{self, Hello, PROTOCOL_VERSION, RejectCode, Welcome};
+use crate::io::{FrameReader, poll_write_out, push_bytes, push_frame, read_one};
+use crate::service::{DispatchError, Service};
+
+/// Server settings. Start from [`MembraneConfig::default`] and change fields.
+#[derive(Debug, Clone)]
+pub struct MembraneConfig {
+    /// Largest request payload accepted; a longer frame closes the connection.
+    pub max_frame_len: u32,
+    /// Most calls run at once per connection. Beyond it the server stops reading from that
+    /// connection until a call finishes (backpressure through the socket buffer).
+    pub max_in_flight: u32,
+    /// Time a new connection has to complete its handshake.
+    pub handshake_timeout: Duration,
+    /// On shutdown, how long in-flight calls may take to finish before they are dropped.
+    pub drain_timeout: Duration,
+    /// Shared secret TCP clients must present; `None` takes `$CELL_SECRET`. Required on TCP.
+    pub secret: Option<Secret>,
+}
+
+impl Default for MembraneConfig {
+    fn default() -> Self {
+        MembraneConfig {
+            max_frame_len: DEFAULT_MAX_FRAME_LEN,
+            max_in_flight: 1024,
+            handshake_timeout: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(10),
+            secret: None,
+        }
+    }
+}
+
+/// Stops a running [`Membrane`]: it stops accepting, tells clients (`Goodbye`), lets in-flight
+/// calls finish (up to the drain timeout) and returns from [`Membrane::serve`].
+#[derive(Debug, Clone)]
+pub struct Shutdown(Arc<watch::Sender<bool>>);
+
+impl Shutdown {
+    /// Starts a graceful shutdown.
+    pub fn shutdown(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+enum Listener {
+    Unix(UnixListener),
+    Tcp(TcpListener),
+}
+
+/// A bound server for service `S`. Create with [`Membrane::bind`], run with
+/// [`Membrane::serve`].
+pub struct Membrane<S: Service> {
+    service: Arc<S>,
+    listener: Listener,
+    endpoint: Endpoint,
+    config: Arc<MembraneConfig>,
+    shutdown: Arc<watch::Sender<bool>>,
+    /// Held for the server's lifetime: the exclusive `flock` that makes a second server for the
+    /// same socket a clear error and makes any socket file found at start provably stale.
+    _lock: Option<File>,
+    socket_path: Option<PathBuf>,
+}
+
+impl<S: Service> Membrane<S> {
+    /// Binds `service` at `endpoint`. Must be called inside a tokio runtime (any flavor).
+    ///
+    /// On a Unix socket: the directory is created with mode 0700 (an existing one must be ours),
+    /// an exclusive lock `<socket>.lock` is taken — if another live server holds it, this is
+    /// [`ServeError::AlreadyServing`] — then a socket file left by a killed server is removed
+    /// and the socket is bound with mode 0600. On TCP a secret is required.
+    ///
+    /// # Errors
+    /// See [`ServeError`].
+    pub fn bind(
+        endpoint: Endpoint,
+        service: S,
+        mut config: MembraneConfig,
+    ) -> Result<Membrane<S>, ServeError> {
+        let io_err = |source: io::Error| ServeError::Io {
+            endpoint: endpoint.to_string(),
+            source,
+        };
+        let (listener, lock, socket_path) = match &endpoint {
+            Endpoint::Unix(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    prepare_socket_dir(dir).map_err(io_err)?;
+                }
+                let lock = take_lock(S::NAME, path)?;
+                match std::fs::remove_file(path) {
+                    Ok(()) => tracing::info!(path = %path.display(), "replaced a stale socket"),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_err(e)),
+                }
+                let listener = UnixListener::bind(path).map_err(io_err)?;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(io_err)?;
+                (Listener::Unix(listener), Some(lock), Some(path.clone()))
+            }
+            Endpoint::Tcp(addr) => {
+                if config.secret.is_none() {
+                    config.secret = Secret::from_env();
+                }
+                if config.secret.is_none() {
+                    return Err(ServeError::MissingSecret);
+                }
+                let std_listener = std::net::TcpListener::bind(addr).map_err(io_err)?;
+                std_listener.set_nonblocking(true).map_err(io_err)?;
+                let listener = TcpListener::from_std(std_listener).map_err(io_err)?;
+                (Listener::Tcp(listener), None, None)
+            }
+        };
+        let endpoint = match &listener {
+            Listener::Tcp(l) => match l.local_addr() {
+                Ok(addr) => Endpoint::Tcp(addr.to_string()),
+                Err(_) => endpoint,
+            },
+            Listener::Unix(_) => endpoint,
+        };
+        let (shutdown, _) = watch::channel(false);
+        Ok(Membrane {
+            service: Arc::new(service),
+            listener,
+            endpoint,
+            config: Arc::new(config),
+            shutdown: Arc::new(shutdown),
+            _lock: lock,
+            socket_path,
+        })
+    }
+
+    /// Binds `service` at a Unix socket path with the default configuration.
+    ///
+    /// # Errors
+    /// See [`Membrane::bind`].
+    pub fn bind_unix(path: impl AsRef<Path>, service: S) -> Result<Membrane<S>, ServeError> {
+        Membrane::bind(
+            Endpoint::unix(path.as_ref()),
+            service,
+            MembraneConfig::default(),
+        )
+    }
+
+    /// Where the server listens (for TCP with port 0, the actual port).
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// A handle that stops the server gracefully.
+    pub fn shutdown_handle(&self) -> Shutdown {
+        Shutdown(self.shutdown.clone())
+    }
+
+    /// Accepts and serves connections until shut down. Works on a `current_thread` runtime.
+    ///
+    /// # Errors
+    /// Only when accepting fails persistently; single bad connections are logged and closed.
+    pub async fn serve(self) -> Result<(), ServeError> {
+        let Membrane {
+            service,
+            listener,
+            endpoint,
+            config,
+            shutdown,
+            _lock,
+            socket_path,
+        } = self;
+        let mut stop = shutdown.subscribe();
+        let mut stopped = pin!(async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        });
+        let mut connections = tokio::task::JoinSet::new();
+        tracing::info!(service = S::NAME, %endpoint, "serving");
+        loop {
+            tokio::select! {
+                () = &mut stopped => break,
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                accepted = accept(&listener) => match accepted {
+                    Ok((conn, peer)) => {
+                        let service = service.clone();
+                        let config = config.clone();
+                        let stop = shutdown.subscribe();
+                        let span = tracing::info_span!("connection", service = S::NAME, %peer);
+                        connections.spawn(
+                            async move { serve_connection(service, conn, config, stop).await }
+                                .instrument(span),
+                        );
+                    }
+                    Err(e) => {
+                        // Out of file descriptors and the like: log, breathe, keep serving.
+                        tracing::error!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+            }
+        }
+        tracing::info!(
+            service = S::NAME,
+            in_flight_connections = connections.len(),
+            "draining"
+        );
+        drop(listener);
+        if let Some(path) = &socket_path {
+            let _ = std::fs::remove_file(path);
+        }
+        let drained = tokio::time::timeout(config.drain_timeout, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("drain timeout: dropping the calls still running");
+            connections.shutdown().await;
+        }
+        tracing::info!(service = S::NAME, "stopped");
+        Ok(())
+    }
+}
+
+/// Takes `<socket>.lock` exclusively, or reports the live server holding it.
+fn take_lock(name: &str, socket: &Path) -> Result<File, ServeError> {
+    let mut lock_path = socket.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|source| ServeError::Io {
+            endpoint: lock_path.display().to_string(),
+            source,
+        })?;
+    let _ = std::fs::set_permissions(&lock_path, std::fs::Permissions::from_mode(0o600));
+    // SAFETY: flock on a file descriptor we own; no memory is involved.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let err = io::Error::last_os_error();
+        return Err(if err.kind() == io::ErrorKind::WouldBlock {
+            ServeError::AlreadyServing {
+                name: name.to_string(),
+                path: socket.display().to_string(),
+                lock: lock_path.display().to_string(),
+            }
+        } else {
+            ServeError::Io {
+                endpoint: lock_path.display().to_string(),
+                source: err,
+            }
+        });
+    }
+    Ok(file)
+}
+
+/// An accepted connection of either transport.
+enum Conn {
+    Unix(tokio::net::UnixStream),
+    Tcp(tokio::net::TcpStream),
+}
+
+async fn accept(listener: &Listener) -> io::Result<(Conn, String)> {
+    match listener {
+        Listener::Unix(l) => {
+            let (stream, _) = l.accept().await?;
+            let peer = match stream.peer_cred() {
+                Ok(cred) => format!("uid {} pid {:?}", cred.uid(), cred.pid()),
+                Err(_) => "unix peer".to_string(),
+            };
+            Ok((Conn::Unix(stream), peer))
+        }
+        Listener::Tcp(l) => {
+            let (stream, addr) = l.accept().await?;
+            let _ = stream.set_nodelay(true);
+            Ok((Conn::Tcp(stream), addr.to_string()))
+        }
+    }
+}
+
+async fn serve_connection<S: Service>(
+    service: Arc<S>,
+    conn: Conn,
+    config: Arc<MembraneConfig>,
+    stop: watch::Receiver<bool>,
+) {
+    let result = match conn {
+        Conn::Unix(stream) => {
+            // SO_PEERCRED: only processes of our own user may talk to us over a Unix socket.
+            match stream.peer_cred() {
+                Ok(cred) if cred.uid() == current_uid() => {}
+                Ok(cred) => {
+                    tracing::warn!(peer_uid = cred.uid(), "refused a peer of another user");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read peer credentials; refused");
+                    return;
+                }
+            }
+            run(&*service, stream, &config, stop, false).await
+        }
+        Conn::Tcp(stream) => run(&*service, stream, &config, stop, true).await,
+    };
+    match result {
+        Ok(()) => tracing::debug!("connection closed"),
+        Err(e) => tracing::error!(error = %e, "connection closed after an error"),
+    }
+}
+
+/// Handshake, then the request loop.
+async fn run<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
+    service: &S,
+    mut io: IO,
+    config: &MembraneConfig,
+    stop: watch::Receiver<bool>,
+    authenticate: bool,
+) -> io::Result<()> {
+    let mut reader = FrameReader::new(4096);
+    let hello = tokio::time::timeout(config.handshake_timeout, read_one(&mut io, &mut reader))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "handshake timed out"))??;
+    let (header, payload) = hello;
+    if header.kind != Kind::Hello {
+        return Err(invalid(format!("expected a hello, got {}", header.kind)));
+    }
+    let hello = match Hello::parse(&payload) {
+        Ok(hello) => hello,
+        Err(e) => {
+            if authenticate {
+                // Nothing for a peer that has not authenticated, not even why.
+                return Err(invalid(e.to_string()));
+            }
+            if let Some(v) = Hello::peek_version(&payload).filter(|v| *v != PROTOCOL_VERSION) {
+                let reason = version_reason(v);
+                io.write_all(&handshake::reject_frame(RejectCode::Version, &reason))
+                    .await?;
+                return Err(invalid(reason));
+            }
+            io.write_all(&handshake::reject_frame(
+                RejectCode::Malformed,
+                &e.to_string(),
+            ))
+            .await?;
+            return Err(invalid(e.to_string()));
+        }
+    };
+    if authenticate {
+        let ok = config
+            .secret
+            .as_ref()
+            .is_some_and(|s| s.matches(&hello.secret));
+        if !ok {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "peer failed authentication; closed without a reply",
+            ));
+        }
+    }
+    let stopping = *stop.borrow();
+    let refusal = if hello.version != PROTOCOL_VERSION {
+        Some((RejectCode::Version, version_reason(hello.version)))
+    } else if hello.service != S::NAME {
+        Some((
+            RejectCode::WrongService,
+            format!("this socket serves `{}`, not `{}`", S::NAME, hello.service),
+        ))
+    } else if hello.fingerprint != S::FINGERPRINT {
+        Some((
+            RejectCode::Fingerprint,
+            format!(
+                "service `{}` fingerprint mismatch: client {}, server {}",
+                S::NAME,
+                crate::fingerprint::hex(hello.fingerprint),
+                crate::fingerprint::hex(S::FINGERPRINT)
+            ),
+        ))
+    } else if stopping {
+        Some((
+            RejectCode::ShuttingDown,
+            "the server is shutting down".into(),
+        ))
+    } else {
+        None
+    };
+    if let Some((code, reason)) = refusal {
+        io.write_all(&handshake::reject_frame(code, &reason))
+            .await?;
+        return Err(invalid(format!("handshake refused: {reason}")));
+    }
+    let welcome = Welcome {
+        version: PROTOCOL_VERSION,
+        fingerprint: S::FINGERPRINT,
+        max_frame_len: config.max_frame_len,
+        max_in_flight: config.max_in_flight,
+    };
+    io.write_all(&welcome.to_frame()).await?;
+    reader.set_max_len(config.max_frame_len);
+    tracing::debug!("handshake done");
+    requests(service, io, reader, config, stop).await
+}
+
+fn version_reason(client: u16) -> String {
+    format!("protocol version mismatch: client speaks {client}, server speaks {PROTOCOL_VERSION}")
+}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+/// How a call ended.
+enum Outcome<R> {
+    Reply(R),
+    Panicked(String),
+    DeadlineExceeded,
+    Cancelled,
+}
+
+/// Cancellation requests from the client, by request id. A call registers only when it did
+/// not finish on its first poll, so the common fast call never touches the map's entries.
+#[derive(Default)]
+struct Cancels(Mutex<HashMap<u32, (bool, Option<Waker>)>>);
+
+impl Cancels {
+    fn cancel(&self, id: u32) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = map.entry(id).or_insert((false, None));
+        entry.0 = true;
+        if let Some(waker) = entry.1.take() {
+            waker.wake();
+        }
+    }
+
+    fn poll_cancelled(&self, id: u32, cx: &mut Context<'_>) -> Poll<()> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = map.entry(id).or_insert((false, None));
+        if entry.0 {
+            map.remove(&id);
+            return Poll::Ready(());
+        }
+        match &entry.1 {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => entry.1 = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    fn forget(&self, id: u32) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if !map.is_empty() {
+            map.remove(&id);
+        }
+    }
+}
+
+fn call_future<'a, S: Service>(
+    service: &'a S,
+    cancels: &'a Cancels,
+    id: u32,
+    method: u16,
+    call: S::Call,
+    deadline: Option<Instant>,
+) -> impl Future<Output = (u32, Outcome<S::Reply>)> + 'a {
+    let name = S::METHODS.get(method as usize).copied().unwrap_or("?");
+    let span = tracing::debug_span!("call", service = S::NAME, method = name, id);
+    let work = std::panic::AssertUnwindSafe(service.call(call)).catch_unwind();
+    async move {
+        let work = async {
+            let done = match deadline {
+                Some(deadline) => match tokio::time::timeout_at(deadline, work).await {
+                    Ok(done) => done,
+                    Err(_) => return Outcome::DeadlineExceeded,
+                },
+                None => work.await,
+            };
+            match done {
+                Ok(reply) => Outcome::Reply(reply),
+                Err(panic) => Outcome::Panicked(panic_message(panic.as_ref())),
+            }
+        };
+        let mut work = pin!(work);
+        let outcome = std::future::poll_fn(|cx| {
+            if let Poll::Ready(outcome) = work.as_mut().poll(cx) {
+                return Poll::Ready(outcome);
+            }
+            cancels.poll_cancelled(id, cx).map(|()| Outcome::Cancelled)
+        })
+        .await;
+        cancels.forget(id);
+        if let Outcome::Panicked(message) = &outcome {
+            tracing::error!(panic = %message, "handler panicked; the caller gets an error");
+        }
+        (id, outcome)
+    }
+    .instrument(span)
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a non-string panic payload".to_string()
+    }
+}
+
+/// The request loop of one connection, as one hand-written poll loop: read every complete
+/// request, start it, poll every running call, and write all finished replies at once.
+async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
+    service: &S,
+    mut io: IO,
+    mut reader: FrameReader,
+    config: &MembraneConfig,
+    mut stop: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let cancels = Cancels::default();
+    let mut running = FuturesUnordered::new();
+    let mut out = Bytes::with_capacity(4096);
+    let mut written = 0usize;
+    let mut draining = false;
+    let mut eof = false;
+    let max_in_flight = config.max_in_flight.max(1) as usize;
+    let mut stopped = pin!(async move {
+        let _ = stop.wait_for(|s| *s).await;
+    });
+
+    std::future::poll_fn(|cx| {
+        loop {
+            let mut progress = false;
+
+            if !draining && stopped.as_mut().poll(cx).is_ready() {
+                draining = true;
+                push_bytes(&mut out, Header::new(Kind::Goodbye), &[]);
+                progress = true;
+            }
+
+            // Requests: parse what is buffered, then read more, unless at capacity.
+            while !eof && running.len() < max_in_flight {
+                match reader.next_frame() {
+                    Err(e) => return Poll::Ready(Err(invalid(e.to_string()))),
+                    Ok(Some((header, range))) => {
+                        progress = true;
+                        let payload = &reader.bytes()[range];
+                        match header.kind {
+                            Kind::Request if draining => {
+                                let mut h = Header::new(Kind::Response);
+                                h.id = header.id;
+                                h.status = Status::ShuttingDown;
+                                push_bytes(&mut out, h, b"the server is shutting down");
+                            }
+                            Kind::Request => match S::decode(header.method, payload) {
+                                Ok(call) => {
+                                    let deadline = (header.budget_ms > 0).then(|| {
+                                        Instant::now()
+                                            + Duration::from_millis(header.budget_ms.into())
+                                    });
+                                    running.push(call_future(
+                                        service,
+                                        &cancels,
+                                        header.id,
+                                        header.method,
+                                        call,
+                                        deadline,
+                                    ));
+                                }
+                                Err(DispatchError::UnknownMethod(m)) => {
+                                    let mut h = Header::new(Kind::Response);
+                                    h.id = header.id;
+                                    h.status = Status::UnknownMethod;
+                                    let msg = format!("`{}` has no method number {m}", S::NAME);
+                                    push_bytes(&mut out, h, msg.as_bytes());
+                                }
+                                Err(DispatchError::Decode(e)) => {
+                                    return Poll::Ready(Err(invalid(format!(
+                                        "request {} ({}): {e}",
+                                        header.id,
+                                        S::METHODS.get(header.method as usize).unwrap_or(&"?")
+                                    ))));
+                                }
+                            },
+                            Kind::Cancel => cancels.cancel(header.id),
+                            other => {
+                                return Poll::Ready(Err(invalid(format!(
+                                    "unexpected {other} frame from a client"
+                                ))));
+                            }
+                        }
+                    }
+                    Ok(None) => match reader.poll_fill(&mut io, cx) {
+                        Poll::Ready(Ok(0)) => {
+                            if reader.has_partial() {
+                                return Poll::Ready(Err(invalid(
+                                    "connection closed in the middle of a frame".into(),
+                                )));
+                            }
+                            eof = true;
+                        }
+                        Poll::Ready(Ok(_)) => progress = true,
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => break,
+                    },
+                }
+            }
+            if eof {
+                // The client is gone: nobody is left to answer.
+                return Poll::Ready(Ok(()));
+            }
+
+            // Finished calls become replies.
+            while let Poll::Ready(Some((id, outcome))) = running.poll_next_unpin(cx) {
+                progress = true;
+                let mut h = Header::new(Kind::Response);
+                h.id = id;
+                match outcome {
+                    Outcome::Reply(reply) => {
+                        let mut status = Status::Ok;
+                        let start = out.len();
+                        let encoded = push_frame(&mut out, h, |out| {
+                            status = S::encode(&reply, out)?;
+                            Ok::<_, crate::codec::EncodeError>(())
+                        });
+                        match encoded {
+                            Ok(()) => {
+                                // The status is known only after encoding: patch byte 5 of
+                                // the frame just written.
+                                out[start + 5] = status as u8;
+                            }
+                            Err(e) => {
+                                h.status = Status::EncodeFailed;
+                                push_bytes(&mut out, h, e.to_string().as_bytes());
+                            }
+                        }
+                    }
+                    Outcome::Panicked(message) => {
+                        h.status = Status::Panicked;
+                        push_bytes(&mut out, h, message.as_bytes());
+                    }
+                    Outcome::DeadlineExceeded => {
+                        h.status = Status::DeadlineExceeded;
+                        push_bytes(&mut out, h, b"deadline exceeded on the server");
+                    }
+                    // The caller is gone; it expects nothing.
+                    Outcome::Cancelled => {}
+                }
+            }
+
+            if written < out.len() {
+                match poll_write_out(&mut io, &out, &mut written, cx) {
+                    Poll::Ready(Ok(())) => {
+                        out.clear();
+                        written = 0;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => {}
+                }
+            }
+
+            if draining && running.is_empty() && out.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+    })
+    .await
+}

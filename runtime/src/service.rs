@@ -1,0 +1,85 @@
+//! What a service is to the runtime. `#[service]` / `#[handler]` implement these traits; the
+//! runtime's server ([`crate::Membrane`]) and client ([`crate::Synapse`]) only see them.
+
+use std::future::Future;
+
+use crate::codec::{Bytes, DecodeError, EncodeError};
+use crate::frame::Status;
+
+/// The wire identity of a service: what both sides compare at the handshake. Implemented for
+/// the protocol (client side) and, through [`Service`], for the server.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a cell service protocol",
+    note = "put `#[service]` on the definition of `{Self}`"
+)]
+pub trait Protocol {
+    /// The service's name; its default socket is `<socket dir>/<NAME>.sock`.
+    const NAME: &'static str;
+    /// Structural hash of every method's name, argument and return fingerprints.
+    const FINGERPRINT: u64;
+    /// Method names, indexed by method number (for logs and spans).
+    const METHODS: &'static [&'static str];
+}
+
+/// Why a request frame could not become a call.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    /// No method has this number (the client was built from another protocol version).
+    #[error("unknown method {0}")]
+    UnknownMethod(u16),
+    /// The arguments did not validate as the method's argument types.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}
+
+/// The server side of a service: decodes requests, runs handlers, encodes replies.
+///
+/// Decoding is synchronous and separate from running, so the bytes of a request can be
+/// validated in place in the connection's read buffer and released before the handler runs.
+pub trait Service: Protocol + Send + Sync + 'static {
+    /// A decoded request: which method, with its owned arguments.
+    type Call: Send + 'static;
+    /// A finished call's return value.
+    type Reply: Send + 'static;
+
+    /// Validates and decodes the arguments of `method` from `payload` (16-byte aligned).
+    ///
+    /// # Errors
+    /// Unknown method, or arguments that are not a valid archive of the method's types.
+    fn decode(method: u16, payload: &[u8]) -> Result<Self::Call, DispatchError>;
+
+    /// Runs the handler.
+    fn call(&self, call: Self::Call) -> impl Future<Output = Self::Reply> + Send + '_;
+
+    /// Appends the reply's archive to `out` and says whether it is the value or the
+    /// application error.
+    ///
+    /// # Errors
+    /// When the reply cannot be encoded.
+    fn encode(reply: &Self::Reply, out: &mut Bytes) -> Result<Status, EncodeError>;
+}
+
+/// A generated typed client (`UsersClient`): a thin wrapper over a [`crate::Synapse`].
+pub trait TypedClient: Protocol + Sized {
+    /// Wraps a connected synapse (which must have been connected for this protocol).
+    fn from_synapse(synapse: crate::Synapse) -> Self;
+    /// The underlying connection.
+    fn synapse(&self) -> &crate::Synapse;
+}
+
+/// A service whose typed client is known: lets the test kit and `serve` hand out clients.
+pub trait ServiceClient: Service {
+    /// The generated client of this service.
+    type Client: TypedClient;
+}
+
+/// The name `#[service]` gives a service struct; `#[handler]` reads it.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a service",
+    label = "`#[handler]` needs a `#[service]` struct",
+    note = "add `#[service]` to the definition of `{Self}`: `#[service] pub struct {Self};`"
+)]
+pub trait ServiceName {
+    /// The service's name.
+    const NAME: &'static str;
+}

@@ -1,0 +1,687 @@
+//! `Synapse`: the client side of a connection to a cell.
+//!
+//! Design for speed on a `current_thread` runtime: a caller encodes its request *directly*
+//! into the connection's shared write buffer and waits on a reusable slot; one background
+//! task per connection does all socket I/O — it writes everything queued since its last
+//! wake-up with one syscall and copies each reply into its caller's slot. No channel, no
+//! oneshot, no task per call: the steady state allocates nothing.
+//!
+//! Request ids are `generation << 16 | slot`; a reply for a slot that was cancelled and
+//! reused carries the old generation and is dropped. Dropping a call's future sends `Cancel`
+//! so the server stops working on it. A broken connection fails the calls in flight with
+//! [`CallError::Disconnected`]; the next call reconnects (calls are never replayed: the
+//! runtime cannot know whether a method is idempotent).
+
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::codec::{self, Bytes, Protein};
+use crate::endpoint::{Endpoint, Secret};
+use crate::error::{CallError, ConnectError};
+use crate::frame::{self, Header, Kind, Status};
+use crate::handshake::{self, Hello, PROTOCOL_VERSION, RejectCode, Welcome};
+use crate::io::{FrameReader, poll_write_out, push_bytes, push_frame, read_one};
+use crate::service::Protocol;
+
+/// Client settings. Start from [`SynapseConfig::default`] and change fields.
+#[derive(Debug, Clone)]
+pub struct SynapseConfig {
+    /// Deadline of every call, sent to the server too; `None` waits as long as the connection
+    /// lives.
+    pub timeout: Option<Duration>,
+    /// Time to connect and complete the handshake.
+    pub connect_timeout: Duration,
+    /// Most calls in flight on the connection; more callers wait (backpressure). The server's
+    /// own limit, announced at the handshake, caps it.
+    pub max_in_flight: u32,
+    /// Shared secret for TCP; `None` takes `$CELL_SECRET`.
+    pub secret: Option<Secret>,
+    /// Largest reply accepted.
+    pub max_frame_len: u32,
+}
+
+impl Default for SynapseConfig {
+    fn default() -> Self {
+        SynapseConfig {
+            timeout: None,
+            connect_timeout: Duration::from_secs(5),
+            max_in_flight: 1024,
+            secret: None,
+            max_frame_len: frame::DEFAULT_MAX_FRAME_LEN,
+        }
+    }
+}
+
+/// A client of one service at one endpoint. Cheap to clone; clones share the connection.
+#[derive(Clone)]
+pub struct Synapse {
+    client: Arc<Client>,
+    timeout: Option<Duration>,
+}
+
+struct Client {
+    endpoint: Endpoint,
+    service: &'static str,
+    fingerprint: u64,
+    config: SynapseConfig,
+    current: Mutex<Option<Arc<Conn>>>,
+    /// Serializes reconnection attempts.
+    reconnecting: tokio::sync::Mutex<()>,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let current = self.current.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Some(conn) = current.take() {
+            conn.close();
+        }
+    }
+}
+
+impl std::fmt::Debug for Synapse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Synapse")
+            .field("service", &self.client.service)
+            .field("endpoint", &self.client.endpoint)
+            .finish()
+    }
+}
+
+impl Synapse {
+    /// Connects to the service `P` at `endpoint` and completes the handshake.
+    ///
+    /// # Errors
+    /// Unreachable endpoint, or a handshake refused (version, fingerprint, wrong service,
+    /// authentication).
+    pub async fn connect<P: Protocol>(
+        endpoint: Endpoint,
+        config: SynapseConfig,
+    ) -> Result<Synapse, ConnectError> {
+        Synapse::connect_raw(endpoint, P::NAME, P::FINGERPRINT, config).await
+    }
+
+    /// Connects with an explicit service name and fingerprint (tools and tests).
+    ///
+    /// # Errors
+    /// As [`Synapse::connect`].
+    pub async fn connect_raw(
+        endpoint: Endpoint,
+        service: &'static str,
+        fingerprint: u64,
+        mut config: SynapseConfig,
+    ) -> Result<Synapse, ConnectError> {
+        if config.secret.is_none() {
+            config.secret = Secret::from_env();
+        }
+        let client = Arc::new(Client {
+            endpoint,
+            service,
+            fingerprint,
+            config,
+            current: Mutex::new(None),
+            reconnecting: tokio::sync::Mutex::new(()),
+        });
+        let conn = client.open().await?;
+        *lock(&client.current) = Some(conn);
+        let timeout = client.config.timeout;
+        Ok(Synapse { client, timeout })
+    }
+
+    /// The same connection with another per-call deadline for calls made through the result.
+    pub fn with_timeout(&self, timeout: Option<Duration>) -> Synapse {
+        Synapse {
+            client: self.client.clone(),
+            timeout,
+        }
+    }
+
+    /// Where this client connects.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.client.endpoint
+    }
+
+    /// Calls `method` with `request`, for a method returning `Result<T, E>`: `Err(e)` arrives
+    /// as [`CallError::App`].
+    ///
+    /// # Errors
+    /// See [`CallError`].
+    pub async fn call<Req: Protein, T: Protein, E: Protein>(
+        &self,
+        method: u16,
+        request: &Req,
+    ) -> Result<T, CallError<E>> {
+        self.exchange(method, request, |status, payload| match status {
+            Status::Ok => codec::from_bytes::<T>(payload).map_err(CallError::Decode),
+            Status::AppError => match codec::from_bytes::<E>(payload) {
+                Ok(e) => Err(CallError::App(e)),
+                Err(d) => Err(CallError::Decode(d)),
+            },
+            other => Err(CallError::widen(remote_error(other, payload))),
+        })
+        .await
+        .and_then(|r| r)
+    }
+
+    /// Calls `method` with `request`, for a method that returns a plain value.
+    ///
+    /// # Errors
+    /// See [`CallError`].
+    pub async fn call_infallible<Req: Protein, T: Protein>(
+        &self,
+        method: u16,
+        request: &Req,
+    ) -> Result<T, CallError> {
+        self.exchange(method, request, |status, payload| match status {
+            Status::Ok => codec::from_bytes::<T>(payload).map_err(CallError::Decode),
+            other => Err(remote_error(other, payload)),
+        })
+        .await
+        .and_then(|r| r)
+    }
+
+    /// Sends one request and hands the reply's status and bytes to `on_reply` (which runs
+    /// while the reply is still in its slot, so validation reads it in place).
+    async fn exchange<Req: Protein, R, E>(
+        &self,
+        method: u16,
+        request: &Req,
+        on_reply: impl FnOnce(Status, &[u8]) -> R,
+    ) -> Result<R, CallError<E>> {
+        let conn = self.client.connection().await.map_err(CallError::Connect)?;
+        let deadline = self.timeout.map(|t| Instant::now() + t);
+        let work = async {
+            let _permit = conn
+                .permits
+                .acquire()
+                .await
+                .map_err(|_| CallError::Disconnected(conn.death_reason()))?;
+            let budget_ms = match deadline {
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now()).as_millis();
+                    left.clamp(1, u32::MAX as u128) as u32
+                }
+                None => 0,
+            };
+            let id = conn.submit(method, request, budget_ms)?;
+            let span = tracing::debug_span!("call", service = self.client.service, method, id);
+            let mut pending = Pending {
+                conn: &conn,
+                id,
+                on_reply: Some(on_reply),
+            };
+            std::future::poll_fn(|cx| pending.poll_reply(cx))
+                .instrument(span)
+                .await
+        };
+        match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, work)
+                .await
+                .unwrap_or(Err(CallError::Timeout)),
+            None => work.await,
+        }
+    }
+}
+
+fn remote_error(status: Status, payload: &[u8]) -> CallError {
+    let message = String::from_utf8_lossy(payload).into_owned();
+    match status {
+        Status::Panicked => CallError::Panicked(message),
+        Status::DeadlineExceeded => CallError::Timeout,
+        status => CallError::Remote { status, message },
+    }
+}
+
+impl Client {
+    /// The live connection, reconnecting if the last one died or the server said goodbye.
+    async fn connection(&self) -> Result<Arc<Conn>, ConnectError> {
+        if let Some(conn) = lock(&self.current).as_ref().filter(|c| c.usable()) {
+            return Ok(conn.clone());
+        }
+        let _one_at_a_time = self.reconnecting.lock().await;
+        if let Some(conn) = lock(&self.current).as_ref().filter(|c| c.usable()) {
+            return Ok(conn.clone());
+        }
+        tracing::debug!(service = self.service, endpoint = %self.endpoint, "reconnecting");
+        let conn = self.open().await?;
+        *lock(&self.current) = Some(conn.clone());
+        Ok(conn)
+    }
+
+    async fn open(&self) -> Result<Arc<Conn>, ConnectError> {
+        let io_err = |source: io::Error| ConnectError::Io {
+            endpoint: self.endpoint.to_string(),
+            source,
+        };
+        let attempt = async {
+            match &self.endpoint {
+                Endpoint::Unix(path) => {
+                    let stream = tokio::net::UnixStream::connect(path)
+                        .await
+                        .map_err(io_err)?;
+                    self.handshake(stream, Vec::new()).await
+                }
+                Endpoint::Tcp(addr) => {
+                    let stream = tokio::net::TcpStream::connect(addr.as_str())
+                        .await
+                        .map_err(io_err)?;
+                    let _ = stream.set_nodelay(true);
+                    let secret = self
+                        .config
+                        .secret
+                        .as_ref()
+                        .map(|s| s.bytes().to_vec())
+                        .unwrap_or_default();
+                    self.handshake(stream, secret).await
+                }
+            }
+        };
+        tokio::time::timeout(self.config.connect_timeout, attempt)
+            .await
+            .unwrap_or(Err(ConnectError::Timeout))
+    }
+
+    async fn handshake<IO>(&self, mut io: IO, secret: Vec<u8>) -> Result<Arc<Conn>, ConnectError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let hello = Hello {
+            version: PROTOCOL_VERSION,
+            service: self.service.to_string(),
+            fingerprint: self.fingerprint,
+            secret,
+        };
+        let io_err = |source: io::Error| ConnectError::Io {
+            endpoint: self.endpoint.to_string(),
+            source,
+        };
+        io.write_all(&hello.to_frame()).await.map_err(io_err)?;
+        let mut reader = FrameReader::new(4096);
+        let (header, payload) = match read_one(&mut io, &mut reader).await {
+            Ok(frame) => frame,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                return Err(ConnectError::ClosedDuringHandshake);
+            }
+            Err(e) => return Err(io_err(e)),
+        };
+        match header.kind {
+            Kind::Welcome => {}
+            Kind::Reject => {
+                let (code, reason) = handshake::parse_reject(&payload);
+                tracing::error!(service = self.service, %reason, "handshake refused");
+                return Err(if code == RejectCode::Version as u8 {
+                    ConnectError::VersionMismatch {
+                        client: PROTOCOL_VERSION,
+                        server: parse_server_version(&reason).unwrap_or(0),
+                    }
+                } else if code == RejectCode::Fingerprint as u8 {
+                    ConnectError::FingerprintMismatch {
+                        service: self.service.to_string(),
+                        client: crate::fingerprint::hex(self.fingerprint),
+                        server: reason
+                            .rsplit("server ")
+                            .next()
+                            .unwrap_or("unknown")
+                            .to_string(),
+                    }
+                } else {
+                    ConnectError::Rejected(reason)
+                });
+            }
+            other => {
+                return Err(ConnectError::Protocol(format!(
+                    "expected a welcome, got {other}"
+                )));
+            }
+        }
+        let welcome =
+            Welcome::parse(&payload).map_err(|e| ConnectError::Protocol(e.to_string()))?;
+        if welcome.version != PROTOCOL_VERSION {
+            return Err(ConnectError::VersionMismatch {
+                client: PROTOCOL_VERSION,
+                server: welcome.version,
+            });
+        }
+        if welcome.fingerprint != self.fingerprint {
+            return Err(ConnectError::FingerprintMismatch {
+                service: self.service.to_string(),
+                client: crate::fingerprint::hex(self.fingerprint),
+                server: crate::fingerprint::hex(welcome.fingerprint),
+            });
+        }
+        reader.set_max_len(self.config.max_frame_len);
+        let in_flight = self
+            .config
+            .max_in_flight
+            .min(welcome.max_in_flight)
+            .clamp(1, u16::MAX as u32) as usize;
+        let conn = Arc::new(Conn {
+            state: Mutex::new(State {
+                out: Bytes::with_capacity(4096),
+                writer: None,
+                slots: Vec::new(),
+                free: Vec::new(),
+                dead: None,
+                goodbye: false,
+                closing: false,
+            }),
+            permits: Semaphore::new(in_flight),
+            max_request: welcome.max_frame_len,
+        });
+        tokio::spawn(drive(conn.clone(), io, reader));
+        Ok(conn)
+    }
+}
+
+fn parse_server_version(reason: &str) -> Option<u16> {
+    reason.rsplit("server speaks ").next()?.trim().parse().ok()
+}
+
+/// One connection: the state callers and the I/O task share.
+struct Conn {
+    state: Mutex<State>,
+    permits: Semaphore,
+    max_request: u32,
+}
+
+struct State {
+    /// Frames queued by callers, not yet handed to the I/O task.
+    out: Bytes,
+    /// The I/O task, to wake when `out` gets data.
+    writer: Option<Waker>,
+    slots: Vec<Slot>,
+    free: Vec<u16>,
+    /// Why the connection died, once it has.
+    dead: Option<String>,
+    /// The server is draining: finish what is in flight, start nothing new here.
+    goodbye: bool,
+    /// Every client handle is gone: the I/O task should stop.
+    closing: bool,
+}
+
+#[derive(PartialEq, Eq)]
+enum SlotState {
+    Free,
+    Waiting,
+    Done(Status),
+    Failed,
+}
+
+struct Slot {
+    generation: u16,
+    state: SlotState,
+    waker: Option<Waker>,
+    /// The reply's payload, copied here by the I/O task; reused across calls.
+    reply: Bytes,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave the state half-updated in a way that
+    // matters more than losing the connection; keep going rather than poisoning every caller.
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Conn {
+    fn usable(&self) -> bool {
+        let state = lock(&self.state);
+        state.dead.is_none() && !state.goodbye
+    }
+
+    fn death_reason(&self) -> String {
+        lock(&self.state)
+            .dead
+            .clone()
+            .unwrap_or_else(|| "connection closed".into())
+    }
+
+    fn close(&self) {
+        let mut state = lock(&self.state);
+        state.closing = true;
+        if let Some(w) = state.writer.take() {
+            w.wake();
+        }
+    }
+
+    /// Queues a request frame and returns its id.
+    fn submit<Req: Protein, E>(
+        &self,
+        method: u16,
+        request: &Req,
+        budget_ms: u32,
+    ) -> Result<u32, CallError<E>> {
+        let mut state = lock(&self.state);
+        if let Some(reason) = &state.dead {
+            return Err(CallError::Disconnected(reason.clone()));
+        }
+        let index = match state.free.pop() {
+            Some(i) => i,
+            None => {
+                let i = state.slots.len() as u16;
+                state.slots.push(Slot {
+                    generation: 0,
+                    state: SlotState::Free,
+                    waker: None,
+                    reply: Bytes::new(),
+                });
+                i
+            }
+        };
+        let slot = &mut state.slots[index as usize];
+        slot.state = SlotState::Waiting;
+        let id = (slot.generation as u32) << 16 | index as u32;
+        let mut header = Header::new(Kind::Request);
+        header.method = method;
+        header.id = id;
+        header.budget_ms = budget_ms;
+        let start = state.out.len();
+        let max = self.max_request as usize;
+        let pushed = push_frame(&mut state.out, header, |out| codec::append(request, out));
+        let too_long = state.out.len() - start > max + frame::HEADER_LEN + frame::ALIGN;
+        if pushed.is_err() || too_long {
+            state.out.resize(start, 0);
+            free_slot(&mut state, index);
+            return Err(match pushed {
+                Err(e) => CallError::Encode(e),
+                Ok(()) => CallError::Encode(codec::EncodeError {
+                    type_name: <Req as crate::Fingerprint>::type_name(),
+                    reason: format!("request exceeds the server's {max}-byte frame limit"),
+                }),
+            });
+        }
+        if let Some(w) = state.writer.take() {
+            w.wake();
+        }
+        Ok(id)
+    }
+}
+
+fn free_slot(state: &mut State, index: u16) {
+    let slot = &mut state.slots[index as usize];
+    slot.state = SlotState::Free;
+    slot.waker = None;
+    slot.generation = slot.generation.wrapping_add(1);
+    state.free.push(index);
+}
+
+/// A call waiting for its reply. Dropped before the reply arrives, it cancels the call.
+struct Pending<'a, F> {
+    conn: &'a Conn,
+    id: u32,
+    on_reply: Option<F>,
+}
+
+impl<F> Pending<'_, F> {
+    fn poll_reply<R, E>(&mut self, cx: &mut Context<'_>) -> Poll<Result<R, CallError<E>>>
+    where
+        F: FnOnce(Status, &[u8]) -> R,
+    {
+        let index = (self.id & 0xffff) as u16;
+        let mut state = lock(&self.conn.state);
+        let slot = &mut state.slots[index as usize];
+        match slot.state {
+            SlotState::Done(status) => {
+                let Some(on_reply) = self.on_reply.take() else {
+                    return Poll::Pending;
+                };
+                let result = on_reply(status, &slot.reply);
+                free_slot(&mut state, index);
+                Poll::Ready(Ok(result))
+            }
+            SlotState::Failed | SlotState::Free => {
+                self.on_reply = None;
+                let reason = state
+                    .dead
+                    .clone()
+                    .unwrap_or_else(|| "connection lost".into());
+                free_slot(&mut state, index);
+                Poll::Ready(Err(CallError::Disconnected(reason)))
+            }
+            SlotState::Waiting => {
+                match &slot.waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => slot.waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<F> Drop for Pending<'_, F> {
+    fn drop(&mut self) {
+        if self.on_reply.is_none() {
+            return; // Finished: the slot is already free.
+        }
+        let index = (self.id & 0xffff) as u16;
+        let mut state = lock(&self.conn.state);
+        let waiting = state.slots[index as usize].state == SlotState::Waiting;
+        free_slot(&mut state, index);
+        if waiting && state.dead.is_none() {
+            let mut header = Header::new(Kind::Cancel);
+            header.id = self.id;
+            push_bytes(&mut state.out, header, &[]);
+            if let Some(w) = state.writer.take() {
+                w.wake();
+            }
+        }
+    }
+}
+
+/// The connection's I/O task: writes queued frames, delivers replies, and on any failure fails
+/// every call in flight.
+async fn drive<IO: AsyncRead + AsyncWrite + Unpin>(
+    conn: Arc<Conn>,
+    mut io: IO,
+    mut reader: FrameReader,
+) {
+    let mut sending = Bytes::with_capacity(4096);
+    let mut written = 0usize;
+    let result: Result<(), String> = std::future::poll_fn(|cx| {
+        loop {
+            let mut progress = false;
+            // Take what callers queued (swap buffers: callers never wait for a syscall).
+            if written == sending.len() {
+                sending.clear();
+                written = 0;
+                let mut state = lock(&conn.state);
+                if state.closing {
+                    return Poll::Ready(Ok(()));
+                }
+                std::mem::swap(&mut state.out, &mut sending);
+                match &state.writer {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => state.writer = Some(cx.waker().clone()),
+                }
+            }
+            if written < sending.len() {
+                match poll_write_out(&mut io, &sending, &mut written, cx) {
+                    Poll::Ready(Ok(())) => progress = true,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(format!("write failed: {e}"))),
+                    Poll::Pending => {}
+                }
+            }
+            match reader.poll_fill(&mut io, cx) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err("the server closed the connection".into()));
+                }
+                Poll::Ready(Ok(_)) => {
+                    progress = true;
+                    if let Err(e) = deliver(&conn, &mut reader) {
+                        return Poll::Ready(Err(e));
+                    }
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(format!("read failed: {e}"))),
+                Poll::Pending => {}
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+    })
+    .await;
+    let mut state = lock(&conn.state);
+    let reason = match result {
+        Ok(()) => "the client was dropped".to_string(),
+        Err(reason) => {
+            tracing::warn!(%reason, "connection lost");
+            reason
+        }
+    };
+    state.dead = Some(reason);
+    for slot in &mut state.slots {
+        if slot.state == SlotState::Waiting {
+            slot.state = SlotState::Failed;
+            if let Some(w) = slot.waker.take() {
+                w.wake();
+            }
+        }
+    }
+    drop(state);
+    conn.permits.close();
+}
+
+/// Hands every complete reply in the read buffer to its slot.
+fn deliver(conn: &Conn, reader: &mut FrameReader) -> Result<(), String> {
+    let mut state = lock(&conn.state);
+    loop {
+        let (header, range) = match reader.next_frame() {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(format!("bad frame from the server: {e}")),
+        };
+        match header.kind {
+            Kind::Response => {
+                let index = (header.id & 0xffff) as usize;
+                let generation = (header.id >> 16) as u16;
+                let Some(slot) = state.slots.get_mut(index) else {
+                    return Err(format!("reply to unknown request {}", header.id));
+                };
+                // A reply to a cancelled call whose slot was reused is simply late: drop it.
+                if slot.generation == generation && slot.state == SlotState::Waiting {
+                    slot.reply.clear();
+                    slot.reply.extend_from_slice(&reader.bytes()[range]);
+                    slot.state = SlotState::Done(header.status);
+                    if let Some(w) = slot.waker.take() {
+                        w.wake();
+                    }
+                }
+            }
+            Kind::Goodbye => {
+                tracing::info!("the server is shutting down; new calls will reconnect");
+                state.goodbye = true;
+            }
+            other => return Err(format!("unexpected {other} frame from the server")),
+        }
+    }
+}

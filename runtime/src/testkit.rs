@@ -1,0 +1,305 @@
+//! A test kit: serve a service in-process on a temporary socket and get a typed client.
+//!
+//! ```ignore
+//! let (cell, users) = cell_sdk::testkit::start(Users).await?;
+//! assert_eq!(users.ping().await?, 1);
+//! cell.stop().await?;
+//! ```
+//! (Runnable examples live on `cell_sdk::service`; this crate has no macros to define a
+//! service with.)
+
+use std::path::PathBuf;
+
+use crate::endpoint::Endpoint;
+use crate::error::{ConnectError, ServeError};
+use crate::membrane::{Membrane, MembraneConfig, Shutdown};
+use crate::service::{Service, ServiceClient, TypedClient};
+use crate::synapse::{Synapse, SynapseConfig};
+
+/// Why [`start`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The server could not start.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    /// The client could not connect.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+}
+
+/// Starts `service` in this process on a socket in a fresh private temporary directory and
+/// connects its typed client. Call inside a tokio runtime (any flavor).
+///
+/// # Errors
+/// See [`StartError`].
+pub async fn start<S: ServiceClient>(service: S) -> Result<(TestCell, S::Client), StartError> {
+    let cell = TestCell::start(service)?;
+    let synapse = cell.synapse::<S>().await?;
+    Ok((cell, S::Client::from_synapse(synapse)))
+}
+
+/// A private temporary directory (mode 0700) that is removed when dropped.
+#[derive(Debug)]
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    /// The directory.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Creates a fresh private directory under the system temp dir for sockets.
+///
+/// # Errors
+/// When the directory cannot be created.
+pub fn temp_socket_dir() -> std::io::Result<TempDir> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    // Short paths: a Unix socket path must fit in 108 bytes.
+    let path = std::env::temp_dir().join(format!(
+        "cell-{}-{}-{nanos:x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir(&path)?;
+    crate::endpoint::prepare_socket_dir(&path)?;
+    Ok(TempDir { path })
+}
+
+/// A service running in this process on a temporary socket. Dropping it shuts the server
+/// down and removes the socket directory.
+#[derive(Debug)]
+pub struct TestCell {
+    endpoint: Endpoint,
+    shutdown: Shutdown,
+    task: Option<tokio::task::JoinHandle<Result<(), ServeError>>>,
+    _dir: TempDir,
+}
+
+impl TestCell {
+    /// Starts `service` on a socket in a fresh temporary directory. Call inside a tokio
+    /// runtime.
+    ///
+    /// # Errors
+    /// When the directory or the socket cannot be created.
+    pub fn start<S: Service>(service: S) -> Result<TestCell, ServeError> {
+        let dir = temp_socket_dir().map_err(|source| ServeError::Io {
+            endpoint: "temporary socket directory".into(),
+            source,
+        })?;
+        let endpoint = Endpoint::Unix(dir.path().join(format!("{}.sock", S::NAME)));
+        let membrane = Membrane::bind(endpoint.clone(), service, MembraneConfig::default())?;
+        let shutdown = membrane.shutdown_handle();
+        let task = tokio::spawn(membrane.serve());
+        Ok(TestCell {
+            endpoint,
+            shutdown,
+            task: Some(task),
+            _dir: dir,
+        })
+    }
+
+    /// Where the service listens.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// A raw client of the service (the generated clients wrap one).
+    ///
+    /// # Errors
+    /// As [`Synapse::connect`].
+    pub async fn synapse<S: Service>(&self) -> Result<Synapse, ConnectError> {
+        Synapse::connect::<S>(self.endpoint.clone(), SynapseConfig::default()).await
+    }
+
+    /// Shuts the server down gracefully and waits for it.
+    ///
+    /// # Errors
+    /// What the server returned.
+    pub async fn stop(mut self) -> Result<(), ServeError> {
+        self.shutdown.shutdown();
+        match self.task.take() {
+            Some(task) => task.await.unwrap_or(Ok(())),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestCell {
+    fn drop(&mut self) {
+        self.shutdown.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{self, Bytes, EncodeError};
+    use crate::error::CallError;
+    use crate::frame::Status;
+    use crate::service::{DispatchError, Protocol};
+
+    /// A hand-written service (what `#[handler]` generates): 0 = echo, 1 = sleep then reply,
+    /// 2 = fail with an application error, 3 = panic.
+    struct Echo;
+
+    enum Call {
+        Echo(String),
+        Slow(u64),
+        Fail,
+        Panic,
+    }
+
+    impl Protocol for Echo {
+        const NAME: &'static str = "echo";
+        const FINGERPRINT: u64 = 42;
+        const METHODS: &'static [&'static str] = &["echo", "slow", "fail", "panic"];
+    }
+
+    impl Service for Echo {
+        type Call = Call;
+        type Reply = Result<String, u32>;
+
+        fn decode(method: u16, payload: &[u8]) -> Result<Call, DispatchError> {
+            Ok(match method {
+                0 => Call::Echo(codec::from_bytes(payload)?),
+                1 => Call::Slow(codec::from_bytes(payload)?),
+                2 => Call::Fail,
+                3 => Call::Panic,
+                m => return Err(DispatchError::UnknownMethod(m)),
+            })
+        }
+
+        async fn call(&self, call: Call) -> Result<String, u32> {
+            match call {
+                Call::Echo(s) => Ok(s),
+                Call::Slow(ms) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                    Ok(format!("slept {ms}"))
+                }
+                Call::Fail => Err(7),
+                Call::Panic => panic!("boom"),
+            }
+        }
+
+        fn encode(reply: &Result<String, u32>, out: &mut Bytes) -> Result<Status, EncodeError> {
+            match reply {
+                Ok(v) => codec::append(v, out).map(|()| Status::Ok),
+                Err(e) => codec::append(e, out).map(|()| Status::AppError),
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn calls_errors_panics_and_out_of_order_replies() {
+        let cell = TestCell::start(Echo).unwrap();
+        let client = cell.synapse::<Echo>().await.unwrap();
+        let got: String = client
+            .call::<_, _, u32>(0, &"hi".to_string())
+            .await
+            .unwrap();
+        assert_eq!(got, "hi");
+        let err = client.call::<_, String, u32>(2, &()).await.unwrap_err();
+        assert!(matches!(err, CallError::App(7)), "{err:?}");
+        let err = client.call::<_, String, u32>(3, &()).await.unwrap_err();
+        assert!(
+            matches!(&err, CallError::Panicked(m) if m == "boom"),
+            "{err:?}"
+        );
+        let err = client.call::<_, String, u32>(9, &()).await.unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                CallError::Remote {
+                    status: Status::UnknownMethod,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        // A slow call and a fast one on the same connection: the fast one finishes first.
+        let slow = client.call::<_, String, u32>(1, &300u64);
+        let fast = async {
+            let r = client.call::<_, String, u32>(0, &"fast".to_string()).await;
+            (r, std::time::Instant::now())
+        };
+        let ((slow, slow_done), (fast, fast_done)) =
+            tokio::join!(async { (slow.await, std::time::Instant::now()) }, fast);
+        assert_eq!(slow.unwrap(), "slept 300");
+        assert_eq!(fast.unwrap(), "fast");
+        assert!(fast_done < slow_done);
+        // Many in flight at once.
+        let calls = (0..200).map(|i| {
+            let client = client.clone();
+            async move { client.call::<_, String, u32>(0, &format!("m{i}")).await }
+        });
+        let results = futures::future::join_all(calls).await;
+        for (i, r) in results.into_iter().enumerate() {
+            assert_eq!(r.unwrap(), format!("m{i}"));
+        }
+        // A deadline shorter than the handler: timeout, and the connection still works.
+        let hurried = client.with_timeout(Some(std::time::Duration::from_millis(50)));
+        let err = hurried
+            .call::<_, String, u32>(1, &2_000u64)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CallError::Timeout), "{err:?}");
+        assert_eq!(
+            client
+                .call::<_, String, u32>(0, &"after".to_string())
+                .await
+                .unwrap(),
+            "after"
+        );
+        cell.stop().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn fingerprint_mismatch_and_second_server_are_clear_errors() {
+        let cell = TestCell::start(Echo).unwrap();
+        let err = Synapse::connect_raw(
+            cell.endpoint().clone(),
+            "echo",
+            43,
+            SynapseConfig::default(),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&err, ConnectError::FingerprintMismatch { service, .. } if service == "echo"),
+            "{err}"
+        );
+        let err = Synapse::connect_raw(
+            cell.endpoint().clone(),
+            "other",
+            42,
+            SynapseConfig::default(),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&err, ConnectError::Rejected(m) if m.contains("serves `echo`")),
+            "{err}"
+        );
+        let Endpoint::Unix(path) = cell.endpoint().clone() else {
+            unreachable!()
+        };
+        let err = Membrane::bind_unix(&path, Echo).err().unwrap();
+        assert!(matches!(err, ServeError::AlreadyServing { .. }), "{err}");
+        // Graceful stop removes the socket; a new server then binds fine.
+        cell.stop().await.unwrap();
+    }
+}

@@ -1,0 +1,39 @@
+//! `cell_remote!` inside this test binary (whose manifest depends on `validate`, `greet`,
+//! `shout`), and its compile errors (trybuild UI tests in `tests/ui/remote/`, one file per
+//! problem, each `.stderr` carrying the problem code users see).
+
+use cell_sdk::cell_remote;
+
+cell_remote!(G = "greet");
+cell_remote!(S = "shout");
+cell_remote!(Val = "validate@0.1");
+
+/// Two providers' `hello` (same macro name) on one struct, apart by alias.
+#[G::hello]
+#[S::hello]
+struct Both;
+
+#[test]
+fn aliases_reach_each_providers_macro() {
+    assert_eq!(Both::greet(), "hello Both, from greet 0.4");
+    assert_eq!(Both::shout(), "HELLO BOTH, FROM SHOUT");
+}
+
+#[test]
+fn aliases_reach_the_declared_api() {
+    assert_eq!(G::VERSION, "0.4.2");
+    assert_eq!(G::greeting("x"), "hello x, from greet 0.4");
+    assert_eq!(S::greeting("x"), "HELLO X, FROM SHOUT");
+    assert!(Val::is_email("a@b.co"));
+}
+
+#[test]
+fn the_alias_carries_the_export_format() {
+    assert_eq!(G::__CELL_EXPORT_FORMAT, cell_export::SUPPORTED_FORMAT);
+}
+
+#[test]
+fn compile_errors_carry_problem_codes_at_the_users_tokens() {
+    let t = trybuild::TestCases::new();
+    t.compile_fail("ui/remote/*.rs");
+}

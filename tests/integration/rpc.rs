@@ -1,0 +1,502 @@
+//! Typed RPC between real processes: the `rpc-probe-server` binary (built by cargo for this
+//! package) serves the `probe` protocol; these tests call it over Unix sockets and
+//! authenticated TCP, break it with bad frames, panics, SIGKILL and SIGTERM, and check that
+//! errors are clear and the server keeps serving.
+
+// Helpers below are not `#[test]` functions, so clippy's test exemption does not reach them.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a panic is a test failure"
+)]
+
+#[path = "../rpc-bin/probe.rs"]
+mod probe;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cell_runtime::frame::{Header, Kind, encode_frame};
+use cell_runtime::handshake::{Hello, PROTOCOL_VERSION};
+use cell_sdk::{
+    CallError, ConnectError, Endpoint, Protocol, Secret, SynapseConfig, testkit::TempDir,
+};
+use probe::{ProbeClient, ProbeError};
+
+/// A probe server process. Killed when dropped.
+struct Server {
+    child: Child,
+    endpoint: Endpoint,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
+        let (child, ready, log) = spawn_server(args, env);
+        let line = ready
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("server did not start: {}", log.lock().unwrap()));
+        let endpoint = match line.trim().strip_prefix("ready ") {
+            Some(rest) if rest.starts_with("unix:") => Endpoint::unix(&rest[5..]),
+            Some(rest) if rest.starts_with("tcp:") => Endpoint::tcp(&rest[4..]),
+            _ => panic!("unexpected first line {line:?}"),
+        };
+        Server {
+            child,
+            endpoint,
+            log,
+        }
+    }
+
+    fn unix(dir: &TempDir) -> Server {
+        let socket = dir.path().join("probe.sock");
+        Server::start(&["--socket", socket.to_str().unwrap()], &[])
+    }
+
+    /// Waits (up to 10 s) until the server's log contains `needle`.
+    fn wait_log(&self, needle: &str) -> bool {
+        for _ in 0..200 {
+            if self.log.lock().unwrap().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+type Spawned = (Child, std::sync::mpsc::Receiver<String>, Arc<Mutex<String>>);
+
+fn spawn_server(args: &[&str], env: &[(&str, &str)]) -> Spawned {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rpc-probe-server"))
+        .args(args)
+        .env_remove("CELL_SECRET")
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let stderr = child.stderr.take().unwrap();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(line)) = lines.next() {
+            let _ = tx.send(line);
+        }
+        // Keep draining so the child never blocks on a full pipe.
+        for _ in lines {}
+    });
+    (child, rx, log)
+}
+
+async fn client(endpoint: &Endpoint) -> ProbeClient {
+    ProbeClient::connect_to(endpoint.clone()).await.unwrap()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn unix_socket_calls_values_and_application_errors() {
+    let dir = cell_sdk::testkit::temp_socket_dir().unwrap();
+    let server = Server::unix(&dir);
+    let probe = client(&server.endpoint).await;
+    assert_eq!(probe.echo("hello".into()).await.unwrap(), "hello");
+    assert_eq!(probe.add(40, 2).await.unwrap(), 42);
+    assert_eq!(probe.check(5).await.unwrap(), 5);
+    match probe.check(-3).await {
+        Err(CallError::App(ProbeError::Negative(n))) => assert_eq!(n, -3),
+        other => panic!("expected the application error, got {other:?}"),
+    }
+    assert_eq!(probe.pid().await.unwrap(), server.child.id());
+}
+
+#[test]
+fn socket_and_directory_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = cell_sdk::testkit::temp_socket_dir().unwrap();
+    // A fresh socket directory below the temp dir, which the server must create 0700.
+    let sockets = dir.path().join("cells");
+    let socket = sockets.join("probe.sock");
+    let _server = Server::start(&["--socket", socket.to_str().unwrap()], &[]);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&sockets), 0o700);
+    assert_eq!(mode(&socket), 0o600);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_calls_in_flight_from_many_tasks() {
+    let dir = cell_sdk::testkit::temp_socket_dir().unwrap();
+    let server = Server::unix(&dir);
+    let probe = client(&server.endpoint).await;
+    let tasks: Vec<_> = (0..16u64)
+        .map(|task| {
+            let probe = probe.clone();
+            tokio::spawn(async move {
+                let calls = (0..100u64).map(|i| probe.add(task * 1000, i));
+                let sums = futures::future::join_all(calls).await;
+                for (i, sum) in sums.into_iter().enumerate() {
+                    assert_eq!(sum.unwrap(), task * 1000 + i as u64);
+                }
+            })
+        })
+        .collect();
+    // Slow and fast calls interleaved on the same connection: replies arrive out of order.
+    let slow = probe.sleep(300);
+    let fast = async {
+        let r = probe.echo("fast".into()).await.unwrap();
+        assert_eq!(r, "fast");
+    };
+    let (slow, ()) = tokio::join!(slow, fast);
+    assert_eq!(slow.unwrap(), 300);
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
+mod v2 {
+    //! The probe protocol as a newer build would see it: `add` takes three numbers.
+    #![allow(unreachable_pub, dead_code)]
+    use cell_sdk::service;
+
+    #[service(name = "probe")]
+    pub trait Probe {
+        async fn echo(&self, text: String) -> String;
+        async fn add(&self, a: u64, b: u64, c: u64) -> u64;
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn fingerprint_mismatch_is_reported_on_both_sides() {
+    let dir = cell_sdk::testkit::temp_socket_dir().unwrap();
+    let server = Server::unix(&dir);
+    let err = v2::ProbeClient::connect_to(server.endpoint.clone())
+        .await
+        .unwrap_err();
+    match &err {
+        ConnectError::FingerprintMismatch {
+            service,
+            client,
+            server,
+        } => {
+            assert_eq!(service, "probe");
+            assert_ne!(client, server);
+        }
+        other => panic!("expected a fingerprint mismatch, got {other}"),
+    }
+    assert!(err.to_string().contains("has changed"), "{err}");
+    assert!(
+        server.wait_log("fingerprint mismatch"),
+        "server log: {}",
+        server.log()
+    );
+    // The server is unaffected.
+    assert_eq!(client(&server.endpoint).await.add(1, 2).await.unwrap(), 3);
+}
+
+/// Completes a handshake by hand on a raw socket, returning the stream after the welcome.
+fn raw_handshake(endpoint: &Endpoint) -> std::os::unix::net::UnixStream {
+    let Endpoint::Unix(path) = endpoint else {
+        panic!("unix only")
+    };
+    let mut stream = std::os::unix::net::UnixStream::connect(path).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let hello = Hello {
+        version: PROTOCOL_VERSION,
+        service: "probe".into(),
+        fingerprint: <ProbeClient as Protocol>::FINGERPRINT,
+        secret: Vec::new(),
+    };
+    stream.write_all(&hello.to_frame()).unwrap();
+    // The welcome: a 16-byte header and a 24-byte payload padded to 32.
+    let mut welcome = [0u8; 48];
+    stream.read_exact(&mut welcome).unwrap();
+    assert_eq!(welcome[4], Kind::Welcome as u8);
+    stream
+}
+
+/// Reads until the server closes the connection; returns how many bytes it sent first.
+fn bytes_until_closed(stream: &mut impl Read) -> usize {
+    let mut total = 0;
+    let mut buf = [0u8; 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return total,
+            Ok(n) => total += n,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return total,
+            Err(e) => {
+                eprintln!("the server did not close the connection: {e}");
+                return usize::MAX;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn bad_frames_close_only_their_connection() {
+    let dir = cell_sdk::testkit::temp_socket_dir().unwrap();
+    let server = Server::unix(&dir);
+    let probe = client(&server.endpoint).await;
+    assert_eq!(probe.add(1, 1).await.unwrap(), 2);
+
+    // Oversized: the header alone announces 1 GiB; the server refuses before allocating.
+    let mut raw = raw_handshake(&server.endpoint);
+    let mut header = Header::new(Kind::Request);
+    header.len = 1 << 30;
+    raw.write_all(&header.to_bytes()).unwrap();
+    assert_eq!(bytes_until_closed(&mut raw), 0);
+    assert!(server.wait_log("exceeds the maximum"), "{}", server.log());
+
+    // Wrongly typed: `add` expects two u64 (16 bytes); 8 bytes are not that archive.
+    let mut raw = raw_handshake(&server.endpoint);
+    let mut frame = Vec::new();
+    let mut header = Header::new(Kind::Request);
+    header.method = 1;
+    encode_frame(&mut frame, header, &[0xff; 8]);
+    raw.write_all(&frame).unwrap();
+    assert_eq!(bytes_until_closed(&mut raw), 0);
+    assert!(
+        server.wait_log("invalid (u64, u64,) archive"),
+        "{}",
+        server.log()
+    );
+
+    // Malformed: an unknown frame kind.
+    let mut raw = raw_handshake(&server.endpoint);
+    let mut bytes = Header::new(Kind::Request).to_bytes();
+    bytes[4] = 200;
+    raw.write_all(&bytes).unwrap();
+    assert_eq!(bytes_until_closed(&mut raw), 0);
+    assert!(
+        server.wait_log("unknown frame kind 200"),
+        "{}",
+        server.log()
+    );
+
+    // Truncated: half a frame, then the client hangs up.
+    let mut raw = raw_handshake(&server.endpoint);
+    let mut header = Header::new(Kind::Request);
+    header.len = 64;
+    raw.write_all(&header.to_bytes()).unwrap();
+    raw.write_all(&[0u8; 10]).unwrap();
+    raw.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(bytes_until_closed(&mut raw), 0);
+    assert!(
+        server.wait_log("in the middle of a frame"),
+        "{}",
+        server.log()
+    );
+
+    // Not even a hello: garbage from the first byte.
+    let Endpoint::Unix(path) = &server.endpoint else {
+        unreachable!()
+    };
+    let mut raw = std::os::unix::net::UnixStream::connect(path).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    raw.write_all(&[0xab; 64]).unwrap();
+    assert_eq!(bytes_until_closed(&mut raw), 0);
+
+    // The well-behaved client was never disturbed.
+    assert_eq!(probe.add(2, 2).await.unwrap(), 4);
+    assert_eq!(client(&server.endpoint).await.add(3, 3).await.unwrap(), 6);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_panicking_handler_fails_only_its_call() {
+    let dir = cell_sdk::testkit::temp_socket_dir().unwrap();
+    let server = Server::unix(&dir);
+    let probe = client(&server.endpoint).await;
+    match probe.panic("boom".into()).await {
+        Err(CallError::Panicked(message)) => assert_eq!(message, "boom"),
+        other => panic!("expected a panic report, got {other:?}"),
+    }
+    assert_eq!(probe.echo("still here".into()).await.unwrap(), "still here");
+    assert!(server.wait_log("handler panicked"), "{}", server.log());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn deadlines_time_out_and_dropped_calls_are_cancelled_on_the_server() {
+    let dir = cell_sdk::testkit::temp_socket_dir().unwrap();
+    let server = Server::unix(&dir);
+    let probe = client(&server.endpoint).await;
+    let hurried = probe.with_timeout(Duration::from_millis(100));
+    assert!(matches!(hurried.hold().await, Err(CallError::Timeout)));
+    // Dropping a call future (here: by `select!`) cancels it on the server too.
+    tokio::select! {
+        _ = probe.hold() => panic!("hold returned"),
+        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+    }
+    // Both held calls must end on the server: `holding` drops back to zero.
+    let mut holding = u64::MAX;
+    for _ in 0..200 {
+        holding = probe.holding().await.unwrap();
+        if holding == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        holding, 0,
+        "cancelled calls are still running on the server"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_client_reconnects_after_the_server_is_killed_and_restarted() {
+    let dir = cell_sdk::testkit::temp_socket_dir().unwrap();
+    let socket = dir.path().join("probe.sock");
+    let args = ["--socket", socket.to_str().unwrap()];
+    let first = Server::start(&args, &[]);
+    let probe = client(&first.endpoint).await;
+    let first_pid = probe.pid().await.unwrap();
+    drop(first); // SIGKILL: no cleanup, the socket file stays behind.
+    assert!(socket.exists(), "a killed server leaves its socket file");
+    let err = probe.echo("anyone?".into()).await.unwrap_err();
+    assert!(
+        matches!(err, CallError::Disconnected(_) | CallError::Connect(_)),
+        "{err:?}"
+    );
+    // The stale socket is detected and replaced, not EADDRINUSE.
+    let second = Server::start(&args, &[]);
+    assert!(
+        second.wait_log("replaced a stale socket"),
+        "{}",
+        second.log()
+    );
+    let second_pid = probe.pid().await.unwrap();
+    assert_ne!(first_pid, second_pid);
+    assert_eq!(second_pid, second.child.id());
+}
+
+#[test]
+fn a_second_server_for_the_same_name_is_a_clear_error() {
+    let dir = cell_sdk::testkit::temp_socket_dir().unwrap();
+    let first = Server::unix(&dir);
+    let Endpoint::Unix(socket) = &first.endpoint else {
+        unreachable!()
+    };
+    let output = Command::new(env!("CARGO_BIN_EXE_rpc-probe-server"))
+        .args(["--socket", socket.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("another server is already serving `probe`"),
+        "{stderr}"
+    );
+    // The first server still answers.
+    assert!(socket.exists());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn graceful_shutdown_finishes_calls_in_flight() {
+    let dir = cell_sdk::testkit::temp_socket_dir().unwrap();
+    let mut server = Server::unix(&dir);
+    let probe = client(&server.endpoint).await;
+    let slow = probe.sleep(500);
+    let terminate = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        server.signal(libc::SIGTERM);
+    };
+    let (slow, ()) = tokio::join!(slow, terminate);
+    assert_eq!(slow.unwrap(), 500);
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status:?}\n{}", server.log());
+    let Endpoint::Unix(socket) = &server.endpoint else {
+        unreachable!()
+    };
+    assert!(!socket.exists(), "a stopped server removes its socket");
+}
+
+fn tcp_server(secret: &str) -> Server {
+    Server::start(&["--tcp", "127.0.0.1:0"], &[("CELL_SECRET", secret)])
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn tcp_with_the_shared_secret_works() {
+    let server = tcp_server("correct horse");
+    let config = SynapseConfig {
+        secret: Some(Secret::new("correct horse")),
+        ..SynapseConfig::default()
+    };
+    let probe = ProbeClient::connect_with(server.endpoint.clone(), config)
+        .await
+        .unwrap();
+    assert_eq!(probe.add(20, 22).await.unwrap(), 42);
+    let many = futures::future::join_all((0..64).map(|i| probe.add(i, 1))).await;
+    assert!(
+        many.iter()
+            .enumerate()
+            .all(|(i, r)| *r.as_ref().unwrap() == i as u64 + 1)
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_unauthenticated_tcp_peer_gets_nothing() {
+    let server = tcp_server("correct horse");
+    let wrong = SynapseConfig {
+        secret: Some(Secret::new("battery staple")),
+        ..SynapseConfig::default()
+    };
+    let err = ProbeClient::connect_with(server.endpoint.clone(), wrong)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ConnectError::ClosedDuringHandshake),
+        "{err:?}"
+    );
+    // A raw peer with a well-formed hello but the wrong secret: zero bytes, then closed.
+    let Endpoint::Tcp(addr) = &server.endpoint else {
+        unreachable!()
+    };
+    let mut raw = std::net::TcpStream::connect(addr).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let hello = Hello {
+        version: PROTOCOL_VERSION,
+        service: "probe".into(),
+        fingerprint: <ProbeClient as Protocol>::FINGERPRINT,
+        secret: b"guess".to_vec(),
+    };
+    raw.write_all(&hello.to_frame()).unwrap();
+    assert_eq!(bytes_until_closed(&mut raw), 0);
+    // A raw peer sending garbage: nothing either (not even a version or fingerprint).
+    let mut raw = std::net::TcpStream::connect(addr).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    raw.write_all(&[0u8; 64]).unwrap();
+    assert_eq!(bytes_until_closed(&mut raw), 0);
+    assert!(server.wait_log("failed authentication"), "{}", server.log());
+}
+
+#[test]
+fn service_macro_errors_point_at_the_users_tokens() {
+    let t = trybuild::TestCases::new();
+    t.compile_fail("ui/service/*.rs");
+}

@@ -1,0 +1,37 @@
+//! The `probe` protocol: a service made for testing the runtime from the outside (echo,
+//! arithmetic, sleeping, panicking, holding a call until it is cancelled). Included with
+//! `#[path]` by the test server binary and by `integration/rpc.rs`, so both compile the same
+//! declaration and share its fingerprint.
+
+// `pub` so the generated client and server types are usable from the including module.
+#![allow(unreachable_pub)]
+
+use cell_sdk::{protein, service};
+
+/// The application error of `check`.
+#[protein]
+pub enum ProbeError {
+    /// The argument was negative.
+    Negative(i64),
+}
+
+/// What the probe server can do.
+#[service]
+pub trait Probe {
+    /// Returns `text`.
+    async fn echo(&self, text: String) -> String;
+    /// Returns `a + b`.
+    async fn add(&self, a: u64, b: u64) -> u64;
+    /// Sleeps `ms` milliseconds, then returns `ms`.
+    async fn sleep(&self, ms: u64) -> u64;
+    /// Panics with `message`.
+    async fn panic(&self, message: String) -> u64;
+    /// `Ok(n)` for `n >= 0`, else the application error.
+    async fn check(&self, n: i64) -> Result<u64, ProbeError>;
+    /// The server's process id.
+    async fn pid(&self) -> u32;
+    /// Never returns by itself; only cancellation ends it.
+    async fn hold(&self) -> u64;
+    /// How many `hold` calls are running right now.
+    async fn holding(&self) -> u64;
+}

@@ -1,0 +1,6 @@
+// CELL0003: nothing at all.
+use cell_sdk::cell_remote;
+
+cell_remote!();
+
+fn main() {}

@@ -1,0 +1,6 @@
+// CELL0003: no alias.
+use cell_sdk::cell_remote;
+
+cell_remote!("validate");
+
+fn main() {}

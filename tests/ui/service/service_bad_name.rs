@@ -1,0 +1,6 @@
+use cell_sdk::service;
+
+#[service(name = "users/admin")]
+pub struct Admin;
+
+fn main() {}
