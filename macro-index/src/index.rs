@@ -686,9 +686,13 @@ impl Index {
                     problems.push(problem(
                         ProblemCode::NotAProvider,
                         Severity::Error,
+                        // The same words as `cell_remote!` (cell-sdk-macros, remote.rs).
                         format!(
-                            "`{}` {} is a dependency but not a provider: its library has no `cell_sdk::export!` declaration",
-                            one.name, one.version
+                            "`{}` is a dependency of this crate but not a provider cell: it has \
+                             no `cell_sdk::export!` declaration, so there is nothing to put \
+                             under `{}`",
+                            spec(alias),
+                            alias.name
                         ),
                         Some(alias.literal.clone()),
                     ));
@@ -997,6 +1001,14 @@ fn parse_remote(file: &Path, call: &crate::scan::MacroCall) -> Result<Alias, (St
         call: call.span.clone(),
         resolved: None,
     })
+}
+
+/// The cell as written in the call: `celldb` or `celldb@0.4`.
+fn spec(alias: &Alias) -> String {
+    match &alias.version {
+        Some(v) => format!("{}@{v}", alias.cell),
+        None => alias.cell.clone(),
+    }
 }
 
 /// `0.4` matches 0.4.x (as a caret requirement would), `0.4.2` matches exactly 0.4.2 and up

@@ -263,10 +263,10 @@ fn version_skew_within_the_graph_is_cell0008() {
 fn dependency_without_export_declaration_is_cell0009() {
     let (_g, _root, index) = index("not-provider");
     assert_eq!(codes(&index), ["CELL0009"]);
-    assert!(
-        index.problems[0]
-            .message
-            .starts_with("`plain` 0.2.0 is a dependency but not a provider")
+    assert_eq!(
+        index.problems[0].message,
+        "`plain` is a dependency of this crate but not a provider cell: it has no \
+         `cell_sdk::export!` declaration, so there is nothing to put under `P`"
     );
 }
 
