@@ -320,10 +320,7 @@ pub(crate) fn hover(
     offset: usize,
 ) -> Option<(String, (usize, usize))> {
     let aliases = aliases(index, file, parsed);
-    for u in parsed.attr_uses() {
-        if offset < u.range.0 || offset > u.range.1 {
-            continue;
-        }
+    if let Some(u) = parsed.attr_use_at(offset) {
         let alias = aliases.iter().find(|a| a.name == u.alias)?;
         let p = alias.provider?;
         if let Some(e) = p.export(&u.name) {
@@ -428,9 +425,8 @@ pub(crate) fn definition(
 ) -> Option<(PathBuf, (usize, usize))> {
     let aliases = aliases(index, file, parsed);
     let u = parsed
-        .attr_uses()
-        .into_iter()
-        .find(|u| offset >= u.name_range.0 && offset <= u.name_range.1)?;
+        .attr_use_at(offset)
+        .filter(|u| offset >= u.name_range.0 && offset <= u.name_range.1)?;
     let p = aliases.iter().find(|a| a.name == u.alias)?.provider?;
     let e = p
         .export(&u.name)

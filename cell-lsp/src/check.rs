@@ -79,10 +79,17 @@ pub(crate) fn run(path: &Path, format: MessageFormat, out: &mut dyn Write) -> an
 fn collect(index: &Index) -> Vec<Finding> {
     let mut findings = Vec::new();
     let mut seen_files = BTreeSet::new();
+    // Only members that call `cell_remote!` can have alias-based findings; the others' index
+    // problems are reported below without parsing their sources.
+    let consumers: BTreeSet<&str> = index
+        .consumers
+        .iter()
+        .map(|c| c.package_id.as_str())
+        .collect();
     for member in index
         .packages
         .iter()
-        .filter(|p| index.members.contains(&p.id))
+        .filter(|p| index.members.contains(&p.id) && consumers.contains(p.id.as_str()))
     {
         let mut files = BTreeSet::new();
         if let Some(dir) = member.manifest_path.parent() {

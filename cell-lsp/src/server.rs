@@ -25,6 +25,9 @@ use crate::analysis::{self, ItemKind};
 use crate::lines::LineIndex;
 use crate::syntax::Parsed;
 
+/// Quiet time after the last edit before a buffer's diagnostics are recomputed.
+const DIAGNOSTICS_DELAY: Duration = Duration::from_millis(150);
+
 struct Doc {
     text: String,
     version: i32,
@@ -265,7 +268,20 @@ impl LanguageServer for Backend {
             }
             doc.version = params.text_document.version;
         }
-        self.publish(uri).await;
+        // Diagnostics wait for a pause in typing: recomputing them after every keystroke would
+        // compete with completion for the CPU while edits stream in.
+        let version = params.text_document.version;
+        let backend = Backend {
+            client: self.client.clone(),
+            state: self.state.clone(),
+        };
+        tokio::spawn(async move {
+            tokio::time::sleep(DIAGNOSTICS_DELAY).await;
+            let current = lock(&backend.state.docs).get(&uri).map(|d| d.version);
+            if current == Some(version) {
+                backend.publish(uri).await;
+            }
+        });
     }
 
     async fn did_close(&self, params: DidCloseTextDocumentParams) {

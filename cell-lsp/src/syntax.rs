@@ -143,6 +143,16 @@ impl Parsed {
             .collect()
     }
 
+    /// The attribute under byte `offset`, if it reads as `#[A::b …]`.
+    pub(crate) fn attr_use_at(&self, offset: usize) -> Option<AttrUse> {
+        let offset = TextSize::try_from(offset.min(self.text.len())).ok()?;
+        let token = self.root.token_at_offset(offset).right_biased()?;
+        let attr = token
+            .parent_ancestors()
+            .find(|n| n.kind() == SyntaxKind::ATTR)?;
+        self.attr_use(&attr)
+    }
+
     fn attr_use(&self, attr: &SyntaxNode) -> Option<AttrUse> {
         let range = attr.text_range();
         let (start, end) = (usize::from(range.start()), usize::from(range.end()));
