@@ -75,7 +75,7 @@ pub fn watch(
 ) -> notify::Result<IndexWatcher> {
     let roots = watch_roots(index);
     let target = index.target_dir.clone();
-    let on_change = std::sync::Arc::new(on_change);
+    let on_change: OnChange = std::sync::Arc::new(on_change);
     let handler = {
         let on_change = on_change.clone();
         let target = target.clone();
@@ -87,34 +87,49 @@ pub fn watch(
         }
         Ok(d)
     });
-    let watched = roots.iter().map(|r| r.0.clone()).collect();
     match native {
         Ok(d) => Ok(IndexWatcher {
             _inner: WatcherKind::Native(d),
             polling: false,
-            watched,
+            watched: roots.iter().map(|r| r.0.clone()).collect(),
         }),
         Err(e) => {
+            // Typically `MaxFilesWatch` (the inotify watch limit) or no inotify at all.
             tracing::warn!("native file watching failed ({e}); falling back to polling");
-            let handler = move |res: DebounceEventResult| deliver(res, &target, &*on_change);
-            let config = notify::Config::default().with_poll_interval(Duration::from_millis(500));
-            let mut d = new_debouncer_opt::<_, PollWatcher, FileIdMap>(
-                debounce,
-                None,
-                handler,
-                FileIdMap::new(),
-                config,
-            )?;
-            for (dir, rec) in &roots {
-                d.watch(dir, mode(*rec))?;
-            }
-            Ok(IndexWatcher {
-                _inner: WatcherKind::Poll(d),
-                polling: true,
-                watched,
-            })
+            start_polling(roots, target, debounce, on_change)
         }
     }
+}
+
+/// Like [`watch`], but always with notify's `PollWatcher` (what [`watch`] falls back to when
+/// inotify fails). Polls every 500 ms.
+pub fn watch_polling(
+    index: &Index,
+    debounce: Duration,
+    on_change: impl Fn(Vec<PathBuf>) + Send + Sync + 'static,
+) -> notify::Result<IndexWatcher> {
+    start_polling(watch_roots(index), index.target_dir.clone(), debounce, std::sync::Arc::new(on_change))
+}
+
+type OnChange = std::sync::Arc<dyn Fn(Vec<PathBuf>) + Send + Sync>;
+
+fn start_polling(
+    roots: Vec<(PathBuf, bool)>,
+    target: PathBuf,
+    debounce: Duration,
+    on_change: OnChange,
+) -> notify::Result<IndexWatcher> {
+    let handler = move |res: DebounceEventResult| deliver(res, &target, &*on_change);
+    let config = notify::Config::default().with_poll_interval(Duration::from_millis(500));
+    let mut d = new_debouncer_opt::<_, PollWatcher, FileIdMap>(debounce, None, handler, FileIdMap::new(), config)?;
+    for (dir, rec) in &roots {
+        d.watch(dir, mode(*rec))?;
+    }
+    Ok(IndexWatcher {
+        _inner: WatcherKind::Poll(d),
+        polling: true,
+        watched: roots.into_iter().map(|r| r.0).collect(),
+    })
 }
 
 fn mode(recursive: bool) -> RecursiveMode {

@@ -394,6 +394,36 @@ fn watcher_sees_an_atomic_save_of_a_provider() {
 }
 
 #[test]
+fn polling_fallback_sees_a_consumer_edit() {
+    let (guard, root) = fixture("good");
+    let opts = options(&root, &guard);
+    let mut index = Index::build(&opts).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let watcher =
+        cell_macro_index::watch::watch_polling(&index, Duration::from_millis(50), move |paths| {
+            let _ = tx.send(paths);
+        })
+        .unwrap();
+    assert!(watcher.polling);
+    // Let the poller take its first snapshot of the tree before the edit.
+    std::thread::sleep(Duration::from_millis(1200));
+    let lib = root.join("src/lib.rs");
+    let text = std::fs::read_to_string(&lib).unwrap();
+    let tmp = lib.with_extension("rs.tmp");
+    std::fs::write(&tmp, text.replace("\"checks\"", "\"chekcs\"")).unwrap();
+    std::fs::rename(&tmp, &lib).unwrap();
+    let mut seen = false;
+    while let Ok(paths) = rx.recv_timeout(Duration::from_secs(20)) {
+        index.apply_changes(&paths, &opts).unwrap();
+        if codes(&index) == ["CELL0001"] {
+            seen = true;
+            break;
+        }
+    }
+    assert!(seen, "the polling watcher never delivered the edit");
+}
+
+#[test]
 fn indexes_this_repository_full_graph() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let guard = tempfile::tempdir().unwrap();
