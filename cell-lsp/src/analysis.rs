@@ -89,6 +89,7 @@ pub(crate) enum ItemKind {
     Argument,
     Value,
     Cell,
+    Api,
 }
 
 /// A completion item.
@@ -261,6 +262,37 @@ pub(crate) fn complete(index: &Index, file: &Path, parsed: &Parsed, offset: usiz
                         });
                     }
                 }
+            }
+        }
+        CursorContext::AliasPath {
+            alias,
+            prefix,
+            replace,
+        } => {
+            let Some(p) = provider_of(&alias) else {
+                return items;
+            };
+            for e in p.exports.iter().filter(|e| e.kind == ExportKind::Function) {
+                if e.name.starts_with(&prefix) {
+                    items.push(Item {
+                        label: format!("{}!", e.name),
+                        kind: ItemKind::Macro(e.kind),
+                        detail: format!("{} {}", p.cell, p.version),
+                        docs: e.docs.clone(),
+                        insert: format!("{}!", e.name),
+                        replace,
+                    });
+                }
+            }
+            for a in p.api.iter().filter(|a| a.starts_with(&prefix)) {
+                items.push(Item {
+                    label: a.clone(),
+                    kind: ItemKind::Api,
+                    detail: format!("{} {} API", p.cell, p.version),
+                    docs: String::new(),
+                    insert: a.clone(),
+                    replace,
+                });
             }
         }
         CursorContext::RemoteCell { prefix, replace } => {

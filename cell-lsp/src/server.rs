@@ -328,6 +328,7 @@ impl LanguageServer for Backend {
                         ItemKind::Argument => CompletionItemKind::FIELD,
                         ItemKind::Value => CompletionItemKind::ENUM_MEMBER,
                         ItemKind::Cell => CompletionItemKind::MODULE,
+                        ItemKind::Api => CompletionItemKind::REFERENCE,
                     }),
                     detail: Some(item.detail.clone()),
                     documentation: (!item.docs.is_empty()).then(|| {

@@ -86,6 +86,12 @@ pub(crate) enum CursorContext {
         prefix: String,
         replace: (usize, usize),
     },
+    /// `Alias::na|` in item or expression position: function-like macros and API items.
+    AliasPath {
+        alias: String,
+        prefix: String,
+        replace: (usize, usize),
+    },
 }
 
 impl Parsed {
@@ -228,6 +234,38 @@ impl Parsed {
             let start = usize::from(attr.text_range().start());
             let before = &self.text[start..offset];
             return self.attr_context(&attr, start, before, offset);
+        }
+        // `Alias::na|` in code (not in a string or comment).
+        if !matches!(token.kind(), SyntaxKind::STRING | SyntaxKind::COMMENT)
+            && token
+                .parent_ancestors()
+                .any(|n| n.kind() == SyntaxKind::PATH)
+        {
+            let line_start = self.text[..offset].rfind('\n').map_or(0, |i| i + 1);
+            let before = &self.text[line_start..offset];
+            let prefix_len = before.len()
+                - before
+                    .trim_end_matches(|c: char| c.is_alphanumeric() || c == '_')
+                    .len();
+            let head = &before[..before.len() - prefix_len];
+            if let Some(path) = head.strip_suffix("::") {
+                let alias_len = path.len()
+                    - path
+                        .trim_end_matches(|c: char| c.is_alphanumeric() || c == '_')
+                        .len();
+                let alias = &path[path.len() - alias_len..];
+                let preceded_by_path = path[..path.len() - alias_len].ends_with("::");
+                if is_ident(alias) && !preceded_by_path {
+                    return Some(CursorContext::AliasPath {
+                        alias: alias.to_owned(),
+                        prefix: before[before.len() - prefix_len..].to_owned(),
+                        replace: (
+                            offset - prefix_len,
+                            offset + ident_len(&self.text[offset..]),
+                        ),
+                    });
+                }
+            }
         }
         // Inside `cell_remote!( … "` ?
         if let Some(call) = token
@@ -483,6 +521,12 @@ mod tests {
             matches!(c, CursorContext::AttrName { parent_attrs: Some(ref p), .. } if p == &[("DB".to_owned(), "persist".to_owned())]),
             "{c:?}"
         );
+        let c = ctx("fn f() { DB::ins|(); }").unwrap();
+        assert!(
+            matches!(c, CursorContext::AliasPath { ref alias, ref prefix, .. } if alias == "DB" && prefix == "ins"),
+            "{c:?}"
+        );
+        assert!(ctx("fn f() { a::DB::ins|(); }").is_none());
         let c = ctx("cell_remote!(DB = \"kv|\");").unwrap();
         assert!(
             matches!(c, CursorContext::RemoteCell { ref prefix, .. } if prefix == "kv"),

@@ -310,6 +310,16 @@ fn completion_hover_and_definition_on_complete_and_half_typed_code() {
         json!({ "textDocument": { "uri": uri(&file), "version": 3 }, "contentChanges": [{ "text": half }] }),
     );
     assert_eq!(Lsp::labels(&lsp.completion(&file, last, 17)), ["replicate"]);
+    // `Alias::` in expression position: function-like macros and API items.
+    let half = format!("{BUFFER}\nfn f() {{ DB:: }}");
+    lsp.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": uri(&file), "version": 4 }, "contentChanges": [{ "text": half }] }),
+    );
+    assert_eq!(
+        Lsp::labels(&lsp.completion(&file, last, 13)),
+        ["query!", "insert", "get", "Db", "Error"]
+    );
     lsp.shutdown();
 }
 

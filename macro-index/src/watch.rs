@@ -108,7 +108,12 @@ pub fn watch_polling(
     debounce: Duration,
     on_change: impl Fn(Vec<PathBuf>) + Send + Sync + 'static,
 ) -> notify::Result<IndexWatcher> {
-    start_polling(watch_roots(index), index.target_dir.clone(), debounce, std::sync::Arc::new(on_change))
+    start_polling(
+        watch_roots(index),
+        index.target_dir.clone(),
+        debounce,
+        std::sync::Arc::new(on_change),
+    )
 }
 
 type OnChange = std::sync::Arc<dyn Fn(Vec<PathBuf>) + Send + Sync>;
@@ -121,7 +126,13 @@ fn start_polling(
 ) -> notify::Result<IndexWatcher> {
     let handler = move |res: DebounceEventResult| deliver(res, &target, &*on_change);
     let config = notify::Config::default().with_poll_interval(Duration::from_millis(500));
-    let mut d = new_debouncer_opt::<_, PollWatcher, FileIdMap>(debounce, None, handler, FileIdMap::new(), config)?;
+    let mut d = new_debouncer_opt::<_, PollWatcher, FileIdMap>(
+        debounce,
+        None,
+        handler,
+        FileIdMap::new(),
+        config,
+    )?;
     for (dir, rec) in &roots {
         d.watch(dir, mode(*rec))?;
     }
