@@ -467,6 +467,10 @@ pub(crate) fn definition(
     Some((d.file.clone(), (d.start, d.end)))
 }
 
+/// A suggested edit: (title, replacement, byte range, the file to edit when it is not the
+/// diagnostic's own — `Cargo.toml` for "add the dependency").
+pub(crate) type DiagFix = (String, String, (usize, usize), Option<PathBuf>);
+
 /// A diagnostic over a buffer.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Diag {
@@ -476,7 +480,8 @@ pub(crate) struct Diag {
     pub(crate) range: (usize, usize),
     pub(crate) notes: Vec<String>,
     /// (title, replacement, range)
-    pub(crate) fix: Option<(String, String, (usize, usize))>,
+    /// A suggested edit, where there is one.
+    pub(crate) fix: Option<DiagFix>,
 }
 
 /// Diagnostics for a buffer: the index's problems in this file (only while the buffer equals
@@ -507,7 +512,7 @@ pub(crate) fn diagnostics(index: &Index, file: &Path, parsed: &Parsed, text: &st
     out
 }
 
-fn from_problem(p: &Problem) -> Diag {
+pub(crate) fn from_problem(p: &Problem) -> Diag {
     let range = p.span.as_ref().map_or((0, 0), |s| (s.start, s.end));
     Diag {
         code: Some(p.code),
@@ -516,10 +521,12 @@ fn from_problem(p: &Problem) -> Diag {
         range,
         notes: p.notes.clone(),
         fix: p.fix.as_ref().map(|f| {
+            let elsewhere = p.span.as_ref().is_none_or(|s| s.file != f.span.file);
             (
                 f.title.clone(),
                 f.replacement.clone(),
                 (f.span.start, f.span.end),
+                elsewhere.then(|| f.span.file.clone()),
             )
         }),
     }
@@ -593,6 +600,7 @@ fn check_use(p: &Provider, u: &AttrUse, out: &mut Vec<Diag>) {
             format!("replace with `{best}`"),
             best.to_owned(),
             u.name_range,
+            None,
         ));
     } else {
         d.notes
@@ -621,6 +629,7 @@ fn check_args(u: &AttrUse, e: &cell_macro_index::Export, out: &mut Vec<Diag>) {
                     format!("replace with `{best}`"),
                     best.to_owned(),
                     arg.name_range,
+                    None,
                 ));
             } else if !names.is_empty() {
                 d.notes
@@ -655,6 +664,7 @@ fn check_args(u: &AttrUse, e: &cell_macro_index::Export, out: &mut Vec<Diag>) {
                         format!("replace with \"{best}\""),
                         format!("\"{best}\""),
                         arg.value_range,
+                        None,
                     ));
                 }
             }

@@ -119,20 +119,7 @@ fn collect(index: &Index) -> Vec<Finding> {
         findings.push(Finding {
             file: span.file.clone(),
             package_id: None,
-            diag: Diag {
-                code: Some(p.code),
-                severity: p.severity,
-                message: p.message.clone(),
-                range: (span.start, span.end),
-                notes: p.notes.clone(),
-                fix: p.fix.as_ref().map(|f| {
-                    (
-                        f.title.clone(),
-                        f.replacement.clone(),
-                        (f.span.start, f.span.end),
-                    )
-                }),
-            },
+            diag: analysis::from_problem(p),
         });
     }
     findings
@@ -209,7 +196,11 @@ fn to_json(index: &Index, f: &Finding, text: &str, rendered: &str) -> serde_json
     };
     let package = f.package_id.as_ref().and_then(|id| index.package(id));
     let line_text = text.lines().nth(ls.saturating_sub(1)).unwrap_or("");
-    let suggestion = f.diag.fix.as_ref().filter(|fix| fix.2 == f.diag.range);
+    let suggestion = f
+        .diag
+        .fix
+        .as_ref()
+        .filter(|fix| fix.2 == f.diag.range && fix.3.is_none());
     let children: Vec<serde_json::Value> = f
         .diag
         .notes

@@ -173,8 +173,15 @@ fn to_lsp_diag(uri: &Uri, text: &str, d: analysis::Diag) -> Diagnostic {
         code: d.code.map(|c| NumberOrString::String(c.as_str().to_owned())),
         source: Some("cell".to_owned()),
         message,
-        data: d.fix.map(|(title, replacement, range)| {
-            serde_json::json!({ "uri": uri.as_str(), "title": title, "replacement": replacement, "range": to_range(text, range) })
+        data: d.fix.and_then(|(title, replacement, range, elsewhere)| {
+            let (target, range) = match elsewhere {
+                None => (uri.clone(), to_range(text, range)),
+                Some(file) => {
+                    let other = std::fs::read_to_string(&file).ok()?;
+                    (Uri::from_file_path(&file)?, to_range(&other, range))
+                }
+            };
+            Some(serde_json::json!({ "uri": target.as_str(), "title": title, "replacement": replacement, "range": range }))
         }),
         ..Default::default()
     }
@@ -407,9 +414,14 @@ impl LanguageServer for Backend {
             ) else {
                 continue;
             };
+            let target = data
+                .get("uri")
+                .and_then(|u| u.as_str())
+                .and_then(|u| u.parse::<Uri>().ok())
+                .unwrap_or_else(|| params.text_document.uri.clone());
             let mut changes = HashMap::new();
             changes.insert(
-                params.text_document.uri.clone(),
+                target,
                 vec![TextEdit {
                     range,
                     new_text: replacement.to_owned(),

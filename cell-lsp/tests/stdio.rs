@@ -575,3 +575,44 @@ fn index_subcommand_prints_json() {
         .collect();
     assert_eq!(versions, ["0.3.1", "0.4.0"]);
 }
+
+#[test]
+fn unknown_cell_offers_to_add_the_dependency_to_cargo_toml() {
+    let (dir, fx) = fixtures();
+    let root = fx.join("missing-dep");
+    let file = root.join("app/src/lib.rs");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut lsp = Lsp::start(&root, &dir.path().join("target"));
+    lsp.open(&file, &text);
+    let published = lsp.wait_for("textDocument/publishDiagnostics");
+    let diags = published["params"]["diagnostics"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(diags.len(), 1, "{diags:?}");
+    assert_eq!(diags[0]["code"], "CELL0001");
+    let actions = lsp.request(
+        "textDocument/codeAction",
+        json!({
+            "textDocument": { "uri": uri(&file) },
+            "range": diags[0]["range"],
+            "context": { "diagnostics": diags }
+        }),
+    );
+    let action = &actions[0];
+    assert_eq!(
+        action["title"],
+        "Add `checks = { path = \"../../providers/checks\" }` to Cargo.toml"
+    );
+    let manifest_uri = uri(&root.join("app/Cargo.toml"));
+    let edit = &action["edit"]["changes"][&manifest_uri][0];
+    assert_eq!(
+        edit["newText"],
+        "\nchecks = { path = \"../../providers/checks\" }"
+    );
+    assert_eq!(
+        edit["range"]["start"],
+        json!({ "line": 5, "character": 14 })
+    );
+    lsp.shutdown();
+}

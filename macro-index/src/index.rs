@@ -618,7 +618,14 @@ impl Index {
                     .filter(|n| provider_names.iter().any(|x| x == n))
                     .collect();
                 candidates.extend(provider_names.iter().map(String::as_str));
-                if let Some(best) = did_you_mean(&alias.cell, &candidates) {
+                if let Some(fix) = self.add_dependency_fix(pkg, &alias.cell) {
+                    p.notes.push(format!(
+                        "help: `{}` is a provider in this workspace's graph: {}",
+                        alias.cell,
+                        fix.title.to_lowercase()
+                    ));
+                    p.fix = Some(fix);
+                } else if let Some(best) = did_you_mean(&alias.cell, &candidates) {
                     p.notes.push(format!("help: did you mean \"{best}\"?"));
                     p.fix = Some(Fix {
                         title: format!("replace with \"{best}\""),
@@ -737,6 +744,58 @@ impl Index {
                 problems.push(p);
             }
         }
+    }
+
+    /// When `cell` is a provider elsewhere in the graph but not a dependency of `pkg`: an edit
+    /// of `pkg`'s manifest adding it under `[dependencies]` (a relative `path` for workspace and
+    /// path providers, the version for registry ones).
+    fn add_dependency_fix(&self, pkg: &Package, cell: &str) -> Option<Fix> {
+        let provider = self
+            .providers
+            .iter()
+            .filter(|p| p.package == cell)
+            .max_by_key(|p| Version::parse(&p.version).ok())?;
+        let manifest = std::fs::read_to_string(&pkg.manifest_path).ok()?;
+        let line = match provider.source {
+            SourceKind::Workspace | SourceKind::Path => {
+                let from = pkg.manifest_path.parent()?;
+                let to = provider.manifest_path.parent()?;
+                format!("{cell} = {{ path = \"{}\" }}", relative(from, to).display())
+            }
+            SourceKind::Registry => format!("{cell} = \"{}\"", provider.version),
+            SourceKind::Git => return None,
+        };
+        // Right after the `[dependencies]` header, or a new section at the end.
+        let (at, text) = match manifest.find("[dependencies]") {
+            Some(i) => {
+                let eol = manifest[i..].find('\n').map_or(manifest.len(), |e| i + e);
+                (eol, format!("\n{line}"))
+            }
+            None => {
+                let sep = if manifest.ends_with('\n') { "" } else { "\n" };
+                (manifest.len(), format!("{sep}\n[dependencies]\n{line}\n"))
+            }
+        };
+        let line_no = manifest[..at].matches('\n').count() + 1;
+        let col = manifest[..at]
+            .rsplit('\n')
+            .next()
+            .map_or(0, |l| l.chars().count())
+            + 1;
+        let to_u32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Some(Fix {
+            title: format!("Add `{line}` to Cargo.toml"),
+            replacement: text,
+            span: Span {
+                file: pkg.manifest_path.clone(),
+                line: to_u32(line_no),
+                col: to_u32(col),
+                end_line: to_u32(line_no),
+                end_col: to_u32(col),
+                start: at,
+                end: at,
+            },
+        })
     }
 
     /// Version skew: a newer version of the resolved provider elsewhere in the graph (when the
@@ -1087,6 +1146,21 @@ pub(crate) fn rust_files(dir: &Path, recursive: bool) -> Vec<PathBuf> {
     out
 }
 
+/// `to` relative to `from` (both absolute directories), e.g. `../providers/kv`.
+fn relative(from: &Path, to: &Path) -> PathBuf {
+    let from: Vec<_> = from.components().collect();
+    let to: Vec<_> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut out = PathBuf::new();
+    for _ in common..from.len() {
+        out.push("..");
+    }
+    for c in &to[common..] {
+        out.push(c);
+    }
+    out
+}
+
 fn absolute(p: &Path) -> PathBuf {
     std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }
@@ -1102,6 +1176,18 @@ mod tests {
         assert!(version_matches("1.3.0", "1"));
         assert_eq!(short_version("0.4.2"), "0.4");
         assert_eq!(short_version("2.1.0"), "2");
+    }
+
+    #[test]
+    fn relative_paths() {
+        assert_eq!(
+            relative(Path::new("/a/b/app"), Path::new("/a/providers/kv")),
+            PathBuf::from("../../providers/kv")
+        );
+        assert_eq!(
+            relative(Path::new("/a"), Path::new("/a/kv")),
+            PathBuf::from("kv")
+        );
     }
 
     #[test]

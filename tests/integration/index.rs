@@ -159,6 +159,31 @@ fn unknown_cell_is_cell0001_with_a_fix() {
 }
 
 #[test]
+fn unknown_cell_that_is_a_provider_in_the_graph_gets_an_add_dependency_fix() {
+    let (_g, root, index) = index("missing-dep");
+    assert_eq!(codes(&index), ["CELL0001"]);
+    let p = &index.problems[0];
+    let fix = p.fix.as_ref().unwrap();
+    assert_eq!(
+        fix.title,
+        "Add `checks = { path = \"../../providers/checks\" }` to Cargo.toml"
+    );
+    assert_eq!(fix.span.file, root.join("app/Cargo.toml"));
+    // Applying the edit gives a manifest cargo accepts and an index without problems.
+    let manifest = std::fs::read_to_string(&fix.span.file).unwrap();
+    let mut edited = manifest.clone();
+    edited.replace_range(fix.span.start..fix.span.end, &fix.replacement);
+    assert!(
+        edited.contains("[dependencies]\nchecks = { path = \"../../providers/checks\" }\nkvstore"),
+        "{edited}"
+    );
+    std::fs::write(&fix.span.file, edited).unwrap();
+    let opts = options(&root, &_g);
+    let fixed = Index::build(&opts).unwrap();
+    assert!(fixed.problems.is_empty(), "{:#?}", fixed.problems);
+}
+
+#[test]
 fn two_versions_without_qualifier_is_cell0002() {
     let (_g, _root, index) = index("ambiguous");
     assert_eq!(codes(&index), ["CELL0002"]);
