@@ -554,12 +554,14 @@ fn check_use(p: &Provider, u: &AttrUse, out: &mut Vec<Diag>) {
         return;
     }
     if let Some(parent) = p.exports.iter().find(|e| e.helpers.contains(&u.name)) {
-        let inside = u.parent_attrs.as_ref().is_some_and(|attrs| {
-            attrs.iter().any(|(a, n)| {
-                *a == u.alias && parent.helpers.contains(&u.name) && *n == parent.name
-            })
+        // Only where the position is certain: on a field whose item lacks the parent macro,
+        // or directly on an item. Elsewhere (an enum variant, a half-typed spot) say nothing.
+        let outside = u.parent_attrs.as_ref().is_some_and(|attrs| {
+            !attrs
+                .iter()
+                .any(|(a, n)| *a == u.alias && *n == parent.name)
         });
-        if !inside {
+        if outside {
             out.push(Diag {
                 code: Some(ProblemCode::ForeignHelper),
                 severity: Severity::Error,

@@ -91,10 +91,7 @@ fn collect(index: &Index) -> Vec<Finding> {
         .iter()
         .filter(|p| index.members.contains(&p.id) && consumers.contains(p.id.as_str()))
     {
-        let mut files = BTreeSet::new();
-        if let Some(dir) = member.manifest_path.parent() {
-            walk(&dir.join("src"), &mut files);
-        }
+        let files = cell_macro_index::source_files(member);
         for file in files {
             let Ok(text) = std::fs::read_to_string(&file) else {
                 continue;
@@ -123,20 +120,6 @@ fn collect(index: &Index) -> Vec<Finding> {
         });
     }
     findings
-}
-
-fn walk(dir: &Path, out: &mut BTreeSet<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            walk(&p, out);
-        } else if p.extension().and_then(|x| x.to_str()) == Some("rs") {
-            out.insert(p);
-        }
-    }
 }
 
 fn display_path(root: &Path, file: &Path) -> String {

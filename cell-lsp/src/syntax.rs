@@ -193,27 +193,36 @@ impl Parsed {
 
     /// For an attribute on a record field: the `(alias, name)` attributes of the struct.
     fn parent_struct_attrs(&self, attr: &SyntaxNode) -> Option<Vec<(String, String)>> {
-        // On a field: directly on a RECORD_FIELD, or (half-typed, after error recovery)
-        // somewhere inside the struct's RECORD_FIELD_LIST.
+        use SyntaxKind::*;
+        let is_owner = |k: SyntaxKind| matches!(k, STRUCT | ENUM | UNION);
+        // On a field (named or tuple): directly, or (half-typed, after error recovery)
+        // somewhere inside the item's field list.
         let on_field = attr
             .parent()
-            .is_some_and(|p| p.kind() == SyntaxKind::RECORD_FIELD)
+            .is_some_and(|p| matches!(p.kind(), RECORD_FIELD | TUPLE_FIELD))
             || attr
                 .ancestors()
-                .take_while(|a| a.kind() != SyntaxKind::STRUCT)
-                .any(|a| a.kind() == SyntaxKind::RECORD_FIELD_LIST);
-        if !on_field {
-            return None;
+                .take_while(|a| !is_owner(a.kind()))
+                .any(|a| matches!(a.kind(), RECORD_FIELD_LIST | TUPLE_FIELD_LIST));
+        if on_field {
+            let owner = attr.ancestors().find(|a| is_owner(a.kind()))?;
+            return Some(
+                owner
+                    .children()
+                    .filter(|c| c.kind() == ATTR)
+                    .filter_map(|a| self.attr_use(&a))
+                    .map(|u| (u.alias, u.name))
+                    .collect(),
+            );
         }
-        let strukt = attr.ancestors().find(|a| a.kind() == SyntaxKind::STRUCT)?;
-        Some(
-            strukt
-                .children()
-                .filter(|c| c.kind() == SyntaxKind::ATTR)
-                .filter_map(|a| self.attr_use(&a))
-                .map(|u| (u.alias, u.name))
-                .collect(),
-        )
+        // Directly on an item: certainly not inside a parent macro's fields.
+        let on_item = attr.parent().is_some_and(|p| {
+            matches!(
+                p.kind(),
+                STRUCT | ENUM | UNION | FN | IMPL | MODULE | CONST | STATIC | TRAIT | TYPE_ALIAS
+            )
+        });
+        on_item.then(Vec::new)
     }
 
     /// The completion context at byte `offset`, if it is one the server completes.
@@ -558,6 +567,20 @@ mod tests {
             uses[1].parent_attrs.as_deref(),
             Some(&[("DB".to_owned(), "persist".to_owned())][..])
         );
+    }
+
+    #[test]
+    fn helpers_on_tuple_and_variant_fields_see_their_parent() {
+        let p = Parsed::new(
+            "#[V::schema]\nstruct P(#[V::range(0..10)] u8);\n#[V::schema]\nenum E { A(#[V::email] String) }\n#[V::email]\nfn f() {}",
+        );
+        let uses = p.attr_uses();
+        let parents: Vec<Option<usize>> = uses
+            .iter()
+            .map(|u| u.parent_attrs.as_ref().map(Vec::len))
+            .collect();
+        // schema (on item: empty), range (field: 1), schema, email (variant field: 1), email on fn (empty).
+        assert_eq!(parents, [Some(0), Some(1), Some(0), Some(1), Some(0)]);
     }
 
     #[test]

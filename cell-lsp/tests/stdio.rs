@@ -616,3 +616,13 @@ fn unknown_cell_offers_to_add_the_dependency_to_cargo_toml() {
     );
     lsp.shutdown();
 }
+
+#[test]
+fn check_on_this_repository_reports_nothing_false() {
+    // Every `cell_remote!` consumer of this repository (examples, integration tests) is valid
+    // code that compiles: --check must find no problem in it.
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out) = check(repo, dir.path(), &["--check", "."]);
+    assert_eq!((code, out.as_str()), (0, "cell-lsp: no problems\n"));
+}

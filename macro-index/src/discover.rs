@@ -126,6 +126,12 @@ fn convert(
             manifest_path: pkg.manifest_path.clone().into_std_path_buf(),
             lib_path: lib.map(|t| t.src_path.clone().into_std_path_buf()),
             proc_macro: lib.is_some_and(|t| t.kind.contains(&TargetKind::ProcMacro)),
+            target_roots: pkg
+                .targets
+                .iter()
+                .filter(|t| !t.kind.contains(&TargetKind::CustomBuild))
+                .map(|t| t.src_path.clone().into_std_path_buf())
+                .collect(),
             deps,
         });
     }

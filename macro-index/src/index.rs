@@ -189,14 +189,14 @@ impl Index {
                 out.insert(lib.clone());
             }
             if self.members.contains(&pkg.id) {
-                for dir in source_dirs(pkg) {
-                    for file in rust_files(&dir, true) {
-                        // Its directory too: a new file changes the directory's mtime.
-                        if let Some(parent) = file.parent() {
-                            out.insert(parent.to_path_buf());
-                        }
-                        out.insert(file);
+                for file in source_files(pkg) {
+                    // Its directory too: a new file changes the directory's mtime.
+                    if let Some(parent) = file.parent() {
+                        out.insert(parent.to_path_buf());
                     }
+                    out.insert(file);
+                }
+                for dir in source_dirs(pkg) {
                     out.insert(dir);
                 }
             }
@@ -954,8 +954,8 @@ fn read_consumer(
 ) -> (Option<Consumer>, Vec<GlobImport>) {
     let mut aliases = Vec::new();
     let mut globs = Vec::new();
-    for dir in source_dirs(pkg) {
-        for file in rust_files(&dir, true) {
+    {
+        for file in source_files(pkg) {
             let Ok(text) = std::fs::read_to_string(&file) else {
                 continue;
             };
@@ -1104,21 +1104,54 @@ pub fn did_you_mean<'a>(wanted: &str, candidates: &[&'a str]) -> Option<&'a str>
         .map(|(_, c)| c)
 }
 
-/// Directories whose `.rs` files belong to `pkg`: `src/` and the library's directory.
+/// Directories watched for `pkg`: `src/` and the directory of every target root.
 pub(crate) fn source_dirs(pkg: &Package) -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    let mut add = |d: PathBuf| {
+        if d.is_dir() && !dirs.iter().any(|x| d.starts_with(x)) {
+            dirs.retain(|x| !x.starts_with(&d));
+            dirs.push(d);
+        }
+    };
     if let Some(dir) = pkg.manifest_path.parent() {
-        let src = dir.join("src");
-        if src.is_dir() {
-            dirs.push(src);
+        add(dir.join("src"));
+    }
+    for root in pkg.target_roots.iter().chain(pkg.lib_path.iter()) {
+        if let Some(dir) = root.parent() {
+            add(dir.to_path_buf());
         }
     }
-    if let Some(lib_dir) = pkg.lib_path.as_ref().and_then(|l| l.parent())
-        && !dirs.iter().any(|d| lib_dir.starts_with(d))
-    {
-        dirs.push(lib_dir.to_path_buf());
-    }
     dirs
+}
+
+/// The `.rs` files of `pkg`'s targets: everything under `src/`, and for each other target root
+/// its whole directory when the root is a `main.rs`/`lib.rs`/`mod.rs` (a target with its own
+/// directory, like `tests/integration/main.rs`), else the root file alone — so loose files
+/// beside it that are not part of the crate (trybuild cases in `tests/ui/`) are not read.
+pub fn source_files(pkg: &Package) -> Vec<PathBuf> {
+    let mut files = BTreeSet::new();
+    let src = pkg.manifest_path.parent().map(|d| d.join("src"));
+    if let Some(src) = &src {
+        files.extend(rust_files(src, true));
+    }
+    for root in pkg.target_roots.iter().chain(pkg.lib_path.iter()) {
+        if src.as_ref().is_some_and(|s| root.starts_with(s)) {
+            continue;
+        }
+        let own_dir = matches!(
+            root.file_name().and_then(|n| n.to_str()),
+            Some("main.rs" | "lib.rs" | "mod.rs")
+        );
+        match root.parent() {
+            Some(dir) if own_dir => files.extend(rust_files(dir, true)),
+            _ => {
+                if root.is_file() {
+                    files.insert(root.clone());
+                }
+            }
+        }
+    }
+    files.into_iter().collect()
 }
 
 /// `.rs` files under `dir` (recursively), skipping `target` and nested packages.

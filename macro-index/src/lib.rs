@@ -50,7 +50,8 @@ use std::sync::Arc;
 pub use cache::{CacheListing, cargo_home};
 pub use code::{ProblemCode, UnknownProblemCode};
 pub use index::{
-    BUILTIN_ATTRIBUTES, CELL_SDK_NAMES, GlobImport, Index, did_you_mean, version_matches,
+    BUILTIN_ATTRIBUTES, CELL_SDK_NAMES, GlobImport, Index, did_you_mean, source_files,
+    version_matches,
 };
 pub use model::{
     Alias, ArgSchema, Consumer, Dep, Export, ExportKind, Fix, MacroCrate, Package, Problem,

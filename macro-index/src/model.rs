@@ -266,6 +266,10 @@ pub struct Package {
     pub lib_path: Option<PathBuf>,
     /// `true` when the library is a proc-macro crate.
     pub proc_macro: bool,
+    /// Root source files of all its targets (lib, bins, tests, examples, benches; not build
+    /// scripts).
+    #[serde(default)]
+    pub target_roots: Vec<PathBuf>,
     /// Its resolved dependencies (empty when resolution failed and `--no-deps` was used).
     pub deps: Vec<Dep>,
 }
