@@ -59,11 +59,14 @@ pub(crate) fn aliases<'a>(index: &'a Index, file: &Path, parsed: &Parsed) -> Vec
     }
     if let Some(consumer) = index.consumers.iter().find(|c| c.package_id == member.id) {
         for alias in &consumer.aliases {
-            let root = alias.span.file.parent().is_some_and(|d| d.ends_with("src"))
-                && matches!(
-                    alias.span.file.file_name().and_then(|n| n.to_str()),
-                    Some("lib.rs" | "main.rs")
-                );
+            // A crate root (a target's root file) reaches the files under its directory.
+            let root = (member.target_roots.contains(&alias.span.file)
+                || member.lib_path.as_ref() == Some(&alias.span.file))
+                && alias
+                    .span
+                    .file
+                    .parent()
+                    .is_some_and(|d| file.starts_with(d));
             if alias.span.file == file || !root || !alias.module.is_empty() {
                 continue;
             }
