@@ -361,3 +361,74 @@ fn runtime_path() -> (TokenStream, Option<syn::Error>) {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand_str(item: &str, invocation: Option<&str>) -> String {
+        let item: TokenStream = item.parse().unwrap();
+        expand(TokenStream::new(), item, invocation).to_string()
+    }
+
+    #[test]
+    fn the_alias_comes_from_the_attribute_as_written() {
+        assert_eq!(alias_of("#[Val::schema]").as_deref(), Some("Val"));
+        assert_eq!(alias_of("#[ v :: schema ( x ) ]").as_deref(), Some("v"));
+        assert_eq!(
+            alias_of("#[::validate::schema]").as_deref(),
+            Some("validate")
+        );
+        assert_eq!(alias_of("#[schema]"), None);
+        assert_eq!(alias_of("not an attribute"), None);
+    }
+
+    #[test]
+    fn helpers_under_another_alias_are_rejected_and_stripped() {
+        let out = expand_str("struct S { #[G::email] e: String }", Some("#[Val::schema]"));
+        assert!(out.contains("CELL0011"), "{out}");
+        assert!(!out.contains("# [G :: email]"), "{out}");
+        // Best effort: the rule is still checked.
+        assert!(out.contains("email (& mut __errors"), "{out}");
+    }
+
+    #[test]
+    fn helpers_of_a_pending_parent_are_left_alone() {
+        let out = expand_str(
+            "#[G::persist] struct S { #[G::email] e: String }",
+            Some("#[Val::schema]"),
+        );
+        assert!(!out.contains("CELL0011"), "{out}");
+        assert!(out.contains("# [G :: email]"), "{out}");
+    }
+
+    #[test]
+    fn without_source_text_helpers_are_recognised_by_name() {
+        let out = expand_str(
+            "struct S { #[V::email] e: String, #[serde(x)] f: u8 }",
+            None,
+        );
+        assert!(!out.contains("CELL0011"), "{out}");
+        assert!(!out.contains("V :: email"), "{out}");
+        assert!(out.contains("# [serde (x)]"), "{out}");
+    }
+
+    #[test]
+    fn half_typed_input_keeps_the_users_tokens() {
+        let out = expand_str("struct S { email: }", Some("#[Val::schema]"));
+        assert!(out.contains("struct S { email : }"), "{out}");
+        assert!(out.contains("compile_error"), "{out}");
+        let out = expand_str("enum E { A }", Some("#[Val::schema]"));
+        assert!(out.contains("enum E { A }"), "{out}");
+        assert!(out.contains("enums and unions are not supported"), "{out}");
+    }
+
+    #[test]
+    fn arguments_of_schema_itself_are_rejected_but_the_struct_expands() {
+        let args: TokenStream = "strict".parse().unwrap();
+        let item: TokenStream = "struct S { #[Val::non_empty] n: String }".parse().unwrap();
+        let out = expand(args, item, Some("#[Val::schema(strict)]")).to_string();
+        assert!(out.contains("CELL0014"), "{out}");
+        assert!(out.contains("impl"), "{out}");
+    }
+}
