@@ -307,3 +307,41 @@ fn from_env_reads_cargo_manifest_dir() {
     assert_eq!(toml.extern_crate, "toml");
     assert!(toml.source == DepSource::Registry);
 }
+
+#[test]
+fn edits_to_the_manifest_or_its_workspace_root_are_seen_at_once() {
+    let dir = tree(&[
+        (
+            "Cargo.toml",
+            "[workspace]\nmembers = [\"app\"]\n[workspace.dependencies]\ndb = { package = \"celldb\", version = \"0.4\" }\n",
+        ),
+        (
+            "app/Cargo.toml",
+            &package("[dependencies]\ndb.workspace = true\n"),
+        ),
+    ]);
+    let app = dir.path().join("app");
+    assert_eq!(resolve(&app, "celldb", None).unwrap().extern_crate, "db");
+    // Same again: served from the cache, same answer.
+    assert_eq!(resolve(&app, "celldb", None).unwrap().extern_crate, "db");
+
+    // The root renames the dependency: the member's manifest did not change.
+    std::fs::write(
+        dir.path().join("Cargo.toml"),
+        "[workspace]\nmembers = [\"app\"]\n[workspace.dependencies]\ndb = { package = \"cell-db\", version = \"0.4\" }\n",
+    )
+    .unwrap();
+    assert_eq!(
+        resolve(&app, "celldb", None).unwrap_err().code,
+        ProblemCode::UnknownCell
+    );
+    assert_eq!(resolve(&app, "cell-db", None).unwrap().extern_crate, "db");
+
+    // The member switches to its own entry.
+    std::fs::write(
+        app.join("Cargo.toml"),
+        package("[dependencies]\nstore = { package = \"celldb\", version = \"0.5\" }\n"),
+    )
+    .unwrap();
+    assert_eq!(resolve(&app, "celldb", None).unwrap().extern_crate, "store");
+}
