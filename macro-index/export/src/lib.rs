@@ -66,7 +66,7 @@ pub use model::{
     ArgSpec, ExportDecl, HelperSpec, LineColumn, Literal, Location, MacroExport, MacroKind,
     SUPPORTED_FORMAT, Spanned, ValueKind,
 };
-pub use parse::{FileExports, ParseError, Parsed, parse_file, parse_tokens};
+pub use parse::{FileExports, ParseError, Parsed, parse_file, parse_file_as, parse_tokens};
 
 /// The name of the hidden module `export!` expands to and `cell_remote!` re-exports from.
 pub const EXPORTS_MODULE: &str = "__cell_exports";

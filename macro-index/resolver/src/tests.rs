@@ -345,3 +345,41 @@ fn edits_to_the_manifest_or_its_workspace_root_are_seen_at_once() {
     .unwrap();
     assert_eq!(resolve(&app, "celldb", None).unwrap().extern_crate, "store");
 }
+
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn specs_never_panic(spec in ".{0,40}") {
+            let _ = parse_spec(&spec);
+        }
+
+        #[test]
+        fn manifests_never_panic(text in ".{0,300}") {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("Cargo.toml"), &text).unwrap();
+            let _ = resolve(dir.path(), "celldb", Some("0.4"));
+        }
+
+        #[test]
+        fn dependency_tables_never_panic(
+            key in "[a-z_-]{1,8}",
+            value in prop::sample::select(vec![
+                "\"0.4\"", "{ package = \"celldb\" }", "{ workspace = true }", "3", "[1]",
+                "{ version = 1 }", "{ path = \"..\" , version = \">=0.3, <0.5\" }", "\"*\"",
+            ]),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(
+                dir.path().join("Cargo.toml"),
+                format!("[package]\nname = \"a\"\n[dependencies]\n\"{key}\" = {value}\n"),
+            )
+            .unwrap();
+            let _ = resolve(dir.path(), "celldb", None);
+            let _ = resolve(dir.path(), &key, Some("0.4"));
+        }
+    }
+}

@@ -371,6 +371,51 @@ mod tests {
         expand(TokenStream::new(), item, invocation).to_string()
     }
 
+    /// The `export!` declaration in `validate` is what tools show; it must describe exactly
+    /// what this macro accepts.
+    #[test]
+    fn the_export_declaration_matches_the_implementation() {
+        let file = cell_export::parse_file(include_str!("../../src/lib.rs"));
+        assert_eq!(file.decls.len(), 1);
+        let parsed = &file.decls[0];
+        assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+        let schema = parsed.decl.macro_named("schema").unwrap();
+        assert!(schema.args.is_empty());
+        let names: Vec<&str> = schema
+            .helpers
+            .iter()
+            .map(|h| h.name.value.as_str())
+            .collect();
+        assert_eq!(names, HELPERS);
+        let args = |name: &str| -> Vec<(Option<String>, cell_export::ValueKind, bool)> {
+            schema
+                .helper(name)
+                .unwrap()
+                .args
+                .iter()
+                .map(|a| {
+                    (
+                        a.name.as_ref().map(|n| n.value.clone()),
+                        a.kind.clone(),
+                        a.optional,
+                    )
+                })
+                .collect()
+        };
+        use cell_export::ValueKind::{Expr, Int};
+        assert!(args("email").is_empty());
+        assert!(args("non_empty").is_empty());
+        assert_eq!(args("range"), [(None, Expr, false)]);
+        assert_eq!(args("custom"), [(None, Expr, false)]);
+        assert_eq!(
+            args("length"),
+            [
+                (Some("min".into()), Int, true),
+                (Some("max".into()), Int, true)
+            ]
+        );
+    }
+
     #[test]
     fn the_alias_comes_from_the_attribute_as_written() {
         assert_eq!(alias_of("#[Val::schema]").as_deref(), Some("Val"));
