@@ -42,11 +42,18 @@ impl<S> ParseError<S> {
     }
 }
 
+impl<S> std::fmt::Display for ParseError<S> {
+    /// `CELL0010: message` — the words `export!` shows at compile time.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
 impl ParseError<Span> {
     /// The error as a `syn::Error` whose message starts with the code, ready for
     /// `to_compile_error()`.
     pub fn to_syn_error(&self) -> syn::Error {
-        syn::Error::new(self.span, format!("{}: {}", self.code, self.message))
+        syn::Error::new(self.span, self.to_string())
     }
 }
 
