@@ -15,13 +15,22 @@
  * real executables.
  */
 
+import { type ChildProcess, spawn } from "node:child_process";
 import * as vscode from "vscode";
 import {
+  CloseAction,
+  type CloseHandlerResult,
+  ErrorAction,
+  type ErrorHandler,
+  type ErrorHandlerResult,
   LanguageClient,
   type LanguageClientOptions,
+  type MessageTransports,
+  type MessageWriter,
   type ServerOptions,
   State,
-  TransportKind,
+  StreamMessageReader,
+  StreamMessageWriter,
 } from "vscode-languageclient/node";
 import { type Discovery, describeFailure, discover, execute, skippedOverrides } from "./discovery";
 import { mentionsCellSdk } from "./manifest";
@@ -87,6 +96,7 @@ class CellExtension {
   server: { path: string; version: string } | undefined;
 
   private client: LanguageClient | undefined;
+  private process: ServerProcess | undefined;
   private readonly output: vscode.OutputChannel;
   private readonly traceOutput: vscode.OutputChannel;
   private readonly status: vscode.LanguageStatusItem;
@@ -114,11 +124,13 @@ class CellExtension {
       vscode.workspace.onDidChangeConfiguration((e) => {
         if (RESTART_SETTINGS.some((s) => e.affectsConfiguration(s))) {
           this.log("Server settings changed; restarting.");
-          void this.serialized(async () => {
+          // Returned (VS Code ignores it) so a caller that fires the event can await it.
+          return this.serialized(async () => {
             await this.stop();
             await this.start({ force: false });
           });
         }
+        return undefined;
       }),
       // A workspace may start depending on cell-sdk while it is open.
       manifests.onDidChange(() => this.startIfWanted()),
@@ -169,8 +181,12 @@ class CellExtension {
       return;
     }
     this.setState("starting");
-    const client = this.createClient(found.path);
+    const server = new ServerProcess(found.path, this.serverEnv(), this.folder()?.uri.fsPath, (text) =>
+      this.output.append(text),
+    );
+    const client = this.createClient(server);
     this.client = client;
+    this.process = server;
     client.onDidChangeState((e) => {
       if (this.client === client && e.newState === State.Stopped && this.state === "running") {
         this.setState("failed");
@@ -178,24 +194,30 @@ class CellExtension {
     });
     try {
       await client.start();
+      if (!client.isRunning()) {
+        // 9.0.1 resolves `start()` when the server closes the connection during `initialize`.
+        throw new Error("the server closed the connection during initialization");
+      }
       this.setState("running");
       this.log(`cell-lsp ${found.version} is running (${found.path}).`);
     } catch (err) {
       this.setState("failed");
-      const why = err instanceof Error ? err.message : String(err);
+      // The client only knows the pipe broke; the process knows why (its exit code and
+      // stderr), so wait briefly for it to finish saying so.
+      const exit = await server.exitWithin(2000);
+      const why = exit ?? (err instanceof Error ? err.message : String(err));
       this.log(`cell-lsp ${found.version} at ${found.path} failed to start: ${why}`);
       void this.offerOutput(
-        vscode.window.showErrorMessage(
-          `Cell: cell-lsp ${found.version} failed to start (${why}). See the "Cell" output for its error.`,
-          "Show Output",
-        ),
+        vscode.window.showErrorMessage(`Cell: cell-lsp ${found.version} failed to start: ${why}`, "Show Output"),
       );
     }
   }
 
   private async stop(): Promise<void> {
     const client = this.client;
+    const server = this.process;
     this.client = undefined;
+    this.process = undefined;
     if (client) {
       try {
         // `stop()` on a client that never started (or already died) rejects; that is fine.
@@ -207,19 +229,22 @@ class CellExtension {
       }
       await client.dispose().catch(() => undefined);
     }
+    // A server that ignored `exit` must not outlive the client.
+    await server?.terminate(2000);
     if (this.state === "running" || this.state === "starting" || this.state === "failed") {
       this.setState("stopped");
     }
   }
 
-  private createClient(serverPath: string): LanguageClient {
-    const extraEnv = this.config().get<Record<string, string>>("server.env", {});
-    const serverOptions: ServerOptions = {
-      command: serverPath,
-      // The client appends `--stdio` for the stdio transport.
-      transport: TransportKind.stdio,
-      options: { env: { ...process.env, ...extraEnv }, cwd: this.folder()?.uri.fsPath },
-    };
+  private serverEnv(): NodeJS.ProcessEnv {
+    const extra = this.config().get<Record<string, string>>("server.env", {});
+    return { ...process.env, ...extra };
+  }
+
+  private createClient(server: ServerProcess): LanguageClient {
+    // We spawn the process ourselves (rather than `{ command, transport }`) to keep its exit
+    // status and last stderr line for the error message when it dies during startup.
+    const serverOptions: ServerOptions = async () => server.start();
     const clientOptions: LanguageClientOptions = {
       documentSelector: [
         { scheme: "file", language: "rust" },
@@ -236,9 +261,20 @@ class CellExtension {
       },
       outputChannel: this.output,
       traceOutputChannel: this.traceOutput,
+      // Returning false: no retry and no generic notification from the client; `start()`
+      // rejects and we report the failure once, with the process's own exit status.
+      initializationFailedHandler: () => false,
+      errorHandler: new CrashPolicy(() => this.state === "running", (msg) => this.crashed(msg)),
     };
     // The id "cell" makes the client honour the "cell.trace.server" setting.
-    return new LanguageClient(SECTION, "Cell Language Server", serverOptions, clientOptions);
+    return new CellLanguageClient(SECTION, "Cell Language Server", serverOptions, clientOptions);
+  }
+
+  /** The server died for good while running (the crash budget is spent). */
+  private crashed(message: string): void {
+    this.setState("failed");
+    this.log(message);
+    void this.offerOutput(vscode.window.showErrorMessage(`Cell: ${message}`, "Show Output"));
   }
 
   /**
@@ -421,6 +457,172 @@ class CellExtension {
     const next = this.queue.then(task, task);
     this.queue = next.catch(() => undefined);
     return next;
+  }
+}
+
+/**
+ * What the client does when the connection errs or closes. Unlike the default handler it never
+ * shows its own notifications (the extension reports failures once, with the process's exit
+ * status) and never restarts a server that failed to *start* — a binary that exits at once
+ * would otherwise be respawned five times, with a notification each time. A server that
+ * crashes after it was running is restarted, up to `MAX_RESTARTS` times in three minutes.
+ */
+class CrashPolicy implements ErrorHandler {
+  private static readonly MAX_RESTARTS = 4;
+  private static readonly WINDOW_MS = 3 * 60 * 1000;
+  private restarts: number[] = [];
+
+  constructor(
+    private readonly wasRunning: () => boolean,
+    private readonly gaveUp: (message: string) => void,
+  ) {}
+
+  error(_error: Error, _message: unknown, count: number | undefined): ErrorHandlerResult {
+    // A few write/read errors are survivable; the close that usually follows decides.
+    if (count !== undefined && count <= 3) {
+      return { action: ErrorAction.Continue, handled: true };
+    }
+    return { action: ErrorAction.Shutdown, handled: true };
+  }
+
+  closed(): CloseHandlerResult {
+    if (!this.wasRunning()) {
+      return { action: CloseAction.DoNotRestart, handled: true };
+    }
+    const now = Date.now();
+    this.restarts = this.restarts.filter((t) => now - t < CrashPolicy.WINDOW_MS);
+    this.restarts.push(now);
+    if (this.restarts.length <= CrashPolicy.MAX_RESTARTS) {
+      return { action: CloseAction.Restart, handled: true };
+    }
+    const message =
+      `cell-lsp crashed ${this.restarts.length} times in three minutes and will not be restarted. ` +
+      'Its errors are in the "Cell" output; "Cell: Restart Server" tries again.';
+    this.gaveUp(message);
+    return { action: CloseAction.DoNotRestart, handled: true };
+  }
+}
+
+/**
+ * The stock client, except that `stop()` never rejects. On a failed start the client calls
+ * `void this.stop()` on itself, which rejects ("Client is not running and can't be stopped")
+ * with nobody to catch it; the failure is reported by `start()` already.
+ */
+class CellLanguageClient extends LanguageClient {
+  /**
+   * When the server closes the connection during `initialize` and the error handler says "do
+   * not restart", vscode-languageclient 9.0.1 drops its pending start promise (`_onStart`),
+   * which then rejects with nobody listening, and `start()` itself resolves. We attach a
+   * handler to that promise (the caller checks `isRunning()` afterwards). The version is
+   * pinned exactly; the placeholder-server test fails on an unhandled rejection if an upgrade
+   * changes this.
+   */
+  override async start(): Promise<void> {
+    this.starting = true;
+    try {
+      const started = super.start();
+      const pending = (this as unknown as { _onStart?: Promise<void> })._onStart;
+      pending?.catch(() => undefined);
+      await started;
+    } finally {
+      this.starting = false;
+    }
+  }
+
+  /** True during `start()`: its failures are reported once by the extension, not here. */
+  private starting = false;
+
+  /** Keeps the log line but drops the client's own notification while starting. */
+  override error(message: string, data?: unknown, showNotification?: boolean | "force"): void {
+    super.error(message, data, this.starting ? false : showNotification);
+  }
+
+  override stop(timeout?: number): Promise<void> {
+    return super.stop(timeout).catch((err: unknown) => {
+      this.outputChannel.appendLine(`Stopping cell-lsp: ${err instanceof Error ? err.message : String(err)}`);
+    });
+  }
+}
+
+/** The `cell-lsp --stdio` process of one client: spawned on demand, watched until it exits. */
+class ServerProcess {
+  private child: ChildProcess | undefined;
+  private lastStderr = "";
+  private exited: Promise<string> | undefined;
+
+  constructor(
+    private readonly path: string,
+    private readonly env: NodeJS.ProcessEnv,
+    private readonly cwd: string | undefined,
+    private readonly stderr: (text: string) => void,
+  ) {}
+
+  /** Spawns `<path> --stdio` and returns the JSON-RPC transports over its stdin/stdout. */
+  start(): MessageTransports {
+    const child = spawn(this.path, ["--stdio"], { env: this.env, cwd: this.cwd, windowsHide: true });
+    this.child = child;
+    child.stderr.on("data", (chunk: Buffer) => {
+      const text = chunk.toString("utf8");
+      this.stderr(text);
+      const lines = text.split(/\r?\n/).filter((l) => l.trim() !== "");
+      if (lines.length > 0) {
+        this.lastStderr = lines[lines.length - 1].trim();
+      }
+    });
+    this.exited = new Promise((resolve) => {
+      // `error` (e.g. the binary vanished since discovery) must be handled or Node throws.
+      child.on("error", (err) => resolve(`could not run it: ${err.message}`));
+      // `close` fires after stderr is drained, so `lastStderr` is complete.
+      child.on("close", (code, signal) => {
+        const status = code !== null ? `exited with code ${code}` : `was killed by ${signal}`;
+        resolve(this.lastStderr ? `${status}: ${this.lastStderr}` : status);
+      });
+    });
+    return { reader: new StreamMessageReader(child.stdout), writer: this.writer(child) };
+  }
+
+  /**
+   * A writer that drops messages once the process is gone. The plain stream writer already
+   * reports a failed write through `onError` (which is how the client learns of the crash) and
+   * then also rejects the write; several of the client's internal writes (`exit` during a
+   * failed start, for one) never handle that rejection, and it would surface as an unhandled
+   * rejection in the extension host. The error itself is not lost: `onError` has it.
+   */
+  private writer(child: ChildProcess): MessageWriter {
+    const inner = new StreamMessageWriter(child.stdin!);
+    const alive = () => child.exitCode === null && child.signalCode === null && !child.stdin?.destroyed;
+    return {
+      onError: inner.onError,
+      onClose: inner.onClose,
+      write: (msg) => (alive() ? inner.write(msg).catch(() => undefined) : Promise.resolve()),
+      end: () => inner.end(),
+      dispose: () => inner.dispose(),
+    };
+  }
+
+  /** How the process ended, if it ends within `ms`. */
+  async exitWithin(ms: number): Promise<string | undefined> {
+    if (!this.exited) {
+      return undefined;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), ms);
+    });
+    const result = await Promise.race([this.exited, timeout]);
+    clearTimeout(timer);
+    return result;
+  }
+
+  /** Kills the process if it is still running `ms` after the client let go of it. */
+  async terminate(ms: number): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) {
+      return;
+    }
+    if ((await this.exitWithin(ms)) === undefined) {
+      child.kill("SIGKILL");
+    }
   }
 }
 

@@ -46,10 +46,15 @@ export function cargoVersion(): string {
   return match[1];
 }
 
-/** A fresh directory removed when the test ends. */
-export function tempDir(t: TestContext, prefix = "cell-ext-"): string {
+const scratch: string[] = [];
+// Removed when the test process exits rather than after each test: a server shutting down in
+// another test's `after` hook may still be writing its log into one of them.
+process.on("exit", () => scratch.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+
+/** A fresh directory, removed when the test process exits. */
+export function tempDir(_t: TestContext, prefix = "cell-ext-"): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  scratch.push(dir);
   return dir;
 }
 

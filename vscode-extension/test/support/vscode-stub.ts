@@ -348,11 +348,35 @@ const vscodeModule = {
   }),
 };
 
+/**
+ * Top-level names the stub does not define (`CodeActionKind`, `SymbolKind`, `Range`, …, used by
+ * the language client's converters) become a class — so `new` and `extends` work — whose
+ * static members are their own names (`CodeActionKind.Empty` → "CodeActionKind.Empty").
+ */
+const vscodeProxy = new Proxy(vscodeModule as Record<string, unknown>, {
+  get(target, prop) {
+    if (typeof prop !== "string" || prop in target) {
+      return target[prop as string];
+    }
+    stub.unknown.add(prop);
+    const standIn = new Proxy(class extends Plain {}, {
+      get(cls, member) {
+        if (typeof member !== "string" || member in cls) {
+          return (cls as unknown as Record<string | symbol, unknown>)[member];
+        }
+        return `${prop}.${member}`;
+      },
+    });
+    target[prop] = standIn;
+    return standIn;
+  },
+});
+
 /** Makes `require("vscode")` return the stub, for every module loaded afterwards. */
 export function install(): void {
   const mod = Module as unknown as { _load: (request: string, ...rest: unknown[]) => unknown };
   const original = mod._load;
   mod._load = function (request: string, ...rest: unknown[]) {
-    return request === "vscode" ? vscodeModule : original.call(this, request, ...rest);
+    return request === "vscode" ? vscodeProxy : original.call(this, request, ...rest);
   };
 }
