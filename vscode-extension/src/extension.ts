@@ -132,19 +132,23 @@ class CellExtension {
         }
         return undefined;
       }),
-      // A workspace may start depending on cell-sdk while it is open.
-      manifests.onDidChange(() => this.startIfWanted()),
-      manifests.onDidCreate(() => this.startIfWanted()),
+      // A workspace may start depending on cell-sdk while it is open. Only that case: a server
+      // that failed or was not found is not retried on every save of a manifest.
+      manifests.onDidChange(() => this.startIfNewlyCell()),
+      manifests.onDidCreate(() => this.startIfNewlyCell()),
     );
   }
 
-  /** Starts the server unless disabled, already up, or (auto mode) not a Cell workspace. */
+  /** Starts the server unless disabled or (auto mode) not a Cell workspace. */
   startIfWanted(): Promise<void> {
+    return this.serialized(() => this.start({ force: false }));
+  }
+
+  private startIfNewlyCell(): Promise<void> {
     return this.serialized(async () => {
-      if (this.state === "running" || this.state === "starting") {
-        return;
+      if (this.state === "not-a-cell-workspace") {
+        await this.start({ force: false });
       }
-      await this.start({ force: false });
     });
   }
 
@@ -184,21 +188,33 @@ class CellExtension {
     const server = new ServerProcess(found.path, this.serverEnv(), this.folder()?.uri.fsPath, (text) =>
       this.output.append(text),
     );
-    const client = this.createClient(server);
+    const policy = new CrashPolicy((message) => this.crashed(message));
+    const client = this.createClient(server, policy);
     this.client = client;
     this.process = server;
+    // The client's own state is the truth once it runs: it restarts a crashed server by itself.
     client.onDidChangeState((e) => {
-      if (this.client === client && e.newState === State.Stopped && this.state === "running") {
-        this.setState("failed");
+      if (this.client !== client) {
+        return; // a client we are stopping on purpose
+      }
+      if (e.newState === State.Running) {
+        policy.reachedRunning = true;
+        this.setState("running");
+      } else if (e.newState === State.Stopped && this.state === "running") {
+        if (policy.restarting) {
+          this.setState("starting");
+        } else {
+          this.setState("failed");
+          this.log('cell-lsp stopped unexpectedly; "Cell: Restart Server" starts it again.');
+        }
       }
     });
     try {
       await client.start();
-      if (!client.isRunning()) {
+      if (!policy.reachedRunning) {
         // 9.0.1 resolves `start()` when the server closes the connection during `initialize`.
         throw new Error("the server closed the connection during initialization");
       }
-      this.setState("running");
       this.log(`cell-lsp ${found.version} is running (${found.path}).`);
     } catch (err) {
       this.setState("failed");
@@ -241,7 +257,7 @@ class CellExtension {
     return { ...process.env, ...extra };
   }
 
-  private createClient(server: ServerProcess): LanguageClient {
+  private createClient(server: ServerProcess, policy: CrashPolicy): LanguageClient {
     // We spawn the process ourselves (rather than `{ command, transport }`) to keep its exit
     // status and last stderr line for the error message when it dies during startup.
     const serverOptions: ServerOptions = async () => server.start();
@@ -264,7 +280,7 @@ class CellExtension {
       // Returning false: no retry and no generic notification from the client; `start()`
       // rejects and we report the failure once, with the process's own exit status.
       initializationFailedHandler: () => false,
-      errorHandler: new CrashPolicy(() => this.state === "running", (msg) => this.crashed(msg)),
+      errorHandler: policy,
     };
     // The id "cell" makes the client honour the "cell.trace.server" setting.
     return new CellLanguageClient(SECTION, "Cell Language Server", serverOptions, clientOptions);
@@ -470,12 +486,13 @@ class CellExtension {
 class CrashPolicy implements ErrorHandler {
   private static readonly MAX_RESTARTS = 4;
   private static readonly WINDOW_MS = 3 * 60 * 1000;
+  /** Set when the client first reaches `Running`: from then on a close is a crash. */
+  reachedRunning = false;
+  /** The last close was answered with a restart (the client is bringing the server back). */
+  restarting = false;
   private restarts: number[] = [];
 
-  constructor(
-    private readonly wasRunning: () => boolean,
-    private readonly gaveUp: (message: string) => void,
-  ) {}
+  constructor(private readonly gaveUp: (message: string) => void) {}
 
   error(_error: Error, _message: unknown, count: number | undefined): ErrorHandlerResult {
     // A few write/read errors are survivable; the close that usually follows decides.
@@ -486,13 +503,15 @@ class CrashPolicy implements ErrorHandler {
   }
 
   closed(): CloseHandlerResult {
-    if (!this.wasRunning()) {
+    this.restarting = false;
+    if (!this.reachedRunning) {
       return { action: CloseAction.DoNotRestart, handled: true };
     }
     const now = Date.now();
     this.restarts = this.restarts.filter((t) => now - t < CrashPolicy.WINDOW_MS);
     this.restarts.push(now);
     if (this.restarts.length <= CrashPolicy.MAX_RESTARTS) {
+      this.restarting = true;
       return { action: CloseAction.Restart, handled: true };
     }
     const message =
@@ -547,7 +566,7 @@ class CellLanguageClient extends LanguageClient {
 /** The `cell-lsp --stdio` process of one client: spawned on demand, watched until it exits. */
 class ServerProcess {
   private child: ChildProcess | undefined;
-  private lastStderr = "";
+  private stderrTail = "";
   private exited: Promise<string> | undefined;
 
   constructor(
@@ -564,18 +583,21 @@ class ServerProcess {
     child.stderr.on("data", (chunk: Buffer) => {
       const text = chunk.toString("utf8");
       this.stderr(text);
-      const lines = text.split(/\r?\n/).filter((l) => l.trim() !== "");
-      if (lines.length > 0) {
-        this.lastStderr = lines[lines.length - 1].trim();
-      }
+      // A line may arrive in several chunks (unbuffered stderr): keep a bounded tail.
+      this.stderrTail = (this.stderrTail + text).slice(-4096);
     });
     this.exited = new Promise((resolve) => {
       // `error` (e.g. the binary vanished since discovery) must be handled or Node throws.
       child.on("error", (err) => resolve(`could not run it: ${err.message}`));
-      // `close` fires after stderr is drained, so `lastStderr` is complete.
+      // `close` fires after stderr is drained, so the tail is complete.
       child.on("close", (code, signal) => {
         const status = code !== null ? `exited with code ${code}` : `was killed by ${signal}`;
-        resolve(this.lastStderr ? `${status}: ${this.lastStderr}` : status);
+        const last = this.stderrTail
+          .split(/\r?\n/)
+          .filter((l) => l.trim() !== "")
+          .pop()
+          ?.trim();
+        resolve(last ? `${status}: ${last}` : status);
       });
     });
     return { reader: new StreamMessageReader(child.stdout), writer: this.writer(child) };

@@ -12,7 +12,7 @@ import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { type TestContext, test } from "node:test";
-import { changeSettings, install, output, reset, stub } from "./support/vscode-stub";
+import { changeSettings, fireFileEvent, install, output, reset, stub } from "./support/vscode-stub";
 import {
   EXTENSION_ROOT,
   cargoVersion,
@@ -130,6 +130,27 @@ test("a workspace that does not mention cell-sdk does not start the server", asy
   assert.deepEqual(stub.messages, [], "no notification for a plain Rust project");
 });
 
+test("a workspace that starts depending on cell-sdk starts the server when Cargo.toml is saved", async (t) => {
+  const dir = tempDir(t);
+  const log = path.join(dir, "log.jsonl");
+  const folder = cargoWorkspace(t, false);
+  const { api } = activate(t, { folder, envPath: fixtureServer(dir, "cell-lsp", log) });
+  await api.ready;
+  assert.equal(api.state(), "not-a-cell-workspace");
+  const manifest = path.join(folder, "Cargo.toml");
+  fs.appendFileSync(manifest, 'cell-sdk = "0.1"\n');
+  await fireFileEvent("**/Cargo.toml", "change", manifest);
+  assert.equal(api.state(), "running");
+});
+
+test("a failed server is not retried on every Cargo.toml save", async (t) => {
+  const { api, folder } = activate(t, { envPath: "/nonexistent/cell-lsp" });
+  await api.ready;
+  assert.equal(api.state(), "not-found");
+  await fireFileEvent("**/Cargo.toml", "change", path.join(folder, "Cargo.toml"));
+  assert.equal(stub.messages.filter((m) => m.level === "error").length, 1, "still the one first error");
+});
+
 test("in a cell-sdk workspace it starts `cell-lsp --stdio` and initializes it", async (t) => {
   const dir = tempDir(t);
   const log = path.join(dir, "log.jsonl");
@@ -143,6 +164,7 @@ test("in a cell-sdk workspace it starts `cell-lsp --stdio` and initializes it", 
   const init = events.find((e) => e.method === "initialize");
   assert.deepEqual(init?.params?.initializationOptions, { checkOnSave: true });
   assert.equal(init?.params?.rootPath, folder);
+  await waitForMethod(log, "initialized");
   assert.ok(methods(log).includes("initialized"));
   assert.match(output(), /cell-lsp 0\.0\.0-fixture is running/);
 });
@@ -157,6 +179,37 @@ test("cell.check.onSave reaches the server as an initialization option", async (
   await api.ready;
   const init = fixtureLog(log).find((e) => e.method === "initialize");
   assert.deepEqual(init?.params?.initializationOptions, { checkOnSave: false });
+});
+
+test("cell.trace.server and cell.server.env reach the server process", async (t) => {
+  const dir = tempDir(t);
+  const log = path.join(dir, "log.jsonl");
+  const { api } = activate(t, {
+    envPath: fixtureServer(dir, "cell-lsp", log),
+    settings: { "cell.trace.server": "verbose", "cell.server.env": { RUST_LOG: "cell_lsp=debug" } },
+  });
+  await api.ready;
+  const events = fixtureLog(log);
+  assert.equal(events.find((e) => e.method === "initialize")?.params?.trace, "verbose");
+  assert.equal(events.find((e) => e.argv?.[0] === "--stdio")?.rustLog, "cell_lsp=debug");
+});
+
+test("a server that keeps crashing once running is restarted 4 times, then reported once", async (t) => {
+  const dir = tempDir(t);
+  const log = path.join(dir, "log.jsonl");
+  const { api } = activate(t, { envPath: fixtureServer(dir, "cell-lsp", log, { crash: true }) });
+  await api.ready;
+  for (let i = 0; i < 400 && api.state() !== "failed"; i++) {
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  assert.equal(api.state(), "failed");
+  const spawns = fixtureLog(log).filter((e) => e.argv?.[0] === "--stdio").length;
+  assert.equal(spawns, 5, "the first start and 4 restarts");
+  const errors = stub.messages.filter((m) => m.level === "error").map((m) => m.text);
+  assert.deepEqual(errors, [
+    'Cell: cell-lsp crashed 5 times in three minutes and will not be restarted. Its errors are in the "Cell" output; "Cell: Restart Server" tries again.',
+  ]);
+  assert.match(output(), /fixture: crashing on purpose/);
 });
 
 test("deactivate() shuts the server down cleanly", async (t) => {

@@ -71,18 +71,17 @@ export function script(dir: string, name: string, body: string): string {
  * JSON-RPC server that logs what it receives to `logFile`), `--check` and `index`. It stands in
  * for the server until `cell-lsp` implements these modes; see `fixtures/lsp-fixture-server.js`.
  */
-export function fixtureServer(dir: string, name: string, logFile: string): string {
+export function fixtureServer(dir: string, name: string, logFile: string, opts: { crash?: boolean } = {}): string {
   const server = path.join(EXTENSION_ROOT, "test", "fixtures", "lsp-fixture-server.js");
-  return script(
-    dir,
-    name,
-    `CELL_FIXTURE_LOG='${logFile}' exec '${process.execPath}' '${server}' "$@"`,
-  );
+  const crash = opts.crash ? "CELL_FIXTURE_CRASH=1 " : "";
+  return script(dir, name, `${crash}CELL_FIXTURE_LOG='${logFile}' exec '${process.execPath}' '${server}' "$@"`);
 }
 
 /** One line of the fixture server's log. */
 export interface FixtureEvent {
   argv?: string[];
+  /** `RUST_LOG` as the process saw it (logged with `argv`). */
+  rustLog?: string | null;
   method?: string;
   params?: Record<string, unknown>;
 }

@@ -12,6 +12,7 @@
  * `stub.unknown`, so a test can show what the language client touched beyond the stub.
  */
 
+import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import Module from "node:module";
 import * as path from "node:path";
@@ -44,6 +45,8 @@ export interface StubState {
   /** Namespace members that were used but not implemented by the stub. */
   unknown: Set<string>;
   configListeners: Listener[];
+  /** File system watchers created, by glob, with their listeners per event kind. */
+  watchers: { glob: string; listeners: Record<"change" | "create" | "delete", Listener[]> }[];
 }
 
 export const stub: StubState = {
@@ -58,6 +61,7 @@ export const stub: StubState = {
   answer: () => undefined,
   unknown: new Set(),
   configListeners: [],
+  watchers: [],
 };
 
 /** Clears the recordings and sets the workspace folders and settings for the next test. */
@@ -72,6 +76,14 @@ export function reset(folders: string[], settings: Record<string, unknown> = {})
   stub.documents = [];
   stub.answer = () => undefined;
   stub.configListeners = [];
+  stub.watchers = [];
+}
+
+/** Fires a file event on every watcher created for `glob`, like VS Code does after a save. */
+export async function fireFileEvent(glob: string, kind: "change" | "create" | "delete", file: string): Promise<void> {
+  const listeners = stub.watchers.filter((w) => w.glob === glob).flatMap((w) => w.listeners[kind]);
+  assert(listeners.length > 0, `a watcher for ${glob} listens to ${kind}`);
+  await Promise.all(listeners.map((l) => l(Uri.file(file))));
 }
 
 /** Changes settings and fires `onDidChangeConfiguration` like VS Code does. */
@@ -259,12 +271,15 @@ function loose(namespace: string, known: Record<string, unknown>): Record<string
   });
 }
 
-const watcher = () => ({
-  onDidChange: () => new Disposable(),
-  onDidCreate: () => new Disposable(),
-  onDidDelete: () => new Disposable(),
-  dispose: () => undefined,
-});
+function watcher(glob: string) {
+  const listeners: Record<"change" | "create" | "delete", Listener[]> = { change: [], create: [], delete: [] };
+  stub.watchers.push({ glob, listeners });
+  const on = (kind: "change" | "create" | "delete") => (l: Listener) => {
+    listeners[kind].push(l);
+    return new Disposable();
+  };
+  return { onDidChange: on("change"), onDidCreate: on("create"), onDidDelete: on("delete"), dispose: () => undefined };
+}
 
 const vscodeModule = {
   version: "1.82.0",
