@@ -523,18 +523,20 @@ class CrashPolicy implements ErrorHandler {
 }
 
 /**
- * The stock client, except that `stop()` never rejects. On a failed start the client calls
- * `void this.stop()` on itself, which rejects ("Client is not running and can't be stopped")
- * with nobody to catch it; the failure is reported by `start()` already.
+ * The stock client with three corrections for a server that dies while starting, so the user
+ * sees one clear error instead of a cascade: no notifications of its own during `start()`, no
+ * unhandled rejection from its dropped start promise, and a `stop()` that never rejects (on a
+ * failed start the client calls `void this.stop()` on itself, which rejects with "Client is not
+ * running and can't be stopped" and nobody to catch it).
  */
 class CellLanguageClient extends LanguageClient {
   /**
    * When the server closes the connection during `initialize` and the error handler says "do
    * not restart", vscode-languageclient 9.0.1 drops its pending start promise (`_onStart`),
    * which then rejects with nobody listening, and `start()` itself resolves. We attach a
-   * handler to that promise (the caller checks `isRunning()` afterwards). The version is
-   * pinned exactly; the placeholder-server test fails on an unhandled rejection if an upgrade
-   * changes this.
+   * handler to that promise; the caller checks that the client reached `Running`. The version
+   * is pinned exactly, and the placeholder-server test fails on an unhandled rejection if an
+   * upgrade changes this.
    */
   override async start(): Promise<void> {
     this.starting = true;
@@ -578,8 +580,10 @@ class ServerProcess {
 
   /** Spawns `<path> --stdio` and returns the JSON-RPC transports over its stdin/stdout. */
   start(): MessageTransports {
+    // Called again by the client for each restart after a crash: one process at a time.
     const child = spawn(this.path, ["--stdio"], { env: this.env, cwd: this.cwd, windowsHide: true });
     this.child = child;
+    this.stderrTail = "";
     child.stderr.on("data", (chunk: Buffer) => {
       const text = chunk.toString("utf8");
       this.stderr(text);
