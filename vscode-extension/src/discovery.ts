@@ -202,13 +202,13 @@ export function execute(file: string, args: string[], timeoutMs: number, cwd?: s
           return;
         }
         const code = typeof err.code === "number" ? err.code : null;
-        resolve({ ...out, code, error: explain(err, out.stderr, timeoutMs) });
+        resolve({ ...out, code, error: explain(err, out.stderr, `\`${args.join(" ")}\``, timeoutMs) });
       },
     );
   });
 }
 
-function explain(err: ExecFileException, stderr: string, timeoutMs: number): string {
+function explain(err: ExecFileException, stderr: string, command: string, timeoutMs: number): string {
   switch (err.code) {
     case "ENOENT":
       return "does not exist";
@@ -218,7 +218,7 @@ function explain(err: ExecFileException, stderr: string, timeoutMs: number): str
       return "is not a program this system can run (wrong architecture or corrupt file)";
   }
   if (err.killed && err.signal === "SIGTERM") {
-    return `did not answer \`--version\` within ${timeoutMs} ms`;
+    return `did not answer ${command} within ${timeoutMs} ms`;
   }
   if (err.signal) {
     return `was killed by ${err.signal}`;
