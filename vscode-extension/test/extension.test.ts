@@ -360,6 +360,30 @@ test("Check Workspace with the placeholder cell-lsp reports exit 2 and its messa
   assert.match(output(), /exited with 2/);
 });
 
+test("in a multi-root workspace the commands run in the active editor's folder", async (t) => {
+  const dir = tempDir(t);
+  const log = path.join(dir, "log.jsonl");
+  const first = cargoWorkspace(t, false);
+  const second = cargoWorkspace(t, false);
+  const { api } = activate(t, { folder: first, envPath: fixtureServer(dir, "cell-lsp", log) });
+  await api.ready;
+  stub.folders = [first, second];
+  stub.activeFile = path.join(second, "src", "main.rs");
+  await run("cell.checkWorkspace");
+  assert.ok(fixtureLog(log).some((e) => e.argv?.join(" ") === `--check ${second}`), JSON.stringify(fixtureLog(log)));
+});
+
+test("the commands say so when no folder is open", async (t) => {
+  const { api } = activate(t, { folder: cargoWorkspace(t, false) });
+  await api.ready;
+  stub.folders = [];
+  await run("cell.showIndex");
+  assert.deepEqual(
+    stub.messages.map((m) => m.text),
+    ["Cell: open a folder to run `cell-lsp index`."],
+  );
+});
+
 test("Show Macro Index opens `cell-lsp index <folder>` output in an editor", async (t) => {
   const dir = tempDir(t);
   const log = path.join(dir, "log.jsonl");

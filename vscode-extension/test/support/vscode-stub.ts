@@ -45,6 +45,8 @@ export interface StubState {
   /** Namespace members that were used but not implemented by the stub. */
   unknown: Set<string>;
   configListeners: Listener[];
+  /** The file of the active editor, if any. */
+  activeFile: string | undefined;
   /** File system watchers created, by glob, with their listeners per event kind. */
   watchers: { glob: string; listeners: Record<"change" | "create" | "delete", Listener[]> }[];
 }
@@ -61,6 +63,7 @@ export const stub: StubState = {
   answer: () => undefined,
   unknown: new Set(),
   configListeners: [],
+  activeFile: undefined,
   watchers: [],
 };
 
@@ -76,6 +79,7 @@ export function reset(folders: string[], settings: Record<string, unknown> = {})
   stub.documents = [];
   stub.answer = () => undefined;
   stub.configListeners = [];
+  stub.activeFile = undefined;
   stub.watchers = [];
 }
 
@@ -321,7 +325,9 @@ const vscodeModule = {
     withProgress: (_opts: unknown, task: (p: unknown, t: unknown) => unknown) =>
       task({ report: () => undefined }, new CancellationTokenSource().token),
     showTextDocument: async (doc: unknown) => ({ document: doc }),
-    activeTextEditor: undefined,
+    get activeTextEditor() {
+      return stub.activeFile ? { document: { uri: Uri.file(stub.activeFile) } } : undefined;
+    },
     visibleTextEditors: [],
     tabGroups: { all: [] },
   }),
@@ -343,7 +349,8 @@ const vscodeModule = {
     get workspaceFolders() {
       return workspaceFolders();
     },
-    getWorkspaceFolder: (uri: Uri) => workspaceFolders().find((f) => uri.fsPath.startsWith(f.uri.fsPath)),
+    getWorkspaceFolder: (uri: Uri) =>
+      workspaceFolders().find((f) => uri.fsPath === f.uri.fsPath || uri.fsPath.startsWith(`${f.uri.fsPath}/`)),
     getConfiguration: configuration,
     onDidChangeConfiguration: (l: Listener) => {
       stub.configListeners.push(l);
