@@ -119,6 +119,22 @@ test("package.json declares the settings the extension reads", () => {
   assert.equal(manifest.engines.vscode, "^1.82.0");
 });
 
+test("every setting the code reads is declared in package.json, with the same default", () => {
+  // A tidy check: src/extension.ts reads settings as `this.config().get<T>("key", default)`.
+  const source = fs.readFileSync(path.join(EXTENSION_ROOT, "src", "extension.ts"), "utf8");
+  const reads = [...source.matchAll(/this\.config\(\)\.get<.+?>\("([^"]+)", ([^)]+)\)/g)];
+  const declared = manifest.contributes.configuration.properties;
+  assert.ok(reads.length >= 4, "the regex still finds the reads");
+  for (const [, key, dflt] of reads) {
+    const prop = declared[`cell.${key}`];
+    assert.ok(prop, `cell.${key} is declared`);
+    assert.deepEqual(prop.default, JSON.parse(dflt), `default of cell.${key}`);
+  }
+  // The only declared setting the code does not read itself: the client reads it by id.
+  const unread = Object.keys(declared).filter((k) => !reads.some(([, key]) => `cell.${key}` === k));
+  assert.deepEqual(unread, ["cell.trace.server"]);
+});
+
 test("a workspace that does not mention cell-sdk does not start the server", async (t) => {
   const dir = tempDir(t);
   const log = path.join(dir, "log.jsonl");
