@@ -22,6 +22,7 @@
 // Lets our own macros' `::cell_sdk::…` paths resolve inside this crate's tests and docs too.
 extern crate self as cell_sdk;
 
+pub use cell_runtime::codec::Archived;
 pub use cell_runtime::{Fingerprint, Protein, codec, fingerprint};
 pub use cell_sdk_macros::protein;
 

@@ -78,7 +78,9 @@ fn main() {
     std::thread::sleep(Duration::from_millis(200));
 
     rt().block_on(async move {
-        let mut raw = tokio::net::UnixStream::connect(&raw_path).await.expect("connect");
+        let mut raw = tokio::net::UnixStream::connect(&raw_path)
+            .await
+            .expect("connect");
         let mut buf = [0u8; 32];
         let mut raw_samples = Vec::with_capacity(ROUNDS);
         for i in 0..ROUNDS + ROUNDS / 10 {

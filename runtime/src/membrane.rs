@@ -96,7 +96,8 @@ pub struct Membrane<S: Service> {
 impl<S: Service> Membrane<S> {
     /// Binds `service` at `endpoint`. Must be called inside a tokio runtime (any flavor).
     ///
-    /// On a Unix socket: the directory is created with mode 0700 (an existing one must be ours),
+    /// On a Unix socket: a missing directory is created with mode 0700 (the default socket
+    /// directory, if it exists, must be ours),
     /// an exclusive lock `<socket>.lock` is taken — if another live server holds it, this is
     /// [`ServeError::AlreadyServing`] — then a socket file left by a killed server is removed
     /// and the socket is bound with mode 0600. On TCP a secret is required.
@@ -115,7 +116,12 @@ impl<S: Service> Membrane<S> {
         let (listener, lock, socket_path) = match &endpoint {
             Endpoint::Unix(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    prepare_socket_dir(dir).map_err(io_err)?;
+                    if dir == crate::endpoint::socket_dir() || !dir.exists() {
+                        // Ours to create (0700) or the shared default, which must be ours.
+                        prepare_socket_dir(dir).map_err(io_err)?;
+                    }
+                    // An existing directory the caller chose explicitly is left as it is:
+                    // the socket itself is 0600 and peers are checked by uid.
                 }
                 let lock = take_lock(S::NAME, path)?;
                 match std::fs::remove_file(path) {

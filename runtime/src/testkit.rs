@@ -1,12 +1,12 @@
-//! A test kit: serve a service in-process on a temporary socket and get a typed client.
+//! A test kit: serve a service in-process on a temporary socket and get a typed client:
+//! `let (cell, users) = cell_sdk::testkit::start(Users).await?;` then call `users`, and
+//! `cell.stop().await?` (or drop it). The runnable example is on `cell_sdk::service`: this
+//! crate has no macros to define a service with.
 //!
-//! ```ignore
-//! let (cell, users) = cell_sdk::testkit::start(Users).await?;
-//! assert_eq!(users.ping().await?, 1);
-//! cell.stop().await?;
 //! ```
-//! (Runnable examples live on `cell_sdk::service`; this crate has no macros to define a
-//! service with.)
+//! let dir = cell_runtime::testkit::temp_socket_dir().unwrap();
+//! assert!(dir.path().is_dir());
+//! ```
 
 use std::path::PathBuf;
 
