@@ -115,13 +115,14 @@ impl<S: Service> Membrane<S> {
         };
         let (listener, lock, socket_path) = match &endpoint {
             Endpoint::Unix(path) => {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    if dir == crate::endpoint::socket_dir() || !dir.exists() {
-                        // Ours to create (0700) or the shared default, which must be ours.
-                        prepare_socket_dir(dir).map_err(io_err)?;
-                    }
-                    // An existing directory the caller chose explicitly is left as it is:
-                    // the socket itself is 0600 and peers are checked by uid.
+                // A missing directory is ours to create (0700); the shared default directory
+                // must be ours. An existing directory the caller chose explicitly is left as
+                // it is: the socket itself is 0600 and peers are checked by uid.
+                if let Some(dir) = path.parent().filter(|d| {
+                    !d.as_os_str().is_empty()
+                        && (*d == crate::endpoint::socket_dir() || !d.exists())
+                }) {
+                    prepare_socket_dir(dir).map_err(io_err)?;
                 }
                 let lock = take_lock(S::NAME, path)?;
                 match std::fs::remove_file(path) {

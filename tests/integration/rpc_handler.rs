@@ -94,7 +94,13 @@ async fn struct_services_serve_typed_calls_and_application_errors() {
         None
     );
     users.nothing().await.unwrap();
-    assert_eq!(users.domain_len(user("dee", "dee@example.org")).await.unwrap(), 11);
+    assert_eq!(
+        users
+            .domain_len(user("dee", "dee@example.org"))
+            .await
+            .unwrap(),
+        11
+    );
     cell.stop().await.unwrap();
 }
 
