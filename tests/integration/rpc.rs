@@ -421,9 +421,13 @@ async fn graceful_shutdown_finishes_calls_in_flight() {
     let dir = cell_sdk::testkit::temp_socket_dir().unwrap();
     let mut server = Server::unix(&dir);
     let probe = client(&server.endpoint).await;
+    let watcher = client(&server.endpoint).await;
     let slow = probe.sleep(500);
     let terminate = async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // SIGTERM only once the server is running the call (no race with its arrival).
+        while watcher.sleeping().await.unwrap() == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         server.signal(libc::SIGTERM);
     };
     let (slow, ()) = tokio::join!(slow, terminate);
