@@ -232,11 +232,12 @@ mod tests {
         );
         // A slow call and a fast one on the same connection: the fast reply overtakes the
         // slow one, which is still pending when the fast one has returned.
+        let fast_text = "fast".to_string();
         let mut slow = std::pin::pin!(client.call::<_, String, u32>(1, &300u64));
         tokio::select! {
             biased;
             _ = &mut slow => panic!("the slow call finished before the fast one"),
-            fast = client.call::<_, String, u32>(0, &"fast".to_string()) => {
+            fast = client.call::<_, String, u32>(0, &fast_text) => {
                 assert_eq!(fast.unwrap(), "fast");
             }
         }
