@@ -1,7 +1,9 @@
 //! `cell-sdk`: the facade a cell depends on.
 //!
 //! It re-exports the runtime ([`codec`], [`Fingerprint`], [`Protein`]) and the macros
-//! ([`protein`]). Capabilities such as a database are *not* here: they come from provider
+//! ([`protein`]), and typed RPC between cells: [`service`] / [`handler`] generate a service's
+//! protocol, dispatch and typed client; [`serve`] runs a service; [`CallError`] is what a call
+//! can fail with; [`testkit`] serves a service in-process for tests (see `docs/rpc.md`). Capabilities such as a database are *not* here: they come from provider
 //! cells that export their own macros under an alias the consumer picks.
 //!
 //! # Example

@@ -269,6 +269,29 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
+    async fn in_flight_calls_are_bounded() {
+        let cell = TestCell::start(Echo).unwrap();
+        let config = SynapseConfig {
+            max_in_flight: 1,
+            ..SynapseConfig::default()
+        };
+        let limited = Synapse::connect::<Echo>(cell.endpoint().clone(), config)
+            .await
+            .unwrap();
+        let fast_text = "fast".to_string();
+        let mut slow = std::pin::pin!(limited.call::<_, String, u32>(1, &100u64));
+        // The slow call takes the only slot; the fast one must wait for it to finish.
+        tokio::select! {
+            biased;
+            slow = &mut slow => assert_eq!(slow.unwrap(), "slept 100"),
+            _ = limited.call::<_, String, u32>(0, &fast_text) => {
+                panic!("a second call ran although max_in_flight is 1")
+            }
+        }
+        cell.stop().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
     async fn fingerprint_mismatch_and_second_server_are_clear_errors() {
         let cell = TestCell::start(Echo).unwrap();
         let err = Synapse::connect_raw(
