@@ -61,6 +61,13 @@ impl FrameReader {
         &self.buf
     }
 
+    /// Whether the next buffered frame's header (complete or not) is of this kind.
+    pub(crate) fn next_is(&self, kind: frame::Kind) -> bool {
+        self.buf[self.start..self.end]
+            .first_chunk::<HEADER_LEN>()
+            .is_some_and(|head| head[4] == kind as u8)
+    }
+
     /// Whether bytes of an incomplete frame are buffered.
     pub(crate) fn has_partial(&self) -> bool {
         self.start != self.end

@@ -570,8 +570,14 @@ async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
                 progress = true;
             }
 
-            // Requests: parse what is buffered, then read more, unless at capacity.
-            while !eof && running.len() < max_in_flight {
+            // Requests: parse what is buffered, then read more. At capacity no request is
+            // started (the socket buffer then pushes back on the client), but reading goes on
+            // up to the next request so that `Cancel` frames still get through — otherwise a
+            // server full of cancelled calls would never learn they were cancelled.
+            while !eof {
+                if running.len() >= max_in_flight && reader.next_is(Kind::Request) {
+                    break;
+                }
                 match reader.next_frame() {
                     Err(e) => return Poll::Ready(Err(invalid(e.to_string()))),
                     Ok(Some((header, range))) => {

@@ -292,6 +292,39 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
+    async fn cancels_reach_a_server_at_capacity() {
+        // A server that runs one call per connection, busy with a call that only ends when
+        // cancelled: the client's timeout sends `Cancel`, and the next call must still run.
+        let dir = temp_socket_dir().unwrap();
+        let endpoint = Endpoint::Unix(dir.path().join("echo.sock"));
+        let config = MembraneConfig {
+            max_in_flight: 1,
+            ..MembraneConfig::default()
+        };
+        let membrane = Membrane::bind(endpoint.clone(), Echo, config).unwrap();
+        let shutdown = membrane.shutdown_handle();
+        let server = tokio::spawn(membrane.serve());
+        let client = Synapse::connect::<Echo>(endpoint, SynapseConfig::default())
+            .await
+            .unwrap();
+        let hurried = client.with_timeout(Some(std::time::Duration::from_millis(50)));
+        let err = hurried
+            .call::<_, String, u32>(1, &3_600_000u64)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CallError::Timeout), "{err:?}");
+        // Bounded, so a server that never saw the cancel fails this test instead of hanging it.
+        let echoed: String = client
+            .with_timeout(Some(std::time::Duration::from_secs(20)))
+            .call::<_, _, u32>(0, &"next".to_string())
+            .await
+            .unwrap();
+        assert_eq!(echoed, "next");
+        shutdown.shutdown();
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
     async fn fingerprint_mismatch_and_second_server_are_clear_errors() {
         let cell = TestCell::start(Echo).unwrap();
         let err = Synapse::connect_raw(
