@@ -425,6 +425,13 @@ pub(crate) fn generate(
             #reply_enum::#v(value) => #sdk::codec::append(value, out).map(|()| #rt::Status::Ok),
         },
     });
+    // A service without methods (or whose methods all have errors) has an empty reply enum:
+    // matching on it through a reference needs the explicit dereference.
+    let encode_body = if methods.is_empty() {
+        quote!(match *reply {})
+    } else {
+        quote!(match reply { #(#encode_arms)* })
+    };
     let client_methods = methods.iter().zip(&indices).map(|(m, i)| {
         let name = &m.name;
         let params = m.args.iter().map(|(id, t)| quote!(#id: #t));
@@ -587,9 +594,7 @@ pub(crate) fn generate(
                 reply: &#reply_enum,
                 out: &mut #sdk::codec::Bytes,
             ) -> ::core::result::Result<#rt::Status, #sdk::codec::EncodeError> {
-                match reply {
-                    #(#encode_arms)*
-                }
+                #encode_body
             }
         }
 
