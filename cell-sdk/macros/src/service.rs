@@ -23,6 +23,15 @@ use syn::{
 /// Most arguments a method may take (tuples are fingerprinted up to six).
 const MAX_ARGS: usize = 6;
 
+/// Names the generated client (`connect`, …) or service (`serve`) already define.
+const RESERVED: [&str; 5] = [
+    "connect",
+    "connect_to",
+    "connect_with",
+    "with_timeout",
+    "serve",
+];
+
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Vec::new();
     let name = parse_args(args, &mut errors);
@@ -155,6 +164,16 @@ pub(crate) struct Method {
 /// Reads a handler signature, reporting what cannot be an RPC method at the user's token.
 pub(crate) fn parse_method(sig: &Signature, errors: &mut Vec<syn::Error>) -> Option<Method> {
     let before = errors.len();
+    if RESERVED.contains(&sig.ident.to_string().as_str()) {
+        errors.push(syn::Error::new(
+            sig.ident.span(),
+            format!(
+                "`{}` is a method of every generated client or service ({}); rename this handler",
+                sig.ident,
+                RESERVED.join(", ")
+            ),
+        ));
+    }
     if sig.asyncness.is_none() {
         errors.push(syn::Error::new(
             sig.fn_token.span,
