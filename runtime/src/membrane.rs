@@ -691,6 +691,9 @@ async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
                     Poll::Ready(Ok(())) => {
                         out.clear();
                         written = 0;
+                        if out.capacity() > crate::io::SHRINK_ABOVE {
+                            out = Bytes::with_capacity(4096);
+                        }
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                     Poll::Pending => {}

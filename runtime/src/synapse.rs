@@ -560,6 +560,9 @@ impl<F> Pending<'_, F> {
                     return Poll::Pending;
                 };
                 let result = on_reply(status, &slot.reply);
+                if slot.reply.capacity() > crate::io::SHRINK_ABOVE {
+                    slot.reply = Bytes::new();
+                }
                 free_slot(&mut state, index);
                 Poll::Ready(Ok(result))
             }
@@ -631,7 +634,13 @@ async fn drive<IO: AsyncRead + AsyncWrite + Unpin>(
             }
             if written < sending.len() {
                 match poll_write_out(&mut io, &sending, &mut written, cx) {
-                    Poll::Ready(Ok(())) => progress = true,
+                    Poll::Ready(Ok(())) => {
+                        progress = true;
+                        if sending.capacity() > crate::io::SHRINK_ABOVE {
+                            sending = Bytes::new();
+                            written = 0;
+                        }
+                    }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(format!("write failed: {e}"))),
                     Poll::Pending => {}
                 }

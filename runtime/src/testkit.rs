@@ -242,6 +242,10 @@ mod tests {
             }
         }
         assert_eq!(slow.await.unwrap(), "slept 300");
+        // Large messages grow the buffers (beyond the shrink threshold) and still round-trip.
+        let big = "x".repeat(3 << 20);
+        let echoed: String = client.call::<_, _, u32>(0, &big).await.unwrap();
+        assert_eq!(echoed.len(), big.len());
         // Many in flight at once.
         let calls = (0..200).map(|i| {
             let client = client.clone();
