@@ -1,0 +1,354 @@
+//! The commit log: the one path every write takes to storage.
+//!
+//! A transaction (or a single `insert`) becomes a [`WriteSet`]: the keys it read with the values
+//! it saw (its *read checks*), the keys it writes, and its durability. A [`CommitLog`] decides
+//! the order of write-sets, validates their reads (optimistic concurrency), applies them and
+//! acknowledges each one. [`LocalLog`] does it on one fjall database with **group commit**: one
+//! committer thread takes every write-set waiting, validates them in arrival order, writes all
+//! accepted ones in *one* fjall batch with *one* `persist(SyncAll)`, then acknowledges them. A
+//! replicated log (Raft) can later implement [`CommitLog`] and nothing above it changes.
+//!
+//! Validation: a write-set records the commit version its snapshot was taken at. If no group
+//! committed since, its reads are trivially current. Otherwise every read check is re-read and
+//! compared with what the transaction saw. Within one group, a write-set that read a key an
+//! earlier write-set of the same group writes is *deferred* to the next group (where it is
+//! validated against the committed result), so groups never need an overlay of pending writes.
+
+use crate::error::{Error, Result};
+use fjall::{Keyspace, PersistMode, Slice};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::hash::{Hash, Hasher};
+use std::ops::Bound;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+
+use crate::table::Durability;
+
+/// Upper bound of write-sets in one group (bounds the batch size and the ack latency).
+const MAX_GROUP: usize = 1024;
+
+/// What a transaction saw when it read, to be re-checked at commit.
+#[derive(Clone)]
+pub(crate) enum ReadCheck {
+    /// A point read of `key`, which held `seen`.
+    Point {
+        keyspace: Keyspace,
+        key: Slice,
+        seen: Option<Slice>,
+    },
+    /// A range read (scan, index lookup); `digest` hashes every key and value seen.
+    Range {
+        keyspace: Keyspace,
+        start: Bound<Vec<u8>>,
+        end: Bound<Vec<u8>>,
+        digest: u64,
+    },
+}
+
+/// One write of a write-set: `value: None` deletes the key.
+#[derive(Clone)]
+pub(crate) struct Write {
+    pub(crate) keyspace: Keyspace,
+    pub(crate) key: Slice,
+    pub(crate) value: Option<Slice>,
+}
+
+/// The unit of commit: reads to validate, writes to apply atomically, and a durability.
+pub struct WriteSet {
+    pub(crate) version: u64,
+    pub(crate) reads: Vec<ReadCheck>,
+    pub(crate) writes: Vec<Write>,
+    pub(crate) durability: Durability,
+}
+
+impl WriteSet {
+    /// Number of keys written.
+    pub fn len(&self) -> usize {
+        self.writes.len()
+    }
+
+    /// True when nothing is written.
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+
+    /// The durability the writer asked for.
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+}
+
+/// Called exactly once with the outcome of a submitted write-set: the commit version, or an
+/// error ([`Error::Conflict`] when validation failed: re-run the transaction).
+pub type Ack = Box<dyn FnOnce(Result<u64>) + Send>;
+
+/// The interface every write goes through (DESIGN decision 6).
+pub trait CommitLog: Send + Sync {
+    /// Queues a write-set; `ack` runs once it is applied (and durable, for
+    /// [`Durability::Sync`]) or rejected.
+    fn submit(&self, writes: WriteSet, ack: Ack);
+
+    /// The version of the last applied group; write-sets remember it for validation.
+    fn version(&self) -> u64;
+}
+
+/// Group-commit log on one local fjall database.
+pub struct LocalLog {
+    sender: mpsc::Sender<(WriteSet, Ack)>,
+    version: Arc<AtomicU64>,
+    stats: Arc<LogStats>,
+}
+
+/// Counters of a [`LocalLog`] (benchmarks report fsyncs per acknowledged write from them).
+#[derive(Debug, Default)]
+pub struct LogStats {
+    /// Batches written with `persist(SyncAll)`.
+    pub syncs: AtomicU64,
+    /// Write-sets acknowledged as committed.
+    pub committed: AtomicU64,
+    /// Write-sets rejected by validation.
+    pub conflicts: AtomicU64,
+}
+
+impl LocalLog {
+    /// Starts the committer thread for `db`. It stops when the log is dropped.
+    ///
+    /// # Errors
+    /// When the thread cannot be spawned.
+    pub fn start(db: fjall::Database) -> Result<Self> {
+        let (sender, receiver) = mpsc::channel::<(WriteSet, Ack)>();
+        let version = Arc::new(AtomicU64::new(1));
+        let stats = Arc::new(LogStats::default());
+        let committer = Committer {
+            db,
+            version: version.clone(),
+            stats: stats.clone(),
+        };
+        std::thread::Builder::new()
+            .name("celldb-commit".into())
+            .spawn(move || committer.run(&receiver))
+            .map_err(|source| Error::Io {
+                path: "celldb-commit thread".into(),
+                source,
+            })?;
+        Ok(Self {
+            sender,
+            version,
+            stats,
+        })
+    }
+
+    /// The log's counters.
+    pub fn stats(&self) -> &LogStats {
+        &self.stats
+    }
+}
+
+impl CommitLog for LocalLog {
+    fn submit(&self, writes: WriteSet, ack: Ack) {
+        if let Err(mpsc::SendError((_, ack))) = self.sender.send((writes, ack)) {
+            ack(Err(Error::Commit("the commit thread has stopped".into())));
+        }
+    }
+
+    fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+}
+
+struct Committer {
+    db: fjall::Database,
+    version: Arc<AtomicU64>,
+    stats: Arc<LogStats>,
+}
+
+impl Committer {
+    fn run(self, receiver: &mpsc::Receiver<(WriteSet, Ack)>) {
+        let mut pending: Vec<(WriteSet, Ack)> = Vec::new();
+        loop {
+            if pending.is_empty() {
+                match receiver.recv() {
+                    Ok(first) => pending.push(first),
+                    Err(_) => return,
+                }
+            }
+            while pending.len() < MAX_GROUP {
+                match receiver.try_recv() {
+                    Ok(next) => pending.push(next),
+                    Err(_) => break,
+                }
+            }
+            pending = self.commit_group(std::mem::take(&mut pending));
+        }
+    }
+
+    /// Commits one group; returns the deferred write-sets.
+    fn commit_group(&self, group: Vec<(WriteSet, Ack)>) -> Vec<(WriteSet, Ack)> {
+        let version = self.version.load(Ordering::Acquire);
+        // Last write wins per key: a fjall batch gives all its items one sequence number, so
+        // two writes of one key in a batch must be merged here, not left to the engine.
+        let mut written: HashMap<(u64, Slice), usize> = HashMap::new();
+        let mut writes: Vec<Write> = Vec::new();
+        let mut accepted: Vec<Ack> = Vec::new();
+        let mut deferred = Vec::new();
+        let mut sync = false;
+        for (ws, ack) in group {
+            if !written.is_empty() && reads_overlap(&ws, &written) {
+                deferred.push((ws, ack));
+                continue;
+            }
+            if ws.version != version {
+                match validate(&ws) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        self.stats.conflicts.fetch_add(1, Ordering::Relaxed);
+                        ack(Err(Error::Conflict { attempts: 1 }));
+                        continue;
+                    }
+                    Err(e) => {
+                        ack(Err(e));
+                        continue;
+                    }
+                }
+            }
+            sync |= ws.durability == Durability::Sync && !ws.writes.is_empty();
+            for w in ws.writes {
+                match written.entry((w.keyspace.id(), w.key.clone())) {
+                    Entry::Occupied(slot) => writes[*slot.get()] = w,
+                    Entry::Vacant(slot) => {
+                        slot.insert(writes.len());
+                        writes.push(w);
+                    }
+                }
+            }
+            accepted.push(ack);
+        }
+        // One batch, one fsync for the whole group. `Buffer` still hands the journal to the OS,
+        // so buffered writes survive a process crash.
+        let mode = if sync {
+            PersistMode::SyncAll
+        } else {
+            PersistMode::Buffer
+        };
+        let mut batch = fjall::OwnedWriteBatch::with_capacity(self.db.clone(), writes.len());
+        for w in writes {
+            match w.value {
+                Some(v) => batch.insert(&w.keyspace, w.key, v),
+                None => batch.remove(&w.keyspace, w.key),
+            }
+        }
+        let result = batch.durability(Some(mode)).commit();
+        match result {
+            Ok(()) => {
+                if sync {
+                    self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+                }
+                let committed = version + 1;
+                // Published after the batch is applied: a writer that sees the old version is
+                // validated, never wrongly trusted.
+                self.version.store(committed, Ordering::Release);
+                self.stats
+                    .committed
+                    .fetch_add(accepted.len() as u64, Ordering::Relaxed);
+                for ack in accepted {
+                    ack(Ok(committed));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "celldb group commit failed");
+                let message = e.to_string();
+                for ack in accepted {
+                    ack(Err(Error::Commit(message.clone())));
+                }
+            }
+        }
+        deferred
+    }
+}
+
+fn reads_overlap(ws: &WriteSet, written: &HashMap<(u64, Slice), usize>) -> bool {
+    ws.reads.iter().any(|read| match read {
+        ReadCheck::Point { keyspace, key, .. } => {
+            written.contains_key(&(keyspace.id(), key.clone()))
+        }
+        ReadCheck::Range {
+            keyspace,
+            start,
+            end,
+            ..
+        } => written.keys().any(|(id, key)| {
+            *id == keyspace.id()
+                && (start.as_ref(), end.as_ref()).contains_bytes(key.as_ref())
+        }),
+    })
+}
+
+trait ContainsBytes {
+    fn contains_bytes(&self, key: &[u8]) -> bool;
+}
+
+impl ContainsBytes for (Bound<&Vec<u8>>, Bound<&Vec<u8>>) {
+    fn contains_bytes(&self, key: &[u8]) -> bool {
+        let lower = match self.0 {
+            Bound::Included(s) => key >= s.as_slice(),
+            Bound::Excluded(s) => key > s.as_slice(),
+            Bound::Unbounded => true,
+        };
+        let upper = match self.1 {
+            Bound::Included(e) => key <= e.as_slice(),
+            Bound::Excluded(e) => key < e.as_slice(),
+            Bound::Unbounded => true,
+        };
+        lower && upper
+    }
+}
+
+/// Re-reads every read check against the latest committed state.
+fn validate(ws: &WriteSet) -> Result<bool> {
+    for read in &ws.reads {
+        match read {
+            ReadCheck::Point {
+                keyspace,
+                key,
+                seen,
+            } => {
+                if keyspace.get(key)? != *seen {
+                    return Ok(false);
+                }
+            }
+            ReadCheck::Range {
+                keyspace,
+                start,
+                end,
+                digest,
+            } => {
+                let mut hasher = RangeDigest::default();
+                for guard in keyspace.range::<Vec<u8>, _>((start.clone(), end.clone())) {
+                    let (k, v) = guard.into_inner()?;
+                    hasher.add(&k, &v);
+                }
+                if hasher.finish() != *digest {
+                    return Ok(false);
+                }
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Hash of the entries a range read saw.
+#[derive(Default)]
+pub(crate) struct RangeDigest(std::collections::hash_map::DefaultHasher);
+
+impl RangeDigest {
+    pub(crate) fn add(&mut self, key: &[u8], value: &[u8]) {
+        key.hash(&mut self.0);
+        value.hash(&mut self.0);
+    }
+
+    pub(crate) fn finish(&self) -> u64 {
+        self.0.finish()
+    }
+}
