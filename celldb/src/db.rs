@@ -222,8 +222,10 @@ impl Db {
 
     /// Runs `future` with this database as the *current* one: the free functions
     /// (`DB::insert`, `User::get`, …) inside it use `self` instead of the default database.
-    pub async fn scope<F: Future>(&self, future: F) -> F::Output {
-        crate::context::CURRENT.scope(self.clone(), future).await
+    ///
+    /// The returned future does not borrow `self`, so it can be spawned.
+    pub fn scope<F: Future>(&self, future: F) -> impl Future<Output = F::Output> + use<F> {
+        crate::context::CURRENT.scope(self.clone(), future)
     }
 
     /// Opens (or returns the already open) table of `T`, checking its stored fingerprint.
@@ -263,7 +265,8 @@ impl Db {
 
     fn register<T: Table>(&self) -> Result<TableHandle> {
         let fjall = &self.inner.fjall;
-        let records = fjall.keyspace(&records_keyspace(T::TABLE), KeyspaceCreateOptions::default)?;
+        let records =
+            fjall.keyspace(&records_keyspace(T::TABLE), KeyspaceCreateOptions::default)?;
         let indexes = T::INDEXES
             .iter()
             .map(|def| {

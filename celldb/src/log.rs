@@ -279,8 +279,7 @@ fn reads_overlap(ws: &WriteSet, written: &HashMap<(u64, Slice), usize>) -> bool 
             end,
             ..
         } => written.keys().any(|(id, key)| {
-            *id == keyspace.id()
-                && (start.as_ref(), end.as_ref()).contains_bytes(key.as_ref())
+            *id == keyspace.id() && (start.as_ref(), end.as_ref()).contains_bytes(key.as_ref())
         }),
     })
 }

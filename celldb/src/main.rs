@@ -12,7 +12,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "celldb", version, about = "Inspect celldb database directories")]
+#[command(
+    name = "celldb",
+    version,
+    about = "Inspect celldb database directories"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -18,6 +18,9 @@ use crate::table::Table;
 use cell_sdk::codec;
 use fjall::{KeyspaceCreateOptions, Slice};
 
+/// Decodes and converts a record of the previous version.
+type Upgrade<T> = fn(&[u8]) -> Result<T, cell_sdk::codec::DecodeError>;
+
 /// Computes the writes that bring the table from `stored` to `current`, or explains why not.
 pub(crate) fn upgrade<T: Table>(
     db: &Db,
@@ -34,23 +37,22 @@ pub(crate) fn upgrade<T: Table>(
     if stored.layout != current.layout || stored.key_fingerprint != current.key_fingerprint {
         return Err(mismatch());
     }
-    let upgrade: Option<fn(&[u8]) -> Result<T, cell_sdk::codec::DecodeError>> =
-        if stored.fingerprint == current.fingerprint {
-            None
-        } else {
-            match T::previous() {
-                Some(prev) if prev.fingerprint == stored.fingerprint => Some(prev.upgrade),
-                _ => return Err(mismatch()),
-            }
-        };
+    let upgrade: Option<Upgrade<T>> = if stored.fingerprint == current.fingerprint {
+        None
+    } else {
+        match T::previous() {
+            Some(prev) if prev.fingerprint == stored.fingerprint => Some(prev.upgrade),
+            _ => return Err(mismatch()),
+        }
+    };
     tracing::info!(table = T::TABLE, "celldb: migrating table");
     let mut writes = Vec::new();
     // Drop every index entry written under the stored schema; rebuild below.
     for (name, _) in &stored.indexes {
-        let ks = db
-            .inner
-            .fjall
-            .keyspace(&index_keyspace(T::TABLE, name), KeyspaceCreateOptions::default)?;
+        let ks = db.inner.fjall.keyspace(
+            &index_keyspace(T::TABLE, name),
+            KeyspaceCreateOptions::default,
+        )?;
         for guard in ks.iter() {
             let key = guard.key()?;
             writes.push(Write {
@@ -129,9 +131,8 @@ pub(crate) fn what_changed(stored: &TableMeta, current: &TableMeta) -> String {
         let removed: Vec<_> = old.iter().filter(|f| !new.contains(f)).collect();
         let added: Vec<_> = new.iter().filter(|f| !old.contains(f)).collect();
         if removed.is_empty() && added.is_empty() {
-            parts.push(
-                "a nested type changed (same field list, different fingerprint)".to_string(),
-            );
+            parts
+                .push("a nested type changed (same field list, different fingerprint)".to_string());
         } else {
             let list = |v: &[&String]| {
                 v.iter()

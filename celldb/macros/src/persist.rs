@@ -234,7 +234,11 @@ fn prefix_of(path: &syn::Path) -> String {
 }
 
 fn display_prefix(prefix: &str) -> &str {
-    if prefix.is_empty() { "no alias" } else { prefix }
+    if prefix.is_empty() {
+        "no alias"
+    } else {
+        prefix
+    }
 }
 
 fn choose_key<'a>(
@@ -252,7 +256,7 @@ fn choose_key<'a>(
                 .iter()
                 .find(|f| f.ident.as_ref().is_some_and(|i| i == "id"));
             match id {
-                Some(field) => Some(KeyChoice::Id(field.ty.clone())),
+                Some(field) => Some(KeyChoice::Id(Box::new(field.ty.clone()))),
                 None => {
                     if matches!(input.fields, Fields::Named(_)) {
                         errors.push(syn::Error::new(
@@ -283,21 +287,26 @@ fn choose_key<'a>(
 
 enum KeyChoice<'a> {
     Column(&'a Column),
-    Id(Type),
+    Id(Box<Type>),
 }
 
-fn generate(input: &ItemStruct, args: &Args, key: KeyChoice<'_>, columns: &[Column]) -> TokenStream {
+fn generate(
+    input: &ItemStruct,
+    args: &Args,
+    key: KeyChoice<'_>,
+    columns: &[Column],
+) -> TokenStream {
     let db = crate::paths::celldb_path();
     let ident = &input.ident;
     let vis = &input.vis;
     let (key_ident, key_ty) = match key {
         KeyChoice::Column(c) => (c.ident.clone(), c.ty.clone()),
-        KeyChoice::Id(ty) => (format_ident!("id"), ty),
+        KeyChoice::Id(ty) => (format_ident!("id"), *ty),
     };
-    let table = args.table.as_ref().map_or_else(
-        || snake_case(&ident.to_string()),
-        LitStr::value,
-    );
+    let table = args
+        .table
+        .as_ref()
+        .map_or_else(|| snake_case(&ident.to_string()), LitStr::value);
     let indexed: Vec<&Column> = columns.iter().filter(|c| c.role != Role::Key).collect();
 
     // Every key and indexed field must implement `Key`: checked at the field's type, so the
@@ -320,7 +329,8 @@ fn generate(input: &ItemStruct, args: &Args, key: KeyChoice<'_>, columns: &[Colu
     });
     let encode_arms = indexed.iter().enumerate().map(|(i, c)| {
         let f = &c.ident;
-        quote!(#i => #db::Key::encode_key(&self.#f, out),)
+        // Spanned at the field's type: a type that is not a `Key` is reported there.
+        quote_spanned!(c.ty.span()=> #i => #db::Key::encode_key(&self.#f, out),)
     });
     let durability = if args.buffered {
         quote!(::core::option::Option::Some(#db::Durability::Buffered))
@@ -371,7 +381,8 @@ fn generate(input: &ItemStruct, args: &Args, key: KeyChoice<'_>, columns: &[Colu
             }
         }
     });
-    let get_doc = format!("The `{table}` record with key `{key_ident}`, from the current database.");
+    let get_doc =
+        format!("The `{table}` record with key `{key_ident}`, from the current database.");
 
     quote! {
         #(#key_checks)*
