@@ -314,6 +314,7 @@ impl Db {
             value: Some(Slice::from(&bytes[..])),
         });
         let ws = WriteSet {
+            distinct_keys: false,
             version: self.inner.log.version(),
             reads: Vec::new(),
             writes,

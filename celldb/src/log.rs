@@ -57,6 +57,9 @@ pub(crate) struct Write {
 
 /// The unit of commit: reads to validate, writes to apply atomically, and a durability.
 pub struct WriteSet {
+    /// True when no key appears twice in `writes` (transactions guarantee it): a group of one
+    /// such write-set skips the merge step.
+    pub(crate) distinct_keys: bool,
     pub(crate) version: u64,
     pub(crate) reads: Vec<ReadCheck>,
     pub(crate) writes: Vec<Write>,
@@ -194,6 +197,7 @@ impl Committer {
         let mut accepted: Vec<Ack> = Vec::new();
         let mut deferred = Vec::new();
         let mut sync = false;
+        let single = group.len() == 1;
         for (ws, ack) in group {
             if !written.is_empty() && reads_overlap(&ws, &written) {
                 deferred.push((ws, ack));
@@ -214,6 +218,11 @@ impl Committer {
                 }
             }
             sync |= ws.durability == Durability::Sync && !ws.writes.is_empty();
+            if single && ws.distinct_keys {
+                writes = ws.writes;
+                accepted.push(ack);
+                continue;
+            }
             for w in ws.writes {
                 match written.entry((w.keyspace.id(), w.key.clone())) {
                     Entry::Occupied(slot) => writes[*slot.get()] = w,

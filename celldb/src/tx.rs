@@ -17,7 +17,7 @@ use crate::log::{CommitLog, RangeDigest, ReadCheck, Write, WriteSet};
 use crate::table::{Durability, Table};
 use cell_sdk::codec;
 use fjall::{Keyspace, Readable, Slice};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::{Bound, RangeBounds};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -38,7 +38,10 @@ struct TxState {
     snapshot: fjall::Snapshot,
     version: u64,
     reads: Vec<ReadCheck>,
-    writes: BTreeMap<(u64, Vec<u8>), Write>,
+    /// Buffered writes per keyspace id, keyed by `Slice` so lookups by `&[u8]` need no
+    /// allocation (`Slice` borrows as `[u8]`; keys up to 20 bytes are stored inline). A hash
+    /// map, not a B-tree: the write path is hot and write order does not matter.
+    writes: BTreeMap<u64, (Keyspace, HashMap<Slice, Option<Slice>>)>,
     sync: bool,
 }
 
@@ -168,8 +171,8 @@ impl Tx {
 
 impl TxState {
     fn read(&mut self, ks: &Keyspace, key: &[u8]) -> Result<Option<Slice>> {
-        if let Some(w) = self.writes.get(&(ks.id(), key.to_vec())) {
-            return Ok(w.value.clone());
+        if let Some(value) = self.writes.get(&ks.id()).and_then(|(_, m)| m.get(key)) {
+            return Ok(value.clone());
         }
         let seen = self.snapshot.get(ks, key)?;
         self.reads.push(ReadCheck::Point {
@@ -196,13 +199,15 @@ impl TxState {
             digest.add(&k, &v);
             merged.insert(k.to_vec(), v);
         }
-        let bounds = (start.clone(), end.clone());
-        for ((id, k), w) in &self.writes {
-            if *id == ks.id() && bounds.contains(k) {
-                match &w.value {
-                    Some(v) => merged.insert(k.clone(), v.clone()),
-                    None => merged.remove(k),
-                };
+        if let Some((_, own)) = self.writes.get(&ks.id()) {
+            let bounds = (start.clone(), end.clone());
+            for (k, value) in own {
+                if bounds.contains(&k.to_vec()) {
+                    match value {
+                        Some(v) => merged.insert(k.to_vec(), v.clone()),
+                        None => merged.remove(k.as_ref()),
+                    };
+                }
             }
         }
         self.reads.push(ReadCheck::Range {
@@ -216,14 +221,11 @@ impl TxState {
 
     fn write(&mut self, table: &TableHandle, ks: &Keyspace, key: Vec<u8>, value: Option<Slice>) {
         self.sync |= table.durability == Durability::Sync;
-        self.writes.insert(
-            (ks.id(), key.clone()),
-            Write {
-                keyspace: ks.clone(),
-                key: Slice::from(key),
-                value,
-            },
-        );
+        self.writes
+            .entry(ks.id())
+            .or_insert_with(|| (ks.clone(), HashMap::new()))
+            .1
+            .insert(Slice::from(key), value);
     }
 
     fn put<T: Table>(&mut self, value: &T, mode: Mode) -> Result<()> {
@@ -342,10 +344,22 @@ impl TxState {
     }
 
     fn into_write_set(self) -> WriteSet {
+        let mut writes = Vec::new();
+        for (keyspace, keys) in self.writes.into_values() {
+            let mut keys: Vec<(Slice, Option<Slice>)> = keys.into_iter().collect();
+            // Key order: the memtable skiplist inserts sorted runs much faster (locality).
+            keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            writes.extend(keys.into_iter().map(|(key, value)| Write {
+                keyspace: keyspace.clone(),
+                key,
+                value,
+            }));
+        }
         WriteSet {
+            distinct_keys: true,
             version: self.version,
             reads: self.reads,
-            writes: self.writes.into_values().collect(),
+            writes,
             durability: if self.sync {
                 Durability::Sync
             } else {

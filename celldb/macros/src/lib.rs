@@ -18,7 +18,10 @@ use proc_macro::TokenStream;
 
 /// Makes a `#[protein]` struct a celldb table.
 ///
-/// ```ignore
+/// ```
+/// use cell_sdk::protein;
+/// # #[allow(non_snake_case)] mod DB { pub use celldb::__cell_exports::*; }
+///
 /// #[protein]
 /// #[DB::persist(table = "users", durability = "sync")]
 /// pub struct User {
@@ -27,6 +30,17 @@ use proc_macro::TokenStream;
 ///     #[DB::index]  city: String,
 ///     name: String,
 /// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> celldb::Result<()> {
+/// # let db = celldb::Db::temp()?;
+/// # db.scope(async {
+/// let ada = User { id: 1, email: "ada@x".into(), city: "Oslo".into(), name: "Ada".into() };
+/// ada.save().await?;
+/// assert_eq!(User::by_city("Oslo").await?.len(), 1);
+/// assert!(User::by_email("ada@x").await?.is_some());
+/// assert_eq!(User::scan(..).await?.len(), 1);
+/// assert!(User::delete(1).await?);
+/// # Ok(()) }).await }
 /// ```
 ///
 /// Arguments (all optional): `table = "name"` (default: the type name in snake case),

@@ -134,6 +134,9 @@ fn main() -> anyhow::Result<()> {
         })?;
         rate(n, start.elapsed().as_secs_f64())
     };
+    if std::env::var("CELLDB_BENCH_SKIP_RAW").is_ok() {
+        return Ok(());
+    }
     let raw_batched = {
         let raw = Raw::open()?;
         let start = Instant::now();
@@ -152,6 +155,10 @@ fn main() -> anyhow::Result<()> {
         raw_batched,
         "records/s, 3 keys per record, target >= 0.7x",
     );
+
+    if std::env::var("CELLDB_BENCH_ONLY").as_deref() == Ok("batched") {
+        return Ok(());
+    }
 
     // Durable writes at 1/16/64 concurrent writers.
     let multi = tokio::runtime::Builder::new_multi_thread()
