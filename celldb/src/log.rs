@@ -21,7 +21,8 @@ use std::collections::hash_map::Entry;
 use std::hash::{Hash, Hasher};
 use std::ops::Bound;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 
 use crate::table::Durability;
@@ -102,6 +103,10 @@ pub struct LocalLog {
     sender: mpsc::Sender<(WriteSet, Ack)>,
     version: Arc<AtomicU64>,
     stats: Arc<LogStats>,
+    /// Held while a group commits; the committer thread and inline commits take turns.
+    committer: Arc<Mutex<Committer>>,
+    /// Write-sets sent to the thread and not yet taken by it.
+    queued: Arc<AtomicUsize>,
 }
 
 /// Counters of a [`LocalLog`] (benchmarks report fsyncs per acknowledged write from them).
@@ -124,14 +129,16 @@ impl LocalLog {
         let (sender, receiver) = mpsc::channel::<(WriteSet, Ack)>();
         let version = Arc::new(AtomicU64::new(1));
         let stats = Arc::new(LogStats::default());
-        let committer = Committer {
+        let committer = Arc::new(Mutex::new(Committer {
             db,
             version: version.clone(),
             stats: stats.clone(),
-        };
+        }));
+        let queued = Arc::new(AtomicUsize::new(0));
+        let (thread_committer, thread_queued) = (committer.clone(), queued.clone());
         std::thread::Builder::new()
             .name("celldb-commit".into())
-            .spawn(move || committer.run(&receiver))
+            .spawn(move || run(&thread_committer, &receiver, &thread_queued))
             .map_err(|source| Error::Io {
                 path: "celldb-commit thread".into(),
                 source,
@@ -140,6 +147,8 @@ impl LocalLog {
             sender,
             version,
             stats,
+            committer,
+            queued,
         })
     }
 
@@ -151,6 +160,22 @@ impl LocalLog {
 
 impl CommitLog for LocalLog {
     fn submit(&self, writes: WriteSet, ack: Ack) {
+        // A buffered write-set arriving at an idle log commits on the caller's thread: no
+        // fsync to wait for, so handing it to the committer thread would only add a wake-up
+        // (which costs a whole time slice on a busy machine). Durable write-sets always go to
+        // the thread, where concurrent writers share one fsync.
+        if writes.durability == Durability::Buffered
+            && self.queued.load(Ordering::Acquire) == 0
+            && let Ok(committer) = self.committer.try_lock()
+        {
+            // A group of one never defers (deferral needs an earlier write-set in the group).
+            for (writes, ack) in committer.commit_group(vec![(writes, ack)]) {
+                ack(Err(Error::Conflict { attempts: 1 }));
+                drop(writes);
+            }
+            return;
+        }
+        self.queued.fetch_add(1, Ordering::AcqRel);
         if let Err(mpsc::SendError((_, ack))) = self.sender.send((writes, ack)) {
             ack(Err(Error::Commit("the commit thread has stopped".into())));
         }
@@ -161,6 +186,37 @@ impl CommitLog for LocalLog {
     }
 }
 
+/// The committer thread: takes every waiting write-set and commits them as one group.
+fn run(
+    committer: &Mutex<Committer>,
+    receiver: &mpsc::Receiver<(WriteSet, Ack)>,
+    queued: &AtomicUsize,
+) {
+    let mut pending: Vec<(WriteSet, Ack)> = Vec::new();
+    loop {
+        if pending.is_empty() {
+            match receiver.recv() {
+                Ok(first) => pending.push(first),
+                Err(_) => return,
+            }
+            queued.fetch_sub(1, Ordering::AcqRel);
+        }
+        let guard = committer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while pending.len() < MAX_GROUP {
+            match receiver.try_recv() {
+                Ok(next) => {
+                    queued.fetch_sub(1, Ordering::AcqRel);
+                    pending.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        pending = guard.commit_group(std::mem::take(&mut pending));
+    }
+}
+
 struct Committer {
     db: fjall::Database,
     version: Arc<AtomicU64>,
@@ -168,25 +224,6 @@ struct Committer {
 }
 
 impl Committer {
-    fn run(self, receiver: &mpsc::Receiver<(WriteSet, Ack)>) {
-        let mut pending: Vec<(WriteSet, Ack)> = Vec::new();
-        loop {
-            if pending.is_empty() {
-                match receiver.recv() {
-                    Ok(first) => pending.push(first),
-                    Err(_) => return,
-                }
-            }
-            while pending.len() < MAX_GROUP {
-                match receiver.try_recv() {
-                    Ok(next) => pending.push(next),
-                    Err(_) => break,
-                }
-            }
-            pending = self.commit_group(std::mem::take(&mut pending));
-        }
-    }
-
     /// Commits one group; returns the deferred write-sets.
     fn commit_group(&self, group: Vec<(WriteSet, Ack)>) -> Vec<(WriteSet, Ack)> {
         let version = self.version.load(Ordering::Acquire);

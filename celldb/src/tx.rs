@@ -18,6 +18,7 @@ use crate::table::{Durability, Table};
 use cell_sdk::codec;
 use fjall::{Keyspace, Readable, Slice};
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::{Bound, RangeBounds};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -41,7 +42,7 @@ struct TxState {
     /// Buffered writes per keyspace id, keyed by `Slice` so lookups by `&[u8]` need no
     /// allocation (`Slice` borrows as `[u8]`; keys up to 20 bytes are stored inline). A hash
     /// map, not a B-tree: the write path is hot and write order does not matter.
-    writes: BTreeMap<u64, (Keyspace, HashMap<Slice, Option<Slice>>)>,
+    writes: BTreeMap<u64, (Keyspace, WriteMap)>,
     sync: bool,
 }
 
@@ -223,7 +224,7 @@ impl TxState {
         self.sync |= table.durability == Durability::Sync;
         self.writes
             .entry(ks.id())
-            .or_insert_with(|| (ks.clone(), HashMap::new()))
+            .or_insert_with(|| (ks.clone(), WriteMap::default()))
             .1
             .insert(Slice::from(key), value);
     }
@@ -366,6 +367,33 @@ impl TxState {
                 Durability::Buffered
             },
         }
+    }
+}
+
+/// A transaction's buffered writes to one keyspace.
+type WriteMap = HashMap<Slice, Option<Slice>, BuildHasherDefault<Fnv>>;
+
+/// FNV-1a: keys here are short, so it beats SipHash, and the map only ever holds the
+/// transaction's own keys (a caller can only slow down its own transaction).
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut state = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            state ^= u64::from(b);
+            state = state.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = state;
     }
 }
 
