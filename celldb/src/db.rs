@@ -80,6 +80,8 @@ pub(crate) struct Inner {
     pub(crate) log: LocalLog,
     tables: RwLock<HashMap<TypeId, Arc<TableHandle>>>,
     registering: Mutex<()>,
+    /// Shared by every running transaction; exclusive for one that kept conflicting.
+    pub(crate) gate: tokio::sync::RwLock<()>,
     path: PathBuf,
     options: Options,
     // Field order matters: fjall closes before the lock is released, the temp dir goes last.
@@ -169,6 +171,7 @@ impl Db {
                 log,
                 tables: RwLock::new(HashMap::new()),
                 registering: Mutex::new(()),
+                gate: tokio::sync::RwLock::new(()),
                 path: path.to_path_buf(),
                 options,
                 _lock: lock,

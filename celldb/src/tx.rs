@@ -25,6 +25,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// How many times [`Db::transaction`] runs a body that keeps conflicting before giving up.
 pub const MAX_ATTEMPTS: u32 = 64;
 
+/// Optimistic attempts before a transaction runs alone (see [`Db::transaction`]).
+const OPTIMISTIC_ATTEMPTS: u32 = 8;
+
+/// Which way a transaction holds the database's gate; held for the guard's lifetime only.
+#[allow(dead_code, reason = "the guards are held for their Drop, never read")]
+enum Gate<'a> {
+    Shared(tokio::sync::RwLockReadGuard<'a, ()>),
+    Exclusive(tokio::sync::RwLockWriteGuard<'a, ()>),
+}
+
 /// A transaction in progress, handed to the body of [`Db::transaction`]. Cheap to clone.
 ///
 /// Reads see a consistent snapshot plus the transaction's own writes; writes are applied
@@ -435,9 +445,14 @@ impl Db {
     ///
     /// **The body may run more than once.** Concurrency is optimistic: if another writer
     /// changed something the body read before it commits, the commit is rejected and the body
-    /// runs again on fresh data (up to [`MAX_ATTEMPTS`] times, then [`Error::Conflict`]). Keep
-    /// side effects (sending mail, printing) out of the body, or make them idempotent. An `Err`
-    /// from the body aborts without writing anything (see [`Error::abort`]).
+    /// runs again on fresh data. After 8 conflicts it runs alone (other transactions wait for
+    /// it), so a body cannot starve behind faster writers. Keep side effects (sending mail,
+    /// printing) out of the body, or make them idempotent. An `Err` from the body aborts
+    /// without writing anything (see [`Error::abort`]).
+    ///
+    /// Do not start another transaction (or a single-operation write such as [`Db::insert`])
+    /// inside a body: use the [`Tx`] it receives. A nested transaction would wait for the
+    /// gate the outer one holds.
     ///
     /// # Errors
     /// The body's error, [`Error::Conflict`], or a commit error.
@@ -456,6 +471,15 @@ impl Db {
         Fut: Future<Output = Result<R>>,
     {
         for attempt in 1..=MAX_ATTEMPTS {
+            // Starvation guard: a body that keeps losing runs alone. Every transaction holds
+            // the gate shared (uncontended: one atomic operation); after `OPTIMISTIC_ATTEMPTS`
+            // conflicts it takes the gate exclusively, so nothing can commit under it and its
+            // next attempt cannot conflict with another transaction.
+            let _gate = if attempt <= OPTIMISTIC_ATTEMPTS {
+                Gate::Shared(self.inner.gate.read().await)
+            } else {
+                Gate::Exclusive(self.inner.gate.write().await)
+            };
             let tx = Tx::begin(self);
             let out = body(tx.clone()).await?;
             match self.commit_tx(tx).await {

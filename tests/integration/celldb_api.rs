@@ -77,6 +77,31 @@ async fn records_and_indexes_change_together() {
     .await;
 }
 
+/// `persist` above `protein` works too: it only needs the fields.
+#[DB::persist(table = "reversed")]
+#[protein]
+pub struct Reversed {
+    #[DB::key]
+    id: i32,
+}
+
+#[tokio::test]
+async fn attribute_order_does_not_matter() {
+    let db = Db::temp().unwrap();
+    db.scope(async {
+        Reversed { id: -3 }.save().await.unwrap();
+        Reversed { id: 4 }.save().await.unwrap();
+        let ids: Vec<i32> = Reversed::scan(-10..10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(ids, vec![-3, 4]);
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn constraint_errors_are_typed() {
     let db = Db::temp().unwrap();
