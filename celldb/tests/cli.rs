@@ -1,5 +1,7 @@
 //! The `celldb` CLI on a real database directory.
 
+#![allow(clippy::unwrap_used, reason = "test helpers outside #[test] fns")]
+
 use cell_sdk::protein;
 use std::process::Command;
 
