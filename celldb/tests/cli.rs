@@ -10,6 +10,7 @@ mod DB {
     pub(crate) use celldb::__cell_exports::*;
 }
 
+/// A small table to inspect.
 #[protein]
 #[DB::persist(table = "users")]
 pub struct User {
