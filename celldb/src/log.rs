@@ -100,7 +100,9 @@ pub trait CommitLog: Send + Sync {
 
 /// Group-commit log on one local fjall database.
 pub struct LocalLog {
-    sender: mpsc::Sender<(WriteSet, Ack)>,
+    /// `None` only while dropping (closing the channel stops the thread).
+    sender: Option<mpsc::Sender<(WriteSet, Ack)>>,
+    thread: Option<std::thread::JoinHandle<()>>,
     version: Arc<AtomicU64>,
     stats: Arc<LogStats>,
     /// Held while a group commits; the committer thread and inline commits take turns.
@@ -136,7 +138,7 @@ impl LocalLog {
         }));
         let queued = Arc::new(AtomicUsize::new(0));
         let (thread_committer, thread_queued) = (committer.clone(), queued.clone());
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("celldb-commit".into())
             .spawn(move || run(&thread_committer, &receiver, &thread_queued))
             .map_err(|source| Error::Io {
@@ -144,7 +146,8 @@ impl LocalLog {
                 source,
             })?;
         Ok(Self {
-            sender,
+            sender: Some(sender),
+            thread: Some(thread),
             version,
             stats,
             committer,
@@ -176,13 +179,29 @@ impl CommitLog for LocalLog {
             return;
         }
         self.queued.fetch_add(1, Ordering::AcqRel);
-        if let Err(mpsc::SendError((_, ack))) = self.sender.send((writes, ack)) {
+        let Some(sender) = &self.sender else {
+            ack(Err(Error::Commit("the commit log is closing".into())));
+            return;
+        };
+        if let Err(mpsc::SendError((_, ack))) = sender.send((writes, ack)) {
             ack(Err(Error::Commit("the commit thread has stopped".into())));
         }
     }
 
     fn version(&self) -> u64 {
         self.version.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for LocalLog {
+    /// Stops the committer thread and waits for it, so its handle on the fjall database is
+    /// gone before the directory lock is released (a reopen right after a drop never races
+    /// with a still-running committer).
+    fn drop(&mut self) {
+        drop(self.sender.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
