@@ -54,6 +54,10 @@ struct TxState {
     /// map, not a B-tree: the write path is hot and write order does not matter.
     writes: BTreeMap<u64, (Keyspace, WriteMap)>,
     sync: bool,
+    /// Reused rkyv buffer.
+    buffer: codec::Bytes,
+    /// The last table used, so a run of writes to one table skips the registry lookup.
+    last_table: Option<(std::any::TypeId, Arc<TableHandle>)>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -83,6 +87,8 @@ impl Tx {
                 reads: Vec::new(),
                 writes: BTreeMap::new(),
                 sync: false,
+                buffer: codec::Bytes::new(),
+                last_table: None,
             })),
         }
     }
@@ -181,6 +187,18 @@ impl Tx {
 }
 
 impl TxState {
+    fn table<T: Table>(&mut self) -> Result<Arc<TableHandle>> {
+        let id = std::any::TypeId::of::<T>();
+        if let Some((last, handle)) = &self.last_table
+            && *last == id
+        {
+            return Ok(handle.clone());
+        }
+        let handle = self.db.table::<T>()?;
+        self.last_table = Some((id, handle.clone()));
+        Ok(handle)
+    }
+
     fn read(&mut self, ks: &Keyspace, key: &[u8]) -> Result<Option<Slice>> {
         if let Some(value) = self.writes.get(&ks.id()).and_then(|(_, m)| m.get(key)) {
             return Ok(value.clone());
@@ -240,7 +258,7 @@ impl TxState {
     }
 
     fn put<T: Table>(&mut self, value: &T, mode: Mode) -> Result<()> {
-        let table = self.db.table::<T>()?;
+        let table = self.table::<T>()?;
         let mut pk = Vec::with_capacity(16);
         value.key().encode_key(&mut pk);
         let old = self.read(&table.records, &pk)?;
@@ -292,11 +310,15 @@ impl TxState {
                 self.write(&table, ks, new_ik, Some(Slice::from(&[][..])));
             }
         }
-        let bytes = codec::to_bytes(value).map_err(|e| Error::Encode {
+        // One encoding buffer per transaction: allocation dominates small records.
+        let buffer = std::mem::take(&mut self.buffer);
+        let bytes = codec::encode_into(value, buffer).map_err(|e| Error::Encode {
             table: T::TABLE.into(),
             reason: e.to_string(),
         })?;
-        self.write(&table, &table.records, pk, Some(Slice::from(&bytes[..])));
+        let value = Slice::from(&bytes[..]);
+        self.buffer = bytes;
+        self.write(&table, &table.records, pk, Some(value));
         Ok(())
     }
 
@@ -506,6 +528,8 @@ impl Db {
                 reads: Vec::new(),
                 writes: BTreeMap::new(),
                 sync: false,
+                buffer: codec::Bytes::new(),
+                last_table: None,
             };
             std::mem::replace(&mut *guard, empty)
         };
