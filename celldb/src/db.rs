@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 /// The keyspace holding one [`TableMeta`] per table.
 const META_KEYSPACE: &str = "celldb.meta";
+/// The keyspace holding `auto_inc` counters (table → the highest key written, big-endian `u64`).
+const SEQ_KEYSPACE: &str = "celldb.seq";
 /// Version of the on-disk layout (keyspace names, key encodings, metadata format).
 pub(crate) const LAYOUT_VERSION: u32 = 1;
 
@@ -77,6 +79,7 @@ pub struct Db {
 pub(crate) struct Inner {
     pub(crate) fjall: fjall::Database,
     meta: Keyspace,
+    pub(crate) seq: Keyspace,
     pub(crate) log: LocalLog,
     tables: RwLock<HashMap<TypeId, Arc<TableHandle>>>,
     registering: Mutex<()>,
@@ -163,11 +166,13 @@ impl Db {
             .manual_journal_persist(true)
             .open()?;
         let meta = fjall.keyspace(META_KEYSPACE, KeyspaceCreateOptions::default)?;
+        let seq = fjall.keyspace(SEQ_KEYSPACE, KeyspaceCreateOptions::default)?;
         let log = LocalLog::start(fjall.clone())?;
         Ok(Self {
             inner: Arc::new(Inner {
                 fjall,
                 meta,
+                seq,
                 log,
                 tables: RwLock::new(HashMap::new()),
                 registering: Mutex::new(()),

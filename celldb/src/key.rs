@@ -37,7 +37,7 @@ pub struct KeyError(pub(crate) &'static str);
     label = "no order-preserving encoding for this type",
     note = "keys and indexes may be integers, bool, char, String, Vec<u8>, Option or tuples of them"
 )]
-pub trait Key: Sized + Send + Sync + 'static {
+pub trait Key: Sized + Clone + Send + Sync + 'static {
     /// Appends the order-preserving encoding of `self` to `out`.
     fn encode_key(&self, out: &mut Vec<u8>);
 

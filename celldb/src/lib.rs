@@ -75,11 +75,12 @@ pub use tx::{MAX_ATTEMPTS, Tx};
 
 use std::ops::RangeBounds;
 
-/// Inserts a new record into the current database; returns once it is durable.
+/// Inserts a new record into the current database; returns its key once it is durable (for
+/// an `auto_inc` table given key `0`, the key assigned).
 ///
 /// # Errors
 /// [`Error::AlreadyExists`], [`Error::UniqueViolation`], storage errors.
-pub async fn insert<T: Table>(value: &T) -> Result<()> {
+pub async fn insert<T: Table>(value: &T) -> Result<T::Key> {
     current()?.insert(value).await
 }
 
@@ -151,7 +152,7 @@ pub mod __cell_exports {
     pub use crate::{
         Db, Durability, Error, Tx, count, delete, get, insert, scan, transaction, update, upsert,
     };
-    pub use celldb_macros::{index, key, persist, unique};
+    pub use celldb_macros::{auto_inc, index, key, persist, unique};
 }
 
 /// Re-exports used by macro expansions. Not a stable API.

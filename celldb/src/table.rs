@@ -45,6 +45,16 @@ pub trait Table: Protein + Send + Sync + 'static {
     /// Appends the encoded value of index number `index` (position in [`Table::INDEXES`]).
     fn encode_index(&self, index: usize, out: &mut Vec<u8>);
 
+    /// For a table whose `u64` key is `#[DB::auto_inc]`: the record's key. `None` otherwise.
+    fn auto_key(&self) -> Option<u64> {
+        None
+    }
+
+    /// For an `auto_inc` table: a copy of the record with key `key`.
+    fn with_auto_key(&self, _key: u64) -> Option<Self> {
+        None
+    }
+
     /// The previous version of this type, if the table may hold records written by it.
     fn previous() -> Option<Previous<Self>> {
         None

@@ -119,7 +119,9 @@ impl Tx {
     ///
     /// # Errors
     /// As above, plus storage and encoding errors.
-    pub async fn insert<T: Table>(&self, value: &T) -> Result<()> {
+    ///
+    /// Returns the key, which for an `auto_inc` table given key `0` is the one assigned.
+    pub async fn insert<T: Table>(&self, value: &T) -> Result<T::Key> {
         self.lock().put(value, Mode::Insert)
     }
 
@@ -128,7 +130,7 @@ impl Tx {
     /// # Errors
     /// As above, plus [`Error::UniqueViolation`], storage and encoding errors.
     pub async fn update<T: Table>(&self, value: &T) -> Result<()> {
-        self.lock().put(value, Mode::Update)
+        self.lock().put(value, Mode::Update).map(drop)
     }
 
     /// Inserts or replaces the record with `value`'s key.
@@ -136,7 +138,7 @@ impl Tx {
     /// # Errors
     /// [`Error::UniqueViolation`], storage and encoding errors.
     pub async fn upsert<T: Table>(&self, value: &T) -> Result<()> {
-        self.lock().put(value, Mode::Upsert)
+        self.lock().put(value, Mode::Upsert).map(drop)
     }
 
     /// Deletes the record with `key` and its index entries; `true` if it existed.
@@ -257,8 +259,16 @@ impl TxState {
             .insert(Slice::from(key), value);
     }
 
-    fn put<T: Table>(&mut self, value: &T, mode: Mode) -> Result<()> {
+    fn put<T: Table>(&mut self, value: &T, mode: Mode) -> Result<T::Key> {
         let table = self.table::<T>()?;
+        let assigned;
+        let value: &T = match self.allocate(&table, value, mode)? {
+            Some(with_key) => {
+                assigned = with_key;
+                &assigned
+            }
+            None => value,
+        };
         let mut pk = Vec::with_capacity(16);
         value.key().encode_key(&mut pk);
         let old = self.read(&table.records, &pk)?;
@@ -316,10 +326,49 @@ impl TxState {
             table: T::TABLE.into(),
             reason: e.to_string(),
         })?;
-        let value = Slice::from(&bytes[..]);
+        let encoded = Slice::from(&bytes[..]);
         self.buffer = bytes;
-        self.write(&table, &table.records, pk, Some(value));
-        Ok(())
+        self.write(&table, &table.records, pk, Some(encoded));
+        Ok(value.key().clone())
+    }
+
+    /// For an `auto_inc` table: assigns the next key to a record inserted with key `0`, and
+    /// keeps the table's counter above every key written. The counter lives in the same
+    /// write-set as the record, so a crash keeps both or neither (ids never repeat), and two
+    /// concurrent allocations conflict on it, so they never hand out the same id.
+    fn allocate<T: Table>(
+        &mut self,
+        table: &TableHandle,
+        value: &T,
+        mode: Mode,
+    ) -> Result<Option<T>> {
+        let Some(given) = value.auto_key() else {
+            return Ok(None);
+        };
+        let seq = self.db.inner.seq.clone();
+        let current = match self.read(&seq, T::TABLE.as_bytes())? {
+            None => 0,
+            Some(bytes) => {
+                u64::from_be_bytes(bytes.as_ref().try_into().map_err(|_| Error::Corrupt {
+                    table: T::TABLE.into(),
+                    reason: "the auto_inc counter is not 8 bytes".into(),
+                })?)
+            }
+        };
+        let (key, replaced) = if given == 0 && mode != Mode::Update {
+            let next = current.checked_add(1).ok_or_else(|| Error::Encode {
+                table: T::TABLE.into(),
+                reason: "the auto_inc counter is exhausted".into(),
+            })?;
+            (next, value.with_auto_key(next))
+        } else {
+            (given, None)
+        };
+        if key > current {
+            let counter = Slice::from(&key.to_be_bytes()[..]);
+            self.write(table, &seq, T::TABLE.as_bytes().to_vec(), Some(counter));
+        }
+        Ok(replaced)
     }
 
     fn delete<T: Table>(&mut self, pk: Vec<u8>) -> Result<bool> {
@@ -569,7 +618,9 @@ impl Db {
     ///
     /// # Errors
     /// [`Error::AlreadyExists`], [`Error::UniqueViolation`], storage and encoding errors.
-    pub async fn insert<T: Table>(&self, value: &T) -> Result<()> {
+    ///
+    /// Returns the key (for an `auto_inc` table given key `0`, the one assigned).
+    pub async fn insert<T: Table>(&self, value: &T) -> Result<T::Key> {
         self.transaction(|tx| async move { tx.insert(value).await })
             .await
     }

@@ -151,7 +151,7 @@ async fn a_unique_value_is_won_by_exactly_one_concurrent_writer() {
     let mut won = 0;
     for task in tasks {
         match task.await.unwrap() {
-            Ok(()) => won += 1,
+            Ok(_) => won += 1,
             Err(Error::UniqueViolation { .. }) => {}
             Err(e) => panic!("unexpected error: {e}"),
         }
@@ -213,6 +213,59 @@ async fn concurrent_transactions_lose_no_update() {
     assert_eq!(hits.value, 80);
     // Bodies re-run on conflicts; every run beyond 80 was a detected conflict.
     assert!(runs.load(std::sync::atomic::Ordering::Relaxed) >= 80);
+}
+
+#[protein]
+#[DB::persist(table = "tickets")]
+pub struct Ticket {
+    #[DB::key]
+    #[DB::auto_inc]
+    id: u64,
+    title: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn auto_inc_ids_are_distinct_under_concurrency_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = Db::open(dir.path()).unwrap();
+        let mut tasks = Vec::new();
+        for t in 0..8 {
+            let db = db.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for i in 0..5 {
+                    let ticket = Ticket {
+                        id: 0,
+                        title: format!("{t}/{i}"),
+                    };
+                    ids.push(db.insert(&ticket).await.unwrap());
+                }
+                ids
+            }));
+        }
+        let mut ids = Vec::new();
+        for task in tasks {
+            ids.extend(task.await.unwrap());
+        }
+        ids.sort_unstable();
+        assert_eq!(ids, (1..=40).collect::<Vec<u64>>());
+        // An explicit id moves the counter past it.
+        let explicit = Ticket {
+            id: 100,
+            title: "explicit".into(),
+        };
+        assert_eq!(db.insert(&explicit).await.unwrap(), 100);
+        assert!(db.delete::<Ticket>(100).await.unwrap());
+    }
+    let db = Db::open(dir.path()).unwrap();
+    let next = Ticket {
+        id: 0,
+        title: "after restart".into(),
+    };
+    // 100 was deleted, but a committed id is never handed out again.
+    assert_eq!(db.insert(&next).await.unwrap(), 101);
+    assert_eq!(db.count::<Ticket>().await.unwrap(), 41);
 }
 
 mod v1 {

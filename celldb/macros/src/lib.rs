@@ -48,12 +48,14 @@ use proc_macro::TokenStream;
 /// `prev = OldType` (records written by `OldType` are upgraded with `From<OldType>` on open).
 ///
 /// Field helpers: `#[DB::key]` (exactly one; without it a field named `id` is the key),
-/// `#[DB::index]` (non-unique), `#[DB::unique]`. Keys and indexed fields must implement
+/// `#[DB::index]` (non-unique), `#[DB::unique]`, and `#[DB::auto_inc]` on a `u64` key: a record
+/// inserted with key `0` gets the next id from a counter committed in the same write-set
+/// (crash-safe: a committed id is never handed out again). Keys and indexed fields must implement
 /// `celldb::Key` (integers, `bool`, `char`, `String`, `Vec<u8>`, `Option` and tuples of them).
 ///
 /// Generates `Type::get(key)`, `Type::by_<field>(value)` (unique: `Option`, index: `Vec`),
-/// `Type::scan(range)`, `value.save()`, `Type::delete(key)`, `Type::count()`, all on the current
-/// database, and implements `celldb::Table`.
+/// `Type::scan(range)`, `value.insert()`, `value.save()`, `Type::delete(key)`,
+/// `Type::count()`, all on the current database, and implements `celldb::Table`.
 #[proc_macro_attribute]
 pub fn persist(args: TokenStream, item: TokenStream) -> TokenStream {
     persist::expand(args.into(), item.into()).into()
@@ -64,6 +66,14 @@ pub fn persist(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn key(args: TokenStream, item: TokenStream) -> TokenStream {
     persist::helper_alone("key", args.into(), item.into()).into()
+}
+
+/// Marks the `u64` key of a `#[DB::persist]` struct as auto-incremented: a record inserted
+/// with key `0` gets the next id, from a counter committed atomically with the record.
+/// Only valid inside `#[DB::persist]`.
+#[proc_macro_attribute]
+pub fn auto_inc(args: TokenStream, item: TokenStream) -> TokenStream {
+    persist::helper_alone("auto_inc", args.into(), item.into()).into()
 }
 
 /// Marks a field of a `#[DB::persist]` struct as indexed (non-unique): generates

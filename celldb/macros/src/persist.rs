@@ -24,6 +24,8 @@ struct Column {
     ident: Ident,
     ty: Type,
     role: Role,
+    /// `#[DB::auto_inc]`: the key is assigned from a counter when inserted as `0`.
+    auto_inc: Option<Span>,
 }
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -156,6 +158,7 @@ fn collect_columns(input: &mut ItemStruct, errors: &mut Vec<syn::Error>) -> Vec<
             continue;
         };
         let mut roles: Vec<(Role, Span)> = Vec::new();
+        let mut auto_inc: Option<Span> = None;
         let mut kept: Vec<Attribute> = Vec::new();
         for attr in field.attrs.drain(..) {
             let Some(name) = helper_name(&attr) else {
@@ -188,11 +191,7 @@ fn collect_columns(input: &mut ItemStruct, errors: &mut Vec<syn::Error>) -> Vec<
                 "index" => Role::Index,
                 "unique" => Role::Unique,
                 _ => {
-                    errors.push(syn::Error::new(
-                        attr.path().span(),
-                        "`auto_inc` is not supported yet: assign keys in the application \
-                         (a crash-safe id allocator is planned)",
-                    ));
+                    auto_inc = Some(attr.path().span());
                     continue;
                 }
             };
@@ -207,15 +206,39 @@ fn collect_columns(input: &mut ItemStruct, errors: &mut Vec<syn::Error>) -> Vec<
             roles.push((role, attr.path().span()));
         }
         field.attrs = kept;
-        if let Some((role, _)) = roles.first() {
+        // `auto_inc` alone implies `key`.
+        let role = match (roles.first(), auto_inc) {
+            (Some((role, _)), _) => Some(*role),
+            (None, Some(_)) => Some(Role::Key),
+            (None, None) => None,
+        };
+        if let Some(role) = role {
+            if let Some(span) = auto_inc {
+                if role != Role::Key {
+                    errors.push(syn::Error::new(
+                        span,
+                        "`auto_inc` applies to the key field (`#[DB::key] #[DB::auto_inc] id: u64`)",
+                    ));
+                } else if !is_u64(&field.ty) {
+                    errors.push(syn::Error::new(
+                        field.ty.span(),
+                        "an `auto_inc` key must be a `u64`",
+                    ));
+                }
+            }
             columns.push(Column {
                 ident,
                 ty: field.ty.clone(),
-                role: *role,
+                role,
+                auto_inc: auto_inc.filter(|_| role == Role::Key && is_u64(&field.ty)),
             });
         }
     }
     columns
+}
+
+fn is_u64(ty: &Type) -> bool {
+    matches!(ty, Type::Path(p) if p.qself.is_none() && p.path.is_ident("u64"))
 }
 
 fn helper_name(attr: &Attribute) -> Option<String> {
@@ -299,10 +322,22 @@ fn generate(
     let db = crate::paths::celldb_path();
     let ident = &input.ident;
     let vis = &input.vis;
-    let (key_ident, key_ty) = match key {
-        KeyChoice::Column(c) => (c.ident.clone(), c.ty.clone()),
-        KeyChoice::Id(ty) => (format_ident!("id"), *ty),
+    let (key_ident, key_ty, auto_inc) = match key {
+        KeyChoice::Column(c) => (c.ident.clone(), c.ty.clone(), c.auto_inc.is_some()),
+        KeyChoice::Id(ty) => (format_ident!("id"), *ty, false),
     };
+    let auto_inc = auto_inc.then(|| {
+        quote! {
+            fn auto_key(&self) -> ::core::option::Option<u64> {
+                ::core::option::Option::Some(self.#key_ident)
+            }
+            fn with_auto_key(&self, key: u64) -> ::core::option::Option<Self> {
+                let mut copy = ::core::clone::Clone::clone(self);
+                copy.#key_ident = key;
+                ::core::option::Option::Some(copy)
+            }
+        }
+    });
     let table = args
         .table
         .as_ref()
@@ -406,6 +441,7 @@ fn generate(
             }
 
             #previous
+            #auto_inc
         }
 
         #[allow(dead_code)]
@@ -424,6 +460,12 @@ fn generate(
                 range: impl ::core::ops::RangeBounds<#key_ty>,
             ) -> #db::Result<::std::vec::Vec<Self>> {
                 #db::scan::<Self>(range).await
+            }
+
+            /// Inserts this record as new; returns its key (the assigned one for an
+            /// `auto_inc` key given as `0`).
+            #vis async fn insert(&self) -> #db::Result<#key_ty> {
+                #db::insert(self).await
             }
 
             /// Inserts or replaces this record (and its index entries) atomically.

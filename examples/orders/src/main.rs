@@ -29,11 +29,12 @@ pub struct Customer {
     total_cents: u64,
 }
 
-/// One order; indexed by customer.
+/// One order; ids come from a crash-safe counter; indexed by customer.
 #[protein]
 #[DB::persist(table = "orders")]
 pub struct Order {
     #[DB::key]
+    #[DB::auto_inc]
     id: u64,
     #[DB::index]
     customer: u64,
@@ -74,7 +75,6 @@ async fn main() -> anyhow::Result<()> {
     // One transaction across three tables and an index. It may re-run on a conflict, so it
     // has no side effects besides its writes.
     let order_id = DB::transaction(|tx| async move {
-        let next = tx.count::<Order>().await? as u64 + 1;
         let mut ada = tx
             .get::<Customer>(1)
             .await?
@@ -88,16 +88,18 @@ async fn main() -> anyhow::Result<()> {
         }
         stock.units -= 1;
         ada.total_cents += 450;
-        tx.insert(&Order {
-            id: next,
-            customer: ada.id,
-            product: "notebook".into(),
-            cents: 450,
-        })
-        .await?;
+        // Key 0: the table's counter assigns the next id, in this same atomic commit.
+        let id = tx
+            .insert(&Order {
+                id: 0,
+                customer: ada.id,
+                product: "notebook".into(),
+                cents: 450,
+            })
+            .await?;
         tx.update(&ada).await?;
         tx.update(&stock).await?;
-        Ok(next)
+        Ok(id)
     })
     .await?;
 
