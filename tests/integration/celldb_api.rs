@@ -2,6 +2,8 @@
 //! directory lock, corrupt bytes and task-local databases. Every test uses its own temporary
 //! database directory (on disk).
 
+#![allow(clippy::unwrap_used, reason = "test helpers outside #[test] fns")]
+
 use cell_sdk::protein;
 use celldb::{Db, Error};
 use std::sync::Arc;
@@ -424,6 +426,50 @@ async fn corrupt_metadata_is_an_error_not_a_panic() {
         Err(Error::Corrupt { .. })
     ));
     assert!(db.tables().is_err());
+}
+
+fn files_under(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files_under(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+#[tokio::test]
+async fn damaged_table_files_are_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = Db::open(dir.path()).unwrap();
+        for id in 0..10 {
+            db.insert(&user(id, &format!("{id}@x"), "Oslo"))
+                .await
+                .unwrap();
+        }
+    }
+    // Closing flushed the data into fjall's table files; flip 16 bytes in each of them.
+    let mut files = Vec::new();
+    files_under(&dir.path().join("data/keyspaces"), &mut files);
+    let tables: Vec<_> = files
+        .into_iter()
+        .filter(|p| p.parent().is_some_and(|d| d.ends_with("tables")))
+        .collect();
+    assert!(!tables.is_empty(), "expected flushed table files");
+    for file in &tables {
+        let mut bytes = std::fs::read(file).unwrap();
+        let at = bytes.len() * 3 / 10;
+        let end = (at + 16).min(bytes.len());
+        for b in &mut bytes[at..end] {
+            *b ^= 0x5A;
+        }
+        std::fs::write(file, bytes).unwrap();
+    }
+    let err = Db::open(dir.path()).unwrap_err();
+    assert!(matches!(err, Error::Storage(_)), "{err}");
+    assert!(err.to_string().contains("Checksum"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
