@@ -163,12 +163,11 @@ impl LocalLog {
 
 impl CommitLog for LocalLog {
     fn submit(&self, writes: WriteSet, ack: Ack) {
-        // A buffered write-set arriving at an idle log commits on the caller's thread: no
-        // fsync to wait for, so handing it to the committer thread would only add a wake-up
-        // (which costs a whole time slice on a busy machine). Durable write-sets always go to
-        // the thread, where concurrent writers share one fsync.
-        if writes.durability == Durability::Buffered
-            && self.queued.load(Ordering::Acquire) == 0
+        // A write-set arriving at an idle log commits on the caller's thread: handing it to
+        // the committer thread would only add two wake-ups (each can cost a whole time slice
+        // on a busy machine). Writers arriving meanwhile queue for the thread, which commits
+        // them as one group (one fsync) as soon as this commit releases the committer.
+        if self.queued.load(Ordering::Acquire) == 0
             && let Ok(committer) = self.committer.try_lock()
         {
             // A group of one never defers (deferral needs an earlier write-set in the group).
