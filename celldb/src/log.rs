@@ -9,8 +9,10 @@
 //! replicated log (Raft) can later implement [`CommitLog`] and nothing above it changes.
 //!
 //! Validation: a write-set records the commit version its snapshot was taken at. If no group
-//! committed since, its reads are trivially current. Otherwise every read check is re-read and
-//! compared with what the transaction saw. Within one group, a write-set that read a key an
+//! committed since, its reads are trivially current. Otherwise each point read is looked up in
+//! the committer's map of recently written keys (key → version of the last group that wrote it:
+//! written after the snapshot = conflict); reads older than that map's horizon, and range
+//! reads, are re-read from storage and compared with what the transaction saw. Within one group, a write-set that read a key an
 //! earlier write-set of the same group writes is *deferred* to the next group (where it is
 //! validated against the committed result), so groups never need an overlay of pending writes.
 
@@ -135,6 +137,8 @@ impl LocalLog {
             db,
             version: version.clone(),
             stats: stats.clone(),
+            recent: HashMap::default(),
+            horizon: 1,
         }));
         let queued = Arc::new(AtomicUsize::new(0));
         let (thread_committer, thread_queued) = (committer.clone(), queued.clone());
@@ -168,7 +172,7 @@ impl CommitLog for LocalLog {
         // on a busy machine). Writers arriving meanwhile queue for the thread, which commits
         // them as one group (one fsync) as soon as this commit releases the committer.
         if self.queued.load(Ordering::Acquire) == 0
-            && let Ok(committer) = self.committer.try_lock()
+            && let Ok(mut committer) = self.committer.try_lock()
         {
             // A group of one never defers (deferral needs an earlier write-set in the group).
             for (writes, ack) in committer.commit_group(vec![(writes, ack)]) {
@@ -219,7 +223,7 @@ fn run(
             }
             queued.fetch_sub(1, Ordering::AcqRel);
         }
-        let guard = committer
+        let mut guard = committer
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         while pending.len() < MAX_GROUP {
@@ -239,15 +243,51 @@ struct Committer {
     db: fjall::Database,
     version: Arc<AtomicU64>,
     stats: Arc<LogStats>,
+    /// The version of the last group that wrote each key, for every group after `horizon`:
+    /// validating a point read is then a hash lookup instead of a storage read.
+    recent: HashMap<(u64, Slice), u64, FnvBuild>,
+    horizon: u64,
+}
+
+/// Entries kept in [`Committer::recent`] before it is cleared (and the horizon moves up).
+/// Tiny in unit tests, so the fallback path (re-reading from storage) runs constantly there.
+const RECENT_LIMIT: usize = if cfg!(test) { 4 } else { 1 << 16 };
+
+/// `BuildHasher` for [`Fnv`].
+pub(crate) type FnvBuild = std::hash::BuildHasherDefault<Fnv>;
+
+/// FNV-1a: keys here are short, so it beats SipHash. The maps hashed with it only hold keys
+/// the application itself wrote in one transaction or recent group, so collisions cost only
+/// that application time.
+#[derive(Default)]
+pub(crate) struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut state = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            state ^= u64::from(b);
+            state = state.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = state;
+    }
 }
 
 impl Committer {
     /// Commits one group; returns the deferred write-sets.
-    fn commit_group(&self, group: Vec<(WriteSet, Ack)>) -> Vec<(WriteSet, Ack)> {
+    fn commit_group(&mut self, group: Vec<(WriteSet, Ack)>) -> Vec<(WriteSet, Ack)> {
         let version = self.version.load(Ordering::Acquire);
         // Last write wins per key: a fjall batch gives all its items one sequence number, so
         // two writes of one key in a batch must be merged here, not left to the engine.
-        let mut written: HashMap<(u64, Slice), usize> = HashMap::new();
+        let mut written: HashMap<(u64, Slice), usize, FnvBuild> = HashMap::default();
         let mut writes: Vec<Write> = Vec::new();
         let mut accepted: Vec<Ack> = Vec::new();
         let mut deferred = Vec::new();
@@ -259,7 +299,7 @@ impl Committer {
                 continue;
             }
             if ws.version != version {
-                match validate(&ws) {
+                match self.validate(&ws) {
                     Ok(true) => {}
                     Ok(false) => {
                         self.stats.conflicts.fetch_add(1, Ordering::Relaxed);
@@ -296,6 +336,16 @@ impl Committer {
         } else {
             PersistMode::Buffer
         };
+        // Remember who wrote what, for later validations (see `validate`).
+        let committed = version + 1;
+        if self.recent.len() + writes.len() > RECENT_LIMIT {
+            self.recent.clear();
+            self.horizon = committed;
+        }
+        for w in &writes {
+            self.recent
+                .insert((w.keyspace.id(), w.key.clone()), committed);
+        }
         let mut batch = fjall::OwnedWriteBatch::with_capacity(self.db.clone(), writes.len());
         for w in writes {
             match w.value {
@@ -309,7 +359,6 @@ impl Committer {
                 if sync {
                     self.stats.syncs.fetch_add(1, Ordering::Relaxed);
                 }
-                let committed = version + 1;
                 // Published after the batch is applied: a writer that sees the old version is
                 // validated, never wrongly trusted.
                 self.version.store(committed, Ordering::Release);
@@ -332,7 +381,7 @@ impl Committer {
     }
 }
 
-fn reads_overlap(ws: &WriteSet, written: &HashMap<(u64, Slice), usize>) -> bool {
+fn reads_overlap(ws: &WriteSet, written: &HashMap<(u64, Slice), usize, FnvBuild>) -> bool {
     ws.reads.iter().any(|read| match read {
         ReadCheck::Point { keyspace, key, .. } => {
             written.contains_key(&(keyspace.id(), key.clone()))
@@ -368,37 +417,50 @@ impl ContainsBytes for (Bound<&Vec<u8>>, Bound<&Vec<u8>>) {
     }
 }
 
-/// Re-reads every read check against the latest committed state.
-fn validate(ws: &WriteSet) -> Result<bool> {
-    for read in &ws.reads {
-        match read {
-            ReadCheck::Point {
-                keyspace,
-                key,
-                seen,
-            } => {
-                if keyspace.get(key)? != *seen {
+impl Committer {
+    /// Checks that nothing `ws` read changed since its snapshot. A point read is checked in
+    /// `recent` when the snapshot is newer than the horizon (a key written after the snapshot
+    /// is a conflict), else by re-reading it; a range read is always re-scanned.
+    fn validate(&self, ws: &WriteSet) -> Result<bool> {
+        let by_version = ws.version >= self.horizon;
+        for read in &ws.reads {
+            if let ReadCheck::Point { keyspace, key, .. } = read
+                && by_version
+            {
+                let lookup = (keyspace.id(), key.clone());
+                if self.recent.get(&lookup).is_some_and(|&v| v > ws.version) {
                     return Ok(false);
                 }
-            }
-            ReadCheck::Range {
-                keyspace,
-                start,
-                end,
-                digest,
-            } => {
-                let mut hasher = RangeDigest::default();
-                for guard in keyspace.range::<Vec<u8>, _>((start.clone(), end.clone())) {
-                    let (k, v) = guard.into_inner()?;
-                    hasher.add(&k, &v);
-                }
-                if hasher.finish() != *digest {
-                    return Ok(false);
-                }
+            } else if !reread(read)? {
+                return Ok(false);
             }
         }
+        Ok(true)
     }
-    Ok(true)
+}
+
+/// Re-reads one read check against the latest committed state.
+fn reread(read: &ReadCheck) -> Result<bool> {
+    match read {
+        ReadCheck::Point {
+            keyspace,
+            key,
+            seen,
+        } => Ok(keyspace.get(key)? == *seen),
+        ReadCheck::Range {
+            keyspace,
+            start,
+            end,
+            digest,
+        } => {
+            let mut hasher = RangeDigest::default();
+            for guard in keyspace.range::<Vec<u8>, _>((start.clone(), end.clone())) {
+                let (k, v) = guard.into_inner()?;
+                hasher.add(&k, &v);
+            }
+            Ok(hasher.finish() == *digest)
+        }
+    }
 }
 
 /// Hash of the entries a range read saw.

@@ -18,7 +18,6 @@ use crate::table::{Durability, Table};
 use cell_sdk::codec;
 use fjall::{Keyspace, Readable, Slice};
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::{Bound, RangeBounds};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -452,31 +451,7 @@ impl TxState {
 }
 
 /// A transaction's buffered writes to one keyspace.
-type WriteMap = HashMap<Slice, Option<Slice>, BuildHasherDefault<Fnv>>;
-
-/// FNV-1a: keys here are short, so it beats SipHash, and the map only ever holds the
-/// transaction's own keys (a caller can only slow down its own transaction).
-#[derive(Default)]
-struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut state = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for &b in bytes {
-            state ^= u64::from(b);
-            state = state.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        self.0 = state;
-    }
-}
+type WriteMap = HashMap<Slice, Option<Slice>, crate::log::FnvBuild>;
 
 /// The smallest key greater than every key starting with `prefix`.
 fn prefix_end(prefix: &[u8]) -> Bound<Vec<u8>> {
@@ -681,5 +656,63 @@ impl Db {
     #[doc(hidden)]
     pub async fn by_index<T: Table>(&self, index: usize, value: Vec<u8>) -> Result<Vec<T>> {
         Tx::begin(self).by_index::<T>(index, value).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Db;
+    use cell_sdk::protein;
+
+    #[allow(non_snake_case)]
+    mod DB {
+        pub(crate) use crate::__cell_exports::*;
+    }
+
+    #[protein]
+    #[DB::persist]
+    struct Counter {
+        #[DB::key]
+        name: String,
+        value: u64,
+    }
+
+    /// With a recent-writes map of 4 entries (unit-test size), most validations fall back to
+    /// re-reading storage: no update may be lost either way.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_lost_update_when_validation_rereads_storage() {
+        let db = Db::temp().unwrap();
+        db.insert(&Counter {
+            name: "c".into(),
+            value: 0,
+        })
+        .await
+        .unwrap();
+        let mut tasks = Vec::new();
+        for t in 0..6u64 {
+            let db = db.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..10u64 {
+                    // Unrelated writes keep pushing the horizon of the recent-writes map.
+                    db.insert(&Counter {
+                        name: format!("noise-{t}-{i}"),
+                        value: i,
+                    })
+                    .await
+                    .unwrap();
+                    db.transaction(|tx| async move {
+                        let mut c = tx.get::<Counter>("c").await?.unwrap();
+                        c.value += 1;
+                        tx.update(&c).await
+                    })
+                    .await
+                    .unwrap();
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(db.get::<Counter>("c").await.unwrap().unwrap().value, 60);
     }
 }

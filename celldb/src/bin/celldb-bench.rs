@@ -212,12 +212,13 @@ fn main() -> anyhow::Result<()> {
         let total = writers * per_writer;
         let (mut celldb_rates, mut raw_rates) = (Vec::new(), Vec::new());
         let (mut syncs, mut acked) = (0, 0);
+        let (mut celldb_cpu, mut raw_cpu) = (0.0, 0.0);
         for _ in 0..3 {
             let dir = tempfile::tempdir()?;
             let db = Db::open(dir.path())?;
             multi.block_on(db.count::<Row>())?;
             let (syncs_before, acked_before) = stat(&db);
-            let start = Instant::now();
+            let (start, cpu) = (Instant::now(), cpu_seconds());
             multi.block_on(async {
                 let mut tasks = Vec::new();
                 for w in 0..writers {
@@ -235,6 +236,7 @@ fn main() -> anyhow::Result<()> {
                 anyhow::Ok(())
             })?;
             celldb_rates.push(rate(total, start.elapsed().as_secs_f64()));
+            celldb_cpu += cpu_seconds() - cpu;
             let (s, a) = stat(&db);
             syncs += s - syncs_before;
             acked += a - acked_before;
@@ -245,7 +247,7 @@ fn main() -> anyhow::Result<()> {
                 continue;
             }
             let raw = Arc::new(Raw::open()?);
-            let start = Instant::now();
+            let (start, cpu) = (Instant::now(), cpu_seconds());
             multi.block_on(async {
                 let mut tasks = Vec::new();
                 for w in 0..writers {
@@ -265,7 +267,9 @@ fn main() -> anyhow::Result<()> {
                 anyhow::Ok(())
             })?;
             raw_rates.push(rate(total, start.elapsed().as_secs_f64()));
+            raw_cpu += cpu_seconds() - cpu;
         }
+        let per_write = |cpu: f64| cpu / (3 * total) as f64 * 1e6;
         let target = match writers {
             16 => ", target >= 5x",
             64 => ", target >= 20x",
@@ -276,8 +280,11 @@ fn main() -> anyhow::Result<()> {
             median(&mut celldb_rates),
             median(&mut raw_rates),
             &format!(
-                "median of 3; fsyncs per acked write: celldb {:.3}, raw 1.000{target}",
-                syncs as f64 / acked.max(1) as f64
+                "median of 3; fsyncs per acked write: celldb {:.3}, raw 1.000; CPU per write: \
+                 celldb {:.0} us, raw {:.0} us{target}",
+                syncs as f64 / acked.max(1) as f64,
+                per_write(celldb_cpu),
+                per_write(raw_cpu)
             ),
         );
     }
