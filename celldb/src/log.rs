@@ -10,16 +10,16 @@
 //!
 //! Validation: a write-set records the commit version its snapshot was taken at. If no group
 //! committed since, its reads are trivially current. Otherwise each point read is looked up in
-//! the committer's map of recently written keys (key → version of the last group that wrote it:
-//! written after the snapshot = conflict); reads older than that map's horizon, and range
-//! reads, are re-read from storage and compared with what the transaction saw. Within one group, a write-set that read a key an
+//! the keys written by the groups committed since (a key written after the snapshot is a
+//! conflict) when the committer still remembers them all and they are few; else, and for range
+//! reads, it is re-read from storage and compared with what the transaction saw. Within one group, a write-set that read a key an
 //! earlier write-set of the same group writes is *deferred* to the next group (where it is
 //! validated against the committed result), so groups never need an overlay of pending writes.
 
 use crate::error::{Error, Result};
 use fjall::{Keyspace, PersistMode, Slice};
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::ops::Bound;
 use std::sync::Arc;
@@ -137,7 +137,8 @@ impl LocalLog {
             db,
             version: version.clone(),
             stats: stats.clone(),
-            recent: HashMap::default(),
+            recent: VecDeque::new(),
+            recent_keys: 0,
             horizon: 1,
         }));
         let queued = Arc::new(AtomicUsize::new(0));
@@ -243,15 +244,22 @@ struct Committer {
     db: fjall::Database,
     version: Arc<AtomicU64>,
     stats: Arc<LogStats>,
-    /// The version of the last group that wrote each key, for every group after `horizon`:
-    /// validating a point read is then a hash lookup instead of a storage read.
-    recent: HashMap<(u64, Slice), u64, FnvBuild>,
+    /// The keys each recent group wrote, oldest first, for every group after `horizon`:
+    /// validating a point read is then a scan of the few groups committed since the
+    /// transaction's snapshot instead of a storage read. A plain list, not a map: recording
+    /// must cost next to nothing, because a lone writer never needs it.
+    recent: VecDeque<(u64, Vec<(u64, Slice)>)>,
+    recent_keys: usize,
     horizon: u64,
 }
 
-/// Entries kept in [`Committer::recent`] before it is cleared (and the horizon moves up).
+/// Keys kept in [`Committer::recent`]; older groups are dropped (and the horizon moves up).
 /// Tiny in unit tests, so the fallback path (re-reading from storage) runs constantly there.
-const RECENT_LIMIT: usize = if cfg!(test) { 4 } else { 1 << 16 };
+const RECENT_LIMIT: usize = if cfg!(test) { 4 } else { 8192 };
+
+/// A validation scans at most this many recent keys per point read before it re-reads the
+/// key from storage instead.
+const SCAN_LIMIT: usize = 256;
 
 /// `BuildHasher` for [`Fnv`].
 pub(crate) type FnvBuild = std::hash::BuildHasherDefault<Fnv>;
@@ -338,13 +346,25 @@ impl Committer {
         };
         // Remember who wrote what, for later validations (see `validate`).
         let committed = version + 1;
-        if self.recent.len() + writes.len() > RECENT_LIMIT {
+        if writes.len() <= RECENT_LIMIT {
+            let keys: Vec<(u64, Slice)> = writes
+                .iter()
+                .map(|w| (w.keyspace.id(), w.key.clone()))
+                .collect();
+            self.recent_keys += keys.len();
+            self.recent.push_back((committed, keys));
+        } else {
+            // Too big to remember: forget everything up to and including this group.
             self.recent.clear();
+            self.recent_keys = 0;
             self.horizon = committed;
         }
-        for w in &writes {
-            self.recent
-                .insert((w.keyspace.id(), w.key.clone()), committed);
+        while self.recent_keys > RECENT_LIMIT {
+            let Some((dropped, keys)) = self.recent.pop_front() else {
+                break;
+            };
+            self.recent_keys -= keys.len();
+            self.horizon = dropped;
         }
         let mut batch = fjall::OwnedWriteBatch::with_capacity(self.db.clone(), writes.len());
         for w in writes {
@@ -422,13 +442,28 @@ impl Committer {
     /// `recent` when the snapshot is newer than the horizon (a key written after the snapshot
     /// is a conflict), else by re-reading it; a range read is always re-scanned.
     fn validate(&self, ws: &WriteSet) -> Result<bool> {
-        let by_version = ws.version >= self.horizon;
+        // Groups committed after the snapshot; usable only if none of them was forgotten.
+        let newer: Vec<&Vec<(u64, Slice)>> = if ws.version >= self.horizon {
+            self.recent
+                .iter()
+                .rev()
+                .take_while(|(v, _)| *v > ws.version)
+                .map(|(_, keys)| keys)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let scannable = ws.version >= self.horizon
+            && newer.iter().map(|k| k.len()).sum::<usize>() <= SCAN_LIMIT;
         for read in &ws.reads {
             if let ReadCheck::Point { keyspace, key, .. } = read
-                && by_version
+                && scannable
             {
-                let lookup = (keyspace.id(), key.clone());
-                if self.recent.get(&lookup).is_some_and(|&v| v > ws.version) {
+                let id = keyspace.id();
+                let written = newer
+                    .iter()
+                    .any(|keys| keys.iter().any(|(k_id, k)| *k_id == id && k == key));
+                if written {
                     return Ok(false);
                 }
             } else if !reread(read)? {
