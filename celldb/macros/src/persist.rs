@@ -34,8 +34,18 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut input: ItemStruct = match syn::parse2(item.clone()) {
         Ok(input) => input,
         Err(e) => {
+            // Point at the item's name when it is another kind of item (its keyword may have
+            // been re-emitted by an outer macro such as `#[protein]`, with that macro's span).
+            let span = match syn::parse2::<syn::Item>(item.clone()) {
+                Ok(syn::Item::Enum(i)) => i.ident.span(),
+                Ok(syn::Item::Union(i)) => i.ident.span(),
+                Ok(syn::Item::Fn(i)) => i.sig.ident.span(),
+                Ok(syn::Item::Trait(i)) => i.ident.span(),
+                Ok(syn::Item::Impl(i)) => i.impl_token.span,
+                _ => e.span(),
+            };
             let e = syn::Error::new(
-                e.span(),
+                span,
                 "`#[DB::persist]` applies to a struct with named fields",
             );
             return with_errors(item, &[e]);
