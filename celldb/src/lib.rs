@@ -145,8 +145,29 @@ where
     current()?.transaction(body).await
 }
 
-/// What `cell_remote!(DB = "celldb")` re-exports under the consumer's alias. Written by hand
-/// until `cell_sdk::export!` generates it from the export declaration.
+// What `cell_remote!(DB = "celldb")` re-exports under the consumer's alias. Written by hand
+// until `cell_sdk::export!` exists; on merge it becomes (shared contract, format 1):
+//
+// cell_sdk::export! {
+//     format = 1;
+//     cell = "celldb";
+//     macros = celldb_macros;
+//     attribute persist {
+//         helpers = [key, index, unique, auto_inc];
+//         args {
+//             table: str?,
+//             replicate: "local" = "local",
+//             durability: "sync" | "buffered" = "sync",
+//             prev: expr?,                      // a type path: the table's previous version
+//         }
+//     }
+//     attribute key {}
+//     attribute index {}
+//     attribute unique {}
+//     attribute auto_inc {}
+//     api = [insert, get, update, upsert, delete, scan, count, transaction, Db, Tx, Error, Durability];
+// }
+/// What `cell_remote!(DB = "celldb")` re-exports under the consumer's alias.
 #[doc(hidden)]
 pub mod __cell_exports {
     pub use crate::{
