@@ -16,7 +16,14 @@
 //! - `resolver`: a consumer workspace outside this one built with real cargo
 //!   (`tests/fixtures/workspace`): two versions of one provider, same macro name from two
 //!   providers, renamed providers and cell-sdk; the resolver and export parser on the same files.
+//! - `celldb_api`: celldb tables through `#[DB::persist]`: CRUD, indexes, transactions,
+//!   concurrency (unique constraints, lost updates), schema mismatch and migration, the
+//!   directory lock, corrupt bytes, task-local databases; compile errors in `tests/ui/celldb/`.
+//! - `celldb_crash`: real child processes: SIGKILL loops (no acknowledged write lost, indexes
+//!   agree with records) and the fsync proof under strace (buffered mode as negative control).
 
+mod celldb_api;
+mod celldb_crash;
 mod protein;
 mod providers;
 mod remote;
