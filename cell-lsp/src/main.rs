@@ -34,7 +34,7 @@ struct Cli {
     #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = ".")]
     check: Option<PathBuf>,
     /// Output format of `--check`.
-    #[arg(long, value_enum, default_value = "human")]
+    #[arg(long, value_enum, default_value = "human", requires = "check")]
     message_format: check::MessageFormat,
     #[command(subcommand)]
     command: Option<Command>,

@@ -1,9 +1,12 @@
 //! `cell-sdk`: the facade a cell depends on.
 //!
 //! It re-exports the runtime ([`codec`], [`Fingerprint`], [`Protein`]) and the macros
-//! ([`protein`]; for provider cells [`export!`] and [`cell_remote!`]). Capabilities such as a
-//! database are *not* here: they come from provider cells that export their own macros under
-//! an alias the consumer picks (`cell_remote!(DB = "celldb")`).
+//! ([`protein`]; for provider cells [`export!`] and [`cell_remote!`]), and typed RPC between
+//! cells: [`service`] / [`handler`] generate a service's protocol, dispatch and typed client;
+//! [`serve`] runs a service; [`CallError`] is what a call can fail with; [`testkit`] serves a
+//! service in-process for tests (see `docs/rpc.md`). Capabilities such as a database are *not*
+//! here: they come from provider cells that export their own macros under an alias the
+//! consumer picks (`cell_remote!(DB = "celldb")`).
 //!
 //! # Example
 //! ```
@@ -23,6 +26,7 @@
 // Lets our own macros' `::cell_sdk::…` paths resolve inside this crate's tests and docs too.
 extern crate self as cell_sdk;
 
+pub use cell_runtime::codec::Archived;
 pub use cell_runtime::{Fingerprint, Protein, codec, fingerprint};
 pub use cell_sdk_macros::{cell_remote, export, protein};
 

@@ -118,8 +118,11 @@ pub enum ConnectError {
     #[error("the server refused the connection: {0}")]
     Rejected(String),
     /// The server closed the connection during the handshake without a word: on TCP this is
-    /// how a wrong or missing secret is answered.
-    #[error("the server closed the connection during the handshake (wrong or missing secret?)")]
+    /// how a wrong or missing secret is answered, on a Unix socket a client of another user.
+    #[error(
+        "the server closed the connection during the handshake (TCP: wrong or missing secret; \
+         Unix socket: the server only serves its own user)"
+    )]
     ClosedDuringHandshake,
     /// The server's answer was not a valid handshake.
     #[error("invalid handshake from the server: {0}")]

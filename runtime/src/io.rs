@@ -16,6 +16,9 @@ use crate::frame::{self, FrameError, HEADER_LEN, Header};
 /// Initial size of a connection's read buffer.
 const INITIAL_READ: usize = 16 * 1024;
 
+/// Buffers that grew beyond this for one large frame are given back once it is consumed.
+pub(crate) const SHRINK_ABOVE: usize = 1 << 20;
+
 /// Reads frames from a stream into one aligned buffer.
 ///
 /// Invariant: `start` is a multiple of 16 (frames occupy multiples of 16 bytes and compaction
@@ -61,6 +64,13 @@ impl FrameReader {
         &self.buf
     }
 
+    /// Whether the next buffered frame's header (complete or not) is of this kind.
+    pub(crate) fn next_is(&self, kind: frame::Kind) -> bool {
+        self.buf[self.start..self.end]
+            .first_chunk::<HEADER_LEN>()
+            .is_some_and(|head| head[4] == kind as u8)
+    }
+
     /// Whether bytes of an incomplete frame are buffered.
     pub(crate) fn has_partial(&self) -> bool {
         self.start != self.end
@@ -86,6 +96,11 @@ impl FrameReader {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
+            // One huge frame must not pin a huge buffer for the connection's lifetime.
+            if self.buf.len() > SHRINK_ABOVE {
+                self.buf = Bytes::with_capacity(INITIAL_READ);
+                self.buf.resize(INITIAL_READ, 0);
+            }
         }
         let pending = self.end - self.start;
         // The whole current frame, if its header is here and valid; otherwise a header's worth.

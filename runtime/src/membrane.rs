@@ -96,7 +96,8 @@ pub struct Membrane<S: Service> {
 impl<S: Service> Membrane<S> {
     /// Binds `service` at `endpoint`. Must be called inside a tokio runtime (any flavor).
     ///
-    /// On a Unix socket: the directory is created with mode 0700 (an existing one must be ours),
+    /// On a Unix socket: a missing directory is created with mode 0700 (the default socket
+    /// directory, if it exists, must be ours),
     /// an exclusive lock `<socket>.lock` is taken — if another live server holds it, this is
     /// [`ServeError::AlreadyServing`] — then a socket file left by a killed server is removed
     /// and the socket is bound with mode 0600. On TCP a secret is required.
@@ -114,7 +115,13 @@ impl<S: Service> Membrane<S> {
         };
         let (listener, lock, socket_path) = match &endpoint {
             Endpoint::Unix(path) => {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                // A missing directory is ours to create (0700); the shared default directory
+                // must be ours. An existing directory the caller chose explicitly is left as
+                // it is: the socket itself is 0600 and peers are checked by uid.
+                if let Some(dir) = path.parent().filter(|d| {
+                    !d.as_os_str().is_empty()
+                        && (*d == crate::endpoint::socket_dir() || !d.exists())
+                }) {
                     prepare_socket_dir(dir).map_err(io_err)?;
                 }
                 let lock = take_lock(S::NAME, path)?;
@@ -563,8 +570,14 @@ async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
                 progress = true;
             }
 
-            // Requests: parse what is buffered, then read more, unless at capacity.
-            while !eof && running.len() < max_in_flight {
+            // Requests: parse what is buffered, then read more. At capacity no request is
+            // started (the socket buffer then pushes back on the client), but reading goes on
+            // up to the next request so that `Cancel` frames still get through — otherwise a
+            // server full of cancelled calls would never learn they were cancelled.
+            while !eof {
+                if running.len() >= max_in_flight && reader.next_is(Kind::Request) {
+                    break;
+                }
                 match reader.next_frame() {
                     Err(e) => return Poll::Ready(Err(invalid(e.to_string()))),
                     Ok(Some((header, range))) => {
@@ -678,6 +691,9 @@ async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
                     Poll::Ready(Ok(())) => {
                         out.clear();
                         written = 0;
+                        if out.capacity() > crate::io::SHRINK_ABOVE {
+                            out = Bytes::with_capacity(4096);
+                        }
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                     Poll::Pending => {}

@@ -69,6 +69,8 @@ pub struct Synapse {
 struct Client {
     endpoint: Endpoint,
     service: &'static str,
+    /// Method names by number, for spans (empty for raw connections).
+    methods: &'static [&'static str],
     fingerprint: u64,
     config: SynapseConfig,
     current: Mutex<Option<Arc<Conn>>>,
@@ -104,7 +106,7 @@ impl Synapse {
         endpoint: Endpoint,
         config: SynapseConfig,
     ) -> Result<Synapse, ConnectError> {
-        Synapse::connect_raw(endpoint, P::NAME, P::FINGERPRINT, config).await
+        Synapse::open(endpoint, P::NAME, P::FINGERPRINT, P::METHODS, config).await
     }
 
     /// Connects with an explicit service name and fingerprint (tools and tests).
@@ -115,6 +117,16 @@ impl Synapse {
         endpoint: Endpoint,
         service: &'static str,
         fingerprint: u64,
+        config: SynapseConfig,
+    ) -> Result<Synapse, ConnectError> {
+        Synapse::open(endpoint, service, fingerprint, &[], config).await
+    }
+
+    async fn open(
+        endpoint: Endpoint,
+        service: &'static str,
+        fingerprint: u64,
+        methods: &'static [&'static str],
         mut config: SynapseConfig,
     ) -> Result<Synapse, ConnectError> {
         if config.secret.is_none() {
@@ -123,6 +135,7 @@ impl Synapse {
         let client = Arc::new(Client {
             endpoint,
             service,
+            methods,
             fingerprint,
             config,
             current: Mutex::new(None),
@@ -210,7 +223,19 @@ impl Synapse {
                 None => 0,
             };
             let id = conn.submit(method, request, budget_ms)?;
-            let span = tracing::debug_span!("call", service = self.client.service, method, id);
+            let name = self
+                .client
+                .methods
+                .get(method as usize)
+                .copied()
+                .unwrap_or("?");
+            let span = tracing::debug_span!(
+                "call",
+                service = self.client.service,
+                method = name,
+                method_index = method,
+                id
+            );
             let mut pending = Pending {
                 conn: &conn,
                 id,
@@ -535,6 +560,9 @@ impl<F> Pending<'_, F> {
                     return Poll::Pending;
                 };
                 let result = on_reply(status, &slot.reply);
+                if slot.reply.capacity() > crate::io::SHRINK_ABOVE {
+                    slot.reply = Bytes::new();
+                }
                 free_slot(&mut state, index);
                 Poll::Ready(Ok(result))
             }
@@ -606,7 +634,13 @@ async fn drive<IO: AsyncRead + AsyncWrite + Unpin>(
             }
             if written < sending.len() {
                 match poll_write_out(&mut io, &sending, &mut written, cx) {
-                    Poll::Ready(Ok(())) => progress = true,
+                    Poll::Ready(Ok(())) => {
+                        progress = true;
+                        if sending.capacity() > crate::io::SHRINK_ABOVE {
+                            sending = Bytes::new();
+                            written = 0;
+                        }
+                    }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(format!("write failed: {e}"))),
                     Poll::Pending => {}
                 }

@@ -1,12 +1,12 @@
-//! A test kit: serve a service in-process on a temporary socket and get a typed client.
+//! A test kit: serve a service in-process on a temporary socket and get a typed client:
+//! `let (cell, users) = cell_sdk::testkit::start(Users).await?;` then call `users`, and
+//! `cell.stop().await?` (or drop it). The runnable example is on `cell_sdk::service`: this
+//! crate has no macros to define a service with.
 //!
-//! ```ignore
-//! let (cell, users) = cell_sdk::testkit::start(Users).await?;
-//! assert_eq!(users.ping().await?, 1);
-//! cell.stop().await?;
 //! ```
-//! (Runnable examples live on `cell_sdk::service`; this crate has no macros to define a
-//! service with.)
+//! let dir = cell_runtime::testkit::temp_socket_dir().unwrap();
+//! assert!(dir.path().is_dir());
+//! ```
 
 use std::path::PathBuf;
 
@@ -230,17 +230,22 @@ mod tests {
             ),
             "{err:?}"
         );
-        // A slow call and a fast one on the same connection: the fast one finishes first.
-        let slow = client.call::<_, String, u32>(1, &300u64);
-        let fast = async {
-            let r = client.call::<_, String, u32>(0, &"fast".to_string()).await;
-            (r, std::time::Instant::now())
-        };
-        let ((slow, slow_done), (fast, fast_done)) =
-            tokio::join!(async { (slow.await, std::time::Instant::now()) }, fast);
-        assert_eq!(slow.unwrap(), "slept 300");
-        assert_eq!(fast.unwrap(), "fast");
-        assert!(fast_done < slow_done);
+        // A slow call and a fast one on the same connection: the fast reply overtakes the
+        // slow one, which is still pending when the fast one has returned.
+        let fast_text = "fast".to_string();
+        let mut slow = std::pin::pin!(client.call::<_, String, u32>(1, &300u64));
+        tokio::select! {
+            biased;
+            _ = &mut slow => panic!("the slow call finished before the fast one"),
+            fast = client.call::<_, String, u32>(0, &fast_text) => {
+                assert_eq!(fast.unwrap(), "fast");
+            }
+        }
+        assert_eq!(slow.await.unwrap(), "slept 300");
+        // Large messages grow the buffers (beyond the shrink threshold) and still round-trip.
+        let big = "x".repeat(3 << 20);
+        let echoed: String = client.call::<_, _, u32>(0, &big).await.unwrap();
+        assert_eq!(echoed.len(), big.len());
         // Many in flight at once.
         let calls = (0..200).map(|i| {
             let client = client.clone();
@@ -265,6 +270,62 @@ mod tests {
             "after"
         );
         cell.stop().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn in_flight_calls_are_bounded() {
+        let cell = TestCell::start(Echo).unwrap();
+        let config = SynapseConfig {
+            max_in_flight: 1,
+            ..SynapseConfig::default()
+        };
+        let limited = Synapse::connect::<Echo>(cell.endpoint().clone(), config)
+            .await
+            .unwrap();
+        let fast_text = "fast".to_string();
+        let mut slow = std::pin::pin!(limited.call::<_, String, u32>(1, &100u64));
+        // The slow call takes the only slot; the fast one must wait for it to finish.
+        tokio::select! {
+            biased;
+            slow = &mut slow => assert_eq!(slow.unwrap(), "slept 100"),
+            _ = limited.call::<_, String, u32>(0, &fast_text) => {
+                panic!("a second call ran although max_in_flight is 1")
+            }
+        }
+        cell.stop().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn cancels_reach_a_server_at_capacity() {
+        // A server that runs one call per connection, busy with a call that only ends when
+        // cancelled: dropping it sends `Cancel`, and the next call must still run.
+        let dir = temp_socket_dir().unwrap();
+        let endpoint = Endpoint::Unix(dir.path().join("echo.sock"));
+        let config = MembraneConfig {
+            max_in_flight: 1,
+            ..MembraneConfig::default()
+        };
+        let membrane = Membrane::bind(endpoint.clone(), Echo, config).unwrap();
+        let shutdown = membrane.shutdown_handle();
+        let server = tokio::spawn(membrane.serve());
+        let client = Synapse::connect::<Echo>(endpoint, SynapseConfig::default())
+            .await
+            .unwrap();
+        // Dropped without a deadline (a deadline would end it on the server by itself): only
+        // the `Cancel` frame can free the server's single slot.
+        tokio::select! {
+            _ = client.call::<_, String, u32>(1, &3_600_000u64) => panic!("an hour passed"),
+            _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+        }
+        // Bounded, so a server that never saw the cancel fails this test instead of hanging it.
+        let echoed: String = client
+            .with_timeout(Some(std::time::Duration::from_secs(20)))
+            .call::<_, _, u32>(0, &"next".to_string())
+            .await
+            .unwrap();
+        assert_eq!(echoed, "next");
+        shutdown.shutdown();
+        server.await.unwrap().unwrap();
     }
 
     #[tokio::test(flavor = "current_thread")]

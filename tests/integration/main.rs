@@ -10,6 +10,11 @@
 //!   authenticated TCP, many calls in flight, fingerprint mismatch, bad frames, panics,
 //!   deadlines and cancellation, SIGKILL + restart + reconnect, stale sockets, a second
 //!   server, graceful shutdown; and `#[service]`/`#[handler]` compile errors (`tests/ui/service/`).
+//! - `rpc`: typed RPC between real processes (the `rpc-probe-server` and `rpc-probe-client`
+//!   binaries of this package): Unix sockets and authenticated TCP, SO_PEERCRED, many calls in
+//!   flight, fingerprint mismatch, bad frames, panics, deadlines and cancellation, SIGKILL +
+//!   restart + reconnect, stale sockets, a second server, graceful shutdown; and
+//!   `#[service]`/`#[handler]` compile errors (`tests/ui/service/`).
 //! - `rpc_handler`: the one-crate form (`#[service] struct` + `#[handler] impl`) through the
 //!   test kit.
 //! - `remote`: `cell_remote!` aliases reaching providers' macros and API, and its compile errors
@@ -18,7 +23,14 @@
 //! - `resolver`: a consumer workspace outside this one built with real cargo
 //!   (`tests/fixtures/workspace`): two versions of one provider, same macro name from two
 //!   providers, renamed providers and cell-sdk; the resolver and export parser on the same files.
+//! - `celldb_api`: celldb tables through `#[DB::persist]`: CRUD, indexes, transactions,
+//!   concurrency (unique constraints, lost updates), schema mismatch and migration, the
+//!   directory lock, corrupt bytes, task-local databases; compile errors in `tests/ui/celldb/`.
+//! - `celldb_crash`: real child processes: SIGKILL loops (no acknowledged write lost, indexes
+//!   agree with records) and the fsync proof under strace (buffered mode as negative control).
 
+mod celldb_api;
+mod celldb_crash;
 mod index;
 mod protein;
 mod providers;

@@ -27,6 +27,25 @@ fn aliases_reach_the_declared_api() {
     assert!(Val::is_email("a@b.co"));
 }
 
+mod nested {
+    // An alias in a nested module works the same; `pub(crate)` re-export it like any module.
+    cell_sdk::cell_remote!(Greeter = "greet@0.4");
+
+    #[Greeter::hello]
+    pub(crate) struct Inner;
+}
+
+#[test]
+fn aliases_work_in_nested_modules_and_function_bodies() {
+    assert_eq!(nested::Inner::greet(), "hello Inner, from greet 0.4");
+    assert_eq!(nested::Greeter::VERSION, "0.4.2");
+
+    cell_remote!(Local = "shout");
+    #[Local::hello]
+    struct InFn;
+    assert_eq!(InFn::shout(), "HELLO INFN, FROM SHOUT");
+}
+
 #[test]
 fn the_alias_carries_the_export_format() {
     assert_eq!(G::__CELL_EXPORT_FORMAT, cell_export::SUPPORTED_FORMAT);

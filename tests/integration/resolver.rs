@@ -130,3 +130,37 @@ fn fixture_export_declarations_parse_without_compiling() {
         assert_eq!(api, ["greeting", "VERSION"], "{provider}");
     }
 }
+
+/// The fixture workspace builds `--offline`, so every registry package its lock file names must
+/// be one the Cell workspace itself locks (and therefore downloads). When this fails after a
+/// dependency update: `cp Cargo.lock tests/fixtures/workspace/ && (cd tests/fixtures/workspace
+/// && cargo metadata --offline --format-version 1 >/dev/null)`, then commit the result.
+#[test]
+fn the_fixture_lock_file_only_uses_packages_the_workspace_locks() {
+    fn registry_packages(path: PathBuf) -> Vec<(String, String)> {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lock: toml::Table = text.parse().unwrap();
+        lock["package"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| {
+                let p = p.as_table()?;
+                p.get("source")?;
+                Some((
+                    p["name"].as_str()?.to_owned(),
+                    p["version"].as_str()?.to_owned(),
+                ))
+            })
+            .collect()
+    }
+    let ours = registry_packages(cell_tests::repo_root().join("Cargo.lock"));
+    let missing: Vec<(String, String)> = registry_packages(fixture("workspace").join("Cargo.lock"))
+        .into_iter()
+        .filter(|p| !ours.contains(p))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "refresh the fixture lock file: {missing:?}"
+    );
+}

@@ -3,7 +3,7 @@
 
 use std::sync::Mutex;
 
-use cell_sdk::{CallError, handler, protein, service, testkit};
+use cell_sdk::{Archived, CallError, handler, protein, service, testkit};
 
 #[protein]
 pub struct User {
@@ -50,6 +50,12 @@ impl Users {
     }
 
     async fn nothing(&self) {}
+
+    /// Zero-copy: reads the validated archive in place, never deserializes a `User`.
+    async fn domain_len(&self, u: &Archived<User>) -> u64 {
+        let email: &str = u.email.as_str();
+        email.split('@').nth(1).map_or(0, |d| d.len() as u64)
+    }
 }
 
 fn user(name: &str, email: &str) -> User {
@@ -88,6 +94,13 @@ async fn struct_services_serve_typed_calls_and_application_errors() {
         None
     );
     users.nothing().await.unwrap();
+    assert_eq!(
+        users
+            .domain_len(user("dee", "dee@example.org"))
+            .await
+            .unwrap(),
+        11
+    );
     cell.stop().await.unwrap();
 }
 
@@ -96,6 +109,6 @@ fn service_names_default_to_kebab_case() {
     assert_eq!(<UsersClient as cell_sdk::Protocol>::NAME, "users");
     assert_eq!(
         <UsersClient as cell_sdk::Protocol>::METHODS,
-        ["create", "ping", "rename", "nothing"]
+        ["create", "ping", "rename", "nothing", "domain_len"]
     );
 }

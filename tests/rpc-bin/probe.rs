@@ -34,4 +34,6 @@ pub trait Probe {
     async fn hold(&self) -> u64;
     /// How many `hold` calls are running right now.
     async fn holding(&self) -> u64;
+    /// How many `sleep` calls are running right now.
+    async fn sleeping(&self) -> u64;
 }

@@ -14,9 +14,10 @@ use probe::{Probe, ProbeError, ProbeServer};
 #[derive(Default)]
 struct ProbeCell {
     holding: Arc<AtomicU64>,
+    sleeping: Arc<AtomicU64>,
 }
 
-/// Decrements the hold counter when a held call's future is dropped (cancelled).
+/// Decrements a counter of running calls when the call's future ends or is dropped.
 struct Held(Arc<AtomicU64>);
 
 impl Drop for Held {
@@ -33,6 +34,8 @@ impl Probe for ProbeCell {
         a.wrapping_add(b)
     }
     async fn sleep(&self, ms: u64) -> u64 {
+        self.sleeping.fetch_add(1, Ordering::SeqCst);
+        let _asleep = Held(self.sleeping.clone());
         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
         ms
     }
@@ -53,6 +56,9 @@ impl Probe for ProbeCell {
     }
     async fn holding(&self) -> u64 {
         self.holding.load(Ordering::SeqCst)
+    }
+    async fn sleeping(&self) -> u64 {
+        self.sleeping.load(Ordering::SeqCst)
     }
 }
 

@@ -39,7 +39,7 @@ struct Args {
     depth: usize,
 }
 
-const SUBJECTS: [&str; 2] = ["raw", "tarpc"];
+const SUBJECTS: [&str; 3] = ["raw", "tarpc", "cell"];
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -118,6 +118,11 @@ fn child(subject: &str, args: &Args) -> anyhow::Result<Sample> {
             let std_listener = std::os::unix::net::UnixListener::bind(&socket)?;
             std::thread::spawn(move || serve_thread(move || tarpc_server(std_listener)));
             rt.block_on(tarpc_client(&socket, args))
+        }
+        "cell" => {
+            let server_socket = socket.clone();
+            std::thread::spawn(move || serve_thread(move || cell_server(server_socket)));
+            rt.block_on(cell_client(&socket, args))
         }
         other => anyhow::bail!("unknown subject {other:?}"),
     }
@@ -290,6 +295,74 @@ async fn tarpc_client(socket: &Path, args: &Args) -> anyhow::Result<Sample> {
                     .echo(tarpc::context::current(), payload.clone())
                     .await
                     .context("tarpc call")?;
+            }
+            anyhow::Ok(())
+        }
+    });
+    for r in future::join_all(tasks).await {
+        r?;
+    }
+    let throughput = (per_task * args.depth) as f64 / start.elapsed().as_secs_f64();
+    Ok(Sample {
+        p50_ns: hist.value_at_quantile(0.5),
+        p99_ns: hist.value_at_quantile(0.99),
+        throughput,
+    })
+}
+
+// ---- Cell -----------------------------------------------------------------------------------
+
+/// The same echo protocol as the anchors, as a Cell service (api-trait form).
+#[cell_sdk::service(name = "bench-echo")]
+pub trait CellEcho {
+    /// Returns the payload unchanged.
+    async fn echo(&self, payload: Vec<u8>) -> Vec<u8>;
+}
+
+struct CellEchoImpl;
+
+impl CellEcho for CellEchoImpl {
+    async fn echo(&self, payload: Vec<u8>) -> Vec<u8> {
+        payload
+    }
+}
+
+async fn cell_server(socket: std::path::PathBuf) -> anyhow::Result<()> {
+    let membrane = cell_sdk::Membrane::bind_unix(&socket, CellEchoServer(CellEchoImpl))?;
+    membrane.serve().await?;
+    Ok(())
+}
+
+async fn cell_client(socket: &Path, args: &Args) -> anyhow::Result<Sample> {
+    // The server thread binds asynchronously: retry the first connect briefly.
+    let mut client = None;
+    for _ in 0..200 {
+        match CellEchoClient::connect_to(cell_sdk::Endpoint::unix(socket)).await {
+            Ok(c) => {
+                client = Some(c);
+                break;
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+        }
+    }
+    let client = client.context("connecting to the Cell echo server")?;
+    let payload = vec![7u8; args.payload];
+    let hist = latency(args.requests / 10, args.requests, || {
+        let (client, payload) = (&client, payload.clone());
+        async move {
+            let reply = client.echo(payload).await.context("cell call")?;
+            anyhow::ensure!(reply.len() == args.payload, "short reply");
+            Ok(())
+        }
+    })
+    .await?;
+    let per_task = args.requests / args.depth;
+    let start = Instant::now();
+    let tasks = (0..args.depth).map(|_| {
+        let (client, payload) = (client.clone(), payload.clone());
+        async move {
+            for _ in 0..per_task {
+                client.echo(payload.clone()).await.context("cell call")?;
             }
             anyhow::Ok(())
         }

@@ -65,10 +65,14 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             )),
         }
     }
-    let (Some(ident), true) = (ident, errors.is_empty()) else {
-        // Best effort: the impl as written, so the editor keeps its methods, plus the errors.
+    let structural = imp.trait_.is_some() || !imp.generics.params.is_empty();
+    let Some(ident) = ident.filter(|_| !structural) else {
+        // Nothing sensible to generate: the impl as written plus the errors.
         return with_errors(imp.into_token_stream(), &errors);
     };
+    // Best effort from here on: a method with an error is left out of the protocol, but the
+    // client, `connect` and `serve` are still generated, so code using them keeps resolving in
+    // the editor and the only errors are the ones at the user's tokens.
     let sdk = crate::paths::cell_sdk().0;
     let name = quote!(<#ident as #sdk::__private::ServiceName>::NAME);
     let generated = generate(
@@ -79,7 +83,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         &syn::parse_quote!(pub),
     );
     let client = quote::format_ident!("{}Client", ident);
-    quote! {
+    let expansion = quote! {
         #imp
 
         #[allow(unreachable_pub, dead_code)]
@@ -103,5 +107,6 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         }
 
         #generated
-    }
+    };
+    with_errors(expansion, &errors)
 }

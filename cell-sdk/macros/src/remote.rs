@@ -74,9 +74,25 @@ impl Parse for RemoteInput {
 }
 
 pub(crate) fn expand(input: TokenStream) -> TokenStream {
-    let input: RemoteInput = match syn::parse2(input) {
+    let input: RemoteInput = match syn::parse2(input.clone()) {
         Ok(input) => input,
-        Err(e) => return e.to_compile_error(),
+        Err(e) => {
+            // Best effort: when the alias itself is readable, define it (empty) so uses of it
+            // do not pile further errors onto the one that matters.
+            let error = e.to_compile_error();
+            let alias = match input.into_iter().next() {
+                Some(proc_macro2::TokenTree::Ident(alias)) => Some(alias),
+                _ => None,
+            };
+            return match alias {
+                Some(alias) => quote! {
+                    #[allow(non_snake_case, unreachable_pub)]
+                    pub mod #alias {}
+                    #error
+                },
+                None => error,
+            };
+        }
     };
     let alias = &input.alias;
     let spec = input.cell.value();
@@ -95,7 +111,7 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
             // far as it can and the editor keeps its outline.
             let error = syn::Error::new(input.cell.span(), message).to_compile_error();
             return quote! {
-                #[allow(non_snake_case)]
+                #[allow(non_snake_case, unreachable_pub)]
                 pub mod #alias {}
                 #error
             };

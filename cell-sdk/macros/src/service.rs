@@ -23,6 +23,15 @@ use syn::{
 /// Most arguments a method may take (tuples are fingerprinted up to six).
 const MAX_ARGS: usize = 6;
 
+/// Names the generated client (`connect`, …) or service (`serve`) already define.
+const RESERVED: [&str; 5] = [
+    "connect",
+    "connect_to",
+    "connect_with",
+    "with_timeout",
+    "serve",
+];
+
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Vec::new();
     let name = parse_args(args, &mut errors);
@@ -141,7 +150,11 @@ pub(crate) fn kebab(ident: &str) -> String {
 /// One RPC method as the generator sees it.
 pub(crate) struct Method {
     pub(crate) name: Ident,
+    /// The wire types of the arguments (for a borrowed archive `&Archived<T>`, `T`).
     pub(crate) args: Vec<(Ident, Type)>,
+    /// The only argument is a borrowed archive: the request bytes are kept (validated) and the
+    /// handler reads them in place instead of receiving a deserialized value.
+    pub(crate) borrowed: bool,
     /// The declared return type (`()` when omitted).
     pub(crate) ret: Type,
     /// `Some((T, E))` when the return type is `Result<T, E>`: `E` is the application error.
@@ -151,6 +164,16 @@ pub(crate) struct Method {
 /// Reads a handler signature, reporting what cannot be an RPC method at the user's token.
 pub(crate) fn parse_method(sig: &Signature, errors: &mut Vec<syn::Error>) -> Option<Method> {
     let before = errors.len();
+    if RESERVED.contains(&sig.ident.to_string().as_str()) {
+        errors.push(syn::Error::new(
+            sig.ident.span(),
+            format!(
+                "`{}` is a method of every generated client or service ({}); rename this handler",
+                sig.ident,
+                RESERVED.join(", ")
+            ),
+        ));
+    }
     if sig.asyncness.is_none() {
         errors.push(syn::Error::new(
             sig.fn_token.span,
@@ -177,21 +200,39 @@ pub(crate) fn parse_method(sig: &Signature, errors: &mut Vec<syn::Error>) -> Opt
         )),
     }
     let mut args = Vec::new();
+    let mut borrowed = false;
+    let mut borrowed_span = None;
     for (i, input) in inputs.enumerate() {
         if let FnArg::Typed(pt) = input {
+            let mut ty = (*pt.ty).clone();
             if let Type::Reference(r) = &*pt.ty {
-                errors.push(syn::Error::new(
-                    r.span(),
-                    "a handler argument must be owned: it is decoded from the request \
-                     (use `String`, `Vec<T>` or a `#[protein]` type)",
-                ));
+                match archived_inner(&r.elem) {
+                    Some(inner) if r.mutability.is_none() => {
+                        // `&Archived<T>`: the handler reads the validated archive in place.
+                        borrowed = true;
+                        borrowed_span = Some(r.span());
+                        ty = inner;
+                    }
+                    _ => errors.push(syn::Error::new(
+                        r.span(),
+                        "a handler argument must be owned (it is decoded from the request) or \
+                         a borrowed archive `&Archived<T>` (read in place, zero-copy)",
+                    )),
+                }
             }
             let ident = match &*pt.pat {
                 Pat::Ident(p) => p.ident.clone(),
                 _ => format_ident!("arg{}", i),
             };
-            args.push((ident, (*pt.ty).clone()));
+            args.push((ident, ty));
         }
+    }
+    if borrowed && args.len() != 1 {
+        errors.push(syn::Error::new(
+            borrowed_span.unwrap_or_else(|| sig.inputs.span()),
+            "a borrowed archive `&Archived<T>` must be the handler's only argument; put the \
+             other values in the same `#[protein]` struct",
+        ));
     }
     if args.len() > MAX_ARGS {
         errors.push(syn::Error::new(
@@ -215,9 +256,26 @@ pub(crate) fn parse_method(sig: &Signature, errors: &mut Vec<syn::Error>) -> Opt
     (errors.len() == before).then(|| Method {
         name: sig.ident.clone(),
         args,
+        borrowed,
         ret,
         result,
     })
+}
+
+/// `Archived<T>` (by its last path segment, e.g. `cell_sdk::Archived<User>`) → `T`.
+fn archived_inner(ty: &Type) -> Option<Type> {
+    let Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    if last.ident != "Archived" {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match args.args.first()? {
+        GenericArgument::Type(t) if args.args.len() == 1 => Some(t.clone()),
+        _ => None,
+    }
 }
 
 /// `Result<T, E>` (by its last path segment) → `(T, E)`.
@@ -312,6 +370,9 @@ pub(crate) fn generate(
     });
 
     let call_variants = methods.iter().zip(&variants).map(|(m, v)| {
+        if m.borrowed {
+            return quote!(#v(#sdk::codec::Bytes));
+        }
         let types = m.args.iter().map(|(_, t)| t);
         quote!(#v(#(#types),*))
     });
@@ -326,6 +387,16 @@ pub(crate) fn generate(
         .map(|((m, v), i)| {
             let args = args_type(m);
             let idents: Vec<_> = m.args.iter().map(|(id, _)| id).collect();
+            if m.borrowed {
+                // Validate now (a bad request closes the connection), keep the bytes for the
+                // handler, which reads the archive in place: no deserialization.
+                return quote!(#i => {
+                    #sdk::codec::access::<#args>(payload)?;
+                    let mut bytes = #sdk::codec::Bytes::with_capacity(payload.len());
+                    bytes.extend_from_slice(payload);
+                    ::core::result::Result::Ok(#call_enum::#v(bytes))
+                });
+            }
             match idents.as_slice() {
                 [] => quote!(#i => ::core::result::Result::Ok(#call_enum::#v())),
                 [one] => quote!(#i => {
@@ -347,6 +418,19 @@ pub(crate) fn generate(
                 quote!(<__T as #trait_ident>::#name(&self.0, #(#idents),*).await)
             }
         };
+        if m.borrowed {
+            let (ident, ty) = &m.args[0];
+            return quote!(#call_enum::#v(bytes) => {
+                // Validated in `decode`; validating again is cheap and keeps every access
+                // checked (there is no unchecked access anywhere).
+                match #sdk::codec::access::<#ty>(&bytes) {
+                    ::core::result::Result::Ok(#ident) => #reply_enum::#v(#invoke),
+                    ::core::result::Result::Err(e) => {
+                        ::core::panic!("a validated request failed validation again: {e}")
+                    }
+                }
+            });
+        }
         quote!(#call_enum::#v(#(#idents),*) => #reply_enum::#v(#invoke))
     });
     let encode_arms = methods.iter().zip(&variants).map(|(m, v)| match &m.result {
@@ -360,6 +444,13 @@ pub(crate) fn generate(
             #reply_enum::#v(value) => #sdk::codec::append(value, out).map(|()| #rt::Status::Ok),
         },
     });
+    // A service without methods (or whose methods all have errors) has an empty reply enum:
+    // matching on it through a reference needs the explicit dereference.
+    let encode_body = if methods.is_empty() {
+        quote!(match *reply {})
+    } else {
+        quote!(match reply { #(#encode_arms)* })
+    };
     let client_methods = methods.iter().zip(&indices).map(|(m, i)| {
         let name = &m.name;
         let params = m.args.iter().map(|(id, t)| quote!(#id: #t));
@@ -522,9 +613,7 @@ pub(crate) fn generate(
                 reply: &#reply_enum,
                 out: &mut #sdk::codec::Bytes,
             ) -> ::core::result::Result<#rt::Status, #sdk::codec::EncodeError> {
-                match reply {
-                    #(#encode_arms)*
-                }
+                #encode_body
             }
         }
 

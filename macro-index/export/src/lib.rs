@@ -19,13 +19,12 @@
 //!
 //! This crate turns that text into an [`ExportDecl`] — format version, cell name, macro crate,
 //! each [`MacroExport`] with its [`MacroKind`], helpers and argument schema ([`ArgSpec`],
-//! [`ValueKind`]), and the runtime `api` items. Three users share it:
+//! [`ValueKind`]), and the runtime `api` items. Two users share it:
 //!
 //! - the `cell_sdk::export!` macro ([`parse_tokens`], spans are `proc_macro2::Span` so errors
 //!   point at the provider's tokens);
 //! - the macro index and cell-lsp ([`parse_file`], spans are [`Location`]s: line/column data
-//!   that is `Send` and can be stored in a snapshot);
-//! - provider macros that validate their arguments against their own schema.
+//!   that is `Send` and can be stored in a snapshot).
 //!
 //! **Key design decision:** the model is generic over its span type and parsing never fails
 //! as a whole: [`Parsed`] carries what was understood *and* every [`ParseError`] (each with a
@@ -66,7 +65,7 @@ pub use model::{
     ArgSpec, ExportDecl, HelperSpec, LineColumn, Literal, Location, MacroExport, MacroKind,
     SUPPORTED_FORMAT, Spanned, ValueKind,
 };
-pub use parse::{FileExports, ParseError, Parsed, parse_file, parse_tokens};
+pub use parse::{FileExports, ParseError, Parsed, parse_file, parse_file_as, parse_tokens};
 
 /// The name of the hidden module `export!` expands to and `cell_remote!` re-exports from.
 pub const EXPORTS_MODULE: &str = "__cell_exports";

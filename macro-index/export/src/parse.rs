@@ -42,11 +42,18 @@ impl<S> ParseError<S> {
     }
 }
 
+impl<S> std::fmt::Display for ParseError<S> {
+    /// `CELL0010: message` — the words `export!` shows at compile time.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
 impl ParseError<Span> {
     /// The error as a `syn::Error` whose message starts with the code, ready for
     /// `to_compile_error()`.
     pub fn to_syn_error(&self) -> syn::Error {
-        syn::Error::new(self.span, format!("{}: {}", self.code, self.message))
+        syn::Error::new(self.span, self.to_string())
     }
 }
 
@@ -110,6 +117,19 @@ pub fn parse_tokens(tokens: TokenStream) -> Parsed<Span> {
 /// assert_eq!(decl.macros[0].name.span.start.line, 6);
 /// ```
 pub fn parse_file(source: &str) -> FileExports {
+    parse_file_as(source, "cell_sdk")
+}
+
+/// As [`parse_file`], for a provider that renamed its cell-sdk dependency: `sdk_crate` is the
+/// extern crate name it uses (`sdk` for `sdk = { package = "cell-sdk" }`, which
+/// `cell_resolver` answers), so `sdk::export! { … }` is found.
+///
+/// ```
+/// let file = cell_export::parse_file_as("sdk::export! { format = 1; }", "sdk");
+/// assert_eq!(file.decls.len(), 1);
+/// assert!(cell_export::parse_file("sdk::export! { format = 1; }").decls.is_empty());
+/// ```
+pub fn parse_file_as(source: &str, sdk_crate: &str) -> FileExports {
     let tokens = match TokenStream::from_str(source) {
         Ok(tokens) => tokens,
         Err(e) => {
@@ -124,16 +144,16 @@ pub fn parse_file(source: &str) -> FileExports {
         }
     };
     let mut out = FileExports::default();
-    scan(tokens, &mut out);
+    scan(tokens, sdk_crate, &mut out);
     out
 }
 
 /// Looks for `export ! { … }` not preceded by a path other than `cell_sdk::`.
-fn scan(tokens: TokenStream, out: &mut FileExports) {
+fn scan(tokens: TokenStream, sdk_crate: &str, out: &mut FileExports) {
     let tts: Vec<TokenTree> = tokens.into_iter().collect();
     let mut i = 0;
     while i < tts.len() {
-        if let Some(group) = export_invocation(&tts, i) {
+        if let Some(group) = export_invocation(&tts, i, sdk_crate) {
             let parsed = parse_body(group.stream(), group.span());
             let mut to_location = Location::from_span;
             out.decls.push(Parsed {
@@ -148,13 +168,17 @@ fn scan(tokens: TokenStream, out: &mut FileExports) {
             continue;
         }
         if let TokenTree::Group(g) = &tts[i] {
-            scan(g.stream(), out);
+            scan(g.stream(), sdk_crate, out);
         }
         i += 1;
     }
 }
 
-fn export_invocation(tts: &[TokenTree], i: usize) -> Option<&proc_macro2::Group> {
+fn export_invocation<'a>(
+    tts: &'a [TokenTree],
+    i: usize,
+    sdk_crate: &str,
+) -> Option<&'a proc_macro2::Group> {
     let TokenTree::Ident(name) = &tts[i] else {
         return None;
     };
@@ -171,7 +195,7 @@ fn export_invocation(tts: &[TokenTree], i: usize) -> Option<&proc_macro2::Group>
     let is_colon = |j: usize| matches!(&tts[j], TokenTree::Punct(p) if p.as_char() == ':');
     let qualified = i >= 2 && is_colon(i - 1) && is_colon(i - 2);
     if qualified {
-        let by_sdk = i >= 3 && matches!(&tts[i - 3], TokenTree::Ident(p) if p == "cell_sdk");
+        let by_sdk = i >= 3 && matches!(&tts[i - 3], TokenTree::Ident(p) if p == sdk_crate);
         if !by_sdk {
             return None;
         }

@@ -314,3 +314,63 @@ fn garbage_never_panics() {
         let _ = parse_file(text);
     }
 }
+
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Fragments of the grammar, so random sequences get deep into the parser.
+    const PIECES: &[&str] = &[
+        "format",
+        "cell",
+        "macros",
+        "api",
+        "attribute",
+        "function",
+        "derive",
+        "helpers",
+        "args",
+        "=",
+        ";",
+        ",",
+        ":",
+        "?",
+        "|",
+        "_",
+        "{",
+        "}",
+        "[",
+        "]",
+        "(",
+        ")",
+        "\"s\"",
+        "1",
+        "99999999999",
+        "str",
+        "bool",
+        "int",
+        "expr",
+        "x",
+        "true",
+        "#",
+        "///d\n",
+        "::",
+        "-1",
+        "1.5",
+    ];
+
+    proptest! {
+        #[test]
+        fn grammar_soup_never_panics(picks in prop::collection::vec(0..PIECES.len(), 0..40)) {
+            let body: Vec<&str> = picks.iter().map(|&i| PIECES[i]).collect();
+            let _ = parse_file(&format!("cell_sdk::export! {{ {} }}", body.join(" ")));
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(text in ".{0,200}") {
+            let _ = parse_file(&text);
+            let _ = parse_file(&format!("export! {{ {text} }}"));
+        }
+    }
+}

@@ -22,7 +22,8 @@
 //! or cache, and touches no network: rust-analyzer caches macro expansions and would never
 //! notice such side inputs change. The price: a version qualifier can only match the version
 //! requirement *written* in the manifest (`"0.4"`, `"^0.4.2"`, `"=0.4.1"`), not the version
-//! cargo locked; a path dependency needs a `version` key to be picked by a qualifier.
+//! cargo locked. A path or git dependency without a `version` key matches any qualifier, so
+//! two such dependencies on one package cannot be told apart: give them `version` keys.
 //!
 //! **The provider's own package.** When the crate being compiled is the cell's own package (its
 //! integration tests, examples, doctests), the cell resolves to the package's lib crate name. For

@@ -307,3 +307,79 @@ fn from_env_reads_cargo_manifest_dir() {
     assert_eq!(toml.extern_crate, "toml");
     assert!(toml.source == DepSource::Registry);
 }
+
+#[test]
+fn edits_to_the_manifest_or_its_workspace_root_are_seen_at_once() {
+    let dir = tree(&[
+        (
+            "Cargo.toml",
+            "[workspace]\nmembers = [\"app\"]\n[workspace.dependencies]\ndb = { package = \"celldb\", version = \"0.4\" }\n",
+        ),
+        (
+            "app/Cargo.toml",
+            &package("[dependencies]\ndb.workspace = true\n"),
+        ),
+    ]);
+    let app = dir.path().join("app");
+    assert_eq!(resolve(&app, "celldb", None).unwrap().extern_crate, "db");
+    // Same again: served from the cache, same answer.
+    assert_eq!(resolve(&app, "celldb", None).unwrap().extern_crate, "db");
+
+    // The root renames the dependency: the member's manifest did not change.
+    std::fs::write(
+        dir.path().join("Cargo.toml"),
+        "[workspace]\nmembers = [\"app\"]\n[workspace.dependencies]\ndb = { package = \"cell-db\", version = \"0.4\" }\n",
+    )
+    .unwrap();
+    assert_eq!(
+        resolve(&app, "celldb", None).unwrap_err().code,
+        ProblemCode::UnknownCell
+    );
+    assert_eq!(resolve(&app, "cell-db", None).unwrap().extern_crate, "db");
+
+    // The member switches to its own entry.
+    std::fs::write(
+        app.join("Cargo.toml"),
+        package("[dependencies]\nstore = { package = \"celldb\", version = \"0.5\" }\n"),
+    )
+    .unwrap();
+    assert_eq!(resolve(&app, "celldb", None).unwrap().extern_crate, "store");
+}
+
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn specs_never_panic(spec in ".{0,40}") {
+            let _ = parse_spec(&spec);
+        }
+
+        #[test]
+        fn manifests_never_panic(text in ".{0,300}") {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("Cargo.toml"), &text).unwrap();
+            let _ = resolve(dir.path(), "celldb", Some("0.4"));
+        }
+
+        #[test]
+        fn dependency_tables_never_panic(
+            key in "[a-z_-]{1,8}",
+            value in prop::sample::select(vec![
+                "\"0.4\"", "{ package = \"celldb\" }", "{ workspace = true }", "3", "[1]",
+                "{ version = 1 }", "{ path = \"..\" , version = \">=0.3, <0.5\" }", "\"*\"",
+            ]),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(
+                dir.path().join("Cargo.toml"),
+                format!("[package]\nname = \"a\"\n[dependencies]\n\"{key}\" = {value}\n"),
+            )
+            .unwrap();
+            let _ = resolve(dir.path(), "celldb", None);
+            let _ = resolve(dir.path(), &key, Some("0.4"));
+        }
+    }
+}

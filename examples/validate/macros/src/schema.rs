@@ -361,3 +361,119 @@ fn runtime_path() -> (TokenStream, Option<syn::Error>) {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand_str(item: &str, invocation: Option<&str>) -> String {
+        let item: TokenStream = item.parse().unwrap();
+        expand(TokenStream::new(), item, invocation).to_string()
+    }
+
+    /// The `export!` declaration in `validate` is what tools show; it must describe exactly
+    /// what this macro accepts.
+    #[test]
+    fn the_export_declaration_matches_the_implementation() {
+        let file = cell_export::parse_file(include_str!("../../src/lib.rs"));
+        assert_eq!(file.decls.len(), 1);
+        let parsed = &file.decls[0];
+        assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+        let schema = parsed.decl.macro_named("schema").unwrap();
+        assert!(schema.args.is_empty());
+        let names: Vec<&str> = schema
+            .helpers
+            .iter()
+            .map(|h| h.name.value.as_str())
+            .collect();
+        assert_eq!(names, HELPERS);
+        let args = |name: &str| -> Vec<(Option<String>, cell_export::ValueKind, bool)> {
+            schema
+                .helper(name)
+                .unwrap()
+                .args
+                .iter()
+                .map(|a| {
+                    (
+                        a.name.as_ref().map(|n| n.value.clone()),
+                        a.kind.clone(),
+                        a.optional,
+                    )
+                })
+                .collect()
+        };
+        use cell_export::ValueKind::{Expr, Int};
+        assert!(args("email").is_empty());
+        assert!(args("non_empty").is_empty());
+        assert_eq!(args("range"), [(None, Expr, false)]);
+        assert_eq!(args("custom"), [(None, Expr, false)]);
+        assert_eq!(
+            args("length"),
+            [
+                (Some("min".into()), Int, true),
+                (Some("max".into()), Int, true)
+            ]
+        );
+    }
+
+    #[test]
+    fn the_alias_comes_from_the_attribute_as_written() {
+        assert_eq!(alias_of("#[Val::schema]").as_deref(), Some("Val"));
+        assert_eq!(alias_of("#[ v :: schema ( x ) ]").as_deref(), Some("v"));
+        assert_eq!(
+            alias_of("#[::validate::schema]").as_deref(),
+            Some("validate")
+        );
+        assert_eq!(alias_of("#[schema]"), None);
+        assert_eq!(alias_of("not an attribute"), None);
+    }
+
+    #[test]
+    fn helpers_under_another_alias_are_rejected_and_stripped() {
+        let out = expand_str("struct S { #[G::email] e: String }", Some("#[Val::schema]"));
+        assert!(out.contains("CELL0011"), "{out}");
+        assert!(!out.contains("# [G :: email]"), "{out}");
+        // Best effort: the rule is still checked.
+        assert!(out.contains("email (& mut __errors"), "{out}");
+    }
+
+    #[test]
+    fn helpers_of_a_pending_parent_are_left_alone() {
+        let out = expand_str(
+            "#[G::persist] struct S { #[G::email] e: String }",
+            Some("#[Val::schema]"),
+        );
+        assert!(!out.contains("CELL0011"), "{out}");
+        assert!(out.contains("# [G :: email]"), "{out}");
+    }
+
+    #[test]
+    fn without_source_text_helpers_are_recognised_by_name() {
+        let out = expand_str(
+            "struct S { #[V::email] e: String, #[serde(x)] f: u8 }",
+            None,
+        );
+        assert!(!out.contains("CELL0011"), "{out}");
+        assert!(!out.contains("V :: email"), "{out}");
+        assert!(out.contains("# [serde (x)]"), "{out}");
+    }
+
+    #[test]
+    fn half_typed_input_keeps_the_users_tokens() {
+        let out = expand_str("struct S { email: }", Some("#[Val::schema]"));
+        assert!(out.contains("struct S { email : }"), "{out}");
+        assert!(out.contains("compile_error"), "{out}");
+        let out = expand_str("enum E { A }", Some("#[Val::schema]"));
+        assert!(out.contains("enum E { A }"), "{out}");
+        assert!(out.contains("enums and unions are not supported"), "{out}");
+    }
+
+    #[test]
+    fn arguments_of_schema_itself_are_rejected_but_the_struct_expands() {
+        let args: TokenStream = "strict".parse().unwrap();
+        let item: TokenStream = "struct S { #[Val::non_empty] n: String }".parse().unwrap();
+        let out = expand(args, item, Some("#[Val::schema(strict)]")).to_string();
+        assert!(out.contains("CELL0014"), "{out}");
+        assert!(out.contains("impl"), "{out}");
+    }
+}

@@ -1,0 +1,514 @@
+//! `#[persist]`: parse the struct and its field helpers, then generate `impl Table` and the
+//! sugar methods (`get`, `by_<field>`, `scan`, `save`, `delete`, `count`).
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::{Attribute, Fields, Ident, ItemStruct, LitStr, Type, spanned::Spanned};
+
+const HELPERS: [&str; 4] = ["key", "index", "unique", "auto_inc"];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Key,
+    Index,
+    Unique,
+}
+
+struct Args {
+    table: Option<LitStr>,
+    buffered: bool,
+    prev: Option<syn::Path>,
+}
+
+struct Column {
+    ident: Ident,
+    ty: Type,
+    role: Role,
+    /// `#[DB::auto_inc]`: the key is assigned from a counter when inserted as `0`.
+    auto_inc: Option<Span>,
+}
+
+pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
+    let mut errors: Vec<syn::Error> = Vec::new();
+    let args = parse_args(args, &mut errors);
+    let mut input: ItemStruct = match syn::parse2(item.clone()) {
+        Ok(input) => input,
+        Err(e) => {
+            // Point at the item's name when it is another kind of item (its keyword may have
+            // been re-emitted by an outer macro such as `#[protein]`, with that macro's span).
+            let span = match syn::parse2::<syn::Item>(item.clone()) {
+                Ok(syn::Item::Enum(i)) => i.ident.span(),
+                Ok(syn::Item::Union(i)) => i.ident.span(),
+                Ok(syn::Item::Fn(i)) => i.sig.ident.span(),
+                Ok(syn::Item::Trait(i)) => i.ident.span(),
+                Ok(syn::Item::Impl(i)) => i.impl_token.span,
+                _ => e.span(),
+            };
+            let e = syn::Error::new(
+                span,
+                "`#[DB::persist]` applies to a struct with named fields",
+            );
+            return with_errors(item, &[e]);
+        }
+    };
+    if !input.generics.params.is_empty() {
+        errors.push(syn::Error::new(
+            input.generics.span(),
+            "a `#[DB::persist]` table cannot be generic: its fingerprint must be one value",
+        ));
+    }
+    let columns = collect_columns(&mut input, &mut errors);
+    let key = choose_key(&input, &columns, &mut errors);
+    let generated = match (&input.fields, key) {
+        (Fields::Named(_), Some(key)) if input.generics.params.is_empty() => {
+            generate(&input, &args, key, &columns)
+        }
+        _ => TokenStream::new(),
+    };
+    let errors = errors.iter().map(syn::Error::to_compile_error);
+    // Best effort: the struct (helpers stripped) and whatever could be generated stay, next to
+    // the errors, so an editor keeps completing `User::get` while the user fixes a field.
+    quote! { #input #generated #(#errors)* }
+}
+
+/// A helper (`#[DB::key]`…) used on its own, outside `#[DB::persist]`.
+pub(crate) fn helper_alone(name: &str, _args: TokenStream, item: TokenStream) -> TokenStream {
+    let e = syn::Error::new(
+        Span::call_site(),
+        format!(
+            "`#[{name}]` is only valid on a field inside a `#[DB::persist]` struct, \
+             which consumes it"
+        ),
+    );
+    with_errors(item, &[e])
+}
+
+fn with_errors(tokens: TokenStream, errors: &[syn::Error]) -> TokenStream {
+    let errors = errors.iter().map(syn::Error::to_compile_error);
+    quote!(#tokens #(#errors)*)
+}
+
+fn parse_args(args: TokenStream, errors: &mut Vec<syn::Error>) -> Args {
+    let mut out = Args {
+        table: None,
+        buffered: false,
+        prev: None,
+    };
+    let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident("table") {
+            let lit: LitStr = meta.value()?.parse()?;
+            let name = lit.value();
+            if name.is_empty()
+                || name.len() > 200
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(syn::Error::new(
+                    lit.span(),
+                    "a table name is 1 to 200 characters of `a-z`, `A-Z`, `0-9`, `_` or `-`",
+                ));
+            }
+            out.table = Some(lit);
+            Ok(())
+        } else if meta.path.is_ident("durability") {
+            let lit: LitStr = meta.value()?.parse()?;
+            match lit.value().as_str() {
+                "sync" => out.buffered = false,
+                "buffered" => out.buffered = true,
+                _ => {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        "`durability` is \"sync\" (acknowledged = fsynced, the default) or \
+                         \"buffered\" (acknowledged = handed to the OS)",
+                    ));
+                }
+            }
+            Ok(())
+        } else if meta.path.is_ident("prev") {
+            out.prev = Some(meta.value()?.parse()?);
+            Ok(())
+        } else if meta.path.is_ident("replicate") {
+            let lit: LitStr = meta.value()?.parse()?;
+            if lit.value() == "local" {
+                Ok(())
+            } else {
+                Err(syn::Error::new(
+                    lit.span(),
+                    "only `replicate = \"local\"` is implemented so far",
+                ))
+            }
+        } else {
+            Err(meta.error(
+                "unknown `#[DB::persist]` argument; expected `table = \"…\"`, \
+                 `durability = \"sync\" | \"buffered\"` or `prev = OldType`",
+            ))
+        }
+    });
+    if let Err(e) = syn::parse::Parser::parse2(parser, args) {
+        errors.push(e);
+    }
+    out
+}
+
+/// Strips helper attributes from the fields and returns the columns they mark.
+fn collect_columns(input: &mut ItemStruct, errors: &mut Vec<syn::Error>) -> Vec<Column> {
+    let mut columns = Vec::new();
+    // The alias prefix of the first helper seen (`DB` in `#[DB::key]`); see the crate docs.
+    let mut alias: Option<(String, Span)> = None;
+    let Fields::Named(fields) = &mut input.fields else {
+        errors.push(syn::Error::new(
+            input.ident.span(),
+            "`#[DB::persist]` needs a struct with named fields (one of them the key)",
+        ));
+        return columns;
+    };
+    for field in &mut fields.named {
+        let Some(ident) = field.ident.clone() else {
+            continue;
+        };
+        let mut roles: Vec<(Role, Span)> = Vec::new();
+        let mut auto_inc: Option<Span> = None;
+        let mut kept: Vec<Attribute> = Vec::new();
+        for attr in field.attrs.drain(..) {
+            let Some(name) = helper_name(&attr) else {
+                kept.push(attr);
+                continue;
+            };
+            let prefix = prefix_of(attr.path());
+            match &alias {
+                None => alias = Some((prefix, attr.path().span())),
+                Some((first, _)) if *first != prefix => errors.push(syn::Error::new(
+                    attr.path().span(),
+                    format!(
+                        "this helper is written under `{}` but the other helpers of this table \
+                         under `{}`: write every helper under the alias of the provider whose \
+                         `persist` you use",
+                        display_prefix(&prefix),
+                        display_prefix(first)
+                    ),
+                )),
+                Some(_) => {}
+            }
+            if !matches!(attr.meta, syn::Meta::Path(_)) {
+                errors.push(syn::Error::new(
+                    attr.meta.span(),
+                    format!("`#[{name}]` takes no arguments"),
+                ));
+            }
+            let role = match name.as_str() {
+                "key" => Role::Key,
+                "index" => Role::Index,
+                "unique" => Role::Unique,
+                _ => {
+                    auto_inc = Some(attr.path().span());
+                    continue;
+                }
+            };
+            if let Some((_, first)) = roles.first() {
+                errors.push(syn::Error::new(
+                    attr.path().span(),
+                    "a field takes one of `key`, `index`, `unique` (a key is already unique)",
+                ));
+                let _ = first;
+                continue;
+            }
+            roles.push((role, attr.path().span()));
+        }
+        field.attrs = kept;
+        // `auto_inc` alone implies `key`.
+        let role = match (roles.first(), auto_inc) {
+            (Some((role, _)), _) => Some(*role),
+            (None, Some(_)) => Some(Role::Key),
+            (None, None) => None,
+        };
+        if let Some(role) = role {
+            if let Some(span) = auto_inc {
+                if role != Role::Key {
+                    errors.push(syn::Error::new(
+                        span,
+                        "`auto_inc` applies to the key field (`#[DB::key] #[DB::auto_inc] id: u64`)",
+                    ));
+                } else if !is_u64(&field.ty) {
+                    errors.push(syn::Error::new(
+                        field.ty.span(),
+                        "an `auto_inc` key must be a `u64`",
+                    ));
+                }
+            }
+            columns.push(Column {
+                ident,
+                ty: field.ty.clone(),
+                role,
+                auto_inc: auto_inc.filter(|_| role == Role::Key && is_u64(&field.ty)),
+            });
+        }
+    }
+    columns
+}
+
+fn is_u64(ty: &Type) -> bool {
+    matches!(ty, Type::Path(p) if p.qself.is_none() && p.path.is_ident("u64"))
+}
+
+fn helper_name(attr: &Attribute) -> Option<String> {
+    let last = attr.path().segments.last()?.ident.to_string();
+    HELPERS.contains(&last.as_str()).then_some(last)
+}
+
+fn prefix_of(path: &syn::Path) -> String {
+    let n = path.segments.len();
+    path.segments
+        .iter()
+        .take(n.saturating_sub(1))
+        .map(|s| s.ident.to_string())
+        .collect::<Vec<_>>()
+        .join("::")
+}
+
+fn display_prefix(prefix: &str) -> &str {
+    if prefix.is_empty() {
+        "no alias"
+    } else {
+        prefix
+    }
+}
+
+fn choose_key<'a>(
+    input: &ItemStruct,
+    columns: &'a [Column],
+    errors: &mut Vec<syn::Error>,
+) -> Option<KeyChoice<'a>> {
+    let keys: Vec<&Column> = columns.iter().filter(|c| c.role == Role::Key).collect();
+    match keys.as_slice() {
+        [one] => Some(KeyChoice::Column(one)),
+        [] => {
+            // Documented default: a field named `id` is the key.
+            let id = input
+                .fields
+                .iter()
+                .find(|f| f.ident.as_ref().is_some_and(|i| i == "id"));
+            match id {
+                Some(field) => Some(KeyChoice::Id(Box::new(field.ty.clone()))),
+                None => {
+                    if matches!(input.fields, Fields::Named(_)) {
+                        errors.push(syn::Error::new(
+                            input.ident.span(),
+                            "a `#[DB::persist]` struct needs a key: mark one field `#[DB::key]` \
+                             (or name it `id`)",
+                        ));
+                    }
+                    None
+                }
+            }
+        }
+        [first, rest @ ..] => {
+            for extra in rest {
+                errors.push(syn::Error::new(
+                    extra.ident.span(),
+                    format!(
+                        "a table has exactly one `#[DB::key]`; `{}` is already the key \
+                         (for a composite key use one tuple field)",
+                        first.ident
+                    ),
+                ));
+            }
+            Some(KeyChoice::Column(first))
+        }
+    }
+}
+
+enum KeyChoice<'a> {
+    Column(&'a Column),
+    Id(Box<Type>),
+}
+
+fn generate(
+    input: &ItemStruct,
+    args: &Args,
+    key: KeyChoice<'_>,
+    columns: &[Column],
+) -> TokenStream {
+    let db = crate::paths::celldb_path();
+    let ident = &input.ident;
+    let vis = &input.vis;
+    let (key_ident, key_ty, auto_inc) = match key {
+        KeyChoice::Column(c) => (c.ident.clone(), c.ty.clone(), c.auto_inc.is_some()),
+        KeyChoice::Id(ty) => (format_ident!("id"), *ty, false),
+    };
+    let auto_inc = auto_inc.then(|| {
+        quote! {
+            fn auto_key(&self) -> ::core::option::Option<u64> {
+                ::core::option::Option::Some(self.#key_ident)
+            }
+            fn with_auto_key(&self, key: u64) -> ::core::option::Option<Self> {
+                let mut copy = ::core::clone::Clone::clone(self);
+                copy.#key_ident = key;
+                ::core::option::Option::Some(copy)
+            }
+        }
+    });
+    let table = args
+        .table
+        .as_ref()
+        .map_or_else(|| snake_case(&ident.to_string()), LitStr::value);
+    let indexed: Vec<&Column> = columns.iter().filter(|c| c.role != Role::Key).collect();
+
+    // Every key and indexed field must implement `Key`: checked at the field's type, so the
+    // error points there and not at the macro.
+    let key_checks = std::iter::once(&key_ty)
+        .chain(indexed.iter().map(|c| &c.ty))
+        .map(|ty| {
+            quote_spanned! {ty.span()=>
+                const _: fn() = || {
+                    fn must_be_a_key<K: #db::Key>() {}
+                    must_be_a_key::<#ty>();
+                };
+            }
+        });
+
+    let index_defs = indexed.iter().map(|c| {
+        let name = c.ident.to_string();
+        let unique = c.role == Role::Unique;
+        quote!(#db::IndexDef { name: #name, unique: #unique })
+    });
+    let encode_arms = indexed.iter().enumerate().map(|(i, c)| {
+        let f = &c.ident;
+        // Spanned at the field's type: a type that is not a `Key` is reported there.
+        quote_spanned!(c.ty.span()=> #i => #db::Key::encode_key(&self.#f, out),)
+    });
+    let durability = if args.buffered {
+        quote!(::core::option::Option::Some(#db::Durability::Buffered))
+    } else {
+        quote!(::core::option::Option::None)
+    };
+    let previous = args.prev.as_ref().map(|prev| {
+        quote! {
+            fn previous() -> ::core::option::Option<#db::Previous<Self>> {
+                ::core::option::Option::Some(#db::Previous {
+                    fingerprint: <#prev as #db::__private::Fingerprint>::FINGERPRINT,
+                    describe: <#prev as #db::__private::Fingerprint>::describe,
+                    upgrade: |bytes| {
+                        #db::__private::codec::from_bytes::<#prev>(bytes)
+                            .map(<Self as ::core::convert::From<#prev>>::from)
+                    },
+                })
+            }
+        }
+    });
+
+    let lookups = indexed.iter().enumerate().map(|(i, c)| {
+        let f = &c.ident;
+        let ty = &c.ty;
+        let method = format_ident!("by_{}", f, span = f.span());
+        if c.role == Role::Unique {
+            let doc = format!("The `{table}` record whose unique `{f}` equals `value`.");
+            quote! {
+                #[doc = #doc]
+                #vis async fn #method(
+                    value: impl #db::KeyArg<#ty>,
+                ) -> #db::Result<::core::option::Option<Self>> {
+                    let value = #db::__private::encode::<#ty, _>(&value);
+                    let found = #db::current()?.by_index::<Self>(#i, value).await?;
+                    ::core::result::Result::Ok(found.into_iter().next())
+                }
+            }
+        } else {
+            let doc = format!("Every `{table}` record whose `{f}` equals `value`, in key order.");
+            quote! {
+                #[doc = #doc]
+                #vis async fn #method(
+                    value: impl #db::KeyArg<#ty>,
+                ) -> #db::Result<::std::vec::Vec<Self>> {
+                    let value = #db::__private::encode::<#ty, _>(&value);
+                    #db::current()?.by_index::<Self>(#i, value).await
+                }
+            }
+        }
+    });
+    let get_doc =
+        format!("The `{table}` record with key `{key_ident}`, from the current database.");
+
+    quote! {
+        #(#key_checks)*
+
+        impl #db::Table for #ident {
+            type Key = #key_ty;
+            const TABLE: &'static str = #table;
+            const INDEXES: &'static [#db::IndexDef] = &[#(#index_defs),*];
+            const DURABILITY: ::core::option::Option<#db::Durability> = #durability;
+
+            fn key(&self) -> &Self::Key {
+                &self.#key_ident
+            }
+
+            #[allow(unused_variables)]
+            fn encode_index(&self, index: usize, out: &mut ::std::vec::Vec<u8>) {
+                match index {
+                    #(#encode_arms)*
+                    _ => {}
+                }
+            }
+
+            #previous
+            #auto_inc
+        }
+
+        #[allow(dead_code)]
+        impl #ident {
+            #[doc = #get_doc]
+            #vis async fn get(
+                #key_ident: impl #db::KeyArg<#key_ty>,
+            ) -> #db::Result<::core::option::Option<Self>> {
+                #db::get::<Self>(#key_ident).await
+            }
+
+            #(#lookups)*
+
+            /// The records whose key lies in `range`, in key order.
+            #vis async fn scan(
+                range: impl ::core::ops::RangeBounds<#key_ty>,
+            ) -> #db::Result<::std::vec::Vec<Self>> {
+                #db::scan::<Self>(range).await
+            }
+
+            /// Inserts this record as new; returns its key (the assigned one for an
+            /// `auto_inc` key given as `0`).
+            #vis async fn insert(&self) -> #db::Result<#key_ty> {
+                #db::insert(self).await
+            }
+
+            /// Inserts or replaces this record (and its index entries) atomically.
+            #vis async fn save(&self) -> #db::Result<()> {
+                #db::upsert(self).await
+            }
+
+            /// Deletes the record with this key; `true` if it existed.
+            #vis async fn delete(
+                #key_ident: impl #db::KeyArg<#key_ty>,
+            ) -> #db::Result<bool> {
+                #db::delete::<Self>(#key_ident).await
+            }
+
+            /// Number of records in the table.
+            #vis async fn count() -> #db::Result<usize> {
+                #db::count::<Self>().await
+            }
+        }
+    }
+}
+
+fn snake_case(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.extend(c.to_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -1,0 +1,384 @@
+//! [`Db`]: an open database directory — fjall, its lock, its tables and its commit log.
+
+use crate::error::{Error, Result};
+use crate::log::{CommitLog, LocalLog, LogStats, Write, WriteSet};
+use crate::table::{Durability, Table};
+use cell_sdk::{Fingerprint, codec, protein};
+use fjall::{Keyspace, KeyspaceCreateOptions, Slice};
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// The keyspace holding one [`TableMeta`] per table.
+const META_KEYSPACE: &str = "celldb.meta";
+/// The keyspace holding `auto_inc` counters (table → the highest key written, big-endian `u64`).
+const SEQ_KEYSPACE: &str = "celldb.seq";
+/// Version of the on-disk layout (keyspace names, key encodings, metadata format).
+pub(crate) const LAYOUT_VERSION: u32 = 1;
+
+/// What the database records about a table, to detect a changed type on open.
+#[protein]
+pub struct TableMeta {
+    /// Layout version that wrote the table.
+    pub layout: u32,
+    /// Structural fingerprint of the record type.
+    pub fingerprint: u64,
+    /// The record type's structure (`struct { id: u64, email: String }`).
+    pub describe: String,
+    /// The record type's name when the table was last opened.
+    pub type_name: String,
+    /// The key type (`u64`).
+    pub key_type: String,
+    /// Fingerprint of the key type.
+    pub key_fingerprint: u64,
+    /// Secondary indexes: `(field, unique)`.
+    pub indexes: Vec<(String, bool)>,
+}
+
+/// An open table: its record keyspace and one keyspace per index.
+pub(crate) struct TableHandle {
+    pub(crate) records: Keyspace,
+    pub(crate) indexes: Vec<Keyspace>,
+    pub(crate) durability: Durability,
+}
+
+/// Settings for [`Db::open_with`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Durability of tables that do not set their own (default [`Durability::Sync`]).
+    pub durability: Durability,
+    /// fjall block cache size in bytes (default 32 MiB).
+    pub cache_bytes: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Sync,
+            cache_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
+/// A handle to an open database. Cheap to clone; the directory closes when the last clone drops.
+///
+/// # Examples
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> celldb::Result<()> {
+/// let db = celldb::Db::temp()?;
+/// assert!(db.path().exists());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Db {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) fjall: fjall::Database,
+    meta: Keyspace,
+    pub(crate) seq: Keyspace,
+    pub(crate) log: LocalLog,
+    tables: RwLock<HashMap<TypeId, Arc<TableHandle>>>,
+    registering: Mutex<()>,
+    /// Shared by every running transaction; exclusive for one that kept conflicting.
+    pub(crate) gate: tokio::sync::RwLock<()>,
+    path: PathBuf,
+    options: Options,
+    // Field order matters: fjall closes before the lock is released, the temp dir goes last.
+    _lock: File,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Db {
+    /// Opens (or creates) the database in directory `path`, with default [`Options`].
+    ///
+    /// # Errors
+    /// [`Error::Locked`] when another process holds the directory; I/O and storage errors.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path, Options::default())
+    }
+
+    /// Opens (or creates) the database in `path` with `options`.
+    ///
+    /// # Errors
+    /// As [`Db::open`].
+    pub fn open_with(path: impl AsRef<Path>, options: Options) -> Result<Self> {
+        Self::open_inner(path.as_ref(), options, None)
+    }
+
+    /// A fresh database in a new temporary directory (on disk, not tmpfs), deleted on drop.
+    /// Each call is a different database: parallel tests never share one.
+    ///
+    /// # Errors
+    /// When the directory cannot be created or opened.
+    pub fn temp() -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("celldb-")
+            .tempdir()
+            .map_err(|source| Error::Io {
+                path: std::env::temp_dir(),
+                source,
+            })?;
+        let path = dir.path().to_path_buf();
+        Self::open_inner(&path, Options::default(), Some(dir))
+    }
+
+    fn open_inner(path: &Path, options: Options, temp: Option<tempfile::TempDir>) -> Result<Self> {
+        let io = |source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(path).map_err(io)?;
+        let lock_path = path.join("LOCK");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Locked {
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(Error::Io {
+                    path: lock_path,
+                    source,
+                });
+            }
+        }
+        let fjall = fjall::Database::builder(path.join("data"))
+            .cache_size(options.cache_bytes)
+            .manual_journal_persist(true)
+            .open()?;
+        let meta = fjall.keyspace(META_KEYSPACE, KeyspaceCreateOptions::default)?;
+        let seq = fjall.keyspace(SEQ_KEYSPACE, KeyspaceCreateOptions::default)?;
+        let log = LocalLog::start(fjall.clone())?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                fjall,
+                meta,
+                seq,
+                log,
+                tables: RwLock::new(HashMap::new()),
+                registering: Mutex::new(()),
+                gate: tokio::sync::RwLock::new(()),
+                path: path.to_path_buf(),
+                options,
+                _lock: lock,
+                _temp: temp,
+            }),
+        })
+    }
+
+    /// The database directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Commit-log counters (fsyncs, committed write-sets, conflicts).
+    pub fn stats(&self) -> &LogStats {
+        self.inner.log.stats()
+    }
+
+    /// Every table recorded in this database, as stored in its metadata.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] when metadata fails validation.
+    pub fn tables(&self) -> Result<Vec<(String, TableMeta)>> {
+        let mut out = Vec::new();
+        for guard in self.inner.meta.iter() {
+            let (key, value) = guard.into_inner()?;
+            let name = String::from_utf8_lossy(&key).into_owned();
+            let meta = decode_meta(&name, &value)?;
+            out.push((name, meta));
+        }
+        Ok(out)
+    }
+
+    /// Raw records of a table by name: `(encoded key, rkyv bytes)`, for tools (`celldb dump`).
+    ///
+    /// # Errors
+    /// Storage errors; an unknown table gives an empty list.
+    pub fn raw_records(&self, table: &str) -> Result<Vec<(Slice, Slice)>> {
+        let name = records_keyspace(table);
+        if !self.inner.fjall.keyspace_exists(&name) {
+            return Ok(Vec::new());
+        }
+        let ks = self
+            .inner
+            .fjall
+            .keyspace(&name, KeyspaceCreateOptions::default)?;
+        ks.iter()
+            .map(|g| g.into_inner().map_err(Error::from))
+            .collect()
+    }
+
+    /// Runs `future` with this database as the *current* one: the free functions
+    /// (`DB::insert`, `User::get`, …) inside it use `self` instead of the default database.
+    ///
+    /// The returned future does not borrow `self`, so it can be spawned.
+    pub fn scope<F: Future>(&self, future: F) -> impl Future<Output = F::Output> + use<F> {
+        crate::context::CURRENT.scope(self.clone(), future)
+    }
+
+    /// Opens (or returns the already open) table of `T`, checking its stored fingerprint.
+    pub(crate) fn table<T: Table>(&self) -> Result<Arc<TableHandle>> {
+        let id = TypeId::of::<T>();
+        if let Some(handle) = self
+            .inner
+            .tables
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&id)
+        {
+            return Ok(handle.clone());
+        }
+        let _registering = self
+            .inner
+            .registering
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(handle) = self
+            .inner
+            .tables
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&id)
+        {
+            return Ok(handle.clone());
+        }
+        let handle = Arc::new(self.register::<T>()?);
+        self.inner
+            .tables
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id, handle.clone());
+        Ok(handle)
+    }
+
+    fn register<T: Table>(&self) -> Result<TableHandle> {
+        let fjall = &self.inner.fjall;
+        let records =
+            fjall.keyspace(&records_keyspace(T::TABLE), KeyspaceCreateOptions::default)?;
+        let indexes = T::INDEXES
+            .iter()
+            .map(|def| {
+                fjall.keyspace(
+                    &index_keyspace(T::TABLE, def.name),
+                    KeyspaceCreateOptions::default,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let handle = TableHandle {
+            records,
+            indexes,
+            durability: T::DURABILITY.unwrap_or(self.inner.options.durability),
+        };
+        let current = meta_of::<T>();
+        let stored = match self.inner.meta.get(T::TABLE)? {
+            Some(bytes) => Some(decode_meta(T::TABLE, &bytes)?),
+            None => None,
+        };
+        match stored {
+            None => self.write_meta(T::TABLE, &current, Vec::new())?,
+            Some(stored) if same_schema(&stored, &current) => {
+                if stored.type_name != current.type_name {
+                    // A renamed Rust type with the same structure: keep the metadata current.
+                    self.write_meta(T::TABLE, &current, Vec::new())?;
+                }
+            }
+            Some(stored) => {
+                let migrated = crate::migrate::upgrade::<T>(self, &handle, &stored, &current)?;
+                self.write_meta(T::TABLE, &current, migrated)?;
+            }
+        }
+        Ok(handle)
+    }
+
+    /// Writes the table's metadata (plus `writes`, a migration) durably through the log.
+    fn write_meta(&self, table: &str, meta: &TableMeta, mut writes: Vec<Write>) -> Result<()> {
+        let bytes = codec::to_bytes(meta).map_err(|e| Error::Encode {
+            table: "meta".into(),
+            reason: e.to_string(),
+        })?;
+        writes.push(Write {
+            keyspace: self.inner.meta.clone(),
+            key: Slice::from(table.as_bytes()),
+            value: Some(Slice::from(&bytes[..])),
+        });
+        let ws = WriteSet {
+            distinct_keys: false,
+            version: self.inner.log.version(),
+            reads: Vec::new(),
+            writes,
+            durability: Durability::Sync,
+        };
+        commit_blocking(&self.inner.log, ws)
+    }
+}
+
+/// Submits `ws` and waits on this thread (used while registering a table).
+pub(crate) fn commit_blocking(log: &dyn CommitLog, ws: WriteSet) -> Result<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    log.submit(
+        ws,
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    rx.recv()
+        .map_err(|_| Error::Commit("the commit thread has stopped".into()))?
+        .map(|_| ())
+}
+
+pub(crate) fn records_keyspace(table: &str) -> String {
+    format!("t.{table}")
+}
+
+pub(crate) fn index_keyspace(table: &str, index: &str) -> String {
+    format!("i.{table}.{index}")
+}
+
+fn decode_meta(table: &str, bytes: &[u8]) -> Result<TableMeta> {
+    codec::from_bytes::<TableMeta>(bytes).map_err(|e| Error::Corrupt {
+        table: format!("meta of {table}"),
+        reason: e.to_string(),
+    })
+}
+
+pub(crate) fn meta_of<T: Table>() -> TableMeta {
+    TableMeta {
+        layout: LAYOUT_VERSION,
+        fingerprint: T::FINGERPRINT,
+        describe: T::describe(),
+        type_name: T::type_name(),
+        key_type: <T::Key as Fingerprint>::type_name(),
+        key_fingerprint: <T::Key as Fingerprint>::FINGERPRINT,
+        indexes: T::INDEXES
+            .iter()
+            .map(|d| (d.name.to_string(), d.unique))
+            .collect(),
+    }
+}
+
+pub(crate) fn same_schema(a: &TableMeta, b: &TableMeta) -> bool {
+    a.layout == b.layout
+        && a.fingerprint == b.fingerprint
+        && a.key_fingerprint == b.key_fingerprint
+        && a.indexes == b.indexes
+}

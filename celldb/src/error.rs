@@ -1,0 +1,107 @@
+//! The one error type of celldb's API.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in celldb. Bytes read from disk that fail validation are a
+/// [`Error::Corrupt`], never a panic.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The storage engine (fjall) or the file system failed.
+    #[error("storage error: {0}")]
+    Storage(#[from] fjall::Error),
+    /// An I/O error outside fjall (lock file, directories).
+    #[error("I/O error at {path}: {source}")]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Another process (or another `Db` in this process) holds the database directory.
+    #[error(
+        "the database at {path} is in use by another process (lock file {path}/LOCK is held); \
+         stop that process or open another directory"
+    )]
+    Locked {
+        /// The database directory.
+        path: PathBuf,
+    },
+    /// The table on disk was written by a different type than the one opening it.
+    #[error(
+        "table `{table}` on disk does not match the type opening it: {what}\n  on disk: {stored}\n  \
+         in code: {current}\nkeep the old type and declare it with `#[DB::persist(prev = OldType)]` \
+         plus `impl From<OldType> for NewType`, or use another table name"
+    )]
+    SchemaMismatch {
+        /// The table name.
+        table: String,
+        /// What changed, in words (fields, key type, indexes).
+        what: String,
+        /// The structure recorded on disk.
+        stored: String,
+        /// The structure of the type in code.
+        current: String,
+    },
+    /// Bytes on disk are not a valid record, index entry or metadata.
+    #[error("corrupt data in `{table}`: {reason}")]
+    Corrupt {
+        /// The table (or `meta`) where the bytes were found.
+        table: String,
+        /// What the validator said.
+        reason: String,
+    },
+    /// `insert` of a key that already exists.
+    #[error("`{table}` already has a record with this key")]
+    AlreadyExists {
+        /// The table.
+        table: String,
+    },
+    /// `update` of a key that does not exist.
+    #[error("`{table}` has no record with this key")]
+    NotFound {
+        /// The table.
+        table: String,
+    },
+    /// A write would give two records the same value of a unique index.
+    #[error("unique constraint `{table}.{index}` violated: another record has this value")]
+    UniqueViolation {
+        /// The table.
+        table: String,
+        /// The unique field.
+        index: String,
+    },
+    /// A transaction kept conflicting with concurrent writers and gave up.
+    #[error("transaction gave up after {attempts} optimistic conflicts")]
+    Conflict {
+        /// How many times it ran.
+        attempts: u32,
+    },
+    /// A value could not be encoded.
+    #[error("cannot encode a `{table}` record: {reason}")]
+    Encode {
+        /// The table.
+        table: String,
+        /// What the encoder said.
+        reason: String,
+    },
+    /// The commit log failed (its writer stopped or the engine is poisoned after an I/O error).
+    #[error("commit failed: {0}")]
+    Commit(String),
+    /// The transaction body chose to abort (see [`Error::abort`]).
+    #[error("transaction aborted: {0}")]
+    Aborted(Box<dyn std::error::Error + Send + Sync>),
+    /// The default database could not be opened.
+    #[error("cannot open the default database: {0}")]
+    Default(String),
+}
+
+impl Error {
+    /// Aborts a transaction with your own error: nothing it wrote is committed.
+    pub fn abort(reason: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Error::Aborted(reason.into())
+    }
+}
+
+/// `Result` with celldb's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,514 @@
+//! The commit log: the one path every write takes to storage.
+//!
+//! A transaction (or a single `insert`) becomes a [`WriteSet`]: the keys it read with the values
+//! it saw (its *read checks*), the keys it writes, and its durability. A [`CommitLog`] decides
+//! the order of write-sets, validates their reads (optimistic concurrency), applies them and
+//! acknowledges each one. [`LocalLog`] does it on one fjall database with **group commit**: one
+//! committer thread takes every write-set waiting, validates them in arrival order, writes all
+//! accepted ones in *one* fjall batch with *one* `persist(SyncAll)`, then acknowledges them. A
+//! replicated log (Raft) can later implement [`CommitLog`] and nothing above it changes.
+//!
+//! Validation: a write-set records the commit version its snapshot was taken at. If no group
+//! committed since, its reads are trivially current. Otherwise each point read is looked up in
+//! the keys written by the groups committed since (a key written after the snapshot is a
+//! conflict) when the committer still remembers them all and they are few; else, and for range
+//! reads, it is re-read from storage and compared with what the transaction saw. Within one group, a write-set that read a key an
+//! earlier write-set of the same group writes is *deferred* to the next group (where it is
+//! validated against the committed result), so groups never need an overlay of pending writes.
+
+use crate::error::{Error, Result};
+use fjall::{Keyspace, PersistMode, Slice};
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::ops::Bound;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
+
+use crate::table::Durability;
+
+/// Upper bound of write-sets in one group (bounds the batch size and the ack latency).
+const MAX_GROUP: usize = 1024;
+
+/// What a transaction saw when it read, to be re-checked at commit.
+#[derive(Clone)]
+pub(crate) enum ReadCheck {
+    /// A point read of `key`, which held `seen`.
+    Point {
+        keyspace: Keyspace,
+        key: Slice,
+        seen: Option<Slice>,
+    },
+    /// A range read (scan, index lookup); `digest` hashes every key and value seen.
+    Range {
+        keyspace: Keyspace,
+        start: Bound<Vec<u8>>,
+        end: Bound<Vec<u8>>,
+        digest: u64,
+    },
+}
+
+/// One write of a write-set: `value: None` deletes the key.
+#[derive(Clone)]
+pub(crate) struct Write {
+    pub(crate) keyspace: Keyspace,
+    pub(crate) key: Slice,
+    pub(crate) value: Option<Slice>,
+}
+
+/// The unit of commit: reads to validate, writes to apply atomically, and a durability.
+pub struct WriteSet {
+    /// True when no key appears twice in `writes` (transactions guarantee it): a group of one
+    /// such write-set skips the merge step.
+    pub(crate) distinct_keys: bool,
+    pub(crate) version: u64,
+    pub(crate) reads: Vec<ReadCheck>,
+    pub(crate) writes: Vec<Write>,
+    pub(crate) durability: Durability,
+}
+
+impl WriteSet {
+    /// Number of keys written.
+    pub fn len(&self) -> usize {
+        self.writes.len()
+    }
+
+    /// True when nothing is written.
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+
+    /// The durability the writer asked for.
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+}
+
+/// Called exactly once with the outcome of a submitted write-set: the commit version, or an
+/// error ([`Error::Conflict`] when validation failed: re-run the transaction).
+pub type Ack = Box<dyn FnOnce(Result<u64>) + Send>;
+
+/// The interface every write goes through (DESIGN decision 6).
+pub trait CommitLog: Send + Sync {
+    /// Queues a write-set; `ack` runs once it is applied (and durable, for
+    /// [`Durability::Sync`]) or rejected.
+    fn submit(&self, writes: WriteSet, ack: Ack);
+
+    /// The version of the last applied group; write-sets remember it for validation.
+    fn version(&self) -> u64;
+}
+
+/// Group-commit log on one local fjall database.
+pub struct LocalLog {
+    /// `None` only while dropping (closing the channel stops the thread).
+    sender: Option<mpsc::Sender<(WriteSet, Ack)>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    version: Arc<AtomicU64>,
+    stats: Arc<LogStats>,
+    /// Held while a group commits; the committer thread and inline commits take turns.
+    committer: Arc<Mutex<Committer>>,
+    /// Write-sets sent to the thread and not yet taken by it.
+    queued: Arc<AtomicUsize>,
+}
+
+/// Counters of a [`LocalLog`] (benchmarks report fsyncs per acknowledged write from them).
+#[derive(Debug, Default)]
+pub struct LogStats {
+    /// Batches written with `persist(SyncAll)`.
+    pub syncs: AtomicU64,
+    /// Write-sets acknowledged as committed.
+    pub committed: AtomicU64,
+    /// Write-sets rejected by validation.
+    pub conflicts: AtomicU64,
+}
+
+impl LocalLog {
+    /// Starts the committer thread for `db`. It stops when the log is dropped.
+    ///
+    /// # Errors
+    /// When the thread cannot be spawned.
+    pub fn start(db: fjall::Database) -> Result<Self> {
+        let (sender, receiver) = mpsc::channel::<(WriteSet, Ack)>();
+        let version = Arc::new(AtomicU64::new(1));
+        let stats = Arc::new(LogStats::default());
+        let committer = Arc::new(Mutex::new(Committer {
+            db,
+            version: version.clone(),
+            stats: stats.clone(),
+            recent: VecDeque::new(),
+            recent_keys: 0,
+            horizon: 1,
+        }));
+        let queued = Arc::new(AtomicUsize::new(0));
+        let (thread_committer, thread_queued) = (committer.clone(), queued.clone());
+        let thread = std::thread::Builder::new()
+            .name("celldb-commit".into())
+            .spawn(move || run(&thread_committer, &receiver, &thread_queued))
+            .map_err(|source| Error::Io {
+                path: "celldb-commit thread".into(),
+                source,
+            })?;
+        Ok(Self {
+            sender: Some(sender),
+            thread: Some(thread),
+            version,
+            stats,
+            committer,
+            queued,
+        })
+    }
+
+    /// The log's counters.
+    pub fn stats(&self) -> &LogStats {
+        &self.stats
+    }
+}
+
+impl CommitLog for LocalLog {
+    fn submit(&self, writes: WriteSet, ack: Ack) {
+        // A write-set arriving at an idle log commits on the caller's thread: handing it to
+        // the committer thread would only add two wake-ups (each can cost a whole time slice
+        // on a busy machine). Writers arriving meanwhile queue for the thread, which commits
+        // them as one group (one fsync) as soon as this commit releases the committer.
+        if self.queued.load(Ordering::Acquire) == 0
+            && let Ok(mut committer) = self.committer.try_lock()
+        {
+            // A group of one never defers (deferral needs an earlier write-set in the group).
+            for (writes, ack) in committer.commit_group(vec![(writes, ack)]) {
+                ack(Err(Error::Conflict { attempts: 1 }));
+                drop(writes);
+            }
+            return;
+        }
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        let Some(sender) = &self.sender else {
+            ack(Err(Error::Commit("the commit log is closing".into())));
+            return;
+        };
+        if let Err(mpsc::SendError((_, ack))) = sender.send((writes, ack)) {
+            ack(Err(Error::Commit("the commit thread has stopped".into())));
+        }
+    }
+
+    fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for LocalLog {
+    /// Stops the committer thread and waits for it, so its handle on the fjall database is
+    /// gone before the directory lock is released (a reopen right after a drop never races
+    /// with a still-running committer).
+    fn drop(&mut self) {
+        drop(self.sender.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The committer thread: takes every waiting write-set and commits them as one group.
+fn run(
+    committer: &Mutex<Committer>,
+    receiver: &mpsc::Receiver<(WriteSet, Ack)>,
+    queued: &AtomicUsize,
+) {
+    let mut pending: Vec<(WriteSet, Ack)> = Vec::new();
+    loop {
+        if pending.is_empty() {
+            match receiver.recv() {
+                Ok(first) => pending.push(first),
+                Err(_) => return,
+            }
+            queued.fetch_sub(1, Ordering::AcqRel);
+        }
+        let mut guard = committer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while pending.len() < MAX_GROUP {
+            match receiver.try_recv() {
+                Ok(next) => {
+                    queued.fetch_sub(1, Ordering::AcqRel);
+                    pending.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        pending = guard.commit_group(std::mem::take(&mut pending));
+    }
+}
+
+struct Committer {
+    db: fjall::Database,
+    version: Arc<AtomicU64>,
+    stats: Arc<LogStats>,
+    /// The keys each recent group wrote, oldest first, for every group after `horizon`:
+    /// validating a point read is then a scan of the few groups committed since the
+    /// transaction's snapshot instead of a storage read. A plain list, not a map: recording
+    /// must cost next to nothing, because a lone writer never needs it.
+    recent: VecDeque<(u64, Vec<(u64, Slice)>)>,
+    recent_keys: usize,
+    horizon: u64,
+}
+
+/// Keys kept in [`Committer::recent`]; older groups are dropped (and the horizon moves up).
+/// Tiny in unit tests, so the fallback path (re-reading from storage) runs constantly there.
+const RECENT_LIMIT: usize = if cfg!(test) { 4 } else { 8192 };
+
+/// A validation scans at most this many recent keys per point read before it re-reads the
+/// key from storage instead.
+const SCAN_LIMIT: usize = 256;
+
+/// `BuildHasher` for [`Fnv`].
+pub(crate) type FnvBuild = std::hash::BuildHasherDefault<Fnv>;
+
+/// FNV-1a: keys here are short, so it beats SipHash. The maps hashed with it only hold keys
+/// the application itself wrote in one transaction or recent group, so collisions cost only
+/// that application time.
+#[derive(Default)]
+pub(crate) struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut state = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            state ^= u64::from(b);
+            state = state.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = state;
+    }
+}
+
+impl Committer {
+    /// Commits one group; returns the deferred write-sets.
+    fn commit_group(&mut self, group: Vec<(WriteSet, Ack)>) -> Vec<(WriteSet, Ack)> {
+        let version = self.version.load(Ordering::Acquire);
+        // Last write wins per key: a fjall batch gives all its items one sequence number, so
+        // two writes of one key in a batch must be merged here, not left to the engine.
+        let mut written: HashMap<(u64, Slice), usize, FnvBuild> = HashMap::default();
+        let mut writes: Vec<Write> = Vec::new();
+        let mut accepted: Vec<Ack> = Vec::new();
+        let mut deferred = Vec::new();
+        let mut sync = false;
+        let single = group.len() == 1;
+        for (ws, ack) in group {
+            if !written.is_empty() && reads_overlap(&ws, &written) {
+                deferred.push((ws, ack));
+                continue;
+            }
+            if ws.version != version {
+                match self.validate(&ws) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        self.stats.conflicts.fetch_add(1, Ordering::Relaxed);
+                        ack(Err(Error::Conflict { attempts: 1 }));
+                        continue;
+                    }
+                    Err(e) => {
+                        ack(Err(e));
+                        continue;
+                    }
+                }
+            }
+            sync |= ws.durability == Durability::Sync && !ws.writes.is_empty();
+            if single && ws.distinct_keys {
+                writes = ws.writes;
+                accepted.push(ack);
+                continue;
+            }
+            for w in ws.writes {
+                match written.entry((w.keyspace.id(), w.key.clone())) {
+                    Entry::Occupied(slot) => writes[*slot.get()] = w,
+                    Entry::Vacant(slot) => {
+                        slot.insert(writes.len());
+                        writes.push(w);
+                    }
+                }
+            }
+            accepted.push(ack);
+        }
+        // One batch, one fsync for the whole group. `Buffer` still hands the journal to the OS,
+        // so buffered writes survive a process crash.
+        let mode = if sync {
+            PersistMode::SyncAll
+        } else {
+            PersistMode::Buffer
+        };
+        // Remember who wrote what, for later validations (see `validate`).
+        let committed = version + 1;
+        if writes.len() <= RECENT_LIMIT {
+            let keys: Vec<(u64, Slice)> = writes
+                .iter()
+                .map(|w| (w.keyspace.id(), w.key.clone()))
+                .collect();
+            self.recent_keys += keys.len();
+            self.recent.push_back((committed, keys));
+        } else {
+            // Too big to remember: forget everything up to and including this group.
+            self.recent.clear();
+            self.recent_keys = 0;
+            self.horizon = committed;
+        }
+        while self.recent_keys > RECENT_LIMIT {
+            let Some((dropped, keys)) = self.recent.pop_front() else {
+                break;
+            };
+            self.recent_keys -= keys.len();
+            self.horizon = dropped;
+        }
+        let mut batch = fjall::OwnedWriteBatch::with_capacity(self.db.clone(), writes.len());
+        for w in writes {
+            match w.value {
+                Some(v) => batch.insert(&w.keyspace, w.key, v),
+                None => batch.remove(&w.keyspace, w.key),
+            }
+        }
+        let result = batch.durability(Some(mode)).commit();
+        match result {
+            Ok(()) => {
+                if sync {
+                    self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+                }
+                // Published after the batch is applied: a writer that sees the old version is
+                // validated, never wrongly trusted.
+                self.version.store(committed, Ordering::Release);
+                self.stats
+                    .committed
+                    .fetch_add(accepted.len() as u64, Ordering::Relaxed);
+                for ack in accepted {
+                    ack(Ok(committed));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "celldb group commit failed");
+                let message = e.to_string();
+                for ack in accepted {
+                    ack(Err(Error::Commit(message.clone())));
+                }
+            }
+        }
+        deferred
+    }
+}
+
+fn reads_overlap(ws: &WriteSet, written: &HashMap<(u64, Slice), usize, FnvBuild>) -> bool {
+    ws.reads.iter().any(|read| match read {
+        ReadCheck::Point { keyspace, key, .. } => {
+            written.contains_key(&(keyspace.id(), key.clone()))
+        }
+        ReadCheck::Range {
+            keyspace,
+            start,
+            end,
+            ..
+        } => written.keys().any(|(id, key)| {
+            *id == keyspace.id() && (start.as_ref(), end.as_ref()).contains_bytes(key.as_ref())
+        }),
+    })
+}
+
+trait ContainsBytes {
+    fn contains_bytes(&self, key: &[u8]) -> bool;
+}
+
+impl ContainsBytes for (Bound<&Vec<u8>>, Bound<&Vec<u8>>) {
+    fn contains_bytes(&self, key: &[u8]) -> bool {
+        let lower = match self.0 {
+            Bound::Included(s) => key >= s.as_slice(),
+            Bound::Excluded(s) => key > s.as_slice(),
+            Bound::Unbounded => true,
+        };
+        let upper = match self.1 {
+            Bound::Included(e) => key <= e.as_slice(),
+            Bound::Excluded(e) => key < e.as_slice(),
+            Bound::Unbounded => true,
+        };
+        lower && upper
+    }
+}
+
+impl Committer {
+    /// Checks that nothing `ws` read changed since its snapshot. A point read is checked in
+    /// `recent` when the snapshot is newer than the horizon (a key written after the snapshot
+    /// is a conflict), else by re-reading it; a range read is always re-scanned.
+    fn validate(&self, ws: &WriteSet) -> Result<bool> {
+        // Groups committed after the snapshot; usable only if none of them was forgotten.
+        let newer: Vec<&Vec<(u64, Slice)>> = if ws.version >= self.horizon {
+            self.recent
+                .iter()
+                .rev()
+                .take_while(|(v, _)| *v > ws.version)
+                .map(|(_, keys)| keys)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let scannable = ws.version >= self.horizon
+            && newer.iter().map(|k| k.len()).sum::<usize>() <= SCAN_LIMIT;
+        for read in &ws.reads {
+            if let ReadCheck::Point { keyspace, key, .. } = read
+                && scannable
+            {
+                let id = keyspace.id();
+                let written = newer
+                    .iter()
+                    .any(|keys| keys.iter().any(|(k_id, k)| *k_id == id && k == key));
+                if written {
+                    return Ok(false);
+                }
+            } else if !reread(read)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Re-reads one read check against the latest committed state.
+fn reread(read: &ReadCheck) -> Result<bool> {
+    match read {
+        ReadCheck::Point {
+            keyspace,
+            key,
+            seen,
+        } => Ok(keyspace.get(key)? == *seen),
+        ReadCheck::Range {
+            keyspace,
+            start,
+            end,
+            digest,
+        } => {
+            let mut hasher = RangeDigest::default();
+            for guard in keyspace.range::<Vec<u8>, _>((start.clone(), end.clone())) {
+                let (k, v) = guard.into_inner()?;
+                hasher.add(&k, &v);
+            }
+            Ok(hasher.finish() == *digest)
+        }
+    }
+}
+
+/// Hash of the entries a range read saw.
+#[derive(Default)]
+pub(crate) struct RangeDigest(std::collections::hash_map::DefaultHasher);
+
+impl RangeDigest {
+    pub(crate) fn add(&mut self, key: &[u8], value: &[u8]) {
+        key.hash(&mut self.0);
+        value.hash(&mut self.0);
+    }
+
+    pub(crate) fn finish(&self) -> u64 {
+        self.0.finish()
+    }
+}

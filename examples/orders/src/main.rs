@@ -1,0 +1,121 @@
+//! `orders`: the README's main job — a small order book on celldb.
+//!
+//! Each run places one order for a customer in one transaction (the order, the customer's
+//! running total and the stock of the product change together or not at all), then prints the
+//! counts. Run it twice: the counts grow, because the data lives in the default database
+//! directory (`$CELL_DATA_DIR/orders/celldb`, or `~/.local/share/cell/orders/celldb`).
+//!
+//! ```text
+//! cargo run -p orders
+//! ```
+
+use cell_sdk::protein;
+
+// What `cell_remote!(DB = "celldb")` expands to (written by hand until it lands).
+#[allow(non_snake_case)]
+mod DB {
+    pub(crate) use celldb::__cell_exports::*;
+}
+
+/// A customer, found by email.
+#[protein]
+#[DB::persist(table = "customers")]
+pub struct Customer {
+    #[DB::key]
+    id: u64,
+    #[DB::unique]
+    email: String,
+    name: String,
+    total_cents: u64,
+}
+
+/// One order; ids come from a crash-safe counter; indexed by customer.
+#[protein]
+#[DB::persist(table = "orders")]
+pub struct Order {
+    #[DB::key]
+    #[DB::auto_inc]
+    id: u64,
+    #[DB::index]
+    customer: u64,
+    product: String,
+    cents: u64,
+}
+
+/// Units of a product left in stock.
+#[protein]
+#[DB::persist]
+pub struct Stock {
+    #[DB::key]
+    product: String,
+    units: u64,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    println!("database: {}", celldb::context::default_path().display());
+
+    if Customer::by_email("ada@example.com").await?.is_none() {
+        DB::insert(&Customer {
+            id: 1,
+            email: "ada@example.com".into(),
+            name: "Ada".into(),
+            total_cents: 0,
+        })
+        .await?;
+        Stock {
+            product: "notebook".into(),
+            units: 1_000,
+        }
+        .save()
+        .await?;
+        println!("first run: created customer Ada and stocked 1000 notebooks");
+    }
+
+    // One transaction across three tables and an index. It may re-run on a conflict, so it
+    // has no side effects besides its writes.
+    let order_id = DB::transaction(|tx| async move {
+        let mut ada = tx
+            .get::<Customer>(1)
+            .await?
+            .ok_or_else(|| DB::Error::abort("customer 1 is missing"))?;
+        let mut stock = tx
+            .get::<Stock>("notebook")
+            .await?
+            .ok_or_else(|| DB::Error::abort("no notebook stock"))?;
+        if stock.units == 0 {
+            return Err(DB::Error::abort("out of notebooks"));
+        }
+        stock.units -= 1;
+        ada.total_cents += 450;
+        // Key 0: the table's counter assigns the next id, in this same atomic commit.
+        let id = tx
+            .insert(&Order {
+                id: 0,
+                customer: ada.id,
+                product: "notebook".into(),
+                cents: 450,
+            })
+            .await?;
+        tx.update(&ada).await?;
+        tx.update(&stock).await?;
+        Ok(id)
+    })
+    .await?;
+
+    let ada = Customer::by_email("ada@example.com")
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("Ada vanished"))?;
+    let orders = Order::by_customer(ada.id).await?;
+    let stock = Stock::get("notebook").await?.map_or(0, |s| s.units);
+    println!("placed order #{order_id}");
+    println!(
+        "{} has {} order(s), {} cents in total; {} notebooks left; {} orders in the table",
+        ada.name,
+        orders.len(),
+        ada.total_cents,
+        stock,
+        Order::count().await?
+    );
+    Ok(())
+}

@@ -1,0 +1,44 @@
+//! Fuzzes everything that reads bytes from a peer before trusting them: the frame decoder
+//! (fed as a stream, frame after frame), the handshake parsers, and validated decoding of the
+//! payloads as a few protein types. None of them may panic, whatever the bytes.
+
+#![no_main]
+
+use cell_runtime::codec::{self, Bytes};
+use cell_runtime::frame::{self, Kind};
+use cell_runtime::handshake::{self, Hello, Welcome};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    // The first byte picks the maximum frame length, so small limits get exercised too.
+    let Some((&limit, stream)) = data.split_first() else {
+        return;
+    };
+    let max = u32::from(limit) * 16;
+    let mut rest = stream;
+    while let Ok(Some((header, payload, used))) = frame::decode(rest, max) {
+        assert!(header.len <= max && payload.end <= used && used <= rest.len());
+        // Payloads are read from an aligned copy, as the runtime's read buffer provides.
+        let mut aligned = Bytes::new();
+        aligned.extend_from_slice(&rest[payload]);
+        match header.kind {
+            Kind::Hello => {
+                let _ = Hello::parse(&aligned);
+                let _ = Hello::peek_version(&aligned);
+            }
+            Kind::Welcome => {
+                let _ = Welcome::parse(&aligned);
+            }
+            Kind::Reject => {
+                let _ = handshake::parse_reject(&aligned);
+            }
+            _ => {
+                let _ = codec::from_bytes::<String>(&aligned);
+                let _ = codec::from_bytes::<(u64, u64)>(&aligned);
+                let _ = codec::from_bytes::<Vec<Option<String>>>(&aligned);
+                let _ = codec::access::<std::collections::BTreeMap<String, Vec<u8>>>(&aligned);
+            }
+        }
+        rest = &rest[used..];
+    }
+});

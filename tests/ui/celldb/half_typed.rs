@@ -1,0 +1,24 @@
+use cell_sdk::protein;
+#[allow(non_snake_case)]
+mod DB {
+    pub use celldb::__cell_exports::*;
+}
+
+// Two keys: an error, but the best-effort expansion still generates `User::get`, so this
+// call does not add a second error.
+#[protein]
+#[DB::persist]
+pub struct User {
+    #[DB::key]
+    id: u64,
+    #[DB::key]
+    other: u64,
+}
+
+async fn use_it() {
+    let _ = User::get(1).await;
+}
+
+fn main() {
+    let _ = use_it();
+}
