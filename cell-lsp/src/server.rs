@@ -4,8 +4,8 @@
 //! entirely inside the synchronous part of `did_open`/`did_change` (a std mutex, no `.await`
 //! while it is held, no `.await` before the mutation): each such future finishes its mutation on
 //! its first poll, and the framework polls them in arrival order — so edits apply strictly in
-//! order. Buffers are stored as text and parsed per request (rust-analyzer's syntax tree is not
-//! `Send`).
+//! order. Each buffer keeps its text and a `Send` syntax tree (`syntax::Tree`, a green tree)
+//! that every edit reparses incrementally; requests build a cursor tree over it.
 //!
 //! The index is built (or warm-started from its snapshot) during `initialize`, then kept fresh
 //! by `workspace/didChangeWatchedFiles` and by the index's own watcher, so edits made outside
@@ -23,13 +23,14 @@ use tower_lsp_server::{Client, LanguageServer, LspService, Server};
 
 use crate::analysis::{self, ItemKind};
 use crate::lines::LineIndex;
-use crate::syntax::Parsed;
+use crate::syntax::{Parsed, Tree};
 
 /// Quiet time after the last edit before a buffer's diagnostics are recomputed.
 const DIAGNOSTICS_DELAY: Duration = Duration::from_millis(150);
 
 struct Doc {
     text: String,
+    tree: Tree,
     version: i32,
 }
 
@@ -128,20 +129,27 @@ impl Backend {
         }
     }
 
-    fn with_doc<R>(&self, uri: &Uri, f: impl FnOnce(&Index, &Path, &str) -> R) -> Option<R> {
+    /// Runs `f` over the document's text and syntax (copied out of the lock first) and the index.
+    fn with_doc<R>(
+        &self,
+        uri: &Uri,
+        f: impl FnOnce(&Index, &Path, &str, &Parsed) -> R,
+    ) -> Option<R> {
         let path = uri.to_file_path()?.into_owned();
-        let text = lock(&self.state.docs).get(uri).map(|d| d.text.clone())?;
+        let (text, tree) = lock(&self.state.docs)
+            .get(uri)
+            .map(|d| (d.text.clone(), d.tree.clone()))?;
+        let parsed = Parsed::from_tree(&tree, &text);
         let index = lock(&self.state.index);
         let index = index.as_ref()?;
-        Some(f(index, &path, &text))
+        Some(f(index, &path, &text, &parsed))
     }
 
     async fn publish(&self, uri: Uri) {
         let version = lock(&self.state.docs).get(&uri).map(|d| d.version);
         let diags = self
-            .with_doc(&uri, |index, path, text| {
-                let parsed = Parsed::new(text);
-                analysis::diagnostics(index, path, &parsed, text)
+            .with_doc(&uri, |index, path, text, parsed| {
+                analysis::diagnostics(index, path, parsed, text)
                     .into_iter()
                     .map(|d| to_lsp_diag(&uri, text, d))
                     .collect::<Vec<_>>()
@@ -248,6 +256,7 @@ impl LanguageServer for Backend {
         lock(&self.state.docs).insert(
             params.text_document.uri,
             Doc {
+                tree: Tree::new(&params.text_document.text),
                 text: params.text_document.text,
                 version: params.text_document.version,
             },
@@ -264,11 +273,15 @@ impl LanguageServer for Backend {
             };
             for change in params.content_changes {
                 match change.range {
-                    None => doc.text = change.text,
+                    None => {
+                        doc.tree = Tree::new(&change.text);
+                        doc.text = change.text;
+                    }
                     Some(r) => {
                         let idx = LineIndex::new(&doc.text);
                         let s = idx.offset(r.start.line, r.start.character);
                         let e = idx.offset(r.end.line, r.end.character).max(s);
+                        doc.tree = doc.tree.edit(s, e, &change.text);
                         doc.text.replace_range(s..e, &change.text);
                     }
                 }
@@ -320,10 +333,9 @@ impl LanguageServer for Backend {
     async fn completion(&self, params: CompletionParams) -> Result<Option<CompletionResponse>> {
         let uri = params.text_document_position.text_document.uri;
         let pos = params.text_document_position.position;
-        let items = self.with_doc(&uri, |index, path, text| {
+        let items = self.with_doc(&uri, |index, path, text, parsed| {
             let offset = LineIndex::new(text).offset(pos.line, pos.character);
-            let parsed = Parsed::new(text);
-            analysis::complete(index, path, &parsed, offset)
+            analysis::complete(index, path, parsed, offset)
                 .into_iter()
                 .enumerate()
                 .map(|(i, item)| CompletionItem {
@@ -360,10 +372,9 @@ impl LanguageServer for Backend {
         let uri = params.text_document_position_params.text_document.uri;
         let pos = params.text_document_position_params.position;
         Ok(self
-            .with_doc(&uri, |index, path, text| {
+            .with_doc(&uri, |index, path, text, parsed| {
                 let offset = LineIndex::new(text).offset(pos.line, pos.character);
-                let parsed = Parsed::new(text);
-                analysis::hover(index, path, &parsed, offset).map(|(md, range)| Hover {
+                analysis::hover(index, path, parsed, offset).map(|(md, range)| Hover {
                     contents: HoverContents::Markup(MarkupContent {
                         kind: MarkupKind::Markdown,
                         value: md,
@@ -381,10 +392,9 @@ impl LanguageServer for Backend {
         let uri = params.text_document_position_params.text_document.uri;
         let pos = params.text_document_position_params.position;
         let target = self
-            .with_doc(&uri, |index, path, text| {
+            .with_doc(&uri, |index, path, text, parsed| {
                 let offset = LineIndex::new(text).offset(pos.line, pos.character);
-                let parsed = Parsed::new(text);
-                analysis::definition(index, path, &parsed, offset)
+                analysis::definition(index, path, parsed, offset)
             })
             .flatten();
         let Some((file, range)) = target else {

@@ -4,7 +4,37 @@
 //! node; inside it, the text before the cursor is read lexically, which is what makes completion
 //! on unfinished input work.
 
-use ra_ap_syntax::{Edition, SourceFile, SyntaxKind, SyntaxNode, TextSize};
+use ra_ap_syntax::{Edition, Parse, SourceFile, SyntaxKind, SyntaxNode, TextRange, TextSize};
+
+/// A buffer's syntax tree kept between edits (`Send`, cheap to clone), reparsed incrementally:
+/// an edit inside one token or block re-lexes or reparses only that part (rust-analyzer's
+/// `reparse`, which falls back to a full parse when it must).
+#[derive(Clone)]
+pub(crate) struct Tree(Parse<SourceFile>);
+
+impl Tree {
+    /// A full parse of `text`.
+    pub(crate) fn new(text: &str) -> Tree {
+        Tree(SourceFile::parse(text, Edition::CURRENT))
+    }
+
+    /// The tree after replacing bytes `start..end` of the old text by `insert`.
+    pub(crate) fn edit(&self, start: usize, end: usize, insert: &str) -> Tree {
+        match (TextSize::try_from(start), TextSize::try_from(end)) {
+            (Ok(s), Ok(e)) if s <= e => Tree(self.0.reparse(
+                TextRange::new(s, e),
+                insert,
+                Edition::CURRENT,
+            )),
+            _ => {
+                // Offsets beyond 4 GiB: cannot happen for a buffer we hold; parse afresh.
+                let mut text = self.0.syntax_node().text().to_string();
+                text.replace_range(start.min(text.len())..end.min(text.len()), insert);
+                Tree::new(&text)
+            }
+        }
+    }
+}
 
 /// A parsed buffer.
 pub(crate) struct Parsed {
@@ -100,6 +130,19 @@ impl Parsed {
         let parse = SourceFile::parse(text, Edition::CURRENT);
         Parsed {
             root: parse.syntax_node(),
+            text: text.to_owned(),
+        }
+    }
+
+    /// A kept tree and its text; parses afresh if they disagree (never trust a tree whose length
+    /// is not the text's: every range below indexes the text).
+    pub(crate) fn from_tree(tree: &Tree, text: &str) -> Parsed {
+        let root = tree.0.syntax_node();
+        if usize::from(root.text_range().end()) != text.len() {
+            return Parsed::new(text);
+        }
+        Parsed {
+            root,
             text: text.to_owned(),
         }
     }
@@ -581,6 +624,32 @@ mod tests {
             .collect();
         // schema (on item: empty), range (field: 1), schema, email (variant field: 1), email on fn (empty).
         assert_eq!(parents, [Some(0), Some(1), Some(0), Some(1), Some(0)]);
+    }
+
+    #[test]
+    fn incremental_edits_give_the_same_tree_as_a_full_parse() {
+        let mut text = String::from(
+            "#[DB::persist]\nstruct U {\n    #[DB::k]\n    id: u64,\n}\nfn f() { let x = 1; }\n",
+        );
+        let mut tree = Tree::new(&text);
+        let edits = [
+            ("#[DB::k]", 7, 0, "ey"),
+            ("let x = 1;", 8, 1, "2"),
+            ("struct U", 7, 1, "V"),
+            ("fn f", 0, 0, "#[DB::"),
+        ];
+        for (anchor, delta, del, insert) in edits {
+            let at = text.find(anchor).unwrap() + delta;
+            tree = tree.edit(at, at + del, insert);
+            text.replace_range(at..at + del, insert);
+            let full = Parsed::new(&text);
+            let kept = Parsed::from_tree(&tree, &text);
+            assert_eq!(
+                format!("{:#?}", kept.root),
+                format!("{:#?}", full.root),
+                "after {insert:?}"
+            );
+        }
     }
 
     #[test]
