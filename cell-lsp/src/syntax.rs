@@ -155,11 +155,25 @@ impl Parsed {
     /// Every `cell_remote!(…)` call that reads as `Alias = "cell[@version]"`.
     pub(crate) fn remote_calls(&self) -> Vec<RemoteCall> {
         let mut out = Vec::new();
-        for node in self
-            .root
-            .descendants()
-            .filter(|n| n.kind() == SyntaxKind::MACRO_CALL)
-        {
+        // Find the few candidates by text, then confirm each in the tree: walking every node of
+        // a large file on each request would cost more than the request itself.
+        let mut calls: Vec<SyntaxNode> = Vec::new();
+        for (at, _) in self.text.match_indices("cell_remote") {
+            let Ok(offset) = TextSize::try_from(at) else {
+                continue;
+            };
+            let Some(token) = self.root.token_at_offset(offset).right_biased() else {
+                continue;
+            };
+            if let Some(call) = token
+                .parent_ancestors()
+                .find(|n| n.kind() == SyntaxKind::MACRO_CALL)
+                && !calls.contains(&call)
+            {
+                calls.push(call);
+            }
+        }
+        for node in calls {
             let Some(path) = node.children().find(|c| c.kind() == SyntaxKind::PATH) else {
                 continue;
             };
