@@ -498,7 +498,7 @@ pub(crate) fn generate(
 
     quote! {
         #[doc = #client_doc]
-        #[derive(Clone, Debug)]
+        #[derive(::core::clone::Clone, ::core::fmt::Debug)]
         #[allow(unreachable_pub)]
         #vis struct #client {
             synapse: #sdk::Synapse,
