@@ -377,6 +377,27 @@ fn edits_to_the_manifest_or_its_workspace_root_are_seen_at_once() {
     assert_eq!(resolve(&app, "celldb", None).unwrap().extern_crate, "store");
 }
 
+#[test]
+fn a_workspace_root_created_later_is_seen() {
+    // A member inheriting `db` before its workspace root exists (a new project being set up
+    // while rust-analyzer's proc-macro server keeps the cache).
+    let dir = tree(&[(
+        "ws/app/Cargo.toml",
+        &package("[dependencies]\ndb.workspace = true\n"),
+    )]);
+    let app = dir.path().join("ws/app");
+    let first = Manifest::load(&app).unwrap();
+    assert_eq!(first.dependencies[0].package, "db");
+    assert!(resolve(&app, "celldb", None).is_err());
+
+    std::fs::write(
+        dir.path().join("ws/Cargo.toml"),
+        "[workspace]\nmembers = [\"app\"]\n[workspace.dependencies]\ndb = { package = \"celldb\", version = \"0.4\" }\n",
+    )
+    .unwrap();
+    assert_eq!(resolve(&app, "celldb", None).unwrap().extern_crate, "db");
+}
+
 mod fuzz {
     use proptest::prelude::*;
 
