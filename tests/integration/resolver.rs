@@ -1,7 +1,7 @@
 //! Providers used through `cell_remote!` from a consumer workspace *outside* this one, built
 //! with real cargo (`tests/fixtures/workspace`): two versions of one provider, two providers
-//! exporting the same macro name, renamed providers, a renamed cell-sdk, inherited
-//! dependencies. One cargo build serves every test here; the resolver and the export parser are
+//! exporting the same macro name, renamed providers, a renamed cell-sdk, celldb renamed `store`,
+//! inherited dependencies. One cargo build serves every test here; the resolver and the export parser are
 //! also checked against the same fixture files.
 
 use std::path::PathBuf;
@@ -63,6 +63,20 @@ fn protein_and_provider_macros_work_with_a_renamed_cell_sdk() {
     assert_eq!(line(&out, "point: "), "3 4");
     assert_eq!(line(&out, "greet: "), "hello Point, from greet 0.4");
     assert_eq!(line(&out, "fingerprint: "), "struct { x: u32, y: u32 }");
+}
+
+#[test]
+fn celldb_persist_works_through_a_renamed_dependency() {
+    // `store = { package = "celldb" }`: no crate named `celldb` exists in that binary, so this
+    // builds only because `#[DB::persist]` names its runtime through cell-resolver.
+    let out = cell_tests::run(&fixture_bins().join("fixture-renamed-db"))
+        .unwrap_or_else(|e| panic!("fixture-renamed-db failed:\n{e}"));
+    assert_eq!(line(&out, "get: "), "second");
+    assert_eq!(line(&out, "by slug: "), "3");
+    assert_eq!(line(&out, "by tag: "), "2");
+    assert_eq!(line(&out, "deleted: "), "true");
+    assert_eq!(line(&out, "count: "), "2");
+    assert_eq!(line(&out, "scan: "), "2");
 }
 
 fn fixture(path: &str) -> PathBuf {
