@@ -79,6 +79,29 @@ fn celldb_persist_works_through_a_renamed_dependency() {
     assert_eq!(line(&out, "scan: "), "2");
 }
 
+#[test]
+fn service_and_handler_explain_a_missing_cell_sdk_dependency() {
+    // `tests/fixtures/no-sdk` names cell-sdk-macros directly, without cell-sdk: each macro
+    // (`#[service]` on a struct and on a trait, `#[handler]`) must say what to add, instead of
+    // leaving rustc's bare "cannot find `cell_sdk`".
+    let stderr = match cell_tests::build_fixture_workspace("no-sdk") {
+        Ok(_) => panic!("a crate without cell-sdk built"),
+        Err(stderr) => stderr,
+    };
+    let reported = stderr
+        .matches("CELL0001: unknown cell `cell-sdk`: no dependency of this crate is the package `cell-sdk`")
+        .count();
+    assert_eq!(reported, 3, "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("note: Cell's macros expand to paths into `cell-sdk`")
+            .count(),
+        3,
+        "{stderr}"
+    );
+    assert!(stderr.contains("src/lib.rs:4:1"), "{stderr}");
+}
+
 fn fixture(path: &str) -> PathBuf {
     cell_tests::fixtures_dir().join(path)
 }
