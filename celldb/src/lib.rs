@@ -25,9 +25,8 @@
 //!
 //! # Example
 //! ```
-//! use cell_sdk::protein;
-//! #[allow(non_snake_case)]
-//! mod DB { pub use celldb::__cell_exports::*; } // what `cell_remote!(DB = "celldb")` expands to
+//! use cell_sdk::{cell_remote, protein};
+//! cell_remote!(DB = "celldb");
 //!
 //! #[protein]
 //! #[DB::persist]
@@ -145,35 +144,32 @@ where
     current()?.transaction(body).await
 }
 
-// What `cell_remote!(DB = "celldb")` re-exports under the consumer's alias. Written by hand
-// until `cell_sdk::export!` exists; on merge it becomes (shared contract, format 1):
-//
-// cell_sdk::export! {
-//     format = 1;
-//     cell = "celldb";
-//     macros = celldb_macros;
-//     attribute persist {
-//         helpers = [key, index, unique, auto_inc];
-//         args {
-//             table: str?,
-//             replicate: "local" = "local",
-//             durability: "sync" | "buffered" = "sync",
-//             prev: expr?,                      // a type path: the table's previous version
-//         }
-//     }
-//     attribute key {}
-//     attribute index {}
-//     attribute unique {}
-//     attribute auto_inc {}
-//     api = [insert, get, update, upsert, delete, scan, count, transaction, Db, Tx, Error, Durability];
-// }
-/// What `cell_remote!(DB = "celldb")` re-exports under the consumer's alias.
-#[doc(hidden)]
-pub mod __cell_exports {
-    pub use crate::{
-        Db, Durability, Error, Tx, count, delete, get, insert, scan, transaction, update, upsert,
-    };
-    pub use celldb_macros::{auto_inc, index, key, persist, unique};
+// What `cell_remote!(DB = "celldb")` puts under the consumer's alias (the shared contract,
+// docs/export-contract.md). rustc checks every name; tools read this declaration without
+// compiling, and take each macro's docs from its `#[proc_macro_attribute]` fn in celldb-macros.
+// The argument schema must match what `persist` really accepts (celldb-macros tests it).
+cell_sdk::export! {
+    format = 1;
+    cell = "celldb";
+    macros = celldb_macros;
+
+    attribute persist {
+        helpers = [key, index, unique, auto_inc];
+        args {
+            table: str?,
+            durability: "sync" | "buffered" = "sync",
+            prev: expr?,
+            replicate: "local" = "local",
+        }
+    }
+    // The helpers are macros too, so one written outside `persist` gets a clear error from
+    // celldb-macros instead of rustc's "cannot find attribute".
+    attribute key {}
+    attribute index {}
+    attribute unique {}
+    attribute auto_inc {}
+
+    api = [insert, get, update, upsert, delete, scan, count, transaction, Db, Tx, Error, Durability];
 }
 
 /// Re-exports used by macro expansions. Not a stable API.

@@ -664,10 +664,7 @@ mod tests {
     use crate::Db;
     use cell_sdk::protein;
 
-    #[allow(non_snake_case)]
-    mod DB {
-        pub(crate) use crate::__cell_exports::*;
-    }
+    cell_sdk::cell_remote!(DB = "celldb");
 
     #[protein]
     #[DB::persist]

@@ -5,10 +5,7 @@
 use cell_sdk::protein;
 use std::process::Command;
 
-#[allow(non_snake_case)]
-mod DB {
-    pub(crate) use celldb::__cell_exports::*;
-}
+cell_sdk::cell_remote!(DB = "celldb");
 
 /// A small table to inspect.
 #[protein]

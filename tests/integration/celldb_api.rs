@@ -8,11 +8,7 @@ use cell_sdk::protein;
 use celldb::{Db, Error};
 use std::sync::Arc;
 
-// What `cell_remote!(DB = "celldb")` expands to.
-#[allow(non_snake_case)]
-mod DB {
-    pub(crate) use celldb::__cell_exports::*;
-}
+cell_sdk::cell_remote!(DB = "celldb");
 
 #[protein]
 #[DB::persist(table = "users")]

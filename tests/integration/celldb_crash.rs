@@ -20,10 +20,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-#[allow(non_snake_case)]
-mod DB {
-    pub(crate) use celldb::__cell_exports::*;
-}
+cell_sdk::cell_remote!(DB = "celldb");
 
 #[protein]
 #[DB::persist(table = "items")]

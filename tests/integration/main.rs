@@ -22,7 +22,9 @@
 //! - `providers`: the `validate` provider (not a database) through `#[Val::schema]`.
 //! - `resolver`: a consumer workspace outside this one built with real cargo
 //!   (`tests/fixtures/workspace`): two versions of one provider, same macro name from two
-//!   providers, renamed providers and cell-sdk; the resolver and export parser on the same files.
+//!   providers, renamed providers, cell-sdk and celldb (`#[DB::persist]` through the rename);
+//!   the resolver and export parser on the same files; a crate without cell-sdk
+//!   (`tests/fixtures/no-sdk`) whose `#[service]`/`#[handler]` explain what to add.
 //! - `celldb_api`: celldb tables through `#[DB::persist]`: CRUD, indexes, transactions,
 //!   concurrency (unique constraints, lost updates), schema mismatch and migration, the
 //!   directory lock, corrupt bytes, task-local databases; compile errors in `tests/ui/celldb/`.

@@ -112,3 +112,50 @@ fn compile_errors_point_at_the_users_tokens() {
     let t = trybuild::TestCases::new();
     t.compile_fail("ui/protein/*.rs");
 }
+
+/// A user's own `String`, `Vec` and `format!` in scope: the expansion names everything by
+/// absolute path, so none of them is picked up. (Not `#![no_implicit_prelude]`: rkyv's derives,
+/// which `#[protein]` uses, need the prelude.)
+mod shadowed_prelude {
+    #![allow(dead_code, unused_macros, unreachable_pub)]
+
+    use cell_sdk::protein;
+
+    pub struct String;
+    pub struct Vec;
+    macro_rules! format {
+        ($($t:tt)*) => {
+            ::core::compile_error!("the user's format! was used")
+        };
+    }
+
+    #[protein]
+    pub struct Item<T> {
+        pub id: u64,
+        pub name: ::std::string::String,
+        pub payload: T,
+    }
+
+    #[protein]
+    pub enum Kind {
+        Plain,
+        Tagged(u64),
+    }
+
+    #[protein]
+    pub struct Marker;
+}
+
+#[test]
+fn expansions_ignore_user_items_named_like_prelude_items() {
+    use shadowed_prelude::{Item, Kind, Marker};
+    assert_eq!(<Item<u64> as Fingerprint>::type_name(), "Item<u64>");
+    assert!(Kind::describe().starts_with("enum"), "{}", Kind::describe());
+    assert_eq!(Marker::describe(), "struct");
+    let item = Item {
+        id: 1,
+        name: "a".into(),
+        payload: 2u64,
+    };
+    assert_eq!(item.clone(), item);
+}

@@ -1,7 +1,7 @@
 //! Providers used through `cell_remote!` from a consumer workspace *outside* this one, built
 //! with real cargo (`tests/fixtures/workspace`): two versions of one provider, two providers
-//! exporting the same macro name, renamed providers, a renamed cell-sdk, inherited
-//! dependencies. One cargo build serves every test here; the resolver and the export parser are
+//! exporting the same macro name, renamed providers, a renamed cell-sdk, celldb renamed `store`,
+//! inherited dependencies. One cargo build serves every test here; the resolver and the export parser are
 //! also checked against the same fixture files.
 
 use std::path::PathBuf;
@@ -63,6 +63,43 @@ fn protein_and_provider_macros_work_with_a_renamed_cell_sdk() {
     assert_eq!(line(&out, "point: "), "3 4");
     assert_eq!(line(&out, "greet: "), "hello Point, from greet 0.4");
     assert_eq!(line(&out, "fingerprint: "), "struct { x: u32, y: u32 }");
+}
+
+#[test]
+fn celldb_persist_works_through_a_renamed_dependency() {
+    // `store = { package = "celldb" }`: no crate named `celldb` exists in that binary, so this
+    // builds only because `#[DB::persist]` names its runtime through cell-resolver.
+    let out = cell_tests::run(&fixture_bins().join("fixture-renamed-db"))
+        .unwrap_or_else(|e| panic!("fixture-renamed-db failed:\n{e}"));
+    assert_eq!(line(&out, "get: "), "second");
+    assert_eq!(line(&out, "by slug: "), "3");
+    assert_eq!(line(&out, "by tag: "), "2");
+    assert_eq!(line(&out, "deleted: "), "true");
+    assert_eq!(line(&out, "count: "), "2");
+    assert_eq!(line(&out, "scan: "), "2");
+}
+
+#[test]
+fn service_and_handler_explain_a_missing_cell_sdk_dependency() {
+    // `tests/fixtures/no-sdk` names cell-sdk-macros directly, without cell-sdk: each macro
+    // (`#[service]` on a struct and on a trait, `#[handler]`) must say what to add, instead of
+    // leaving rustc's bare "cannot find `cell_sdk`".
+    let stderr = match cell_tests::build_fixture_workspace("no-sdk") {
+        Ok(_) => panic!("a crate without cell-sdk built"),
+        Err(stderr) => stderr,
+    };
+    let reported = stderr
+        .matches("CELL0001: unknown cell `cell-sdk`: no dependency of this crate is the package `cell-sdk`")
+        .count();
+    assert_eq!(reported, 3, "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("note: Cell's macros expand to paths into `cell-sdk`")
+            .count(),
+        3,
+        "{stderr}"
+    );
+    assert!(stderr.contains("src/lib.rs:4:1"), "{stderr}");
 }
 
 fn fixture(path: &str) -> PathBuf {

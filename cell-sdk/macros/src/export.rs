@@ -57,7 +57,12 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
         .api
         .iter()
         .filter_map(|item| {
-            let path = path_tokens(item, item.span, &mut errors)?;
+            // Items are paths inside this crate; `crate::x` is written as `x` after the
+            // `crate::` the expansion adds (the parser already rejected `::x`, `self::`,
+            // `super::`, which would not parse there).
+            let relative = item.value.strip_prefix("crate::").unwrap_or(&item.value);
+            let relative = Spanned::new(relative.to_owned(), item.span);
+            let path = path_tokens(&relative, item.span, &mut errors)?;
             Some(quote_spanned!(item.span=> pub use crate::#path;))
         })
         .collect();

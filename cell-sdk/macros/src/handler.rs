@@ -73,7 +73,8 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     // Best effort from here on: a method with an error is left out of the protocol, but the
     // client, `connect` and `serve` are still generated, so code using them keeps resolving in
     // the editor and the only errors are the ones at the user's tokens.
-    let sdk = crate::paths::cell_sdk().0;
+    let (sdk, sdk_error) = crate::paths::cell_sdk();
+    errors.extend(sdk_error);
     let name = quote!(<#ident as #sdk::__private::ServiceName>::NAME);
     let generated = generate(
         &Target::Inherent { ty: &ident },

@@ -1,13 +1,19 @@
 //! `#[protein]`: rkyv derives with validation, plus the structural fingerprint.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{ToTokens, format_ident, quote, quote_spanned};
+use quote::{ToTokens, quote, quote_spanned};
 use syn::{
     Data, DeriveInput, Fields, GenericParam, Type, punctuated::Punctuated, spanned::Spanned,
 };
 
-/// Standard derives `#[protein]` adds unless the user already derives them.
-const CONVENIENCE_DERIVES: [&str; 3] = ["Debug", "Clone", "PartialEq"];
+/// Standard derives `#[protein]` adds unless the user already derives them: the name the user
+/// would write, and the absolute path the expansion writes (so a user type or macro named
+/// `Debug`, or `#![no_implicit_prelude]`, cannot capture it).
+const CONVENIENCE_DERIVES: [(&str, &str); 3] = [
+    ("Debug", "::core::fmt::Debug"),
+    ("Clone", "::core::clone::Clone"),
+    ("PartialEq", "::core::cmp::PartialEq"),
+];
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Vec::new();
@@ -125,8 +131,8 @@ fn generate(input: &DeriveInput, sdk: &TokenStream) -> TokenStream {
     let existing = existing_derives(input);
     let convenience = CONVENIENCE_DERIVES
         .iter()
-        .filter(|d| !existing.iter().any(|e| e == *d))
-        .map(|d| format_ident!("{}", d));
+        .filter(|(name, _)| !existing.iter().any(|e| e == name))
+        .filter_map(|(_, path)| syn::parse_str::<syn::Path>(path).ok());
 
     // Fingerprint bounds: every type parameter must itself be fingerprinted.
     let mut generics = input.generics.clone();
@@ -144,7 +150,7 @@ fn generate(input: &DeriveInput, sdk: &TokenStream) -> TokenStream {
             let (hash, desc) = fields_fingerprint(&s.fields, &fp);
             (
                 quote! { let state = #fp::mix_str(#fp::SEED, "struct"); #hash state },
-                quote! { format!("struct{}", #desc) },
+                quote! { ::std::format!("struct{}", #desc) },
             )
         }
         Data::Enum(e) => {
@@ -154,23 +160,27 @@ fn generate(input: &DeriveInput, sdk: &TokenStream) -> TokenStream {
                 let name = variant.ident.to_string();
                 let (fields_hash, desc) = fields_fingerprint(&variant.fields, &fp);
                 hash.extend(quote! { let state = #fp::mix_str(state, #name); #fields_hash });
-                parts.push(quote! { format!("{}{}", #name, #desc) });
+                parts.push(quote! { ::std::format!("{}{}", #name, #desc) });
             }
             (
                 quote! { #hash state },
-                quote! { format!("enum {{ {} }}", [#(#parts),*].join(", ")) },
+                quote! { ::std::format!("enum {{ {} }}", [#(#parts),*].join(", ")) },
             )
         }
-        Data::Union(_) => (quote!(#fp::SEED), quote!(String::from("union"))),
+        Data::Union(_) => (
+            quote!(#fp::SEED),
+            quote!(::std::string::String::from("union")),
+        ),
     };
 
     let name = ident.to_string();
     let type_name = if type_params.is_empty() {
-        quote!(String::from(#name))
+        quote!(::std::string::String::from(#name))
     } else {
         quote! {{
-            let params: Vec<String> = vec![#(<#type_params as #sdk::Fingerprint>::type_name()),*];
-            format!("{}<{}>", #name, params.join(", "))
+            let params: ::std::vec::Vec<::std::string::String> =
+                ::std::vec![#(<#type_params as #sdk::Fingerprint>::type_name()),*];
+            ::std::format!("{}<{}>", #name, params.join(", "))
         }}
     };
 
@@ -187,8 +197,8 @@ fn generate(input: &DeriveInput, sdk: &TokenStream) -> TokenStream {
 
         impl #impl_generics #sdk::Fingerprint for #ident #ty_generics #where_clause {
             const FINGERPRINT: u64 = { #hash };
-            fn type_name() -> String { #type_name }
-            fn describe() -> String { #describe }
+            fn type_name() -> ::std::string::String { #type_name }
+            fn describe() -> ::std::string::String { #describe }
         }
     }
 }
@@ -215,9 +225,9 @@ fn fields_fingerprint(fields: &Fields, fp: &TokenStream) -> (TokenStream, TokenS
         parts.push(quote! { #fp::describe_field::<#ty>(#name) });
     }
     let desc = match fields {
-        Fields::Named(_) => quote! { format!(" {{ {} }}", [#(#parts),*].join(", ")) },
-        Fields::Unnamed(_) => quote! { format!("({})", [#(#parts),*].join(", ")) },
-        Fields::Unit => quote! { String::new() },
+        Fields::Named(_) => quote! { ::std::format!(" {{ {} }}", [#(#parts),*].join(", ")) },
+        Fields::Unnamed(_) => quote! { ::std::format!("({})", [#(#parts),*].join(", ")) },
+        Fields::Unit => quote! { ::std::string::String::new() },
     };
     (hash, desc)
 }

@@ -80,8 +80,12 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
             // Best effort: when the alias itself is readable, define it (empty) so uses of it
             // do not pile further errors onto the one that matters.
             let error = e.to_compile_error();
+            // Only a real identifier: a keyword or `_` (`type = "x"`) would make `pub mod type`
+            // a parse error that swallows the CELL0003 message.
             let alias = match input.into_iter().next() {
-                Some(proc_macro2::TokenTree::Ident(alias)) => Some(alias),
+                Some(proc_macro2::TokenTree::Ident(alias)) => {
+                    syn::parse2::<Ident>(quote!(#alias)).ok()
+                }
                 _ => None,
             };
             return match alias {

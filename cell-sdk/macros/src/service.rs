@@ -55,7 +55,10 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
                 return with_errors(s.into_token_stream(), &errors);
             }
             let name = name.unwrap_or_else(|| kebab(&s.ident.to_string()));
-            let sdk = crate::paths::cell_sdk().0;
+            // A cell-sdk the manifest does not name: the expansion falls back to `::cell_sdk`
+            // and the resolver's explanation is reported next to it.
+            let (sdk, sdk_error) = crate::paths::cell_sdk();
+            errors.extend(sdk_error);
             let ident = &s.ident;
             let expansion = quote! {
                 #s
@@ -498,7 +501,7 @@ pub(crate) fn generate(
 
     quote! {
         #[doc = #client_doc]
-        #[derive(Clone, Debug)]
+        #[derive(::core::clone::Clone, ::core::fmt::Debug)]
         #[allow(unreachable_pub)]
         #vis struct #client {
             synapse: #sdk::Synapse,
@@ -637,7 +640,10 @@ fn expand_trait(
     }
     let original = t.clone();
     let mut methods = Vec::new();
-    let sdk = crate::paths::cell_sdk().0;
+    // Reported whatever else happens, but it does not stop the best-effort expansion below (its
+    // paths fall back to `::cell_sdk`).
+    let (sdk, sdk_error) = crate::paths::cell_sdk();
+    let sdk_error = sdk_error.map(|e| e.to_compile_error());
     for item in &mut t.items {
         match item {
             syn::TraitItem::Fn(f) => {
@@ -674,7 +680,8 @@ fn expand_trait(
     t.supertraits.push(syn::parse_quote!('static));
     if !errors.is_empty() {
         // Best effort: the trait as written (not rewritten), so only our errors show.
-        return with_errors(original.into_token_stream(), &errors);
+        let original = with_errors(original.into_token_stream(), &errors);
+        return quote!(#original #sdk_error);
     }
     let name = name.unwrap_or_else(|| kebab(&t.ident.to_string()));
     let base = t.ident.clone();
@@ -712,5 +719,6 @@ fn expand_trait(
         }
 
         #generated
+        #sdk_error
     }
 }

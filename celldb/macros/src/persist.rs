@@ -61,7 +61,9 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let key = choose_key(&input, &columns, &mut errors);
     let generated = match (&input.fields, key) {
         (Fields::Named(_), Some(key)) if input.generics.params.is_empty() => {
-            generate(&input, &args, key, &columns)
+            let (db, db_error) = crate::paths::celldb_path();
+            errors.extend(db_error);
+            generate(&input, &args, key, &columns, &db)
         }
         _ => TokenStream::new(),
     };
@@ -328,8 +330,8 @@ fn generate(
     args: &Args,
     key: KeyChoice<'_>,
     columns: &[Column],
+    db: &TokenStream,
 ) -> TokenStream {
-    let db = crate::paths::celldb_path();
     let ident = &input.ident;
     let vis = &input.vis;
     let (key_ident, key_ty, auto_inc) = match key {
@@ -511,4 +513,90 @@ fn snake_case(name: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cell_export::ValueKind;
+
+    /// celldb's `export!` declaration is what tools (the index, cell-lsp) show and check; it
+    /// must describe exactly what this macro accepts.
+    #[test]
+    fn the_export_declaration_matches_the_implementation() {
+        let file = cell_export::parse_file(include_str!("../../src/lib.rs"));
+        assert_eq!(file.decls.len(), 1);
+        let parsed = &file.decls[0];
+        assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+        let decl = &parsed.decl;
+        let persist = decl.macro_named("persist").unwrap();
+        let helpers: Vec<&str> = persist
+            .helpers
+            .iter()
+            .map(|h| h.name.value.as_str())
+            .collect();
+        assert_eq!(helpers, ["key", "index", "unique", "auto_inc"]);
+        // Every helper is also exported as a macro (celldb-macros' `helper_alone`), so one
+        // written outside `persist` gets celldb's error rather than "cannot find attribute".
+        for helper in &helpers {
+            assert!(decl.macro_named(helper).is_some(), "{helper}");
+        }
+
+        let args: Vec<(String, ValueKind, bool, Option<String>)> = persist
+            .args
+            .iter()
+            .map(|a| {
+                (
+                    a.name.as_ref().unwrap().value.clone(),
+                    a.kind.clone(),
+                    a.optional,
+                    a.default.as_ref().map(|d| d.value.to_string()),
+                )
+            })
+            .collect();
+        let one_of = |v: &[&str]| ValueKind::OneOf(v.iter().map(|s| (*s).to_owned()).collect());
+        assert_eq!(
+            args,
+            [
+                ("table".into(), ValueKind::Str, true, None),
+                (
+                    "durability".into(),
+                    one_of(&["sync", "buffered"]),
+                    false,
+                    Some("\"sync\"".into())
+                ),
+                ("prev".into(), ValueKind::Expr, true, None),
+                (
+                    "replicate".into(),
+                    one_of(&["local"]),
+                    false,
+                    Some("\"local\"".into())
+                ),
+            ]
+        );
+
+        // Every declared value is accepted, and nothing else.
+        for arg in &persist.args {
+            let name = &arg.name.as_ref().unwrap().value;
+            let values: Vec<String> = match &arg.kind {
+                ValueKind::OneOf(values) => values.iter().map(|v| format!("{v:?}")).collect(),
+                ValueKind::Str => vec!["\"users\"".into()],
+                ValueKind::Expr => vec!["UserV1".into()],
+                other => panic!("{name}: no sample for {other}"),
+            };
+            for value in values {
+                let mut errors = Vec::new();
+                parse_args(format!("{name} = {value}").parse().unwrap(), &mut errors);
+                assert!(errors.is_empty(), "{name} = {value}: {errors:?}");
+            }
+            if let ValueKind::OneOf(_) = arg.kind {
+                let mut errors = Vec::new();
+                parse_args(format!("{name} = \"other\"").parse().unwrap(), &mut errors);
+                assert_eq!(errors.len(), 1, "{name} = \"other\"");
+            }
+        }
+        let mut errors = Vec::new();
+        parse_args("colour = 1".parse().unwrap(), &mut errors);
+        assert_eq!(errors.len(), 1);
+    }
 }

@@ -20,10 +20,7 @@ use fjall::{KeyspaceCreateOptions, PersistMode};
 use std::sync::Arc;
 use std::time::Instant;
 
-#[allow(non_snake_case)]
-mod DB {
-    pub(crate) use celldb::__cell_exports::*;
-}
+cell_sdk::cell_remote!(DB = "celldb");
 
 /// The benchmark record.
 #[protein]

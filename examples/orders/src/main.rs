@@ -9,13 +9,11 @@
 //! cargo run -p orders
 //! ```
 
-use cell_sdk::protein;
+use cell_sdk::{cell_remote, protein};
 
-// What `cell_remote!(DB = "celldb")` expands to (written by hand until it lands).
-#[allow(non_snake_case)]
-mod DB {
-    pub(crate) use celldb::__cell_exports::*;
-}
+// celldb's exported macros and API under the alias `DB` (resolved from this crate's
+// Cargo.toml, so a renamed dependency works too).
+cell_remote!(DB = "celldb");
 
 /// A customer, found by email.
 #[protein]

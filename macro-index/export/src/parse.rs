@@ -348,7 +348,9 @@ fn parse_entry(input: ParseStream<'_>, state: &mut State) -> syn::Result<()> {
             if state.once("api", key.span()) {
                 for path in items {
                     let text = path_string(&path);
-                    if state.decl.api.iter().any(|a| a.value == text) {
+                    if let Some(problem) = api_path_problem(&path) {
+                        state.error(path.span(), problem);
+                    } else if state.decl.api.iter().any(|a| a.value == text) {
                         state.error(path.span(), format!("`{text}` is listed twice in `api`"));
                     } else {
                         state.decl.api.push(Spanned::new(text, path.span()));
@@ -638,6 +640,45 @@ fn docs(attrs: &[syn::Attribute]) -> Option<String> {
         })
         .collect();
     (!lines.is_empty()).then(|| lines.join("\n"))
+}
+
+/// Why an `api` item cannot be re-exported, if it cannot. Items are paths inside the provider
+/// crate (the expansion writes `pub use crate::<item>;`): an absolute `::x`, `self::x` or
+/// `super::x` would make that `crate:: ::x` or `crate::self::x`, which does not parse and takes
+/// the whole exports module with it. `crate::x` is accepted (the expansion drops the `crate`).
+fn api_path_problem(path: &syn::Path) -> Option<String> {
+    let text = path_string(path);
+    if path.leading_colon.is_some() {
+        let inner = text.trim_start_matches("::");
+        return Some(format!(
+            "`api` lists items of this crate: write `{inner}` (a path inside this crate), not \
+             the absolute `{text}`; to export another crate's item, `pub use` it in this crate \
+             first"
+        ));
+    }
+    let first = path.segments.first()?.ident.to_string();
+    match first.as_str() {
+        "self" | "super" => {
+            let rest: Vec<String> = path
+                .segments
+                .iter()
+                .skip(1)
+                .map(|s| s.ident.to_string())
+                .collect();
+            let hint = if rest.is_empty() {
+                String::new()
+            } else {
+                format!(": write `{}`", rest.join("::"))
+            };
+            Some(format!(
+                "`api` paths start at this crate's root, so `{first}` has no meaning in `{text}`{hint}"
+            ))
+        }
+        "crate" if path.segments.len() == 1 => {
+            Some("`api` lists items of this crate, not the crate itself".to_owned())
+        }
+        _ => None,
+    }
 }
 
 fn path_string(path: &syn::Path) -> String {

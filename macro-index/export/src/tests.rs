@@ -249,6 +249,13 @@ fn semantic_errors() {
             "unknown key `colour` in a macro entry",
         ),
         ("api = [a, a];", "`a` is listed twice in `api`"),
+        ("api = [::std::vec::Vec];", "write `std::vec::Vec`"),
+        (
+            "api = [self::Db];",
+            "`self` has no meaning in `self::Db`: write `Db`",
+        ),
+        ("api = [super::Db];", "`super` has no meaning"),
+        ("api = [crate];", "not the crate itself"),
         ("cell = \"d\";", "`cell` is declared twice"),
         (
             "/// doc\napi = [a];",
@@ -260,6 +267,17 @@ fn semantic_errors() {
         assert_eq!(errors.len(), 1, "{body}: {errors:?}");
         assert!(errors[0].1.contains(expected), "{body}: {:?}", errors[0].1);
     }
+}
+
+#[test]
+fn api_paths_may_start_at_crate() {
+    let file = parse_file(&format!(
+        "export! {{ {HEAD} api = [crate::db::Db, Error]; }}"
+    ));
+    let Parsed { decl, errors } = &file.decls[0];
+    assert!(errors.is_empty(), "{errors:?}");
+    let api: Vec<&str> = decl.api.iter().map(|a| a.value.as_str()).collect();
+    assert_eq!(api, ["crate::db::Db", "Error"]);
 }
 
 #[test]

@@ -232,6 +232,22 @@ pub fn resolve_from_env(spec: &str) -> Result<Resolved, ResolveError> {
 /// # Errors
 /// As [`resolve`], without the I/O cases.
 pub fn resolve_in(manifest: &Manifest, spec: &CellSpec) -> Result<Resolved, ResolveError> {
+    // Cargo sets `CARGO_CRATE_NAME` for every crate it compiles; a package's build script is
+    // the crate `build_script_build`.
+    let build_script =
+        std::env::var("CARGO_CRATE_NAME").is_ok_and(|name| name == "build_script_build");
+    resolve_for(manifest, spec, build_script)
+}
+
+/// [`resolve_in`] for ordinary code (`build_script == false`) or for the package's build script.
+/// The two see different crates: `[build-dependencies]` are linked into the build script only,
+/// and it sees nothing else, so counting them for ordinary code would make a cell ambiguous
+/// (CELL0002) or resolve to a crate the code cannot name.
+fn resolve_for(
+    manifest: &Manifest,
+    spec: &CellSpec,
+    build_script: bool,
+) -> Result<Resolved, ResolveError> {
     let cell = spec.cell.as_str();
     let qualifier = spec.version.as_deref();
 
@@ -257,13 +273,39 @@ pub fn resolve_in(manifest: &Manifest, spec: &CellSpec) -> Result<Resolved, Reso
     // One candidate per extern name: the same dependency listed in several tables (normal and
     // dev, or per target) is one crate to the code.
     let mut all: Vec<&Dependency> = Vec::new();
-    for dep in manifest.dependencies.iter().filter(|d| d.package == cell) {
+    let visible = |d: &&Dependency| (d.kind == DepKind::Build) == build_script;
+    for dep in manifest
+        .dependencies
+        .iter()
+        .filter(visible)
+        .filter(|d| d.package == cell)
+    {
         if !all.iter().any(|c| c.extern_crate == dep.extern_crate) {
             all.push(dep);
         }
     }
     if all.is_empty() {
-        return Err(unknown_cell(manifest, cell));
+        let mut err = unknown_cell(manifest, cell);
+        let elsewhere = manifest
+            .dependencies
+            .iter()
+            .any(|d| d.package == cell && (d.kind == DepKind::Build) != build_script);
+        if elsewhere && !build_script {
+            err.help.insert(
+                0,
+                format!(
+                    "`{cell}` is only a [build-dependencies] entry, which only build.rs can use;                      add it to [dependencies]"
+                ),
+            );
+        } else if elsewhere {
+            err.help.insert(
+                0,
+                format!(
+                    "a build script sees only [build-dependencies]; add `{cell}` there to use it                      in build.rs"
+                ),
+            );
+        }
+        return Err(err);
     }
     // Manifest tables are unordered maps: sort so messages are deterministic (oldest first).
     all.sort_by(|a, b| {

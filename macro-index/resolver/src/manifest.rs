@@ -99,8 +99,9 @@ impl Manifest {
         Manifest::build(manifest_dir, table).0
     }
 
-    /// The model plus every other file read to build it (path and contents), for the cache.
-    fn build(manifest_dir: &Path, table: &Table) -> (Manifest, Vec<(PathBuf, String)>) {
+    /// The model plus every other file looked at to build it (path and contents, `None` when
+    /// it was missing or unreadable), for the cache.
+    fn build(manifest_dir: &Path, table: &Table) -> (Manifest, Vec<(PathBuf, Option<String>)>) {
         let package_table = table.get("package").and_then(Value::as_table);
         let package = package_table
             .and_then(|p| p.get("name"))
@@ -183,8 +184,10 @@ fn parse_table(path: &Path, text: &str) -> Result<Table, ResolveError> {
 
 /// The workspace root manifest, found lazily (only inherited entries need it).
 struct WorkspaceRoot {
-    /// Every manifest read while looking for the root, with its contents.
-    reads: Vec<(PathBuf, String)>,
+    /// Every manifest looked at while looking for the root, with its contents (`None`: missing
+    /// or unreadable). Absent ones count too: a workspace root created later (while a
+    /// rust-analyzer proc-macro server keeps this cache) changes the answer.
+    reads: Vec<(PathBuf, Option<String>)>,
     start: PathBuf,
     explicit: Option<PathBuf>,
     own: Option<Table>,
@@ -236,9 +239,6 @@ impl WorkspaceRoot {
         let start = self.start.clone();
         for dir in start.ancestors().skip(1) {
             let path = dir.join("Cargo.toml");
-            if !path.is_file() {
-                continue;
-            }
             let Some(table) = self.read(&path) else {
                 continue;
             };
@@ -250,9 +250,12 @@ impl WorkspaceRoot {
     }
 
     fn read(&mut self, path: &Path) -> Option<Table> {
-        let text = read_text(path).ok()?;
+        let Ok(text) = read_text(path) else {
+            self.reads.push((path.to_owned(), None));
+            return None;
+        };
         let table = parse_table(path, &text).ok();
-        self.reads.push((path.to_owned(), text));
+        self.reads.push((path.to_owned(), Some(text)));
         table
     }
 }
@@ -328,7 +331,7 @@ mod cache {
 
     struct Entry {
         text: String,
-        reads: Vec<(PathBuf, String)>,
+        reads: Vec<(PathBuf, Option<String>)>,
         manifest: Manifest,
     }
 
@@ -337,7 +340,8 @@ mod cache {
         CACHE.get_or_init(|| Mutex::new(HashMap::new()))
     }
 
-    /// The cached model, if `text` and every other file it was built from are unchanged.
+    /// The cached model, if `text` and every other file it was built from are unchanged (a
+    /// file that was missing must still be missing).
     pub(super) fn lookup(dir: &Path, text: &str) -> Option<Manifest> {
         // A panic while holding the lock cannot leave an entry half-written: use it anyway.
         let cache = entries().lock().unwrap_or_else(|p| p.into_inner());
@@ -346,14 +350,14 @@ mod cache {
             && entry
                 .reads
                 .iter()
-                .all(|(path, old)| std::fs::read_to_string(path).is_ok_and(|now| &now == old));
+                .all(|(path, old)| std::fs::read_to_string(path).ok() == *old);
         unchanged.then(|| entry.manifest.clone())
     }
 
     pub(super) fn store(
         dir: &Path,
         text: String,
-        reads: Vec<(PathBuf, String)>,
+        reads: Vec<(PathBuf, Option<String>)>,
         manifest: Manifest,
     ) {
         let mut cache = entries().lock().unwrap_or_else(|p| p.into_inner());

@@ -65,14 +65,28 @@ fn dev_build_and_target_tables_are_read() {
         "v"
     );
     assert_eq!(
-        resolve(dir.path(), "builder", None).unwrap().extern_crate,
-        "b"
-    );
-    assert_eq!(
         resolve(dir.path(), "unixcell", None).unwrap().extern_crate,
         "ux"
     );
     let manifest = Manifest::load(dir.path()).unwrap();
+    // A build-dependency is visible to the build script only.
+    let builder = parse_spec("builder").unwrap();
+    assert_eq!(
+        resolve_for(&manifest, &builder, true).unwrap().extern_crate,
+        "b"
+    );
+    let err = resolve_for(&manifest, &builder, false).unwrap_err();
+    assert_eq!(err.code, ProblemCode::UnknownCell);
+    assert!(
+        err.help[0].contains("only a [build-dependencies] entry"),
+        "{:?}",
+        err.help
+    );
+    let validate = parse_spec("validate").unwrap();
+    assert_eq!(
+        resolve_for(&manifest, &validate, true).unwrap_err().code,
+        ProblemCode::UnknownCell
+    );
     let ux = manifest
         .dependencies
         .iter()
@@ -80,6 +94,23 @@ fn dev_build_and_target_tables_are_read() {
         .unwrap();
     assert_eq!(ux.target.as_deref(), Some("cfg(unix)"));
     assert_eq!(ux.kind, DepKind::Normal);
+}
+
+#[test]
+fn a_build_dependency_on_another_version_does_not_make_code_ambiguous() {
+    let dir = tree(&[(
+        "Cargo.toml",
+        &package(
+            "[dependencies]\ncelldb = \"0.4\"\n\
+             [build-dependencies]\nold_db = { package = \"celldb\", version = \"0.3\" }\n",
+        ),
+    )]);
+    let manifest = Manifest::load(dir.path()).unwrap();
+    let spec = parse_spec("celldb").unwrap();
+    let code = resolve_for(&manifest, &spec, false).unwrap();
+    assert_eq!(code.extern_crate, "celldb");
+    let build = resolve_for(&manifest, &spec, true).unwrap();
+    assert_eq!(build.extern_crate, "old_db");
 }
 
 #[test]
@@ -344,6 +375,27 @@ fn edits_to_the_manifest_or_its_workspace_root_are_seen_at_once() {
     )
     .unwrap();
     assert_eq!(resolve(&app, "celldb", None).unwrap().extern_crate, "store");
+}
+
+#[test]
+fn a_workspace_root_created_later_is_seen() {
+    // A member inheriting `db` before its workspace root exists (a new project being set up
+    // while rust-analyzer's proc-macro server keeps the cache).
+    let dir = tree(&[(
+        "ws/app/Cargo.toml",
+        &package("[dependencies]\ndb.workspace = true\n"),
+    )]);
+    let app = dir.path().join("ws/app");
+    let first = Manifest::load(&app).unwrap();
+    assert_eq!(first.dependencies[0].package, "db");
+    assert!(resolve(&app, "celldb", None).is_err());
+
+    std::fs::write(
+        dir.path().join("ws/Cargo.toml"),
+        "[workspace]\nmembers = [\"app\"]\n[workspace.dependencies]\ndb = { package = \"celldb\", version = \"0.4\" }\n",
+    )
+    .unwrap();
+    assert_eq!(resolve(&app, "celldb", None).unwrap().extern_crate, "db");
 }
 
 mod fuzz {

@@ -1,7 +1,4 @@
-#[allow(non_snake_case)]
-mod DB {
-    pub use celldb::__cell_exports::*;
-}
+cell_sdk::cell_remote!(DB = "celldb");
 
 // No `#[DB::persist]`: nothing consumes the helper, and rustc refuses a macro on a field.
 pub struct NotATable {

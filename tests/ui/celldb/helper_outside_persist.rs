@@ -1,7 +1,4 @@
-#[allow(non_snake_case)]
-mod DB {
-    pub use celldb::__cell_exports::*;
-}
+cell_sdk::cell_remote!(DB = "celldb");
 
 #[DB::key]
 pub struct NotATable {

@@ -1,12 +1,6 @@
 use cell_sdk::protein;
-#[allow(non_snake_case)]
-mod DB {
-    pub use celldb::__cell_exports::*;
-}
-#[allow(non_snake_case, unused_imports)]
-mod Pg {
-    pub use celldb::__cell_exports::*;
-}
+cell_sdk::cell_remote!(DB = "celldb");
+cell_sdk::cell_remote!(Pg = "celldb");
 
 #[protein]
 #[DB::persist]

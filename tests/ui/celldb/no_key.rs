@@ -1,8 +1,5 @@
 use cell_sdk::protein;
-#[allow(non_snake_case)]
-mod DB {
-    pub use celldb::__cell_exports::*;
-}
+cell_sdk::cell_remote!(DB = "celldb");
 
 #[protein]
 #[DB::persist]
