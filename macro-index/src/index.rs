@@ -582,6 +582,12 @@ impl Index {
         problems: &mut Vec<Problem>,
     ) {
         let mut all: Vec<&Package> = Vec::new();
+        // A package's own tests, benches, bins and examples name it as a cell too (celldb's
+        // benchmark writes `cell_remote!(DB = "celldb")`); cargo lists no dependency edge for
+        // that, and `cell-resolver` resolves it to the package's own lib.
+        if pkg.name == alias.cell {
+            all.push(pkg);
+        }
         for d in &pkg.deps {
             if let Some(p) = self.package(&d.package_id)
                 && p.name == alias.cell
@@ -622,7 +628,7 @@ impl Index {
                     p.notes.push(format!(
                         "help: `{}` is a provider in this workspace's graph: {}",
                         alias.cell,
-                        fix.title.to_lowercase()
+                        lowercase_first(&fix.title)
                     ));
                     p.fix = Some(fix);
                 } else if let Some(best) = did_you_mean(&alias.cell, &candidates) {
@@ -1231,5 +1237,15 @@ mod tests {
         );
         assert_eq!(did_you_mean("cell_db", &["cell-db"]), Some("cell-db"));
         assert_eq!(did_you_mean("zzz", &["celldb"]), None);
+    }
+}
+
+/// `"Add x"` → `"add x"`: a fix title used inside a sentence. Only the first letter changes;
+/// the rest (crate names, paths) must stay as written.
+fn lowercase_first(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
     }
 }
