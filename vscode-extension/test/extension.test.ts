@@ -3,13 +3,13 @@
  * `.vsix` ships), with `vscode` replaced by the stub in `support/vscode-stub.ts`.
  *
  * The language client inside the bundle is the real `vscode-languageclient`, talking JSON-RPC
- * over pipes to real processes: the cargo-built `cell-lsp` (today a placeholder whose modes
- * exit 2 with "not implemented yet") and the LSP fixture server, which stands in for a working
- * `cell-lsp` and logs what it receives.
+ * over pipes to real processes: the cargo-built `cell-lsp` and the LSP fixture server, which
+ * logs what it receives (for the argv and settings the extension sends).
  */
 
 import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { type TestContext, test } from "node:test";
 import { changeSettings, fireFileEvent, install, output, reset, stub } from "./support/vscode-stub";
@@ -34,6 +34,18 @@ interface ExtensionModule {
   activate(context: unknown): CellApi;
   deactivate(): Promise<void>;
   COMMANDS: Record<string, string>;
+}
+
+/** The directory holding `cargo`, found before a test empties `PATH`. */
+function cargoDir(): string {
+  const dirs = (process.env.PATH ?? "").split(path.delimiter);
+  dirs.push(path.join(process.env.CARGO_HOME ?? path.join(os.homedir(), ".cargo"), "bin"));
+  for (const dir of dirs) {
+    if (dir && fs.existsSync(path.join(dir, "cargo"))) {
+      return dir;
+    }
+  }
+  throw new Error("cargo is not on PATH: the real cell-lsp needs it for --check and index");
 }
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -333,17 +345,14 @@ test("no working server: an error with the fix, and the output lists every candi
   assert.deepEqual(stub.executed, [{ command: "workbench.action.openSettings", args: ["cell.server.path"] }]);
 });
 
-test("the placeholder cell-lsp: the start failure is reported with the server's own words", async (t) => {
+test("the real cell-lsp starts over stdio and the extension reports it running", async (t) => {
   const { api } = activate(t, { envPath: cellLspBinary() });
   await api.ready;
-  assert.equal(api.state(), "failed");
-  const errors = stub.messages.filter((m) => m.level === "error");
+  assert.equal(api.state(), "running");
+  assert.deepEqual(api.server(), { path: cellLspBinary(), version: cargoVersion() });
   assert.deepEqual(
-    errors.map((m) => m.text),
-    [
-      `Cell: cell-lsp ${cargoVersion()} failed to start: exited with code 2: cell-lsp: error: ` +
-        `the language server (--stdio) is not implemented yet: this cell-lsp ${cargoVersion()} is a placeholder build`,
-    ],
+    stub.messages.filter((m) => m.level === "error"),
+    [],
   );
 });
 
@@ -363,16 +372,28 @@ test("Check Workspace runs `cell-lsp --check <folder>`; exit 1 means problems fo
   );
 });
 
-test("Check Workspace with the placeholder cell-lsp reports exit 2 and its message", async (t) => {
+test("Check Workspace with the real cell-lsp and cargo reports a clean workspace", async (t) => {
+  const cargo = cargoDir();
+  const { api, folder } = activate(t, { folder: cargoWorkspace(t, false), envPath: cellLspBinary() });
+  await api.ready;
+  // `--check` runs `cargo metadata`: give the command (not the server discovery) cargo.
+  process.env.PATH = `${process.env.PATH}${path.delimiter}${cargo}`;
+  await run("cell.checkWorkspace");
+  assert.deepEqual(
+    stub.messages.filter((m) => m.level !== "info"),
+    [],
+    `unexpected messages for ${folder}: ${output()}`,
+  );
+  assert.match(output(), /cell-lsp: no problems/);
+});
+
+test("Check Workspace reports the real cell-lsp's exit 2 (no cargo to run) with its message", async (t) => {
   const { api } = activate(t, { folder: cargoWorkspace(t, false), envPath: cellLspBinary() });
   await api.ready;
   await run("cell.checkWorkspace");
   const errors = stub.messages.filter((m) => m.level === "error");
   assert.equal(errors.length, 1);
-  assert.match(
-    errors[0].text,
-    /`cell-lsp --check` failed: exited with code 2: cell-lsp: error: the workspace check \(--check\) is not implemented yet/,
-  );
+  assert.match(errors[0].text, /`cell-lsp --check` failed: exited with code 2: .*failed to start `cargo metadata`/);
   assert.match(output(), /exited with 2/);
 });
 
@@ -411,14 +432,25 @@ test("Show Macro Index opens `cell-lsp index <folder>` output in an editor", asy
   ]);
 });
 
-test("Show Macro Index with the placeholder cell-lsp shows its error instead of an empty editor", async (t) => {
+test("Show Macro Index with the real cell-lsp shows its error instead of an empty editor", async (t) => {
   const { api } = activate(t, { folder: cargoWorkspace(t, false), envPath: cellLspBinary() });
   await api.ready;
   await run("cell.showIndex");
   assert.deepEqual(stub.documents, []);
   const errors = stub.messages.filter((m) => m.level === "error");
   assert.equal(errors.length, 1);
-  assert.match(errors[0].text, /`cell-lsp index` failed: exited with code 2: .*index listing \(index\) is not implemented yet/);
+  assert.match(errors[0].text, /`cell-lsp index` failed: exited with code 2: .*failed to start `cargo metadata`/);
+});
+
+test("Show Macro Index with the real cell-lsp and cargo opens the index of the folder", async (t) => {
+  const cargo = cargoDir();
+  const { api, folder } = activate(t, { folder: cargoWorkspace(t, false), envPath: cellLspBinary() });
+  await api.ready;
+  process.env.PATH = `${process.env.PATH}${path.delimiter}${cargo}`;
+  await run("cell.showIndex");
+  assert.equal(stub.documents.length, 1, output());
+  // The folder depends on no provider: the index lists its packages and finds none.
+  assert.match(stub.documents[0].content, /^\d+ packages, 0 providers$/m, `index of ${folder}`);
 });
 
 test("Show Output shows the Cell output channel", async (t) => {
