@@ -451,26 +451,42 @@ enum Outcome<R> {
     Cancelled,
 }
 
-/// Cancellation requests from the client, by request id. A call registers only when it did
-/// not finish on its first poll, so the common fast call never touches the map's entries.
+/// Cancellation requests from the client, by request id. Every running call has an entry from
+/// the moment its request is read until it finishes; a `Cancel` only marks an existing entry.
+/// So a `Cancel` for a call that already finished (it crossed the reply on the wire) or that
+/// never existed is dropped: it can neither cancel a later call that reuses the id nor grow
+/// the map, which holds at most `max_in_flight` entries.
 #[derive(Default)]
 struct Cancels(Mutex<HashMap<u32, (bool, Option<Waker>)>>);
 
 impl Cancels {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, (bool, Option<Waker>)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A call with this id starts running.
+    fn register(&self, id: u32) {
+        self.lock().insert(id, (false, None));
+    }
+
     fn cancel(&self, id: u32) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = map.entry(id).or_insert((false, None));
-        entry.0 = true;
-        if let Some(waker) = entry.1.take() {
-            waker.wake();
+        let mut map = self.lock();
+        if let Some(entry) = map.get_mut(&id) {
+            entry.0 = true;
+            if let Some(waker) = entry.1.take() {
+                waker.wake();
+            }
         }
     }
 
     fn poll_cancelled(&self, id: u32, cx: &mut Context<'_>) -> Poll<()> {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = map.entry(id).or_insert((false, None));
+        let mut map = self.lock();
+        let Some(entry) = map.get_mut(&id) else {
+            // Only a client reusing the id of a call still running gets here (the first of
+            // the two finished): it cannot cancel the second one any more.
+            return Poll::Pending;
+        };
         if entry.0 {
-            map.remove(&id);
             return Poll::Ready(());
         }
         match &entry.1 {
@@ -480,11 +496,14 @@ impl Cancels {
         Poll::Pending
     }
 
+    /// The call finished (or was cancelled): its id is free again.
     fn forget(&self, id: u32) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if !map.is_empty() {
-            map.remove(&id);
-        }
+        self.lock().remove(&id);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().len()
     }
 }
 
@@ -596,6 +615,7 @@ async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
                                         Instant::now()
                                             + Duration::from_millis(header.budget_ms.into())
                                     });
+                                    cancels.register(header.id);
                                     running.push(call_future(
                                         service,
                                         &cancels,
@@ -709,4 +729,28 @@ async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
         }
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cancels_only_mark_running_calls() {
+        let cancels = Cancels::default();
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        // A cancel for a call that finished (or never ran) leaves nothing behind...
+        for id in 0..1000 {
+            cancels.cancel(id);
+        }
+        assert_eq!(cancels.len(), 0);
+        // ...so a later call that reuses the id runs.
+        cancels.register(7);
+        assert!(cancels.poll_cancelled(7, &mut cx).is_pending());
+        cancels.cancel(7);
+        assert!(cancels.poll_cancelled(7, &mut cx).is_ready());
+        cancels.forget(7);
+        assert_eq!(cancels.len(), 0);
+    }
 }

@@ -203,6 +203,73 @@ mod tests {
         }
     }
 
+    /// A raw connection that completed the handshake as an `Echo` client: for tests that
+    /// speak the wire protocol by hand.
+    async fn raw_client(endpoint: &Endpoint) -> tokio::net::UnixStream {
+        use tokio::io::AsyncWriteExt;
+        let Endpoint::Unix(path) = endpoint else {
+            unreachable!()
+        };
+        let mut stream = tokio::net::UnixStream::connect(path).await.unwrap();
+        let hello = crate::handshake::Hello {
+            version: crate::handshake::PROTOCOL_VERSION,
+            service: "echo".into(),
+            fingerprint: 42,
+            secret: Vec::new(),
+        };
+        stream.write_all(&hello.to_frame()).await.unwrap();
+        let (header, _) = read_frame(&mut stream).await;
+        assert_eq!(header.kind, crate::frame::Kind::Welcome);
+        stream
+    }
+
+    /// Reads one frame by hand: header, then the padded payload.
+    async fn read_frame(stream: &mut tokio::net::UnixStream) -> (crate::frame::Header, Vec<u8>) {
+        use tokio::io::AsyncReadExt;
+        let mut head = [0u8; crate::frame::HEADER_LEN];
+        stream.read_exact(&mut head).await.unwrap();
+        let header = crate::frame::Header::parse(&head, u32::MAX).unwrap();
+        let mut payload = vec![0u8; crate::frame::padded(header.len as usize)];
+        stream.read_exact(&mut payload).await.unwrap();
+        payload.truncate(header.len as usize);
+        (header, payload)
+    }
+
+    /// A frame of `kind` for request `id` carrying `payload`.
+    fn raw_frame(kind: crate::frame::Kind, id: u32, method: u16, payload: &[u8]) -> Vec<u8> {
+        let mut header = crate::frame::Header::new(kind);
+        header.id = id;
+        header.method = method;
+        let mut out = Vec::new();
+        crate::frame::encode_frame(&mut out, header, payload);
+        out
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_late_cancel_does_not_cancel_a_later_call_with_the_same_id() {
+        use crate::frame::Kind;
+        use tokio::io::AsyncWriteExt;
+        let cell = TestCell::start(Echo).unwrap();
+        let mut stream = raw_client(cell.endpoint()).await;
+        // A cancel that crossed its call's reply on the wire, then a new call reusing the id
+        // (what a client does once the slot's generation wraps around).
+        let payload = codec::to_bytes(&"again".to_string()).unwrap();
+        let mut frames = raw_frame(Kind::Cancel, 5, 0, &[]);
+        frames.extend(raw_frame(Kind::Request, 5, 0, &payload));
+        stream.write_all(&frames).await.unwrap();
+        // Bounded, so a regression fails instead of hanging.
+        let (header, reply) =
+            tokio::time::timeout(std::time::Duration::from_secs(20), read_frame(&mut stream))
+                .await
+                .expect("the call with a reused id was never answered");
+        assert_eq!(
+            (header.kind, header.id, header.status),
+            (Kind::Response, 5, Status::Ok)
+        );
+        assert_eq!(codec::from_bytes::<String>(&reply).unwrap(), "again");
+        cell.stop().await.unwrap();
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn calls_errors_panics_and_out_of_order_replies() {
         let cell = TestCell::start(Echo).unwrap();
