@@ -130,6 +130,12 @@ pub enum ConnectError {
     /// The handshake did not complete in time.
     #[error("the handshake timed out")]
     Timeout,
+    /// A TCP endpoint needs a shared secret and none was configured.
+    #[error("a TCP endpoint needs a shared secret: set `CELL_SECRET` or configure one")]
+    MissingSecret,
+    /// The configured secret cannot be used (empty, or longer than the handshake allows).
+    #[error("invalid shared secret: {0}")]
+    InvalidSecret(String),
 }
 
 /// Why a server could not start or stopped.
@@ -156,4 +162,7 @@ pub enum ServeError {
     /// A TCP endpoint needs a shared secret (config or `$CELL_SECRET`).
     #[error("a TCP endpoint needs a shared secret: set `CELL_SECRET` or configure one")]
     MissingSecret,
+    /// The configured secret cannot be used (empty, or longer than the handshake allows).
+    #[error("invalid shared secret: {0}")]
+    InvalidSecret(String),
 }

@@ -75,10 +75,15 @@ impl Hello {
         payload.extend_from_slice(&self.version.to_le_bytes());
         payload.extend_from_slice(&0u16.to_le_bytes());
         payload.extend_from_slice(&self.fingerprint.to_le_bytes());
-        payload.extend_from_slice(&(self.service.len() as u16).to_le_bytes());
-        payload.extend_from_slice(&(self.secret.len() as u16).to_le_bytes());
-        payload.extend_from_slice(self.service.as_bytes());
-        payload.extend_from_slice(&self.secret);
+        // A length field is a u16: longer fields are cut so that the frame stays well formed
+        // (the server then refuses them as too long or wrong; bind and connect refuse such
+        // secrets before anything is sent).
+        let service = &self.service.as_bytes()[..self.service.len().min(u16::MAX as usize)];
+        let secret = &self.secret[..self.secret.len().min(u16::MAX as usize)];
+        payload.extend_from_slice(&(service.len() as u16).to_le_bytes());
+        payload.extend_from_slice(&(secret.len() as u16).to_le_bytes());
+        payload.extend_from_slice(service);
+        payload.extend_from_slice(secret);
         let mut frame = Vec::new();
         crate::frame::encode_frame(&mut frame, Header::new(Kind::Hello), &payload);
         frame

@@ -139,8 +139,9 @@ impl<S: Service> Membrane<S> {
                 if config.secret.is_none() {
                     config.secret = Secret::from_env();
                 }
-                if config.secret.is_none() {
-                    return Err(ServeError::MissingSecret);
+                match &config.secret {
+                    None => return Err(ServeError::MissingSecret),
+                    Some(secret) => secret.check().map_err(ServeError::InvalidSecret)?,
                 }
                 let std_listener = std::net::TcpListener::bind(addr).map_err(io_err)?;
                 std_listener.set_nonblocking(true).map_err(io_err)?;

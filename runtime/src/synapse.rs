@@ -132,6 +132,13 @@ impl Synapse {
         if config.secret.is_none() {
             config.secret = Secret::from_env();
         }
+        if let Endpoint::Tcp(_) = endpoint {
+            // Checked here, once: an empty secret would be sent as "no secret at all".
+            match &config.secret {
+                None => return Err(ConnectError::MissingSecret),
+                Some(secret) => secret.check().map_err(ConnectError::InvalidSecret)?,
+            }
+        }
         let client = Arc::new(Client {
             endpoint,
             service,
@@ -297,6 +304,7 @@ impl Client {
                         .await
                         .map_err(io_err)?;
                     let _ = stream.set_nodelay(true);
+                    // Present and valid: checked when the client was created.
                     let secret = self
                         .config
                         .secret

@@ -246,6 +246,46 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
+    async fn empty_or_overlong_tcp_secrets_are_refused_at_bind_and_connect() {
+        use crate::endpoint::Secret;
+        let bind = |secret: Secret| {
+            let config = MembraneConfig {
+                secret: Some(secret),
+                ..MembraneConfig::default()
+            };
+            Membrane::bind(Endpoint::tcp("127.0.0.1:0"), Echo, config)
+        };
+        for bad in [Secret::new(""), Secret::new(vec![b'x'; 1025])] {
+            let err = bind(bad).err().unwrap();
+            assert!(matches!(err, ServeError::InvalidSecret(_)), "{err}");
+        }
+        let membrane = bind(Secret::new("s3cret")).unwrap();
+        let endpoint = membrane.endpoint().clone();
+        let shutdown = membrane.shutdown_handle();
+        let server = tokio::spawn(membrane.serve());
+        let connect = |secret: Secret| {
+            let config = SynapseConfig {
+                secret: Some(secret),
+                ..SynapseConfig::default()
+            };
+            Synapse::connect::<Echo>(endpoint.clone(), config)
+        };
+        // An empty secret would go out as "no secret"; it is refused before connecting.
+        let err = connect(Secret::new("")).await.unwrap_err();
+        assert!(matches!(err, ConnectError::InvalidSecret(_)), "{err}");
+        let err = connect(Secret::new(vec![b'x'; 70_000])).await.unwrap_err();
+        assert!(matches!(err, ConnectError::InvalidSecret(_)), "{err}");
+        let client = connect(Secret::new("s3cret")).await.unwrap();
+        let echoed: String = client
+            .call::<_, _, u32>(0, &"tcp".to_string())
+            .await
+            .unwrap();
+        assert_eq!(echoed, "tcp");
+        shutdown.shutdown();
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
     async fn a_late_cancel_does_not_cancel_a_later_call_with_the_same_id() {
         use crate::frame::Kind;
         use tokio::io::AsyncWriteExt;
