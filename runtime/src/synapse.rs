@@ -520,7 +520,16 @@ impl Conn {
         let start = state.out.len();
         let max = self.max_request as usize;
         let pushed = push_frame(&mut state.out, header, |out| codec::append(request, out));
-        let too_long = state.out.len() - start > max + frame::HEADER_LEN + frame::ALIGN;
+        // The unpadded payload length, exactly what the server checks against its limit: a
+        // request it would refuse fails here, alone, instead of closing the connection.
+        let too_long = pushed.is_ok()
+            && u32::from_le_bytes([
+                state.out[start],
+                state.out[start + 1],
+                state.out[start + 2],
+                state.out[start + 3],
+            ]) as usize
+                > max;
         if pushed.is_err() || too_long {
             state.out.resize(start, 0);
             free_slot(&mut state, index);

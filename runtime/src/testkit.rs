@@ -286,6 +286,35 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
+    async fn a_request_just_over_the_limit_fails_alone() {
+        let dir = temp_socket_dir().unwrap();
+        let endpoint = Endpoint::Unix(dir.path().join("echo.sock"));
+        let config = MembraneConfig {
+            max_frame_len: 1024,
+            ..MembraneConfig::default()
+        };
+        let membrane = Membrane::bind(endpoint.clone(), Echo, config).unwrap();
+        let shutdown = membrane.shutdown_handle();
+        let server = tokio::spawn(membrane.serve());
+        let client = Synapse::connect::<Echo>(endpoint, SynapseConfig::default())
+            .await
+            .unwrap();
+        // A payload a few bytes over the limit, still inside the last 16-byte padding block.
+        let text = (1000..1100)
+            .map(|n| "x".repeat(n))
+            .find(|s| (1025..=1039).contains(&codec::to_bytes(s).unwrap().len()))
+            .unwrap();
+        let err = client.call::<_, String, u32>(0, &text).await.unwrap_err();
+        assert!(matches!(err, CallError::Encode(_)), "{err:?}");
+        // The connection (and the calls on it) lived on.
+        let fits = "x".repeat(900);
+        let echoed: String = client.call::<_, _, u32>(0, &fits).await.unwrap();
+        assert_eq!(echoed, fits);
+        shutdown.shutdown();
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
     async fn a_late_cancel_does_not_cancel_a_later_call_with_the_same_id() {
         use crate::frame::Kind;
         use tokio::io::AsyncWriteExt;
