@@ -11,7 +11,7 @@ use std::fs::File;
 use std::future::Future;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::pin;
 use std::sync::{Arc, Mutex};
@@ -125,8 +125,19 @@ impl<S: Service> Membrane<S> {
                     prepare_socket_dir(dir).map_err(io_err)?;
                 }
                 let lock = take_lock(S::NAME, path)?;
-                match std::fs::remove_file(path) {
-                    Ok(()) => tracing::info!(path = %path.display(), "replaced a stale socket"),
+                // Only a socket is ours to replace: a path mistyped onto a regular file (or
+                // anything else) must not be deleted.
+                match std::fs::symlink_metadata(path) {
+                    Ok(meta) if meta.file_type().is_socket() => {
+                        std::fs::remove_file(path).map_err(io_err)?;
+                        tracing::info!(path = %path.display(), "replaced a stale socket");
+                    }
+                    Ok(_) => {
+                        return Err(io_err(io::Error::new(
+                            io::ErrorKind::AlreadyExists,
+                            "the path exists and is not a socket; not replacing it",
+                        )));
+                    }
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                     Err(e) => return Err(io_err(e)),
                 }

@@ -315,6 +315,17 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
+    async fn bind_never_deletes_a_file_that_is_not_a_socket() {
+        let dir = temp_socket_dir().unwrap();
+        let path = dir.path().join("echo.sock");
+        std::fs::write(&path, b"precious").unwrap();
+        let err = Membrane::bind_unix(&path, Echo).err().unwrap();
+        assert!(matches!(&err, ServeError::Io { .. }), "{err}");
+        assert!(err.to_string().contains("not a socket"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
     async fn a_late_cancel_does_not_cancel_a_later_call_with_the_same_id() {
         use crate::frame::Kind;
         use tokio::io::AsyncWriteExt;
