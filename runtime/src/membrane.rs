@@ -571,6 +571,9 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// Unwritten reply bytes beyond which a connection stops reading requests (see `requests`).
+const OUT_HIGH_WATER: usize = 1 << 20;
+
 /// The request loop of one connection, as one hand-written poll loop: read every complete
 /// request, start it, poll every running call, and write all finished replies at once.
 async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
@@ -607,6 +610,11 @@ async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
             // server full of cancelled calls would never learn they were cancelled.
             while !eof {
                 if running.len() >= max_in_flight && reader.next_is(Kind::Request) {
+                    break;
+                }
+                // A client that sends and never reads must not make the replies pile up here:
+                // past the high-water mark, read nothing until the socket takes some output.
+                if out.len() - written > OUT_HIGH_WATER {
                     break;
                 }
                 match reader.next_frame() {

@@ -326,6 +326,28 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
+    async fn a_client_that_never_reads_is_pushed_back() {
+        use crate::frame::Kind;
+        use tokio::io::AsyncWriteExt;
+        let cell = TestCell::start(Echo).unwrap();
+        let mut stream = raw_client(cell.endpoint()).await;
+        // 4 MiB of requests for an unknown method, each answered with a ~3x larger error, and
+        // not one reply read. A server that kept reading would buffer ~12 MiB of replies and
+        // accept all of it; ours stops reading past its high-water mark (1 MiB of replies),
+        // so the write can never complete.
+        let one = raw_frame(Kind::Request, 1, 9, &[]);
+        let flood: Vec<u8> = one.iter().copied().cycle().take(4 << 20).collect();
+        let sent =
+            tokio::time::timeout(std::time::Duration::from_secs(3), stream.write_all(&flood)).await;
+        assert!(
+            sent.is_err(),
+            "the server read 4 MiB of requests it could not answer"
+        );
+        drop(stream);
+        cell.stop().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
     async fn a_late_cancel_does_not_cancel_a_later_call_with_the_same_id() {
         use crate::frame::Kind;
         use tokio::io::AsyncWriteExt;
