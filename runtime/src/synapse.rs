@@ -412,6 +412,9 @@ impl Client {
             permits: Semaphore::new(in_flight),
             max_request: welcome.max_frame_len,
         });
+        // Frames that came in the same read as the welcome (a `Goodbye` from a server that
+        // began draining) are handled now: the I/O task only looks again when more arrives.
+        deliver(&conn, &mut reader).map_err(ConnectError::Protocol)?;
         tokio::spawn(drive(conn.clone(), io, reader));
         Ok(conn)
     }

@@ -218,13 +218,15 @@ mod tests {
             secret: Vec::new(),
         };
         stream.write_all(&hello.to_frame()).await.unwrap();
-        let (header, _) = read_frame(&mut stream).await;
+        let (header, _) = read_frame_from(&mut stream).await;
         assert_eq!(header.kind, crate::frame::Kind::Welcome);
         stream
     }
 
     /// Reads one frame by hand: header, then the padded payload.
-    async fn read_frame(stream: &mut tokio::net::UnixStream) -> (crate::frame::Header, Vec<u8>) {
+    async fn read_frame_from(
+        stream: &mut tokio::net::UnixStream,
+    ) -> (crate::frame::Header, Vec<u8>) {
         use tokio::io::AsyncReadExt;
         let mut head = [0u8; crate::frame::HEADER_LEN];
         stream.read_exact(&mut head).await.unwrap();
@@ -348,6 +350,56 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
+    async fn a_goodbye_read_with_the_welcome_is_not_missed() {
+        use crate::frame::{Header, Kind};
+        use crate::handshake::{PROTOCOL_VERSION, Welcome};
+        use tokio::io::AsyncWriteExt;
+        // A hand-written server: the first connection gets its welcome and a goodbye in one
+        // write, then silence; the second one answers a call.
+        let dir = temp_socket_dir().unwrap();
+        let path = dir.path().join("echo.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let welcome = Welcome {
+            version: PROTOCOL_VERSION,
+            fingerprint: 42,
+            max_frame_len: 1 << 20,
+            max_in_flight: 16,
+        }
+        .to_frame();
+        let server = tokio::spawn(async move {
+            let (mut first, _) = listener.accept().await.unwrap();
+            read_frame_from(&mut first).await;
+            let mut both = welcome.clone();
+            let mut goodbye = Vec::new();
+            crate::frame::encode_frame(&mut goodbye, Header::new(Kind::Goodbye), &[]);
+            both.extend(goodbye);
+            first.write_all(&both).await.unwrap();
+            let (mut second, _) = listener.accept().await.unwrap();
+            read_frame_from(&mut second).await;
+            second.write_all(&welcome).await.unwrap();
+            let (request, _) = read_frame_from(&mut second).await;
+            let payload = codec::to_bytes(&"fresh".to_string()).unwrap();
+            second
+                .write_all(&raw_frame(Kind::Response, request.id, 0, &payload))
+                .await
+                .unwrap();
+            (first, second)
+        });
+        let client = Synapse::connect::<Echo>(Endpoint::Unix(path), SynapseConfig::default())
+            .await
+            .unwrap();
+        // The goodbye is known already: this call goes over a new connection. Bounded, so a
+        // call sent to the silent first connection fails the test instead of hanging it.
+        let fresh: String = client
+            .with_timeout(Some(std::time::Duration::from_secs(20)))
+            .call::<_, _, u32>(0, &"hello".to_string())
+            .await
+            .unwrap();
+        assert_eq!(fresh, "fresh");
+        drop(server.await.unwrap());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
     async fn a_late_cancel_does_not_cancel_a_later_call_with_the_same_id() {
         use crate::frame::Kind;
         use tokio::io::AsyncWriteExt;
@@ -360,10 +412,12 @@ mod tests {
         frames.extend(raw_frame(Kind::Request, 5, 0, &payload));
         stream.write_all(&frames).await.unwrap();
         // Bounded, so a regression fails instead of hanging.
-        let (header, reply) =
-            tokio::time::timeout(std::time::Duration::from_secs(20), read_frame(&mut stream))
-                .await
-                .expect("the call with a reused id was never answered");
+        let (header, reply) = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            read_frame_from(&mut stream),
+        )
+        .await
+        .expect("the call with a reused id was never answered");
         assert_eq!(
             (header.kind, header.id, header.status),
             (Kind::Response, 5, Status::Ok)
