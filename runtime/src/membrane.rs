@@ -334,16 +334,9 @@ async fn serve_connection<S: Service>(
     let result = match conn {
         Conn::Unix(stream) => {
             // SO_PEERCRED: only processes of our own user may talk to us over a Unix socket.
-            match stream.peer_cred() {
-                Ok(cred) if cred.uid() == current_uid() => {}
-                Ok(cred) => {
-                    tracing::warn!(peer_uid = cred.uid(), "refused a peer of another user");
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read peer credentials; refused");
-                    return;
-                }
+            if let Err(refusal) = check_peer(stream.peer_cred().map(|c| c.uid()), current_uid()) {
+                tracing::warn!("{refusal}");
+                return;
             }
             run(&*service, stream, &config, stop, false).await
         }
@@ -352,6 +345,15 @@ async fn serve_connection<S: Service>(
     match result {
         Ok(()) => tracing::debug!("connection closed"),
         Err(e) => tracing::error!(error = %e, "connection closed after an error"),
+    }
+}
+
+/// SO_PEERCRED: a Unix-socket peer is served only when it runs as our own user.
+fn check_peer(peer_uid: io::Result<u32>, own_uid: u32) -> Result<(), String> {
+    match peer_uid {
+        Ok(uid) if uid == own_uid => Ok(()),
+        Ok(uid) => Err(format!("refused a peer of another user (uid {uid})")),
+        Err(e) => Err(format!("cannot read peer credentials ({e}); refused")),
     }
 }
 
@@ -772,5 +774,14 @@ mod tests {
         assert!(cancels.poll_cancelled(7, &mut cx).is_ready());
         cancels.forget(7);
         assert_eq!(cancels.len(), 0);
+    }
+
+    #[test]
+    fn only_peers_of_our_own_uid_pass_the_peer_check() {
+        assert_eq!(check_peer(Ok(1000), 1000), Ok(()));
+        let refused = check_peer(Ok(65534), 1000).unwrap_err();
+        assert!(refused.contains("another user (uid 65534)"), "{refused}");
+        assert!(check_peer(Ok(0), 1000).is_err(), "root is another user too");
+        assert!(check_peer(Err(io::ErrorKind::Unsupported.into()), 1000).is_err());
     }
 }

@@ -153,20 +153,25 @@ mod tests {
     use crate::service::{DispatchError, Protocol};
 
     /// A hand-written service (what `#[handler]` generates): 0 = echo, 1 = sleep then reply,
-    /// 2 = fail with an application error, 3 = panic.
+    /// 2 = fail with an application error, 3 = panic, 4 = wait until [`GATE`] opens.
     struct Echo;
+
+    /// Released by the one test that calls method 4.
+    static GATE: std::sync::LazyLock<tokio::sync::Notify> =
+        std::sync::LazyLock::new(tokio::sync::Notify::new);
 
     enum Call {
         Echo(String),
         Slow(u64),
         Fail,
         Panic,
+        Gated,
     }
 
     impl Protocol for Echo {
         const NAME: &'static str = "echo";
         const FINGERPRINT: u64 = 42;
-        const METHODS: &'static [&'static str] = &["echo", "slow", "fail", "panic"];
+        const METHODS: &'static [&'static str] = &["echo", "slow", "fail", "panic", "gated"];
     }
 
     impl Service for Echo {
@@ -179,6 +184,7 @@ mod tests {
                 1 => Call::Slow(codec::from_bytes(payload)?),
                 2 => Call::Fail,
                 3 => Call::Panic,
+                4 => Call::Gated,
                 m => return Err(DispatchError::UnknownMethod(m)),
             })
         }
@@ -192,6 +198,10 @@ mod tests {
                 }
                 Call::Fail => Err(7),
                 Call::Panic => panic!("boom"),
+                Call::Gated => {
+                    GATE.notified().await;
+                    Ok("released".into())
+                }
             }
         }
 
@@ -454,17 +464,19 @@ mod tests {
             "{err:?}"
         );
         // A slow call and a fast one on the same connection: the fast reply overtakes the
-        // slow one, which is still pending when the fast one has returned.
+        // slow one, which cannot finish before the fast one has returned (it waits for the
+        // gate, opened only then) — no timing involved.
         let fast_text = "fast".to_string();
-        let mut slow = std::pin::pin!(client.call::<_, String, u32>(1, &300u64));
+        let mut slow = std::pin::pin!(client.call::<_, String, u32>(4, &()));
         tokio::select! {
             biased;
-            _ = &mut slow => panic!("the slow call finished before the fast one"),
+            _ = &mut slow => panic!("the gated call finished before the gate opened"),
             fast = client.call::<_, String, u32>(0, &fast_text) => {
                 assert_eq!(fast.unwrap(), "fast");
             }
         }
-        assert_eq!(slow.await.unwrap(), "slept 300");
+        GATE.notify_one();
+        assert_eq!(slow.await.unwrap(), "released");
         // Large messages grow the buffers (beyond the shrink threshold) and still round-trip.
         let big = "x".repeat(3 << 20);
         let echoed: String = client.call::<_, _, u32>(0, &big).await.unwrap();
@@ -583,7 +595,31 @@ mod tests {
         };
         let err = Membrane::bind_unix(&path, Echo).err().unwrap();
         assert!(matches!(err, ServeError::AlreadyServing { .. }), "{err}");
-        // Graceful stop removes the socket; a new server then binds fine.
         cell.stop().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn graceful_stop_removes_the_socket_and_a_new_server_binds() {
+        // A directory of the test's own: a `TestCell` removes its directory when stopped,
+        // which would hide whether the server removed its socket.
+        let dir = temp_socket_dir().unwrap();
+        let path = dir.path().join("echo.sock");
+        for round in 0..2 {
+            let membrane = Membrane::bind_unix(&path, Echo).unwrap();
+            let shutdown = membrane.shutdown_handle();
+            let server = tokio::spawn(membrane.serve());
+            let client = Synapse::connect::<Echo>(Endpoint::unix(&path), SynapseConfig::default())
+                .await
+                .unwrap();
+            let text = format!("round {round}");
+            let echoed: String = client.call::<_, _, u32>(0, &text).await.unwrap();
+            assert_eq!(echoed, text);
+            shutdown.shutdown();
+            server.await.unwrap().unwrap();
+            assert!(
+                !path.exists(),
+                "round {round}: the socket outlived its server"
+            );
+        }
     }
 }
