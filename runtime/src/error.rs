@@ -138,6 +138,38 @@ pub enum ConnectError {
     InvalidSecret(String),
 }
 
+impl ConnectError {
+    /// A copy for callers that share one failed attempt (an `io::Error` keeps its kind and
+    /// message, not its source chain).
+    pub(crate) fn clone_lossy(&self) -> ConnectError {
+        match self {
+            ConnectError::Io { endpoint, source } => ConnectError::Io {
+                endpoint: endpoint.clone(),
+                source: io::Error::new(source.kind(), source.to_string()),
+            },
+            ConnectError::VersionMismatch { client, server } => ConnectError::VersionMismatch {
+                client: *client,
+                server: *server,
+            },
+            ConnectError::FingerprintMismatch {
+                service,
+                client,
+                server,
+            } => ConnectError::FingerprintMismatch {
+                service: service.clone(),
+                client: client.clone(),
+                server: server.clone(),
+            },
+            ConnectError::Rejected(m) => ConnectError::Rejected(m.clone()),
+            ConnectError::ClosedDuringHandshake => ConnectError::ClosedDuringHandshake,
+            ConnectError::Protocol(m) => ConnectError::Protocol(m.clone()),
+            ConnectError::Timeout => ConnectError::Timeout,
+            ConnectError::MissingSecret => ConnectError::MissingSecret,
+            ConnectError::InvalidSecret(m) => ConnectError::InvalidSecret(m.clone()),
+        }
+    }
+}
+
 /// Why a server could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {

@@ -13,6 +13,7 @@
 //! runtime cannot know whether a method is idempotent).
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -74,8 +75,11 @@ struct Client {
     fingerprint: u64,
     config: SynapseConfig,
     current: Mutex<Option<Arc<Conn>>>,
-    /// Serializes reconnection attempts.
-    reconnecting: tokio::sync::Mutex<()>,
+    /// Serializes reconnection attempts; holds the last failed attempt's error, which callers
+    /// that waited for that attempt share instead of trying again one after the other.
+    reconnecting: tokio::sync::Mutex<Option<ConnectError>>,
+    /// Reconnection attempts finished so far (read before waiting for `reconnecting`).
+    attempts: AtomicU64,
 }
 
 impl Drop for Client {
@@ -146,7 +150,8 @@ impl Synapse {
             fingerprint,
             config,
             current: Mutex::new(None),
-            reconnecting: tokio::sync::Mutex::new(()),
+            reconnecting: tokio::sync::Mutex::new(None),
+            attempts: AtomicU64::new(0),
         });
         let conn = client.open().await?;
         *lock(&client.current) = Some(conn);
@@ -214,9 +219,10 @@ impl Synapse {
         request: &Req,
         on_reply: impl FnOnce(Status, &[u8]) -> R,
     ) -> Result<R, CallError<E>> {
-        let conn = self.client.connection().await.map_err(CallError::Connect)?;
+        // The deadline covers reconnecting too: a call never waits longer than its timeout.
         let deadline = self.timeout.map(|t| Instant::now() + t);
         let work = async {
+            let conn = self.client.connection().await.map_err(CallError::Connect)?;
             let _permit = conn
                 .permits
                 .acquire()
@@ -276,14 +282,31 @@ impl Client {
         if let Some(conn) = lock(&self.current).as_ref().filter(|c| c.usable()) {
             return Ok(conn.clone());
         }
-        let _one_at_a_time = self.reconnecting.lock().await;
+        let seen = self.attempts.load(Ordering::Acquire);
+        let mut last_failure = self.reconnecting.lock().await;
         if let Some(conn) = lock(&self.current).as_ref().filter(|c| c.usable()) {
             return Ok(conn.clone());
         }
+        if self.attempts.load(Ordering::Acquire) != seen
+            && let Some(failure) = last_failure.as_ref()
+        {
+            // An attempt ran (and failed) while we waited for it: share its outcome.
+            return Err(failure.clone_lossy());
+        }
         tracing::debug!(service = self.service, endpoint = %self.endpoint, "reconnecting");
-        let conn = self.open().await?;
-        *lock(&self.current) = Some(conn.clone());
-        Ok(conn)
+        let opened = self.open().await;
+        self.attempts.fetch_add(1, Ordering::AcqRel);
+        match opened {
+            Ok(conn) => {
+                *last_failure = None;
+                *lock(&self.current) = Some(conn.clone());
+                Ok(conn)
+            }
+            Err(e) => {
+                *last_failure = Some(e.clone_lossy());
+                Err(e)
+            }
+        }
     }
 
     async fn open(&self) -> Result<Arc<Conn>, ConnectError> {

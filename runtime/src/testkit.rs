@@ -410,6 +410,60 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
+    async fn a_call_deadline_covers_reconnecting() {
+        use crate::frame::Kind;
+        use crate::handshake::{PROTOCOL_VERSION, Welcome};
+        use tokio::io::AsyncWriteExt;
+        // A hand-written server: the first connection is welcomed and closed at the first
+        // request; the second is accepted and never answered (a server stuck at start-up).
+        let dir = temp_socket_dir().unwrap();
+        let path = dir.path().join("echo.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let server = tokio::spawn(async move {
+            let (mut first, _) = listener.accept().await.unwrap();
+            read_frame_from(&mut first).await;
+            let welcome = Welcome {
+                version: PROTOCOL_VERSION,
+                fingerprint: 42,
+                max_frame_len: 1 << 20,
+                max_in_flight: 16,
+            };
+            first.write_all(&welcome.to_frame()).await.unwrap();
+            let (request, _) = read_frame_from(&mut first).await;
+            assert_eq!(request.kind, Kind::Request);
+            drop(first);
+            let (second, _) = listener.accept().await.unwrap();
+            // Hold it open, silent, until the test ends.
+            std::future::pending::<()>().await;
+            drop(second);
+        });
+        let config = SynapseConfig {
+            // Far longer than any test: only the call's own deadline can end the wait.
+            connect_timeout: std::time::Duration::from_secs(3600),
+            ..SynapseConfig::default()
+        };
+        let client = Synapse::connect::<Echo>(Endpoint::Unix(path), config)
+            .await
+            .unwrap();
+        let err = client
+            .call::<_, String, u32>(0, &"lost".to_string())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CallError::Disconnected(_)), "{err:?}");
+        // The next call reconnects, and its 100 ms deadline covers that. Bounded (20 s) from
+        // outside so a regression fails instead of hanging.
+        let hurried = client.with_timeout(Some(std::time::Duration::from_millis(100)));
+        let outcome = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            hurried.call::<_, String, u32>(0, &"again".to_string()),
+        )
+        .await
+        .expect("the call waited for the connect timeout, past its own deadline");
+        assert!(matches!(outcome, Err(CallError::Timeout)), "{outcome:?}");
+        server.abort();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
     async fn a_late_cancel_does_not_cancel_a_later_call_with_the_same_id() {
         use crate::frame::Kind;
         use tokio::io::AsyncWriteExt;
