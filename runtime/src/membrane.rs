@@ -590,6 +590,10 @@ async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
     let mut out = Bytes::with_capacity(4096);
     let mut written = 0usize;
     let mut draining = false;
+    // Drained and our write half shut down (FIN sent): what still arrives is read and
+    // dropped until the client closes. Closing with unread data would send an RST on TCP,
+    // which can destroy replies the client has not read yet.
+    let mut half_closed = false;
     let mut eof = false;
     let max_in_flight = config.max_in_flight.max(1) as usize;
     let mut stopped = pin!(async move {
@@ -625,6 +629,7 @@ async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
                         progress = true;
                         let payload = &reader.bytes()[range];
                         match header.kind {
+                            Kind::Request | Kind::Cancel if half_closed => {}
                             Kind::Request if draining => {
                                 let mut h = Header::new(Kind::Response);
                                 h.id = header.id;
@@ -742,8 +747,16 @@ async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
 
-            if draining && running.is_empty() && out.is_empty() {
-                return Poll::Ready(Ok(()));
+            if draining && !half_closed && running.is_empty() && out.is_empty() {
+                match std::pin::Pin::new(&mut io).poll_shutdown(cx) {
+                    Poll::Ready(Ok(())) => {
+                        half_closed = true;
+                        progress = true;
+                    }
+                    // The peer is gone already: nothing left to drain.
+                    Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
+                    Poll::Pending => {}
+                }
             }
             if !progress {
                 return Poll::Pending;

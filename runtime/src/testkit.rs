@@ -464,6 +464,31 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
+    async fn a_drained_connection_is_half_closed_and_still_read() {
+        use crate::frame::Kind;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let cell = TestCell::start(Echo).unwrap();
+        let mut stream = raw_client(cell.endpoint()).await;
+        let stopping = tokio::spawn(cell.stop());
+        let (goodbye, _) = read_frame_from(&mut stream).await;
+        assert_eq!(goodbye.kind, Kind::Goodbye);
+        // Nothing in flight: the server shuts its write half down (we read end of stream)...
+        let mut rest = Vec::new();
+        stream.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+        // ...but keeps reading, so data we sent meanwhile is not met with a reset (on TCP an
+        // RST can destroy replies not yet read). A fully closed socket would fail this write.
+        let payload = codec::to_bytes(&"late".to_string()).unwrap();
+        stream
+            .write_all(&raw_frame(Kind::Request, 1, 0, &payload))
+            .await
+            .expect("the server closed its socket instead of only its write half");
+        // Our close ends the connection, and with it the server.
+        drop(stream);
+        stopping.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
     async fn a_late_cancel_does_not_cancel_a_later_call_with_the_same_id() {
         use crate::frame::Kind;
         use tokio::io::AsyncWriteExt;
@@ -487,6 +512,8 @@ mod tests {
             (Kind::Response, 5, Status::Ok)
         );
         assert_eq!(codec::from_bytes::<String>(&reply).unwrap(), "again");
+        // Closed first: a drained server waits (up to its drain timeout) for clients to close.
+        drop(stream);
         cell.stop().await.unwrap();
     }
 
