@@ -32,8 +32,14 @@ pub(crate) struct FrameReader {
 
 impl FrameReader {
     pub(crate) fn new(max_len: u32) -> FrameReader {
-        let mut buf = Bytes::with_capacity(INITIAL_READ);
-        buf.resize(INITIAL_READ, 0);
+        FrameReader::with_capacity(INITIAL_READ, max_len)
+    }
+
+    /// A reader whose buffer starts at `initial` bytes (it grows as frames need).
+    pub(crate) fn with_capacity(initial: usize, max_len: u32) -> FrameReader {
+        let initial = frame::padded(initial.max(frame::HEADER_LEN));
+        let mut buf = Bytes::with_capacity(initial);
+        buf.resize(initial, 0);
         FrameReader {
             buf,
             start: 0,

@@ -48,6 +48,10 @@ pub struct MembraneConfig {
     pub drain_timeout: Duration,
     /// Shared secret TCP clients must present; `None` takes `$CELL_SECRET`. Required on TCP.
     pub secret: Option<Secret>,
+    /// Most connections served at once, handshakes included. At the limit the server stops
+    /// accepting (new peers wait in the listen backlog) until a connection closes, so a flood
+    /// of unauthenticated TCP peers costs a bounded amount of memory and tasks.
+    pub max_connections: u32,
 }
 
 impl Default for MembraneConfig {
@@ -58,6 +62,7 @@ impl Default for MembraneConfig {
             handshake_timeout: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(10),
             secret: None,
+            max_connections: 1024,
         }
     }
 }
@@ -220,23 +225,36 @@ impl<S: Service> Membrane<S> {
             let _ = stop.wait_for(|stopped| *stopped).await;
         });
         let mut connections = tokio::task::JoinSet::new();
+        let slots = Arc::new(tokio::sync::Semaphore::new(
+            config.max_connections.max(1) as usize
+        ));
+        let auth_log = Arc::new(AuthLog::default());
         tracing::info!(service = S::NAME, %endpoint, "serving");
         loop {
             tokio::select! {
                 () = &mut stopped => break,
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
-                accepted = accept(&listener) => match accepted {
-                    Ok((conn, peer)) => {
+                // A free connection slot first, then accept: at the limit, peers wait in the
+                // kernel's backlog instead of costing a task each.
+                accepted = async {
+                    let slot = slots.clone().acquire_owned().await;
+                    (slot, accept(&listener).await)
+                } => match accepted {
+                    (slot, Ok((conn, peer))) => {
                         let service = service.clone();
                         let config = config.clone();
+                        let auth_log = auth_log.clone();
                         let stop = shutdown.subscribe();
                         let span = tracing::info_span!("connection", service = S::NAME, %peer);
                         connections.spawn(
-                            async move { serve_connection(service, conn, config, stop).await }
-                                .instrument(span),
+                            async move {
+                                let _slot = slot;
+                                serve_connection(service, conn, config, stop, &auth_log).await
+                            }
+                            .instrument(span),
                         );
                     }
-                    Err(e) => {
+                    (_, Err(e)) => {
                         // Out of file descriptors and the like: log, breathe, keep serving.
                         tracing::error!(error = %e, "accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -330,7 +348,9 @@ async fn serve_connection<S: Service>(
     conn: Conn,
     config: Arc<MembraneConfig>,
     stop: watch::Receiver<bool>,
+    auth_log: &AuthLog,
 ) {
+    let tcp = matches!(conn, Conn::Tcp(_));
     let result = match conn {
         Conn::Unix(stream) => {
             // SO_PEERCRED: only processes of our own user may talk to us over a Unix socket.
@@ -344,7 +364,45 @@ async fn serve_connection<S: Service>(
     };
     match result {
         Ok(()) => tracing::debug!("connection closed"),
+        // Anyone on the network can produce these at will: rate-limited, not one line each.
+        Err(e) if tcp && is_unauthenticated(&e) => auth_log.record(&e),
         Err(e) => tracing::error!(error = %e, "connection closed after an error"),
+    }
+}
+
+/// Failures of a peer that never authenticated: handshake timeouts and everything `run`
+/// reports as [`io::ErrorKind::PermissionDenied`].
+fn is_unauthenticated(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::PermissionDenied | io::ErrorKind::TimedOut
+    )
+}
+
+/// Logs failed TCP authentications at most once per [`AuthLog::EVERY`], with a count of the
+/// ones not logged since; the others go to `debug`.
+#[derive(Default)]
+struct AuthLog(Mutex<(Option<Instant>, u64)>);
+
+impl AuthLog {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn record(&self, e: &io::Error) {
+        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (last, suppressed) = &mut *state;
+        let now = Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < Self::EVERY) {
+            *suppressed += 1;
+            tracing::debug!(error = %e, "unauthenticated peer closed");
+            return;
+        }
+        tracing::warn!(
+            error = %e,
+            not_logged_since_last = *suppressed,
+            "unauthenticated peer closed (at most one such line per 10 s)"
+        );
+        *last = Some(now);
+        *suppressed = 0;
     }
 }
 
@@ -365,20 +423,37 @@ async fn run<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
     stop: watch::Receiver<bool>,
     authenticate: bool,
 ) -> io::Result<()> {
-    let mut reader = FrameReader::new(4096);
+    // Small until the peer is known: a hello fits (it grows for the requests afterwards).
+    let mut reader = FrameReader::with_capacity(HANDSHAKE_BUFFER, 4096);
+    // On TCP nothing has been proven yet: any failure up to the secret check is the peer's
+    // failure to authenticate (and is logged as such, rate-limited).
+    let unauthenticated = |e: io::Error| {
+        if authenticate && e.kind() != io::ErrorKind::TimedOut {
+            io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("peer failed authentication: {e}"),
+            )
+        } else {
+            e
+        }
+    };
     let hello = tokio::time::timeout(config.handshake_timeout, read_one(&mut io, &mut reader))
         .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "handshake timed out"))??;
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "handshake timed out"))?
+        .map_err(unauthenticated)?;
     let (header, payload) = hello;
     if header.kind != Kind::Hello {
-        return Err(invalid(format!("expected a hello, got {}", header.kind)));
+        return Err(unauthenticated(invalid(format!(
+            "expected a hello, got {}",
+            header.kind
+        ))));
     }
     let hello = match Hello::parse(&payload) {
         Ok(hello) => hello,
         Err(e) => {
             if authenticate {
                 // Nothing for a peer that has not authenticated, not even why.
-                return Err(invalid(e.to_string()));
+                return Err(unauthenticated(invalid(e.to_string())));
             }
             if let Some(v) = Hello::peek_version(&payload).filter(|v| *v != PROTOCOL_VERSION) {
                 let reason = version_reason(v);
@@ -572,6 +647,9 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         "a non-string panic payload".to_string()
     }
 }
+
+/// Initial read buffer of a connection that has not completed its handshake.
+const HANDSHAKE_BUFFER: usize = 512;
 
 /// Unwritten reply bytes beyond which a connection stops reading requests (see `requests`).
 const OUT_HIGH_WATER: usize = 1 << 20;

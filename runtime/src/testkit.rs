@@ -489,6 +489,45 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
+    async fn connections_beyond_the_limit_wait_for_a_free_slot() {
+        let dir = temp_socket_dir().unwrap();
+        let endpoint = Endpoint::Unix(dir.path().join("echo.sock"));
+        let config = MembraneConfig {
+            max_connections: 1,
+            ..MembraneConfig::default()
+        };
+        let membrane = Membrane::bind(endpoint.clone(), Echo, config).unwrap();
+        let shutdown = membrane.shutdown_handle();
+        let server = tokio::spawn(membrane.serve());
+        let first = Synapse::connect::<Echo>(endpoint.clone(), SynapseConfig::default())
+            .await
+            .unwrap();
+        // The only slot is taken: a second peer is not even accepted, so its handshake can
+        // only time out.
+        let impatient = SynapseConfig {
+            connect_timeout: std::time::Duration::from_millis(300),
+            ..SynapseConfig::default()
+        };
+        let err = Synapse::connect::<Echo>(endpoint.clone(), impatient)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ConnectError::Timeout), "{err}");
+        // Once the first connection closes, the next peer is served.
+        drop(first);
+        let second = Synapse::connect::<Echo>(endpoint, SynapseConfig::default())
+            .await
+            .unwrap();
+        let echoed: String = second
+            .call::<_, _, u32>(0, &"in".to_string())
+            .await
+            .unwrap();
+        assert_eq!(echoed, "in");
+        drop(second);
+        shutdown.shutdown();
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
     async fn a_late_cancel_does_not_cancel_a_later_call_with_the_same_id() {
         use crate::frame::Kind;
         use tokio::io::AsyncWriteExt;

@@ -542,7 +542,20 @@ async fn graceful_shutdown_finishes_calls_in_flight() {
     };
     let (slow, ()) = tokio::join!(slow, terminate);
     assert_eq!(slow.unwrap(), 500);
-    let status = wait_for_exit(&mut server.child, Duration::from_secs(60));
+    // Waited for without blocking this runtime: our clients' connection tasks run on it and
+    // must see the server's end of stream and close (a drained server waits for that).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not exit\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert!(status.success(), "{status:?}\n{}", server.log());
     let Endpoint::Unix(socket) = &server.endpoint else {
         unreachable!()
