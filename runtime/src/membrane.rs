@@ -521,7 +521,7 @@ async fn run<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
     io.write_all(&welcome.to_frame()).await?;
     reader.set_max_len(config.max_frame_len);
     tracing::debug!("handshake done");
-    requests(service, io, reader, config, stop).await
+    requests(service, io, reader, config, hello.max_frame_len, stop).await
 }
 
 fn version_reason(client: u16) -> String {
@@ -661,6 +661,7 @@ async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
     mut io: IO,
     mut reader: FrameReader,
     config: &MembraneConfig,
+    client_max: u32,
     mut stop: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let cancels = Cancels::default();
@@ -786,15 +787,34 @@ async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
                             status = S::encode(&reply, out)?;
                             Ok::<_, crate::codec::EncodeError>(())
                         });
+                        // A reply the client would refuse (closing the connection and failing
+                        // all its calls) fails alone instead.
+                        let encoded = encoded.map_err(|e| e.to_string()).and_then(|()| {
+                            // The unpadded length, as the header just written says.
+                            let len = u32::from_le_bytes([
+                                out[start],
+                                out[start + 1],
+                                out[start + 2],
+                                out[start + 3],
+                            ]);
+                            if len > client_max {
+                                out.resize(start, 0);
+                                return Err(format!(
+                                    "the reply ({len} bytes) exceeds the client's \
+                                     {client_max}-byte frame limit"
+                                ));
+                            }
+                            Ok(())
+                        });
                         match encoded {
                             Ok(()) => {
                                 // The status is known only after encoding: patch byte 5 of
                                 // the frame just written.
                                 out[start + 5] = status as u8;
                             }
-                            Err(e) => {
+                            Err(message) => {
                                 h.status = Status::EncodeFailed;
-                                push_bytes(&mut out, h, e.to_string().as_bytes());
+                                push_bytes(&mut out, h, message.as_bytes());
                             }
                         }
                     }

@@ -44,7 +44,9 @@ pub struct SynapseConfig {
     pub max_in_flight: u32,
     /// Shared secret for TCP; `None` takes `$CELL_SECRET`.
     pub secret: Option<Secret>,
-    /// Largest reply accepted.
+    /// Largest reply accepted. Announced to the server, which answers a longer reply with
+    /// [`Status::EncodeFailed`] (the call fails with [`CallError::Remote`], the connection
+    /// lives on).
     pub max_frame_len: u32,
 }
 
@@ -352,6 +354,7 @@ impl Client {
             service: self.service.to_string(),
             fingerprint: self.fingerprint,
             secret,
+            max_frame_len: self.config.max_frame_len,
         };
         let io_err = |source: io::Error| ConnectError::Io {
             endpoint: self.endpoint.to_string(),

@@ -226,6 +226,7 @@ mod tests {
             service: "echo".into(),
             fingerprint: 42,
             secret: Vec::new(),
+            max_frame_len: u32::MAX,
         };
         stream.write_all(&hello.to_frame()).await.unwrap();
         let (header, _) = read_frame_from(&mut stream).await;
@@ -525,6 +526,42 @@ mod tests {
         drop(second);
         shutdown.shutdown();
         server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_reply_over_the_clients_limit_fails_only_its_call() {
+        let cell = TestCell::start(Echo).unwrap();
+        let config = SynapseConfig {
+            max_frame_len: 4096,
+            ..SynapseConfig::default()
+        };
+        let client = Synapse::connect::<Echo>(cell.endpoint().clone(), config)
+            .await
+            .unwrap();
+        // The request fits the server's limit; the echoed reply exceeds the client's. The
+        // server says so instead of sending a frame the client would drop the connection for.
+        let slow = client.call::<_, String, u32>(1, &200u64);
+        let text = "x".repeat(5000);
+        let big = client.call::<_, String, u32>(0, &text);
+        let (slow, big) = tokio::join!(slow, big);
+        let err = big.unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                CallError::Remote { status: Status::EncodeFailed, message }
+                    if message.contains("client's 4096-byte frame limit")
+            ),
+            "{err:?}"
+        );
+        // The other call on the connection, and the connection, lived on.
+        assert_eq!(slow.unwrap(), "slept 200");
+        let echoed: String = client
+            .call::<_, _, u32>(0, &"ok".to_string())
+            .await
+            .unwrap();
+        assert_eq!(echoed, "ok");
+        drop(client);
+        cell.stop().await.unwrap();
     }
 
     #[tokio::test(flavor = "current_thread")]

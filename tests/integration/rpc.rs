@@ -318,6 +318,7 @@ fn raw_handshake(endpoint: &Endpoint) -> std::os::unix::net::UnixStream {
         service: "probe".into(),
         fingerprint: <ProbeClient as Protocol>::FINGERPRINT,
         secret: Vec::new(),
+        max_frame_len: 1 << 20,
     };
     stream.write_all(&hello.to_frame()).unwrap();
     // The welcome: a 16-byte header and a 24-byte payload padded to 32.
@@ -611,6 +612,7 @@ async fn an_unauthenticated_tcp_peer_gets_nothing() {
         service: "probe".into(),
         fingerprint: <ProbeClient as Protocol>::FINGERPRINT,
         secret: b"guess".to_vec(),
+        max_frame_len: 1 << 20,
     };
     raw.write_all(&hello.to_frame()).unwrap();
     assert_eq!(bytes_until_closed(&mut raw), 0);
