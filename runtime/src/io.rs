@@ -52,6 +52,14 @@ impl FrameReader {
         self.max_len = max_len;
     }
 
+    /// Grows a buffer started small (a handshake) to the normal size, so that one read can
+    /// take in many requests: the buffer only grows by itself for a frame that does not fit.
+    pub(crate) fn grow_to_default(&mut self) {
+        if self.buf.len() < INITIAL_READ {
+            self.buf.resize(INITIAL_READ, 0);
+        }
+    }
+
     /// The next complete frame already in the buffer, if any. The range indexes [`Self::bytes`]
     /// and stays valid until the next fill.
     pub(crate) fn next_frame(&mut self) -> Result<Option<(Header, Range<usize>)>, FrameError> {
@@ -202,6 +210,16 @@ mod tests {
     use super::*;
     use crate::frame::Kind;
     use tokio::io::AsyncWriteExt;
+
+    #[test]
+    fn a_reader_started_small_grows_to_the_normal_size_for_requests() {
+        // Small frames never make a small buffer grow by themselves: each read would then
+        // take in only a few requests (this cost a sixth of the server's throughput).
+        let mut reader = FrameReader::with_capacity(512, 4096);
+        assert_eq!(reader.bytes().len(), 512);
+        reader.grow_to_default();
+        assert_eq!(reader.bytes().len(), INITIAL_READ);
+    }
 
     #[tokio::test(flavor = "current_thread")]
     async fn frames_larger_than_the_buffer_and_many_small_ones_are_read() {

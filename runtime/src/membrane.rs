@@ -520,6 +520,7 @@ async fn run<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
     };
     io.write_all(&welcome.to_frame()).await?;
     reader.set_max_len(config.max_frame_len);
+    reader.grow_to_default();
     tracing::debug!("handshake done");
     requests(service, io, reader, config, hello.max_frame_len, stop).await
 }
@@ -546,10 +547,35 @@ enum Outcome<R> {
 /// never existed is dropped: it can neither cancel a later call that reuses the id nor grow
 /// the map, which holds at most `max_in_flight` entries.
 #[derive(Default)]
-struct Cancels(Mutex<HashMap<u32, (bool, Option<Waker>)>>);
+struct Cancels(Mutex<CancelMap>);
+
+/// Keyed by request id with a multiplicative hash: the map is on every call's path (an insert
+/// and a remove), and SipHash's DoS resistance buys nothing for a map that never holds more
+/// than `max_in_flight` entries.
+type CancelMap = HashMap<u32, (bool, Option<Waker>), std::hash::BuildHasherDefault<IdHasher>>;
+
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u32(&mut self, id: u32) {
+        // Fibonacci hashing: spreads the slot and generation bits over the whole word.
+        self.0 = u64::from(id).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 impl Cancels {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, (bool, Option<Waker>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CancelMap> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
