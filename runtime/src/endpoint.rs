@@ -116,7 +116,9 @@ pub(crate) fn prepare_socket_dir(dir: &Path) -> io::Result<()> {
 pub struct Secret(Vec<u8>);
 
 impl Secret {
-    /// A secret from bytes.
+    /// A secret from bytes. It must be 1 to
+    /// [`MAX_FIELD_LEN`](crate::handshake::MAX_FIELD_LEN) bytes long: binding or connecting
+    /// with any other secret is an error.
     pub fn new(bytes: impl Into<Vec<u8>>) -> Secret {
         Secret(bytes.into())
     }
@@ -138,6 +140,23 @@ impl Secret {
 
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.0
+    }
+
+    /// Why this secret cannot be used, if it cannot: an empty secret would let a client
+    /// that has none (and so sends an empty one) in — authentication silently off — and one
+    /// longer than the handshake's field limit could never match.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if self.0.is_empty() {
+            return Err("the shared secret is empty".into());
+        }
+        let max = crate::handshake::MAX_FIELD_LEN;
+        if self.0.len() > max {
+            return Err(format!(
+                "the shared secret is {} bytes long; at most {max} are allowed",
+                self.0.len()
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -130,6 +130,44 @@ pub enum ConnectError {
     /// The handshake did not complete in time.
     #[error("the handshake timed out")]
     Timeout,
+    /// A TCP endpoint needs a shared secret and none was configured.
+    #[error("a TCP endpoint needs a shared secret: set `CELL_SECRET` or configure one")]
+    MissingSecret,
+    /// The configured secret cannot be used (empty, or longer than the handshake allows).
+    #[error("invalid shared secret: {0}")]
+    InvalidSecret(String),
+}
+
+impl ConnectError {
+    /// A copy for callers that share one failed attempt (an `io::Error` keeps its kind and
+    /// message, not its source chain).
+    pub(crate) fn clone_lossy(&self) -> ConnectError {
+        match self {
+            ConnectError::Io { endpoint, source } => ConnectError::Io {
+                endpoint: endpoint.clone(),
+                source: io::Error::new(source.kind(), source.to_string()),
+            },
+            ConnectError::VersionMismatch { client, server } => ConnectError::VersionMismatch {
+                client: *client,
+                server: *server,
+            },
+            ConnectError::FingerprintMismatch {
+                service,
+                client,
+                server,
+            } => ConnectError::FingerprintMismatch {
+                service: service.clone(),
+                client: client.clone(),
+                server: server.clone(),
+            },
+            ConnectError::Rejected(m) => ConnectError::Rejected(m.clone()),
+            ConnectError::ClosedDuringHandshake => ConnectError::ClosedDuringHandshake,
+            ConnectError::Protocol(m) => ConnectError::Protocol(m.clone()),
+            ConnectError::Timeout => ConnectError::Timeout,
+            ConnectError::MissingSecret => ConnectError::MissingSecret,
+            ConnectError::InvalidSecret(m) => ConnectError::InvalidSecret(m.clone()),
+        }
+    }
 }
 
 /// Why a server could not start or stopped.
@@ -156,4 +194,7 @@ pub enum ServeError {
     /// A TCP endpoint needs a shared secret (config or `$CELL_SECRET`).
     #[error("a TCP endpoint needs a shared secret: set `CELL_SECRET` or configure one")]
     MissingSecret,
+    /// The configured secret cannot be used (empty, or longer than the handshake allows).
+    #[error("invalid shared secret: {0}")]
+    InvalidSecret(String),
 }

@@ -12,7 +12,9 @@
 use crate::frame::{Header, Kind};
 
 /// Version of the wire protocol (frames, handshake, statuses). Bumped on any change.
-pub const PROTOCOL_VERSION: u16 = 1;
+///
+/// 2: the `Hello` ends with the client's largest accepted reply (`max_frame_len`).
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// First bytes of every `Hello` and `Welcome` payload.
 pub const MAGIC: [u8; 4] = *b"CELL";
@@ -31,6 +33,10 @@ pub struct Hello {
     pub fingerprint: u64,
     /// Shared secret (TCP); empty on Unix sockets.
     pub secret: Vec<u8>,
+    /// Largest reply payload the client accepts: the server answers a longer reply with
+    /// `EncodeFailed` instead of sending a frame that would make the client drop the
+    /// connection (and every call on it). `u32::MAX` in a hello of protocol version 1.
+    pub max_frame_len: u32,
 }
 
 /// The server's acceptance.
@@ -75,10 +81,16 @@ impl Hello {
         payload.extend_from_slice(&self.version.to_le_bytes());
         payload.extend_from_slice(&0u16.to_le_bytes());
         payload.extend_from_slice(&self.fingerprint.to_le_bytes());
-        payload.extend_from_slice(&(self.service.len() as u16).to_le_bytes());
-        payload.extend_from_slice(&(self.secret.len() as u16).to_le_bytes());
-        payload.extend_from_slice(self.service.as_bytes());
-        payload.extend_from_slice(&self.secret);
+        // A length field is a u16: longer fields are cut so that the frame stays well formed
+        // (the server then refuses them as too long or wrong; bind and connect refuse such
+        // secrets before anything is sent).
+        let service = &self.service.as_bytes()[..self.service.len().min(u16::MAX as usize)];
+        let secret = &self.secret[..self.secret.len().min(u16::MAX as usize)];
+        payload.extend_from_slice(&(service.len() as u16).to_le_bytes());
+        payload.extend_from_slice(&(secret.len() as u16).to_le_bytes());
+        payload.extend_from_slice(service);
+        payload.extend_from_slice(secret);
+        payload.extend_from_slice(&self.max_frame_len.to_le_bytes());
         let mut frame = Vec::new();
         crate::frame::encode_frame(&mut frame, Header::new(Kind::Hello), &payload);
         frame
@@ -106,11 +118,15 @@ impl Hello {
             .map_err(|_| HandshakeError("service name is not UTF-8"))?
             .to_string();
         let secret = r.take(secret_len)?.to_vec();
+        // Version 1 had no limit field: such a hello still parses, so that its sender is
+        // told about the version mismatch.
+        let max_frame_len = if version >= 2 { r.u32()? } else { u32::MAX };
         Ok(Hello {
             version,
             service,
             fingerprint,
             secret,
+            max_frame_len,
         })
     }
 
@@ -214,6 +230,7 @@ mod tests {
             service: "users".into(),
             fingerprint: 42,
             secret: b"s3cret".to_vec(),
+            max_frame_len: 1 << 20,
         };
         let frame = hello.to_frame();
         let (header, payload, _) = crate::frame::decode(&frame, 4096).unwrap().unwrap();
@@ -223,5 +240,22 @@ mod tests {
         for cut in 0..payload.len() {
             assert!(Hello::parse(&payload[..cut]).is_err(), "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn a_version_1_hello_still_parses_so_its_sender_hears_of_the_mismatch() {
+        let hello = Hello {
+            version: 1,
+            service: "users".into(),
+            fingerprint: 42,
+            secret: Vec::new(),
+            max_frame_len: 0,
+        };
+        let frame = hello.to_frame();
+        let (_, payload, _) = crate::frame::decode(&frame, 4096).unwrap().unwrap();
+        // Version 1 ended after the secret: no limit field.
+        let v1 = &frame[payload.start..payload.end - 4];
+        let parsed = Hello::parse(v1).unwrap();
+        assert_eq!((parsed.version, parsed.max_frame_len), (1, u32::MAX));
     }
 }

@@ -32,8 +32,14 @@ pub(crate) struct FrameReader {
 
 impl FrameReader {
     pub(crate) fn new(max_len: u32) -> FrameReader {
-        let mut buf = Bytes::with_capacity(INITIAL_READ);
-        buf.resize(INITIAL_READ, 0);
+        FrameReader::with_capacity(INITIAL_READ, max_len)
+    }
+
+    /// A reader whose buffer starts at `initial` bytes (it grows as frames need).
+    pub(crate) fn with_capacity(initial: usize, max_len: u32) -> FrameReader {
+        let initial = frame::padded(initial.max(frame::HEADER_LEN));
+        let mut buf = Bytes::with_capacity(initial);
+        buf.resize(initial, 0);
         FrameReader {
             buf,
             start: 0,
@@ -44,6 +50,14 @@ impl FrameReader {
 
     pub(crate) fn set_max_len(&mut self, max_len: u32) {
         self.max_len = max_len;
+    }
+
+    /// Grows a buffer started small (a handshake) to the normal size, so that one read can
+    /// take in many requests: the buffer only grows by itself for a frame that does not fit.
+    pub(crate) fn grow_to_default(&mut self) {
+        if self.buf.len() < INITIAL_READ {
+            self.buf.resize(INITIAL_READ, 0);
+        }
     }
 
     /// The next complete frame already in the buffer, if any. The range indexes [`Self::bytes`]
@@ -196,6 +210,16 @@ mod tests {
     use super::*;
     use crate::frame::Kind;
     use tokio::io::AsyncWriteExt;
+
+    #[test]
+    fn a_reader_started_small_grows_to_the_normal_size_for_requests() {
+        // Small frames never make a small buffer grow by themselves: each read would then
+        // take in only a few requests (this cost a sixth of the server's throughput).
+        let mut reader = FrameReader::with_capacity(512, 4096);
+        assert_eq!(reader.bytes().len(), 512);
+        reader.grow_to_default();
+        assert_eq!(reader.bytes().len(), INITIAL_READ);
+    }
 
     #[tokio::test(flavor = "current_thread")]
     async fn frames_larger_than_the_buffer_and_many_small_ones_are_read() {

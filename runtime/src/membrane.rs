@@ -11,7 +11,7 @@ use std::fs::File;
 use std::future::Future;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::pin;
 use std::sync::{Arc, Mutex};
@@ -48,6 +48,10 @@ pub struct MembraneConfig {
     pub drain_timeout: Duration,
     /// Shared secret TCP clients must present; `None` takes `$CELL_SECRET`. Required on TCP.
     pub secret: Option<Secret>,
+    /// Most connections served at once, handshakes included. At the limit the server stops
+    /// accepting (new peers wait in the listen backlog) until a connection closes, so a flood
+    /// of unauthenticated TCP peers costs a bounded amount of memory and tasks.
+    pub max_connections: u32,
 }
 
 impl Default for MembraneConfig {
@@ -58,6 +62,7 @@ impl Default for MembraneConfig {
             handshake_timeout: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(10),
             secret: None,
+            max_connections: 1024,
         }
     }
 }
@@ -125,8 +130,19 @@ impl<S: Service> Membrane<S> {
                     prepare_socket_dir(dir).map_err(io_err)?;
                 }
                 let lock = take_lock(S::NAME, path)?;
-                match std::fs::remove_file(path) {
-                    Ok(()) => tracing::info!(path = %path.display(), "replaced a stale socket"),
+                // Only a socket is ours to replace: a path mistyped onto a regular file (or
+                // anything else) must not be deleted.
+                match std::fs::symlink_metadata(path) {
+                    Ok(meta) if meta.file_type().is_socket() => {
+                        std::fs::remove_file(path).map_err(io_err)?;
+                        tracing::info!(path = %path.display(), "replaced a stale socket");
+                    }
+                    Ok(_) => {
+                        return Err(io_err(io::Error::new(
+                            io::ErrorKind::AlreadyExists,
+                            "the path exists and is not a socket; not replacing it",
+                        )));
+                    }
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                     Err(e) => return Err(io_err(e)),
                 }
@@ -139,8 +155,9 @@ impl<S: Service> Membrane<S> {
                 if config.secret.is_none() {
                     config.secret = Secret::from_env();
                 }
-                if config.secret.is_none() {
-                    return Err(ServeError::MissingSecret);
+                match &config.secret {
+                    None => return Err(ServeError::MissingSecret),
+                    Some(secret) => secret.check().map_err(ServeError::InvalidSecret)?,
                 }
                 let std_listener = std::net::TcpListener::bind(addr).map_err(io_err)?;
                 std_listener.set_nonblocking(true).map_err(io_err)?;
@@ -208,23 +225,36 @@ impl<S: Service> Membrane<S> {
             let _ = stop.wait_for(|stopped| *stopped).await;
         });
         let mut connections = tokio::task::JoinSet::new();
+        let slots = Arc::new(tokio::sync::Semaphore::new(
+            config.max_connections.max(1) as usize
+        ));
+        let auth_log = Arc::new(AuthLog::default());
         tracing::info!(service = S::NAME, %endpoint, "serving");
         loop {
             tokio::select! {
                 () = &mut stopped => break,
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
-                accepted = accept(&listener) => match accepted {
-                    Ok((conn, peer)) => {
+                // A free connection slot first, then accept: at the limit, peers wait in the
+                // kernel's backlog instead of costing a task each.
+                accepted = async {
+                    let slot = slots.clone().acquire_owned().await;
+                    (slot, accept(&listener).await)
+                } => match accepted {
+                    (slot, Ok((conn, peer))) => {
                         let service = service.clone();
                         let config = config.clone();
+                        let auth_log = auth_log.clone();
                         let stop = shutdown.subscribe();
                         let span = tracing::info_span!("connection", service = S::NAME, %peer);
                         connections.spawn(
-                            async move { serve_connection(service, conn, config, stop).await }
-                                .instrument(span),
+                            async move {
+                                let _slot = slot;
+                                serve_connection(service, conn, config, stop, &auth_log).await
+                            }
+                            .instrument(span),
                         );
                     }
-                    Err(e) => {
+                    (_, Err(e)) => {
                         // Out of file descriptors and the like: log, breathe, keep serving.
                         tracing::error!(error = %e, "accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -318,20 +348,15 @@ async fn serve_connection<S: Service>(
     conn: Conn,
     config: Arc<MembraneConfig>,
     stop: watch::Receiver<bool>,
+    auth_log: &AuthLog,
 ) {
+    let tcp = matches!(conn, Conn::Tcp(_));
     let result = match conn {
         Conn::Unix(stream) => {
             // SO_PEERCRED: only processes of our own user may talk to us over a Unix socket.
-            match stream.peer_cred() {
-                Ok(cred) if cred.uid() == current_uid() => {}
-                Ok(cred) => {
-                    tracing::warn!(peer_uid = cred.uid(), "refused a peer of another user");
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read peer credentials; refused");
-                    return;
-                }
+            if let Err(refusal) = check_peer(stream.peer_cred().map(|c| c.uid()), current_uid()) {
+                tracing::warn!("{refusal}");
+                return;
             }
             run(&*service, stream, &config, stop, false).await
         }
@@ -339,7 +364,54 @@ async fn serve_connection<S: Service>(
     };
     match result {
         Ok(()) => tracing::debug!("connection closed"),
+        // Anyone on the network can produce these at will: rate-limited, not one line each.
+        Err(e) if tcp && is_unauthenticated(&e) => auth_log.record(&e),
         Err(e) => tracing::error!(error = %e, "connection closed after an error"),
+    }
+}
+
+/// Failures of a peer that never authenticated: handshake timeouts and everything `run`
+/// reports as [`io::ErrorKind::PermissionDenied`].
+fn is_unauthenticated(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::PermissionDenied | io::ErrorKind::TimedOut
+    )
+}
+
+/// Logs failed TCP authentications at most once per [`AuthLog::EVERY`], with a count of the
+/// ones not logged since; the others go to `debug`.
+#[derive(Default)]
+struct AuthLog(Mutex<(Option<Instant>, u64)>);
+
+impl AuthLog {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn record(&self, e: &io::Error) {
+        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (last, suppressed) = &mut *state;
+        let now = Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < Self::EVERY) {
+            *suppressed += 1;
+            tracing::debug!(error = %e, "unauthenticated peer closed");
+            return;
+        }
+        tracing::warn!(
+            error = %e,
+            not_logged_since_last = *suppressed,
+            "unauthenticated peer closed (at most one such line per 10 s)"
+        );
+        *last = Some(now);
+        *suppressed = 0;
+    }
+}
+
+/// SO_PEERCRED: a Unix-socket peer is served only when it runs as our own user.
+fn check_peer(peer_uid: io::Result<u32>, own_uid: u32) -> Result<(), String> {
+    match peer_uid {
+        Ok(uid) if uid == own_uid => Ok(()),
+        Ok(uid) => Err(format!("refused a peer of another user (uid {uid})")),
+        Err(e) => Err(format!("cannot read peer credentials ({e}); refused")),
     }
 }
 
@@ -351,20 +423,37 @@ async fn run<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
     stop: watch::Receiver<bool>,
     authenticate: bool,
 ) -> io::Result<()> {
-    let mut reader = FrameReader::new(4096);
+    // Small until the peer is known: a hello fits (it grows for the requests afterwards).
+    let mut reader = FrameReader::with_capacity(HANDSHAKE_BUFFER, 4096);
+    // On TCP nothing has been proven yet: any failure up to the secret check is the peer's
+    // failure to authenticate (and is logged as such, rate-limited).
+    let unauthenticated = |e: io::Error| {
+        if authenticate && e.kind() != io::ErrorKind::TimedOut {
+            io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("peer failed authentication: {e}"),
+            )
+        } else {
+            e
+        }
+    };
     let hello = tokio::time::timeout(config.handshake_timeout, read_one(&mut io, &mut reader))
         .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "handshake timed out"))??;
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "handshake timed out"))?
+        .map_err(unauthenticated)?;
     let (header, payload) = hello;
     if header.kind != Kind::Hello {
-        return Err(invalid(format!("expected a hello, got {}", header.kind)));
+        return Err(unauthenticated(invalid(format!(
+            "expected a hello, got {}",
+            header.kind
+        ))));
     }
     let hello = match Hello::parse(&payload) {
         Ok(hello) => hello,
         Err(e) => {
             if authenticate {
                 // Nothing for a peer that has not authenticated, not even why.
-                return Err(invalid(e.to_string()));
+                return Err(unauthenticated(invalid(e.to_string())));
             }
             if let Some(v) = Hello::peek_version(&payload).filter(|v| *v != PROTOCOL_VERSION) {
                 let reason = version_reason(v);
@@ -431,8 +520,9 @@ async fn run<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
     };
     io.write_all(&welcome.to_frame()).await?;
     reader.set_max_len(config.max_frame_len);
+    reader.grow_to_default();
     tracing::debug!("handshake done");
-    requests(service, io, reader, config, stop).await
+    requests(service, io, reader, config, hello.max_frame_len, stop).await
 }
 
 fn version_reason(client: u16) -> String {
@@ -451,26 +541,67 @@ enum Outcome<R> {
     Cancelled,
 }
 
-/// Cancellation requests from the client, by request id. A call registers only when it did
-/// not finish on its first poll, so the common fast call never touches the map's entries.
+/// Cancellation requests from the client, by request id. Every running call has an entry from
+/// the moment its request is read until it finishes; a `Cancel` only marks an existing entry.
+/// So a `Cancel` for a call that already finished (it crossed the reply on the wire) or that
+/// never existed is dropped: it can neither cancel a later call that reuses the id nor grow
+/// the map, which holds at most `max_in_flight` entries.
 #[derive(Default)]
-struct Cancels(Mutex<HashMap<u32, (bool, Option<Waker>)>>);
+struct Cancels(Mutex<CancelMap>);
+
+/// Keyed by request id with a multiplicative hash: the map is on every call's path (an insert
+/// and a remove), and SipHash's DoS resistance buys nothing for a map that never holds more
+/// than `max_in_flight` entries.
+type CancelMap = HashMap<u32, (bool, Option<Waker>), std::hash::BuildHasherDefault<IdHasher>>;
+
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u32(&mut self, id: u32) {
+        // Fibonacci hashing: spreads the slot and generation bits over the whole word.
+        self.0 = u64::from(id).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 impl Cancels {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CancelMap> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A call with this id starts running.
+    fn register(&self, id: u32) {
+        self.lock().insert(id, (false, None));
+    }
+
     fn cancel(&self, id: u32) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = map.entry(id).or_insert((false, None));
-        entry.0 = true;
-        if let Some(waker) = entry.1.take() {
-            waker.wake();
+        let mut map = self.lock();
+        if let Some(entry) = map.get_mut(&id) {
+            entry.0 = true;
+            if let Some(waker) = entry.1.take() {
+                waker.wake();
+            }
         }
     }
 
     fn poll_cancelled(&self, id: u32, cx: &mut Context<'_>) -> Poll<()> {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = map.entry(id).or_insert((false, None));
+        let mut map = self.lock();
+        let Some(entry) = map.get_mut(&id) else {
+            // Only a client reusing the id of a call still running gets here (the first of
+            // the two finished): it cannot cancel the second one any more.
+            return Poll::Pending;
+        };
         if entry.0 {
-            map.remove(&id);
             return Poll::Ready(());
         }
         match &entry.1 {
@@ -480,11 +611,14 @@ impl Cancels {
         Poll::Pending
     }
 
+    /// The call finished (or was cancelled): its id is free again.
     fn forget(&self, id: u32) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if !map.is_empty() {
-            map.remove(&id);
-        }
+        self.lock().remove(&id);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().len()
     }
 }
 
@@ -540,6 +674,12 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// Initial read buffer of a connection that has not completed its handshake.
+const HANDSHAKE_BUFFER: usize = 512;
+
+/// Unwritten reply bytes beyond which a connection stops reading requests (see `requests`).
+const OUT_HIGH_WATER: usize = 1 << 20;
+
 /// The request loop of one connection, as one hand-written poll loop: read every complete
 /// request, start it, poll every running call, and write all finished replies at once.
 async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
@@ -547,6 +687,7 @@ async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
     mut io: IO,
     mut reader: FrameReader,
     config: &MembraneConfig,
+    client_max: u32,
     mut stop: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let cancels = Cancels::default();
@@ -554,6 +695,10 @@ async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
     let mut out = Bytes::with_capacity(4096);
     let mut written = 0usize;
     let mut draining = false;
+    // Drained and our write half shut down (FIN sent): what still arrives is read and
+    // dropped until the client closes. Closing with unread data would send an RST on TCP,
+    // which can destroy replies the client has not read yet.
+    let mut half_closed = false;
     let mut eof = false;
     let max_in_flight = config.max_in_flight.max(1) as usize;
     let mut stopped = pin!(async move {
@@ -578,12 +723,18 @@ async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
                 if running.len() >= max_in_flight && reader.next_is(Kind::Request) {
                     break;
                 }
+                // A client that sends and never reads must not make the replies pile up here:
+                // past the high-water mark, read nothing until the socket takes some output.
+                if out.len() - written > OUT_HIGH_WATER {
+                    break;
+                }
                 match reader.next_frame() {
                     Err(e) => return Poll::Ready(Err(invalid(e.to_string()))),
                     Ok(Some((header, range))) => {
                         progress = true;
                         let payload = &reader.bytes()[range];
                         match header.kind {
+                            Kind::Request | Kind::Cancel if half_closed => {}
                             Kind::Request if draining => {
                                 let mut h = Header::new(Kind::Response);
                                 h.id = header.id;
@@ -596,6 +747,7 @@ async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
                                         Instant::now()
                                             + Duration::from_millis(header.budget_ms.into())
                                     });
+                                    cancels.register(header.id);
                                     running.push(call_future(
                                         service,
                                         &cancels,
@@ -661,15 +813,34 @@ async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
                             status = S::encode(&reply, out)?;
                             Ok::<_, crate::codec::EncodeError>(())
                         });
+                        // A reply the client would refuse (closing the connection and failing
+                        // all its calls) fails alone instead.
+                        let encoded = encoded.map_err(|e| e.to_string()).and_then(|()| {
+                            // The unpadded length, as the header just written says.
+                            let len = u32::from_le_bytes([
+                                out[start],
+                                out[start + 1],
+                                out[start + 2],
+                                out[start + 3],
+                            ]);
+                            if len > client_max {
+                                out.resize(start, 0);
+                                return Err(format!(
+                                    "the reply ({len} bytes) exceeds the client's \
+                                     {client_max}-byte frame limit"
+                                ));
+                            }
+                            Ok(())
+                        });
                         match encoded {
                             Ok(()) => {
                                 // The status is known only after encoding: patch byte 5 of
                                 // the frame just written.
                                 out[start + 5] = status as u8;
                             }
-                            Err(e) => {
+                            Err(message) => {
                                 h.status = Status::EncodeFailed;
-                                push_bytes(&mut out, h, e.to_string().as_bytes());
+                                push_bytes(&mut out, h, message.as_bytes());
                             }
                         }
                     }
@@ -700,8 +871,16 @@ async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
 
-            if draining && running.is_empty() && out.is_empty() {
-                return Poll::Ready(Ok(()));
+            if draining && !half_closed && running.is_empty() && out.is_empty() {
+                match std::pin::Pin::new(&mut io).poll_shutdown(cx) {
+                    Poll::Ready(Ok(())) => {
+                        half_closed = true;
+                        progress = true;
+                    }
+                    // The peer is gone already: nothing left to drain.
+                    Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
+                    Poll::Pending => {}
+                }
             }
             if !progress {
                 return Poll::Pending;
@@ -709,4 +888,37 @@ async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
         }
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cancels_only_mark_running_calls() {
+        let cancels = Cancels::default();
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        // A cancel for a call that finished (or never ran) leaves nothing behind...
+        for id in 0..1000 {
+            cancels.cancel(id);
+        }
+        assert_eq!(cancels.len(), 0);
+        // ...so a later call that reuses the id runs.
+        cancels.register(7);
+        assert!(cancels.poll_cancelled(7, &mut cx).is_pending());
+        cancels.cancel(7);
+        assert!(cancels.poll_cancelled(7, &mut cx).is_ready());
+        cancels.forget(7);
+        assert_eq!(cancels.len(), 0);
+    }
+
+    #[test]
+    fn only_peers_of_our_own_uid_pass_the_peer_check() {
+        assert_eq!(check_peer(Ok(1000), 1000), Ok(()));
+        let refused = check_peer(Ok(65534), 1000).unwrap_err();
+        assert!(refused.contains("another user (uid 65534)"), "{refused}");
+        assert!(check_peer(Ok(0), 1000).is_err(), "root is another user too");
+        assert!(check_peer(Err(io::ErrorKind::Unsupported.into()), 1000).is_err());
+    }
 }

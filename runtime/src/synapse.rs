@@ -13,6 +13,7 @@
 //! runtime cannot know whether a method is idempotent).
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -43,7 +44,9 @@ pub struct SynapseConfig {
     pub max_in_flight: u32,
     /// Shared secret for TCP; `None` takes `$CELL_SECRET`.
     pub secret: Option<Secret>,
-    /// Largest reply accepted.
+    /// Largest reply accepted. Announced to the server, which answers a longer reply with
+    /// [`Status::EncodeFailed`] (the call fails with [`CallError::Remote`], the connection
+    /// lives on).
     pub max_frame_len: u32,
 }
 
@@ -74,8 +77,11 @@ struct Client {
     fingerprint: u64,
     config: SynapseConfig,
     current: Mutex<Option<Arc<Conn>>>,
-    /// Serializes reconnection attempts.
-    reconnecting: tokio::sync::Mutex<()>,
+    /// Serializes reconnection attempts; holds the last failed attempt's error, which callers
+    /// that waited for that attempt share instead of trying again one after the other.
+    reconnecting: tokio::sync::Mutex<Option<ConnectError>>,
+    /// Reconnection attempts finished so far (read before waiting for `reconnecting`).
+    attempts: AtomicU64,
 }
 
 impl Drop for Client {
@@ -132,6 +138,13 @@ impl Synapse {
         if config.secret.is_none() {
             config.secret = Secret::from_env();
         }
+        if let Endpoint::Tcp(_) = endpoint {
+            // Checked here, once: an empty secret would be sent as "no secret at all".
+            match &config.secret {
+                None => return Err(ConnectError::MissingSecret),
+                Some(secret) => secret.check().map_err(ConnectError::InvalidSecret)?,
+            }
+        }
         let client = Arc::new(Client {
             endpoint,
             service,
@@ -139,7 +152,8 @@ impl Synapse {
             fingerprint,
             config,
             current: Mutex::new(None),
-            reconnecting: tokio::sync::Mutex::new(()),
+            reconnecting: tokio::sync::Mutex::new(None),
+            attempts: AtomicU64::new(0),
         });
         let conn = client.open().await?;
         *lock(&client.current) = Some(conn);
@@ -207,9 +221,10 @@ impl Synapse {
         request: &Req,
         on_reply: impl FnOnce(Status, &[u8]) -> R,
     ) -> Result<R, CallError<E>> {
-        let conn = self.client.connection().await.map_err(CallError::Connect)?;
+        // The deadline covers reconnecting too: a call never waits longer than its timeout.
         let deadline = self.timeout.map(|t| Instant::now() + t);
         let work = async {
+            let conn = self.client.connection().await.map_err(CallError::Connect)?;
             let _permit = conn
                 .permits
                 .acquire()
@@ -269,14 +284,31 @@ impl Client {
         if let Some(conn) = lock(&self.current).as_ref().filter(|c| c.usable()) {
             return Ok(conn.clone());
         }
-        let _one_at_a_time = self.reconnecting.lock().await;
+        let seen = self.attempts.load(Ordering::Acquire);
+        let mut last_failure = self.reconnecting.lock().await;
         if let Some(conn) = lock(&self.current).as_ref().filter(|c| c.usable()) {
             return Ok(conn.clone());
         }
+        if self.attempts.load(Ordering::Acquire) != seen
+            && let Some(failure) = last_failure.as_ref()
+        {
+            // An attempt ran (and failed) while we waited for it: share its outcome.
+            return Err(failure.clone_lossy());
+        }
         tracing::debug!(service = self.service, endpoint = %self.endpoint, "reconnecting");
-        let conn = self.open().await?;
-        *lock(&self.current) = Some(conn.clone());
-        Ok(conn)
+        let opened = self.open().await;
+        self.attempts.fetch_add(1, Ordering::AcqRel);
+        match opened {
+            Ok(conn) => {
+                *last_failure = None;
+                *lock(&self.current) = Some(conn.clone());
+                Ok(conn)
+            }
+            Err(e) => {
+                *last_failure = Some(e.clone_lossy());
+                Err(e)
+            }
+        }
     }
 
     async fn open(&self) -> Result<Arc<Conn>, ConnectError> {
@@ -297,6 +329,7 @@ impl Client {
                         .await
                         .map_err(io_err)?;
                     let _ = stream.set_nodelay(true);
+                    // Present and valid: checked when the client was created.
                     let secret = self
                         .config
                         .secret
@@ -321,6 +354,7 @@ impl Client {
             service: self.service.to_string(),
             fingerprint: self.fingerprint,
             secret,
+            max_frame_len: self.config.max_frame_len,
         };
         let io_err = |source: io::Error| ConnectError::Io {
             endpoint: self.endpoint.to_string(),
@@ -404,6 +438,9 @@ impl Client {
             permits: Semaphore::new(in_flight),
             max_request: welcome.max_frame_len,
         });
+        // Frames that came in the same read as the welcome (a `Goodbye` from a server that
+        // began draining) are handled now: the I/O task only looks again when more arrives.
+        deliver(&conn, &mut reader).map_err(ConnectError::Protocol)?;
         tokio::spawn(drive(conn.clone(), io, reader));
         Ok(conn)
     }
@@ -512,7 +549,16 @@ impl Conn {
         let start = state.out.len();
         let max = self.max_request as usize;
         let pushed = push_frame(&mut state.out, header, |out| codec::append(request, out));
-        let too_long = state.out.len() - start > max + frame::HEADER_LEN + frame::ALIGN;
+        // The unpadded payload length, exactly what the server checks against its limit: a
+        // request it would refuse fails here, alone, instead of closing the connection.
+        let too_long = pushed.is_ok()
+            && u32::from_le_bytes([
+                state.out[start],
+                state.out[start + 1],
+                state.out[start + 2],
+                state.out[start + 3],
+            ]) as usize
+                > max;
         if pushed.is_err() || too_long {
             state.out.resize(start, 0);
             free_slot(&mut state, index);

@@ -153,20 +153,25 @@ mod tests {
     use crate::service::{DispatchError, Protocol};
 
     /// A hand-written service (what `#[handler]` generates): 0 = echo, 1 = sleep then reply,
-    /// 2 = fail with an application error, 3 = panic.
+    /// 2 = fail with an application error, 3 = panic, 4 = wait until [`GATE`] opens.
     struct Echo;
+
+    /// Released by the one test that calls method 4.
+    static GATE: std::sync::LazyLock<tokio::sync::Notify> =
+        std::sync::LazyLock::new(tokio::sync::Notify::new);
 
     enum Call {
         Echo(String),
         Slow(u64),
         Fail,
         Panic,
+        Gated,
     }
 
     impl Protocol for Echo {
         const NAME: &'static str = "echo";
         const FINGERPRINT: u64 = 42;
-        const METHODS: &'static [&'static str] = &["echo", "slow", "fail", "panic"];
+        const METHODS: &'static [&'static str] = &["echo", "slow", "fail", "panic", "gated"];
     }
 
     impl Service for Echo {
@@ -179,6 +184,7 @@ mod tests {
                 1 => Call::Slow(codec::from_bytes(payload)?),
                 2 => Call::Fail,
                 3 => Call::Panic,
+                4 => Call::Gated,
                 m => return Err(DispatchError::UnknownMethod(m)),
             })
         }
@@ -192,6 +198,10 @@ mod tests {
                 }
                 Call::Fail => Err(7),
                 Call::Panic => panic!("boom"),
+                Call::Gated => {
+                    GATE.notified().await;
+                    Ok("released".into())
+                }
             }
         }
 
@@ -201,6 +211,386 @@ mod tests {
                 Err(e) => codec::append(e, out).map(|()| Status::AppError),
             }
         }
+    }
+
+    /// A raw connection that completed the handshake as an `Echo` client: for tests that
+    /// speak the wire protocol by hand.
+    async fn raw_client(endpoint: &Endpoint) -> tokio::net::UnixStream {
+        use tokio::io::AsyncWriteExt;
+        let Endpoint::Unix(path) = endpoint else {
+            unreachable!()
+        };
+        let mut stream = tokio::net::UnixStream::connect(path).await.unwrap();
+        let hello = crate::handshake::Hello {
+            version: crate::handshake::PROTOCOL_VERSION,
+            service: "echo".into(),
+            fingerprint: 42,
+            secret: Vec::new(),
+            max_frame_len: u32::MAX,
+        };
+        stream.write_all(&hello.to_frame()).await.unwrap();
+        let (header, _) = read_frame_from(&mut stream).await;
+        assert_eq!(header.kind, crate::frame::Kind::Welcome);
+        stream
+    }
+
+    /// Reads one frame by hand: header, then the padded payload.
+    async fn read_frame_from(
+        stream: &mut tokio::net::UnixStream,
+    ) -> (crate::frame::Header, Vec<u8>) {
+        use tokio::io::AsyncReadExt;
+        let mut head = [0u8; crate::frame::HEADER_LEN];
+        stream.read_exact(&mut head).await.unwrap();
+        let header = crate::frame::Header::parse(&head, u32::MAX).unwrap();
+        let mut payload = vec![0u8; crate::frame::padded(header.len as usize)];
+        stream.read_exact(&mut payload).await.unwrap();
+        payload.truncate(header.len as usize);
+        (header, payload)
+    }
+
+    /// A frame of `kind` for request `id` carrying `payload`.
+    fn raw_frame(kind: crate::frame::Kind, id: u32, method: u16, payload: &[u8]) -> Vec<u8> {
+        let mut header = crate::frame::Header::new(kind);
+        header.id = id;
+        header.method = method;
+        let mut out = Vec::new();
+        crate::frame::encode_frame(&mut out, header, payload);
+        out
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn empty_or_overlong_tcp_secrets_are_refused_at_bind_and_connect() {
+        use crate::endpoint::Secret;
+        let bind = |secret: Secret| {
+            let config = MembraneConfig {
+                secret: Some(secret),
+                ..MembraneConfig::default()
+            };
+            Membrane::bind(Endpoint::tcp("127.0.0.1:0"), Echo, config)
+        };
+        for bad in [Secret::new(""), Secret::new(vec![b'x'; 1025])] {
+            let err = bind(bad).err().unwrap();
+            assert!(matches!(err, ServeError::InvalidSecret(_)), "{err}");
+        }
+        let membrane = bind(Secret::new("s3cret")).unwrap();
+        let endpoint = membrane.endpoint().clone();
+        let shutdown = membrane.shutdown_handle();
+        let server = tokio::spawn(membrane.serve());
+        let connect = |secret: Secret| {
+            let config = SynapseConfig {
+                secret: Some(secret),
+                ..SynapseConfig::default()
+            };
+            Synapse::connect::<Echo>(endpoint.clone(), config)
+        };
+        // An empty secret would go out as "no secret"; it is refused before connecting.
+        let err = connect(Secret::new("")).await.unwrap_err();
+        assert!(matches!(err, ConnectError::InvalidSecret(_)), "{err}");
+        let err = connect(Secret::new(vec![b'x'; 70_000])).await.unwrap_err();
+        assert!(matches!(err, ConnectError::InvalidSecret(_)), "{err}");
+        let client = connect(Secret::new("s3cret")).await.unwrap();
+        let echoed: String = client
+            .call::<_, _, u32>(0, &"tcp".to_string())
+            .await
+            .unwrap();
+        assert_eq!(echoed, "tcp");
+        shutdown.shutdown();
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_request_just_over_the_limit_fails_alone() {
+        let dir = temp_socket_dir().unwrap();
+        let endpoint = Endpoint::Unix(dir.path().join("echo.sock"));
+        let config = MembraneConfig {
+            max_frame_len: 1024,
+            ..MembraneConfig::default()
+        };
+        let membrane = Membrane::bind(endpoint.clone(), Echo, config).unwrap();
+        let shutdown = membrane.shutdown_handle();
+        let server = tokio::spawn(membrane.serve());
+        let client = Synapse::connect::<Echo>(endpoint, SynapseConfig::default())
+            .await
+            .unwrap();
+        // A payload a few bytes over the limit, still inside the last 16-byte padding block.
+        let text = (1000..1100)
+            .map(|n| "x".repeat(n))
+            .find(|s| (1025..=1039).contains(&codec::to_bytes(s).unwrap().len()))
+            .unwrap();
+        let err = client.call::<_, String, u32>(0, &text).await.unwrap_err();
+        assert!(matches!(err, CallError::Encode(_)), "{err:?}");
+        // The connection (and the calls on it) lived on.
+        let fits = "x".repeat(900);
+        let echoed: String = client.call::<_, _, u32>(0, &fits).await.unwrap();
+        assert_eq!(echoed, fits);
+        shutdown.shutdown();
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn bind_never_deletes_a_file_that_is_not_a_socket() {
+        let dir = temp_socket_dir().unwrap();
+        let path = dir.path().join("echo.sock");
+        std::fs::write(&path, b"precious").unwrap();
+        let err = Membrane::bind_unix(&path, Echo).err().unwrap();
+        assert!(matches!(&err, ServeError::Io { .. }), "{err}");
+        assert!(err.to_string().contains("not a socket"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_client_that_never_reads_is_pushed_back() {
+        use crate::frame::Kind;
+        use tokio::io::AsyncWriteExt;
+        let cell = TestCell::start(Echo).unwrap();
+        let mut stream = raw_client(cell.endpoint()).await;
+        // 4 MiB of requests for an unknown method, each answered with a ~3x larger error, and
+        // not one reply read. A server that kept reading would buffer ~12 MiB of replies and
+        // accept all of it; ours stops reading past its high-water mark (1 MiB of replies),
+        // so the write can never complete.
+        let one = raw_frame(Kind::Request, 1, 9, &[]);
+        let flood: Vec<u8> = one.iter().copied().cycle().take(4 << 20).collect();
+        let sent =
+            tokio::time::timeout(std::time::Duration::from_secs(3), stream.write_all(&flood)).await;
+        assert!(
+            sent.is_err(),
+            "the server read 4 MiB of requests it could not answer"
+        );
+        drop(stream);
+        cell.stop().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_goodbye_read_with_the_welcome_is_not_missed() {
+        use crate::frame::{Header, Kind};
+        use crate::handshake::{PROTOCOL_VERSION, Welcome};
+        use tokio::io::AsyncWriteExt;
+        // A hand-written server: the first connection gets its welcome and a goodbye in one
+        // write, then silence; the second one answers a call.
+        let dir = temp_socket_dir().unwrap();
+        let path = dir.path().join("echo.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let welcome = Welcome {
+            version: PROTOCOL_VERSION,
+            fingerprint: 42,
+            max_frame_len: 1 << 20,
+            max_in_flight: 16,
+        }
+        .to_frame();
+        let server = tokio::spawn(async move {
+            let (mut first, _) = listener.accept().await.unwrap();
+            read_frame_from(&mut first).await;
+            let mut both = welcome.clone();
+            let mut goodbye = Vec::new();
+            crate::frame::encode_frame(&mut goodbye, Header::new(Kind::Goodbye), &[]);
+            both.extend(goodbye);
+            first.write_all(&both).await.unwrap();
+            let (mut second, _) = listener.accept().await.unwrap();
+            read_frame_from(&mut second).await;
+            second.write_all(&welcome).await.unwrap();
+            let (request, _) = read_frame_from(&mut second).await;
+            let payload = codec::to_bytes(&"fresh".to_string()).unwrap();
+            second
+                .write_all(&raw_frame(Kind::Response, request.id, 0, &payload))
+                .await
+                .unwrap();
+            (first, second)
+        });
+        let client = Synapse::connect::<Echo>(Endpoint::Unix(path), SynapseConfig::default())
+            .await
+            .unwrap();
+        // The goodbye is known already: this call goes over a new connection. Bounded, so a
+        // call sent to the silent first connection fails the test instead of hanging it.
+        let fresh: String = client
+            .with_timeout(Some(std::time::Duration::from_secs(20)))
+            .call::<_, _, u32>(0, &"hello".to_string())
+            .await
+            .unwrap();
+        assert_eq!(fresh, "fresh");
+        drop(server.await.unwrap());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_call_deadline_covers_reconnecting() {
+        use crate::frame::Kind;
+        use crate::handshake::{PROTOCOL_VERSION, Welcome};
+        use tokio::io::AsyncWriteExt;
+        // A hand-written server: the first connection is welcomed and closed at the first
+        // request; the second is accepted and never answered (a server stuck at start-up).
+        let dir = temp_socket_dir().unwrap();
+        let path = dir.path().join("echo.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let server = tokio::spawn(async move {
+            let (mut first, _) = listener.accept().await.unwrap();
+            read_frame_from(&mut first).await;
+            let welcome = Welcome {
+                version: PROTOCOL_VERSION,
+                fingerprint: 42,
+                max_frame_len: 1 << 20,
+                max_in_flight: 16,
+            };
+            first.write_all(&welcome.to_frame()).await.unwrap();
+            let (request, _) = read_frame_from(&mut first).await;
+            assert_eq!(request.kind, Kind::Request);
+            drop(first);
+            let (second, _) = listener.accept().await.unwrap();
+            // Hold it open, silent, until the test ends.
+            std::future::pending::<()>().await;
+            drop(second);
+        });
+        let config = SynapseConfig {
+            // Far longer than any test: only the call's own deadline can end the wait.
+            connect_timeout: std::time::Duration::from_secs(3600),
+            ..SynapseConfig::default()
+        };
+        let client = Synapse::connect::<Echo>(Endpoint::Unix(path), config)
+            .await
+            .unwrap();
+        let err = client
+            .call::<_, String, u32>(0, &"lost".to_string())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CallError::Disconnected(_)), "{err:?}");
+        // The next call reconnects, and its 100 ms deadline covers that. Bounded (20 s) from
+        // outside so a regression fails instead of hanging.
+        let hurried = client.with_timeout(Some(std::time::Duration::from_millis(100)));
+        let outcome = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            hurried.call::<_, String, u32>(0, &"again".to_string()),
+        )
+        .await
+        .expect("the call waited for the connect timeout, past its own deadline");
+        assert!(matches!(outcome, Err(CallError::Timeout)), "{outcome:?}");
+        server.abort();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_drained_connection_is_half_closed_and_still_read() {
+        use crate::frame::Kind;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let cell = TestCell::start(Echo).unwrap();
+        let mut stream = raw_client(cell.endpoint()).await;
+        let stopping = tokio::spawn(cell.stop());
+        let (goodbye, _) = read_frame_from(&mut stream).await;
+        assert_eq!(goodbye.kind, Kind::Goodbye);
+        // Nothing in flight: the server shuts its write half down (we read end of stream)...
+        let mut rest = Vec::new();
+        stream.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+        // ...but keeps reading, so data we sent meanwhile is not met with a reset (on TCP an
+        // RST can destroy replies not yet read). A fully closed socket would fail this write.
+        let payload = codec::to_bytes(&"late".to_string()).unwrap();
+        stream
+            .write_all(&raw_frame(Kind::Request, 1, 0, &payload))
+            .await
+            .expect("the server closed its socket instead of only its write half");
+        // Our close ends the connection, and with it the server.
+        drop(stream);
+        stopping.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn connections_beyond_the_limit_wait_for_a_free_slot() {
+        let dir = temp_socket_dir().unwrap();
+        let endpoint = Endpoint::Unix(dir.path().join("echo.sock"));
+        let config = MembraneConfig {
+            max_connections: 1,
+            ..MembraneConfig::default()
+        };
+        let membrane = Membrane::bind(endpoint.clone(), Echo, config).unwrap();
+        let shutdown = membrane.shutdown_handle();
+        let server = tokio::spawn(membrane.serve());
+        let first = Synapse::connect::<Echo>(endpoint.clone(), SynapseConfig::default())
+            .await
+            .unwrap();
+        // The only slot is taken: a second peer is not even accepted, so its handshake can
+        // only time out.
+        let impatient = SynapseConfig {
+            connect_timeout: std::time::Duration::from_millis(300),
+            ..SynapseConfig::default()
+        };
+        let err = Synapse::connect::<Echo>(endpoint.clone(), impatient)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ConnectError::Timeout), "{err}");
+        // Once the first connection closes, the next peer is served.
+        drop(first);
+        let second = Synapse::connect::<Echo>(endpoint, SynapseConfig::default())
+            .await
+            .unwrap();
+        let echoed: String = second
+            .call::<_, _, u32>(0, &"in".to_string())
+            .await
+            .unwrap();
+        assert_eq!(echoed, "in");
+        drop(second);
+        shutdown.shutdown();
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_reply_over_the_clients_limit_fails_only_its_call() {
+        let cell = TestCell::start(Echo).unwrap();
+        let config = SynapseConfig {
+            max_frame_len: 4096,
+            ..SynapseConfig::default()
+        };
+        let client = Synapse::connect::<Echo>(cell.endpoint().clone(), config)
+            .await
+            .unwrap();
+        // The request fits the server's limit; the echoed reply exceeds the client's. The
+        // server says so instead of sending a frame the client would drop the connection for.
+        let slow = client.call::<_, String, u32>(1, &200u64);
+        let text = "x".repeat(5000);
+        let big = client.call::<_, String, u32>(0, &text);
+        let (slow, big) = tokio::join!(slow, big);
+        let err = big.unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                CallError::Remote { status: Status::EncodeFailed, message }
+                    if message.contains("client's 4096-byte frame limit")
+            ),
+            "{err:?}"
+        );
+        // The other call on the connection, and the connection, lived on.
+        assert_eq!(slow.unwrap(), "slept 200");
+        let echoed: String = client
+            .call::<_, _, u32>(0, &"ok".to_string())
+            .await
+            .unwrap();
+        assert_eq!(echoed, "ok");
+        drop(client);
+        cell.stop().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_late_cancel_does_not_cancel_a_later_call_with_the_same_id() {
+        use crate::frame::Kind;
+        use tokio::io::AsyncWriteExt;
+        let cell = TestCell::start(Echo).unwrap();
+        let mut stream = raw_client(cell.endpoint()).await;
+        // A cancel that crossed its call's reply on the wire, then a new call reusing the id
+        // (what a client does once the slot's generation wraps around).
+        let payload = codec::to_bytes(&"again".to_string()).unwrap();
+        let mut frames = raw_frame(Kind::Cancel, 5, 0, &[]);
+        frames.extend(raw_frame(Kind::Request, 5, 0, &payload));
+        stream.write_all(&frames).await.unwrap();
+        // Bounded, so a regression fails instead of hanging.
+        let (header, reply) = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            read_frame_from(&mut stream),
+        )
+        .await
+        .expect("the call with a reused id was never answered");
+        assert_eq!(
+            (header.kind, header.id, header.status),
+            (Kind::Response, 5, Status::Ok)
+        );
+        assert_eq!(codec::from_bytes::<String>(&reply).unwrap(), "again");
+        // Closed first: a drained server waits (up to its drain timeout) for clients to close.
+        drop(stream);
+        cell.stop().await.unwrap();
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -231,17 +621,19 @@ mod tests {
             "{err:?}"
         );
         // A slow call and a fast one on the same connection: the fast reply overtakes the
-        // slow one, which is still pending when the fast one has returned.
+        // slow one, which cannot finish before the fast one has returned (it waits for the
+        // gate, opened only then) — no timing involved.
         let fast_text = "fast".to_string();
-        let mut slow = std::pin::pin!(client.call::<_, String, u32>(1, &300u64));
+        let mut slow = std::pin::pin!(client.call::<_, String, u32>(4, &()));
         tokio::select! {
             biased;
-            _ = &mut slow => panic!("the slow call finished before the fast one"),
+            _ = &mut slow => panic!("the gated call finished before the gate opened"),
             fast = client.call::<_, String, u32>(0, &fast_text) => {
                 assert_eq!(fast.unwrap(), "fast");
             }
         }
-        assert_eq!(slow.await.unwrap(), "slept 300");
+        GATE.notify_one();
+        assert_eq!(slow.await.unwrap(), "released");
         // Large messages grow the buffers (beyond the shrink threshold) and still round-trip.
         let big = "x".repeat(3 << 20);
         let echoed: String = client.call::<_, _, u32>(0, &big).await.unwrap();
@@ -360,7 +752,31 @@ mod tests {
         };
         let err = Membrane::bind_unix(&path, Echo).err().unwrap();
         assert!(matches!(err, ServeError::AlreadyServing { .. }), "{err}");
-        // Graceful stop removes the socket; a new server then binds fine.
         cell.stop().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn graceful_stop_removes_the_socket_and_a_new_server_binds() {
+        // A directory of the test's own: a `TestCell` removes its directory when stopped,
+        // which would hide whether the server removed its socket.
+        let dir = temp_socket_dir().unwrap();
+        let path = dir.path().join("echo.sock");
+        for round in 0..2 {
+            let membrane = Membrane::bind_unix(&path, Echo).unwrap();
+            let shutdown = membrane.shutdown_handle();
+            let server = tokio::spawn(membrane.serve());
+            let client = Synapse::connect::<Echo>(Endpoint::unix(&path), SynapseConfig::default())
+                .await
+                .unwrap();
+            let text = format!("round {round}");
+            let echoed: String = client.call::<_, _, u32>(0, &text).await.unwrap();
+            assert_eq!(echoed, text);
+            shutdown.shutdown();
+            server.await.unwrap().unwrap();
+            assert!(
+                !path.exists(),
+                "round {round}: the socket outlived its server"
+            );
+        }
     }
 }
