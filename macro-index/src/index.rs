@@ -1204,6 +1204,16 @@ fn absolute(p: &Path) -> PathBuf {
     std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
+/// `"Add x"` → `"add x"`: a fix title used inside a sentence. Only the first letter changes;
+/// the rest (crate names, paths) must stay as written.
+fn lowercase_first(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1237,15 +1247,5 @@ mod tests {
         );
         assert_eq!(did_you_mean("cell_db", &["cell-db"]), Some("cell-db"));
         assert_eq!(did_you_mean("zzz", &["celldb"]), None);
-    }
-}
-
-/// `"Add x"` → `"add x"`: a fix title used inside a sentence. Only the first letter changes;
-/// the rest (crate names, paths) must stay as written.
-fn lowercase_first(s: &str) -> String {
-    let mut chars = s.chars();
-    match chars.next() {
-        Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => String::new(),
     }
 }
