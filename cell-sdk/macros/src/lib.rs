@@ -171,7 +171,7 @@ pub fn export(input: TokenStream) -> TokenStream {
 /// `#[Val::schema]` then resolves by plain Rust name resolution, in rustc and rust-analyzer.
 ///
 /// Errors, at the string literal, with their problem codes (see `docs/problems.md`):
-/// unknown cell (CELL0001, with "did you mean" and this crate's direct dependencies),
+/// unknown cell (CELL0001, with "did you mean", or else this crate's direct dependencies),
 /// ambiguous version (CELL0002, listing the qualified names to pick from), malformed input
 /// (CELL0003), a dependency that is not a provider (CELL0009; rustc's E0432 on
 /// `__cell_exports` at the same place is the same problem).

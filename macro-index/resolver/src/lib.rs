@@ -436,6 +436,11 @@ fn unknown_cell(manifest: &Manifest, cell: &str) -> ResolveError {
         ));
         err.candidates.extend(close.iter().map(|n| (*n).to_owned()));
     }
+    // The list of direct dependencies only helps when there is no better hint; with a
+    // suggestion above it would be noise (and would change whenever the manifest does).
+    if !err.candidates.is_empty() {
+        return err;
+    }
     let direct: Vec<String> = manifest
         .dependencies
         .iter()
@@ -447,13 +452,18 @@ fn unknown_cell(manifest: &Manifest, cell: &str) -> ResolveError {
             }
             acc
         });
+    const SHOWN: usize = 12;
     if direct.is_empty() {
         err.help
             .push("this crate has no [dependencies]; add the provider to Cargo.toml".to_owned());
     } else {
+        let more = direct.len().saturating_sub(SHOWN);
+        let mut listed = direct[..direct.len().min(SHOWN)].join(", ");
+        if more > 0 {
+            listed.push_str(&format!(" and {more} more"));
+        }
         err.help.push(format!(
-            "this crate's direct dependencies: {}; add the provider to [dependencies]",
-            direct.join(", ")
+            "this crate's direct dependencies: {listed}; add the provider to [dependencies]"
         ));
     }
     err

@@ -250,7 +250,7 @@ fn a_qualifier_matching_both_is_still_ambiguous() {
 }
 
 #[test]
-fn unknown_cell_suggests_close_names_and_lists_direct_dependencies() {
+fn unknown_cell_suggests_close_names_without_listing_every_dependency() {
     let dir = tree(&[(
         "Cargo.toml",
         &package("[dependencies]\ncelldb = \"0.4\"\nserde = \"1\"\n"),
@@ -260,10 +260,33 @@ fn unknown_cell_suggests_close_names_and_lists_direct_dependencies() {
     assert_eq!(err.candidates, ["celldb"]);
     let text = err.to_string();
     assert!(text.contains("did you mean \"celldb\"?"), "{text}");
+    assert!(!text.contains("direct dependencies"), "{text}");
+}
+
+#[test]
+fn unknown_cell_without_a_suggestion_lists_direct_dependencies() {
+    let dir = tree(&[(
+        "Cargo.toml",
+        &package("[dependencies]\ncelldb = \"0.4\"\nserde = \"1\"\n"),
+    )]);
+    let err = resolve(dir.path(), "postgres", None).unwrap_err();
+    assert_eq!(err.code, ProblemCode::UnknownCell);
+    assert!(err.candidates.is_empty());
+    let text = err.to_string();
     assert!(
-        text.contains("direct dependencies: `celldb`, `serde`"),
+        text.contains("direct dependencies: `celldb`, `serde`; add the provider"),
         "{text}"
     );
+}
+
+#[test]
+fn a_long_dependency_list_is_cut_with_a_count() {
+    let deps: String = (0..15).map(|i| format!("dep{i:02} = \"1\"\n")).collect();
+    let dir = tree(&[("Cargo.toml", &package(&format!("[dependencies]\n{deps}")))]);
+    let err = resolve(dir.path(), "postgres", None).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("`dep11` and 3 more;"), "{text}");
+    assert!(!text.contains("`dep12`"), "{text}");
 }
 
 #[test]
