@@ -230,6 +230,34 @@ async fn raw_client(socket: &Path, args: &Args) -> anyhow::Result<Sample> {
     })
 }
 
+/// Latency (one call in flight) and throughput (`depth` tasks sharing the client) of one
+/// echo call, made by `call` with a fresh payload each time.
+async fn measure<F, Fut>(args: &Args, call: F) -> anyhow::Result<Sample>
+where
+    F: Fn(Vec<u8>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let payload = vec![7u8; args.payload];
+    let hist = latency(args.requests / 10, args.requests, || call(payload.clone())).await?;
+    let per_task = args.requests / args.depth;
+    let start = Instant::now();
+    let tasks = (0..args.depth).map(|_| async {
+        for _ in 0..per_task {
+            call(payload.clone()).await?;
+        }
+        anyhow::Ok(())
+    });
+    for r in future::join_all(tasks).await {
+        r?;
+    }
+    let throughput = (per_task * args.depth) as f64 / start.elapsed().as_secs_f64();
+    Ok(Sample {
+        p50_ns: hist.value_at_quantile(0.5),
+        p99_ns: hist.value_at_quantile(0.99),
+        throughput,
+    })
+}
+
 // ---- tarpc ----------------------------------------------------------------------------------
 
 #[tarpc::service]
@@ -272,9 +300,8 @@ async fn tarpc_client(socket: &Path, args: &Args) -> anyhow::Result<Sample> {
     let transport =
         tarpc::serde_transport::new(framed, tarpc::tokio_serde::formats::Bincode::default());
     let client = EchoClient::new(tarpc::client::Config::default(), transport).spawn();
-    let payload = vec![7u8; args.payload];
-    let hist = latency(args.requests / 10, args.requests, || {
-        let (client, payload) = (&client, payload.clone());
+    measure(args, move |payload| {
+        let client = client.clone();
         async move {
             let reply = client
                 .echo(tarpc::context::current(), payload)
@@ -284,30 +311,7 @@ async fn tarpc_client(socket: &Path, args: &Args) -> anyhow::Result<Sample> {
             Ok(())
         }
     })
-    .await?;
-    let per_task = args.requests / args.depth;
-    let start = Instant::now();
-    let tasks = (0..args.depth).map(|_| {
-        let (client, payload) = (client.clone(), payload.clone());
-        async move {
-            for _ in 0..per_task {
-                client
-                    .echo(tarpc::context::current(), payload.clone())
-                    .await
-                    .context("tarpc call")?;
-            }
-            anyhow::Ok(())
-        }
-    });
-    for r in future::join_all(tasks).await {
-        r?;
-    }
-    let throughput = (per_task * args.depth) as f64 / start.elapsed().as_secs_f64();
-    Ok(Sample {
-        p50_ns: hist.value_at_quantile(0.5),
-        p99_ns: hist.value_at_quantile(0.99),
-        throughput,
-    })
+    .await
 }
 
 // ---- Cell -----------------------------------------------------------------------------------
@@ -346,34 +350,13 @@ async fn cell_client(socket: &Path, args: &Args) -> anyhow::Result<Sample> {
         }
     }
     let client = client.context("connecting to the Cell echo server")?;
-    let payload = vec![7u8; args.payload];
-    let hist = latency(args.requests / 10, args.requests, || {
-        let (client, payload) = (&client, payload.clone());
+    measure(args, move |payload| {
+        let client = client.clone();
         async move {
             let reply = client.echo(payload).await.context("cell call")?;
             anyhow::ensure!(reply.len() == args.payload, "short reply");
             Ok(())
         }
     })
-    .await?;
-    let per_task = args.requests / args.depth;
-    let start = Instant::now();
-    let tasks = (0..args.depth).map(|_| {
-        let (client, payload) = (client.clone(), payload.clone());
-        async move {
-            for _ in 0..per_task {
-                client.echo(payload.clone()).await.context("cell call")?;
-            }
-            anyhow::Ok(())
-        }
-    });
-    for r in future::join_all(tasks).await {
-        r?;
-    }
-    let throughput = (per_task * args.depth) as f64 / start.elapsed().as_secs_f64();
-    Ok(Sample {
-        p50_ns: hist.value_at_quantile(0.5),
-        p99_ns: hist.value_at_quantile(0.99),
-        throughput,
-    })
+    .await
 }
