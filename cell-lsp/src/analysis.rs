@@ -150,7 +150,17 @@ pub(crate) fn complete(index: &Index, file: &Path, parsed: &Parsed, offset: usiz
                     }
                 }
             }
-            for e in p.exports.iter().filter(|e| e.kind == ExportKind::Attribute) {
+            // Attributes that are some macro's helpers (celldb declares `key` as an attribute
+            // only so that one used alone gets its error) are offered as helpers above, on a
+            // field of their parent, and nowhere else: elsewhere they would only be noise.
+            let helper_names: Vec<&str> = p
+                .exports
+                .iter()
+                .flat_map(|e| e.helpers.iter().map(String::as_str))
+                .collect();
+            for e in p.exports.iter().filter(|e| {
+                e.kind == ExportKind::Attribute && !helper_names.contains(&e.name.as_str())
+            }) {
                 items.push(Item {
                     label: e.name.clone(),
                     kind: ItemKind::Macro(e.kind),
@@ -536,26 +546,8 @@ pub(crate) fn from_problem(p: &Problem) -> Diag {
 }
 
 fn check_use(p: &Provider, u: &AttrUse, out: &mut Vec<Diag>) {
-    if let Some(e) = p.export(&u.name) {
-        if e.kind != ExportKind::Attribute {
-            out.push(Diag {
-                code: None,
-                severity: Severity::Error,
-                message: format!(
-                    "`{}::{}` is a {} macro, not an attribute",
-                    u.alias,
-                    u.name,
-                    e.kind.keyword()
-                ),
-                range: u.name_range,
-                notes: Vec::new(),
-                fix: None,
-            });
-            return;
-        }
-        check_args(u, e, out);
-        return;
-    }
+    // A helper first, even when the provider also declares it as an attribute (celldb does,
+    // so that one used alone gets its own error): outside its parent it is CELL0011 here too.
     if let Some(parent) = p.exports.iter().find(|e| e.helpers.contains(&u.name)) {
         // Only where the position is certain: on a field whose item lacks the parent macro,
         // or directly on an item. Elsewhere (an enum variant, a half-typed spot) say nothing.
@@ -577,6 +569,26 @@ fn check_use(p: &Provider, u: &AttrUse, out: &mut Vec<Diag>) {
                 fix: None,
             });
         }
+        return;
+    }
+    if let Some(e) = p.export(&u.name) {
+        if e.kind != ExportKind::Attribute {
+            out.push(Diag {
+                code: None,
+                severity: Severity::Error,
+                message: format!(
+                    "`{}::{}` is a {} macro, not an attribute",
+                    u.alias,
+                    u.name,
+                    e.kind.keyword()
+                ),
+                range: u.name_range,
+                notes: Vec::new(),
+                fix: None,
+            });
+            return;
+        }
+        check_args(u, e, out);
         return;
     }
     let mut names: Vec<&str> = p

@@ -229,7 +229,8 @@ fn completion_hover_and_definition_on_complete_and_half_typed_code() {
     let mut lsp = Lsp::start(&root, &dir.path().join("target"));
     lsp.open(&file, BUFFER);
 
-    // `#[DB::` on a complete attribute: the attribute macros, with provider version and docs.
+    // `#[DB::` on a complete attribute: the attribute macros, with provider version and docs —
+    // not `key`, which kvstore also declares as an attribute but is only a helper of `persist`.
     let (l, c) = pos(BUFFER, "#[DB::persist(", 6);
     let items = lsp.completion(&file, l, c);
     assert_eq!(Lsp::labels(&items), ["persist"]);
