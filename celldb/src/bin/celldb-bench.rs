@@ -88,6 +88,28 @@ impl Raw {
     }
 }
 
+/// Inserts `rows` into `db`, `per_batch` records per transaction: the batched-write workload,
+/// used both for the timed round and to fill the database the read rows measure.
+fn fill_batched(
+    current: &tokio::runtime::Runtime,
+    db: &Db,
+    rows: &[Row],
+    per_batch: u64,
+) -> anyhow::Result<()> {
+    current.block_on(async {
+        for chunk in rows.chunks(per_batch as usize) {
+            db.transaction(|tx| async move {
+                for r in chunk {
+                    tx.insert(r).await?;
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        anyhow::Ok(())
+    })
+}
+
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(0.0)
@@ -147,18 +169,7 @@ fn main() -> anyhow::Result<()> {
         // Open the table (keyspaces, metadata) before timing, as `Raw::open` does.
         current.block_on(db.count::<Row>())?;
         let (start, cpu) = (Instant::now(), cpu_seconds());
-        current.block_on(async {
-            for chunk in rows.chunks(per_batch as usize) {
-                db.transaction(|tx| async move {
-                    for r in chunk {
-                        tx.insert(r).await?;
-                    }
-                    Ok(())
-                })
-                .await?;
-            }
-            anyhow::Ok(())
-        })?;
+        fill_batched(&current, &db, &rows, per_batch)?;
         celldb_rates.push(rate(n, start.elapsed().as_secs_f64()));
         celldb_cpu += cpu_seconds() - cpu;
         drop(db);
@@ -294,18 +305,7 @@ fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let db = Db::open_with(dir.path(), buffered)?;
     let raw = Raw::open()?;
-    current.block_on(async {
-        for chunk in rows.chunks(per_batch as usize) {
-            db.transaction(|tx| async move {
-                for r in chunk {
-                    tx.insert(r).await?;
-                }
-                Ok(())
-            })
-            .await?;
-        }
-        anyhow::Ok(())
-    })?;
+    fill_batched(&current, &db, &rows, per_batch)?;
     for chunk in rows.chunks(per_batch as usize) {
         let mut batch = raw.db.batch().durability(Some(PersistMode::Buffer));
         for r in chunk {
