@@ -47,6 +47,23 @@ pub struct GlobImport {
     pub span: Span,
 }
 
+/// A bare name in a consumer's file that has glob imports (see [`Index::scope_names`]): a use
+/// (`#[hello]`, `hello!(…)`, `hello(…)`, `Hello::new`), or a definition or explicit import that
+/// shadows glob imports of the name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopeName {
+    /// The identifier.
+    pub name: String,
+    /// The file holding it.
+    pub file: PathBuf,
+    /// Inline modules around it.
+    pub module: Vec<String>,
+    /// The identifier's span.
+    pub span: Span,
+    /// `true` for a definition or explicit import, `false` for a use.
+    pub defines: bool,
+}
+
 /// The index of one workspace. Every field is public and plain; see the crate docs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Index {
@@ -77,6 +94,10 @@ pub struct Index {
     pub parse_problems: BTreeMap<String, Vec<Problem>>,
     /// Glob imports in consumers, by package id.
     pub globs: BTreeMap<String, Vec<GlobImport>>,
+    /// Bare names in consumers' files that have glob imports, by package id: where an
+    /// ambiguous name is used (CELL0005 is reported there, where rustc reports E0659).
+    #[serde(default)]
+    pub scope_names: BTreeMap<String, Vec<ScopeName>>,
     /// The `CARGO_HOME` used for the version-skew check.
     pub cargo_home: Option<PathBuf>,
 }
@@ -106,6 +127,7 @@ impl Index {
             problems: Vec::new(),
             parse_problems: BTreeMap::new(),
             globs: BTreeMap::new(),
+            scope_names: BTreeMap::new(),
             cargo_home: options.cargo_home.clone().or_else(cargo_home),
         };
         let total = index.packages.len();
@@ -282,8 +304,12 @@ impl Index {
         }
         self.consumers.retain(|c| c.package_id != id);
         self.globs.remove(id);
+        self.scope_names.remove(id);
         if self.members.iter().any(|m| m == id) {
-            let (consumer, globs) = read_consumer(&pkg, &mut problems);
+            let (consumer, globs, names) = read_consumer(&pkg, &mut problems);
+            if !names.is_empty() {
+                self.scope_names.insert(id.to_owned(), names);
+            }
             if let Some(c) = consumer {
                 self.consumers.push(c);
                 self.consumers.sort_by(|a, b| a.package.cmp(&b.package));
@@ -857,14 +883,23 @@ impl Index {
         }
     }
 
-    /// Two glob imports of aliases in one module whose providers export a common name.
+    /// Two glob imports of aliases in one module whose providers export a common name, and a
+    /// bare use of that name in the module: reported at the use, where rustc reports E0659.
+    /// Without a use there is nothing ambiguous (rustc says nothing either); a definition or an
+    /// explicit import of the name in the module shadows both globs.
     fn check_globs(&self, problems: &mut Vec<Problem>) {
         for consumer in &self.consumers {
             let Some(globs) = self.globs.get(&consumer.package_id) else {
                 continue;
             };
+            let names = self
+                .scope_names
+                .get(&consumer.package_id)
+                .map_or(&[][..], Vec::as_slice);
             // (file, module) → (alias, exported names, span)
             let mut by_scope: BTreeMap<(PathBuf, Vec<String>), Vec<GlobSeen>> = BTreeMap::new();
+            // (file, start of the use) already reported.
+            let mut reported: BTreeSet<(PathBuf, usize)> = BTreeSet::new();
             for g in globs {
                 let Some(last) = g.path.last() else { continue };
                 let Some(alias) = consumer.aliases.iter().find(|a| a.name == *last) else {
@@ -873,7 +908,7 @@ impl Index {
                 let Some(provider) = self.provider_of(alias) else {
                     continue;
                 };
-                let names: BTreeSet<String> = provider
+                let exported: BTreeSet<String> = provider
                     .exports
                     .iter()
                     .map(|e| e.name.clone())
@@ -886,36 +921,53 @@ impl Index {
                     if *other_alias == alias.name {
                         continue;
                     }
-                    let common: Vec<&String> = names.intersection(other_names).collect();
-                    if common.is_empty() {
-                        continue;
+                    let in_scope = |n: &&ScopeName| n.file == g.file && n.module == g.module;
+                    for common in exported.intersection(other_names) {
+                        let shadowed = names
+                            .iter()
+                            .filter(in_scope)
+                            .any(|n| n.defines && n.name == *common);
+                        if shadowed {
+                            continue;
+                        }
+                        for used in names
+                            .iter()
+                            .filter(in_scope)
+                            .filter(|n| !n.defines && n.name == *common)
+                        {
+                            if !reported.insert((used.file.clone(), used.span.start)) {
+                                continue;
+                            }
+                            let mut p = problem(
+                                ProblemCode::GlobAmbiguity,
+                                Severity::Error,
+                                format!(
+                                    "`{common}` is ambiguous: `use {other_alias}::*` and `use {}::*` both bring it into scope",
+                                    alias.name
+                                ),
+                                Some(used.span.clone()),
+                            );
+                            p.notes.push(format!(
+                                "note: the glob imports are at {}:{} and {}:{} (rustc reports this as E0659)",
+                                other_span.file.display(),
+                                other_span.line,
+                                g.span.file.display(),
+                                g.span.line
+                            ));
+                            p.notes.push(format!(
+                                "help: write the alias in the path: `{}::{common}` or `{other_alias}::{common}`",
+                                alias.name
+                            ));
+                            p.fix = Some(Fix {
+                                title: format!("write `{other_alias}::{common}`"),
+                                replacement: format!("{other_alias}::{common}"),
+                                span: used.span.clone(),
+                            });
+                            problems.push(p);
+                        }
                     }
-                    let list = common
-                        .iter()
-                        .map(|n| format!("`{n}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    let mut p = problem(
-                        ProblemCode::GlobAmbiguity,
-                        Severity::Error,
-                        format!(
-                            "`use {}::*` and `use {}::*` both bring {list} into scope: using them is ambiguous",
-                            other_alias, alias.name
-                        ),
-                        Some(g.span.clone()),
-                    );
-                    p.notes.push(format!(
-                        "note: the other glob import is at {}:{} (rustc reports a use as E0659)",
-                        other_span.file.display(),
-                        other_span.line
-                    ));
-                    p.notes.push(format!(
-                        "help: write the alias in the path instead: `#[{}::{}]`",
-                        alias.name, common[0]
-                    ));
-                    problems.push(p);
                 }
-                scope.push((alias.name.clone(), names, g.span.clone()));
+                scope.push((alias.name.clone(), exported, g.span.clone()));
             }
         }
     }
@@ -957,9 +1009,10 @@ pub(crate) fn problem(
 fn read_consumer(
     pkg: &Package,
     problems: &mut Vec<Problem>,
-) -> (Option<Consumer>, Vec<GlobImport>) {
+) -> (Option<Consumer>, Vec<GlobImport>, Vec<ScopeName>) {
     let mut aliases = Vec::new();
     let mut globs = Vec::new();
+    let mut names = Vec::new();
     {
         for file in source_files(pkg) {
             let Ok(text) = std::fs::read_to_string(&file) else {
@@ -983,13 +1036,15 @@ fn read_consumer(
             for call in found.calls {
                 match parse_remote(&file, &call) {
                     Ok(alias) => aliases.push(alias),
-                    Err((message, span)) => {
-                        problems.push(problem(
+                    Err((message, notes, span)) => {
+                        let mut p = problem(
                             ProblemCode::MalformedRemote,
                             Severity::Error,
                             message,
                             Some(span),
-                        ));
+                        );
+                        p.notes = notes;
+                        problems.push(p);
                     }
                 }
             }
@@ -1001,10 +1056,19 @@ fn read_consumer(
                     span: g.span,
                 });
             }
+            for n in found.names {
+                names.push(ScopeName {
+                    name: n.name,
+                    file: file.clone(),
+                    module: n.module,
+                    span: n.span,
+                    defines: n.defines,
+                });
+            }
         }
     }
     if aliases.is_empty() {
-        return (None, Vec::new());
+        return (None, Vec::new(), Vec::new());
     }
     (
         Some(Consumer {
@@ -1014,54 +1078,42 @@ fn read_consumer(
             aliases,
         }),
         globs,
+        names,
     )
 }
 
-/// `Alias = "cell"` or `Alias = "cell@version"`.
-fn parse_remote(file: &Path, call: &crate::scan::MacroCall) -> Result<Alias, (String, Span)> {
-    use syn::parse::Parser;
-    let parser = |input: syn::parse::ParseStream<'_>| -> syn::Result<(syn::Ident, syn::LitStr)> {
-        let alias: syn::Ident = input.parse()?;
-        input.parse::<syn::Token![=]>()?;
-        let lit: syn::LitStr = input.parse()?;
-        if input.peek(syn::Token![,]) {
-            input.parse::<syn::Token![,]>()?;
-        }
-        if !input.is_empty() {
-            return Err(input.error("expected `Alias = \"cell\"` or `Alias = \"cell@version\"`"));
-        }
-        Ok((alias, lit))
-    };
-    let (ident, lit) = parser.parse2(call.group.stream()).map_err(|e| {
-        // An error at the end of the input carries no real location: point at the call.
+/// `Alias = "cell"` or `Alias = "cell@version"`, parsed by the parser `cell_remote!` itself uses
+/// (`cell_export::parse_remote`) and checked by the same `cell_resolver::parse_spec`, so the
+/// CELL0003 message and token are the ones the compiler shows. The error is (message without
+/// the code, notes, span).
+fn parse_remote(
+    file: &Path,
+    call: &crate::scan::MacroCall,
+) -> Result<Alias, (String, Vec<String>, Span)> {
+    let input = cell_export::parse_remote(call.group.stream()).map_err(|e| {
+        // An error at the end of the input or for an empty call carries no real location
+        // (rustc shows the whole call there too): point at the call.
         let span = if e.span().byte_range().is_empty() {
             call.span.clone()
         } else {
             crate::span::span_of(file, e.span())
         };
-        (
-            format!("malformed cell_remote! input: {e}; expected `Alias = \"cell\"` or `Alias = \"cell@version\"`"),
-            span,
-        )
+        let text = e.to_string();
+        let prefix = format!("{}: ", ProblemCode::MalformedRemote);
+        let message = text.strip_prefix(&prefix).unwrap_or(&text).to_owned();
+        (message, Vec::new(), span)
     })?;
-    let value = lit.value();
-    let (cell, version) = match value.split_once('@') {
-        Some((c, v)) => (c.to_owned(), Some(v.to_owned())),
-        None => (value.clone(), None),
-    };
-    let literal = crate::span::span_of(file, lit.span());
-    if cell.is_empty() || version.as_deref() == Some("") {
-        return Err((
-            format!("malformed cell_remote! input: `{value}` is not `cell` or `cell@version`"),
-            literal,
-        ));
-    }
+    let literal = crate::span::span_of(file, input.cell.span());
+    let spec = cell_resolver::parse_spec(&input.cell.value()).map_err(|e| {
+        let notes = e.help.iter().map(|h| format!("help: {h}")).collect();
+        (e.message, notes, literal.clone())
+    })?;
     Ok(Alias {
-        name: ident.to_string(),
-        cell,
-        version,
+        name: input.alias.to_string(),
+        cell: spec.cell,
+        version: spec.version,
         module: call.module.clone(),
-        span: crate::span::span_of(file, ident.span()),
+        span: crate::span::span_of(file, input.alias.span()),
         literal,
         call: call.span.clone(),
         resolved: None,

@@ -50,7 +50,7 @@ use std::sync::Arc;
 pub use cache::{CacheListing, cargo_home};
 pub use code::{ProblemCode, UnknownProblemCode};
 pub use index::{
-    BUILTIN_ATTRIBUTES, CELL_SDK_NAMES, GlobImport, Index, did_you_mean, source_files,
+    BUILTIN_ATTRIBUTES, CELL_SDK_NAMES, GlobImport, Index, ScopeName, did_you_mean, source_files,
     version_matches,
 };
 pub use model::{

@@ -36,11 +36,121 @@ pub(crate) struct GlobUse {
     pub(crate) span: Span,
 }
 
+/// A bare (single-segment) name in a file: a use such as `#[hello]`, `#[derive(Hello)]`,
+/// `hello!(…)`, `hello(…)` or `Hello::new`, or a definition or explicit import of that name
+/// (`fn hello`, `use a::hello;`), which shadows any glob import.
+#[derive(Debug, Clone)]
+pub(crate) struct BareName {
+    /// The identifier.
+    pub(crate) name: String,
+    /// Inline modules around it.
+    pub(crate) module: Vec<String>,
+    /// The identifier's span.
+    pub(crate) span: Span,
+    /// `true` for a definition or explicit import, `false` for a use.
+    pub(crate) defines: bool,
+}
+
 /// What scanning found in a file.
 #[derive(Debug, Default)]
 pub(crate) struct Scan {
     pub(crate) calls: Vec<MacroCall>,
     pub(crate) globs: Vec<GlobUse>,
+    /// Bare names, collected only in files that have glob imports (for the glob-ambiguity
+    /// check); empty otherwise.
+    pub(crate) names: Vec<BareName>,
+}
+
+/// Keywords after which an identifier is being defined, not used.
+const DEFINING: &[&str] = &[
+    "fn", "struct", "enum", "union", "trait", "type", "const", "static", "mod",
+];
+
+/// Keywords after which an identifier is a local binding (neither a use nor an item).
+const BINDING: &[&str] = &[
+    "let", "mut", "ref", "as", "impl", "for", "crate", "self", "super",
+];
+
+fn is_punct(tt: Option<&TokenTree>, c: char) -> bool {
+    matches!(tt, Some(TokenTree::Punct(p)) if p.as_char() == c)
+}
+
+/// `true` when `tts[i]` and `tts[i + 1]` are `::`.
+fn is_path_sep(tts: &[TokenTree], i: usize) -> bool {
+    is_punct(tts.get(i), ':') && is_punct(tts.get(i + 1), ':')
+}
+
+/// Records the bare name at `tts[i]` (an identifier), if it is a use or a definition.
+fn bare_name(file: &Path, tts: &[TokenTree], i: usize, module: &[String], out: &mut Scan) {
+    let TokenTree::Ident(id) = &tts[i] else {
+        return;
+    };
+    let after_sep = i >= 2 && is_path_sep(tts, i - 2);
+    if after_sep || (i >= 1 && is_punct(tts.get(i - 1), '.')) {
+        return; // A later path segment or a field/method: not a bare name.
+    }
+    let prev = if i >= 1 {
+        match &tts[i - 1] {
+            TokenTree::Ident(p) => Some(p.to_string()),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    let defines = match prev.as_deref() {
+        Some(p) if DEFINING.contains(&p) => true,
+        Some(p) if BINDING.contains(&p) => return,
+        _ => {
+            let next = tts.get(i + 1);
+            let used = (is_punct(next, '!') && !is_punct(tts.get(i + 2), '='))
+                || is_path_sep(tts, i + 1)
+                || matches!(next, Some(TokenTree::Group(g)) if g.delimiter() == Delimiter::Parenthesis);
+            if !used {
+                return;
+            }
+            false
+        }
+    };
+    out.names.push(BareName {
+        name: id.to_string(),
+        module: module.to_vec(),
+        span: span_of(file, id.span()),
+        defines,
+    });
+}
+
+/// `#[name …]` and `#[derive(A, B)]`: the attribute's bare names are uses.
+fn attribute_names(file: &Path, group: &Group, module: &[String], out: &mut Scan) {
+    let tts: Vec<TokenTree> = group.stream().into_iter().collect();
+    let Some(TokenTree::Ident(first)) = tts.first() else {
+        return;
+    };
+    if is_path_sep(&tts, 1) {
+        return; // `#[G::hello]`: through an alias, never ambiguous.
+    }
+    let mut push = |id: &proc_macro2::Ident| {
+        out.names.push(BareName {
+            name: id.to_string(),
+            module: module.to_vec(),
+            span: span_of(file, id.span()),
+            defines: false,
+        });
+    };
+    if first == "derive" {
+        if let Some(TokenTree::Group(list)) = tts.get(1) {
+            let items: Vec<TokenTree> = list.stream().into_iter().collect();
+            for (j, tt) in items.iter().enumerate() {
+                if let TokenTree::Ident(id) = tt
+                    && !(j >= 2 && is_path_sep(&items, j - 2))
+                    && !is_path_sep(&items, j + 1)
+                {
+                    push(id);
+                }
+            }
+        }
+        return;
+    }
+    push(first);
 }
 
 /// Lexes `text` and collects calls to macros named in `names` (last segment) plus glob `use`s.
@@ -53,6 +163,9 @@ pub(crate) fn scan(file: &Path, text: &str, names: &[&str]) -> Result<Scan, (Str
     })?;
     let mut out = Scan::default();
     walk(file, tokens, names, &mut Vec::new(), &mut out);
+    if out.globs.is_empty() {
+        out.names.clear();
+    }
     Ok(out)
 }
 
@@ -94,7 +207,7 @@ fn walk(
                             &span_of(file, tts[start].span()),
                             &span_of(file, tts[end].span()),
                         );
-                        collect_globs(&parsed.tree, &mut Vec::new(), module, &span, out);
+                        collect_globs(file, &parsed.tree, &mut Vec::new(), module, &span, out);
                     }
                     i = end + 1;
                     continue;
@@ -141,10 +254,27 @@ fn walk(
                     continue;
                 }
             }
+            TokenTree::Punct(p) if p.as_char() == '#' => {
+                // `#[attr]` or `#![attr]`.
+                let at = if is_punct(tts.get(i + 1), '!') {
+                    i + 2
+                } else {
+                    i + 1
+                };
+                if let Some(TokenTree::Group(g)) = tts.get(at)
+                    && g.delimiter() == Delimiter::Bracket
+                {
+                    // Not walked further: an attribute holds no `cell_remote!` call.
+                    attribute_names(file, g, module, out);
+                    i = at + 1;
+                    continue;
+                }
+            }
             TokenTree::Group(g) => {
                 // Function bodies, impl blocks, macro inputs: calls may sit anywhere.
                 walk(file, g.stream(), names, module, out);
             }
+            TokenTree::Ident(_) => bare_name(file, &tts, i, module, out),
             _ => {}
         }
         i += 1;
@@ -152,6 +282,7 @@ fn walk(
 }
 
 fn collect_globs(
+    file: &Path,
     tree: &syn::UseTree,
     prefix: &mut Vec<String>,
     module: &[String],
@@ -161,12 +292,12 @@ fn collect_globs(
     match tree {
         syn::UseTree::Path(p) => {
             prefix.push(p.ident.to_string());
-            collect_globs(&p.tree, prefix, module, span, out);
+            collect_globs(file, &p.tree, prefix, module, span, out);
             prefix.pop();
         }
         syn::UseTree::Group(g) => {
             for t in &g.items {
-                collect_globs(t, prefix, module, span, out);
+                collect_globs(file, t, prefix, module, span, out);
             }
         }
         syn::UseTree::Glob(_) => {
@@ -181,7 +312,19 @@ fn collect_globs(
                 span: span.clone(),
             });
         }
-        syn::UseTree::Name(_) | syn::UseTree::Rename(_) => {}
+        // An explicit import shadows glob imports of the same name.
+        syn::UseTree::Name(n) => out.names.push(BareName {
+            name: n.ident.to_string(),
+            module: module.to_vec(),
+            span: span_of(file, n.ident.span()),
+            defines: true,
+        }),
+        syn::UseTree::Rename(r) => out.names.push(BareName {
+            name: r.rename.to_string(),
+            module: module.to_vec(),
+            span: span_of(file, r.rename.span()),
+            defines: true,
+        }),
     }
 }
 
@@ -212,6 +355,50 @@ mod tests {
         assert_eq!(s.globs.len(), 1);
         assert_eq!(s.globs[0].path, ["DB"]);
         assert_eq!(s.globs[0].module, ["inner"]);
+    }
+
+    #[test]
+    fn bare_names_are_uses_or_definitions() {
+        let src = r#"
+            use G::*;
+            use a::hello as hi;
+            #[hello]
+            #[derive(Debug, G::Table, Table)]
+            struct X;
+            fn insert() { let get = 1; x.query(); query!(); Error::new(); G::persist(); }
+            mod inner { #[persist] struct Y; }
+        "#;
+        let s = scan(Path::new("/a.rs"), src, &[]).unwrap();
+        let found: Vec<(String, bool, usize)> = s
+            .names
+            .iter()
+            .map(|n| (n.name.clone(), n.defines, n.module.len()))
+            .collect();
+        let expect = [
+            ("hi", true, 0),
+            ("hello", false, 0),
+            ("Debug", false, 0),
+            ("Table", false, 0),
+            ("X", true, 0),
+            ("insert", true, 0),
+            ("query", false, 0),
+            ("Error", false, 0),
+            ("G", false, 0),
+            ("persist", false, 1),
+            ("Y", true, 1),
+        ];
+        let expect: Vec<(String, bool, usize)> = expect
+            .iter()
+            .map(|(n, d, m)| ((*n).to_owned(), *d, *m))
+            .collect();
+        assert_eq!(found, expect);
+        // Without a glob import nothing is kept.
+        assert!(
+            scan(Path::new("/a.rs"), "#[hello] struct X;", &[])
+                .unwrap()
+                .names
+                .is_empty()
+        );
     }
 
     #[test]

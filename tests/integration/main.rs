@@ -25,12 +25,16 @@
 //!   providers, renamed providers, cell-sdk and celldb (`#[DB::persist]` through the rename);
 //!   the resolver and export parser on the same files; a crate without cell-sdk
 //!   (`tests/fixtures/no-sdk`) whose `#[service]`/`#[handler]` explain what to add.
+//! - `agree`: the agreement test: one fixture per problem code in `tests/fixtures/agree/`, built
+//!   with real cargo (one `--keep-going` invocation) and indexed; code, span and message from
+//!   the compiler (`cell_remote!`, `export!`, or rustc's native error) and from the index agree.
 //! - `celldb_api`: celldb tables through `#[DB::persist]`: CRUD, indexes, transactions,
 //!   concurrency (unique constraints, lost updates), schema mismatch and migration, the
 //!   directory lock, corrupt bytes, task-local databases; compile errors in `tests/ui/celldb/`.
 //! - `celldb_crash`: real child processes: SIGKILL loops (no acknowledged write lost, indexes
 //!   agree with records) and the fsync proof under strace (buffered mode as negative control).
 
+mod agree;
 mod celldb_api;
 mod celldb_crash;
 mod index;

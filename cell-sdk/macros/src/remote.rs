@@ -6,75 +6,15 @@
 //! expansion is a plain module of re-exports so rustc and rust-analyzer resolve `Alias::macro`
 //! by ordinary name resolution.
 
-use cell_export::{EXPORTS_MODULE, FORMAT_CONST, SUPPORTED_FORMAT};
+use cell_export::{EXPORTS_MODULE, FORMAT_CONST, RemoteInput, SUPPORTED_FORMAT};
 use cell_resolver::ProblemCode;
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
-use syn::parse::{Parse, ParseStream};
-use syn::{Ident, LitStr, Token};
-
-/// `Alias = "cell"` or `Alias = "cell@version"`, with an optional trailing comma.
-struct RemoteInput {
-    alias: Ident,
-    cell: LitStr,
-}
-
-impl Parse for RemoteInput {
-    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
-        let malformed = |span: Span, what: &str| {
-            syn::Error::new(
-                span,
-                format!(
-                    "{}: {what}; expected `Alias = \"cell\"` or `Alias = \"cell@0.4\"`",
-                    ProblemCode::MalformedRemote
-                ),
-            )
-        };
-        if input.is_empty() {
-            return Err(malformed(
-                Span::call_site(),
-                "`cell_remote!` needs an alias and a cell",
-            ));
-        }
-        let alias: Ident = input
-            .parse()
-            .map_err(|e| malformed(e.span(), "the alias must be an identifier"))?;
-        if !input.peek(Token![=]) {
-            return Err(malformed(input.span(), "expected `=` after the alias"));
-        }
-        input.parse::<Token![=]>()?;
-        if input.is_empty() {
-            return Err(malformed(input.span(), "expected the cell name after `=`"));
-        }
-        if !input.peek(LitStr) {
-            let span = input.span();
-            let hint = match input.fork().parse::<syn::Path>() {
-                Ok(p) if p.segments.len() == 1 => {
-                    format!(
-                        "the cell name is a string: write `{alias} = \"{}\"`",
-                        quote!(#p)
-                    )
-                }
-                _ => "the cell name is a string literal".to_owned(),
-            };
-            return Err(malformed(span, &hint));
-        }
-        let cell: LitStr = input.parse()?;
-        if input.peek(Token![,]) {
-            input.parse::<Token![,]>()?;
-        }
-        if !input.is_empty() {
-            return Err(malformed(
-                input.span(),
-                "one alias per `cell_remote!`; write another `cell_remote!` for another cell",
-            ));
-        }
-        Ok(RemoteInput { alias, cell })
-    }
-}
+use syn::Ident;
 
 pub(crate) fn expand(input: TokenStream) -> TokenStream {
-    let input: RemoteInput = match syn::parse2(input.clone()) {
+    // The parser is shared with the macro index (`cell_export::parse_remote`): same words.
+    let input: RemoteInput = match cell_export::parse_remote(input.clone()) {
         Ok(input) => input,
         Err(e) => {
             // Best effort: when the alias itself is readable, define it (empty) so uses of it

@@ -26,6 +26,9 @@
 //! - the macro index and cell-lsp ([`parse_file`], spans are [`Location`]s: line/column data
 //!   that is `Send` and can be stored in a snapshot).
 //!
+//! It also holds the one parser of `cell_remote!`'s input ([`parse_remote`]), shared by the
+//! macro and the index so both report CELL0003 with the same words at the same token.
+//!
 //! **Key design decision:** the model is generic over its span type and parsing never fails
 //! as a whole: [`Parsed`] carries what was understood *and* every [`ParseError`] (each with a
 //! stable [`cell_resolver::ProblemCode`]), entry by entry, so a half-typed declaration in an
@@ -60,12 +63,14 @@
 
 mod model;
 mod parse;
+mod remote;
 
 pub use model::{
     ArgSpec, ExportDecl, HelperSpec, LineColumn, Literal, Location, MacroExport, MacroKind,
     SUPPORTED_FORMAT, Spanned, ValueKind,
 };
 pub use parse::{FileExports, ParseError, Parsed, parse_file, parse_file_as, parse_tokens};
+pub use remote::{REMOTE_SYNTAX, RemoteInput, parse_remote};
 
 /// The name of the hidden module `export!` expands to and `cell_remote!` re-exports from.
 pub const EXPORTS_MODULE: &str = "__cell_exports";
