@@ -28,9 +28,13 @@ pub(crate) struct Graph {
 pub(crate) fn discover(
     manifest_path: &Path,
     offline: bool,
+    env: &[(std::ffi::OsString, std::ffi::OsString)],
 ) -> Result<Graph, cargo_metadata::Error> {
     let mut cmd = MetadataCommand::new();
     cmd.manifest_path(manifest_path);
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
     let mut opts = if offline {
         vec!["--offline".to_owned()]
     } else {

@@ -109,11 +109,12 @@ impl Index {
     /// cargo cannot read); everything else becomes a [`Problem`].
     pub fn build(options: &IndexOptions) -> Result<Index, IndexError> {
         let manifest_path = absolute(&options.manifest_path);
-        let graph =
-            discover(&manifest_path, options.offline).map_err(|e| IndexError::Metadata {
+        let graph = discover(&manifest_path, options.offline, &options.cargo_env).map_err(|e| {
+            IndexError::Metadata {
                 manifest: manifest_path.clone(),
                 message: e.to_string(),
-            })?;
+            }
+        })?;
         let mut index = Index {
             manifest_path,
             workspace_root: graph.workspace_root,
@@ -737,7 +738,7 @@ impl Index {
                     ));
                     return;
                 }
-                self.check_skew(alias, one, cache, problems);
+                self.check_skew(pkg, alias, one, cache, problems);
             }
             several => {
                 let mut p = problem(
@@ -834,6 +835,7 @@ impl Index {
     /// alias did not pin one) or in the local cargo cache (registry providers).
     fn check_skew(
         &self,
+        pkg: &Package,
         alias: &Alias,
         resolved: &Package,
         cache: &CacheListing,
@@ -879,6 +881,7 @@ impl Index {
                 "help: `cargo update -p {}` or raise the requirement in Cargo.toml",
                 resolved.name
             ));
+            p.fix = requirement_fix(pkg, &resolved.name, v);
             problems.push(p);
         }
     }
@@ -975,6 +978,60 @@ impl Index {
     /// Shares this index behind a mutex (what the watcher and the LSP use).
     pub fn shared(self) -> Arc<std::sync::Mutex<Index>> {
         Arc::new(std::sync::Mutex::new(self))
+    }
+}
+
+/// An edit of `pkg`'s manifest raising its requirement on `package` to `to`: the quoted
+/// requirement on the dependency's own line (`kv = "=0.3.0"`, `kv = { version = "0.3" }`).
+/// `None` when the entry is inherited from the workspace, has no version, or is written in a
+/// form this does not find (a `[dependencies.kv]` table): no fix rather than a wrong one.
+fn requirement_fix(pkg: &Package, package: &str, to: &Version) -> Option<Fix> {
+    let dir = pkg.manifest_path.parent()?;
+    let manifest = cell_resolver::Manifest::load(dir).ok()?;
+    let dep = manifest
+        .dependencies
+        .iter()
+        .find(|d| d.package == package && !d.inherited && d.version_req.is_some())?;
+    let req = dep.version_req.as_deref()?;
+    let text = std::fs::read_to_string(&pkg.manifest_path).ok()?;
+    let keys = [dep.extern_crate.clone(), dep.extern_crate.replace('_', "-")];
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        let is_entry = keys.iter().any(|k| {
+            trimmed
+                .strip_prefix(k.as_str())
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        });
+        if is_entry && let Some(at) = line.find(&format!("\"{req}\"")) {
+            let start = offset + at;
+            let end = start + req.len() + 2;
+            return Some(Fix {
+                title: format!("require `{package}` {to} in Cargo.toml"),
+                replacement: format!("\"{to}\""),
+                span: text_span(&pkg.manifest_path, &text, start, end),
+            });
+        }
+        offset += line.len();
+    }
+    None
+}
+
+/// The model span of the byte range `start..end` of `text` (one line).
+fn text_span(file: &Path, text: &str, start: usize, end: usize) -> Span {
+    let before = &text[..start];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    let width = text[start..end].chars().count();
+    let to_u32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    Span {
+        file: file.to_path_buf(),
+        line: to_u32(line),
+        col: to_u32(col),
+        end_line: to_u32(line),
+        end_col: to_u32(col + width),
+        start,
+        end,
     }
 }
 

@@ -81,6 +81,9 @@ pub struct IndexOptions {
     pub offline: bool,
     /// Overrides `CARGO_HOME` for the version-skew check.
     pub cargo_home: Option<PathBuf>,
+    /// Extra environment for the `cargo metadata` subprocess, e.g. `CARGO_HOME` to resolve
+    /// against another cargo home (its registries, source replacements and git checkouts).
+    pub cargo_env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
     /// Overrides cargo's target directory (where the snapshot lives).
     pub target_dir: Option<PathBuf>,
     /// Called during a cold index.
@@ -93,6 +96,7 @@ impl std::fmt::Debug for IndexOptions {
             .field("manifest_path", &self.manifest_path)
             .field("offline", &self.offline)
             .field("cargo_home", &self.cargo_home)
+            .field("cargo_env", &self.cargo_env)
             .field("target_dir", &self.target_dir)
             .field("progress", &self.progress.is_some())
             .finish()
@@ -106,6 +110,7 @@ impl IndexOptions {
             manifest_path: manifest_path.into(),
             offline: true,
             cargo_home: None,
+            cargo_env: Vec::new(),
             target_dir: None,
             progress: None,
         }

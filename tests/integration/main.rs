@@ -28,6 +28,9 @@
 //! - `agree`: the agreement test: one fixture per problem code in `tests/fixtures/agree/`, built
 //!   with real cargo (one `--keep-going` invocation) and indexed; code, span and message from
 //!   the compiler (`cell_remote!`, `export!`, or rustc's native error) and from the index agree.
+//! - `sources`: providers from a local git repository (`git = "file:///…"`, fetched once
+//!   without the network, then built `--offline` and indexed) and from a cargo local registry
+//!   in a temporary `CARGO_HOME` (version skew against the local cargo cache, CELL0008 + fix).
 //! - `celldb_api`: celldb tables through `#[DB::persist]`: CRUD, indexes, transactions,
 //!   concurrency (unique constraints, lost updates), schema mismatch and migration, the
 //!   directory lock, corrupt bytes, task-local databases; compile errors in `tests/ui/celldb/`.
@@ -44,3 +47,4 @@ mod remote;
 mod resolver;
 mod rpc;
 mod rpc_handler;
+mod sources;
