@@ -168,12 +168,11 @@ fn fixture_export_declarations_parse_without_compiling() {
     }
 }
 
-/// The fixture workspace builds `--offline`, so every registry package its lock file names must
-/// be one the Cell workspace itself locks (and therefore downloads). When this fails after a
-/// dependency update: `cp Cargo.lock tests/fixtures/workspace/ && (cd tests/fixtures/workspace
+/// The fixture workspaces build `--offline`, so every registry package their lock files name
+/// must be one the Cell workspace itself locks (and therefore downloads). When this fails after
+/// a dependency update: `cp Cargo.lock tests/fixtures/<name>/ && (cd tests/fixtures/<name>
 /// && cargo metadata --offline --format-version 1 >/dev/null)`, then commit the result.
-#[test]
-fn the_fixture_lock_file_only_uses_packages_the_workspace_locks() {
+fn assert_lock_uses_only_packages_the_workspace_locks(name: &str) {
     fn registry_packages(path: PathBuf) -> Vec<(String, String)> {
         let text = std::fs::read_to_string(&path).unwrap();
         let lock: toml::Table = text.parse().unwrap();
@@ -192,12 +191,22 @@ fn the_fixture_lock_file_only_uses_packages_the_workspace_locks() {
             .collect()
     }
     let ours = registry_packages(cell_tests::repo_root().join("Cargo.lock"));
-    let missing: Vec<(String, String)> = registry_packages(fixture("workspace").join("Cargo.lock"))
+    let missing: Vec<(String, String)> = registry_packages(fixture(name).join("Cargo.lock"))
         .into_iter()
         .filter(|p| !ours.contains(p))
         .collect();
     assert!(
         missing.is_empty(),
-        "refresh the fixture lock file: {missing:?}"
+        "refresh tests/fixtures/{name}/Cargo.lock: {missing:?}"
     );
+}
+
+#[test]
+fn the_fixture_lock_file_only_uses_packages_the_workspace_locks() {
+    assert_lock_uses_only_packages_the_workspace_locks("workspace");
+}
+
+#[test]
+fn the_agreement_fixture_lock_file_only_uses_packages_the_workspace_locks() {
+    assert_lock_uses_only_packages_the_workspace_locks("agree");
 }
