@@ -359,6 +359,16 @@ impl Index {
                     body.contains("cell =") || body.starts_with("format")
                 })
         })?;
+        if !call.module.is_empty() {
+            // `export!`'s compile-time check reports this at the whole call (E0080 carrying
+            // CELL0010); what it declares is still read, as rustc still compiles it.
+            problems.push(problem(
+                ProblemCode::MalformedExport,
+                Severity::Error,
+                cell_export::NOT_AT_CRATE_ROOT.to_owned(),
+                Some(call.span.clone()),
+            ));
+        }
         let decl = parse_declaration(lib, call.group.stream());
         for (code, message, span) in &decl.errors {
             problems.push(problem(
@@ -375,10 +385,8 @@ impl Index {
                     let mut p = problem(
                         ProblemCode::MalformedExport,
                         Severity::Error,
-                        format!(
-                            "the cell name `{name}` must equal the package name `{}`",
-                            pkg.name
-                        ),
+                        // The words of `export!` itself.
+                        cell_export::cell_name_mismatch(name, &pkg.name),
                         Some(span.clone()),
                     );
                     p.fix = Some(Fix {

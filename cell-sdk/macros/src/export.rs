@@ -22,9 +22,9 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
         errors.push(syn::Error::new(
             cell.span,
             format!(
-                "{}: `cell = \"{}\"` must be this package's name: write `cell = \"{package}\";`",
+                "{}: {}",
                 ProblemCode::MalformedExport,
-                cell.value
+                cell_export::cell_name_mismatch(&cell.value, &package)
             ),
         ));
     }
@@ -70,9 +70,9 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
     // `cell_remote!` reaches `::provider::__cell_exports`: the declaration must sit at the crate
     // root. A proc macro cannot see where it is invoked, so let the compiler check.
     let not_at_root = format!(
-        "{}: `export!` must be invoked at the crate root (in lib.rs), where consumers' \
-         `cell_remote!` looks for it",
-        ProblemCode::MalformedExport
+        "{}: {}",
+        ProblemCode::MalformedExport,
+        cell_export::NOT_AT_CRATE_ROOT
     );
     let root_check = quote! {
         const _: () = {

@@ -72,6 +72,24 @@ pub use model::{
 pub use parse::{FileExports, ParseError, Parsed, parse_file, parse_file_as, parse_tokens};
 pub use remote::{REMOTE_SYNTAX, RemoteInput, parse_remote};
 
+/// CELL0010's words (without the code) for a declaration that is not at the crate root; shared
+/// by `export!`'s compile-time check and the index, so both say the same.
+pub const NOT_AT_CRATE_ROOT: &str = "`export!` must be invoked at the crate root (in lib.rs), \
+     where consumers' `cell_remote!` looks for it";
+
+/// CELL0010's words (without the code) for `cell = "…"` that is not the package's name; shared
+/// by `export!` and the index.
+///
+/// ```
+/// assert_eq!(
+///     cell_export::cell_name_mismatch("db", "celldb"),
+///     "`cell = \"db\"` must be this package's name: write `cell = \"celldb\";`"
+/// );
+/// ```
+pub fn cell_name_mismatch(cell: &str, package: &str) -> String {
+    format!("`cell = \"{cell}\"` must be this package's name: write `cell = \"{package}\";`")
+}
+
 /// The name of the hidden module `export!` expands to and `cell_remote!` re-exports from.
 pub const EXPORTS_MODULE: &str = "__cell_exports";
 
