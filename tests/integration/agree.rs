@@ -296,8 +296,12 @@ macro_rules! agreement {
 
 agreement! {
     cell0001_unknown_cell: "unknown-cell" => UnknownCell;
+    cell0001_no_dependency_matches_the_version: "no-matching-version" => UnknownCell;
+    cell0001_a_rename_is_not_a_cell_name: "renamed-name" => UnknownCell;
     cell0002_ambiguous_version: "ambiguous" => AmbiguousVersion;
     cell0003_malformed_remote: "malformed" => MalformedRemote;
+    cell0003_empty_call: "malformed-empty" => MalformedRemote;
+    cell0003_bad_version_qualifier: "malformed-version" => MalformedRemote;
     cell0004_alias_clash_is_rustc_e0428: "alias-clash" => AliasClash;
     cell0005_glob_ambiguity_is_rustc_e0659: "glob" => GlobAmbiguity;
     cell0007_missing_export_is_rustc_e0432: "missing-export" => MissingExport;
