@@ -7,6 +7,7 @@ use std::io;
 use std::ops::Range;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -187,6 +188,59 @@ pub(crate) fn poll_write_out<IO: AsyncWrite + Unpin>(
     Poll::Ready(Ok(()))
 }
 
+/// Bounded busy-waiting before a connection's I/O task parks (`SynapseConfig::spin`,
+/// `MembraneConfig::spin`).
+///
+/// Why: on a VM whose idle vCPUs halt (no guest halt-polling), a thread that parks in
+/// `epoll_wait` leaves its vCPU idle, and the peer's reply then costs a cross-vCPU wake-up of
+/// the halted vCPU, tens of µs, twice per round trip. Instead of parking at once, the task
+/// asks to be polled again after the runtime has checked the socket without blocking
+/// (`tokio::task::yield_now`, which makes a `current_thread` runtime poll its I/O driver with a
+/// zero timeout), until the budget since the last progress is spent. From the second round of
+/// an idle stretch on, a `sched_yield` hands the CPU to the peer when both share one core, so
+/// spinning does not delay the very thread it waits for; the first round skips it, because
+/// right after progress it is usually another task of this runtime (the caller a reply was
+/// just handed to) that has work, not the peer.
+pub(crate) struct Spin {
+    budget: Duration,
+    /// When the current idle stretch began (`None` while making progress).
+    idle_since: Option<Instant>,
+}
+
+impl Spin {
+    pub(crate) fn new(budget: Duration) -> Spin {
+        Spin {
+            budget,
+            idle_since: None,
+        }
+    }
+
+    /// The loop made progress: the next idle stretch gets a fresh budget.
+    pub(crate) fn progress(&mut self) {
+        self.idle_since = None;
+    }
+
+    /// The loop has nothing to do. Returns `true` when it arranged to be polled again soon
+    /// (the caller returns `Pending` without parking), `false` when the budget is spent or
+    /// zero (the caller parks as usual).
+    pub(crate) fn keep_polling(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.budget.is_zero() {
+            return false;
+        }
+        let now = Instant::now();
+        match self.idle_since {
+            None => self.idle_since = Some(now),
+            Some(since) if now.duration_since(since) >= self.budget => return false,
+            Some(_) => std::thread::yield_now(),
+        }
+        // Polled once, `yield_now` defers our waker until the runtime has polled its driver
+        // without blocking; dropping it afterwards is fine (the waker is already queued).
+        let yielded = std::pin::pin!(tokio::task::yield_now());
+        let _ = std::future::Future::poll(yielded, cx);
+        true
+    }
+}
+
 /// Reads one whole frame (handshakes), returning its header and an owned payload.
 pub(crate) async fn read_one<IO: AsyncRead + Unpin>(
     io: &mut IO,
@@ -219,6 +273,29 @@ mod tests {
         assert_eq!(reader.bytes().len(), 512);
         reader.grow_to_default();
         assert_eq!(reader.bytes().len(), INITIAL_READ);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn spinning_stops_when_the_budget_is_spent_and_restarts_after_progress() {
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        // Zero: park at once, always.
+        let mut off = Spin::new(Duration::ZERO);
+        assert!(!off.keep_polling(&mut cx));
+        // A budget far longer than this test keeps polling, round after round.
+        let mut long = Spin::new(Duration::from_secs(3600));
+        assert!(long.keep_polling(&mut cx));
+        assert!(long.keep_polling(&mut cx));
+        // A spent budget parks; progress gives the next idle stretch a fresh one.
+        let mut short = Spin::new(Duration::from_nanos(1));
+        assert!(
+            short.keep_polling(&mut cx),
+            "the first round of a stretch spins"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+        assert!(!short.keep_polling(&mut cx), "a spent budget parks");
+        short.progress();
+        assert!(short.keep_polling(&mut cx), "progress restarts the budget");
     }
 
     #[tokio::test(flavor = "current_thread")]
