@@ -128,10 +128,13 @@ pub fn histogram() -> Histogram<u64> {
         .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
 }
 
-/// Runs `op` `warmup + measured` times one at a time and records the measured ones.
+/// Runs `op` `warmup + measured` times one at a time and records the measured ones. A non-zero
+/// `gap` puts the thread to sleep that long before each one (not timed): a client that calls
+/// now and then rather than back to back.
 pub async fn latency<F, Fut>(
     warmup: usize,
     measured: usize,
+    gap: Duration,
     mut op: F,
 ) -> anyhow::Result<Histogram<u64>>
 where
@@ -139,10 +142,16 @@ where
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     for _ in 0..warmup {
+        if !gap.is_zero() {
+            std::thread::sleep(gap);
+        }
         op().await?;
     }
     let mut hist = histogram();
     for _ in 0..measured {
+        if !gap.is_zero() {
+            std::thread::sleep(gap);
+        }
         let start = Instant::now();
         op().await?;
         hist.record(nanos(start.elapsed()))?;

@@ -52,11 +52,12 @@ pub struct MembraneConfig {
     /// accepting (new peers wait in the listen backlog) until a connection closes, so a flood
     /// of unauthenticated TCP peers costs a bounded amount of memory and tasks.
     pub max_connections: u32,
-    /// How long a connection's task keeps polling its socket after its last activity before
-    /// it parks the thread in `epoll_wait`; zero parks at once. Spinning costs CPU (at most
-    /// this much per idle gap of each connection) and saves the wake-up of an idle vCPU when
-    /// the next request comes soon (tens of µs on a VM without guest halt-polling). See
-    /// `docs/rpc.md`.
+    /// Longest time a connection's task keeps polling its socket after its last activity
+    /// before it parks the thread in `epoll_wait`; zero parks at once. Spinning saves the
+    /// wake-up of an idle (halted) vCPU when the next request comes soon — tens of µs on a VM
+    /// without guest halt-polling — and costs CPU: at most this much per idle gap of each
+    /// connection, and the window adapts (it shrinks to nothing on a connection whose gaps
+    /// are longer, such as an idle one). Default 50 µs. See `docs/rpc.md`.
     pub spin: Duration,
 }
 
@@ -69,13 +70,10 @@ impl Default for MembraneConfig {
             drain_timeout: Duration::from_secs(10),
             secret: None,
             max_connections: 1024,
-            spin: DEFAULT_SPIN,
+            spin: crate::synapse::DEFAULT_SPIN,
         }
     }
 }
-
-/// Default of [`MembraneConfig::spin`].
-const DEFAULT_SPIN: Duration = Duration::ZERO;
 
 /// Stops a running [`Membrane`]: it stops accepting, tells clients (`Goodbye`), lets in-flight
 /// calls finish (up to the drain timeout) and returns from [`Membrane::serve`].

@@ -48,10 +48,12 @@ pub struct SynapseConfig {
     /// [`Status::EncodeFailed`] (the call fails with [`CallError::Remote`], the connection
     /// lives on).
     pub max_frame_len: u32,
-    /// How long the connection's I/O task keeps polling the socket, while calls are in
-    /// flight, before it parks the thread in `epoll_wait`; zero parks at once. Spinning costs
-    /// CPU (at most this much per wait for a reply) and saves the wake-up of an idle vCPU when
-    /// the reply comes (tens of µs on a VM without guest halt-polling). See `docs/rpc.md`.
+    /// Longest time the connection's I/O task keeps polling the socket, while calls are in
+    /// flight, before it parks the thread in `epoll_wait`; zero parks at once. Spinning saves
+    /// the wake-up of an idle (halted) vCPU when the reply comes — tens of µs on a VM without
+    /// guest halt-polling, twice per round trip — and costs CPU: at most this much per wait,
+    /// and the window adapts (it shrinks to nothing while spinning keeps being wasted, as with
+    /// a slow server). Default 50 µs. See `docs/rpc.md`.
     pub spin: Duration,
 }
 
@@ -68,8 +70,10 @@ impl Default for SynapseConfig {
     }
 }
 
-/// Default of [`SynapseConfig::spin`].
-pub(crate) const DEFAULT_SPIN: Duration = Duration::ZERO;
+/// Default of [`SynapseConfig::spin`] and `MembraneConfig::spin`: long enough to cover a
+/// round trip on this kind of machine (10–20 µs) with room to spare, and adaptive, so that it
+/// costs next to nothing where it does not help (see `io::Spin`).
+pub(crate) const DEFAULT_SPIN: Duration = Duration::from_micros(50);
 
 /// A client of one service at one endpoint. Cheap to clone; clones share the connection.
 #[derive(Clone)]

@@ -51,18 +51,32 @@ struct Args {
     /// Measured round trips per process (10% more are run first as warm-up).
     #[arg(long, default_value_t = 20_000)]
     requests: usize,
+    /// Requests of the throughput run (longer than the latency run: it is over in a few ms
+    /// otherwise, and one hiccup of a shared VM decides the figure).
+    #[arg(long, default_value_t = 100_000)]
+    thr_requests: usize,
     /// Requests in flight for the throughput measurement.
     #[arg(long, default_value_t = 32)]
     depth: usize,
+    /// Pin the client thread to the first CPU and the server thread to the second
+    /// (`--cpus 0,1`: every wake-up crosses vCPUs; `--cpus 0,0`: like `taskset -c 0`).
+    /// Unpinned by default.
+    #[arg(long, value_delimiter = ',', num_args = 1)]
+    cpus: Option<Vec<usize>>,
+    /// Pause between the calls of the latency run, in microseconds (the thread sleeps; not
+    /// timed): shows what spinning costs when calls are sparse.
+    #[arg(long, default_value_t = 0)]
+    gap_us: u64,
     /// Busy-poll budget of the `+spin` subjects, in microseconds.
     #[arg(long, default_value_t = 50)]
     spin_us: u64,
-    /// Subjects to run, comma-separated: raw, tarpc, cell, each optionally with `+spin` (not
-    /// tarpc) or `+busy`. The first is the anchor of the p50 ratio.
+    /// Subjects to run, comma-separated: raw, tarpc, cell, each optionally with `+park`,
+    /// `+spin` (not tarpc) or `+busy`; `cell+cspin` and `cell+sspin` spin on the client or the
+    /// server side only. The first is the anchor of the p50 ratio.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "raw,tarpc,cell,raw+spin,cell+spin,raw+busy,tarpc+busy,cell+busy"
+        default_value = "raw,tarpc,cell,raw+spin,tarpc+busy,cell+park"
     )]
     subjects: Vec<String>,
 }
@@ -70,19 +84,29 @@ struct Args {
 /// What a thread does when it has nothing to do.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Idle {
-    /// Parks in `epoll_wait` (every subject's default).
+    /// The subject's own default: raw and tarpc park in `epoll_wait` at once, Cell spins for
+    /// its default budget (`SynapseConfig::spin`, `MembraneConfig::spin`) first.
+    Default,
+    /// Parks in `epoll_wait` at once (Cell with `spin` zero on both sides).
     Park,
     /// Busy-polls its socket for up to `--spin-us` before parking.
     Spin,
     /// Never parks: a task yields forever on each runtime.
     Busy,
+    /// Cell only: `spin` on the client side only.
+    ClientSpin,
+    /// Cell only: `spin` on the server side only.
+    ServerSpin,
 }
 
 fn parse_subject(subject: &str) -> anyhow::Result<(&str, Idle)> {
     let (name, idle) = match subject.split_once('+') {
-        None => (subject, Idle::Park),
+        None => (subject, Idle::Default),
+        Some((name, "park")) => (name, Idle::Park),
         Some((name, "spin")) => (name, Idle::Spin),
         Some((name, "busy")) => (name, Idle::Busy),
+        Some(("cell", "cspin")) => ("cell", Idle::ClientSpin),
+        Some(("cell", "sspin")) => ("cell", Idle::ServerSpin),
         Some((_, other)) => anyhow::bail!("unknown treatment +{other} in {subject:?}"),
     };
     match (name, idle) {
@@ -108,9 +132,19 @@ fn main() -> anyhow::Result<()> {
         args.depth.to_string(),
         "--spin-us".to_string(),
         args.spin_us.to_string(),
+        "--gap-us".to_string(),
+        args.gap_us.to_string(),
+        "--thr-requests".to_string(),
+        args.thr_requests.to_string(),
     ];
     for subject in &args.subjects {
         parse_subject(subject)?;
+    }
+    let mut extra = extra;
+    if let Some(cpus) = &args.cpus {
+        anyhow::ensure!(cpus.len() == 2, "--cpus takes two CPUs: client,server");
+        extra.push("--cpus".to_string());
+        extra.push(format!("{},{}", cpus[0], cpus[1]));
     }
     let subjects: Vec<&str> = args.subjects.iter().map(String::as_str).collect();
     let results = run_children(&subjects, args.rounds, &extra)?;
@@ -133,7 +167,7 @@ fn report(results: &[(String, Vec<Sample>)], args: &Args) {
         args.payload, args.rounds, args.spin_us
     );
     println!(
-        "{:<11} {:>20} {:>8} {:>9} {:>7} {:>7} {:>26} {:>9} {:>8} {:>10}",
+        "{:<11} {:>20} {:>8} {:>9} {:>7} {:>7} {:>26} {:>9} {:>8} {:>9} {:>10}",
         "subject",
         "p50 µs (range)",
         "p99 µs",
@@ -143,11 +177,13 @@ fn report(results: &[(String, Vec<Sample>)], args: &Args) {
         "throughput/s (range)",
         "cpu µs/rq",
         "p50/raw",
+        "tarpc/p50",
         "thr/tarpc"
     );
     let anchor = results.first().map(|(n, _)| n.as_str()).unwrap_or("raw");
     let (raw_p50, _, _) = stat(anchor, &|s| s.p50_ns as f64);
     let (tarpc_thr, _, _) = stat("tarpc", &|s| s.throughput);
+    let (tarpc_p50, _, _) = stat("tarpc", &|s| s.p50_ns as f64);
     for (name, _) in results {
         let (p50, lo, hi) = stat(name, &|s| s.p50_ns as f64);
         let (p99, _, _) = stat(name, &|s| s.p99_ns as f64);
@@ -158,7 +194,7 @@ fn report(results: &[(String, Vec<Sample>)], args: &Args) {
         let (thr_cpu, _, _) = stat(name, &|s| s.thr_cpu_ns);
         println!(
             "{:<11} {:>6.1} ({:>5.1}-{:>5.1}) {:>8.1} {:>9.1} {:>7.2} {:>7.2} {:>9.0} ({:>6.0}-{:>7.0}) \
-             {:>9.2} {:>7.2}x {:>9.2}x",
+             {:>9.2} {:>7.2}x {:>8.2}x {:>9.2}x",
             name,
             p50 / 1e3,
             lo / 1e3,
@@ -172,6 +208,7 @@ fn report(results: &[(String, Vec<Sample>)], args: &Args) {
             thi,
             thr_cpu / 1e3,
             p50 / raw_p50,
+            tarpc_p50 / p50,
             thr / tarpc_thr
         );
     }
@@ -180,11 +217,24 @@ fn report(results: &[(String, Vec<Sample>)], args: &Args) {
 /// One measurement in this process: a server thread and a client on the main thread.
 fn child(subject: &str, args: &Args) -> anyhow::Result<Sample> {
     let (name, idle) = parse_subject(subject)?;
-    let spin = match idle {
-        Idle::Spin => Duration::from_micros(args.spin_us),
-        Idle::Park | Idle::Busy => Duration::ZERO,
+    // `None`: the library's default (for raw: park).
+    let budget = Some(Duration::from_micros(args.spin_us));
+    let zero = Some(Duration::ZERO);
+    let (spin, server_spin) = match idle {
+        Idle::Default => (None, None),
+        Idle::Spin => (budget, budget),
+        Idle::ClientSpin => (budget, zero),
+        Idle::ServerSpin => (zero, budget),
+        Idle::Park | Idle::Busy => (zero, zero),
     };
     let busy = idle == Idle::Busy;
+    let (client_cpu, server_cpu) = match args.cpus.as_deref() {
+        Some([client, server]) => (Some(*client), Some(*server)),
+        _ => (None, None),
+    };
+    if let Some(cpu) = client_cpu {
+        pin_to(cpu)?;
+    }
     let dir = tempfile::tempdir()?;
     let socket = dir.path().join("bench.sock");
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -195,28 +245,62 @@ fn child(subject: &str, args: &Args) -> anyhow::Result<Sample> {
             tokio::spawn(never_park());
         }
         match name {
-            "raw" => raw_client(&socket, args, spin).await,
+            "raw" => raw_client(&socket, args, spin.unwrap_or_default()).await,
             "tarpc" => tarpc_client(&socket, args).await,
             _ => cell_client(&socket, args, spin).await,
+        }
+    };
+    let pin_server = move || {
+        if let Some(cpu) = server_cpu
+            && let Err(e) = pin_to(cpu)
+        {
+            eprintln!("pinning the server thread: {e}");
         }
     };
     match name {
         "raw" => {
             let std_listener = std::os::unix::net::UnixListener::bind(&socket)?;
-            std::thread::spawn(move || serve_thread(busy, move || raw_server(std_listener, spin)));
+            std::thread::spawn(move || {
+                pin_server();
+                serve_thread(busy, move || {
+                    raw_server(std_listener, server_spin.unwrap_or_default())
+                })
+            });
         }
         "tarpc" => {
             let std_listener = std::os::unix::net::UnixListener::bind(&socket)?;
-            std::thread::spawn(move || serve_thread(busy, move || tarpc_server(std_listener)));
+            std::thread::spawn(move || {
+                pin_server();
+                serve_thread(busy, move || tarpc_server(std_listener))
+            });
         }
         _ => {
             let server_socket = socket.clone();
             std::thread::spawn(move || {
-                serve_thread(busy, move || cell_server(server_socket, spin))
+                pin_server();
+                serve_thread(busy, move || cell_server(server_socket, server_spin))
             });
         }
     }
     rt.block_on(client)
+}
+
+/// Pins the calling thread to one CPU.
+fn pin_to(cpu: usize) -> anyhow::Result<()> {
+    // SAFETY: `set` is a plain bit set on the stack, fully initialised by CPU_ZERO, and
+    // sched_setaffinity only reads it; pid 0 is the calling thread.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut set);
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    anyhow::ensure!(
+        rc == 0,
+        "sched_setaffinity to CPU {cpu}: {}",
+        std::io::Error::last_os_error()
+    );
+    Ok(())
 }
 
 /// The `+busy` treatment: keeps its runtime from ever parking. Each round hands the CPU to
@@ -379,6 +463,9 @@ async fn raw_client(socket: &Path, args: &Args, spin: Duration) -> anyhow::Resul
     if spin.is_zero() {
         let mut stream = UnixStream::connect(socket).await?;
         for i in 0..rounds {
+            if args.gap_us > 0 {
+                std::thread::sleep(Duration::from_micros(args.gap_us));
+            }
             let start = Instant::now();
             stream.write_all(&frame).await?;
             stream.read_exact(&mut reply).await?;
@@ -391,6 +478,9 @@ async fn raw_client(socket: &Path, args: &Args, spin: Duration) -> anyhow::Resul
             UnixStream::connect(socket).await?.into_split();
         let mut rd = SpinRead::new(rd, spin);
         for i in 0..rounds {
+            if args.gap_us > 0 {
+                std::thread::sleep(Duration::from_micros(args.gap_us));
+            }
             let start = Instant::now();
             wr.write_all(&frame).await?;
             rd.read_exact(&mut reply).await?;
@@ -403,7 +493,7 @@ async fn raw_client(socket: &Path, args: &Args, spin: Duration) -> anyhow::Resul
     // Pipelined: a writer keeps `depth` frames outstanding, a reader consumes replies.
     let stream = UnixStream::connect(socket).await?;
     let (mut rd, mut wr) = stream.into_split();
-    let total = args.requests;
+    let total = args.thr_requests;
     let permits = Arc::new(Semaphore::new(args.depth));
     let start = Instant::now();
     let writer = {
@@ -451,10 +541,14 @@ where
 {
     let payload = vec![7u8; args.payload];
     let before = Usage::now();
-    let hist = latency(args.requests / 10, args.requests, || call(payload.clone())).await?;
+    let gap = Duration::from_micros(args.gap_us);
+    let hist = latency(args.requests / 10, args.requests, gap, || {
+        call(payload.clone())
+    })
+    .await?;
     let used = Usage::now().since(before);
     let rounds = (args.requests + args.requests / 10) as f64;
-    let per_task = args.requests / args.depth;
+    let per_task = args.thr_requests / args.depth;
     let before_thr = Usage::now();
     let start = Instant::now();
     let tasks = (0..args.depth).map(|_| async {
@@ -552,11 +646,11 @@ impl CellEcho for CellEchoImpl {
     }
 }
 
-async fn cell_server(socket: std::path::PathBuf, spin: Duration) -> anyhow::Result<()> {
-    let config = cell_sdk::MembraneConfig {
-        spin,
-        ..cell_sdk::MembraneConfig::default()
-    };
+async fn cell_server(socket: std::path::PathBuf, spin: Option<Duration>) -> anyhow::Result<()> {
+    let mut config = cell_sdk::MembraneConfig::default();
+    if let Some(spin) = spin {
+        config.spin = spin;
+    }
     let membrane = cell_sdk::Membrane::bind(
         cell_sdk::Endpoint::unix(&socket),
         CellEchoServer(CellEchoImpl),
@@ -566,11 +660,11 @@ async fn cell_server(socket: std::path::PathBuf, spin: Duration) -> anyhow::Resu
     Ok(())
 }
 
-async fn cell_client(socket: &Path, args: &Args, spin: Duration) -> anyhow::Result<Sample> {
-    let config = cell_sdk::SynapseConfig {
-        spin,
-        ..cell_sdk::SynapseConfig::default()
-    };
+async fn cell_client(socket: &Path, args: &Args, spin: Option<Duration>) -> anyhow::Result<Sample> {
+    let mut config = cell_sdk::SynapseConfig::default();
+    if let Some(spin) = spin {
+        config.spin = spin;
+    }
     // The server thread binds asynchronously: retry the first connect briefly.
     let mut client = None;
     for _ in 0..200 {
