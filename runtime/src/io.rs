@@ -290,7 +290,7 @@ impl Spin {
                 false
             }
             Some(_) => {
-                std::thread::yield_now();
+                yield_cpu(now);
                 true
             }
         }
@@ -326,6 +326,28 @@ impl Spin {
         }
     }
 }
+
+thread_local! {
+    /// When a spinning task of this thread last called `sched_yield`.
+    static LAST_YIELD: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// `sched_yield`, at most once per [`YIELD_EVERY`] per thread: with many connections spinning
+/// on one runtime, one yield per round of the runtime gives a peer on our core its turn; one
+/// per connection would only add syscalls.
+fn yield_cpu(now: Instant) {
+    let recent = LAST_YIELD
+        .get()
+        .is_some_and(|t| now.duration_since(t) < YIELD_EVERY);
+    if !recent {
+        std::thread::yield_now();
+        // From when the CPU came back: the other spinners of this round need not yield again.
+        LAST_YIELD.set(Some(Instant::now()));
+    }
+}
+
+/// See [`yield_cpu`].
+const YIELD_EVERY: Duration = Duration::from_micros(2);
 
 /// Reads one whole frame (handshakes), returning its header and an owned payload.
 pub(crate) async fn read_one<IO: AsyncRead + Unpin>(

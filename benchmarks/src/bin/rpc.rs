@@ -55,6 +55,10 @@ struct Args {
     /// otherwise, and one hiccup of a shared VM decides the figure).
     #[arg(long, default_value_t = 100_000)]
     thr_requests: usize,
+    /// Connections the tarpc and Cell clients open; calls take them in turn (one server
+    /// thread serves them all). The raw anchor always uses one.
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
     /// Requests in flight for the throughput measurement.
     #[arg(long, default_value_t = 32)]
     depth: usize,
@@ -136,6 +140,8 @@ fn main() -> anyhow::Result<()> {
         args.gap_us.to_string(),
         "--thr-requests".to_string(),
         args.thr_requests.to_string(),
+        "--connections".to_string(),
+        args.connections.to_string(),
     ];
     for subject in &args.subjects {
         parse_subject(subject)?;
@@ -610,13 +616,18 @@ async fn tarpc_server(listener: std::os::unix::net::UnixListener) -> anyhow::Res
 }
 
 async fn tarpc_client(socket: &Path, args: &Args) -> anyhow::Result<Sample> {
-    let stream = UnixStream::connect(socket).await?;
-    let framed = tarpc::tokio_util::codec::length_delimited::Builder::new().new_framed(stream);
-    let transport =
-        tarpc::serde_transport::new(framed, tarpc::tokio_serde::formats::Bincode::default());
-    let client = EchoClient::new(tarpc::client::Config::default(), transport).spawn();
+    let mut clients = Vec::new();
+    for _ in 0..args.connections.max(1) {
+        let stream = UnixStream::connect(socket).await?;
+        let framed = tarpc::tokio_util::codec::length_delimited::Builder::new().new_framed(stream);
+        let transport =
+            tarpc::serde_transport::new(framed, tarpc::tokio_serde::formats::Bincode::default());
+        clients.push(EchoClient::new(tarpc::client::Config::default(), transport).spawn());
+    }
+    let turn = std::cell::Cell::new(0usize);
     measure(args, move |payload| {
-        let client = client.clone();
+        turn.set(turn.get().wrapping_add(1));
+        let client = clients[turn.get() % clients.len()].clone();
         async move {
             let reply = client
                 .echo(tarpc::context::current(), payload)
@@ -676,9 +687,16 @@ async fn cell_client(socket: &Path, args: &Args, spin: Option<Duration>) -> anyh
             Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
         }
     }
-    let client = client.context("connecting to the Cell echo server")?;
+    let mut clients = vec![client.context("connecting to the Cell echo server")?];
+    while clients.len() < args.connections {
+        clients.push(
+            CellEchoClient::connect_with(cell_sdk::Endpoint::unix(socket), config.clone()).await?,
+        );
+    }
+    let turn = std::cell::Cell::new(0usize);
     measure(args, move |payload| {
-        let client = client.clone();
+        turn.set(turn.get().wrapping_add(1));
+        let client = clients[turn.get() % clients.len()].clone();
         async move {
             let reply = client.echo(payload).await.context("cell call")?;
             anyhow::ensure!(reply.len() == args.payload, "short reply");
