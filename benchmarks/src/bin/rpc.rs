@@ -2,19 +2,26 @@
 //! tarpc, all on `current_thread` runtimes (server and client each on their own thread), with
 //! the same payload.
 //!
-//! Each subject runs in three idle-time treatments, the same for all where they apply:
-//! plain (`raw`, `tarpc`, `cell`: threads park in `epoll_wait` when they wait), `+spin` (a
-//! bounded busy-poll of the socket before parking, `--spin-us`: Cell's `spin` setting on both
-//! sides, and the same loop written by hand for raw; tarpc has no such hook) and `+busy` (a
-//! task on each runtime that never lets its thread park: the upper bound of spinning, which
-//! applies to any tokio program, tarpc included). The report also gives the CPU time per
-//! request of the whole process (both threads) and the voluntary context switches per request,
-//! so that spinning's cost is visible next to its gain.
+//! Each subject runs with its own defaults (`raw`, `tarpc` park in `epoll_wait` when they wait;
+//! `cell` spins first for its default `spin` budget) or with an idle-time treatment, the same
+//! for all where it applies: `+park` (Cell with `spin` zero), `+spin` (a bounded busy-poll of
+//! the socket before parking, `--spin-us`: Cell's `spin` setting on both sides, and the same
+//! loop written by hand for raw; tarpc has no such hook) and `+busy` (a task on each runtime
+//! that never lets its thread park: the upper bound of spinning, which applies to any tokio
+//! program, tarpc included). The report also gives the CPU time per request of the whole
+//! process (both threads), the voluntary context switches and the vCPU halts per request, so
+//! that spinning's cost is visible next to its gain.
+//!
+//! Placement matters on a VM: `--cpus 0,1` pins the client and server threads to different
+//! CPUs (`taskset -c 0` runs both on one). `--gap-us` spaces the calls out (sparse traffic),
+//! `--connections` spreads them over several connections. Method and figures:
+//! `docs/benchmarks.md`.
 //!
 //! ```sh
 //! cargo run --release -p cell-bench --bin rpc                # 3 rounds, 64-byte payload
-//! cargo run --release -p cell-bench --bin rpc -- --rounds 5 --payload 100
-//! cargo run --release -p cell-bench --bin rpc -- --subjects raw,tarpc,cell  # plain only
+//! cargo run --release -p cell-bench --bin rpc -- --rounds 5 --requests 20000
+//! cargo run --release -p cell-bench --bin rpc -- --rounds 5 --requests 20000 --cpus 0,1
+//! cargo run --release -p cell-bench --bin rpc -- --subjects raw,tarpc,cell  # defaults only
 //! ```
 
 use std::{
