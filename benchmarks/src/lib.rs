@@ -24,6 +24,101 @@ pub struct Sample {
     pub p99_ns: u64,
     /// Completed requests per second with `depth` requests in flight.
     pub throughput: f64,
+    /// CPU time of the whole process (client and server threads) per request of the latency
+    /// run, in nanoseconds; 0 when not measured.
+    #[serde(default)]
+    pub cpu_ns: f64,
+    /// Voluntary context switches (a thread parked) of the whole process per request of the
+    /// latency run; 0 when not measured.
+    #[serde(default)]
+    pub switches: f64,
+    /// CPU time of the whole process per request of the throughput run, in nanoseconds.
+    #[serde(default)]
+    pub thr_cpu_ns: f64,
+    /// Times any vCPU of the machine entered a halting idle state, per request of the latency
+    /// run (system-wide: other processes' idleness counts too); 0 when not measured.
+    #[serde(default)]
+    pub halts: f64,
+}
+
+/// What the threads of this process used so far: CPU time, run-queue wait (both in
+/// nanoseconds, from `/proc/self/task/*/schedstat`) and voluntary context switches. Linux only;
+/// zeros elsewhere. Threads that already exited are not counted, so measure while they live.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Usage {
+    /// Time on a CPU.
+    pub cpu_ns: u64,
+    /// Time runnable but waiting for a CPU.
+    pub wait_ns: u64,
+    /// Voluntary context switches (the thread blocked).
+    pub switches: u64,
+    /// Entries into a halting cpuidle state (any state but `POLL`) of every CPU of the
+    /// machine, from `/sys/devices/system/cpu/cpu*/cpuidle/state*/usage`.
+    pub halts: u64,
+}
+
+impl Usage {
+    /// Sums every thread of this process.
+    pub fn now() -> Usage {
+        let mut total = Usage::default();
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+            return total;
+        };
+        for task in tasks.flatten() {
+            let dir = task.path();
+            if let Ok(stat) = std::fs::read_to_string(dir.join("schedstat")) {
+                let mut fields = stat
+                    .split_whitespace()
+                    .map(|f| f.parse::<u64>().unwrap_or(0));
+                total.cpu_ns += fields.next().unwrap_or(0);
+                total.wait_ns += fields.next().unwrap_or(0);
+            }
+            if let Ok(status) = std::fs::read_to_string(dir.join("status")) {
+                total.switches += status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+        total.halts = halts();
+        total
+    }
+
+    /// What was used between `earlier` and `self`.
+    pub fn since(self, earlier: Usage) -> Usage {
+        Usage {
+            cpu_ns: self.cpu_ns.saturating_sub(earlier.cpu_ns),
+            wait_ns: self.wait_ns.saturating_sub(earlier.wait_ns),
+            switches: self.switches.saturating_sub(earlier.switches),
+            halts: self.halts.saturating_sub(earlier.halts),
+        }
+    }
+}
+
+/// Entries into halting idle states, summed over all CPUs (see [`Usage::halts`]).
+fn halts() -> u64 {
+    let mut total = 0;
+    let Ok(cpus) = std::fs::read_dir("/sys/devices/system/cpu") else {
+        return 0;
+    };
+    for cpu in cpus.flatten() {
+        let Ok(states) = std::fs::read_dir(cpu.path().join("cpuidle")) else {
+            continue;
+        };
+        for state in states.flatten() {
+            let dir = state.path();
+            let polling =
+                std::fs::read_to_string(dir.join("name")).is_ok_and(|n| n.trim() == "POLL");
+            if !polling {
+                total += std::fs::read_to_string(dir.join("usage"))
+                    .ok()
+                    .and_then(|u| u.trim().parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    total
 }
 
 /// Records latencies in nanoseconds (1 ns .. 10 s, 3 significant digits).
@@ -33,10 +128,13 @@ pub fn histogram() -> Histogram<u64> {
         .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
 }
 
-/// Runs `op` `warmup + measured` times one at a time and records the measured ones.
+/// Runs `op` `warmup + measured` times one at a time and records the measured ones. A non-zero
+/// `gap` puts the thread to sleep that long before each one (not timed): a client that calls
+/// now and then rather than back to back.
 pub async fn latency<F, Fut>(
     warmup: usize,
     measured: usize,
+    gap: Duration,
     mut op: F,
 ) -> anyhow::Result<Histogram<u64>>
 where
@@ -44,10 +142,16 @@ where
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     for _ in 0..warmup {
+        if !gap.is_zero() {
+            std::thread::sleep(gap);
+        }
         op().await?;
     }
     let mut hist = histogram();
     for _ in 0..measured {
+        if !gap.is_zero() {
+            std::thread::sleep(gap);
+        }
         let start = Instant::now();
         op().await?;
         hist.record(nanos(start.elapsed()))?;

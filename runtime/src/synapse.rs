@@ -28,7 +28,7 @@ use crate::endpoint::{Endpoint, Secret};
 use crate::error::{CallError, ConnectError};
 use crate::frame::{self, Header, Kind, Status};
 use crate::handshake::{self, Hello, PROTOCOL_VERSION, RejectCode, Welcome};
-use crate::io::{FrameReader, poll_write_out, push_bytes, push_frame, read_one};
+use crate::io::{FrameReader, Spin, poll_write_out, push_bytes, push_frame, read_one};
 use crate::service::Protocol;
 
 /// Client settings. Start from [`SynapseConfig::default`] and change fields.
@@ -48,6 +48,13 @@ pub struct SynapseConfig {
     /// [`Status::EncodeFailed`] (the call fails with [`CallError::Remote`], the connection
     /// lives on).
     pub max_frame_len: u32,
+    /// Longest time the connection's I/O task keeps polling the socket, while calls are in
+    /// flight, before it parks the thread in `epoll_wait`; zero parks at once. Spinning saves
+    /// the wake-up of an idle (halted) vCPU when the reply comes — tens of µs on a VM without
+    /// guest halt-polling, twice per round trip — and costs CPU: at most this much per wait,
+    /// and the window adapts (it shrinks to nothing while spinning keeps being wasted, as with
+    /// a slow server). Default 50 µs. See `docs/rpc.md`.
+    pub spin: Duration,
 }
 
 impl Default for SynapseConfig {
@@ -58,9 +65,15 @@ impl Default for SynapseConfig {
             max_in_flight: 1024,
             secret: None,
             max_frame_len: frame::DEFAULT_MAX_FRAME_LEN,
+            spin: DEFAULT_SPIN,
         }
     }
 }
+
+/// Default of [`SynapseConfig::spin`] and `MembraneConfig::spin`: long enough to cover a
+/// round trip on this kind of machine (10–20 µs) with room to spare, and adaptive, so that it
+/// costs next to nothing where it does not help (see `io::Spin`).
+pub(crate) const DEFAULT_SPIN: Duration = Duration::from_micros(50);
 
 /// A client of one service at one endpoint. Cheap to clone; clones share the connection.
 #[derive(Clone)]
@@ -436,12 +449,13 @@ impl Client {
                 closing: false,
             }),
             permits: Semaphore::new(in_flight),
+            capacity: in_flight,
             max_request: welcome.max_frame_len,
         });
         // Frames that came in the same read as the welcome (a `Goodbye` from a server that
         // began draining) are handled now: the I/O task only looks again when more arrives.
         deliver(&conn, &mut reader).map_err(ConnectError::Protocol)?;
-        tokio::spawn(drive(conn.clone(), io, reader));
+        tokio::spawn(drive(conn.clone(), io, reader, Spin::new(self.config.spin)));
         Ok(conn)
     }
 }
@@ -454,6 +468,8 @@ fn parse_server_version(reason: &str) -> Option<u16> {
 struct Conn {
     state: Mutex<State>,
     permits: Semaphore,
+    /// The number of permits: fewer available means calls are in flight.
+    capacity: usize,
     max_request: u32,
 }
 
@@ -658,6 +674,7 @@ async fn drive<IO: AsyncRead + AsyncWrite + Unpin>(
     conn: Arc<Conn>,
     mut io: IO,
     mut reader: FrameReader,
+    mut spin: Spin,
 ) {
     let mut sending = Bytes::with_capacity(4096);
     let mut written = 0usize;
@@ -704,9 +721,15 @@ async fn drive<IO: AsyncRead + AsyncWrite + Unpin>(
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(format!("read failed: {e}"))),
                 Poll::Pending => {}
             }
-            if !progress {
-                return Poll::Pending;
+            if progress {
+                spin.progress();
+                continue;
             }
+            // Only a reply is worth waiting for: with nothing in flight, park at once.
+            if conn.permits.available_permits() < conn.capacity {
+                spin.keep_polling(cx);
+            }
+            return Poll::Pending;
         }
     })
     .await;

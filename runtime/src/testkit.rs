@@ -665,6 +665,53 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
+    async fn spinning_server_and_client_answer_like_parking_ones() {
+        // Both sides busy-poll before parking. Calls shorter than the budget are answered
+        // while spinning; a slower one outlasts it, so both tasks park and must still be woken
+        // by the reply; many at once and a deadline behave as without spinning.
+        let dir = temp_socket_dir().unwrap();
+        let endpoint = Endpoint::Unix(dir.path().join("echo.sock"));
+        let spin = std::time::Duration::from_micros(200);
+        let config = MembraneConfig {
+            spin,
+            ..MembraneConfig::default()
+        };
+        let membrane = Membrane::bind(endpoint.clone(), Echo, config).unwrap();
+        let shutdown = membrane.shutdown_handle();
+        let server = tokio::spawn(membrane.serve());
+        let config = SynapseConfig {
+            spin,
+            ..SynapseConfig::default()
+        };
+        let client = Synapse::connect::<Echo>(endpoint, config).await.unwrap();
+        for i in 0..100 {
+            let got: String = client.call::<_, _, u32>(0, &format!("s{i}")).await.unwrap();
+            assert_eq!(got, format!("s{i}"));
+        }
+        let slow: String = client.call::<_, _, u32>(1, &30u64).await.unwrap();
+        assert_eq!(slow, "slept 30");
+        let calls = (0..100).map(|i| {
+            let client = client.clone();
+            async move { client.call::<_, String, u32>(0, &format!("m{i}")).await }
+        });
+        for (i, r) in futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            assert_eq!(r.unwrap(), format!("m{i}"));
+        }
+        let hurried = client.with_timeout(Some(std::time::Duration::from_millis(20)));
+        let err = hurried
+            .call::<_, String, u32>(1, &2_000u64)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CallError::Timeout), "{err:?}");
+        shutdown.shutdown();
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
     async fn in_flight_calls_are_bounded() {
         let cell = TestCell::start(Echo).unwrap();
         let config = SynapseConfig {

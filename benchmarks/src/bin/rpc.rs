@@ -2,20 +2,44 @@
 //! tarpc, all on `current_thread` runtimes (server and client each on their own thread), with
 //! the same payload.
 //!
+//! Each subject runs with its own defaults (`raw`, `tarpc` park in `epoll_wait` when they wait;
+//! `cell` spins first for its default `spin` budget) or with an idle-time treatment, the same
+//! for all where it applies: `+park` (Cell with `spin` zero), `+spin` (a bounded busy-poll of
+//! the socket before parking, `--spin-us`: Cell's `spin` setting on both sides, and the same
+//! loop written by hand for raw; tarpc has no such hook) and `+busy` (a task on each runtime
+//! that never lets its thread park: the upper bound of spinning, which applies to any tokio
+//! program, tarpc included). The report also gives the CPU time per request of the whole
+//! process (both threads), the voluntary context switches and the vCPU halts per request, so
+//! that spinning's cost is visible next to its gain.
+//!
+//! Placement matters on a VM: `--cpus 0,1` pins the client and server threads to different
+//! CPUs (`taskset -c 0` runs both on one). `--gap-us` spaces the calls out (sparse traffic),
+//! `--connections` spreads them over several connections. Method and figures:
+//! `docs/benchmarks.md`.
+//!
 //! ```sh
 //! cargo run --release -p cell-bench --bin rpc                # 3 rounds, 64-byte payload
-//! cargo run --release -p cell-bench --bin rpc -- --rounds 5 --payload 100
+//! cargo run --release -p cell-bench --bin rpc -- --rounds 5 --requests 20000
+//! cargo run --release -p cell-bench --bin rpc -- --rounds 5 --requests 20000 --cpus 0,1
+//! cargo run --release -p cell-bench --bin rpc -- --subjects raw,tarpc,cell  # defaults only
 //! ```
 
-use std::{path::Path, sync::Arc, time::Instant};
+use std::{
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context;
-use cell_bench::{Sample, latency, median_range, run_children};
+use cell_bench::{Sample, Usage, latency, median_range, run_children};
 use clap::Parser;
 use futures::{StreamExt, future};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{UnixListener, UnixStream},
+    net::{
+        UnixListener, UnixStream,
+        unix::{OwnedReadHalf, OwnedWriteHalf},
+    },
     sync::Semaphore,
 };
 
@@ -34,12 +58,74 @@ struct Args {
     /// Measured round trips per process (10% more are run first as warm-up).
     #[arg(long, default_value_t = 20_000)]
     requests: usize,
+    /// Requests of the throughput run (longer than the latency run: it is over in a few ms
+    /// otherwise, and one hiccup of a shared VM decides the figure).
+    #[arg(long, default_value_t = 100_000)]
+    thr_requests: usize,
+    /// Connections the tarpc and Cell clients open; calls take them in turn (one server
+    /// thread serves them all). The raw anchor always uses one.
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
     /// Requests in flight for the throughput measurement.
     #[arg(long, default_value_t = 32)]
     depth: usize,
+    /// Pin the client thread to the first CPU and the server thread to the second
+    /// (`--cpus 0,1`: every wake-up crosses vCPUs; `--cpus 0,0`: like `taskset -c 0`).
+    /// Unpinned by default.
+    #[arg(long, value_delimiter = ',', num_args = 1)]
+    cpus: Option<Vec<usize>>,
+    /// Pause between the calls of the latency run, in microseconds (the thread sleeps; not
+    /// timed): shows what spinning costs when calls are sparse.
+    #[arg(long, default_value_t = 0)]
+    gap_us: u64,
+    /// Busy-poll budget of the `+spin` subjects, in microseconds.
+    #[arg(long, default_value_t = 50)]
+    spin_us: u64,
+    /// Subjects to run, comma-separated: raw, tarpc, cell, each optionally with `+park`,
+    /// `+spin` (not tarpc) or `+busy`; `cell+cspin` and `cell+sspin` spin on the client or the
+    /// server side only. The first is the anchor of the p50 ratio.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "raw,tarpc,cell,raw+spin,tarpc+busy,cell+park"
+    )]
+    subjects: Vec<String>,
 }
 
-const SUBJECTS: [&str; 3] = ["raw", "tarpc", "cell"];
+/// What a thread does when it has nothing to do.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Idle {
+    /// The subject's own default: raw and tarpc park in `epoll_wait` at once, Cell spins for
+    /// its default budget (`SynapseConfig::spin`, `MembraneConfig::spin`) first.
+    Default,
+    /// Parks in `epoll_wait` at once (Cell with `spin` zero on both sides).
+    Park,
+    /// Busy-polls its socket for up to `--spin-us` before parking.
+    Spin,
+    /// Never parks: a task yields forever on each runtime.
+    Busy,
+    /// Cell only: `spin` on the client side only.
+    ClientSpin,
+    /// Cell only: `spin` on the server side only.
+    ServerSpin,
+}
+
+fn parse_subject(subject: &str) -> anyhow::Result<(&str, Idle)> {
+    let (name, idle) = match subject.split_once('+') {
+        None => (subject, Idle::Default),
+        Some((name, "park")) => (name, Idle::Park),
+        Some((name, "spin")) => (name, Idle::Spin),
+        Some((name, "busy")) => (name, Idle::Busy),
+        Some(("cell", "cspin")) => ("cell", Idle::ClientSpin),
+        Some(("cell", "sspin")) => ("cell", Idle::ServerSpin),
+        Some((_, other)) => anyhow::bail!("unknown treatment +{other} in {subject:?}"),
+    };
+    match (name, idle) {
+        ("tarpc", Idle::Spin) => anyhow::bail!("tarpc has no spin hook; use tarpc+busy"),
+        ("raw" | "tarpc" | "cell", _) => Ok((name, idle)),
+        _ => anyhow::bail!("unknown subject {subject:?}"),
+    }
+}
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -55,8 +141,26 @@ fn main() -> anyhow::Result<()> {
         args.requests.to_string(),
         "--depth".to_string(),
         args.depth.to_string(),
+        "--spin-us".to_string(),
+        args.spin_us.to_string(),
+        "--gap-us".to_string(),
+        args.gap_us.to_string(),
+        "--thr-requests".to_string(),
+        args.thr_requests.to_string(),
+        "--connections".to_string(),
+        args.connections.to_string(),
     ];
-    let results = run_children(&SUBJECTS, args.rounds, &extra)?;
+    for subject in &args.subjects {
+        parse_subject(subject)?;
+    }
+    let mut extra = extra;
+    if let Some(cpus) = &args.cpus {
+        anyhow::ensure!(cpus.len() == 2, "--cpus takes two CPUs: client,server");
+        extra.push("--cpus".to_string());
+        extra.push(format!("{},{}", cpus[0], cpus[1]));
+    }
+    let subjects: Vec<&str> = args.subjects.iter().map(String::as_str).collect();
+    let results = run_children(&subjects, args.rounds, &extra)?;
     report(&results, &args);
     Ok(())
 }
@@ -71,30 +175,53 @@ fn report(results: &[(String, Vec<Sample>)], args: &Args) {
         median_range(samples.iter().map(f).collect())
     };
     println!(
-        "\nRPC over a Unix socket, {} B payload, current_thread runtimes, {} processes per subject",
-        args.payload, args.rounds
+        "\nRPC over a Unix socket, {} B payload, current_thread runtimes, {} processes per \
+         subject, +spin = {} µs",
+        args.payload, args.rounds, args.spin_us
     );
     println!(
-        "{:<8} {:>22} {:>12} {:>26} {:>10} {:>12}",
-        "subject", "p50 µs (range)", "p99 µs", "throughput/s @depth", "p50/raw", "thr/tarpc"
+        "{:<11} {:>20} {:>8} {:>9} {:>7} {:>7} {:>26} {:>9} {:>8} {:>9} {:>10}",
+        "subject",
+        "p50 µs (range)",
+        "p99 µs",
+        "cpu µs/rq",
+        "csw/rq",
+        "hlt/rq",
+        "throughput/s (range)",
+        "cpu µs/rq",
+        "p50/raw",
+        "tarpc/p50",
+        "thr/tarpc"
     );
-    let (raw_p50, _, _) = stat("raw", &|s| s.p50_ns as f64);
+    let anchor = results.first().map(|(n, _)| n.as_str()).unwrap_or("raw");
+    let (raw_p50, _, _) = stat(anchor, &|s| s.p50_ns as f64);
     let (tarpc_thr, _, _) = stat("tarpc", &|s| s.throughput);
+    let (tarpc_p50, _, _) = stat("tarpc", &|s| s.p50_ns as f64);
     for (name, _) in results {
         let (p50, lo, hi) = stat(name, &|s| s.p50_ns as f64);
         let (p99, _, _) = stat(name, &|s| s.p99_ns as f64);
+        let (cpu, _, _) = stat(name, &|s| s.cpu_ns);
+        let (csw, _, _) = stat(name, &|s| s.switches);
+        let (hlt, _, _) = stat(name, &|s| s.halts);
         let (thr, tlo, thi) = stat(name, &|s| s.throughput);
+        let (thr_cpu, _, _) = stat(name, &|s| s.thr_cpu_ns);
         println!(
-            "{:<8} {:>8.1} ({:>5.1}-{:>5.1}) {:>12.1} {:>10.0} ({:.0}-{:.0}) {:>9.2}x {:>11.2}x",
+            "{:<11} {:>6.1} ({:>5.1}-{:>5.1}) {:>8.1} {:>9.1} {:>7.2} {:>7.2} {:>9.0} ({:>6.0}-{:>7.0}) \
+             {:>9.2} {:>7.2}x {:>8.2}x {:>9.2}x",
             name,
             p50 / 1e3,
             lo / 1e3,
             hi / 1e3,
             p99 / 1e3,
+            cpu / 1e3,
+            csw,
+            hlt,
             thr,
             tlo,
             thi,
+            thr_cpu / 1e3,
             p50 / raw_p50,
+            tarpc_p50 / p50,
             thr / tarpc_thr
         );
     }
@@ -102,33 +229,103 @@ fn report(results: &[(String, Vec<Sample>)], args: &Args) {
 
 /// One measurement in this process: a server thread and a client on the main thread.
 fn child(subject: &str, args: &Args) -> anyhow::Result<Sample> {
+    let (name, idle) = parse_subject(subject)?;
+    // `None`: the library's default (for raw: park).
+    let budget = Some(Duration::from_micros(args.spin_us));
+    let zero = Some(Duration::ZERO);
+    let (spin, server_spin) = match idle {
+        Idle::Default => (None, None),
+        Idle::Spin => (budget, budget),
+        Idle::ClientSpin => (budget, zero),
+        Idle::ServerSpin => (zero, budget),
+        Idle::Park | Idle::Busy => (zero, zero),
+    };
+    let busy = idle == Idle::Busy;
+    let (client_cpu, server_cpu) = match args.cpus.as_deref() {
+        Some([client, server]) => (Some(*client), Some(*server)),
+        _ => (None, None),
+    };
+    if let Some(cpu) = client_cpu {
+        pin_to(cpu)?;
+    }
     let dir = tempfile::tempdir()?;
     let socket = dir.path().join("bench.sock");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    match subject {
+    let client = async {
+        if busy {
+            tokio::spawn(never_park());
+        }
+        match name {
+            "raw" => raw_client(&socket, args, spin.unwrap_or_default()).await,
+            "tarpc" => tarpc_client(&socket, args).await,
+            _ => cell_client(&socket, args, spin).await,
+        }
+    };
+    let pin_server = move || {
+        if let Some(cpu) = server_cpu
+            && let Err(e) = pin_to(cpu)
+        {
+            eprintln!("pinning the server thread: {e}");
+        }
+    };
+    match name {
         "raw" => {
-            let server_socket = socket.clone();
-            let std_listener = std::os::unix::net::UnixListener::bind(&server_socket)?;
-            std::thread::spawn(move || serve_thread(move || raw_server(std_listener)));
-            rt.block_on(raw_client(&socket, args))
+            let std_listener = std::os::unix::net::UnixListener::bind(&socket)?;
+            std::thread::spawn(move || {
+                pin_server();
+                serve_thread(busy, move || {
+                    raw_server(std_listener, server_spin.unwrap_or_default())
+                })
+            });
         }
         "tarpc" => {
             let std_listener = std::os::unix::net::UnixListener::bind(&socket)?;
-            std::thread::spawn(move || serve_thread(move || tarpc_server(std_listener)));
-            rt.block_on(tarpc_client(&socket, args))
+            std::thread::spawn(move || {
+                pin_server();
+                serve_thread(busy, move || tarpc_server(std_listener))
+            });
         }
-        "cell" => {
+        _ => {
             let server_socket = socket.clone();
-            std::thread::spawn(move || serve_thread(move || cell_server(server_socket)));
-            rt.block_on(cell_client(&socket, args))
+            std::thread::spawn(move || {
+                pin_server();
+                serve_thread(busy, move || cell_server(server_socket, server_spin))
+            });
         }
-        other => anyhow::bail!("unknown subject {other:?}"),
+    }
+    rt.block_on(client)
+}
+
+/// Pins the calling thread to one CPU.
+fn pin_to(cpu: usize) -> anyhow::Result<()> {
+    // SAFETY: `set` is a plain bit set on the stack, fully initialised by CPU_ZERO, and
+    // sched_setaffinity only reads it; pid 0 is the calling thread.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut set);
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    anyhow::ensure!(
+        rc == 0,
+        "sched_setaffinity to CPU {cpu}: {}",
+        std::io::Error::last_os_error()
+    );
+    Ok(())
+}
+
+/// The `+busy` treatment: keeps its runtime from ever parking. Each round hands the CPU to
+/// any other runnable thread, then lets the runtime poll its I/O driver without blocking.
+async fn never_park() {
+    loop {
+        std::thread::yield_now();
+        tokio::task::yield_now().await;
     }
 }
 
-fn serve_thread<F, Fut>(make: F)
+fn serve_thread<F, Fut>(busy: bool, make: F)
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
@@ -143,18 +340,30 @@ where
             return;
         }
     };
-    if let Err(e) = rt.block_on(make()) {
+    if let Err(e) = rt.block_on(async {
+        if busy {
+            tokio::spawn(never_park());
+        }
+        make().await
+    }) {
         eprintln!("server: {e:#}");
     }
 }
 
 // ---- raw tokio: length-prefixed echo ------------------------------------------------------
 
-async fn raw_server(listener: std::os::unix::net::UnixListener) -> anyhow::Result<()> {
+async fn raw_server(
+    listener: std::os::unix::net::UnixListener,
+    spin: Duration,
+) -> anyhow::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = UnixListener::from_std(listener)?;
     loop {
         let (stream, _) = listener.accept().await?;
+        if !spin.is_zero() {
+            tokio::spawn(raw_spin_echo(stream, spin));
+            continue;
+        }
         tokio::spawn(async move {
             // Buffered reads: one read syscall per request in the common case, as any
             // well-written raw server would do.
@@ -180,24 +389,124 @@ async fn raw_server(listener: std::os::unix::net::UnixListener) -> anyhow::Resul
     }
 }
 
-async fn raw_client(socket: &Path, args: &Args) -> anyhow::Result<Sample> {
-    let mut frame = (args.payload as u32).to_le_bytes().to_vec();
-    frame.extend(std::iter::repeat_n(7u8, args.payload));
-    let mut stream = UnixStream::connect(socket).await?;
-    let mut reply = vec![0u8; frame.len()];
-    let mut hist = cell_bench::histogram();
-    for i in 0..args.requests + args.requests / 10 {
-        let start = Instant::now();
-        stream.write_all(&frame).await?;
-        stream.read_exact(&mut reply).await?;
-        if i >= args.requests / 10 {
-            hist.record(cell_bench::nanos(start.elapsed()))?;
+/// The raw echo with `+spin`: the same length-prefixed echo, reading through a buffer with
+/// [`SpinRead`], so that it busy-polls its socket before parking exactly like Cell's `spin`.
+async fn raw_spin_echo(stream: UnixStream, spin: Duration) {
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = SpinRead::new(rd, spin);
+    let mut buf = Vec::new();
+    loop {
+        let mut len = [0u8; 4];
+        if rd.read_exact(&mut len).await.is_err() {
+            return;
+        }
+        let n = u32::from_le_bytes(len) as usize;
+        buf.resize(4 + n, 0);
+        buf[..4].copy_from_slice(&len);
+        if rd.read_exact(&mut buf[4..]).await.is_err() || wr.write_all(&buf).await.is_err() {
+            return;
         }
     }
+}
+
+/// A buffered reader that, when its socket has nothing, polls it again after letting the
+/// runtime check for readiness without blocking (`yield_now`), for up to `spin` before
+/// parking: the mechanism of Cell's `spin` setting, written by hand for the raw anchor.
+struct SpinRead {
+    rd: OwnedReadHalf,
+    spin: Duration,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl SpinRead {
+    fn new(rd: OwnedReadHalf, spin: Duration) -> SpinRead {
+        SpinRead {
+            rd,
+            spin,
+            buf: vec![0; 16 * 1024],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    async fn read_exact(&mut self, out: &mut [u8]) -> std::io::Result<()> {
+        let mut filled = 0;
+        while filled < out.len() {
+            if self.start == self.end {
+                self.start = 0;
+                self.end = self.fill().await?;
+            }
+            let n = (self.end - self.start).min(out.len() - filled);
+            out[filled..filled + n].copy_from_slice(&self.buf[self.start..self.start + n]);
+            self.start += n;
+            filled += n;
+        }
+        Ok(())
+    }
+
+    async fn fill(&mut self) -> std::io::Result<usize> {
+        let idle_since = Instant::now();
+        loop {
+            match self.rd.try_read(&mut self.buf) {
+                Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if idle_since.elapsed() < self.spin {
+                        std::thread::yield_now();
+                        tokio::task::yield_now().await;
+                    } else {
+                        self.rd.readable().await?;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+async fn raw_client(socket: &Path, args: &Args, spin: Duration) -> anyhow::Result<Sample> {
+    let mut frame = (args.payload as u32).to_le_bytes().to_vec();
+    frame.extend(std::iter::repeat_n(7u8, args.payload));
+    let mut reply = vec![0u8; frame.len()];
+    let mut hist = cell_bench::histogram();
+    let before = Usage::now();
+    let rounds = args.requests + args.requests / 10;
+    if spin.is_zero() {
+        let mut stream = UnixStream::connect(socket).await?;
+        for i in 0..rounds {
+            if args.gap_us > 0 {
+                std::thread::sleep(Duration::from_micros(args.gap_us));
+            }
+            let start = Instant::now();
+            stream.write_all(&frame).await?;
+            stream.read_exact(&mut reply).await?;
+            if i >= args.requests / 10 {
+                hist.record(cell_bench::nanos(start.elapsed()))?;
+            }
+        }
+    } else {
+        let (rd, mut wr): (OwnedReadHalf, OwnedWriteHalf) =
+            UnixStream::connect(socket).await?.into_split();
+        let mut rd = SpinRead::new(rd, spin);
+        for i in 0..rounds {
+            if args.gap_us > 0 {
+                std::thread::sleep(Duration::from_micros(args.gap_us));
+            }
+            let start = Instant::now();
+            wr.write_all(&frame).await?;
+            rd.read_exact(&mut reply).await?;
+            if i >= args.requests / 10 {
+                hist.record(cell_bench::nanos(start.elapsed()))?;
+            }
+        }
+    }
+    let used = Usage::now().since(before);
     // Pipelined: a writer keeps `depth` frames outstanding, a reader consumes replies.
     let stream = UnixStream::connect(socket).await?;
     let (mut rd, mut wr) = stream.into_split();
-    let total = args.requests;
+    let total = args.thr_requests;
     let permits = Arc::new(Semaphore::new(args.depth));
     let start = Instant::now();
     let writer = {
@@ -219,14 +528,20 @@ async fn raw_client(socket: &Path, args: &Args) -> anyhow::Result<Sample> {
         }
         anyhow::Ok(())
     };
+    let before_thr = Usage::now();
     let (w, r) = tokio::join!(writer, reader);
     w?;
     r?;
     let throughput = total as f64 / start.elapsed().as_secs_f64();
+    let used_thr = Usage::now().since(before_thr);
     Ok(Sample {
         p50_ns: hist.value_at_quantile(0.5),
         p99_ns: hist.value_at_quantile(0.99),
         throughput,
+        cpu_ns: used.cpu_ns as f64 / rounds as f64,
+        switches: used.switches as f64 / rounds as f64,
+        halts: used.halts as f64 / rounds as f64,
+        thr_cpu_ns: used_thr.cpu_ns as f64 / total as f64,
     })
 }
 
@@ -238,8 +553,16 @@ where
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     let payload = vec![7u8; args.payload];
-    let hist = latency(args.requests / 10, args.requests, || call(payload.clone())).await?;
-    let per_task = args.requests / args.depth;
+    let before = Usage::now();
+    let gap = Duration::from_micros(args.gap_us);
+    let hist = latency(args.requests / 10, args.requests, gap, || {
+        call(payload.clone())
+    })
+    .await?;
+    let used = Usage::now().since(before);
+    let rounds = (args.requests + args.requests / 10) as f64;
+    let per_task = args.thr_requests / args.depth;
+    let before_thr = Usage::now();
     let start = Instant::now();
     let tasks = (0..args.depth).map(|_| async {
         for _ in 0..per_task {
@@ -251,10 +574,15 @@ where
         r?;
     }
     let throughput = (per_task * args.depth) as f64 / start.elapsed().as_secs_f64();
+    let used_thr = Usage::now().since(before_thr);
     Ok(Sample {
         p50_ns: hist.value_at_quantile(0.5),
         p99_ns: hist.value_at_quantile(0.99),
         throughput,
+        cpu_ns: used.cpu_ns as f64 / rounds,
+        switches: used.switches as f64 / rounds,
+        halts: used.halts as f64 / rounds,
+        thr_cpu_ns: used_thr.cpu_ns as f64 / (per_task * args.depth) as f64,
     })
 }
 
@@ -295,13 +623,18 @@ async fn tarpc_server(listener: std::os::unix::net::UnixListener) -> anyhow::Res
 }
 
 async fn tarpc_client(socket: &Path, args: &Args) -> anyhow::Result<Sample> {
-    let stream = UnixStream::connect(socket).await?;
-    let framed = tarpc::tokio_util::codec::length_delimited::Builder::new().new_framed(stream);
-    let transport =
-        tarpc::serde_transport::new(framed, tarpc::tokio_serde::formats::Bincode::default());
-    let client = EchoClient::new(tarpc::client::Config::default(), transport).spawn();
+    let mut clients = Vec::new();
+    for _ in 0..args.connections.max(1) {
+        let stream = UnixStream::connect(socket).await?;
+        let framed = tarpc::tokio_util::codec::length_delimited::Builder::new().new_framed(stream);
+        let transport =
+            tarpc::serde_transport::new(framed, tarpc::tokio_serde::formats::Bincode::default());
+        clients.push(EchoClient::new(tarpc::client::Config::default(), transport).spawn());
+    }
+    let turn = std::cell::Cell::new(0usize);
     measure(args, move |payload| {
-        let client = client.clone();
+        turn.set(turn.get().wrapping_add(1));
+        let client = clients[turn.get() % clients.len()].clone();
         async move {
             let reply = client
                 .echo(tarpc::context::current(), payload)
@@ -331,17 +664,29 @@ impl CellEcho for CellEchoImpl {
     }
 }
 
-async fn cell_server(socket: std::path::PathBuf) -> anyhow::Result<()> {
-    let membrane = cell_sdk::Membrane::bind_unix(&socket, CellEchoServer(CellEchoImpl))?;
+async fn cell_server(socket: std::path::PathBuf, spin: Option<Duration>) -> anyhow::Result<()> {
+    let mut config = cell_sdk::MembraneConfig::default();
+    if let Some(spin) = spin {
+        config.spin = spin;
+    }
+    let membrane = cell_sdk::Membrane::bind(
+        cell_sdk::Endpoint::unix(&socket),
+        CellEchoServer(CellEchoImpl),
+        config,
+    )?;
     membrane.serve().await?;
     Ok(())
 }
 
-async fn cell_client(socket: &Path, args: &Args) -> anyhow::Result<Sample> {
+async fn cell_client(socket: &Path, args: &Args, spin: Option<Duration>) -> anyhow::Result<Sample> {
+    let mut config = cell_sdk::SynapseConfig::default();
+    if let Some(spin) = spin {
+        config.spin = spin;
+    }
     // The server thread binds asynchronously: retry the first connect briefly.
     let mut client = None;
     for _ in 0..200 {
-        match CellEchoClient::connect_to(cell_sdk::Endpoint::unix(socket)).await {
+        match CellEchoClient::connect_with(cell_sdk::Endpoint::unix(socket), config.clone()).await {
             Ok(c) => {
                 client = Some(c);
                 break;
@@ -349,9 +694,16 @@ async fn cell_client(socket: &Path, args: &Args) -> anyhow::Result<Sample> {
             Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
         }
     }
-    let client = client.context("connecting to the Cell echo server")?;
+    let mut clients = vec![client.context("connecting to the Cell echo server")?];
+    while clients.len() < args.connections {
+        clients.push(
+            CellEchoClient::connect_with(cell_sdk::Endpoint::unix(socket), config.clone()).await?,
+        );
+    }
+    let turn = std::cell::Cell::new(0usize);
     measure(args, move |payload| {
-        let client = client.clone();
+        turn.set(turn.get().wrapping_add(1));
+        let client = clients[turn.get() % clients.len()].clone();
         async move {
             let reply = client.echo(payload).await.context("cell call")?;
             anyhow::ensure!(reply.len() == args.payload, "short reply");
