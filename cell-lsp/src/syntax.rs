@@ -72,6 +72,17 @@ pub(crate) struct AttrArg {
     pub(crate) value_range: (usize, usize),
 }
 
+/// A derive written `#[derive(…, Alias::Name, …)]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DeriveUse {
+    /// `DB`.
+    pub(crate) alias: String,
+    /// `Table`.
+    pub(crate) name: String,
+    /// Byte range of `name`.
+    pub(crate) name_range: (usize, usize),
+}
+
 /// A `cell_remote!(Alias = "cell")` call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RemoteCall {
@@ -110,6 +121,12 @@ pub(crate) enum CursorContext {
         prefix: String,
         replace: (usize, usize),
         parent_attrs: Vec<(String, String)>,
+    },
+    /// `#[derive(Alias::Na|`: the provider's derive macros.
+    DeriveName {
+        alias: String,
+        prefix: String,
+        replace: (usize, usize),
     },
     /// `cell_remote!(X = "ce|`.
     RemoteCell {
@@ -214,6 +231,62 @@ impl Parsed {
             .parent_ancestors()
             .find(|n| n.kind() == SyntaxKind::ATTR)?;
         self.attr_use(&attr)
+    }
+
+    /// Every `Alias::Name` inside `#[derive(…)]` attributes.
+    pub(crate) fn derive_uses(&self) -> Vec<DeriveUse> {
+        self.root
+            .descendants()
+            .filter(|n| n.kind() == SyntaxKind::ATTR)
+            .flat_map(|attr| self.derives_in(&attr))
+            .collect()
+    }
+
+    /// The `Alias::Name` derive whose name is under byte `offset`.
+    pub(crate) fn derive_use_at(&self, offset: usize) -> Option<DeriveUse> {
+        let at = TextSize::try_from(offset.min(self.text.len())).ok()?;
+        let token = self.root.token_at_offset(at).right_biased()?;
+        let attr = token
+            .parent_ancestors()
+            .find(|n| n.kind() == SyntaxKind::ATTR)?;
+        self.derives_in(&attr)
+            .into_iter()
+            .find(|d| d.name_range.0 <= offset && offset <= d.name_range.1)
+    }
+
+    fn derives_in(&self, attr: &SyntaxNode) -> Vec<DeriveUse> {
+        let range = attr.text_range();
+        let start = usize::from(range.start());
+        let text = &self.text[start..usize::from(range.end())];
+        let Some(inner) = text.strip_prefix("#[") else {
+            return Vec::new();
+        };
+        let (head, rest) = split_path(inner);
+        let Some(after) = rest.trim_start().strip_prefix('(') else {
+            return Vec::new();
+        };
+        if head.trim() != "derive" {
+            return Vec::new();
+        }
+        let open = start + text.len() - after.len();
+        let body = after.rfind(')').map_or(after, |i| &after[..i]);
+        split_args(body, open)
+            .into_iter()
+            .filter(|a| a.name.is_none())
+            .filter_map(|a| {
+                let (alias, name) = a.value.split_once("::")?;
+                let (alias, name) = (alias.trim(), name.trim());
+                if !is_ident(alias) || !is_ident(name) {
+                    return None;
+                }
+                let name_start = a.value_range.1 - name.len();
+                Some(DeriveUse {
+                    alias: alias.to_owned(),
+                    name: name.to_owned(),
+                    name_range: (name_start, a.value_range.1),
+                })
+            })
+            .collect()
     }
 
     fn attr_use(&self, attr: &SyntaxNode) -> Option<AttrUse> {
@@ -390,6 +463,23 @@ impl Parsed {
                     offset + ident_len(&self.text[offset..]),
                 ),
                 parent_attrs,
+            });
+        }
+        if head.trim() == "derive" {
+            // `#[derive(Debug, DB::Ta|`: the segment being typed, if it is `Alias::prefix`.
+            let after_paren = rest.trim_start().strip_prefix('(')?;
+            let current = after_paren.rsplit(',').next().unwrap_or("").trim_start();
+            let (alias, prefix) = current.split_once("::")?;
+            if !is_ident(alias.trim()) || !prefix.chars().all(|c| c.is_alphanumeric() || c == '_') {
+                return None;
+            }
+            return Some(CursorContext::DeriveName {
+                alias: alias.trim().to_owned(),
+                prefix: prefix.to_owned(),
+                replace: (
+                    offset - prefix.len(),
+                    offset + ident_len(&self.text[offset..]),
+                ),
             });
         }
         let (alias, name) = head.split_once("::")?;
@@ -598,6 +688,32 @@ mod tests {
             matches!(c, CursorContext::RemoteCell { ref prefix, .. } if prefix == "kv"),
             "{c:?}"
         );
+    }
+
+    #[test]
+    fn derives_complete_and_resolve() {
+        let c = ctx("#[derive(Debug, DB::Ta|)]\nstruct U;").unwrap();
+        assert!(
+            matches!(c, CursorContext::DeriveName { ref alias, ref prefix, replace } if alias == "DB" && prefix == "Ta" && replace == (20, 22)),
+            "{c:?}"
+        );
+        let c = ctx("#[derive(DB::|\nstruct U;").unwrap();
+        assert!(
+            matches!(c, CursorContext::DeriveName { ref prefix, .. } if prefix.is_empty()),
+            "{c:?}"
+        );
+        assert!(ctx("#[derive(Debug, Clo|)]\nstruct U;").is_none());
+        let text = "#[derive(Clone, DB::Table, a::b::C)]\nstruct U;";
+        let p = Parsed::new(text);
+        let uses = p.derive_uses();
+        assert_eq!(uses.len(), 1, "{uses:?}");
+        assert_eq!(&text[uses[0].name_range.0..uses[0].name_range.1], "Table");
+        let at = text.find("Table").unwrap() + 2;
+        assert_eq!(
+            p.derive_use_at(at).map(|d| d.name),
+            Some("Table".to_owned())
+        );
+        assert_eq!(p.derive_use_at(3), None);
     }
 
     #[test]
