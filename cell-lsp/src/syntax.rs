@@ -4,36 +4,213 @@
 //! node; inside it, the text before the cursor is read lexically, which is what makes completion
 //! on unfinished input work.
 
-use ra_ap_syntax::{Edition, Parse, SourceFile, SyntaxKind, SyntaxNode, TextRange, TextSize};
+use ra_ap_syntax::{
+    Edition, GreenNode, Parse, SourceFile, SyntaxKind, SyntaxNode, TextRange, TextSize,
+};
 
-/// A buffer's syntax tree kept between edits (`Send`, cheap to clone), reparsed incrementally:
-/// an edit inside one token or block re-lexes or reparses only that part (rust-analyzer's
-/// `reparse`, which falls back to a full parse when it must).
+/// A buffer's syntax tree kept between edits (`Send`, cheap to clone), reparsed by item: an
+/// edit reparses only the top-level items around it (the parser is stateless between top-level
+/// items, so a window that starts at an item and ends after a complete item parses alone as it
+/// does in the file). A window too large for that to pay (an edit deep in a huge function) goes
+/// to rust-analyzer's own `reparse` (one token or one block) while its `Parse` is at hand.
 #[derive(Clone)]
-pub(crate) struct Tree(Parse<SourceFile>);
+pub(crate) struct Tree {
+    green: GreenNode,
+    /// rust-analyzer's parse, while `green` came from it (its incremental reparse needs one; it
+    /// cannot be rebuilt from a green tree).
+    parse: Option<Parse<SourceFile>>,
+}
+
+/// Above this window size, prefer rust-analyzer's block reparse when possible.
+const WINDOW_LIMIT: usize = 16 * 1024;
 
 impl Tree {
     /// A full parse of `text`.
     pub(crate) fn new(text: &str) -> Tree {
-        Tree(SourceFile::parse(text, Edition::CURRENT))
+        Tree::from_parse(SourceFile::parse(text, Edition::CURRENT))
+    }
+
+    fn from_parse(parse: Parse<SourceFile>) -> Tree {
+        Tree {
+            green: parse.syntax_node().green().to_owned(),
+            parse: Some(parse),
+        }
     }
 
     /// The tree after replacing bytes `start..end` of the old text by `insert`.
     pub(crate) fn edit(&self, start: usize, end: usize, insert: &str) -> Tree {
-        match (TextSize::try_from(start), TextSize::try_from(end)) {
-            (Ok(s), Ok(e)) if s <= e => Tree(self.0.reparse(
-                TextRange::new(s, e),
-                insert,
-                Edition::CURRENT,
-            )),
-            _ => {
-                // Offsets beyond 4 GiB: cannot happen for a buffer we hold; parse afresh.
-                let mut text = self.0.syntax_node().text().to_string();
-                text.replace_range(start.min(text.len())..end.min(text.len()), insert);
-                Tree::new(&text)
-            }
+        let root = SyntaxNode::new_root(self.green.clone());
+        let len = usize::from(root.text_range().end());
+        let (start, end) = (start.min(len), end.min(len));
+        if start > end {
+            return self.clone();
+        }
+        let Some(window) = Window::around(&root, start, end) else {
+            return self.full(start, end, insert);
+        };
+        if window.range.1 - window.range.0 > WINDOW_LIMIT
+            && let Some(parse) = &self.parse
+            && let (Ok(s), Ok(e)) = (TextSize::try_from(start), TextSize::try_from(end))
+        {
+            return Tree::from_parse(parse.reparse(TextRange::new(s, e), insert, Edition::CURRENT));
+        }
+        match window.reparse(&root, start, end, insert) {
+            Some(green) => Tree { green, parse: None },
+            None => self.full(start, end, insert),
         }
     }
+
+    fn full(&self, start: usize, end: usize, insert: &str) -> Tree {
+        let mut text = SyntaxNode::new_root(self.green.clone()).text().to_string();
+        text.replace_range(start..end, insert);
+        Tree::new(&text)
+    }
+}
+
+/// The top-level children around an edit: from the last item starting before it to the first
+/// item ending after it (or the file's ends).
+struct Window {
+    /// Child indices, inclusive.
+    first: usize,
+    last: usize,
+    /// Byte range of the window in the old text.
+    range: (usize, usize),
+    /// `true` when the window ends before the end of the file (so what it parses to must end
+    /// with a complete item).
+    bounded: bool,
+}
+
+impl Window {
+    fn around(root: &SyntaxNode, start: usize, end: usize) -> Option<Window> {
+        let children: Vec<_> = root.children_with_tokens().collect();
+        if children.is_empty() {
+            return None;
+        }
+        let range_of = |i: usize| {
+            let r = children[i].text_range();
+            (usize::from(r.start()), usize::from(r.end()))
+        };
+        let is_item = |i: usize| {
+            children[i]
+                .as_node()
+                .is_some_and(|n| n.kind() != SyntaxKind::ERROR)
+        };
+        let first = (0..children.len())
+            .rev()
+            .find(|&i| is_item(i) && range_of(i).0 < start)
+            .unwrap_or(0);
+        let last = (first..children.len()).find(|&i| is_item(i) && range_of(i).1 > end);
+        let (last, bounded) = match last {
+            Some(i) => (i, true),
+            None => (children.len() - 1, false),
+        };
+        Some(Window {
+            first,
+            last,
+            range: (
+                if first == 0 { 0 } else { range_of(first).0 },
+                if bounded {
+                    range_of(last).1
+                } else {
+                    range_of(last).1.max(end)
+                },
+            ),
+            bounded,
+        })
+    }
+
+    /// The root's green tree with the window reparsed, or `None` when the window does not parse
+    /// alone as it would in the file.
+    fn reparse(
+        &self,
+        root: &SyntaxNode,
+        start: usize,
+        end: usize,
+        insert: &str,
+    ) -> Option<GreenNode> {
+        let (ws, we) = self.range;
+        if start < ws || end > we {
+            return None;
+        }
+        let old = root.text().slice(TextRange::new(
+            TextSize::try_from(ws).ok()?,
+            TextSize::try_from(we).ok()?,
+        ));
+        let mut text = old.to_string();
+        text.replace_range(start - ws..end - ws, insert);
+        let parsed = SourceFile::parse(&text, Edition::CURRENT).syntax_node();
+        if self.bounded {
+            // The window must end with a complete item (closed by `}` or `;`), else the item
+            // would run on into the rest of the file there (an unclosed brace or string).
+            let last = parsed.children_with_tokens().last()?;
+            let node = last.as_node()?;
+            let closing = node.last_token()?.kind();
+            if node.kind() == SyntaxKind::ERROR
+                || !matches!(closing, SyntaxKind::R_CURLY | SyntaxKind::SEMICOLON)
+            {
+                return None;
+            }
+            // Nothing may be left open at the window's end: an unclosed `{` or `(`, or any
+            // token tree without its closing delimiter, would run on into the rest of the file.
+            if !closed(&parsed) {
+                return None;
+            }
+            // And what follows must be trivia or an item: an item missing its `;` would take a
+            // stray token there in the file, but cannot alone.
+            let next = root.children_with_tokens().nth(self.last + 1);
+            let clean = next.is_none_or(|n| match n {
+                ra_ap_syntax::NodeOrToken::Node(n) => n.kind() != SyntaxKind::ERROR,
+                ra_ap_syntax::NodeOrToken::Token(t) => {
+                    matches!(t.kind(), SyntaxKind::WHITESPACE | SyntaxKind::COMMENT)
+                }
+            });
+            if !clean {
+                return None;
+            }
+        }
+        let green = root.green().splice_children(
+            self.first..=self.last,
+            parsed.green().children().map(|c| c.to_owned()),
+        );
+        (usize::from(green.text_len())
+            == usize::from(root.text_range().end()) - (end - start) + insert.len())
+        .then_some(green)
+    }
+}
+
+/// `true` when every `{` and `(` of `root` is closed (a stray closer closes nothing, as at the
+/// top level) and every token tree ends with the delimiter matching its opener.
+fn closed(root: &SyntaxNode) -> bool {
+    use SyntaxKind::*;
+    let (mut curly, mut paren) = (0usize, 0usize);
+    for token in root
+        .descendants_with_tokens()
+        .filter_map(|e| e.into_token())
+    {
+        match token.kind() {
+            L_CURLY => curly += 1,
+            R_CURLY => curly = curly.saturating_sub(1),
+            L_PAREN => paren += 1,
+            R_PAREN => paren = paren.saturating_sub(1),
+            _ => {}
+        }
+    }
+    curly == 0
+        && paren == 0
+        && root
+            .descendants()
+            .filter(|n| n.kind() == TOKEN_TREE)
+            .all(|tt| {
+                matches!(
+                    (
+                        tt.first_token().map(|t| t.kind()),
+                        tt.last_token().map(|t| t.kind())
+                    ),
+                    (Some(L_CURLY), Some(R_CURLY))
+                        | (Some(L_PAREN), Some(R_PAREN))
+                        | (Some(L_BRACK), Some(R_BRACK))
+                ) && tt.text_range().len() > 1.into()
+            })
 }
 
 /// A parsed buffer.
@@ -154,7 +331,7 @@ impl Parsed {
     /// A kept tree and its text; parses afresh if they disagree (never trust a tree whose length
     /// is not the text's: every range below indexes the text).
     pub(crate) fn from_tree(tree: &Tree, text: &str) -> Parsed {
-        let root = tree.0.syntax_node();
+        let root = SyntaxNode::new_root(tree.green.clone());
         if usize::from(root.text_range().end()) != text.len() {
             return Parsed::new(text);
         }
@@ -779,6 +956,71 @@ mod tests {
                 format!("{:#?}", full.root),
                 "after {insert:?}"
             );
+        }
+    }
+
+    #[test]
+    fn reparsing_by_item_matches_a_full_parse_under_random_edits() {
+        // Random edits (deterministic LCG) of snippets that open and close braces, strings,
+        // comments and attributes anywhere: after each, the kept tree must equal a full parse.
+        let snippets = [
+            "#[DB::",
+            "}",
+            "{",
+            "\"",
+            "/*",
+            "*/",
+            ";",
+            "struct X {",
+            "fn g() {}\n",
+            "\n",
+            "x",
+            "// c\n",
+            "'",
+            "r#\"",
+            "#[",
+            "]",
+            "(",
+            ")",
+            "const C: u8 = {1}",
+            "use a::b",
+            "",
+            "",
+        ];
+        let initial = String::from(
+            "use cell_sdk::cell_remote;\ncell_remote!(DB = \"kv\");\n\n/// Doc.\n#[DB::persist]\nstruct U {\n    #[DB::key]\n    id: u64,\n}\n\nfn f() { let x = 1; }\nconst K: u8 = 2;\nimpl U { fn g(&self) {} }\n",
+        );
+        let mut text = initial.clone();
+        let mut tree = Tree::new(&text);
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: usize| {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            ((seed >> 33) as usize) % n.max(1)
+        };
+        for step in 0..1500 {
+            let mut at = next(text.len() + 1);
+            while !text.is_char_boundary(at) {
+                at -= 1;
+            }
+            let mut del = if next(3) == 0 { next(8) } else { 0 };
+            while !text.is_char_boundary((at + del).min(text.len())) {
+                del += 1;
+            }
+            let del = del.min(text.len() - at);
+            let insert = snippets[next(snippets.len())];
+            tree = tree.edit(at, at + del, insert);
+            text.replace_range(at..at + del, insert);
+            let full = Parsed::new(&text);
+            let kept = Parsed::from_tree(&tree, &text);
+            assert_eq!(
+                format!("{:#?}", kept.root),
+                format!("{:#?}", full.root),
+                "step {step}: {insert:?} at {at} (-{del}) in\n{text}"
+            );
+            if text.len() > 2000 {
+                text = initial.clone();
+                tree = Tree::new(&text);
+            }
         }
     }
 
