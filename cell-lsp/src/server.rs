@@ -285,8 +285,8 @@ impl LanguageServer for Backend {
                         let idx = LineIndex::new(&doc.text);
                         let s = idx.offset(r.start.line, r.start.character);
                         let e = idx.offset(r.end.line, r.end.character).max(s);
-                        doc.tree = doc.tree.edit(s, e, &change.text);
                         doc.text.replace_range(s..e, &change.text);
+                        doc.tree = doc.tree.edit(s, e, &change.text, &doc.text);
                     }
                 }
             }

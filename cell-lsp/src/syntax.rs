@@ -24,6 +24,14 @@ pub(crate) struct Tree {
 /// Above this window size, prefer rust-analyzer's block reparse when possible.
 const WINDOW_LIMIT: usize = 16 * 1024;
 
+/// `CELL_LSP_REPARSE=rust-analyzer` turns reparsing by item off (rust-analyzer's incremental
+/// reparse only, falling back to full parses): the benchmark compares both in one run.
+fn by_item() -> bool {
+    static BY_ITEM: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *BY_ITEM
+        .get_or_init(|| std::env::var("CELL_LSP_REPARSE").map_or(true, |v| v != "rust-analyzer"))
+}
+
 impl Tree {
     /// A full parse of `text`.
     pub(crate) fn new(text: &str) -> Tree {
@@ -37,16 +45,29 @@ impl Tree {
         }
     }
 
-    /// The tree after replacing bytes `start..end` of the old text by `insert`.
-    pub(crate) fn edit(&self, start: usize, end: usize, insert: &str) -> Tree {
+    /// The tree after replacing bytes `start..end` of the old text by `insert`; `new_text` is
+    /// the text after the edit (for a full reparse, without rebuilding it from the tree).
+    pub(crate) fn edit(&self, start: usize, end: usize, insert: &str, new_text: &str) -> Tree {
         let root = SyntaxNode::new_root(self.green.clone());
         let len = usize::from(root.text_range().end());
         let (start, end) = (start.min(len), end.min(len));
         if start > end {
             return self.clone();
         }
+        if !by_item() {
+            return match (
+                &self.parse,
+                TextSize::try_from(start),
+                TextSize::try_from(end),
+            ) {
+                (Some(parse), Ok(s), Ok(e)) => {
+                    Tree::from_parse(parse.reparse(TextRange::new(s, e), insert, Edition::CURRENT))
+                }
+                _ => Tree::new(new_text),
+            };
+        }
         let Some(window) = Window::around(&root, start, end) else {
-            return self.full(start, end, insert);
+            return Tree::new(new_text);
         };
         if window.range.1 - window.range.0 > WINDOW_LIMIT
             && let Some(parse) = &self.parse
@@ -56,14 +77,8 @@ impl Tree {
         }
         match window.reparse(&root, start, end, insert) {
             Some(green) => Tree { green, parse: None },
-            None => self.full(start, end, insert),
+            None => Tree::new(new_text),
         }
-    }
-
-    fn full(&self, start: usize, end: usize, insert: &str) -> Tree {
-        let mut text = SyntaxNode::new_root(self.green.clone()).text().to_string();
-        text.replace_range(start..end, insert);
-        Tree::new(&text)
     }
 }
 
@@ -947,8 +962,8 @@ mod tests {
         ];
         for (anchor, delta, del, insert) in edits {
             let at = text.find(anchor).unwrap() + delta;
-            tree = tree.edit(at, at + del, insert);
             text.replace_range(at..at + del, insert);
+            tree = tree.edit(at, at + del, insert, &text);
             let full = Parsed::new(&text);
             let kept = Parsed::from_tree(&tree, &text);
             assert_eq!(
@@ -1008,8 +1023,8 @@ mod tests {
             }
             let del = del.min(text.len() - at);
             let insert = snippets[next(snippets.len())];
-            tree = tree.edit(at, at + del, insert);
             text.replace_range(at..at + del, insert);
+            tree = tree.edit(at, at + del, insert, &text);
             let full = Parsed::new(&text);
             let kept = Parsed::from_tree(&tree, &text);
             assert_eq!(

@@ -793,6 +793,16 @@ fn derive_completion_hover_and_definition() {
     lsp.shutdown();
 }
 
+/// Kills the child when dropped, also when the test fails (a watcher never exits by itself).
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn index_watch_prints_the_index_again_after_a_provider_edit() {
     let (dir, fx) = fixtures();
@@ -805,6 +815,7 @@ fn index_watch_prints_the_index_again_after_a_provider_edit() {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
+    let _child = KillOnDrop(child);
     let (tx, rx) = channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
@@ -848,6 +859,4 @@ fn index_watch_prints_the_index_again_after_a_provider_edit() {
     .unwrap();
     std::fs::rename(&tmp, &lib).unwrap();
     wait_for("  attribute archive");
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
