@@ -7,7 +7,6 @@
 use ra_ap_syntax::{
     Edition, GreenNode, Parse, SourceFile, SyntaxKind, SyntaxNode, TextRange, TextSize,
 };
-
 /// A buffer's syntax tree kept between edits (`Send`, cheap to clone), reparsed by item: an
 /// edit reparses only the top-level items around it (the parser is stateless between top-level
 /// items, so a window that starts at an item and ends after a complete item parses alone as it
@@ -48,8 +47,7 @@ impl Tree {
     /// The tree after replacing bytes `start..end` of the old text by `insert`; `new_text` is
     /// the text after the edit (for a full reparse, without rebuilding it from the tree).
     pub(crate) fn edit(&self, start: usize, end: usize, insert: &str, new_text: &str) -> Tree {
-        let root = SyntaxNode::new_root(self.green.clone());
-        let len = usize::from(root.text_range().end());
+        let len = usize::from(self.green.text_len());
         let (start, end) = (start.min(len), end.min(len));
         if start > end {
             return self.clone();
@@ -66,7 +64,7 @@ impl Tree {
                 _ => Tree::new(new_text),
             };
         }
-        let Some(window) = Window::around(&root, start, end) else {
+        let Some(window) = Window::around(&self.green, start, end) else {
             return Tree::new(new_text);
         };
         if window.range.1 - window.range.0 > WINDOW_LIMIT
@@ -75,7 +73,7 @@ impl Tree {
         {
             return Tree::from_parse(parse.reparse(TextRange::new(s, e), insert, Edition::CURRENT));
         }
-        match window.reparse(&root, start, end, insert) {
+        match window.reparse(&self.green, start, end, insert) {
             Some(green) => Tree { green, parse: None },
             None => Tree::new(new_text),
         }
@@ -83,7 +81,8 @@ impl Tree {
 }
 
 /// The top-level children around an edit: from the last item starting before it to the first
-/// item ending after it (or the file's ends).
+/// item ending after it (or the file's ends). Computed on the green tree (lengths only, no
+/// cursor allocation: a 3,000-line file has a thousand top-level children).
 struct Window {
     /// Child indices, inclusive.
     first: usize,
@@ -93,44 +92,53 @@ struct Window {
     /// `true` when the window ends before the end of the file (so what it parses to must end
     /// with a complete item).
     bounded: bool,
+    /// `true` when what follows the window is trivia or an item (not a stray token or an
+    /// error, which an item missing its `;` would take in the file but cannot alone).
+    clean_after: bool,
 }
 
 impl Window {
-    fn around(root: &SyntaxNode, start: usize, end: usize) -> Option<Window> {
-        let children: Vec<_> = root.children_with_tokens().collect();
+    fn around(root: &GreenNode, start: usize, end: usize) -> Option<Window> {
+        // (range, is a non-error node) of each child.
+        let mut offset = 0;
+        let children: Vec<((usize, usize), bool, SyntaxKind)> = root
+            .children()
+            .map(|c| {
+                let len = usize::from(c.text_len());
+                let range = (offset, offset + len);
+                offset += len;
+                let kind = SyntaxKind::from(c.kind().0);
+                (
+                    range,
+                    c.as_node().is_some() && kind != SyntaxKind::ERROR,
+                    kind,
+                )
+            })
+            .collect();
         if children.is_empty() {
             return None;
         }
-        let range_of = |i: usize| {
-            let r = children[i].text_range();
-            (usize::from(r.start()), usize::from(r.end()))
-        };
-        let is_item = |i: usize| {
-            children[i]
-                .as_node()
-                .is_some_and(|n| n.kind() != SyntaxKind::ERROR)
-        };
         let first = (0..children.len())
             .rev()
-            .find(|&i| is_item(i) && range_of(i).0 < start)
+            .find(|&i| children[i].1 && children[i].0.0 < start)
             .unwrap_or(0);
-        let last = (first..children.len()).find(|&i| is_item(i) && range_of(i).1 > end);
+        let last = (first..children.len()).find(|&i| children[i].1 && children[i].0.1 > end);
         let (last, bounded) = match last {
             Some(i) => (i, true),
             None => (children.len() - 1, false),
         };
+        let clean_after = children.get(last + 1).is_none_or(|(_, item, kind)| {
+            *item || matches!(kind, SyntaxKind::WHITESPACE | SyntaxKind::COMMENT)
+        });
         Some(Window {
             first,
             last,
             range: (
-                if first == 0 { 0 } else { range_of(first).0 },
-                if bounded {
-                    range_of(last).1
-                } else {
-                    range_of(last).1.max(end)
-                },
+                if first == 0 { 0 } else { children[first].0.0 },
+                if bounded { children[last].0.1 } else { offset },
             ),
             bounded,
+            clean_after,
         })
     }
 
@@ -138,20 +146,29 @@ impl Window {
     /// alone as it would in the file.
     fn reparse(
         &self,
-        root: &SyntaxNode,
+        root: &GreenNode,
         start: usize,
         end: usize,
         insert: &str,
     ) -> Option<GreenNode> {
         let (ws, we) = self.range;
-        if start < ws || end > we {
+        if start < ws || end > we || (self.bounded && !self.clean_after) {
             return None;
         }
-        let old = root.text().slice(TextRange::new(
-            TextSize::try_from(ws).ok()?,
-            TextSize::try_from(we).ok()?,
-        ));
-        let mut text = old.to_string();
+        let mut text = String::with_capacity(we - ws + insert.len());
+        for child in root
+            .children()
+            .skip(self.first)
+            .take(self.last + 1 - self.first)
+        {
+            match child {
+                ra_ap_syntax::NodeOrToken::Node(n) => text.push_str(&n.to_string()),
+                ra_ap_syntax::NodeOrToken::Token(t) => text.push_str(t.text()),
+            }
+        }
+        if text.len() != we - ws {
+            return None;
+        }
         text.replace_range(start - ws..end - ws, insert);
         let parsed = SourceFile::parse(&text, Edition::CURRENT).syntax_node();
         if self.bounded {
@@ -170,25 +187,13 @@ impl Window {
             if !closed(&parsed) {
                 return None;
             }
-            // And what follows must be trivia or an item: an item missing its `;` would take a
-            // stray token there in the file, but cannot alone.
-            let next = root.children_with_tokens().nth(self.last + 1);
-            let clean = next.is_none_or(|n| match n {
-                ra_ap_syntax::NodeOrToken::Node(n) => n.kind() != SyntaxKind::ERROR,
-                ra_ap_syntax::NodeOrToken::Token(t) => {
-                    matches!(t.kind(), SyntaxKind::WHITESPACE | SyntaxKind::COMMENT)
-                }
-            });
-            if !clean {
-                return None;
-            }
         }
-        let green = root.green().splice_children(
+        let green = root.splice_children(
             self.first..=self.last,
             parsed.green().children().map(|c| c.to_owned()),
         );
         (usize::from(green.text_len())
-            == usize::from(root.text_range().end()) - (end - start) + insert.len())
+            == usize::from(root.text_len()) - (end - start) + insert.len())
         .then_some(green)
     }
 }
