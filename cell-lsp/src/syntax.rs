@@ -73,10 +73,10 @@ impl Tree {
         {
             return Tree::from_parse(parse.reparse(TextRange::new(s, e), insert, Edition::CURRENT));
         }
-        match window.reparse(&self.green, start, end, insert) {
-            Some(green) => Tree { green, parse: None },
-            None => Tree::new(new_text),
+        if let Some(green) = window.reparse(&self.green, start, end, insert) {
+            return Tree { green, parse: None };
         }
+        Tree::new(new_text)
     }
 }
 
@@ -147,9 +147,11 @@ impl Window {
             Some(i) => (i, true),
             None => (children.len() - 1, false),
         };
-        let clean_after = children.get(last + 1).is_none_or(|(_, item, kind)| {
-            *item || matches!(kind, SyntaxKind::WHITESPACE | SyntaxKind::COMMENT)
-        });
+        // The next element that is not trivia must be an item (or the end of the file).
+        let clean_after = children[last + 1..]
+            .iter()
+            .find(|(_, _, kind)| !matches!(kind, SyntaxKind::WHITESPACE | SyntaxKind::COMMENT))
+            .is_none_or(|(_, item, _)| *item);
         Some(Window {
             first,
             last,
