@@ -140,7 +140,7 @@ struct Window {
 impl Window {
     /// `extra`: how many more items to take after the first one ending after the edit.
     fn around(root: &GreenNode, start: usize, end: usize, extra: usize) -> Option<Window> {
-        // (range, is a non-error node) of each child.
+        // (byte range, is an item, kind) of each child.
         let mut offset = 0;
         let children: Vec<((usize, usize), bool, SyntaxKind)> = root
             .children()
