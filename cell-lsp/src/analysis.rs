@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use cell_macro_index::{
-    ExportKind, Index, Problem, ProblemCode, Provider, Severity, ValueKind, did_you_mean,
-    version_matches,
+    ArgSchema, Export, ExportKind, Index, Problem, ProblemCode, Provider, Severity, ValueKind,
+    did_you_mean, version_matches,
 };
 
 use crate::syntax::{AttrUse, CursorContext, Parsed};
@@ -140,8 +140,10 @@ pub(crate) fn complete(index: &Index, file: &Path, parsed: &Parsed, offset: usiz
                             label: h.clone(),
                             kind: ItemKind::Helper,
                             detail: format!(
-                                "helper of #[{alias}::{pname}] — {} {}",
-                                p.cell, p.version
+                                "{}helper of #[{alias}::{pname}] — {} {}",
+                                helper_signature(parent, h),
+                                p.cell,
+                                p.version
                             ),
                             docs: String::new(),
                             insert: h.clone(),
@@ -213,12 +215,12 @@ pub(crate) fn complete(index: &Index, file: &Path, parsed: &Parsed, offset: usiz
             let Some(p) = provider_of(&alias) else {
                 return items;
             };
-            let Some(e) = p.export(&name) else {
+            let Some(schema) = args_of(p, &name) else {
                 return items;
             };
             match value_of {
                 None => {
-                    for a in &e.args {
+                    for a in schema {
                         let Some(n) = &a.name else { continue };
                         if written.contains(n) || !n.starts_with(&prefix) {
                             continue;
@@ -234,7 +236,7 @@ pub(crate) fn complete(index: &Index, file: &Path, parsed: &Parsed, offset: usiz
                     }
                 }
                 Some(arg) => {
-                    let Some(a) = e.args.iter().find(|a| a.name.as_deref() == Some(&arg)) else {
+                    let Some(a) = schema.iter().find(|a| a.name.as_deref() == Some(&arg)) else {
                         return items;
                     };
                     let values: Vec<(String, String)> = match &a.kind {
@@ -308,6 +310,27 @@ pub(crate) fn complete(index: &Index, file: &Path, parsed: &Parsed, offset: usiz
                 });
             }
         }
+        CursorContext::DeriveName {
+            alias,
+            prefix,
+            replace,
+        } => {
+            let Some(p) = provider_of(&alias) else {
+                return items;
+            };
+            for e in p.exports.iter().filter(|e| e.kind == ExportKind::Derive) {
+                if e.name.starts_with(&prefix) {
+                    items.push(Item {
+                        label: e.name.clone(),
+                        kind: ItemKind::Macro(e.kind),
+                        detail: format!("derive — {} {}", p.cell, p.version),
+                        docs: e.docs.clone(),
+                        insert: e.name.clone(),
+                        replace,
+                    });
+                }
+            }
+        }
         CursorContext::RemoteCell { prefix, replace } => {
             let Some(member) = index.member_for_file(file) else {
                 return items;
@@ -336,6 +359,42 @@ pub(crate) fn complete(index: &Index, file: &Path, parsed: &Parsed, offset: usiz
         }
     }
     items
+}
+
+/// The argument schema of `name` used as an attribute under `p`: a helper's declared arguments
+/// (of the first parent declaring them), else the attribute macro's own. `None` when nothing is
+/// declared: then nothing is offered.
+fn args_of<'a>(p: &'a Provider, name: &str) -> Option<&'a [ArgSchema]> {
+    p.exports
+        .iter()
+        .find_map(|e| e.helper_args.get(name).map(Vec::as_slice))
+        .or_else(|| {
+            p.export(name)
+                .filter(|e| e.kind == ExportKind::Attribute)
+                .map(|e| e.args.as_slice())
+        })
+}
+
+/// `range(_: expr) — ` for a helper that declares arguments, else empty.
+fn helper_signature(parent: &Export, helper: &str) -> String {
+    match parent.helper_args.get(helper) {
+        Some(args) => format!("{helper}({}) — ", signature(args)),
+        None => String::new(),
+    }
+}
+
+/// `min: int?, max: int?`.
+fn signature(args: &[ArgSchema]) -> String {
+    args.iter()
+        .map(|a| {
+            format!(
+                "{}: {}",
+                a.name.as_deref().unwrap_or("_"),
+                describe_kind(&a.kind, a.optional, a.default.as_deref())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn describe_kind(kind: &ValueKind, optional: bool, default: Option<&str>) -> String {
@@ -407,15 +466,46 @@ pub(crate) fn hover(
             return Some((md, u.name_range));
         }
         if let Some(parent) = p.exports.iter().find(|e| e.helpers.contains(&u.name)) {
-            return Some((
-                format!(
-                    "```rust\n#[{}::{}]\n```\nhelper attribute of `#[{}::{}]` from **{}** {}\n",
-                    u.alias, u.name, u.alias, parent.name, p.cell, p.version
-                ),
-                u.name_range,
-            ));
+            let mut md = format!(
+                "```rust\n#[{}::{}]\n```\nhelper attribute of `#[{}::{}]` from **{}** {}\n",
+                u.alias, u.name, u.alias, parent.name, p.cell, p.version
+            );
+            if let Some(args) = parent.helper_args.get(&u.name) {
+                md.push_str("\n**Arguments**\n\n");
+                for a in args {
+                    md.push_str(&format!(
+                        "- `{}`: {}\n",
+                        a.name.as_deref().unwrap_or("_"),
+                        describe_kind(&a.kind, a.optional, a.default.as_deref())
+                    ));
+                }
+            }
+            return Some((md, u.name_range));
         }
         return None;
+    }
+    if let Some(d) = parsed.derive_use_at(offset) {
+        let p = aliases.iter().find(|a| a.name == d.alias)?.provider?;
+        let e = p.export(&d.name).filter(|e| e.kind == ExportKind::Derive)?;
+        let mut md = format!(
+            "```rust\n#[derive({}::{})]\n```\nderive macro from **{}** {} ({})\n",
+            d.alias,
+            e.name,
+            p.cell,
+            p.version,
+            source_word(p)
+        );
+        if !e.docs.is_empty() {
+            md.push_str(&format!("\n---\n\n{}\n", e.docs));
+        }
+        if let Some(def) = &e.definition {
+            md.push_str(&format!(
+                "\nsource: `{}:{}`\n",
+                def.file.display(),
+                def.line
+            ));
+        }
+        return Some((md, d.name_range));
     }
     for call in parsed.remote_calls() {
         if offset < call.range.0 || offset > call.range.1 {
@@ -469,13 +559,17 @@ pub(crate) fn definition(
     offset: usize,
 ) -> Option<(PathBuf, (usize, usize))> {
     let aliases = aliases(index, file, parsed);
-    let u = parsed
-        .attr_use_at(offset)
-        .filter(|u| offset >= u.name_range.0 && offset <= u.name_range.1)?;
-    let p = aliases.iter().find(|a| a.name == u.alias)?.provider?;
-    let e = p
-        .export(&u.name)
-        .or_else(|| p.exports.iter().find(|e| e.helpers.contains(&u.name)))?;
+    let e = if let Some(d) = parsed.derive_use_at(offset) {
+        let p = aliases.iter().find(|a| a.name == d.alias)?.provider?;
+        p.export(&d.name).filter(|e| e.kind == ExportKind::Derive)?
+    } else {
+        let u = parsed
+            .attr_use_at(offset)
+            .filter(|u| offset >= u.name_range.0 && offset <= u.name_range.1)?;
+        let p = aliases.iter().find(|a| a.name == u.alias)?.provider?;
+        p.export(&u.name)
+            .or_else(|| p.exports.iter().find(|e| e.helpers.contains(&u.name)))?
+    };
     let d = e.definition.as_ref()?;
     Some((d.file.clone(), (d.start, d.end)))
 }
@@ -522,6 +616,53 @@ pub(crate) fn diagnostics(index: &Index, file: &Path, parsed: &Parsed, text: &st
         }
         check_use(p, &u, &mut out);
     }
+    for d in parsed.derive_uses() {
+        let Some(p) = aliases
+            .iter()
+            .find(|a| a.name == d.alias)
+            .and_then(|a| a.provider)
+        else {
+            continue;
+        };
+        if p.export(&d.name)
+            .is_some_and(|e| e.kind == ExportKind::Derive)
+        {
+            continue;
+        }
+        let names: Vec<&str> = p
+            .exports
+            .iter()
+            .filter(|e| e.kind == ExportKind::Derive)
+            .map(|e| e.name.as_str())
+            .collect();
+        let mut diag = Diag {
+            code: None,
+            severity: Severity::Error,
+            message: format!(
+                "`{}` ({} {}) exports no derive macro `{}`",
+                d.alias, p.cell, p.version, d.name
+            ),
+            range: d.name_range,
+            notes: Vec::new(),
+            fix: None,
+        };
+        if let Some(best) = did_you_mean(&d.name, &names) {
+            diag.notes.push(format!("help: did you mean `{best}`?"));
+            diag.fix = Some((
+                format!("replace with `{best}`"),
+                best.to_owned(),
+                d.name_range,
+                None,
+            ));
+        } else if names.is_empty() {
+            diag.notes
+                .push(format!("help: `{}` exports no derive macros", d.alias));
+        } else {
+            diag.notes
+                .push(format!("help: `{}` derives: {}", d.alias, names.join(", ")));
+        }
+        out.push(diag);
+    }
     out
 }
 
@@ -556,7 +697,26 @@ fn check_use(p: &Provider, u: &AttrUse, out: &mut Vec<Diag>) {
                 .iter()
                 .any(|(a, n)| *a == u.alias && *n == parent.name)
         });
-        if outside {
+        if !outside {
+            // Inside its parent (or where that is not certain): the helper's declared
+            // arguments, from the parent the item carries when it is known.
+            let parents: Option<Vec<&Export>> = u.parent_attrs.as_ref().map(|attrs| {
+                attrs
+                    .iter()
+                    .filter(|(a, _)| *a == u.alias)
+                    .filter_map(|(_, n)| p.export(n))
+                    .collect()
+            });
+            let declared = match &parents {
+                Some(parents) if !parents.is_empty() => {
+                    parents.iter().find_map(|e| e.helper_args.get(&u.name))
+                }
+                _ => parent.helper_args.get(&u.name),
+            };
+            if let Some(schema) = declared {
+                check_args(u, schema, out);
+            }
+        } else {
             out.push(Diag {
                 code: Some(ProblemCode::ForeignHelper),
                 severity: Severity::Error,
@@ -588,7 +748,7 @@ fn check_use(p: &Provider, u: &AttrUse, out: &mut Vec<Diag>) {
             });
             return;
         }
-        check_args(u, e, out);
+        check_args(u, &e.args, out);
         return;
     }
     let mut names: Vec<&str> = p
@@ -626,54 +786,96 @@ fn check_use(p: &Provider, u: &AttrUse, out: &mut Vec<Diag>) {
     out.push(d);
 }
 
-fn check_args(u: &AttrUse, e: &cell_macro_index::Export, out: &mut Vec<Diag>) {
+/// Checks the arguments written in `u` against `schema` (an attribute macro's or a helper's):
+/// unknown names (with "did you mean"), values of the wrong kind, positional arguments where
+/// none or fewer are declared, missing required ones. CELL0014 each, at the user's token.
+fn check_args(u: &AttrUse, schema: &[ArgSchema], out: &mut Vec<Diag>) {
     let written = u.args.clone().unwrap_or_default();
-    let names: Vec<&str> = e.args.iter().filter_map(|a| a.name.as_deref()).collect();
+    let names: Vec<&str> = schema.iter().filter_map(|a| a.name.as_deref()).collect();
+    let positional: Vec<&ArgSchema> = schema.iter().filter(|a| a.name.is_none()).collect();
+    let invalid = |message: String, range: (usize, usize)| Diag {
+        code: Some(ProblemCode::InvalidMacroArgument),
+        severity: Severity::Error,
+        message,
+        range,
+        notes: Vec::new(),
+        fix: None,
+    };
+    let mut positional_seen = 0;
     for arg in &written {
-        let Some(name) = &arg.name else { continue };
-        let Some(schema) = e.args.iter().find(|a| a.name.as_deref() == Some(name)) else {
-            let mut d = Diag {
-                code: Some(ProblemCode::InvalidMacroArgument),
-                severity: Severity::Error,
-                message: format!("`#[{}::{}]` has no argument `{name}`", u.alias, u.name),
-                range: arg.name_range,
-                notes: Vec::new(),
-                fix: None,
-            };
-            if let Some(best) = did_you_mean(name, &names) {
-                d.notes.push(format!("help: did you mean `{best}`?"));
-                d.fix = Some((
-                    format!("replace with `{best}`"),
-                    best.to_owned(),
-                    arg.name_range,
-                    None,
-                ));
-            } else if !names.is_empty() {
-                d.notes
-                    .push(format!("help: arguments: {}", names.join(", ")));
+        let (kind, label) = match &arg.name {
+            None => {
+                let Some(p) = positional.get(positional_seen) else {
+                    let mut d = invalid(
+                        format!(
+                            "`#[{}::{}]` takes {} positional argument{}",
+                            u.alias,
+                            u.name,
+                            if positional.is_empty() {
+                                "no".to_owned()
+                            } else {
+                                positional.len().to_string()
+                            },
+                            if positional.len() == 1 { "" } else { "s" }
+                        ),
+                        arg.value_range,
+                    );
+                    if !names.is_empty() {
+                        d.notes.push(format!(
+                            "help: write `name = value`; arguments: {}",
+                            names.join(", ")
+                        ));
+                    }
+                    out.push(d);
+                    continue;
+                };
+                positional_seen += 1;
+                (&p.kind, "the positional argument".to_owned())
             }
-            out.push(d);
-            continue;
+            Some(name) => {
+                let Some(a) = schema.iter().find(|a| a.name.as_deref() == Some(name)) else {
+                    let mut d = invalid(
+                        format!("`#[{}::{}]` has no argument `{name}`", u.alias, u.name),
+                        arg.name_range,
+                    );
+                    if let Some(best) = did_you_mean(name, &names) {
+                        d.notes.push(format!("help: did you mean `{best}`?"));
+                        d.fix = Some((
+                            format!("replace with `{best}`"),
+                            best.to_owned(),
+                            arg.name_range,
+                            None,
+                        ));
+                    } else if !names.is_empty() {
+                        d.notes
+                            .push(format!("help: arguments: {}", names.join(", ")));
+                    } else {
+                        d.notes.push(format!(
+                            "help: `#[{}::{}]` takes no named arguments",
+                            u.alias, u.name
+                        ));
+                    }
+                    out.push(d);
+                    continue;
+                };
+                (&a.kind, format!("`{name}`"))
+            }
         };
         let v = arg.value.as_str();
-        let ok = match &schema.kind {
+        let ok = match kind {
             ValueKind::Str => v.starts_with('"') && v.ends_with('"') && v.len() >= 2,
             ValueKind::Bool => v == "true" || v == "false",
-            ValueKind::Int => v.parse::<i128>().is_ok(),
+            ValueKind::Int => is_int_literal(v),
             ValueKind::Expr => !v.is_empty(),
             ValueKind::OneOf(values) => values.iter().any(|x| format!("\"{x}\"") == v),
         };
         if !ok && !v.is_empty() {
-            let expected = describe_kind(&schema.kind, false, None);
-            let mut d = Diag {
-                code: Some(ProblemCode::InvalidMacroArgument),
-                severity: Severity::Error,
-                message: format!("invalid value {v} for `{name}`: expected {expected}"),
-                range: arg.value_range,
-                notes: Vec::new(),
-                fix: None,
-            };
-            if let ValueKind::OneOf(values) = &schema.kind {
+            let expected = describe_kind(kind, false, None);
+            let mut d = invalid(
+                format!("invalid value {v} for {label}: expected {expected}"),
+                arg.value_range,
+            );
+            if let ValueKind::OneOf(values) = kind {
                 let refs: Vec<&str> = values.iter().map(String::as_str).collect();
                 if let Some(best) = did_you_mean(v.trim_matches('"'), &refs) {
                     d.notes.push(format!("help: did you mean \"{best}\"?"));
@@ -688,17 +890,70 @@ fn check_args(u: &AttrUse, e: &cell_macro_index::Export, out: &mut Vec<Diag>) {
             out.push(d);
         }
     }
-    for a in &e.args {
-        let Some(n) = &a.name else { continue };
-        if !a.optional && !written.iter().any(|w| w.name.as_deref() == Some(n)) {
-            out.push(Diag {
-                code: Some(ProblemCode::InvalidMacroArgument),
-                severity: Severity::Error,
-                message: format!("`#[{}::{}]` needs the argument `{n}`", u.alias, u.name),
-                range: u.name_range,
-                notes: Vec::new(),
-                fix: None,
-            });
+    for a in schema {
+        let missing = match &a.name {
+            Some(n) => !a.optional && !written.iter().any(|w| w.name.as_deref() == Some(n)),
+            None => false,
+        };
+        if missing {
+            let n = a.name.as_deref().unwrap_or("_");
+            out.push(invalid(
+                format!("`#[{}::{}]` needs the argument `{n}`", u.alias, u.name),
+                u.name_range,
+            ));
+        }
+    }
+    let required_positional = positional.iter().filter(|a| !a.optional).count();
+    if positional_seen < required_positional {
+        out.push(invalid(
+            format!(
+                "`#[{}::{}]` needs a positional argument ({})",
+                u.alias,
+                u.name,
+                positional
+                    .iter()
+                    .map(|a| describe_kind(&a.kind, false, None))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            u.name_range,
+        ));
+    }
+}
+
+/// An integer literal as Rust writes it: sign, `_` separators, `0x`/`0o`/`0b`, a type suffix.
+fn is_int_literal(v: &str) -> bool {
+    let v = v.strip_prefix('-').unwrap_or(v).replace('_', "");
+    let (digits, radix) = if let Some(h) = v.strip_prefix("0x") {
+        (h, 16)
+    } else if let Some(o) = v.strip_prefix("0o") {
+        (o, 8)
+    } else if let Some(b) = v.strip_prefix("0b") {
+        (b, 2)
+    } else {
+        (v.as_str(), 10)
+    };
+    let suffixes = [
+        "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize",
+    ];
+    let digits = suffixes
+        .iter()
+        .find_map(|s| digits.strip_suffix(s).filter(|d| !d.is_empty()))
+        .unwrap_or(digits);
+    !digits.is_empty() && digits.chars().all(|c| c.is_digit(radix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_int_literal;
+
+    #[test]
+    fn integer_literals_as_rust_writes_them() {
+        for ok in ["0", "-12", "1_000", "0xff", "0b1010", "7u8", "100_usize"] {
+            assert!(is_int_literal(ok), "{ok}");
+        }
+        for bad in ["", "x", "1.5", "\"3\"", "0xg", "u8", "1..=3"] {
+            assert!(!is_int_literal(bad), "{bad}");
         }
     }
 }

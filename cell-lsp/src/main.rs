@@ -110,11 +110,14 @@ fn index_command(path: PathBuf, json: bool, watch: bool) -> anyhow::Result<()> {
         path
     };
     let options = cell_macro_index::IndexOptions::new(&manifest).with_stderr_progress();
-    let index = cell_macro_index::load_or_build(&options)?;
-    print_index(&index, json)?;
+    let mut index = cell_macro_index::load_or_build(&options)?;
     if !watch {
-        return Ok(());
+        return print_index(&index, json);
     }
+    // The watcher starts before the first print, so an edit made by someone who waited for
+    // that output is always seen; an edit that landed between indexing and the watcher's start
+    // is caught by comparing the inputs' stamps taken before and after it started.
+    let before = stamps(&index);
     let (tx, rx) = std::sync::mpsc::channel();
     let _watcher = cell_macro_index::watch::watch(
         &index,
@@ -123,13 +126,35 @@ fn index_command(path: PathBuf, json: bool, watch: bool) -> anyhow::Result<()> {
             let _ = tx.send(paths);
         },
     )?;
-    let mut index = index;
+    let missed: Vec<PathBuf> = stamps(&index)
+        .into_iter()
+        .filter(|s| !before.contains(s))
+        .map(|(path, _)| path)
+        .collect();
+    if !missed.is_empty() {
+        index.apply_changes(&missed, &options)?;
+    }
+    print_index(&index, json)?;
     while let Ok(paths) = rx.recv() {
         if index.apply_changes(&paths, &options)? {
             print_index(&index, json)?;
         }
     }
     Ok(())
+}
+
+/// (path, length and mtime) of every input of the index; `None` when unreadable.
+fn stamps(index: &cell_macro_index::Index) -> Vec<(PathBuf, Option<(u64, std::time::SystemTime)>)> {
+    index
+        .inputs()
+        .into_iter()
+        .map(|p| {
+            let stamp = std::fs::metadata(&p)
+                .ok()
+                .and_then(|m| Some((m.len(), m.modified().ok()?)));
+            (p, stamp)
+        })
+        .collect()
 }
 
 fn print_index(index: &cell_macro_index::Index, json: bool) -> anyhow::Result<()> {

@@ -65,8 +65,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn to_range(text: &str, (s, e): (usize, usize)) -> Range {
-    let idx = LineIndex::new(text);
+fn to_range(text: &str, range: (usize, usize)) -> Range {
+    range_in(&LineIndex::new(text), range)
+}
+
+/// [`to_range`] with a line index built once per request (a 3,000-line buffer costs a scan).
+fn range_in(idx: &LineIndex<'_>, (s, e): (usize, usize)) -> Range {
     let (sl, sc) = idx.position(s);
     let (el, ec) = idx.position(e);
     Range::new(Position::new(sl, sc), Position::new(el, ec))
@@ -281,8 +285,8 @@ impl LanguageServer for Backend {
                         let idx = LineIndex::new(&doc.text);
                         let s = idx.offset(r.start.line, r.start.character);
                         let e = idx.offset(r.end.line, r.end.character).max(s);
-                        doc.tree = doc.tree.edit(s, e, &change.text);
                         doc.text.replace_range(s..e, &change.text);
+                        doc.tree = doc.tree.edit(s, e, &change.text, &doc.text);
                     }
                 }
             }
@@ -334,7 +338,8 @@ impl LanguageServer for Backend {
         let uri = params.text_document_position.text_document.uri;
         let pos = params.text_document_position.position;
         let items = self.with_doc(&uri, |index, path, text, parsed| {
-            let offset = LineIndex::new(text).offset(pos.line, pos.character);
+            let lines = LineIndex::new(text);
+            let offset = lines.offset(pos.line, pos.character);
             analysis::complete(index, path, parsed, offset)
                 .into_iter()
                 .enumerate()
@@ -358,7 +363,7 @@ impl LanguageServer for Backend {
                     }),
                     sort_text: Some(format!("{i:04}")),
                     text_edit: Some(CompletionTextEdit::Edit(TextEdit {
-                        range: to_range(text, item.replace),
+                        range: range_in(&lines, item.replace),
                         new_text: item.insert.clone(),
                     })),
                     ..Default::default()
@@ -373,13 +378,14 @@ impl LanguageServer for Backend {
         let pos = params.text_document_position_params.position;
         Ok(self
             .with_doc(&uri, |index, path, text, parsed| {
-                let offset = LineIndex::new(text).offset(pos.line, pos.character);
+                let lines = LineIndex::new(text);
+                let offset = lines.offset(pos.line, pos.character);
                 analysis::hover(index, path, parsed, offset).map(|(md, range)| Hover {
                     contents: HoverContents::Markup(MarkupContent {
                         kind: MarkupKind::Markdown,
                         value: md,
                     }),
-                    range: Some(to_range(text, range)),
+                    range: Some(range_in(&lines, range)),
                 })
             })
             .flatten())

@@ -627,3 +627,236 @@ fn check_on_this_repository_reports_nothing_false() {
     let (code, out) = check(repo, dir.path(), &["--check", "."]);
     assert_eq!((code, out.as_str()), (0, "cell-lsp: no problems\n"));
 }
+
+/// (code, 0-based line, first line of the message) of each diagnostic.
+fn summary(diags: &[Value]) -> Vec<(Value, u64, String)> {
+    diags
+        .iter()
+        .map(|d| {
+            (
+                d["code"].clone(),
+                d["range"]["start"]["line"].as_u64().unwrap(),
+                d["message"]
+                    .as_str()
+                    .unwrap()
+                    .lines()
+                    .next()
+                    .unwrap()
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn hover_md(lsp: &mut Lsp, file: &Path, (line, character): (u32, u32)) -> String {
+    let hover = lsp.request(
+        "textDocument/hover",
+        json!({ "textDocument": { "uri": uri(file) }, "position": { "line": line, "character": character } }),
+    );
+    hover["contents"]["value"].as_str().unwrap_or("").to_owned()
+}
+
+#[test]
+fn helper_arguments_are_checked_against_their_declared_schema() {
+    let (dir, fx) = fixtures();
+    let root = fx.join("helper-args");
+    let file = root.join("src/lib.rs");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut lsp = Lsp::start(&root, &dir.path().join("target"));
+    lsp.open(&file, &text);
+    let published = lsp.wait_for("textDocument/publishDiagnostics");
+    let diags = published["params"]["diagnostics"]
+        .as_array()
+        .unwrap()
+        .clone();
+    // `range(1..=100)` and `length(min = 2, max = 32)` are valid: nothing on lines 6 and 8.
+    assert_eq!(
+        summary(&diags),
+        [
+            (
+                json!("CELL0014"),
+                10,
+                "`#[Val::length]` has no argument `mim`".to_owned()
+            ),
+            (
+                json!("CELL0014"),
+                12,
+                "invalid value \"long\" for `max`: expected int".to_owned()
+            ),
+            (
+                json!("CELL0014"),
+                14,
+                "`#[Val::range]` needs a positional argument (expr)".to_owned()
+            ),
+            (
+                json!("CELL0014"),
+                16,
+                "`#[Val::length]` takes no positional arguments".to_owned()
+            ),
+            (
+                Value::Null,
+                23,
+                "`DB` (kvstore 0.3.1) exports no derive macro `Tabel`".to_owned()
+            ),
+        ]
+    );
+    // The span is the argument's name, and its fix a code action.
+    let (l, c) = pos(&text, "mim = 2", 0);
+    assert_eq!(
+        diags[0]["range"],
+        json!({ "start": { "line": l, "character": c }, "end": { "line": l, "character": c + 3 } })
+    );
+    let actions = lsp.request(
+        "textDocument/codeAction",
+        json!({
+            "textDocument": { "uri": uri(&file) },
+            "range": diags[0]["range"],
+            "context": { "diagnostics": [diags[0]] }
+        }),
+    );
+    assert_eq!(actions[0]["title"], "replace with `min`");
+
+    // Completion inside a helper's parentheses: its declared argument names, minus those
+    // written elsewhere in the attribute; on a field, the helper's signature in the detail.
+    let (l, c) = pos(&text, "mim = 2", 0);
+    assert_eq!(Lsp::labels(&lsp.completion(&file, l, c)), ["min", "max"]);
+    let (l, c) = pos(&text, "mim = 2", 2);
+    assert_eq!(Lsp::labels(&lsp.completion(&file, l, c)), ["min"]);
+    let (l, c) = pos(&text, "max = \"long\"", 0);
+    assert_eq!(Lsp::labels(&lsp.completion(&file, l, c)), ["min"]);
+    let (l, c) = pos(&text, "#[Val::range(1", 7);
+    let items = lsp.completion(&file, l, c);
+    let length = items.iter().find(|i| i["label"] == "length").unwrap();
+    assert!(
+        length["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("length(min: int?, max: int?) — helper of #[Val::schema]"),
+        "{length}"
+    );
+    // Hover on a helper lists its arguments.
+    let md = hover_md(&mut lsp, &file, pos(&text, "length(min", 2));
+    assert!(md.contains("helper attribute of `#[Val::schema]`"), "{md}");
+    assert!(md.contains("- `min`: int?"), "{md}");
+    lsp.shutdown();
+}
+
+#[test]
+fn derive_completion_hover_and_definition() {
+    let (dir, fx) = fixtures();
+    let root = fx.join("helper-args");
+    let file = root.join("src/lib.rs");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut lsp = Lsp::start(&root, &dir.path().join("target"));
+    lsp.open(&file, &text);
+    // `#[derive(Clone, DB::Ta|ble)]`: the provider's derive macros only.
+    let (l, c) = pos(&text, "DB::Table", 6);
+    let items = lsp.completion(&file, l, c);
+    assert_eq!(Lsp::labels(&items), ["Table"]);
+    assert_eq!(items[0]["detail"], "derive — kvstore 0.3.1");
+    assert_eq!(
+        items[0]["documentation"]["value"],
+        "Derives table metadata."
+    );
+    // Half-typed at the end of the buffer.
+    let half = format!("{text}\n#[derive(Debug, DB::");
+    lsp.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": uri(&file), "version": 2 }, "contentChanges": [{ "text": half }] }),
+    );
+    let last = half.lines().count() as u32 - 1;
+    assert_eq!(Lsp::labels(&lsp.completion(&file, last, 20)), ["Table"]);
+    // Hover and definition on `Table`.
+    let at = pos(&text, "DB::Table", 5);
+    let md = hover_md(&mut lsp, &file, at);
+    assert!(
+        md.starts_with("```rust\n#[derive(DB::Table)]\n```\nderive macro from **kvstore** 0.3.1"),
+        "{md}"
+    );
+    assert!(md.contains("Derives table metadata."), "{md}");
+    let def = lsp.request(
+        "textDocument/definition",
+        json!({ "textDocument": { "uri": uri(&file) }, "position": { "line": at.0, "character": at.1 } }),
+    );
+    assert!(
+        def["uri"]
+            .as_str()
+            .unwrap()
+            .ends_with("providers/kvstore-macros/src/lib.rs"),
+        "{def}"
+    );
+    // `#[proc_macro_derive(Table, …)]` is line 26 of the macro crate: the derive's name.
+    assert_eq!(
+        def["range"]["start"],
+        json!({ "line": 25, "character": 20 })
+    );
+    lsp.shutdown();
+}
+
+/// Kills the child when dropped, also when the test fails (a watcher never exits by itself).
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn index_watch_prints_the_index_again_after_a_provider_edit() {
+    let (dir, fx) = fixtures();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cell-lsp"))
+        .args(["index", "good", "--watch"])
+        .current_dir(&fx)
+        .env("CARGO_TARGET_DIR", dir.path().join("t"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _child = KillOnDrop(child);
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // Lines until `want` is seen (a generous timeout: the machine may be busy).
+    let wait_for = |want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line == want => return seen,
+                Ok(line) => seen.push(line),
+                Err(_) => panic!("never printed {want:?}; printed: {seen:#?}"),
+            }
+        }
+    };
+    let first = wait_for("  attribute persist");
+    assert!(
+        first
+            .iter()
+            .any(|l| l.starts_with("provider kvstore 0.3.1")),
+        "{first:?}"
+    );
+    // An editor-style atomic save adding an attribute macro to the provider's declaration.
+    let lib = fx.join("providers/kvstore/src/lib.rs");
+    let text = std::fs::read_to_string(&lib).unwrap();
+    let tmp = lib.with_extension("rs.tmp");
+    std::fs::write(
+        &tmp,
+        text.replace(
+            "    function query {}",
+            "    attribute archive {}\n    function query {}",
+        ),
+    )
+    .unwrap();
+    std::fs::rename(&tmp, &lib).unwrap();
+    wait_for("  attribute archive");
+}
