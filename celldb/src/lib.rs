@@ -55,14 +55,19 @@
 // Lets `#[persist]` expansions (`::celldb::…`) work inside this crate's own tests and docs.
 extern crate self as celldb;
 
+#[doc(hidden)]
+pub mod cli;
 pub mod context;
 mod db;
 mod error;
 pub mod key;
 mod log;
 mod migrate;
+pub mod remote;
+pub mod server;
 mod table;
 mod tx;
+pub mod wire;
 
 pub use context::{current, set_default};
 pub use db::{Db, Options, TableMeta};
