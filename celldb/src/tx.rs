@@ -631,7 +631,7 @@ impl Db {
             };
             let empty = TxState {
                 db: guard.db.clone(),
-                reader: std::mem::replace(&mut guard.reader, reader),
+                reader,
                 version: guard.version,
                 reads: Vec::new(),
                 writes: BTreeMap::new(),
