@@ -37,7 +37,8 @@ enum Command {
         table: String,
     },
     /// Serve a database directory to clients over a Unix socket (default) or TCP.
-    #[command(long_about = "Serve a database directory to clients over a Unix socket \
+    #[command(
+        long_about = "Serve a database directory to clients over a Unix socket \
         (default) or authenticated TCP.\n\n\
         Clients use the same API as embedded mode: set CELLDB_URL for the default database \
         (DB::insert, User::get, ...) or call Db::connect(url). Transactions run in the \
@@ -50,7 +51,8 @@ enum Command {
         CELL_SECRET=... celldb serve --dir ./data --tcp 127.0.0.1:7070\n  \
         # clients: CELL_SECRET=... CELLDB_URL=tcp://127.0.0.1:7070\n\n\
         It stops on SIGINT or SIGTERM after in-flight calls finish. Only one process may \
-        hold a directory: stop the server before `celldb inspect` or an embedded open.")]
+        hold a directory: stop the server before `celldb inspect` or an embedded open."
+    )]
     Serve {
         /// The database directory (default: this program's default database directory,
         /// `$CELL_DATA_DIR/celldb/celldb` or `~/.local/share/cell/celldb/celldb`).

@@ -44,8 +44,7 @@ pub fn current() -> Result<Db> {
         db
     } else {
         let path = default_path();
-        let db =
-            Db::open(&path).map_err(|e| Error::Default(format!("{}: {e}", path.display())))?;
+        let db = Db::open(&path).map_err(|e| Error::Default(format!("{}: {e}", path.display())))?;
         tracing::info!(path = %path.display(), "celldb: opened the default database");
         db
     };

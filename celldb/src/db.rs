@@ -113,7 +113,7 @@ pub(crate) enum Backend {
 /// An open local database directory.
 pub(crate) struct Local {
     pub(crate) fjall: fjall::Database,
-    meta: Keyspace,
+    pub(crate) meta: Keyspace,
     pub(crate) seq: Keyspace,
     pub(crate) log: LocalLog,
     registering: Mutex<()>,
@@ -301,7 +301,9 @@ impl Db {
         if !local.fjall.keyspace_exists(&name) {
             return Ok(Vec::new());
         }
-        let ks = local.fjall.keyspace(&name, KeyspaceCreateOptions::default)?;
+        let ks = local
+            .fjall
+            .keyspace(&name, KeyspaceCreateOptions::default)?;
         ks.iter()
             .map(|g| g.into_inner().map_err(Error::from))
             .collect()

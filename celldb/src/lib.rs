@@ -181,5 +181,11 @@ cell_sdk::export! {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::key::encode;
+
+    /// The metadata a table of `T` is stored with (tests of the server speak the protocol
+    /// by hand).
+    pub fn table_meta<T: crate::Table>() -> crate::TableMeta {
+        crate::db::meta_of::<T>()
+    }
     pub use cell_sdk::{Fingerprint, codec, fingerprint};
 }

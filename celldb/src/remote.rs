@@ -86,7 +86,10 @@ impl Db {
     /// assert!(db.is_remote());
     /// ```
     pub fn connect(url: &str) -> Result<Db> {
-        Ok(Self::connect_with(parse_url(url)?, SynapseConfig::default()))
+        Ok(Self::connect_with(
+            parse_url(url)?,
+            SynapseConfig::default(),
+        ))
     }
 
     /// A handle on the celldb server at `endpoint`, with explicit client settings (secret,
@@ -161,10 +164,7 @@ impl Client {
             return Ok(id);
         }
         let rpc = self.rpc().await?;
-        let id = rpc
-            .open_session()
-            .await
-            .map_err(|e| self.call_error(e))?;
+        let id = rpc.open_session().await.map_err(|e| self.call_error(e))?;
         let session = Arc::new(Session {
             id,
             alive: AtomicBool::new(true),

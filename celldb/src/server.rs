@@ -18,8 +18,8 @@ use crate::error::Error;
 use crate::log::{CommitLog, RangeDigest, ReadCheck, Write, WriteSet};
 use crate::table::Durability;
 use crate::wire::{
-    At, CellDb, Commit, Mismatch, OpenTable, PointReply, RangeReply, ServerStats, TableIds, WireBound,
-    WireError,
+    At, CellDb, Commit, Mismatch, OpenTable, PointReply, RangeReply, ServerStats, TableIds,
+    WireBound, WireError,
 };
 use fjall::{Keyspace, Readable, Slice};
 use std::collections::{HashMap, HashSet};
@@ -42,12 +42,15 @@ struct State {
     /// Keyspaces clients may read and write: those of the tables they opened, and the
     /// `auto_inc` counters. Never the metadata keyspace.
     keyspaces: RwLock<HashMap<u64, Keyspace>>,
-    txs: Mutex<HashMap<u64, (u64, Arc<Mutex<ServerTx>>)>>,
+    /// Open transactions: id → (owning session, state).
+    txs: Mutex<HashMap<u64, (u64, SharedTx)>>,
     sessions: Mutex<HashSet<u64>>,
     next_id: AtomicU64,
     stop: tokio::sync::watch::Sender<bool>,
     bad_requests: AtomicU64,
 }
+
+type SharedTx = Arc<Mutex<ServerTx>>;
 
 /// A transaction held for a client: its snapshot and what it read from it.
 struct ServerTx {
@@ -69,6 +72,34 @@ impl Server {
             .clone();
         let mut keyspaces = HashMap::new();
         keyspaces.insert(seq.id(), seq);
+        // Every table already stored, so that clients that outlive a server restart can go on
+        // with the keyspace ids they hold (fjall keeps ids across restarts). Metadata that
+        // does not decode is skipped here: opening that table reports it.
+        if let Some(local) = db.local() {
+            for guard in local.meta.iter() {
+                let Ok((name, bytes)) = guard.into_inner() else {
+                    continue;
+                };
+                let name = String::from_utf8_lossy(&name).into_owned();
+                let Ok(meta) = cell_sdk::codec::from_bytes::<crate::TableMeta>(&bytes) else {
+                    continue;
+                };
+                if !valid_name(&name) || meta.indexes.iter().any(|(n, _)| !valid_name(n)) {
+                    continue;
+                }
+                let names = std::iter::once(crate::db::records_keyspace(&name)).chain(
+                    meta.indexes
+                        .iter()
+                        .map(|(index, _)| crate::db::index_keyspace(&name, index)),
+                );
+                for ks_name in names {
+                    let ks = local
+                        .fjall
+                        .keyspace(&ks_name, fjall::KeyspaceCreateOptions::default)?;
+                    keyspaces.insert(ks.id(), ks);
+                }
+            }
+        }
         // Ids start at a per-process random point, so a client that outlived a server restart
         // cannot hit another client's new transaction with its old id.
         let seed = std::time::SystemTime::now()
@@ -142,7 +173,7 @@ impl Server {
     }
 
     /// The transaction `at` names, or a new one of its session when `at.tx` is 0.
-    fn tx(&self, at: &At) -> Result<(u64, Arc<Mutex<ServerTx>>), WireError> {
+    fn tx(&self, at: &At) -> Result<(u64, SharedTx), WireError> {
         if at.tx != 0 {
             return match lock(&self.state.txs).get(&at.tx) {
                 Some((session, tx)) if *session == at.session => Ok((at.tx, tx.clone())),

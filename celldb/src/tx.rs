@@ -258,8 +258,7 @@ impl TxState {
         match (&mut self.reader, ks) {
             (Reader::Local(snapshot), Ks::Local(keyspace)) => {
                 let mut digest = RangeDigest::default();
-                for guard in snapshot.range::<Vec<u8>, _>(keyspace, (start.clone(), end.clone()))
-                {
+                for guard in snapshot.range::<Vec<u8>, _>(keyspace, (start.clone(), end.clone())) {
                     let (k, v) = guard.into_inner()?;
                     digest.add(&k, &v);
                     merged.insert(k.to_vec(), v);

@@ -163,8 +163,12 @@ pub trait CellDb {
     /// A point read in a transaction's snapshot (recorded for validation).
     async fn point(&self, at: At, key: Vec<u8>) -> Result<PointReply, WireError>;
     /// A range read in a transaction's snapshot (its digest recorded for validation).
-    async fn range(&self, at: At, start: WireBound, end: WireBound)
-    -> Result<RangeReply, WireError>;
+    async fn range(
+        &self,
+        at: At,
+        start: WireBound,
+        end: WireBound,
+    ) -> Result<RangeReply, WireError>;
     /// Validates and commits a write-set through the server's commit log; the commit version.
     async fn commit(&self, commit: Commit) -> Result<u64, WireError>;
     /// Ends a transaction without committing (frees its snapshot); `false` if unknown.

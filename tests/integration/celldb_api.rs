@@ -9,8 +9,8 @@
 
 #![allow(clippy::unwrap_used, reason = "test helpers outside #[test] fns")]
 
-use cell_sdk::protein;
 use crate::celldb_site::both_modes;
+use cell_sdk::protein;
 use celldb::{Db, Error};
 use std::sync::Arc;
 
