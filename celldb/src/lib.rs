@@ -20,8 +20,14 @@
 //! means fsynced, and many concurrent writers share an fsync. A replicated log can replace the
 //! local one without touching the API.
 //!
-//! What it is not: a SQL engine or a server (serving celldb as a cell is separate), and not a
-//! store for untyped data: every table's structural fingerprint is checked when it is opened.
+//! Remote mode: `celldb serve` ([`server`], [`wire`]) serves a directory over the runtime, and
+//! [`Db::connect`] (or `$CELLDB_URL` for the default database, [`remote`]) makes the same API
+//! reach it. Transactions still run in the caller — reads from a snapshot the server holds for
+//! them, the write-set validated and group-committed by the server's log — so both modes share
+//! the typed code and the isolation (serializable for what a transaction reads).
+//!
+//! What it is not: a SQL engine, and not a store for untyped data: every table's structural
+//! fingerprint is checked when it is opened.
 //!
 //! # Example
 //! ```
