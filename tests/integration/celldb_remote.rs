@@ -427,6 +427,42 @@ async fn malformed_requests_leave_the_server_serving() {
     assert_eq!(db.count::<Account>().await.unwrap(), 2);
 }
 
+/// `celldb serve --tcp`: a client with the shared secret is served; a client with another
+/// secret is refused at the handshake (`Error::Connection`), and the server keeps serving.
+#[tokio::test]
+async fn authenticated_tcp_serves_only_clients_with_the_secret() {
+    let site = Site::new(Mode::Remote);
+    // A free port: bind one, release it, serve on it.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_celldb-cli"));
+    command
+        .args(["serve", "--tcp", &addr.to_string(), "--dir"])
+        .arg(site.dir())
+        .env("CELL_SECRET", "the-shared-secret");
+    let _server = ServerProcess::spawn(command, format!("tcp://{addr}")).unwrap();
+    let config = |secret: &str| cell_sdk::SynapseConfig {
+        secret: Some(cell_sdk::Secret::new(secret.as_bytes().to_vec())),
+        ..cell_sdk::SynapseConfig::default()
+    };
+    let good = Db::connect_with(
+        cell_sdk::Endpoint::tcp(addr.to_string()),
+        config("the-shared-secret"),
+    );
+    let account = Account {
+        id: 1,
+        email: "tcp@x".into(),
+        balance: 5,
+    };
+    good.insert(&account).await.unwrap();
+    let wrong = Db::connect_with(cell_sdk::Endpoint::tcp(addr.to_string()), config("guess"));
+    let err = wrong.get::<Account>(1).await.unwrap_err();
+    assert!(matches!(err, Error::Connection(_)), "{err}");
+    assert_eq!(good.get::<Account>(1).await.unwrap(), Some(account));
+}
+
 #[test]
 fn a_second_server_on_one_directory_is_refused() {
     let site = Site::new(Mode::Remote);

@@ -61,12 +61,23 @@ impl ServerProcess {
     /// # Errors
     /// The server's stderr when it exits instead of serving.
     pub(crate) fn start(dir: &Path, socket: &Path) -> Result<Self, String> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_celldb-cli"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_celldb-cli"));
+        command
             .arg("serve")
             .arg("--dir")
             .arg(dir)
             .arg("--socket")
-            .arg(socket)
+            .arg(socket);
+        Self::spawn(command, format!("unix:{}", socket.display()))
+    }
+
+    /// Starts `command` (a `celldb serve` with its arguments and environment), reachable at
+    /// `url`, and waits until it serves.
+    ///
+    /// # Errors
+    /// The server's output when it exits instead of serving.
+    pub(crate) fn spawn(mut command: Command, url: String) -> Result<Self, String> {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -95,10 +106,7 @@ impl ServerProcess {
                 let _ = std::io::copy(&mut { stream }, &mut std::io::sink());
             });
         }
-        Ok(Self {
-            child,
-            url: format!("unix:{}", socket.display()),
-        })
+        Ok(Self { child, url })
     }
 
     /// The process id (to send it signals).
