@@ -409,12 +409,22 @@ impl CellDb for Server {
             },
         };
         let (send, receive) = tokio::sync::oneshot::channel();
-        local.log.submit(
-            ws,
-            Box::new(move |result| {
-                let _ = send.send(result);
-            }),
-        );
+        let ack: crate::log::Ack = Box::new(move |result| {
+            let _ = send.send(result);
+        });
+        // A write-set reaching an idle log commits (and fsyncs) on the submitting thread. Here
+        // that would be the connection's task, and every other call of the connection — the
+        // client's concurrent commits above all — would wait behind the fsync instead of
+        // joining the next group. So submit from a blocking-pool thread.
+        let db = self.state.db.clone();
+        let submitted = tokio::task::spawn_blocking(move || {
+            if let Some(local) = db.local() {
+                local.log.submit(ws, ack);
+            }
+        });
+        if submitted.await.is_err() {
+            return Err(WireError::Commit("the commit task failed".into()));
+        }
         match receive.await {
             Ok(result) => result.map_err(to_wire),
             Err(_) => Err(WireError::Commit("the commit thread has stopped".into())),
