@@ -180,7 +180,10 @@ impl Server {
                 _ => Err(WireError::UnknownTransaction),
             };
         }
-        if !lock(&self.state.sessions).contains(&at.session) {
+        // Held until the transaction is registered: a session closing meanwhile then sees it
+        // (its guard takes this lock first) and aborts it too.
+        let sessions = lock(&self.state.sessions);
+        if !sessions.contains(&at.session) {
             return Err(WireError::UnknownSession);
         }
         let local = self.local();
@@ -195,6 +198,7 @@ impl Server {
             reads: Vec::new(),
         }));
         lock(&self.state.txs).insert(id, (at.session, tx.clone()));
+        drop(sessions);
         Ok((id, tx))
     }
 }
