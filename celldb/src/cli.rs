@@ -5,6 +5,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -69,6 +70,10 @@ enum Command {
         /// or inside a tunnel: the secret is not encrypted.
         #[arg(long)]
         tcp: Option<String>,
+        /// Abort a transaction that served no read for this many seconds (its client is
+        /// connected but stuck; a client that disconnects is aborted at once).
+        #[arg(long, default_value_t = 300)]
+        tx_timeout: u64,
     },
 }
 
@@ -86,6 +91,7 @@ pub fn main() -> anyhow::Result<()> {
             socket,
             name,
             tcp,
+            tx_timeout,
         } => {
             let endpoint = match (tcp, socket) {
                 (Some(addr), _) => cell_sdk::Endpoint::tcp(addr),
@@ -93,12 +99,20 @@ pub fn main() -> anyhow::Result<()> {
                 (None, None) => cell_sdk::Endpoint::for_cell(&name),
             };
             let dir = dir.unwrap_or_else(crate::context::default_path);
-            serve(&dir, endpoint)
+            serve(
+                &dir,
+                endpoint,
+                std::time::Duration::from_secs(tx_timeout.max(1)),
+            )
         }
     }
 }
 
-fn serve(dir: &std::path::Path, endpoint: cell_sdk::Endpoint) -> anyhow::Result<()> {
+fn serve(
+    dir: &std::path::Path,
+    endpoint: cell_sdk::Endpoint,
+    tx_timeout: std::time::Duration,
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -113,6 +127,17 @@ fn serve(dir: &std::path::Path, endpoint: cell_sdk::Endpoint) -> anyhow::Result<
         )
         .with_context(|| format!("binding {endpoint}"))?;
         let shutdown = membrane.shutdown_handle();
+        let reaping = server.clone();
+        let reaper = tokio::spawn(async move {
+            let mut tick = tokio::time::interval((tx_timeout / 4).max(Duration::from_millis(100)));
+            loop {
+                tick.tick().await;
+                let aborted = reaping.abort_idle(tx_timeout);
+                if aborted > 0 {
+                    tracing::info!(aborted, "celldb: aborted idle transactions");
+                }
+            }
+        });
         let stopping = server.clone();
         let signals = tokio::spawn(async move {
             use tokio::signal::unix::{SignalKind, signal};
@@ -140,6 +165,7 @@ fn serve(dir: &std::path::Path, endpoint: cell_sdk::Endpoint) -> anyhow::Result<
         let _ = std::io::stdout().flush();
         let served = membrane.serve().await;
         signals.abort();
+        reaper.abort();
         served.with_context(|| format!("serving {endpoint}"))
     })
 }

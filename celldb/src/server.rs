@@ -57,6 +57,8 @@ struct ServerTx {
     snapshot: fjall::Snapshot,
     version: u64,
     reads: Vec<ReadCheck>,
+    /// Last read served, for [`Server::abort_idle`].
+    touched: std::time::Instant,
 }
 
 impl Server {
@@ -138,6 +140,21 @@ impl Server {
         }
     }
 
+    /// Aborts every transaction that served no read for `idle` (a client that is connected
+    /// but stuck would otherwise hold its snapshot, and the versions it pins, until it
+    /// disconnects); returns how many. `celldb serve --tx-timeout` runs it periodically.
+    pub fn abort_idle(&self, idle: std::time::Duration) -> usize {
+        let now = std::time::Instant::now();
+        let mut txs = lock(&self.state.txs);
+        let before = txs.len();
+        // A transaction serving a read right now is locked, hence not idle.
+        txs.retain(|_, (_, tx)| match tx.try_lock() {
+            Ok(tx) => now.duration_since(tx.touched) < idle,
+            Err(_) => true,
+        });
+        before - txs.len()
+    }
+
     fn local(&self) -> &Local {
         // `new` checked it.
         self.state
@@ -196,6 +213,7 @@ impl Server {
             snapshot,
             version,
             reads: Vec::new(),
+            touched: std::time::Instant::now(),
         }));
         lock(&self.state.txs).insert(id, (at.session, tx.clone()));
         drop(sessions);
@@ -322,6 +340,7 @@ impl CellDb for Server {
         let ks = self.keyspace(at.keyspace)?;
         let (id, tx) = self.tx(&at)?;
         let mut tx = lock(&tx);
+        tx.touched = std::time::Instant::now();
         let seen = tx.snapshot.get(&ks, &key).map_err(storage)?;
         let value = seen.as_ref().map(|v| v.to_vec());
         tx.reads.push(ReadCheck::Point {
@@ -351,6 +370,7 @@ impl CellDb for Server {
         let ks = self.keyspace(at.keyspace)?;
         let (id, tx) = self.tx(&at)?;
         let mut tx = lock(&tx);
+        tx.touched = std::time::Instant::now();
         let mut digest = RangeDigest::default();
         let mut entries = Vec::new();
         for guard in tx

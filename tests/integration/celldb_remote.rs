@@ -463,6 +463,53 @@ async fn authenticated_tcp_serves_only_clients_with_the_secret() {
     assert_eq!(good.get::<Account>(1).await.unwrap(), Some(account));
 }
 
+/// A client that is connected but never finishes its transaction: `--tx-timeout` aborts it,
+/// and the transaction's next request is told it is unknown (a conflict: the body re-runs).
+#[tokio::test]
+async fn an_idle_transaction_is_aborted_after_the_timeout() {
+    let site = Site::new(Mode::Remote);
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_celldb-cli"));
+    command
+        .args(["serve", "--tx-timeout", "1", "--dir"])
+        .arg(site.dir())
+        .arg("--socket")
+        .arg(site.socket());
+    let _server =
+        ServerProcess::spawn(command, format!("unix:{}", site.socket().display())).unwrap();
+    let db = Db::connect(&format!("unix:{}", site.socket().display())).unwrap();
+    db.insert(&Account {
+        id: 1,
+        email: "a@x".into(),
+        balance: 1,
+    })
+    .await
+    .unwrap();
+    let rpc = CellDbClient::connect_to(cell_sdk::Endpoint::unix(site.socket()))
+        .await
+        .unwrap();
+    let session = rpc.open_session().await.unwrap();
+    let records = rpc
+        .open_table(OpenTable {
+            table: "accounts".into(),
+            meta: celldb::__private::table_meta::<Account>(),
+        })
+        .await
+        .unwrap()
+        .records;
+    let at = |tx| At {
+        session,
+        tx,
+        keyspace: records,
+    };
+    let tx = rpc.point(at(0), vec![1]).await.unwrap().tx;
+    let stats = wait_for_stats(&db, |s| s.open_transactions == 0).await;
+    assert_eq!(stats.open_transactions, 0, "{stats:?}");
+    assert!(matches!(
+        rpc.point(at(tx), vec![1]).await,
+        Err(cell_sdk::CallError::App(WireError::UnknownTransaction))
+    ));
+}
+
 #[test]
 fn a_second_server_on_one_directory_is_refused() {
     let site = Site::new(Mode::Remote);
