@@ -9,6 +9,11 @@
 //! transactions, so they get the same guarantees: a record and its index entries change together,
 //! and a unique index holds under concurrent writers (two inserts of one email cannot both see it
 //! free *and* both commit).
+//!
+//! The same code serves remote mode (a [`Db`] from [`Db::connect`]): a remote transaction's
+//! reads go to a snapshot the server holds for it (the server records the read checks), and
+//! its write-set is sent to the server's commit log. Everything typed — encoding, index
+//! entries, unique checks, own writes — stays here, so both modes behave alike.
 
 use crate::db::{Backend, Db, Ks, TableHandle};
 use crate::error::{Error, Result};
