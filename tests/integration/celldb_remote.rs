@@ -510,6 +510,52 @@ async fn an_idle_transaction_is_aborted_after_the_timeout() {
     ));
 }
 
+#[protein]
+#[DB::persist(table = "scratch", durability = "buffered")]
+pub struct Scratch {
+    #[DB::key]
+    id: u64,
+}
+
+/// Durability is the server's and follows the table: a lone writer's durable inserts are each
+/// acknowledged after a group with a `persist(SyncAll)` on the server (its fsync counter grows
+/// with every acknowledged write-set); a `buffered` table's writes add none (negative control).
+/// The strace proof that an fsync precedes each acknowledgement is `celldb_crash`'s, on the
+/// same `LocalLog` the server commits through.
+#[tokio::test]
+async fn the_server_fsyncs_every_durable_write_set_and_no_buffered_one() {
+    let site = Site::new(Mode::Remote);
+    let db = site.open();
+    db.count::<Scratch>().await.unwrap();
+    db.count::<Account>().await.unwrap();
+    let before = db.server_stats().await.unwrap();
+    for id in 0..20 {
+        db.insert(&Account {
+            id,
+            email: format!("{id}@x"),
+            balance: id,
+        })
+        .await
+        .unwrap();
+    }
+    let durable = db.server_stats().await.unwrap();
+    assert_eq!(durable.committed - before.committed, 20, "{durable:?}");
+    assert_eq!(
+        durable.syncs - before.syncs,
+        20,
+        "one fsync per sequential durable write-set: {durable:?}"
+    );
+    for id in 0..20 {
+        db.insert(&Scratch { id }).await.unwrap();
+    }
+    let buffered = db.server_stats().await.unwrap();
+    assert_eq!(buffered.committed - durable.committed, 20, "{buffered:?}");
+    assert_eq!(
+        buffered.syncs, durable.syncs,
+        "buffered writes fsynced: {buffered:?}"
+    );
+}
+
 #[test]
 fn a_second_server_on_one_directory_is_refused() {
     let site = Site::new(Mode::Remote);

@@ -31,8 +31,10 @@
 //!   Most tests run twice through `both_modes!` (`celldb_site`): embedded, and against a real
 //!   `celldb serve` process (the `celldb-cli` binary) on a temporary socket.
 //! - `celldb_remote`: remote mode only: isolation between clients (write skew, lost updates,
-//!   unique inserts), a client disconnect aborts its transactions, malformed requests, a second
-//!   server on one directory, migrations refused, the default database from `$CELLDB_URL`.
+//!   unique inserts), a killed client's transaction is aborted, idle transactions time out,
+//!   malformed requests, authenticated TCP, fsync per durable write-set (buffered as control),
+//!   a second server on one directory, migrations refused, the default database from
+//!   `$CELLDB_URL`, and SIGKILL of the server loses no acknowledged write.
 //! - `celldb_crash`: real child processes: SIGKILL loops (no acknowledged write lost, indexes
 //!   agree with records) and the fsync proof under strace (buffered mode as negative control).
 
