@@ -1,6 +1,10 @@
 //! Which database the free functions (`DB::insert`, `User::get`, …) use: the task-local one set
 //! by [`Db::scope`](crate::Db::scope), else the process's default database, opened lazily.
 //!
+//! Remote mode: when `$CELLDB_URL` is set (`unix:/path.sock`, `tcp://host:port` with
+//! `$CELL_SECRET`, `cell:<name>`), the default database is that celldb server
+//! ([`Db::connect`](crate::Db::connect)) instead of a local directory. Nothing else changes.
+//!
 //! Default location: `$CELL_DATA_DIR/<cell>/celldb` when `CELL_DATA_DIR` is set, else
 //! `$XDG_DATA_HOME/cell/<cell>/celldb`, else `$HOME/.local/share/cell/<cell>/celldb`, where
 //! `<cell>` is the executable's file name (`orders` for `cargo run -p orders`). It does not
@@ -32,9 +36,18 @@ pub fn current() -> Result<Db> {
     if let Some(db) = default.as_ref() {
         return Ok(db.clone());
     }
-    let path = default_path();
-    let db = Db::open(&path).map_err(|e| Error::Default(format!("{}: {e}", path.display())))?;
-    tracing::info!(path = %path.display(), "celldb: opened the default database");
+    let db = if let Some(url) = std::env::var_os(crate::remote::URL_ENV) {
+        let url = url.to_string_lossy();
+        let db = Db::connect(&url)
+            .map_err(|e| Error::Default(format!("${}={url}: {e}", crate::remote::URL_ENV)))?;
+        tracing::info!(%url, "celldb: the default database is a celldb server");
+        db
+    } else {
+        let path = default_path();
+        let db = Db::open(&path).map_err(|e| Error::Default(format!("{}: {e}", path.display())))?;
+        tracing::info!(path = %path.display(), "celldb: opened the default database");
+        db
+    };
     *default = Some(db.clone());
     Ok(db)
 }

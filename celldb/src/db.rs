@@ -37,10 +37,29 @@ pub struct TableMeta {
     pub indexes: Vec<(String, bool)>,
 }
 
-/// An open table: its record keyspace and one keyspace per index.
+/// A keyspace as a transaction names it: a local fjall keyspace, or the id of a keyspace on a
+/// celldb server (the server's fjall keyspace id, handed out by `open_table`).
+#[derive(Clone)]
+pub(crate) enum Ks {
+    Local(Keyspace),
+    Remote(u64),
+}
+
+impl Ks {
+    /// The keyspace id (fjall's, on whichever side holds the keyspace).
+    pub(crate) fn id(&self) -> u64 {
+        match self {
+            Ks::Local(ks) => ks.id(),
+            Ks::Remote(id) => *id,
+        }
+    }
+}
+
+/// An open table: its record keyspace, one keyspace per index, and the `auto_inc` counters.
 pub(crate) struct TableHandle {
-    pub(crate) records: Keyspace,
-    pub(crate) indexes: Vec<Keyspace>,
+    pub(crate) records: Ks,
+    pub(crate) indexes: Vec<Ks>,
+    pub(crate) seq: Ks,
     pub(crate) durability: Durability,
 }
 
@@ -76,15 +95,28 @@ pub struct Db {
     pub(crate) inner: Arc<Inner>,
 }
 
+/// What every handle has, whichever engine is behind it.
 pub(crate) struct Inner {
-    pub(crate) fjall: fjall::Database,
-    meta: Keyspace,
-    pub(crate) seq: Keyspace,
-    pub(crate) log: LocalLog,
+    pub(crate) backend: Backend,
     tables: RwLock<HashMap<TypeId, Arc<TableHandle>>>,
-    registering: Mutex<()>,
     /// Shared by every running transaction; exclusive for one that kept conflicting.
     pub(crate) gate: tokio::sync::RwLock<()>,
+}
+
+/// The engine behind a [`Db`]: the local fjall directory, or a celldb server. Typed work
+/// (encoding, index maintenance, unique checks, own writes) happens above it, in `tx`, for both.
+pub(crate) enum Backend {
+    Local(Local),
+    Remote(crate::remote::Client),
+}
+
+/// An open local database directory.
+pub(crate) struct Local {
+    pub(crate) fjall: fjall::Database,
+    pub(crate) meta: Keyspace,
+    pub(crate) seq: Keyspace,
+    pub(crate) log: LocalLog,
+    registering: Mutex<()>,
     path: PathBuf,
     options: Options,
     // Field order matters: fjall closes before the lock is released, the temp dir goes last.
@@ -94,9 +126,16 @@ pub(crate) struct Inner {
 
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Db")
-            .field("path", &self.inner.path)
-            .finish_non_exhaustive()
+        match &self.inner.backend {
+            Backend::Local(local) => f
+                .debug_struct("Db")
+                .field("path", &local.path)
+                .finish_non_exhaustive(),
+            Backend::Remote(client) => f
+                .debug_struct("Db")
+                .field("remote", &client.endpoint().to_string())
+                .finish_non_exhaustive(),
+        }
     }
 }
 
@@ -168,40 +207,81 @@ impl Db {
         let meta = fjall.keyspace(META_KEYSPACE, KeyspaceCreateOptions::default)?;
         let seq = fjall.keyspace(SEQ_KEYSPACE, KeyspaceCreateOptions::default)?;
         let log = LocalLog::start(fjall.clone())?;
-        Ok(Self {
+        Ok(Self::with_backend(Backend::Local(Local {
+            fjall,
+            meta,
+            seq,
+            log,
+            registering: Mutex::new(()),
+            path: path.to_path_buf(),
+            options,
+            _lock: lock,
+            _temp: temp,
+        })))
+    }
+
+    pub(crate) fn with_backend(backend: Backend) -> Self {
+        Self {
             inner: Arc::new(Inner {
-                fjall,
-                meta,
-                seq,
-                log,
+                backend,
                 tables: RwLock::new(HashMap::new()),
-                registering: Mutex::new(()),
                 gate: tokio::sync::RwLock::new(()),
-                path: path.to_path_buf(),
-                options,
-                _lock: lock,
-                _temp: temp,
             }),
+        }
+    }
+
+    /// The local engine, or `None` for a handle on a celldb server.
+    pub(crate) fn local(&self) -> Option<&Local> {
+        match &self.inner.backend {
+            Backend::Local(local) => Some(local),
+            Backend::Remote(_) => None,
+        }
+    }
+
+    /// The local engine, or [`Error::Remote`] naming `what` is not available over the wire.
+    fn local_only(&self, what: &str) -> Result<&Local> {
+        self.local().ok_or_else(|| {
+            Error::Remote(format!(
+                "{what} reads the database directory and is not available through a celldb \
+                 server; run `celldb inspect` on the server's directory instead"
+            ))
         })
     }
 
-    /// The database directory.
-    pub fn path(&self) -> &Path {
-        &self.inner.path
+    /// True when this handle talks to a celldb server ([`Db::connect`]).
+    pub fn is_remote(&self) -> bool {
+        self.local().is_none()
     }
 
-    /// Commit-log counters (fsyncs, committed write-sets, conflicts).
+    /// The database directory; for a handle on a server ([`Db::connect`]), an empty path
+    /// (the directory belongs to the server).
+    pub fn path(&self) -> &Path {
+        match &self.inner.backend {
+            Backend::Local(local) => &local.path,
+            Backend::Remote(_) => Path::new(""),
+        }
+    }
+
+    /// Commit-log counters (fsyncs, committed write-sets, conflicts) of this process's log.
+    /// A handle on a server has no log of its own: its counters stay zero (the server's are
+    /// in its `stats` call, see `docs/celldb.md`).
     pub fn stats(&self) -> &LogStats {
-        self.inner.log.stats()
+        static NONE: std::sync::LazyLock<LogStats> = std::sync::LazyLock::new(LogStats::default);
+        match &self.inner.backend {
+            Backend::Local(local) => local.log.stats(),
+            Backend::Remote(_) => &NONE,
+        }
     }
 
     /// Every table recorded in this database, as stored in its metadata.
     ///
     /// # Errors
-    /// [`Error::Corrupt`] when metadata fails validation.
+    /// [`Error::Corrupt`] when metadata fails validation; [`Error::Remote`] on a handle on a
+    /// server.
     pub fn tables(&self) -> Result<Vec<(String, TableMeta)>> {
+        let local = self.local_only("listing tables")?;
         let mut out = Vec::new();
-        for guard in self.inner.meta.iter() {
+        for guard in local.meta.iter() {
             let (key, value) = guard.into_inner()?;
             let name = String::from_utf8_lossy(&key).into_owned();
             let meta = decode_meta(&name, &value)?;
@@ -213,14 +293,15 @@ impl Db {
     /// Raw records of a table by name: `(encoded key, rkyv bytes)`, for tools (`celldb dump`).
     ///
     /// # Errors
-    /// Storage errors; an unknown table gives an empty list.
+    /// Storage errors; an unknown table gives an empty list; [`Error::Remote`] on a handle on
+    /// a server.
     pub fn raw_records(&self, table: &str) -> Result<Vec<(Slice, Slice)>> {
+        let local = self.local_only("dumping records")?;
         let name = records_keyspace(table);
-        if !self.inner.fjall.keyspace_exists(&name) {
+        if !local.fjall.keyspace_exists(&name) {
             return Ok(Vec::new());
         }
-        let ks = self
-            .inner
+        let ks = local
             .fjall
             .keyspace(&name, KeyspaceCreateOptions::default)?;
         ks.iter()
@@ -237,32 +318,25 @@ impl Db {
     }
 
     /// Opens (or returns the already open) table of `T`, checking its stored fingerprint.
-    pub(crate) fn table<T: Table>(&self) -> Result<Arc<TableHandle>> {
+    pub(crate) async fn table<T: Table>(&self) -> Result<Arc<TableHandle>> {
         let id = TypeId::of::<T>();
-        if let Some(handle) = self
-            .inner
-            .tables
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&id)
-        {
-            return Ok(handle.clone());
+        if let Some(handle) = self.cached_table(id) {
+            return Ok(handle);
         }
-        let _registering = self
-            .inner
-            .registering
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(handle) = self
-            .inner
-            .tables
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&id)
-        {
-            return Ok(handle.clone());
-        }
-        let handle = Arc::new(self.register::<T>()?);
+        let handle = match &self.inner.backend {
+            Backend::Local(local) => {
+                let _registering = local
+                    .registering
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some(handle) = self.cached_table(id) {
+                    return Ok(handle);
+                }
+                Arc::new(local.register::<T>()?)
+            }
+            // Two tasks opening one table at once both ask the server; it answers both alike.
+            Backend::Remote(client) => Arc::new(client.open_table::<T>().await?),
+        };
         self.inner
             .tables
             .write()
@@ -271,64 +345,105 @@ impl Db {
         Ok(handle)
     }
 
+    fn cached_table(&self, id: TypeId) -> Option<Arc<TableHandle>> {
+        self.inner
+            .tables
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&id)
+            .cloned()
+    }
+}
+
+/// What [`Local::open_raw`] found for a table.
+pub(crate) enum Opened {
+    /// The stored metadata matches (or the table is new and its metadata was written).
+    Ready,
+    /// The stored metadata differs: the table needs a migration from `stored` (or is refused).
+    Differs(TableMeta),
+}
+
+/// The keyspaces of one table, opened locally.
+pub(crate) struct RawTable {
+    pub(crate) records: Keyspace,
+    pub(crate) indexes: Vec<Keyspace>,
+}
+
+impl Local {
     fn register<T: Table>(&self) -> Result<TableHandle> {
-        let fjall = &self.inner.fjall;
-        let records =
-            fjall.keyspace(&records_keyspace(T::TABLE), KeyspaceCreateOptions::default)?;
-        let indexes = T::INDEXES
+        let current = meta_of::<T>();
+        let (raw, opened) = self.open_raw(T::TABLE, &current)?;
+        if let Opened::Differs(stored) = opened {
+            let migrated =
+                crate::migrate::upgrade::<T>(self, &raw.records, &raw.indexes, &stored, &current)?;
+            self.write_meta(T::TABLE, &current, migrated)?;
+        }
+        Ok(TableHandle {
+            records: Ks::Local(raw.records),
+            indexes: raw.indexes.into_iter().map(Ks::Local).collect(),
+            seq: Ks::Local(self.seq.clone()),
+            durability: T::DURABILITY.unwrap_or(self.options.durability),
+        })
+    }
+
+    /// Opens a table's keyspaces by name and compares its stored metadata with `current`
+    /// (writing it when the table is new or only the type's name changed). Shared by local
+    /// tables and by the server, which knows tables only by their metadata.
+    pub(crate) fn open_raw(&self, table: &str, current: &TableMeta) -> Result<(RawTable, Opened)> {
+        let fjall = &self.fjall;
+        let records = fjall.keyspace(&records_keyspace(table), KeyspaceCreateOptions::default)?;
+        let indexes = current
+            .indexes
             .iter()
-            .map(|def| {
-                fjall.keyspace(
-                    &index_keyspace(T::TABLE, def.name),
-                    KeyspaceCreateOptions::default,
-                )
+            .map(|(name, _)| {
+                fjall.keyspace(&index_keyspace(table, name), KeyspaceCreateOptions::default)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let handle = TableHandle {
-            records,
-            indexes,
-            durability: T::DURABILITY.unwrap_or(self.inner.options.durability),
-        };
-        let current = meta_of::<T>();
-        let stored = match self.inner.meta.get(T::TABLE)? {
-            Some(bytes) => Some(decode_meta(T::TABLE, &bytes)?),
+        let stored = match self.meta.get(table)? {
+            Some(bytes) => Some(decode_meta(table, &bytes)?),
             None => None,
         };
-        match stored {
-            None => self.write_meta(T::TABLE, &current, Vec::new())?,
-            Some(stored) if same_schema(&stored, &current) => {
+        let opened = match stored {
+            None => {
+                self.write_meta(table, current, Vec::new())?;
+                Opened::Ready
+            }
+            Some(stored) if same_schema(&stored, current) => {
                 if stored.type_name != current.type_name {
                     // A renamed Rust type with the same structure: keep the metadata current.
-                    self.write_meta(T::TABLE, &current, Vec::new())?;
+                    self.write_meta(table, current, Vec::new())?;
                 }
+                Opened::Ready
             }
-            Some(stored) => {
-                let migrated = crate::migrate::upgrade::<T>(self, &handle, &stored, &current)?;
-                self.write_meta(T::TABLE, &current, migrated)?;
-            }
-        }
-        Ok(handle)
+            Some(stored) => Opened::Differs(stored),
+        };
+        Ok((RawTable { records, indexes }, opened))
     }
 
     /// Writes the table's metadata (plus `writes`, a migration) durably through the log.
-    fn write_meta(&self, table: &str, meta: &TableMeta, mut writes: Vec<Write>) -> Result<()> {
+    pub(crate) fn write_meta(
+        &self,
+        table: &str,
+        meta: &TableMeta,
+        mut writes: Vec<Write>,
+    ) -> Result<()> {
         let bytes = codec::to_bytes(meta).map_err(|e| Error::Encode {
             table: "meta".into(),
             reason: e.to_string(),
         })?;
         writes.push(Write {
-            keyspace: self.inner.meta.clone(),
+            keyspace: self.meta.clone(),
             key: Slice::from(table.as_bytes()),
             value: Some(Slice::from(&bytes[..])),
         });
         let ws = WriteSet {
             distinct_keys: false,
-            version: self.inner.log.version(),
+            version: self.log.version(),
             reads: Vec::new(),
             writes,
             durability: Durability::Sync,
         };
-        commit_blocking(&self.inner.log, ws)
+        commit_blocking(&self.log, ws)
     }
 }
 

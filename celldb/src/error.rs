@@ -91,6 +91,14 @@ pub enum Error {
     /// The transaction body chose to abort (see [`Error::abort`]).
     #[error("transaction aborted: {0}")]
     Aborted(Box<dyn std::error::Error + Send + Sync>),
+    /// The celldb server refused a request or failed (its storage, a malformed request), or
+    /// the operation needs the database directory and this handle is on a server.
+    #[error("celldb server: {0}")]
+    Remote(String),
+    /// The celldb server could not be reached, or the connection broke during the call. For a
+    /// commit, the outcome is unknown: it may or may not have been applied.
+    #[error("cannot reach the celldb server: {0}")]
+    Connection(String),
     /// The default database could not be opened.
     #[error("cannot open the default database: {0}")]
     Default(String),

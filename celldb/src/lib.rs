@@ -20,8 +20,14 @@
 //! means fsynced, and many concurrent writers share an fsync. A replicated log can replace the
 //! local one without touching the API.
 //!
-//! What it is not: a SQL engine or a server (serving celldb as a cell is separate), and not a
-//! store for untyped data: every table's structural fingerprint is checked when it is opened.
+//! Remote mode: `celldb serve` ([`server`], [`wire`]) serves a directory over the runtime, and
+//! [`Db::connect`] (or `$CELLDB_URL` for the default database, [`remote`]) makes the same API
+//! reach it. Transactions still run in the caller — reads from a snapshot the server holds for
+//! them, the write-set validated and group-committed by the server's log — so both modes share
+//! the typed code and the isolation (serializable for what a transaction reads).
+//!
+//! What it is not: a SQL engine, and not a store for untyped data: every table's structural
+//! fingerprint is checked when it is opened.
 //!
 //! # Example
 //! ```
@@ -55,14 +61,19 @@
 // Lets `#[persist]` expansions (`::celldb::…`) work inside this crate's own tests and docs.
 extern crate self as celldb;
 
+#[doc(hidden)]
+pub mod cli;
 pub mod context;
 mod db;
 mod error;
 pub mod key;
 mod log;
 mod migrate;
+pub mod remote;
+pub mod server;
 mod table;
 mod tx;
+pub mod wire;
 
 pub use context::{current, set_default};
 pub use db::{Db, Options, TableMeta};
@@ -176,5 +187,11 @@ cell_sdk::export! {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::key::encode;
+
+    /// The metadata a table of `T` is stored with (tests of the server speak the protocol
+    /// by hand).
+    pub fn table_meta<T: crate::Table>() -> crate::TableMeta {
+        crate::db::meta_of::<T>()
+    }
     pub use cell_sdk::{Fingerprint, codec, fingerprint};
 }

@@ -11,7 +11,7 @@
 //!
 //! A migration is one write-set, so it is atomic: a crash in the middle leaves the old table.
 
-use crate::db::{Db, TableHandle, TableMeta, index_keyspace};
+use crate::db::{Local, TableMeta, index_keyspace};
 use crate::error::{Error, Result};
 use crate::log::Write;
 use crate::table::Table;
@@ -23,8 +23,9 @@ type Upgrade<T> = fn(&[u8]) -> Result<T, cell_sdk::codec::DecodeError>;
 
 /// Computes the writes that bring the table from `stored` to `current`, or explains why not.
 pub(crate) fn upgrade<T: Table>(
-    db: &Db,
-    handle: &TableHandle,
+    db: &Local,
+    records: &fjall::Keyspace,
+    indexes: &[fjall::Keyspace],
     stored: &TableMeta,
     current: &TableMeta,
 ) -> Result<Vec<Write>> {
@@ -49,7 +50,7 @@ pub(crate) fn upgrade<T: Table>(
     let mut writes = Vec::new();
     // Drop every index entry written under the stored schema; rebuild below.
     for (name, _) in &stored.indexes {
-        let ks = db.inner.fjall.keyspace(
+        let ks = db.fjall.keyspace(
             &index_keyspace(T::TABLE, name),
             KeyspaceCreateOptions::default,
         )?;
@@ -64,7 +65,7 @@ pub(crate) fn upgrade<T: Table>(
     }
     let mut unique_seen: Vec<std::collections::HashSet<Vec<u8>>> =
         vec![Default::default(); T::INDEXES.len()];
-    for guard in handle.records.iter() {
+    for guard in records.iter() {
         let (pk, bytes) = guard.into_inner()?;
         let record: T = match upgrade {
             Some(up) => up(&bytes),
@@ -80,7 +81,7 @@ pub(crate) fn upgrade<T: Table>(
                 reason: e.to_string(),
             })?;
             writes.push(Write {
-                keyspace: handle.records.clone(),
+                keyspace: records.clone(),
                 key: pk.clone(),
                 value: Some(Slice::from(&encoded[..])),
             });
@@ -101,7 +102,7 @@ pub(crate) fn upgrade<T: Table>(
                 (ik, Slice::from(&[][..]))
             };
             writes.push(Write {
-                keyspace: handle.indexes[i].clone(),
+                keyspace: indexes[i].clone(),
                 key: Slice::from(key),
                 value: Some(value),
             });

@@ -9,17 +9,25 @@
 //! transactions, so they get the same guarantees: a record and its index entries change together,
 //! and a unique index holds under concurrent writers (two inserts of one email cannot both see it
 //! free *and* both commit).
+//!
+//! The same code serves remote mode (a [`Db`] from [`Db::connect`]): a remote transaction's
+//! reads go to a snapshot the server holds for it (the server records the read checks), and
+//! its write-set is sent to the server's commit log. Everything typed — encoding, index
+//! entries, unique checks, own writes — stays here, so both modes behave alike.
 
-use crate::db::{Db, TableHandle};
+use crate::db::{Backend, Db, Ks, TableHandle};
 use crate::error::{Error, Result};
 use crate::key::{Key, KeyArg};
 use crate::log::{CommitLog, RangeDigest, ReadCheck, Write, WriteSet};
+use crate::remote::RemoteTx;
 use crate::table::{Durability, Table};
+use crate::wire::WireWrite;
 use cell_sdk::codec;
-use fjall::{Keyspace, Readable, Slice};
+use fjall::{Readable, Slice};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::{Bound, RangeBounds};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+use tokio::sync::{Mutex, MutexGuard};
 
 /// How many times [`Db::transaction`] runs a body that keeps conflicting before giving up.
 pub const MAX_ATTEMPTS: u32 = 64;
@@ -45,18 +53,26 @@ pub struct Tx {
 
 struct TxState {
     db: Db,
-    snapshot: fjall::Snapshot,
+    reader: Reader,
     version: u64,
     reads: Vec<ReadCheck>,
     /// Buffered writes per keyspace id, keyed by `Slice` so lookups by `&[u8]` need no
     /// allocation (`Slice` borrows as `[u8]`; keys up to 20 bytes are stored inline). A hash
     /// map, not a B-tree: the write path is hot and write order does not matter.
-    writes: BTreeMap<u64, (Keyspace, WriteMap)>,
+    writes: BTreeMap<u64, (Ks, WriteMap)>,
     sync: bool,
     /// Reused rkyv buffer.
     buffer: codec::Bytes,
     /// The last table used, so a run of writes to one table skips the registry lookup.
     last_table: Option<(std::any::TypeId, Arc<TableHandle>)>,
+}
+
+/// Where a transaction's reads come from.
+enum Reader {
+    /// A local fjall snapshot; reads are recorded in `TxState::reads`.
+    Local(fjall::Snapshot),
+    /// A snapshot held by the server, which records the reads itself.
+    Remote(RemoteTx),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -74,14 +90,28 @@ impl std::fmt::Debug for Tx {
 
 impl Tx {
     fn begin(db: &Db) -> Self {
-        // The version is read *before* the snapshot is taken: a commit in between makes the
-        // write-set look older than its snapshot, so it is validated (safe), never trusted.
-        let version = db.inner.log.version();
-        let snapshot = db.inner.fjall.snapshot();
+        let (reader, version) = match &db.inner.backend {
+            Backend::Local(local) => {
+                // The version is read *before* the snapshot is taken: a commit in between
+                // makes the write-set look older than its snapshot, so it is validated (safe),
+                // never trusted.
+                let version = local.log.version();
+                (Reader::Local(local.fjall.snapshot()), version)
+            }
+            // The server begins the transaction with its first read.
+            Backend::Remote(_) => (
+                Reader::Remote(RemoteTx {
+                    db: db.clone(),
+                    session: 0,
+                    id: 0,
+                }),
+                0,
+            ),
+        };
         Self {
             state: Arc::new(Mutex::new(TxState {
                 db: db.clone(),
-                snapshot,
+                reader,
                 version,
                 reads: Vec::new(),
                 writes: BTreeMap::new(),
@@ -92,10 +122,8 @@ impl Tx {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, TxState> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    async fn lock(&self) -> MutexGuard<'_, TxState> {
+        self.state.lock().await
     }
 
     /// The record of `T` with primary key `key`.
@@ -105,9 +133,9 @@ impl Tx {
     pub async fn get<T: Table>(&self, key: impl KeyArg<T::Key>) -> Result<Option<T>> {
         let mut pk = Vec::new();
         key.encode_arg(&mut pk);
-        let mut st = self.lock();
-        let table = st.db.table::<T>()?;
-        match st.read(&table.records, &pk)? {
+        let mut st = self.lock().await;
+        let table = st.table::<T>().await?;
+        match st.read(&table.records, &pk).await? {
             Some(bytes) => decode::<T>(&bytes).map(Some),
             None => Ok(None),
         }
@@ -121,7 +149,7 @@ impl Tx {
     ///
     /// Returns the key, which for an `auto_inc` table given key `0` is the one assigned.
     pub async fn insert<T: Table>(&self, value: &T) -> Result<T::Key> {
-        self.lock().put(value, Mode::Insert)
+        self.lock().await.put(value, Mode::Insert).await
     }
 
     /// Replaces an existing record (same key). [`Error::NotFound`] if there is none.
@@ -129,7 +157,7 @@ impl Tx {
     /// # Errors
     /// As above, plus [`Error::UniqueViolation`], storage and encoding errors.
     pub async fn update<T: Table>(&self, value: &T) -> Result<()> {
-        self.lock().put(value, Mode::Update).map(drop)
+        self.lock().await.put(value, Mode::Update).await.map(drop)
     }
 
     /// Inserts or replaces the record with `value`'s key.
@@ -137,7 +165,7 @@ impl Tx {
     /// # Errors
     /// [`Error::UniqueViolation`], storage and encoding errors.
     pub async fn upsert<T: Table>(&self, value: &T) -> Result<()> {
-        self.lock().put(value, Mode::Upsert).map(drop)
+        self.lock().await.put(value, Mode::Upsert).await.map(drop)
     }
 
     /// Deletes the record with `key` and its index entries; `true` if it existed.
@@ -147,7 +175,7 @@ impl Tx {
     pub async fn delete<T: Table>(&self, key: impl KeyArg<T::Key>) -> Result<bool> {
         let mut pk = Vec::new();
         key.encode_arg(&mut pk);
-        self.lock().delete::<T>(pk)
+        self.lock().await.delete::<T>(pk).await
     }
 
     /// The records whose key lies in `range`, in key order.
@@ -157,9 +185,10 @@ impl Tx {
     pub async fn scan<T: Table>(&self, range: impl RangeBounds<T::Key>) -> Result<Vec<T>> {
         let start = encode_bound(range.start_bound());
         let end = encode_bound(range.end_bound());
-        let mut st = self.lock();
-        let table = st.db.table::<T>()?;
-        st.range(&table.records, start, end)?
+        let mut st = self.lock().await;
+        let table = st.table::<T>().await?;
+        st.range(&table.records, start, end)
+            .await?
             .into_iter()
             .map(|(_, v)| decode::<T>(&v))
             .collect()
@@ -170,10 +199,11 @@ impl Tx {
     /// # Errors
     /// Storage errors.
     pub async fn count<T: Table>(&self) -> Result<usize> {
-        let mut st = self.lock();
-        let table = st.db.table::<T>()?;
+        let mut st = self.lock().await;
+        let table = st.table::<T>().await?;
         Ok(st
-            .range(&table.records, Bound::Unbounded, Bound::Unbounded)?
+            .range(&table.records, Bound::Unbounded, Bound::Unbounded)
+            .await?
             .len())
     }
 
@@ -183,51 +213,76 @@ impl Tx {
     /// Storage errors; [`Error::Corrupt`] on bad bytes.
     #[doc(hidden)]
     pub async fn by_index<T: Table>(&self, index: usize, value: Vec<u8>) -> Result<Vec<T>> {
-        self.lock().by_index::<T>(index, value)
+        self.lock().await.by_index::<T>(index, value).await
     }
 }
 
 impl TxState {
-    fn table<T: Table>(&mut self) -> Result<Arc<TableHandle>> {
+    async fn table<T: Table>(&mut self) -> Result<Arc<TableHandle>> {
         let id = std::any::TypeId::of::<T>();
         if let Some((last, handle)) = &self.last_table
             && *last == id
         {
             return Ok(handle.clone());
         }
-        let handle = self.db.table::<T>()?;
+        let handle = self.db.table::<T>().await?;
         self.last_table = Some((id, handle.clone()));
         Ok(handle)
     }
 
-    fn read(&mut self, ks: &Keyspace, key: &[u8]) -> Result<Option<Slice>> {
+    async fn read(&mut self, ks: &Ks, key: &[u8]) -> Result<Option<Slice>> {
         if let Some(value) = self.writes.get(&ks.id()).and_then(|(_, m)| m.get(key)) {
             return Ok(value.clone());
         }
-        let seen = self.snapshot.get(ks, key)?;
-        self.reads.push(ReadCheck::Point {
-            keyspace: ks.clone(),
-            key: Slice::from(key),
-            seen: seen.clone(),
-        });
-        Ok(seen)
+        match (&mut self.reader, ks) {
+            (Reader::Local(snapshot), Ks::Local(keyspace)) => {
+                let seen = snapshot.get(keyspace, key)?;
+                self.reads.push(ReadCheck::Point {
+                    keyspace: keyspace.clone(),
+                    key: Slice::from(key),
+                    seen: seen.clone(),
+                });
+                Ok(seen)
+            }
+            (Reader::Remote(tx), Ks::Remote(id)) => {
+                let db = tx.db.clone();
+                let client = remote_client(&db)?;
+                Ok(client.point(tx, *id, key).await?.map(Slice::from))
+            }
+            _ => Err(mixed()),
+        }
     }
 
-    fn range(
+    async fn range(
         &mut self,
-        ks: &Keyspace,
+        ks: &Ks,
         start: Bound<Vec<u8>>,
         end: Bound<Vec<u8>>,
     ) -> Result<Vec<(Vec<u8>, Slice)>> {
-        let mut digest = RangeDigest::default();
         let mut merged = BTreeMap::new();
-        for guard in self
-            .snapshot
-            .range::<Vec<u8>, _>(ks, (start.clone(), end.clone()))
-        {
-            let (k, v) = guard.into_inner()?;
-            digest.add(&k, &v);
-            merged.insert(k.to_vec(), v);
+        match (&mut self.reader, ks) {
+            (Reader::Local(snapshot), Ks::Local(keyspace)) => {
+                let mut digest = RangeDigest::default();
+                for guard in snapshot.range::<Vec<u8>, _>(keyspace, (start.clone(), end.clone())) {
+                    let (k, v) = guard.into_inner()?;
+                    digest.add(&k, &v);
+                    merged.insert(k.to_vec(), v);
+                }
+                self.reads.push(ReadCheck::Range {
+                    keyspace: keyspace.clone(),
+                    start: start.clone(),
+                    end: end.clone(),
+                    digest: digest.finish(),
+                });
+            }
+            (Reader::Remote(tx), Ks::Remote(id)) => {
+                let db = tx.db.clone();
+                let client = remote_client(&db)?;
+                for (k, v) in client.range(tx, *id, &start, &end).await? {
+                    merged.insert(k, Slice::from(v));
+                }
+            }
+            _ => return Err(mixed()),
         }
         if let Some((_, own)) = self.writes.get(&ks.id()) {
             let bounds = (start.clone(), end.clone());
@@ -240,16 +295,10 @@ impl TxState {
                 }
             }
         }
-        self.reads.push(ReadCheck::Range {
-            keyspace: ks.clone(),
-            start,
-            end,
-            digest: digest.finish(),
-        });
         Ok(merged.into_iter().collect())
     }
 
-    fn write(&mut self, table: &TableHandle, ks: &Keyspace, key: Vec<u8>, value: Option<Slice>) {
+    fn write(&mut self, table: &TableHandle, ks: &Ks, key: Vec<u8>, value: Option<Slice>) {
         self.sync |= table.durability == Durability::Sync;
         self.writes
             .entry(ks.id())
@@ -258,10 +307,10 @@ impl TxState {
             .insert(Slice::from(key), value);
     }
 
-    fn put<T: Table>(&mut self, value: &T, mode: Mode) -> Result<T::Key> {
-        let table = self.table::<T>()?;
+    async fn put<T: Table>(&mut self, value: &T, mode: Mode) -> Result<T::Key> {
+        let table = self.table::<T>().await?;
         let assigned;
-        let value: &T = match self.allocate(&table, value, mode)? {
+        let value: &T = match self.allocate(&table, value, mode).await? {
             Some(with_key) => {
                 assigned = with_key;
                 &assigned
@@ -270,7 +319,7 @@ impl TxState {
         };
         let mut pk = Vec::with_capacity(16);
         value.key().encode_key(&mut pk);
-        let old = self.read(&table.records, &pk)?;
+        let old = self.read(&table.records, &pk).await?;
         match (&old, mode) {
             (Some(_), Mode::Insert) => {
                 return Err(Error::AlreadyExists {
@@ -298,7 +347,7 @@ impl TxState {
             }
             let ks = &table.indexes[i];
             if def.unique {
-                if let Some(owner) = self.read(ks, &new_ik)?
+                if let Some(owner) = self.read(ks, &new_ik).await?
                     && owner.as_ref() != pk.as_slice()
                 {
                     return Err(Error::UniqueViolation {
@@ -335,7 +384,7 @@ impl TxState {
     /// keeps the table's counter above every key written. The counter lives in the same
     /// write-set as the record, so a crash keeps both or neither (ids never repeat), and two
     /// concurrent allocations conflict on it, so they never hand out the same id.
-    fn allocate<T: Table>(
+    async fn allocate<T: Table>(
         &mut self,
         table: &TableHandle,
         value: &T,
@@ -344,8 +393,8 @@ impl TxState {
         let Some(given) = value.auto_key() else {
             return Ok(None);
         };
-        let seq = self.db.inner.seq.clone();
-        let current = match self.read(&seq, T::TABLE.as_bytes())? {
+        let seq = table.seq.clone();
+        let current = match self.read(&seq, T::TABLE.as_bytes()).await? {
             None => 0,
             Some(bytes) => {
                 u64::from_be_bytes(bytes.as_ref().try_into().map_err(|_| Error::Corrupt {
@@ -370,9 +419,9 @@ impl TxState {
         Ok(replaced)
     }
 
-    fn delete<T: Table>(&mut self, pk: Vec<u8>) -> Result<bool> {
-        let table = self.db.table::<T>()?;
-        let Some(old) = self.read(&table.records, &pk)? else {
+    async fn delete<T: Table>(&mut self, pk: Vec<u8>) -> Result<bool> {
+        let table = self.table::<T>().await?;
+        let Some(old) = self.read(&table.records, &pk).await? else {
             return Ok(false);
         };
         let old = decode::<T>(&old)?;
@@ -390,28 +439,29 @@ impl TxState {
         Ok(true)
     }
 
-    fn by_index<T: Table>(&mut self, index: usize, value: Vec<u8>) -> Result<Vec<T>> {
-        let table = self.db.table::<T>()?;
+    async fn by_index<T: Table>(&mut self, index: usize, value: Vec<u8>) -> Result<Vec<T>> {
+        let table = self.table::<T>().await?;
         let (Some(def), Some(ks)) = (T::INDEXES.get(index), table.indexes.get(index).cloned())
         else {
             return Ok(Vec::new());
         };
         let pks: Vec<Vec<u8>> = if def.unique {
-            match self.read(&ks, &value)? {
+            match self.read(&ks, &value).await? {
                 Some(pk) => vec![pk.to_vec()],
                 None => Vec::new(),
             }
         } else {
             let start = Bound::Included(value.clone());
             let end = prefix_end(&value);
-            self.range(&ks, start, end)?
+            self.range(&ks, start, end)
+                .await?
                 .into_iter()
                 .map(|(k, _)| k.get(value.len()..).unwrap_or_default().to_vec())
                 .collect()
         };
         let mut out = Vec::with_capacity(pks.len());
         for pk in pks {
-            match self.read(&table.records, &pk)? {
+            match self.read(&table.records, &pk).await? {
                 Some(bytes) => out.push(decode::<T>(&bytes)?),
                 None => {
                     return Err(Error::Corrupt {
@@ -424,9 +474,12 @@ impl TxState {
         Ok(out)
     }
 
-    fn into_write_set(self) -> WriteSet {
+    fn into_write_set(self) -> Result<WriteSet> {
         let mut writes = Vec::new();
         for (keyspace, keys) in self.writes.into_values() {
+            let Ks::Local(keyspace) = keyspace else {
+                return Err(mixed());
+            };
             let mut keys: Vec<(Slice, Option<Slice>)> = keys.into_iter().collect();
             // Key order: the memtable skiplist inserts sorted runs much faster (locality).
             keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -436,7 +489,7 @@ impl TxState {
                 value,
             }));
         }
-        WriteSet {
+        Ok(WriteSet {
             distinct_keys: true,
             version: self.version,
             reads: self.reads,
@@ -446,8 +499,35 @@ impl TxState {
             } else {
                 Durability::Buffered
             },
-        }
+        })
     }
+
+    /// The writes as the wire carries them (remote mode), in key order per keyspace.
+    fn into_wire_writes(writes: BTreeMap<u64, (Ks, WriteMap)>) -> Vec<WireWrite> {
+        let mut out = Vec::new();
+        for (id, (_, keys)) in writes {
+            let mut keys: Vec<(Slice, Option<Slice>)> = keys.into_iter().collect();
+            keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            out.extend(keys.into_iter().map(|(key, value)| WireWrite {
+                keyspace: id,
+                key: key.to_vec(),
+                value: value.map(|v| v.to_vec()),
+            }));
+        }
+        out
+    }
+}
+
+fn remote_client(db: &Db) -> Result<&crate::remote::Client> {
+    match &db.inner.backend {
+        Backend::Remote(client) => Ok(client),
+        Backend::Local(_) => Err(mixed()),
+    }
+}
+
+/// A local keyspace in a remote transaction or the reverse: a bug in celldb, never data.
+fn mixed() -> Error {
+    Error::Commit("internal error: a transaction mixed local and remote keyspaces".into())
 }
 
 /// A transaction's buffered writes to one keyspace.
@@ -544,10 +624,18 @@ impl Db {
 
     async fn commit_tx(&self, tx: Tx) -> Result<()> {
         let state = {
-            let mut guard = tx.lock();
+            let mut guard = tx.lock().await;
+            let reader = match &guard.reader {
+                Reader::Local(snapshot) => Reader::Local(snapshot.clone()),
+                Reader::Remote(_) => Reader::Remote(RemoteTx {
+                    db: guard.db.clone(),
+                    session: 0,
+                    id: 0,
+                }),
+            };
             let empty = TxState {
                 db: guard.db.clone(),
-                snapshot: guard.snapshot.clone(),
+                reader,
                 version: guard.version,
                 reads: Vec::new(),
                 writes: BTreeMap::new(),
@@ -558,12 +646,29 @@ impl Db {
             std::mem::replace(&mut *guard, empty)
         };
         if state.writes.is_empty() {
-            // Read-only: its snapshot was consistent; nothing to validate or write.
+            // Read-only: its snapshot was consistent; nothing to validate or write. (A remote
+            // one releases its server-side snapshot when `state` drops.)
             return Ok(());
         }
-        let ws = state.into_write_set();
+        let local = match &self.inner.backend {
+            Backend::Local(local) => local,
+            Backend::Remote(client) => {
+                let TxState {
+                    reader,
+                    writes,
+                    sync,
+                    ..
+                } = state;
+                let Reader::Remote(mut remote) = reader else {
+                    return Err(mixed());
+                };
+                let writes = TxState::into_wire_writes(writes);
+                return client.commit(&mut remote, writes, sync).await.map(drop);
+            }
+        };
+        let ws = state.into_write_set()?;
         let (send, receive) = tokio::sync::oneshot::channel();
-        self.inner.log.submit(
+        local.log.submit(
             ws,
             Box::new(move |result| {
                 let _ = send.send(result);
@@ -580,10 +685,17 @@ impl Db {
     /// # Errors
     /// Storage errors; [`Error::Corrupt`] when the stored bytes fail validation.
     pub async fn get<T: Table>(&self, key: impl KeyArg<T::Key>) -> Result<Option<T>> {
-        let table = self.table::<T>()?;
+        let table = self.table::<T>().await?;
         let mut pk = Vec::with_capacity(16);
         key.encode_arg(&mut pk);
-        match table.records.get(&pk)? {
+        let found = match (&self.inner.backend, &table.records) {
+            (Backend::Local(_), Ks::Local(records)) => records.get(&pk)?,
+            (Backend::Remote(client), Ks::Remote(id)) => {
+                client.latest(*id, &pk).await?.map(Slice::from)
+            }
+            _ => return Err(mixed()),
+        };
+        match found {
             Some(bytes) => decode::<T>(&bytes).map(Some),
             None => Ok(None),
         }
@@ -627,7 +739,7 @@ impl Db {
         key.encode_arg(&mut pk);
         self.transaction(|tx| {
             let pk = pk.clone();
-            async move { tx.lock().delete::<T>(pk) }
+            async move { tx.lock().await.delete::<T>(pk).await }
         })
         .await
     }
@@ -645,8 +757,12 @@ impl Db {
     /// # Errors
     /// Storage errors.
     pub async fn count<T: Table>(&self) -> Result<usize> {
-        let table = self.table::<T>()?;
-        Ok(table.records.len()?)
+        let table = self.table::<T>().await?;
+        match (&self.inner.backend, &table.records) {
+            (Backend::Local(_), Ks::Local(records)) => Ok(records.len()?),
+            (Backend::Remote(client), Ks::Remote(id)) => client.count(*id).await,
+            _ => Err(mixed()),
+        }
     }
 
     /// Records whose index number `index` has the encoded value `value` (generated `by_*`).

@@ -89,3 +89,23 @@ fn unknown_tables_and_held_directories_are_errors() {
     assert!(!ok);
     assert!(err.contains("not a celldb database"), "{err}");
 }
+
+#[test]
+fn serve_help_teaches_how_clients_connect() {
+    let (ok, out, _) = celldb(&["serve", "--help"]);
+    assert!(ok);
+    for needle in ["CELLDB_URL", "--socket", "--tcp", "CELL_SECRET", "--dir"] {
+        assert!(out.contains(needle), "`{needle}` missing from:\n{out}");
+    }
+    // A TCP server without a secret is refused before it serves anything.
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_celldb"))
+        .args(["serve", "--tcp", "127.0.0.1:1", "--dir"])
+        .arg(dir.path())
+        .env_remove("CELL_SECRET")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.to_lowercase().contains("secret"), "{err}");
+}

@@ -1,9 +1,15 @@
 //! celldb through its macros: CRUD, indexes, transactions, concurrency, schema changes, the
 //! directory lock, corrupt bytes and task-local databases. Every test uses its own temporary
 //! database directory (on disk).
+//!
+//! Each test written with `both_modes!` runs twice: `<name>::embedded` opens the directory in
+//! this process, `<name>::remote` serves it with a real `celldb serve` process and reaches it
+//! through `Db::connect` — the same body, the same assertions. The few tests that are about
+//! the local engine itself (the directory lock, migrations) say why they run in one mode.
 
 #![allow(clippy::unwrap_used, reason = "test helpers outside #[test] fns")]
 
+use crate::celldb_site::both_modes;
 use cell_sdk::protein;
 use celldb::{Db, Error};
 use std::sync::Arc;
@@ -31,48 +37,50 @@ fn user(id: u64, email: &str, city: &str) -> User {
     }
 }
 
-#[tokio::test]
-async fn records_and_indexes_change_together() {
-    let db = Db::temp().unwrap();
-    db.scope(async {
-        DB::insert(&user(1, "a@x", "Oslo")).await.unwrap();
-        DB::insert(&user(2, "b@x", "Oslo")).await.unwrap();
-        DB::insert(&user(3, "c@x", "Rome")).await.unwrap();
+both_modes! {
+    #[tokio::test]
+    async fn records_and_indexes_change_together(site) {
+        let db = site.open();
+        db.scope(async {
+            DB::insert(&user(1, "a@x", "Oslo")).await.unwrap();
+            DB::insert(&user(2, "b@x", "Oslo")).await.unwrap();
+            DB::insert(&user(3, "c@x", "Rome")).await.unwrap();
 
-        assert_eq!(User::get(2).await.unwrap().unwrap().email, "b@x");
-        assert_eq!(User::by_email("c@x").await.unwrap().unwrap().id, 3);
-        let oslo: Vec<u64> = User::by_city("Oslo")
-            .await
-            .unwrap()
-            .iter()
-            .map(|u| u.id)
-            .collect();
-        assert_eq!(oslo, vec![1, 2]);
-        let scanned: Vec<u64> = User::scan(2..)
-            .await
-            .unwrap()
-            .iter()
-            .map(|u| u.id)
-            .collect();
-        assert_eq!(scanned, vec![2, 3]);
-        assert_eq!(User::count().await.unwrap(), 3);
+            assert_eq!(User::get(2).await.unwrap().unwrap().email, "b@x");
+            assert_eq!(User::by_email("c@x").await.unwrap().unwrap().id, 3);
+            let oslo: Vec<u64> = User::by_city("Oslo")
+                .await
+                .unwrap()
+                .iter()
+                .map(|u| u.id)
+                .collect();
+            assert_eq!(oslo, vec![1, 2]);
+            let scanned: Vec<u64> = User::scan(2..)
+                .await
+                .unwrap()
+                .iter()
+                .map(|u| u.id)
+                .collect();
+            assert_eq!(scanned, vec![2, 3]);
+            assert_eq!(User::count().await.unwrap(), 3);
 
-        // Moving a user updates both indexes in the same commit.
-        let mut moved = user(1, "a2@x", "Rome");
-        moved.name = "moved".into();
-        moved.save().await.unwrap();
-        assert!(User::by_email("a@x").await.unwrap().is_none());
-        assert_eq!(User::by_email("a2@x").await.unwrap().unwrap().name, "moved");
-        assert_eq!(User::by_city("Oslo").await.unwrap().len(), 1);
-        assert_eq!(User::by_city("Rome").await.unwrap().len(), 2);
+            // Moving a user updates both indexes in the same commit.
+            let mut moved = user(1, "a2@x", "Rome");
+            moved.name = "moved".into();
+            moved.save().await.unwrap();
+            assert!(User::by_email("a@x").await.unwrap().is_none());
+            assert_eq!(User::by_email("a2@x").await.unwrap().unwrap().name, "moved");
+            assert_eq!(User::by_city("Oslo").await.unwrap().len(), 1);
+            assert_eq!(User::by_city("Rome").await.unwrap().len(), 2);
 
-        assert!(User::delete(3).await.unwrap());
-        assert!(!User::delete(3).await.unwrap());
-        assert!(User::by_email("c@x").await.unwrap().is_none());
-        assert_eq!(User::by_city("Rome").await.unwrap().len(), 1);
-        assert_eq!(User::count().await.unwrap(), 2);
-    })
-    .await;
+            assert!(User::delete(3).await.unwrap());
+            assert!(!User::delete(3).await.unwrap());
+            assert!(User::by_email("c@x").await.unwrap().is_none());
+            assert_eq!(User::by_city("Rome").await.unwrap().len(), 1);
+            assert_eq!(User::count().await.unwrap(), 2);
+        })
+        .await;
+    }
 }
 
 /// `persist` above `protein` works too: it only needs the fields.
@@ -83,86 +91,94 @@ pub struct Reversed {
     id: i32,
 }
 
-#[tokio::test]
-async fn attribute_order_does_not_matter() {
-    let db = Db::temp().unwrap();
-    db.scope(async {
-        Reversed { id: -3 }.save().await.unwrap();
-        Reversed { id: 4 }.save().await.unwrap();
-        let ids: Vec<i32> = Reversed::scan(-10..10)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.id)
-            .collect();
-        assert_eq!(ids, vec![-3, 4]);
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn constraint_errors_are_typed() {
-    let db = Db::temp().unwrap();
-    db.insert(&user(1, "a@x", "Oslo")).await.unwrap();
-    assert!(matches!(
-        db.insert(&user(1, "other@x", "Oslo")).await,
-        Err(Error::AlreadyExists { .. })
-    ));
-    assert!(matches!(
-        db.insert(&user(2, "a@x", "Oslo")).await,
-        Err(Error::UniqueViolation { index, .. }) if index == "email"
-    ));
-    assert!(matches!(
-        db.update(&user(9, "z@x", "Oslo")).await,
-        Err(Error::NotFound { .. })
-    ));
-    assert_eq!(db.count::<User>().await.unwrap(), 1);
-}
-
-#[tokio::test]
-async fn an_aborted_transaction_writes_nothing() {
-    let db = Db::temp().unwrap();
-    let result: Result<(), Error> = db
-        .transaction(|tx| async move {
-            tx.insert(&user(1, "a@x", "Oslo")).await?;
-            tx.insert(&user(2, "b@x", "Oslo")).await?;
-            // Reads see the transaction's own writes.
-            assert_eq!(tx.count::<User>().await?, 2);
-            Err(Error::abort("changed my mind"))
+both_modes! {
+    #[tokio::test]
+    async fn attribute_order_does_not_matter(site) {
+        let db = site.open();
+        db.scope(async {
+            Reversed { id: -3 }.save().await.unwrap();
+            Reversed { id: 4 }.save().await.unwrap();
+            let ids: Vec<i32> = Reversed::scan(-10..10)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.id)
+                .collect();
+            assert_eq!(ids, vec![-3, 4]);
         })
         .await;
-    assert!(matches!(result, Err(Error::Aborted(_))));
-    assert_eq!(db.count::<User>().await.unwrap(), 0);
-    assert!(db.get::<User>(1).await.unwrap().is_none());
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_unique_value_is_won_by_exactly_one_concurrent_writer() {
-    let db = Db::temp().unwrap();
-    let mut tasks = Vec::new();
-    for id in 0..16 {
-        let db = db.clone();
-        tasks.push(tokio::spawn(async move {
-            db.insert(&user(id, "same@x", "Oslo")).await
-        }));
+both_modes! {
+    #[tokio::test]
+    async fn constraint_errors_are_typed(site) {
+        let db = site.open();
+        db.insert(&user(1, "a@x", "Oslo")).await.unwrap();
+        assert!(matches!(
+            db.insert(&user(1, "other@x", "Oslo")).await,
+            Err(Error::AlreadyExists { .. })
+        ));
+        assert!(matches!(
+            db.insert(&user(2, "a@x", "Oslo")).await,
+            Err(Error::UniqueViolation { index, .. }) if index == "email"
+        ));
+        assert!(matches!(
+            db.update(&user(9, "z@x", "Oslo")).await,
+            Err(Error::NotFound { .. })
+        ));
+        assert_eq!(db.count::<User>().await.unwrap(), 1);
     }
-    let mut won = 0;
-    for task in tasks {
-        match task.await.unwrap() {
-            Ok(_) => won += 1,
-            Err(Error::UniqueViolation { .. }) => {}
-            Err(e) => panic!("unexpected error: {e}"),
+}
+
+both_modes! {
+    #[tokio::test]
+    async fn an_aborted_transaction_writes_nothing(site) {
+        let db = site.open();
+        let result: Result<(), Error> = db
+            .transaction(|tx| async move {
+                tx.insert(&user(1, "a@x", "Oslo")).await?;
+                tx.insert(&user(2, "b@x", "Oslo")).await?;
+                // Reads see the transaction's own writes.
+                assert_eq!(tx.count::<User>().await?, 2);
+                Err(Error::abort("changed my mind"))
+            })
+            .await;
+        assert!(matches!(result, Err(Error::Aborted(_))));
+        assert_eq!(db.count::<User>().await.unwrap(), 0);
+        assert!(db.get::<User>(1).await.unwrap().is_none());
+    }
+}
+
+both_modes! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_unique_value_is_won_by_exactly_one_concurrent_writer(site) {
+        let db = site.open();
+        let mut tasks = Vec::new();
+        for id in 0..16 {
+            let db = db.clone();
+            tasks.push(tokio::spawn(async move {
+                db.insert(&user(id, "same@x", "Oslo")).await
+            }));
         }
+        let mut won = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(_) => won += 1,
+                Err(Error::UniqueViolation { .. }) => {}
+                Err(e) => panic!("unexpected error: {e}"),
+            }
+        }
+        assert_eq!(won, 1);
+        assert_eq!(db.count::<User>().await.unwrap(), 1);
+        assert!(
+            db.by_index::<User>(0, celldb::key::encode::<String, _>(&"same@x"))
+                .await
+                .unwrap()
+                .len()
+                == 1
+        );
     }
-    assert_eq!(won, 1);
-    assert_eq!(db.count::<User>().await.unwrap(), 1);
-    assert!(
-        db.by_index::<User>(0, celldb::key::encode::<String, _>(&"same@x"))
-            .await
-            .unwrap()
-            .len()
-            == 1
-    );
 }
 
 #[protein]
@@ -173,44 +189,46 @@ pub struct Counter {
     value: u64,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_transactions_lose_no_update() {
-    let db = Db::temp().unwrap();
-    db.insert(&Counter {
-        name: "hits".into(),
-        value: 0,
-    })
-    .await
-    .unwrap();
-    let runs = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..8 {
-        let (db, runs) = (db.clone(), runs.clone());
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..10 {
-                let runs = runs.clone();
-                db.transaction(move |tx| {
+both_modes! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_transactions_lose_no_update(site) {
+        let db = site.open();
+        db.insert(&Counter {
+            name: "hits".into(),
+            value: 0,
+        })
+        .await
+        .unwrap();
+        let runs = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (db, runs) = (db.clone(), runs.clone());
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..10 {
                     let runs = runs.clone();
-                    async move {
-                        runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let mut c = tx.get::<Counter>("hits").await?.unwrap();
-                        c.value += 1;
-                        tx.update(&c).await?;
-                        Ok(())
-                    }
-                })
-                .await
-                .unwrap();
-            }
-        }));
+                    db.transaction(move |tx| {
+                        let runs = runs.clone();
+                        async move {
+                            runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let mut c = tx.get::<Counter>("hits").await?.unwrap();
+                            c.value += 1;
+                            tx.update(&c).await?;
+                            Ok(())
+                        }
+                    })
+                    .await
+                    .unwrap();
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let hits = db.get::<Counter>("hits").await.unwrap().unwrap();
+        assert_eq!(hits.value, 80);
+        // Bodies re-run on conflicts; every run beyond 80 was a detected conflict.
+        assert!(runs.load(std::sync::atomic::Ordering::Relaxed) >= 80);
     }
-    for task in tasks {
-        task.await.unwrap();
-    }
-    let hits = db.get::<Counter>("hits").await.unwrap().unwrap();
-    assert_eq!(hits.value, 80);
-    // Bodies re-run on conflicts; every run beyond 80 was a detected conflict.
-    assert!(runs.load(std::sync::atomic::Ordering::Relaxed) >= 80);
 }
 
 #[protein]
@@ -222,48 +240,50 @@ pub struct Ticket {
     title: String,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn auto_inc_ids_are_distinct_under_concurrency_and_survive_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let db = Db::open(dir.path()).unwrap();
-        let mut tasks = Vec::new();
-        for t in 0..8 {
-            let db = db.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut ids = Vec::new();
-                for i in 0..5 {
-                    let ticket = Ticket {
-                        id: 0,
-                        title: format!("{t}/{i}"),
-                    };
-                    ids.push(db.insert(&ticket).await.unwrap());
-                }
-                ids
-            }));
+both_modes! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn auto_inc_ids_are_distinct_under_concurrency_and_survive_reopen(site) {
+        {
+            let db = site.open();
+            let mut tasks = Vec::new();
+            for t in 0..8 {
+                let db = db.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut ids = Vec::new();
+                    for i in 0..5 {
+                        let ticket = Ticket {
+                            id: 0,
+                            title: format!("{t}/{i}"),
+                        };
+                        ids.push(db.insert(&ticket).await.unwrap());
+                    }
+                    ids
+                }));
+            }
+            let mut ids = Vec::new();
+            for task in tasks {
+                ids.extend(task.await.unwrap());
+            }
+            ids.sort_unstable();
+            assert_eq!(ids, (1..=40).collect::<Vec<u64>>());
+            // An explicit id moves the counter past it.
+            let explicit = Ticket {
+                id: 100,
+                title: "explicit".into(),
+            };
+            assert_eq!(db.insert(&explicit).await.unwrap(), 100);
+            assert!(db.delete::<Ticket>(100).await.unwrap());
         }
-        let mut ids = Vec::new();
-        for task in tasks {
-            ids.extend(task.await.unwrap());
-        }
-        ids.sort_unstable();
-        assert_eq!(ids, (1..=40).collect::<Vec<u64>>());
-        // An explicit id moves the counter past it.
-        let explicit = Ticket {
-            id: 100,
-            title: "explicit".into(),
+        site.close();
+        let db = site.open();
+        let next = Ticket {
+            id: 0,
+            title: "after restart".into(),
         };
-        assert_eq!(db.insert(&explicit).await.unwrap(), 100);
-        assert!(db.delete::<Ticket>(100).await.unwrap());
+        // 100 was deleted, but a committed id is never handed out again.
+        assert_eq!(db.insert(&next).await.unwrap(), 101);
+        assert_eq!(db.count::<Ticket>().await.unwrap(), 41);
     }
-    let db = Db::open(dir.path()).unwrap();
-    let next = Ticket {
-        id: 0,
-        title: "after restart".into(),
-    };
-    // 100 was deleted, but a committed id is never handed out again.
-    assert_eq!(db.insert(&next).await.unwrap(), 101);
-    assert_eq!(db.count::<Ticket>().await.unwrap(), 41);
 }
 
 mod v1 {
@@ -312,27 +332,31 @@ mod v3 {
     }
 }
 
-#[tokio::test]
-async fn a_changed_type_is_an_error_naming_table_and_fields() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let db = Db::open(dir.path()).unwrap();
-        db.insert(&v1::Person {
-            id: 1,
-            name: "Ada".into(),
-        })
-        .await
-        .unwrap();
+both_modes! {
+    #[tokio::test]
+    async fn a_changed_type_is_an_error_naming_table_and_fields(site) {
+        {
+            let db = site.open();
+            db.insert(&v1::Person {
+                id: 1,
+                name: "Ada".into(),
+            })
+            .await
+            .unwrap();
+        }
+        site.close();
+        let db = site.open();
+        let err = db.get::<v3::Person>(1).await.unwrap_err();
+        let message = err.to_string();
+        assert!(matches!(err, Error::SchemaMismatch { .. }), "{message}");
+        assert!(message.contains("`people`"), "{message}");
+        assert!(message.contains("`name: String`"), "{message}");
+        assert!(message.contains("`full_name: String`"), "{message}");
     }
-    let db = Db::open(dir.path()).unwrap();
-    let err = db.get::<v3::Person>(1).await.unwrap_err();
-    let message = err.to_string();
-    assert!(matches!(err, Error::SchemaMismatch { .. }), "{message}");
-    assert!(message.contains("`people`"), "{message}");
-    assert!(message.contains("`name: String`"), "{message}");
-    assert!(message.contains("`full_name: String`"), "{message}");
 }
 
+/// Embedded only: a migration decodes records as the previous type, which only the
+/// application has; a server refuses it (see `celldb_remote::a_server_refuses_a_migration`).
 #[tokio::test]
 async fn a_declared_previous_version_is_migrated_with_its_indexes() {
     let dir = tempfile::tempdir().unwrap();
@@ -361,6 +385,8 @@ async fn a_declared_previous_version_is_migrated_with_its_indexes() {
     assert_eq!(db.count::<v2::Person>().await.unwrap(), 3);
 }
 
+/// Embedded only: the lock of a directory (for a server, `celldb_remote` checks that a second
+/// server on one directory is refused the same way).
 #[tokio::test]
 async fn a_held_directory_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -370,58 +396,65 @@ async fn a_held_directory_is_a_clear_error() {
     assert!(err.to_string().contains("in use by another process"));
 }
 
-#[tokio::test]
-async fn corrupt_record_bytes_are_an_error_not_a_panic() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let db = Db::open(dir.path()).unwrap();
-        db.insert(&user(1, "a@x", "Oslo")).await.unwrap();
+both_modes! {
+    #[tokio::test]
+    async fn corrupt_record_bytes_are_an_error_not_a_panic(site) {
+        {
+            let db = site.open();
+            db.insert(&user(1, "a@x", "Oslo")).await.unwrap();
+        }
+        site.close();
+        {
+            // Damage the stored record behind celldb's back, with fjall itself.
+            let raw = fjall::Database::builder(site.dir().join("data"))
+                .open()
+                .unwrap();
+            let records = raw
+                .keyspace("t.users", fjall::KeyspaceCreateOptions::default)
+                .unwrap();
+            let mut key = Vec::new();
+            celldb::Key::encode_key(&1u64, &mut key);
+            // Too short to hold a `User` archive. (Validation is structural, not a checksum:
+            // fjall checksums its blocks on disk; rkyv checks that bytes form a valid value.)
+            records.insert(key, vec![0xFFu8; 7]).unwrap();
+            raw.persist(fjall::PersistMode::SyncAll).unwrap();
+        }
+        let db = site.open();
+        let err = db.get::<User>(1).await.unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+        let err = db.scan::<User>(..).await.unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{err}");
     }
-    {
-        // Damage the stored record behind celldb's back, with fjall itself.
-        let raw = fjall::Database::builder(dir.path().join("data"))
-            .open()
-            .unwrap();
-        let records = raw
-            .keyspace("t.users", fjall::KeyspaceCreateOptions::default)
-            .unwrap();
-        let mut key = Vec::new();
-        celldb::Key::encode_key(&1u64, &mut key);
-        // Too short to hold a `User` archive. (Validation is structural, not a checksum:
-        // fjall checksums its blocks on disk; rkyv checks that bytes form a valid value.)
-        records.insert(key, vec![0xFFu8; 7]).unwrap();
-        raw.persist(fjall::PersistMode::SyncAll).unwrap();
-    }
-    let db = Db::open(dir.path()).unwrap();
-    let err = db.get::<User>(1).await.unwrap_err();
-    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
-    let err = db.scan::<User>(..).await.unwrap_err();
-    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
 }
 
-#[tokio::test]
-async fn corrupt_metadata_is_an_error_not_a_panic() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let db = Db::open(dir.path()).unwrap();
-        db.insert(&user(1, "a@x", "Oslo")).await.unwrap();
+both_modes! {
+    #[tokio::test]
+    async fn corrupt_metadata_is_an_error_not_a_panic(site) {
+        {
+            let db = site.open();
+            db.insert(&user(1, "a@x", "Oslo")).await.unwrap();
+        }
+        site.close();
+        {
+            let raw = fjall::Database::builder(site.dir().join("data"))
+                .open()
+                .unwrap();
+            let meta = raw
+                .keyspace("celldb.meta", fjall::KeyspaceCreateOptions::default)
+                .unwrap();
+            meta.insert("users", vec![1u8, 2, 3]).unwrap();
+            raw.persist(fjall::PersistMode::SyncAll).unwrap();
+        }
+        let db = site.open();
+        assert!(matches!(
+            db.get::<User>(1).await,
+            Err(Error::Corrupt { .. })
+        ));
+        if site.mode == Mode::Embedded {
+            // Listing tables reads the directory: a local operation only.
+            assert!(db.tables().is_err());
+        }
     }
-    {
-        let raw = fjall::Database::builder(dir.path().join("data"))
-            .open()
-            .unwrap();
-        let meta = raw
-            .keyspace("celldb.meta", fjall::KeyspaceCreateOptions::default)
-            .unwrap();
-        meta.insert("users", vec![1u8, 2, 3]).unwrap();
-        raw.persist(fjall::PersistMode::SyncAll).unwrap();
-    }
-    let db = Db::open(dir.path()).unwrap();
-    assert!(matches!(
-        db.get::<User>(1).await,
-        Err(Error::Corrupt { .. })
-    ));
-    assert!(db.tables().is_err());
 }
 
 fn files_under(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
@@ -435,42 +468,49 @@ fn files_under(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
     }
 }
 
-#[tokio::test]
-async fn damaged_table_files_are_an_error_not_a_panic() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let db = Db::open(dir.path()).unwrap();
-        for id in 0..10 {
-            db.insert(&user(id, &format!("{id}@x"), "Oslo"))
-                .await
-                .unwrap();
+both_modes! {
+    #[tokio::test]
+    async fn damaged_table_files_are_an_error_not_a_panic(site) {
+        {
+            let db = site.open();
+            for id in 0..10 {
+                db.insert(&user(id, &format!("{id}@x"), "Oslo"))
+                    .await
+                    .unwrap();
+            }
+        }
+        site.close();
+        // Closing flushed the data into fjall's table files; flip 16 bytes in each of them.
+        let mut files = Vec::new();
+        files_under(&site.dir().join("data/keyspaces"), &mut files);
+        let tables: Vec<_> = files
+            .into_iter()
+            .filter(|p| p.parent().is_some_and(|d| d.ends_with("tables")))
+            .collect();
+        assert!(!tables.is_empty(), "expected flushed table files");
+        for file in &tables {
+            let mut bytes = std::fs::read(file).unwrap();
+            let at = bytes.len() * 3 / 10;
+            let end = (at + 16).min(bytes.len());
+            for b in &mut bytes[at..end] {
+                *b ^= 0x5A;
+            }
+            std::fs::write(file, bytes).unwrap();
+        }
+        // Embedded: `Db::open` fails; remote: the server refuses to start, saying why.
+        let err = site.try_open().unwrap_err();
+        assert!(err.contains("Checksum"), "{err}");
+        if site.mode == Mode::Embedded {
+            assert!(matches!(Db::open(site.dir()), Err(Error::Storage(_))));
         }
     }
-    // Closing flushed the data into fjall's table files; flip 16 bytes in each of them.
-    let mut files = Vec::new();
-    files_under(&dir.path().join("data/keyspaces"), &mut files);
-    let tables: Vec<_> = files
-        .into_iter()
-        .filter(|p| p.parent().is_some_and(|d| d.ends_with("tables")))
-        .collect();
-    assert!(!tables.is_empty(), "expected flushed table files");
-    for file in &tables {
-        let mut bytes = std::fs::read(file).unwrap();
-        let at = bytes.len() * 3 / 10;
-        let end = (at + 16).min(bytes.len());
-        for b in &mut bytes[at..end] {
-            *b ^= 0x5A;
-        }
-        std::fs::write(file, bytes).unwrap();
-    }
-    let err = Db::open(dir.path()).unwrap_err();
-    assert!(matches!(err, Error::Storage(_)), "{err}");
-    assert!(err.to_string().contains("Checksum"), "{err}");
 }
 
+both_modes! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scoped_databases_never_mix() {
-    let (a, b) = (Db::temp().unwrap(), Db::temp().unwrap());
+async fn scoped_databases_never_mix(site) {
+    let other = Site::new(site.mode);
+    let (a, b) = (site.open(), other.open());
     let ta = tokio::spawn(a.scope(async {
         DB::insert(&user(1, "a@x", "Oslo")).await.unwrap();
         User::count().await.unwrap()
@@ -484,6 +524,7 @@ async fn scoped_databases_never_mix() {
     assert_eq!(tb.await.unwrap(), 2);
     assert_eq!(a.get::<User>(1).await.unwrap().unwrap().email, "a@x");
     assert_eq!(b.get::<User>(1).await.unwrap().unwrap().email, "b@x");
+}
 }
 
 #[test]

@@ -34,7 +34,7 @@ pub struct Item {
     payload: Vec<u8>,
 }
 
-fn item(id: u64) -> Item {
+pub(crate) fn item(id: u64) -> Item {
     Item {
         id,
         tag: format!("tag-{id}"),
@@ -114,7 +114,7 @@ fn child_writer() {
 
 /// Every acknowledged id is present; every record's index entries exist; no index entry
 /// points at a missing record.
-async fn verify(db: &Db, acked: &[u64]) {
+pub(crate) async fn verify(db: &Db, acked: &[u64]) {
     for &id in acked {
         let found = db.get::<Item>(id).await.unwrap();
         assert_eq!(found, Some(item(id)), "acknowledged write {id} lost");
@@ -154,7 +154,7 @@ fn child(dir: &Path) -> Command {
 }
 
 /// A small xorshift: random kill moments without a dependency.
-fn next_random(state: &mut u64) -> u64 {
+pub(crate) fn next_random(state: &mut u64) -> u64 {
     *state ^= *state << 13;
     *state ^= *state >> 7;
     *state ^= *state << 17;

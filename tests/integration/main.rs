@@ -34,12 +34,21 @@
 //! - `celldb_api`: celldb tables through `#[DB::persist]`: CRUD, indexes, transactions,
 //!   concurrency (unique constraints, lost updates), schema mismatch and migration, the
 //!   directory lock, corrupt bytes, task-local databases; compile errors in `tests/ui/celldb/`.
+//!   Most tests run twice through `both_modes!` (`celldb_site`): embedded, and against a real
+//!   `celldb serve` process (the `celldb-cli` binary) on a temporary socket.
+//! - `celldb_remote`: remote mode only: isolation between clients (write skew, lost updates,
+//!   unique inserts), a killed client's transaction is aborted, idle transactions time out,
+//!   malformed requests, authenticated TCP, fsync per durable write-set (buffered as control),
+//!   a second server on one directory, migrations refused, the default database from
+//!   `$CELLDB_URL`, and SIGKILL of the server loses no acknowledged write.
 //! - `celldb_crash`: real child processes: SIGKILL loops (no acknowledged write lost, indexes
 //!   agree with records) and the fsync proof under strace (buffered mode as negative control).
 
 mod agree;
 mod celldb_api;
 mod celldb_crash;
+mod celldb_remote;
+mod celldb_site;
 mod index;
 mod protein;
 mod providers;

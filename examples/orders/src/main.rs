@@ -51,7 +51,11 @@ pub struct Stock {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    println!("database: {}", celldb::context::default_path().display());
+    match std::env::var(celldb::remote::URL_ENV) {
+        // Remote mode: the same code below talks to a `celldb serve` process.
+        Ok(url) => println!("database: the celldb server at {url}"),
+        Err(_) => println!("database: {}", celldb::context::default_path().display()),
+    }
 
     if Customer::by_email("ada@example.com").await?.is_none() {
         DB::insert(&Customer {

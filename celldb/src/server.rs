@@ -1,0 +1,501 @@
+//! `celldb serve`: one database directory served over the runtime ([`CellDb`]).
+//!
+//! A [`Server`] owns a local [`Db`] and implements the protocol of [`crate::wire`]. It knows
+//! tables by metadata only and moves bytes: a transaction is a fjall snapshot plus the read
+//! checks of what it served from it; a commit turns the client's write-set into a
+//! [`WriteSet`] with those read checks and submits it to the database's [`LocalLog`] — the same
+//! validation and group commit as embedded mode, and acknowledged = fsynced on the server.
+//!
+//! Sessions tie transactions to a connection: each client holds one `hold` call open for its
+//! session's lifetime; when the connection closes, the runtime drops that call, and its guard
+//! aborts every transaction of the session and frees their snapshots. Nothing from the network
+//! is trusted: unknown ids, bad keys and bad table names are [`WireError::BadRequest`].
+//!
+//! [`LocalLog`]: crate::LocalLog
+
+use crate::db::{Db, LAYOUT_VERSION, Local, Opened, same_schema};
+use crate::error::Error;
+use crate::log::{CommitLog, RangeDigest, ReadCheck, Write, WriteSet};
+use crate::table::Durability;
+use crate::wire::{
+    At, CellDb, Commit, Mismatch, OpenTable, PointReply, RangeReply, ServerStats, TableIds,
+    WireBound, WireError,
+};
+use fjall::{Keyspace, Readable, Slice};
+use std::collections::{HashMap, HashSet};
+use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+/// The longest key fjall accepts.
+const MAX_KEY: usize = u16::MAX as usize;
+
+/// Serves one local database. Wrap it in `CellDbServer` to bind it
+/// (`Membrane::bind(endpoint, CellDbServer(server), config)`); `celldb serve` does that.
+#[derive(Clone)]
+pub struct Server {
+    state: Arc<State>,
+}
+
+struct State {
+    db: Db,
+    /// Keyspaces clients may read and write: those of the tables they opened, and the
+    /// `auto_inc` counters. Never the metadata keyspace.
+    keyspaces: RwLock<HashMap<u64, Keyspace>>,
+    /// Open transactions: id → (owning session, state).
+    txs: Mutex<HashMap<u64, (u64, SharedTx)>>,
+    sessions: Mutex<HashSet<u64>>,
+    next_id: AtomicU64,
+    stop: tokio::sync::watch::Sender<bool>,
+    bad_requests: AtomicU64,
+}
+
+type SharedTx = Arc<Mutex<ServerTx>>;
+
+/// A transaction held for a client: its snapshot and what it read from it.
+struct ServerTx {
+    snapshot: fjall::Snapshot,
+    version: u64,
+    reads: Vec<ReadCheck>,
+    /// Last read served, for [`Server::abort_idle`].
+    touched: std::time::Instant,
+}
+
+impl Server {
+    /// A server for `db`, which must be a local database ([`Db::open`]).
+    ///
+    /// # Errors
+    /// [`Error::Remote`] when `db` is itself a handle on a server.
+    pub fn new(db: Db) -> crate::Result<Self> {
+        let seq = db
+            .local()
+            .ok_or_else(|| Error::Remote("a celldb server serves a local database".into()))?
+            .seq
+            .clone();
+        let mut keyspaces = HashMap::new();
+        keyspaces.insert(seq.id(), seq);
+        // Every table already stored, so that clients that outlive a server restart can go on
+        // with the keyspace ids they hold (fjall keeps ids across restarts). Metadata that
+        // does not decode is skipped here: opening that table reports it.
+        if let Some(local) = db.local() {
+            for guard in local.meta.iter() {
+                let Ok((name, bytes)) = guard.into_inner() else {
+                    continue;
+                };
+                let name = String::from_utf8_lossy(&name).into_owned();
+                let Ok(meta) = cell_sdk::codec::from_bytes::<crate::TableMeta>(&bytes) else {
+                    continue;
+                };
+                if !valid_name(&name) || meta.indexes.iter().any(|(n, _)| !valid_name(n)) {
+                    continue;
+                }
+                let names = std::iter::once(crate::db::records_keyspace(&name)).chain(
+                    meta.indexes
+                        .iter()
+                        .map(|(index, _)| crate::db::index_keyspace(&name, index)),
+                );
+                for ks_name in names {
+                    let ks = local
+                        .fjall
+                        .keyspace(&ks_name, fjall::KeyspaceCreateOptions::default)?;
+                    keyspaces.insert(ks.id(), ks);
+                }
+            }
+        }
+        // Ids start at a per-process random point, so a client that outlived a server restart
+        // cannot hit another client's new transaction with its old id.
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            ^ (u64::from(std::process::id()) << 32);
+        Ok(Self {
+            state: Arc::new(State {
+                db,
+                keyspaces: RwLock::new(keyspaces),
+                txs: Mutex::new(HashMap::new()),
+                sessions: Mutex::new(HashSet::new()),
+                next_id: AtomicU64::new((seed | 1) & (u64::MAX >> 1)),
+                stop: tokio::sync::watch::channel(false).0,
+                bad_requests: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// Ends every `hold` call (call it when the server starts shutting down, so that the
+    /// connections can drain instead of waiting for the drain timeout).
+    pub fn stop(&self) {
+        self.state.stop.send_replace(true);
+    }
+
+    /// The counters `stats` returns.
+    pub fn stats(&self) -> ServerStats {
+        let log = self.state.db.stats();
+        ServerStats {
+            open_transactions: lock(&self.state.txs).len() as u64,
+            sessions: lock(&self.state.sessions).len() as u64,
+            committed: log.committed.load(Ordering::Relaxed),
+            conflicts: log.conflicts.load(Ordering::Relaxed),
+            syncs: log.syncs.load(Ordering::Relaxed),
+            bad_requests: self.state.bad_requests.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Aborts every transaction that served no read for `idle` (a client that is connected
+    /// but stuck would otherwise hold its snapshot, and the versions it pins, until it
+    /// disconnects); returns how many. `celldb serve --tx-timeout` runs it periodically.
+    pub fn abort_idle(&self, idle: std::time::Duration) -> usize {
+        let now = std::time::Instant::now();
+        let mut txs = lock(&self.state.txs);
+        let before = txs.len();
+        // A transaction serving a read right now is locked, hence not idle.
+        txs.retain(|_, (_, tx)| match tx.try_lock() {
+            Ok(tx) => now.duration_since(tx.touched) < idle,
+            Err(_) => true,
+        });
+        before - txs.len()
+    }
+
+    fn local(&self) -> &Local {
+        // `new` checked it.
+        self.state
+            .db
+            .local()
+            .unwrap_or_else(|| unreachable!("Server::new accepts local databases only"))
+    }
+
+    fn bad(&self, reason: impl Into<String>) -> WireError {
+        self.state.bad_requests.fetch_add(1, Ordering::Relaxed);
+        WireError::BadRequest(reason.into())
+    }
+
+    fn keyspace(&self, id: u64) -> Result<Keyspace, WireError> {
+        let found = self
+            .state
+            .keyspaces
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&id)
+            .cloned();
+        found.ok_or_else(|| self.bad(format!("unknown keyspace id {id}; open its table first")))
+    }
+
+    fn check_key(&self, key: &[u8]) -> Result<(), WireError> {
+        if key.is_empty() || key.len() > MAX_KEY {
+            return Err(self.bad(format!(
+                "keys are 1 to {MAX_KEY} bytes, this one has {}",
+                key.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The transaction `at` names, or a new one of its session when `at.tx` is 0.
+    fn tx(&self, at: &At) -> Result<(u64, SharedTx), WireError> {
+        if at.tx != 0 {
+            return match lock(&self.state.txs).get(&at.tx) {
+                Some((session, tx)) if *session == at.session => Ok((at.tx, tx.clone())),
+                _ => Err(WireError::UnknownTransaction),
+            };
+        }
+        // Held until the transaction is registered: a session closing meanwhile then sees it
+        // (its guard takes this lock first) and aborts it too.
+        let sessions = lock(&self.state.sessions);
+        if !sessions.contains(&at.session) {
+            return Err(WireError::UnknownSession);
+        }
+        let local = self.local();
+        // As in embedded mode: the version is read before the snapshot is taken, so a commit
+        // in between makes the transaction look older than its snapshot (validated, safe).
+        let version = local.log.version();
+        let snapshot = local.fjall.snapshot();
+        let id = self.state.next_id.fetch_add(1, Ordering::Relaxed);
+        let tx = Arc::new(Mutex::new(ServerTx {
+            snapshot,
+            version,
+            reads: Vec::new(),
+            touched: std::time::Instant::now(),
+        }));
+        lock(&self.state.txs).insert(id, (at.session, tx.clone()));
+        drop(sessions);
+        Ok((id, tx))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn storage(e: impl std::fmt::Display) -> WireError {
+    WireError::Storage(e.to_string())
+}
+
+/// A table or index name as fjall accepts it in a keyspace name.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-#$".contains(&b))
+}
+
+fn bound(b: WireBound) -> Bound<Vec<u8>> {
+    match b {
+        WireBound::Unbounded => Bound::Unbounded,
+        WireBound::Included(k) => Bound::Included(k),
+        WireBound::Excluded(k) => Bound::Excluded(k),
+    }
+}
+
+/// Removes a session and aborts its transactions when the `hold` call that owns it ends —
+/// normally because its connection closed and the runtime dropped the call.
+struct SessionGuard {
+    state: Arc<State>,
+    session: u64,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        lock(&self.state.sessions).remove(&self.session);
+        let mut txs = lock(&self.state.txs);
+        let before = txs.len();
+        txs.retain(|_, (session, _)| *session != self.session);
+        tracing::debug!(
+            session = self.session,
+            aborted = before - txs.len(),
+            "celldb: session closed"
+        );
+    }
+}
+
+impl CellDb for Server {
+    async fn open_table(&self, open: OpenTable) -> Result<TableIds, WireError> {
+        let OpenTable { table, meta } = open;
+        if !valid_name(&table) {
+            return Err(self.bad(format!("invalid table name {table:?}")));
+        }
+        if let Some((name, _)) = meta.indexes.iter().find(|(n, _)| !valid_name(n)) {
+            return Err(self.bad(format!("invalid index name {name:?}")));
+        }
+        if meta.layout != LAYOUT_VERSION {
+            return Err(self.bad(format!(
+                "the client writes layout {}, this server layout {LAYOUT_VERSION}",
+                meta.layout
+            )));
+        }
+        let local = self.local();
+        let (raw, opened) = local.open_raw(&table, &meta).map_err(to_wire)?;
+        if let Opened::Differs(stored) = opened {
+            debug_assert!(!same_schema(&stored, &meta));
+            // A migration decodes records as the previous type: only the client has the
+            // types, and it runs migrations against the directory in embedded mode.
+            return Err(WireError::SchemaMismatch(Mismatch {
+                what: format!(
+                    "{} (a celldb server does not migrate tables: open the directory once \
+                     with the new type in embedded mode, `Db::open`, while the server is stopped)",
+                    crate::migrate::what_changed(&stored, &meta)
+                ),
+                table,
+                stored: format!("{} keyed by {}", stored.describe, stored.key_type),
+                current: format!("{} keyed by {}", meta.describe, meta.key_type),
+            }));
+        }
+        let ids = TableIds {
+            records: raw.records.id(),
+            indexes: raw.indexes.iter().map(Keyspace::id).collect(),
+            seq: local.seq.id(),
+        };
+        let mut keyspaces = self
+            .state
+            .keyspaces
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        keyspaces.insert(raw.records.id(), raw.records);
+        for ks in raw.indexes {
+            keyspaces.insert(ks.id(), ks);
+        }
+        Ok(ids)
+    }
+
+    async fn open_session(&self) -> u64 {
+        let id = self.state.next_id.fetch_add(1, Ordering::Relaxed);
+        lock(&self.state.sessions).insert(id);
+        id
+    }
+
+    async fn hold(&self, session: u64) -> bool {
+        if !lock(&self.state.sessions).contains(&session) {
+            return false;
+        }
+        let _guard = SessionGuard {
+            state: self.state.clone(),
+            session,
+        };
+        let mut stop = self.state.stop.subscribe();
+        let _ = stop.wait_for(|s| *s).await;
+        true
+    }
+
+    async fn point(&self, at: At, key: Vec<u8>) -> Result<PointReply, WireError> {
+        self.check_key(&key)?;
+        let ks = self.keyspace(at.keyspace)?;
+        let (id, tx) = self.tx(&at)?;
+        let mut tx = lock(&tx);
+        tx.touched = std::time::Instant::now();
+        let seen = tx.snapshot.get(&ks, &key).map_err(storage)?;
+        let value = seen.as_ref().map(|v| v.to_vec());
+        tx.reads.push(ReadCheck::Point {
+            keyspace: ks,
+            key: Slice::from(key),
+            seen,
+        });
+        Ok(PointReply { tx: id, value })
+    }
+
+    async fn range(
+        &self,
+        at: At,
+        start: WireBound,
+        end: WireBound,
+    ) -> Result<RangeReply, WireError> {
+        let (start, end) = (bound(start), bound(end));
+        let key_of = |b: &Bound<Vec<u8>>| match b {
+            Bound::Included(k) | Bound::Excluded(k) => Some(k.clone()),
+            Bound::Unbounded => None,
+        };
+        if let (Some(s), Some(e)) = (key_of(&start), key_of(&end))
+            && s > e
+        {
+            return Err(self.bad("a range whose start is after its end"));
+        }
+        let ks = self.keyspace(at.keyspace)?;
+        let (id, tx) = self.tx(&at)?;
+        let mut tx = lock(&tx);
+        tx.touched = std::time::Instant::now();
+        let mut digest = RangeDigest::default();
+        let mut entries = Vec::new();
+        for guard in tx
+            .snapshot
+            .range::<Vec<u8>, _>(&ks, (start.clone(), end.clone()))
+        {
+            let (k, v) = guard.into_inner().map_err(storage)?;
+            digest.add(&k, &v);
+            entries.push((k.to_vec(), v.to_vec()));
+        }
+        tx.reads.push(ReadCheck::Range {
+            keyspace: ks,
+            start,
+            end,
+            digest: digest.finish(),
+        });
+        Ok(RangeReply { tx: id, entries })
+    }
+
+    async fn commit(&self, commit: Commit) -> Result<u64, WireError> {
+        let mut writes = Vec::with_capacity(commit.writes.len());
+        for w in commit.writes {
+            self.check_key(&w.key)?;
+            writes.push(Write {
+                keyspace: self.keyspace(w.keyspace)?,
+                key: Slice::from(w.key),
+                value: w.value.map(Slice::from),
+            });
+        }
+        let local = self.local();
+        let (version, reads) = if commit.tx == 0 {
+            (local.log.version(), Vec::new())
+        } else {
+            let taken = {
+                let mut txs = lock(&self.state.txs);
+                match txs.get(&commit.tx) {
+                    Some((session, _)) if *session == commit.session => txs.remove(&commit.tx),
+                    _ => None,
+                }
+            };
+            let Some((_, tx)) = taken else {
+                return Err(WireError::UnknownTransaction);
+            };
+            let mut tx = lock(&tx);
+            (tx.version, std::mem::take(&mut tx.reads))
+        };
+        if writes.is_empty() {
+            return Ok(local.log.version());
+        }
+        let ws = WriteSet {
+            // The client's write map has distinct keys, but the server does not rely on it.
+            distinct_keys: false,
+            version,
+            reads,
+            writes,
+            durability: if commit.sync {
+                Durability::Sync
+            } else {
+                Durability::Buffered
+            },
+        };
+        let (send, receive) = tokio::sync::oneshot::channel();
+        let ack: crate::log::Ack = Box::new(move |result| {
+            let _ = send.send(result);
+        });
+        // A write-set reaching an idle log commits (and fsyncs) on the submitting thread. Here
+        // that would be the connection's task, and every other call of the connection — the
+        // client's concurrent commits above all — would wait behind the fsync instead of
+        // joining the next group. So submit from a blocking-pool thread.
+        let db = self.state.db.clone();
+        let submitted = tokio::task::spawn_blocking(move || {
+            if let Some(local) = db.local() {
+                local.log.submit(ws, ack);
+            }
+        });
+        if submitted.await.is_err() {
+            return Err(WireError::Commit("the commit task failed".into()));
+        }
+        match receive.await {
+            Ok(result) => result.map_err(to_wire),
+            Err(_) => Err(WireError::Commit("the commit thread has stopped".into())),
+        }
+    }
+
+    async fn release(&self, session: u64, tx: u64) -> bool {
+        let mut txs = lock(&self.state.txs);
+        match txs.get(&tx) {
+            Some((owner, _)) if *owner == session => txs.remove(&tx).is_some(),
+            _ => false,
+        }
+    }
+
+    async fn latest(&self, keyspace: u64, key: Vec<u8>) -> Result<Option<Vec<u8>>, WireError> {
+        self.check_key(&key)?;
+        let ks = self.keyspace(keyspace)?;
+        Ok(ks.get(&key).map_err(storage)?.map(|v| v.to_vec()))
+    }
+
+    async fn count(&self, keyspace: u64) -> Result<u64, WireError> {
+        let ks = self.keyspace(keyspace)?;
+        Ok(ks.len().map_err(storage)? as u64)
+    }
+
+    async fn stats(&self) -> ServerStats {
+        Server::stats(self)
+    }
+}
+
+/// An embedded-mode error, as the wire carries it.
+fn to_wire(e: Error) -> WireError {
+    match e {
+        Error::Conflict { .. } => WireError::Conflict,
+        Error::SchemaMismatch {
+            table,
+            what,
+            stored,
+            current,
+        } => WireError::SchemaMismatch(Mismatch {
+            table,
+            what,
+            stored,
+            current,
+        }),
+        Error::Corrupt { table, reason } => WireError::Corrupt(table, reason),
+        Error::Commit(reason) => WireError::Commit(reason),
+        other => WireError::Storage(other.to_string()),
+    }
+}
