@@ -58,6 +58,7 @@ extern crate self as celldb;
 pub mod context;
 mod db;
 mod error;
+mod journal;
 pub mod key;
 mod log;
 mod migrate;

@@ -216,7 +216,14 @@ fn main() -> anyhow::Result<()> {
     };
     // Each concurrency level runs 3 alternating rounds (celldb, raw, celldb, raw, …) so a
     // burst of disk load from other processes hits both sides; medians are reported.
-    for (writers, per_writer) in [(1u64, 100u64), (16, 40), (64, 20)] {
+    // `CELLDB_BENCH_WRITERS=64` runs one level only (for profiling).
+    let levels: Vec<(u64, u64)> = [(1u64, 100u64), (16, 50), (64, 30)]
+        .into_iter()
+        .filter(|(w, _)| {
+            std::env::var("CELLDB_BENCH_WRITERS").map_or(true, |only| only == w.to_string())
+        })
+        .collect();
+    for (writers, per_writer) in levels {
         let total = writers * per_writer;
         let (mut celldb_rates, mut raw_rates) = (Vec::new(), Vec::new());
         let (mut syncs, mut acked) = (0, 0);
