@@ -454,7 +454,10 @@ impl Committer {
         };
         // Remember who wrote what, for later validations (see `validate`).
         let committed = version + 1;
-        if writes.len() <= RECENT_LIMIT {
+        // A group of more than `SCAN_LIMIT` keys can never be scanned (a validation that
+        // meets it re-reads storage), so remembering it would only cost: forget instead (a
+        // 1000-record batch spent a fiftieth of its time copying its keys here).
+        if writes.len() <= SCAN_LIMIT.min(RECENT_LIMIT) {
             let keys: Vec<(u64, Slice)> = writes
                 .iter()
                 .map(|w| (w.keyspace.id(), w.key.clone()))
@@ -462,7 +465,7 @@ impl Committer {
             self.recent_keys += keys.len();
             self.recent.push_back((committed, keys));
         } else {
-            // Too big to remember: forget everything up to and including this group.
+            // Too big to scan: forget everything up to and including this group.
             self.recent.clear();
             self.recent_keys = 0;
             self.horizon = committed;
