@@ -13,6 +13,8 @@
 //! - point reads by key and unique-index lookups.
 //!
 //! Each row prints both throughputs and the ratio celldb / raw (higher is better for celldb).
+//! `CELLDB_BENCH_ONLY=batched|durable` runs only those rows, `CELLDB_BENCH_WRITERS=64` only one
+//! durable level, `CELLDB_BENCH_SKIP_RAW=1` skips the raw durable side (for profiling).
 
 use cell_sdk::{codec, protein};
 use celldb::{Db, Durability, Key, Options};
