@@ -20,6 +20,10 @@
 //! means fsynced, and many concurrent writers share an fsync. A replicated log can replace the
 //! local one without touching the API.
 //!
+//! Bytes on disk are never trusted: records and metadata are validated on every read, and
+//! fjall's journal is walked before fjall recovers it (fjall would truncate a damaged journal
+//! silently; celldb makes that an [`Error::Corrupt`]).
+//!
 //! What it is not: a SQL engine or a server (serving celldb as a cell is separate), and not a
 //! store for untyped data: every table's structural fingerprint is checked when it is opened.
 //!
