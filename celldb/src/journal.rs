@@ -15,12 +15,16 @@
 //! fjall 3.1's journal (start, item, end and clear markers; the end marker carries a checksum
 //! and the trailer `FJL\x03`):
 //!
-//! - where the walk first fails, it looks for a complete end marker (the trailer) *after* that
-//!   point. If there is one, complete batches follow the damage: [`Error::Corrupt`], and the file
-//!   is left untouched. If there is none, the damage is a torn tail — fjall drops it, and it
-//!   holds no acknowledged write (a group is acknowledged only after its whole batch is
-//!   written and fsynced). An end marker whose trailer bytes are there but wrong (neither the
-//!   trailer nor zeros, as an unwritten tail reads) counts as damage, not as a torn tail;
+//! - where the walk first fails, it looks for a complete end marker (the trailer) from the
+//!   start of that batch on, up to the first page (4 KiB) of zeros. If there is one, complete
+//!   batches follow the damage: [`Error::Corrupt`], and the file is left untouched. If there is
+//!   none, it is a torn tail — fjall drops it, and it holds no acknowledged write (a group is
+//!   acknowledged only after its whole batch is written and fsynced). A page of zeros (never
+//!   written: fjall preallocates with zeros) ends the search because unsynced writes can reach
+//!   the disk out of order after a power loss — batches after such a page were never fsynced
+//!   (an fsync would have written the page too), so they were never acknowledged. An end
+//!   marker whose trailer bytes are there but wrong (neither the trailer nor zeros) counts as
+//!   damage, not as a torn tail;
 //! - each complete batch's sequence number must exceed the previous one's (fjall hands them
 //!   out under its journal lock, so they increase in file order): one that goes backwards was
 //!   damaged, and replaying it would let an older value shadow a newer one.
@@ -28,8 +32,9 @@
 //! The framing mirrored here is fjall 3.1's on-disk journal format (`Cargo.lock` pins fjall).
 //! The unit tests below walk journals written by the real fjall, so a fjall upgrade that
 //! changes the format fails them rather than users' opens. What is not covered: damage that
-//! turns the very last batch's trailer into zeros looks exactly like an unwritten tail, and
-//! that batch is dropped as one.
+//! turns the very last batch's trailer into zeros, or a whole page of fsynced data into zeros (a
+//! disk that lost a write it acknowledged), looks exactly like an unwritten tail and is dropped
+//! as one.
 
 use crate::error::{Error, Result};
 use std::fs::File;
@@ -61,7 +66,7 @@ pub(crate) fn check(dir: &Path) -> Result<()> {
             let reason = match walk(BufReader::new(&file)).map_err(io(&path))? {
                 Walk::Clean => None,
                 Walk::Damaged(reason) => Some(reason),
-                Walk::Broken { at, what } => file_has_trailer(&file, at)
+                Walk::Broken { at, batch, what } => trailer_follows(&file, batch)
                     .map_err(io(&path))?
                     .then(|| broken(at, &what)),
             };
@@ -90,9 +95,10 @@ enum Walk {
     Clean,
     /// Damage that is an error wherever it is.
     Damaged(String),
-    /// The first entry that does not decode starts at byte `at` (of the walk; the bytes from
-    /// `at` on are not consumed). Damage if complete batches follow, else a torn tail.
-    Broken { at: u64, what: String },
+    /// The first entry that does not decode starts at byte `at`; the batch it belongs to (what
+    /// fjall would truncate to) at `batch`. Damage if complete batches follow, else a torn
+    /// tail.
+    Broken { at: u64, batch: u64, what: String },
 }
 
 fn broken(at: u64, what: &str) -> String {
@@ -138,13 +144,19 @@ fn walk(reader: impl Read) -> std::io::Result<Walk> {
     };
     let mut last_seqno: Option<u64> = None;
     let mut batch: Option<u64> = None;
+    // Where the current batch starts: the end of the last complete one.
+    let mut batch_start = 0;
     loop {
         let offset = reader.at;
         let entry = match read_entry(&mut reader)? {
             Ok(entry) => entry,
-            // The tail is scanned from `offset` (the broken entry included: a damaged end
-            // marker's tag still leaves its trailer).
-            Err(Broken(what)) => return Ok(Walk::Broken { at: offset, what }),
+            Err(Broken(what)) => {
+                return Ok(Walk::Broken {
+                    at: offset,
+                    batch: batch_start,
+                    what,
+                });
+            }
         };
         match entry {
             Entry::Eof => return Ok(Walk::Clean),
@@ -160,6 +172,7 @@ fn walk(reader: impl Read) -> std::io::Result<Walk> {
                     }
                     last_seqno = Some(seqno);
                 }
+                batch_start = reader.at;
             }
             Entry::DamagedEnd => {
                 return Ok(Walk::Damaged(format!(
@@ -284,9 +297,89 @@ fn read_entry<R: Read>(reader: &mut Counting<R>) -> std::io::Result<Result<Entry
     }
 }
 
+/// The file system's page size, the unit of torn and reordered writes (4 KiB on ext4).
+const PAGE: u64 = 4096;
+
+/// Positioned reads of a journal: the file, or bytes in the unit tests.
+trait Source {
+    /// Reads up to `buf.len()` bytes at `at`; 0 at the end.
+    fn read_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<usize>;
+    /// The next byte at or after `at` that may not be zero (`None`: only a hole follows).
+    fn next_data(&self, at: u64) -> std::io::Result<Option<u64>>;
+}
+
+impl Source for File {
+    fn read_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
+        std::os::unix::fs::FileExt::read_at(self, buf, at)
+    }
+
+    fn next_data(&self, at: u64) -> std::io::Result<Option<u64>> {
+        next_data(self, at)
+    }
+}
+
+#[cfg(test)]
+impl Source for &[u8] {
+    fn read_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
+        let rest = usize::try_from(at)
+            .ok()
+            .and_then(|at| self.get(at..))
+            .unwrap_or_default();
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        Ok(n)
+    }
+
+    fn next_data(&self, at: u64) -> std::io::Result<Option<u64>> {
+        Ok(Some(at))
+    }
+}
+
+/// True when a complete end marker (its trailer) follows byte `from` — the start of the batch
+/// the walk broke in, which is what fjall would truncate to — before the first page that was
+/// never written.
+///
+/// A page of zeros (fjall preallocates its journal files with zeros; a hole of a sparse file
+/// reads as zeros) ends the search: writes that were never fsynced can reach the disk out of
+/// order after a power loss, so complete batches may follow such a page — but only
+/// unacknowledged ones, since an fsync of a later batch would have written that page too. A
+/// damaged byte is not a page of zeros, and the batches after it are found. (Searching from the
+/// batch's start, not from the broken entry, also finds batches that a damaged length field
+/// made the walk skip.)
+fn trailer_follows(source: &impl Source, from: u64) -> std::io::Result<bool> {
+    let mut window = [0u8; 4];
+    let mut page = [0u8; PAGE as usize];
+    let mut at = from;
+    loop {
+        match source.next_data(at)? {
+            // A hole: never written.
+            Some(data) if data > at => return Ok(false),
+            Some(_) => {}
+            None => return Ok(false),
+        }
+        // Up to the next page boundary, so every later read is one whole page.
+        let want = usize::try_from(PAGE - at % PAGE).unwrap_or(page.len());
+        let chunk = page.get_mut(..want).unwrap_or_default();
+        let n = match source.read_at(chunk, at) {
+            Ok(0) => return Ok(false),
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let chunk = chunk.get(..n).unwrap_or_default();
+        if at.is_multiple_of(PAGE) && n == want && chunk.iter().all(|&b| b == 0) {
+            return Ok(false);
+        }
+        if scan(&mut window, chunk) {
+            return Ok(true);
+        }
+        at += n as u64;
+    }
+}
+
 /// Looks for the trailer in `chunk`; `window` carries the last bytes across chunks.
 fn scan(window: &mut [u8; 4], chunk: &[u8]) -> bool {
-    // Fast path: most tails are zeros (fjall preallocates its journal files).
+    // Fast path: most chunks hold no `F` at all.
     if !chunk.contains(&TRAILER[0]) && !window.contains(&TRAILER[0]) {
         let keep = chunk.len().min(4);
         window.rotate_left(keep);
@@ -300,42 +393,6 @@ fn scan(window: &mut [u8; 4], chunk: &[u8]) -> bool {
         }
     }
     false
-}
-
-/// True when `bytes` hold the trailer.
-#[cfg(test)]
-fn bytes_have_trailer(bytes: &[u8]) -> bool {
-    scan(&mut [0; 4], bytes)
-}
-
-/// True when the file holds the trailer at or after byte `from`. fjall preallocates 64 MiB per
-/// journal file (a sparse file: zeros after the data), so on Linux the holes are skipped with
-/// `SEEK_DATA` instead of read.
-fn file_has_trailer(file: &File, from: u64) -> std::io::Result<bool> {
-    use std::os::unix::fs::FileExt;
-    let mut window = [0u8; 4];
-    let mut buf = vec![0u8; 1 << 20];
-    let mut at = from;
-    loop {
-        match next_data(file, at)? {
-            Some(data) if data > at => {
-                window = [0; 4]; // a hole reads as zeros
-                at = data;
-            }
-            Some(_) => {}
-            None => return Ok(false),
-        }
-        let n = match file.read_at(&mut buf, at) {
-            Ok(0) => return Ok(false),
-            Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if scan(&mut window, buf.get(..n).unwrap_or_default()) {
-            return Ok(true);
-        }
-        at += n as u64;
-    }
 }
 
 /// The start of the next data region at or after `at` (`None`: only a hole follows).
@@ -409,9 +466,9 @@ mod tests {
         match walk(bytes).unwrap() {
             Walk::Clean => None,
             Walk::Damaged(reason) => Some(reason),
-            Walk::Broken { at, what } => {
-                bytes_have_trailer(&bytes[at as usize..]).then(|| broken(at, &what))
-            }
+            Walk::Broken { at, batch, what } => trailer_follows(&bytes, batch)
+                .unwrap()
+                .then(|| broken(at, &what)),
         }
     }
 
@@ -447,6 +504,22 @@ mod tests {
         let err = check(dir.path()).unwrap_err();
         assert!(matches!(err, Error::Corrupt { .. }), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), file);
+    }
+
+    #[test]
+    fn an_unwritten_page_before_later_batches_is_a_torn_tail() {
+        // After a power loss, unsynced pages may reach the disk out of order: a page of zeros
+        // (never written) with complete, unacknowledged batches after it.
+        let (_dir, _, bytes) = journal_with_batches(2);
+        let mut disk = bytes.clone();
+        let page = usize::try_from(PAGE).unwrap();
+        disk.resize(bytes.len().next_multiple_of(page) + page, 0);
+        disk.extend_from_slice(&bytes);
+        assert_eq!(verdict(&disk), None);
+        // A damaged byte in that page: it is not an unwritten page, and the complete batches
+        // after it make it an error.
+        disk[bytes.len().next_multiple_of(page) + 10] = 0x77;
+        assert!(verdict(&disk).is_some());
     }
 
     #[test]

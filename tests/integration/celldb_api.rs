@@ -545,6 +545,9 @@ async fn a_damaged_journal_is_an_error_never_a_silent_loss() {
         copy_database(dir.path(), copy.path());
         let mut bytes = original.clone();
         bytes[at] ^= 0x5A;
+        // Zeros after the entries, as in fjall's preallocated file (a damaged length must not
+        // pass for a torn tail by running into them).
+        bytes.resize(original.len() + 8 * 1024, 0);
         std::fs::write(copy.path().join("data").join(&name), &bytes).unwrap();
         match reopen_and_read(copy.path(), count).await {
             Ok(n) => {
