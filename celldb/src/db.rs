@@ -200,6 +200,9 @@ impl Db {
                 });
             }
         }
+        // fjall truncates a journal at the first entry it cannot read, silently: refuse to
+        // open one damaged before its last complete batch (see `journal`).
+        crate::journal::check(&path.join("data"))?;
         let fjall = fjall::Database::builder(path.join("data"))
             .cache_size(options.cache_bytes)
             .manual_journal_persist(true)

@@ -26,6 +26,10 @@
 //! them, the write-set validated and group-committed by the server's log — so both modes share
 //! the typed code and the isolation (serializable for what a transaction reads).
 //!
+//! Bytes on disk are never trusted: records and metadata are validated on every read, and
+//! fjall's journal is walked before fjall recovers it (fjall would truncate a damaged journal
+//! silently; celldb makes that an [`Error::Corrupt`]).
+//!
 //! What it is not: a SQL engine, and not a store for untyped data: every table's structural
 //! fingerprint is checked when it is opened.
 //!
@@ -66,6 +70,7 @@ pub mod cli;
 pub mod context;
 mod db;
 mod error;
+mod journal;
 pub mod key;
 mod log;
 mod migrate;

@@ -480,10 +480,16 @@ impl TxState {
             let Ks::Local(keyspace) = keyspace else {
                 return Err(mixed());
             };
-            let mut keys: Vec<(Slice, Option<Slice>)> = keys.into_iter().collect();
             // Key order: the memtable skiplist inserts sorted runs much faster (locality).
-            keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            writes.extend(keys.into_iter().map(|(key, value)| Write {
+            // Sorted on the first eight bytes (zero-padded, so their order is the keys' order)
+            // before the whole keys: most comparisons are then one integer compare instead of
+            // a `Slice` comparison, which cost as much as the sort saved.
+            let mut keys: Vec<(u64, Slice, Option<Slice>)> = keys
+                .into_iter()
+                .map(|(key, value)| (key_prefix(&key), key, value))
+                .collect();
+            keys.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1[..].cmp(&b.1[..])));
+            writes.extend(keys.into_iter().map(|(_, key, value)| Write {
                 keyspace: keyspace.clone(),
                 key,
                 value,
@@ -531,7 +537,16 @@ fn mixed() -> Error {
 }
 
 /// A transaction's buffered writes to one keyspace.
-type WriteMap = HashMap<Slice, Option<Slice>, crate::log::FnvBuild>;
+type WriteMap = HashMap<Slice, Option<Slice>, crate::log::KeyHashBuild>;
+
+/// The first eight bytes of `key`, big-endian and zero-padded: `a < b` implies
+/// `key_prefix(a) <= key_prefix(b)`.
+fn key_prefix(key: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    let n = key.len().min(8);
+    word[..n].copy_from_slice(&key[..n]);
+    u64::from_be_bytes(word)
+}
 
 /// The smallest key greater than every key starting with `prefix`.
 fn prefix_end(prefix: &[u8]) -> Bound<Vec<u8>> {

@@ -506,6 +506,124 @@ both_modes! {
     }
 }
 
+/// A database whose `count` records each went to fjall's journal as their own acknowledged
+/// batch, closed without a flush; returns its directory and the journal's path and bytes.
+async fn journal_of(count: u64) -> (tempfile::TempDir, std::path::PathBuf, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = Db::open(dir.path()).unwrap();
+        for id in 0..count {
+            db.insert(&user(id, &format!("{id}@x"), "Oslo"))
+                .await
+                .unwrap();
+        }
+    }
+    let mut journals: Vec<_> = std::fs::read_dir(dir.path().join("data"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jnl"))
+        .collect();
+    journals.sort();
+    let journal = journals.pop().expect("a journal file");
+    let mut bytes = std::fs::read(&journal).unwrap();
+    // fjall preallocates its journal files: the entries, then zeros.
+    let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    bytes.truncate(end);
+    (dir, journal, bytes)
+}
+
+/// A copy of database directory `from` (tables, metadata), without its journals.
+fn copy_database(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_database(&entry.path(), &target);
+        } else if entry.path().extension().is_none_or(|e| e != "jnl") {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Reopens `dir` and reads every record: `Err` with the error's text, or how many of the
+/// `count` records came back intact (a changed record fails the test).
+async fn reopen_and_read(dir: &std::path::Path, count: u64) -> Result<u64, String> {
+    let db = Db::open(dir).map_err(|e| e.to_string())?;
+    let mut intact = 0;
+    for id in 0..count {
+        if let Some(found) = db.get::<User>(id).await.map_err(|e| e.to_string())? {
+            assert_eq!(
+                found,
+                user(id, &format!("{id}@x"), "Oslo"),
+                "record {id} changed"
+            );
+            intact += 1;
+        }
+    }
+    Ok(intact)
+}
+
+/// fjall truncates its journal at the first entry it cannot read and recovers what precedes
+/// it *without an error*, so a damaged byte in the middle of the journal would silently drop
+/// every later acknowledged write. celldb checks the journal before fjall recovers it: one
+/// damaged byte anywhere is an error naming the journal, or (where fjall's batch checksums
+/// or celldb's check make it harmless) every acknowledged record comes back unchanged — never
+/// a lost acknowledged record, never a panic. One byte in five is tried (the whole journal in
+/// steps, so every kind of entry is hit: markers, lengths, sequence numbers, keys, values,
+/// checksums, trailers).
+#[tokio::test]
+async fn a_damaged_journal_is_an_error_never_a_silent_loss() {
+    let count = 6;
+    let (dir, journal, original) = journal_of(count).await;
+    let name = journal.file_name().unwrap().to_owned();
+    let (mut errors, mut intact) = (0, 0);
+    for at in (0..original.len()).step_by(5) {
+        let copy = tempfile::tempdir().unwrap();
+        copy_database(dir.path(), copy.path());
+        let mut bytes = original.clone();
+        bytes[at] ^= 0x5A;
+        // Zeros after the entries, as in fjall's preallocated file (a damaged length must not
+        // pass for a torn tail by running into them).
+        bytes.resize(original.len() + 8 * 1024, 0);
+        std::fs::write(copy.path().join("data").join(&name), &bytes).unwrap();
+        match reopen_and_read(copy.path(), count).await {
+            Ok(n) => {
+                assert_eq!(
+                    n,
+                    count,
+                    "byte {at} damaged: {} acknowledged records lost",
+                    count - n
+                );
+                intact += 1;
+            }
+            Err(message) => {
+                assert!(
+                    message.contains("journal") || message.contains("Journal"),
+                    "byte {at} damaged: the error does not say where: {message}"
+                );
+                errors += 1;
+            }
+        }
+    }
+    // Both outcomes occur: the check is not simply refusing every journal.
+    assert!(errors > 0 && intact > 0, "errors {errors}, intact {intact}");
+}
+
+/// A crash in the middle of writing a batch leaves a torn tail: that batch was never
+/// acknowledged, and the database opens with everything before it.
+#[tokio::test]
+async fn a_torn_journal_tail_loses_only_the_unfinished_batch() {
+    let count = 4;
+    let (dir, journal, original) = journal_of(count).await;
+    // The last record's batch loses its last 20 bytes (its end marker and part of an item);
+    // zeros follow, as in fjall's preallocated file.
+    let mut torn = original[..original.len() - 20].to_vec();
+    torn.resize(original.len() + 4096, 0);
+    std::fs::write(&journal, &torn).unwrap();
+    assert_eq!(reopen_and_read(dir.path(), count).await, Ok(count - 1));
+}
+
 both_modes! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scoped_databases_never_mix(site) {

@@ -13,6 +13,8 @@
 //! - point reads by key and unique-index lookups.
 //!
 //! Each row prints both throughputs and the ratio celldb / raw (higher is better for celldb).
+//! `CELLDB_BENCH_ONLY=batched|durable` runs only those rows, `CELLDB_BENCH_WRITERS=64` only one
+//! durable level, `CELLDB_BENCH_SKIP_RAW=1` skips the raw durable side (for profiling).
 
 use cell_sdk::{codec, protein};
 use celldb::{Db, Durability, Key, Options};
@@ -216,7 +218,14 @@ fn main() -> anyhow::Result<()> {
     };
     // Each concurrency level runs 3 alternating rounds (celldb, raw, celldb, raw, …) so a
     // burst of disk load from other processes hits both sides; medians are reported.
-    for (writers, per_writer) in [(1u64, 100u64), (16, 40), (64, 20)] {
+    // `CELLDB_BENCH_WRITERS=64` runs one level only (for profiling).
+    let levels: Vec<(u64, u64)> = [(1u64, 100u64), (16, 50), (64, 30)]
+        .into_iter()
+        .filter(|(w, _)| {
+            std::env::var("CELLDB_BENCH_WRITERS").map_or(true, |only| only == w.to_string())
+        })
+        .collect();
+    for (writers, per_writer) in levels {
         let total = writers * per_writer;
         let (mut celldb_rates, mut raw_rates) = (Vec::new(), Vec::new());
         let (mut syncs, mut acked) = (0, 0);
