@@ -199,16 +199,21 @@ pub(crate) const MAX_SPIN: Duration = Duration::from_millis(1);
 /// where a parked thread is woken promptly and a spinning one gives away whole time slices.
 pub(crate) fn default_spin() -> Duration {
     static FROM_ENV: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
-    *FROM_ENV.get_or_init(|| match std::env::var("CELL_SPIN_US") {
-        Err(_) => Duration::ZERO,
-        Ok(text) => match text.trim().parse::<u64>() {
-            Ok(us) => Duration::from_micros(us).min(MAX_SPIN),
-            Err(_) => {
-                tracing::warn!(value = %text, "CELL_SPIN_US is not a number of µs; not spinning");
-                Duration::ZERO
-            }
-        },
-    })
+    *FROM_ENV.get_or_init(|| spin_from_env(std::env::var("CELL_SPIN_US").ok().as_deref()))
+}
+
+/// The `spin` a `$CELL_SPIN_US` value asks for: microseconds, clamped; anything else is zero.
+fn spin_from_env(value: Option<&str>) -> Duration {
+    let Some(text) = value else {
+        return Duration::ZERO;
+    };
+    match text.trim().parse::<u64>() {
+        Ok(us) => Duration::from_micros(us).min(MAX_SPIN),
+        Err(_) => {
+            tracing::warn!(value = %text, "CELL_SPIN_US is not a number of µs; not spinning");
+            Duration::ZERO
+        }
+    }
 }
 
 /// Bounded, adaptive busy-waiting before a connection's I/O task parks
@@ -549,6 +554,15 @@ mod tests {
         if std::env::var_os("CELL_SPIN_US").is_none() {
             assert_eq!(default_spin(), Duration::ZERO);
         }
+    }
+
+    #[test]
+    fn cell_spin_us_opts_in_and_is_clamped() {
+        assert_eq!(spin_from_env(None), Duration::ZERO);
+        assert_eq!(spin_from_env(Some(" 50 ")), Duration::from_micros(50));
+        assert_eq!(spin_from_env(Some("5000000")), MAX_SPIN);
+        assert_eq!(spin_from_env(Some("fast")), Duration::ZERO);
+        assert_eq!(spin_from_env(Some("-3")), Duration::ZERO);
     }
 
     /// Spins from `start` in rounds of `round` with yields that report `outcome`, until it
