@@ -215,3 +215,113 @@ pub fn median_range(mut values: Vec<f64>) -> (f64, f64, f64) {
     };
     (median, values[0], values[n - 1])
 }
+
+/// Spinning by hand, for the anchors' `+spin` and `+busy` treatments: the same guards as the
+/// runtime's `spin` (`cell_runtime`'s `io::Spin`), so that treatments compare like for like.
+/// `sched_yield` at most once per 2 µs per thread; a yield during which the thread was switched
+/// out (an involuntary context switch) for at least 50 µs lost its CPU to another process,
+/// and then the thread stops spinning for a back-off of 10 ms doubling up to 1 s, reset after
+/// a yield that kept the CPU.
+pub mod spin {
+    use std::cell::Cell;
+    use std::time::{Duration, Instant};
+
+    const YIELD_EVERY: Duration = Duration::from_micros(2);
+    const LOST_AFTER: Duration = Duration::from_micros(50);
+    const FIRST: Duration = Duration::from_millis(10);
+    const LONGEST: Duration = Duration::from_secs(1);
+
+    thread_local! {
+        static LAST_YIELD: Cell<Option<Instant>> = const { Cell::new(None) };
+        static OFF_UNTIL: Cell<Option<Instant>> = const { Cell::new(None) };
+        static PERIOD: Cell<Duration> = const { Cell::new(Duration::ZERO) };
+    }
+
+    /// How long this thread still backs off from spinning (`None`: it may spin).
+    pub fn backing_off() -> Option<Duration> {
+        let until = OFF_UNTIL.get()?;
+        let left = until.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then_some(left)
+    }
+
+    /// One spin round: `true` to poll again without parking (after a throttled
+    /// `sched_yield`), `false` to park (the thread backs off, or this yield lost the CPU).
+    pub fn round() -> bool {
+        if backing_off().is_some() {
+            return false;
+        }
+        let start = Instant::now();
+        if LAST_YIELD
+            .get()
+            .is_some_and(|t| start.saturating_duration_since(t) < YIELD_EVERY)
+        {
+            return true;
+        }
+        let before = involuntary_switches();
+        std::thread::yield_now();
+        let back = Instant::now();
+        LAST_YIELD.set(Some(back));
+        if back.saturating_duration_since(start) >= LOST_AFTER && involuntary_switches() != before {
+            let period = if PERIOD.get().is_zero() {
+                FIRST
+            } else {
+                PERIOD.get().saturating_mul(2).min(LONGEST)
+            };
+            PERIOD.set(period);
+            OFF_UNTIL.set(back.checked_add(period));
+            return false;
+        }
+        PERIOD.set(Duration::ZERO);
+        true
+    }
+
+    fn involuntary_switches() -> libc::c_long {
+        let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+        // SAFETY: `usage` is a valid, writable `rusage`; RUSAGE_THREAD reads this thread only.
+        let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, usage.as_mut_ptr()) };
+        // SAFETY: zeroed is a valid `rusage`, and getrusage filled it on success.
+        let usage = unsafe { usage.assume_init() };
+        if rc == 0 { usage.ru_nivcsw } else { -1 }
+    }
+}
+
+/// One busy thread per CPU (`--contend`): the CPU contention of a loaded CI machine, where
+/// every core has a runnable process. The threads belong to this process, so they cannot
+/// outlive it, and they stop when the guard is dropped.
+pub struct Contention {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Contention {
+    /// Starts one spinning thread per available CPU.
+    pub fn start() -> Contention {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let threads = (0..cpus)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        Contention { stop, threads }
+    }
+
+    /// How many busy threads run.
+    pub fn threads(&self) -> usize {
+        self.threads.len()
+    }
+}
+
+impl Drop for Contention {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}

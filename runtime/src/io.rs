@@ -188,8 +188,36 @@ pub(crate) fn poll_write_out<IO: AsyncWrite + Unpin>(
     Poll::Ready(Ok(()))
 }
 
+/// Most a `spin` setting can ask for (`SynapseConfig::spin`, `MembraneConfig::spin`, and
+/// `$CELL_SPIN_US`); longer values are clamped to it. A round trip here is 10–50 µs: a spin
+/// longer than a millisecond no longer saves a wake-up, it only burns a core.
+pub(crate) const MAX_SPIN: Duration = Duration::from_millis(1);
+
+/// Default of `SynapseConfig::spin` and `MembraneConfig::spin`: zero (park at once) unless
+/// `$CELL_SPIN_US` holds a number of microseconds (clamped to [`MAX_SPIN`]). Spinning is
+/// opt-in because it collapses under CPU contention (one busy process per CPU, as in CI),
+/// where a parked thread is woken promptly and a spinning one gives away whole time slices.
+pub(crate) fn default_spin() -> Duration {
+    static FROM_ENV: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *FROM_ENV.get_or_init(|| spin_from_env(std::env::var("CELL_SPIN_US").ok().as_deref()))
+}
+
+/// The `spin` a `$CELL_SPIN_US` value asks for: microseconds, clamped; anything else is zero.
+fn spin_from_env(value: Option<&str>) -> Duration {
+    let Some(text) = value else {
+        return Duration::ZERO;
+    };
+    match text.trim().parse::<u64>() {
+        Ok(us) => Duration::from_micros(us).min(MAX_SPIN),
+        Err(_) => {
+            tracing::warn!(value = %text, "CELL_SPIN_US is not a number of µs; not spinning");
+            Duration::ZERO
+        }
+    }
+}
+
 /// Bounded, adaptive busy-waiting before a connection's I/O task parks
-/// (`SynapseConfig::spin`, `MembraneConfig::spin`).
+/// (`SynapseConfig::spin`, `MembraneConfig::spin`; off by default).
 ///
 /// Why: on a VM whose idle vCPUs halt (no guest halt-polling), a thread that parks in
 /// `epoll_wait` leaves its vCPU idle, and the peer's reply then costs a cross-vCPU wake-up of
@@ -210,10 +238,14 @@ pub(crate) fn poll_write_out<IO: AsyncWrite + Unpin>(
 ///
 /// On a contended CPU spinning is harmful: `sched_yield` then hands the CPU to another process
 /// for a whole time slice (milliseconds), where a parked thread would have been woken promptly
-/// by the kernel's sleeper credit. A spin round that took longer than [`Spin::CONTENDED`]
-/// shows exactly that: the stretch parks at once and the window halves.
+/// by the kernel's sleeper credit. So each `sched_yield` checks whether this thread really
+/// lost its CPU (an involuntary context switch during the yield, which then lasted at least
+/// [`LOST_AFTER`]): the stretch parks at once and the whole thread stops spinning for a
+/// back-off period ([`Backoff`]). Long rounds alone prove nothing: they are usually the other
+/// tasks of this runtime doing their work.
 pub(crate) struct Spin {
-    /// The configured budget: the window never exceeds it, and zero turns spinning off.
+    /// The configured budget (clamped to [`MAX_SPIN`]): the window never exceeds it, and zero
+    /// turns spinning off.
     max: Duration,
     /// How long the next idle stretch spins.
     window: Duration,
@@ -221,44 +253,120 @@ pub(crate) struct Spin {
     idle_since: Option<Instant>,
     /// The current idle stretch stopped spinning and parked.
     parked: bool,
-    /// The current idle stretch lost the CPU for longer than [`Spin::CONTENDED`] in one round.
-    contended: bool,
-    /// When the last spin round ran.
-    last_round: Option<Instant>,
+    /// The current idle stretch parked because of contention (lost the CPU, or the thread is
+    /// backing off): it says nothing about the window, which must not adapt to it.
+    backed_off: bool,
+    /// The current idle stretch gave the CPU away at least once and got it back promptly.
+    yielded: bool,
+}
+
+/// What one throttled `sched_yield` observed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Yield {
+    /// Another spinning task of this thread yielded moments ago: no syscall.
+    Skipped,
+    /// Yielded and got the CPU back promptly (nobody else, or the peer's short turn).
+    Kept,
+    /// Another thread took the CPU for at least [`LOST_AFTER`]: the CPU is contended.
+    Lost,
+}
+
+/// A `sched_yield` during which this thread was switched out for this long lost its CPU to
+/// something that is not a peer's short turn (a few µs); under contention it is a whole time
+/// slice, milliseconds.
+pub(crate) const LOST_AFTER: Duration = Duration::from_micros(50);
+
+/// Per-thread back-off after contention: while it runs, no task of the thread spins. It starts
+/// at [`Backoff::FIRST`] and doubles each time spinning loses the CPU again, up to
+/// [`Backoff::LONGEST`], so that under sustained contention at most one stretch per period
+/// pays a lost time slice; it resets only after a stretch that yielded and kept its CPU.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Backoff {
+    /// No spinning before this instant.
+    off_until: Option<Instant>,
+    /// Length of the last back-off (zero: none since the last uncontended yield).
+    period: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(10);
+    const LONGEST: Duration = Duration::from_secs(1);
+
+    fn active(&self, now: Instant) -> bool {
+        self.off_until.is_some_and(|until| now < until)
+    }
+
+    fn contended(&mut self, now: Instant) {
+        self.period = if self.period.is_zero() {
+            Self::FIRST
+        } else {
+            self.period.saturating_mul(2).min(Self::LONGEST)
+        };
+        self.off_until = now.checked_add(self.period);
+    }
+
+    fn reset(&mut self) {
+        *self = Backoff::default();
+    }
+}
+
+thread_local! {
+    /// The back-off shared by every spinning task of this thread: contention is a property
+    /// of the CPU the thread runs on, not of one connection.
+    static BACKOFF: std::cell::Cell<Backoff> = const {
+        std::cell::Cell::new(Backoff { off_until: None, period: Duration::ZERO })
+    };
+    /// When a spinning task of this thread last called `sched_yield`.
+    static LAST_YIELD: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Idle stretches of this thread that ended in progress without parking: replies or
+    /// requests picked up by spinning (tests check that spinning really happens).
+    pub(crate) static CAUGHT_SPINNING: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Forgets this thread's back-off (tests that count spinning must not depend on the load).
+#[cfg(test)]
+pub(crate) fn reset_backoff() {
+    BACKOFF.set(Backoff::default());
 }
 
 impl Spin {
     pub(crate) fn new(max: Duration) -> Spin {
+        let max = max.min(MAX_SPIN);
         Spin {
             max,
             window: max,
             idle_since: None,
             parked: false,
-            contended: false,
-            last_round: None,
+            backed_off: false,
+            yielded: false,
         }
     }
-
-    /// One spin round (a non-blocking poll of the driver and, with a peer on our core, its
-    /// turn to run) takes a few µs; one that took this long lost the CPU to another thread.
-    const CONTENDED: Duration = Duration::from_micros(30);
 
     /// The loop made progress: the idle stretch (if any) is over; adapt the window to how long
     /// it lasted.
     pub(crate) fn progress(&mut self) {
         if self.idle_since.is_some() {
-            self.progress_at(Instant::now());
+            let mut backoff = BACKOFF.get();
+            self.progress_at(Instant::now(), &mut backoff);
+            BACKOFF.set(backoff);
         }
     }
 
     /// The loop has nothing to do. Returns `true` when it arranged to be polled again soon
     /// (the caller returns `Pending` without parking), `false` when the window is spent or
-    /// zero (the caller parks as usual).
+    /// zero, or the thread backs off (the caller parks as usual).
     pub(crate) fn keep_polling(&mut self, cx: &mut Context<'_>) -> bool {
         if self.max.is_zero() {
             return false;
         }
-        if !self.spin_at(Instant::now()) {
+        let mut backoff = BACKOFF.get();
+        let spin = self.spin_at(Instant::now(), &mut backoff, yield_cpu);
+        BACKOFF.set(backoff);
+        if !spin {
             return false;
         }
         // Polled once, `yield_now` defers our waker until the runtime has polled its driver
@@ -268,82 +376,129 @@ impl Spin {
         true
     }
 
-    /// Whether to spin at `now` (yielding the CPU from the second round of a stretch on).
-    fn spin_at(&mut self, now: Instant) -> bool {
-        let last_round = self.last_round.replace(now);
-        match self.idle_since {
+    /// Whether to spin at `now`; `yield_cpu` gives the CPU away (from the second round of a
+    /// stretch on) and reports what happened.
+    fn spin_at(
+        &mut self,
+        now: Instant,
+        backoff: &mut Backoff,
+        yield_cpu: impl FnOnce() -> Yield,
+    ) -> bool {
+        let since = match self.idle_since {
             None => {
                 self.idle_since = Some(now);
-                self.parked = self.window.is_zero();
-                !self.parked
+                self.yielded = false;
+                self.backed_off = backoff.active(now);
+                self.parked = self.backed_off || self.window.is_zero();
+                return !self.parked;
             }
-            Some(_) if self.parked => false,
-            Some(_)
-                if last_round.is_some_and(|last| now.duration_since(last) >= Self::CONTENDED) =>
-            {
-                self.contended = true;
+            Some(_) if self.parked => return false,
+            Some(since) => since,
+        };
+        if backoff.active(now) {
+            self.backed_off = true;
+            self.parked = true;
+            return false;
+        }
+        if now.saturating_duration_since(since) >= self.window {
+            self.parked = true;
+            return false;
+        }
+        match yield_cpu() {
+            Yield::Lost => {
+                backoff.contended(now);
+                self.backed_off = true;
                 self.parked = true;
                 false
             }
-            Some(since) if now.duration_since(since) >= self.window => {
-                self.parked = true;
-                false
-            }
-            Some(_) => {
-                yield_cpu(now);
+            Yield::Kept => {
+                self.yielded = true;
                 true
             }
+            Yield::Skipped => true,
         }
     }
 
-    fn progress_at(&mut self, now: Instant) {
+    fn progress_at(&mut self, now: Instant, backoff: &mut Backoff) {
         let Some(since) = self.idle_since.take() else {
             return;
         };
-        self.last_round = None;
-        if std::mem::take(&mut self.contended) {
-            self.parked = false;
-            self.shrink();
-        } else if std::mem::take(&mut self.parked) {
-            if now.duration_since(since) <= self.max {
-                // Parked, but woken within the maximum: a longer window would have caught it.
-                self.window = if self.window.is_zero() {
-                    self.max / 8
-                } else {
-                    (self.window * 2).min(self.max)
-                };
+        let parked = std::mem::take(&mut self.parked);
+        let yielded = std::mem::take(&mut self.yielded);
+        if std::mem::take(&mut self.backed_off) {
+            // Contention, not the traffic, decided this stretch: nothing to learn from it.
+            return;
+        }
+        if yielded {
+            backoff.reset();
+        }
+        if !parked {
+            #[cfg(test)]
+            CAUGHT_SPINNING.set(CAUGHT_SPINNING.get() + 1);
+            return;
+        }
+        if now.saturating_duration_since(since) <= self.max {
+            // Parked, but woken within the maximum: a longer window would have caught it.
+            self.window = if self.window.is_zero() {
+                (self.max / 8).max(MIN_WINDOW).min(self.max)
             } else {
-                // Spinning was wasted: the wait was longer than any window.
-                self.shrink();
+                self.window.saturating_mul(2).min(self.max)
+            };
+        } else {
+            // Spinning was wasted: the wait was longer than any window.
+            self.window /= 2;
+            if self.window < self.max / 16 {
+                self.window = Duration::ZERO;
             }
         }
     }
-
-    fn shrink(&mut self) {
-        self.window /= 2;
-        if self.window < self.max / 16 {
-            self.window = Duration::ZERO;
-        }
-    }
 }
 
-thread_local! {
-    /// When a spinning task of this thread last called `sched_yield`.
-    static LAST_YIELD: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
-}
+/// Smallest non-zero window the adaptation grows to from zero (`max / 8` is zero for a tiny
+/// `max`, which would stop a shrunk window from ever growing back).
+const MIN_WINDOW: Duration = Duration::from_micros(1);
 
 /// `sched_yield`, at most once per [`YIELD_EVERY`] per thread: with many connections spinning
 /// on one runtime, one yield per round of the runtime gives a peer on our core its turn; one
-/// per connection would only add syscalls.
-fn yield_cpu(now: Instant) {
+/// per connection would only add syscalls. Reports whether the thread lost its CPU.
+fn yield_cpu() -> Yield {
+    let start = Instant::now();
     let recent = LAST_YIELD
         .get()
-        .is_some_and(|t| now.duration_since(t) < YIELD_EVERY);
-    if !recent {
-        std::thread::yield_now();
-        // From when the CPU came back: the other spinners of this round need not yield again.
-        LAST_YIELD.set(Some(Instant::now()));
+        .is_some_and(|t| start.saturating_duration_since(t) < YIELD_EVERY);
+    if recent {
+        return Yield::Skipped;
     }
+    let before = involuntary_switches();
+    std::thread::yield_now();
+    // From when the CPU came back: the other spinners of this round need not yield again.
+    let back = Instant::now();
+    LAST_YIELD.set(Some(back));
+    // A long yield with no switch was the host, not another thread of this machine: only a
+    // second syscall for the (rare) long ones.
+    if back.saturating_duration_since(start) >= LOST_AFTER
+        && (before.is_none() || involuntary_switches() != before)
+    {
+        Yield::Lost
+    } else {
+        Yield::Kept
+    }
+}
+
+/// This thread's involuntary context switches (a `sched_yield` that ran another thread counts
+/// as one), or `None` where the platform cannot tell (then a long yield counts as lost).
+#[cfg(target_os = "linux")]
+fn involuntary_switches() -> Option<libc::c_long> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `usage` is a valid, writable `rusage`; RUSAGE_THREAD only reads this thread.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, usage.as_mut_ptr()) };
+    // SAFETY: on success getrusage filled it; on failure it is still zeroed (a valid rusage).
+    (rc == 0).then(|| unsafe { usage.assume_init() }.ru_nivcsw)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn involuntary_switches() -> Option<libc::c_long> {
+    None
 }
 
 /// See [`yield_cpu`].
@@ -384,28 +539,48 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
-    async fn a_zero_spin_budget_parks_at_once() {
+    async fn a_zero_spin_budget_parks_at_once_and_budgets_are_clamped() {
         let waker = futures::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
         let mut off = Spin::new(Duration::ZERO);
         assert!(!off.keep_polling(&mut cx));
         off.progress();
         assert!(!off.keep_polling(&mut cx));
-        // A budget far longer than this test keeps polling, round after round.
+        // An hour is clamped to the maximum; within it, it keeps polling round after round.
         let mut long = Spin::new(Duration::from_secs(3600));
+        assert_eq!((long.max, long.window), (MAX_SPIN, MAX_SPIN));
         assert!(long.keep_polling(&mut cx));
-        assert!(long.keep_polling(&mut cx));
+        // Off by default (the test environment does not set CELL_SPIN_US).
+        if std::env::var_os("CELL_SPIN_US").is_none() {
+            assert_eq!(default_spin(), Duration::ZERO);
+        }
     }
 
-    /// Spins from `start` in rounds of 5 µs (an uncontended round) until it parks; returns
-    /// when it parked, or `None` if it still spun at `limit`.
-    fn spin_until_parked(spin: &mut Spin, start: Instant, limit: Duration) -> Option<Duration> {
+    #[test]
+    fn cell_spin_us_opts_in_and_is_clamped() {
+        assert_eq!(spin_from_env(None), Duration::ZERO);
+        assert_eq!(spin_from_env(Some(" 50 ")), Duration::from_micros(50));
+        assert_eq!(spin_from_env(Some("5000000")), MAX_SPIN);
+        assert_eq!(spin_from_env(Some("fast")), Duration::ZERO);
+        assert_eq!(spin_from_env(Some("-3")), Duration::ZERO);
+    }
+
+    /// Spins from `start` in rounds of `round` with yields that report `outcome`, until it
+    /// parks; returns when it parked, or `None` if it still spun at `limit`.
+    fn spin_until_parked(
+        spin: &mut Spin,
+        backoff: &mut Backoff,
+        start: Instant,
+        round: Duration,
+        limit: Duration,
+        outcome: Yield,
+    ) -> Option<Duration> {
         let mut at = Duration::ZERO;
         while at <= limit {
-            if !spin.spin_at(start + at) {
+            if !spin.spin_at(start + at, backoff, || outcome) {
                 return Some(at);
             }
-            at += Duration::from_micros(5);
+            at += round;
         }
         None
     }
@@ -413,48 +588,152 @@ mod tests {
     #[test]
     fn the_spin_window_shrinks_when_wasted_and_grows_when_too_short() {
         let us = Duration::from_micros;
+        let kept = Yield::Kept;
+        let mut b = Backoff::default();
         let t0 = Instant::now();
         let mut spin = Spin::new(us(64));
         // Progress while spinning: the window stays.
-        assert_eq!(spin_until_parked(&mut spin, t0, us(30)), None);
-        spin.progress_at(t0 + us(31));
+        assert_eq!(
+            spin_until_parked(&mut spin, &mut b, t0, us(5), us(30), kept),
+            None
+        );
+        spin.progress_at(t0 + us(31), &mut b);
         assert_eq!(spin.window, us(64));
         // The window runs out and the wait lasts far longer: wasted, halve it.
         let t1 = t0 + us(100);
-        assert_eq!(spin_until_parked(&mut spin, t1, us(1000)), Some(us(65)));
+        assert_eq!(
+            spin_until_parked(&mut spin, &mut b, t1, us(5), us(1000), kept),
+            Some(us(65))
+        );
         assert!(
-            !spin.spin_at(t1 + us(70)),
+            !spin.spin_at(t1 + us(70), &mut b, || kept),
             "a stretch that parked spins no more"
         );
-        spin.progress_at(t1 + us(5_000));
+        spin.progress_at(t1 + us(5_000), &mut b);
         assert_eq!(spin.window, us(32));
         // Wasted again and again: down to zero, then it parks at once.
         let mut t = t1 + us(10_000);
         for expected in [16, 8, 4, 0] {
-            assert!(spin_until_parked(&mut spin, t, us(1000)).is_some());
-            spin.progress_at(t + us(5_000));
+            assert!(spin_until_parked(&mut spin, &mut b, t, us(5), us(1000), kept).is_some());
+            spin.progress_at(t + us(5_000), &mut b);
             assert_eq!(spin.window, us(expected));
             t += us(10_000);
         }
-        assert!(!spin.spin_at(t));
+        assert!(!spin.spin_at(t, &mut b, || kept));
         // Woken soon after parking (a longer spin would have caught it): grow back.
-        spin.progress_at(t + us(20));
+        spin.progress_at(t + us(20), &mut b);
         assert_eq!(spin.window, us(8));
         for expected in [16, 32, 64, 64] {
             t += us(10_000);
-            let parked = spin_until_parked(&mut spin, t, us(1000));
+            let parked = spin_until_parked(&mut spin, &mut b, t, us(5), us(1000), kept);
             assert!(parked.is_some_and(|p| p >= spin.window));
-            spin.progress_at(t + us(50));
+            spin.progress_at(t + us(50), &mut b);
             assert_eq!(spin.window, us(expected));
         }
-        // One round that lost the CPU for long (another process ran): park and halve, even
-        // though the reply is there right after.
-        t += us(10_000);
-        assert!(spin.spin_at(t));
-        assert!(spin.spin_at(t + us(2)));
-        assert!(!spin.spin_at(t + us(2) + Spin::CONTENDED), "contended");
-        spin.progress_at(t + us(3) + Spin::CONTENDED);
-        assert_eq!(spin.window, us(32));
+    }
+
+    #[test]
+    fn a_tiny_budget_shrunk_to_zero_grows_back() {
+        // max / 8 is zero for a budget under 8 ns: growth from zero must still happen.
+        let ns = Duration::from_nanos;
+        let mut b = Backoff::default();
+        let mut spin = Spin::new(ns(5));
+        let mut t = Instant::now();
+        // 5 → 2 → 1 → 0 ns.
+        for _ in 0..3 {
+            assert!(spin.spin_at(t, &mut b, || Yield::Kept));
+            assert!(!spin.spin_at(t + ns(10), &mut b, || Yield::Kept));
+            spin.progress_at(t + Duration::from_millis(1), &mut b);
+            t += Duration::from_millis(2);
+        }
+        assert_eq!(spin.window, Duration::ZERO);
+        assert!(!spin.spin_at(t, &mut b, || Yield::Kept));
+        spin.progress_at(t + ns(1), &mut b);
+        assert_eq!(spin.window, ns(5));
+    }
+
+    #[test]
+    fn long_rounds_without_losing_the_cpu_are_not_contention() {
+        // Rounds of 40 µs are other tasks of this runtime doing their work between our polls:
+        // the thread kept its CPU (no involuntary switch), so the window stays and nothing
+        // backs off.
+        let us = Duration::from_micros;
+        let mut b = Backoff::default();
+        let mut spin = Spin::new(us(500));
+        let t = Instant::now();
+        assert_eq!(
+            spin_until_parked(&mut spin, &mut b, t, us(40), us(400), Yield::Kept),
+            None
+        );
+        spin.progress_at(t + us(410), &mut b);
+        assert_eq!(spin.window, us(500));
+        assert!(!b.active(t + us(411)));
+        assert!(spin.spin_at(t + us(420), &mut b, || Yield::Kept));
+    }
+
+    #[test]
+    fn sustained_contention_costs_at_most_one_yielding_stretch_per_back_off() {
+        let us = Duration::from_micros;
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let mut b = Backoff::default();
+        // Two connections of one thread share its back-off; a first wasted stretch shrinks
+        // A's window so that growth during back-off would show.
+        let mut a = Spin::new(us(64));
+        let mut c = Spin::new(us(64));
+        assert!(spin_until_parked(&mut a, &mut b, t0, us(5), us(1000), Yield::Kept).is_some());
+        a.progress_at(t0 + ms(5), &mut b);
+        assert_eq!(a.window, us(32));
+        // Every yield loses the CPU, for 12 s of stretches every 100 µs (a reply 20 µs in).
+        let mut yields: Vec<Instant> = Vec::new();
+        let mut t = t0 + ms(10);
+        let end = t + Duration::from_secs(12);
+        let mut turn = 0u64;
+        while t < end {
+            let spin = if turn.is_multiple_of(2) {
+                &mut a
+            } else {
+                &mut c
+            };
+            let mut round = Duration::ZERO;
+            while round < us(20) {
+                let mut lost = false;
+                let go = spin.spin_at(t + round, &mut b, || {
+                    lost = true;
+                    Yield::Lost
+                });
+                if lost {
+                    yields.push(t + round);
+                }
+                if !go {
+                    break;
+                }
+                round += us(5);
+            }
+            spin.progress_at(t + us(20), &mut b);
+            t += us(100);
+            turn += 1;
+        }
+        assert_eq!(a.window, us(32), "no growth while backing off");
+        // Back-off periods of 10, 20, 40, ... ms, then 1 s: each yield is followed by at
+        // least its period without another.
+        let mut period = Backoff::FIRST;
+        for pair in yields.windows(2) {
+            let gap = pair[1].duration_since(pair[0]);
+            assert!(gap >= period, "{gap:?} < {period:?}");
+            period = (period * 2).min(Backoff::LONGEST);
+        }
+        // 10+20+...+640 ms ≈ 1.3 s, then one per second: 7 + ~11 yields in 12 s, not 120,000.
+        assert!((15..=20).contains(&yields.len()), "{}", yields.len());
+        // Contention over: the first stretch that yields and keeps its CPU resets the back-off.
+        let after = t + Backoff::LONGEST;
+        assert!(a.spin_at(after, &mut b, || Yield::Kept));
+        assert!(a.spin_at(after + us(5), &mut b, || Yield::Kept));
+        a.progress_at(after + us(10), &mut b);
+        assert_eq!(b.period, Duration::ZERO);
+        assert!(c.spin_at(after + us(20), &mut b, || Yield::Kept));
+        assert!(!c.spin_at(after + us(25), &mut b, || Yield::Lost));
+        assert_eq!(b.period, Backoff::FIRST, "a new episode starts short again");
     }
 
     #[tokio::test(flavor = "current_thread")]

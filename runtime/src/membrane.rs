@@ -53,11 +53,13 @@ pub struct MembraneConfig {
     /// of unauthenticated TCP peers costs a bounded amount of memory and tasks.
     pub max_connections: u32,
     /// Longest time a connection's task keeps polling its socket after its last activity
-    /// before it parks the thread in `epoll_wait`; zero parks at once. Spinning saves the
-    /// wake-up of an idle (halted) vCPU when the next request comes soon — tens of µs on a VM
-    /// without guest halt-polling — and costs CPU: at most this much per idle gap of each
+    /// before it parks the thread in `epoll_wait`; zero parks at once. Default zero (or
+    /// `$CELL_SPIN_US` microseconds); at most 1 ms (longer values are clamped). Spinning saves
+    /// the wake-up of an idle (halted) vCPU when the next request comes soon — tens of µs on a
+    /// VM without guest halt-polling — and costs CPU: at most this much per idle gap of each
     /// connection, and the window adapts (it shrinks to nothing on a connection whose gaps
-    /// are longer, such as an idle one). Default 50 µs. See `docs/rpc.md`.
+    /// are longer, such as an idle one). A thread that loses its CPU while spinning
+    /// (contention) stops spinning for 10 ms to 1 s. See `docs/rpc.md`.
     pub spin: Duration,
 }
 
@@ -70,7 +72,7 @@ impl Default for MembraneConfig {
             drain_timeout: Duration::from_secs(10),
             secret: None,
             max_connections: 1024,
-            spin: crate::synapse::DEFAULT_SPIN,
+            spin: crate::io::default_spin(),
         }
     }
 }

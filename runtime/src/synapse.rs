@@ -49,11 +49,13 @@ pub struct SynapseConfig {
     /// lives on).
     pub max_frame_len: u32,
     /// Longest time the connection's I/O task keeps polling the socket, while calls are in
-    /// flight, before it parks the thread in `epoll_wait`; zero parks at once. Spinning saves
-    /// the wake-up of an idle (halted) vCPU when the reply comes — tens of µs on a VM without
-    /// guest halt-polling, twice per round trip — and costs CPU: at most this much per wait,
-    /// and the window adapts (it shrinks to nothing while spinning keeps being wasted, as with
-    /// a slow server). Default 50 µs. See `docs/rpc.md`.
+    /// flight, before it parks the thread in `epoll_wait`; zero parks at once. Default zero
+    /// (or `$CELL_SPIN_US` microseconds); at most 1 ms (longer values are clamped). Spinning
+    /// saves the wake-up of an idle (halted) vCPU when the reply comes — tens of µs on a VM
+    /// without guest halt-polling, twice per round trip — and costs CPU: at most this much per
+    /// wait, and the window adapts (it shrinks to nothing while spinning keeps being wasted,
+    /// as with a slow server). A thread that loses its CPU while spinning (contention) stops
+    /// spinning for 10 ms to 1 s. See `docs/rpc.md`.
     pub spin: Duration,
 }
 
@@ -65,15 +67,10 @@ impl Default for SynapseConfig {
             max_in_flight: 1024,
             secret: None,
             max_frame_len: frame::DEFAULT_MAX_FRAME_LEN,
-            spin: DEFAULT_SPIN,
+            spin: crate::io::default_spin(),
         }
     }
 }
-
-/// Default of [`SynapseConfig::spin`] and `MembraneConfig::spin`: long enough to cover a
-/// round trip on this kind of machine (10–20 µs) with room to spare, and adaptive, so that it
-/// costs next to nothing where it does not help (see `io::Spin`).
-pub(crate) const DEFAULT_SPIN: Duration = Duration::from_micros(50);
 
 /// A client of one service at one endpoint. Cheap to clone; clones share the connection.
 #[derive(Clone)]

@@ -665,10 +665,14 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
-    async fn spinning_server_and_client_answer_like_parking_ones() {
-        // Both sides busy-poll before parking. Calls shorter than the budget are answered
-        // while spinning; a slower one outlasts it, so both tasks park and must still be woken
-        // by the reply; many at once and a deadline behave as without spinning.
+    async fn a_spinning_client_picks_replies_up_without_parking() {
+        // Both sides busy-poll before parking, on this test's one thread. While the client's
+        // I/O task spins (yields to the runtime instead of parking), the runtime runs the
+        // server's task, which answers; the client's next spin round must find the reply
+        // without having parked: counted per thread by `io::CAUGHT_SPINNING`. Nothing here
+        // depends on timing: on one `current_thread` runtime the reply is written before the
+        // yielded task is polled again. A slower call outlasts the budget, so both tasks park
+        // and must still be woken; many at once and a deadline behave as without spinning.
         let dir = temp_socket_dir().unwrap();
         let endpoint = Endpoint::Unix(dir.path().join("echo.sock"));
         let spin = std::time::Duration::from_micros(200);
@@ -684,10 +688,21 @@ mod tests {
             ..SynapseConfig::default()
         };
         let client = Synapse::connect::<Echo>(endpoint, config).await.unwrap();
+        let caught_before = crate::io::CAUGHT_SPINNING.get();
         for i in 0..100 {
+            // A loaded machine may make this thread back off from spinning (tested in `io`);
+            // here each call starts without a back-off, so the count does not depend on load.
+            crate::io::reset_backoff();
             let got: String = client.call::<_, _, u32>(0, &format!("s{i}")).await.unwrap();
             assert_eq!(got, format!("s{i}"));
         }
+        let caught = crate::io::CAUGHT_SPINNING.get() - caught_before;
+        // Each call ends one idle stretch of the client (and one of the server, between
+        // calls, may be caught too); with spinning broken or off this stays 0.
+        assert!(
+            caught >= 50,
+            "only {caught} of 100 replies were picked up while spinning"
+        );
         let slow: String = client.call::<_, _, u32>(1, &30u64).await.unwrap();
         assert_eq!(slow, "slept 30");
         let calls = (0..100).map(|i| {

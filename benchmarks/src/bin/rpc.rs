@@ -2,26 +2,29 @@
 //! tarpc, all on `current_thread` runtimes (server and client each on their own thread), with
 //! the same payload.
 //!
-//! Each subject runs with its own defaults (`raw`, `tarpc` park in `epoll_wait` when they wait;
-//! `cell` spins first for its default `spin` budget) or with an idle-time treatment, the same
-//! for all where it applies: `+park` (Cell with `spin` zero), `+spin` (a bounded busy-poll of
-//! the socket before parking, `--spin-us`: Cell's `spin` setting on both sides, and the same
-//! loop written by hand for raw; tarpc has no such hook) and `+busy` (a task on each runtime
-//! that never lets its thread park: the upper bound of spinning, which applies to any tokio
-//! program, tarpc included). The report also gives the CPU time per request of the whole
-//! process (both threads), the voluntary context switches and the vCPU halts per request, so
-//! that spinning's cost is visible next to its gain.
+//! Each subject runs with its own defaults (all three park in `epoll_wait` when they wait:
+//! Cell's `spin` is zero unless `$CELL_SPIN_US` is set) or with an idle-time treatment, the
+//! same for all where it applies: `+park` (Cell with `spin` zero), `+spin` (a bounded
+//! busy-poll of the socket before parking, `--spin-us`: Cell's `spin` setting on both sides,
+//! and the same loop written by hand for raw; tarpc has no such hook) and `+busy` (a task on
+//! each runtime that never lets its thread park unless it backs off: the upper bound of
+//! spinning, which applies to any tokio program, tarpc included). The hand-written spinning
+//! uses `cell_bench::spin`, the runtime's guards (throttled `sched_yield`, back-off after
+//! losing the CPU), so treatments are equivalent. The report also gives the CPU time per
+//! request of the whole process (both threads), the voluntary context switches and the vCPU
+//! halts per request, so that spinning's cost is visible next to its gain.
 //!
 //! Placement matters on a VM: `--cpus 0,1` pins the client and server threads to different
 //! CPUs (`taskset -c 0` runs both on one). `--gap-us` spaces the calls out (sparse traffic),
-//! `--connections` spreads them over several connections. Method and figures:
-//! `docs/benchmarks.md`.
+//! `--connections` spreads them over several connections, `--contend` runs one busy thread
+//! per CPU for the whole run (a loaded CI machine). Method and figures: `docs/benchmarks.md`.
 //!
 //! ```sh
 //! cargo run --release -p cell-bench --bin rpc                # 3 rounds, 64-byte payload
 //! cargo run --release -p cell-bench --bin rpc -- --rounds 5 --requests 20000
 //! cargo run --release -p cell-bench --bin rpc -- --rounds 5 --requests 20000 --cpus 0,1
 //! cargo run --release -p cell-bench --bin rpc -- --subjects raw,tarpc,cell  # defaults only
+//! cargo run --release -p cell-bench --bin rpc -- --rounds 3 --contend --subjects cell,cell+spin
 //! ```
 
 use std::{
@@ -31,7 +34,7 @@ use std::{
 };
 
 use anyhow::Context;
-use cell_bench::{Sample, Usage, latency, median_range, run_children};
+use cell_bench::{Contention, Sample, Usage, latency, median_range, run_children, spin};
 use clap::Parser;
 use futures::{StreamExt, future};
 use tokio::{
@@ -78,6 +81,10 @@ struct Args {
     /// timed): shows what spinning costs when calls are sparse.
     #[arg(long, default_value_t = 0)]
     gap_us: u64,
+    /// Run one busy thread per CPU in this (parent) process while the subjects run, as on a
+    /// loaded CI machine. They stop when the benchmark ends.
+    #[arg(long)]
+    contend: bool,
     /// Busy-poll budget of the `+spin` subjects, in microseconds.
     #[arg(long, default_value_t = 50)]
     spin_us: u64,
@@ -87,7 +94,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "raw,tarpc,cell,raw+spin,tarpc+busy,cell+park"
+        default_value = "raw,tarpc,cell,raw+spin,tarpc+busy,cell+spin"
     )]
     subjects: Vec<String>,
 }
@@ -95,14 +102,14 @@ struct Args {
 /// What a thread does when it has nothing to do.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Idle {
-    /// The subject's own default: raw and tarpc park in `epoll_wait` at once, Cell spins for
-    /// its default budget (`SynapseConfig::spin`, `MembraneConfig::spin`) first.
+    /// The subject's own default: all park in `epoll_wait` at once (Cell spins only if
+    /// `$CELL_SPIN_US` sets a default budget).
     Default,
     /// Parks in `epoll_wait` at once (Cell with `spin` zero on both sides).
     Park,
     /// Busy-polls its socket for up to `--spin-us` before parking.
     Spin,
-    /// Never parks: a task yields forever on each runtime.
+    /// Never parks: a task yields forever on each runtime (except while backing off).
     Busy,
     /// Cell only: `spin` on the client side only.
     ClientSpin,
@@ -160,8 +167,14 @@ fn main() -> anyhow::Result<()> {
         extra.push(format!("{},{}", cpus[0], cpus[1]));
     }
     let subjects: Vec<&str> = args.subjects.iter().map(String::as_str).collect();
-    let results = run_children(&subjects, args.rounds, &extra)?;
-    report(&results, &args);
+    let contention = args.contend.then(Contention::start);
+    if let Some(c) = &contention {
+        eprintln!("contention: {} busy threads", c.threads());
+    }
+    let results = run_children(&subjects, args.rounds, &extra);
+    // Stop the busy threads before reporting (and on error: the guard's drop joins them).
+    drop(contention);
+    report(&results?, &args);
     Ok(())
 }
 
@@ -176,8 +189,15 @@ fn report(results: &[(String, Vec<Sample>)], args: &Args) {
     };
     println!(
         "\nRPC over a Unix socket, {} B payload, current_thread runtimes, {} processes per \
-         subject, +spin = {} µs",
-        args.payload, args.rounds, args.spin_us
+         subject, +spin = {} µs{}",
+        args.payload,
+        args.rounds,
+        args.spin_us,
+        if args.contend {
+            ", one busy thread per CPU"
+        } else {
+            ""
+        }
     );
     println!(
         "{:<11} {:>20} {:>8} {:>9} {:>7} {:>7} {:>26} {:>9} {:>8} {:>9} {:>10}",
@@ -317,11 +337,16 @@ fn pin_to(cpu: usize) -> anyhow::Result<()> {
 }
 
 /// The `+busy` treatment: keeps its runtime from ever parking. Each round hands the CPU to
-/// any other runnable thread, then lets the runtime poll its I/O driver without blocking.
+/// any other runnable thread (`spin::round`), then lets the runtime poll its I/O driver
+/// without blocking; after losing the CPU it sleeps out the back-off, as Cell's spin would.
 async fn never_park() {
     loop {
-        std::thread::yield_now();
-        tokio::task::yield_now().await;
+        if spin::round() {
+            tokio::task::yield_now().await;
+        } else {
+            let pause = spin::backing_off().unwrap_or(Duration::from_millis(1));
+            tokio::time::sleep(pause).await;
+        }
     }
 }
 
@@ -448,13 +473,17 @@ impl SpinRead {
 
     async fn fill(&mut self) -> std::io::Result<usize> {
         let idle_since = Instant::now();
+        // As in the runtime: no `sched_yield` in the first round, then the shared guards.
+        let mut first = true;
         loop {
             match self.rd.try_read(&mut self.buf) {
                 Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
                 Ok(n) => return Ok(n),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if idle_since.elapsed() < self.spin {
-                        std::thread::yield_now();
+                    if idle_since.elapsed() < self.spin
+                        && (std::mem::take(&mut first) && spin::backing_off().is_none()
+                            || spin::round())
+                    {
                         tokio::task::yield_now().await;
                     } else {
                         self.rd.readable().await?;
