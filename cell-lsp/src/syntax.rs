@@ -182,7 +182,15 @@ impl Window {
                     None => node = None,
                 }
             }
-            matches!(last, Some(SyntaxKind::R_CURLY | SyntaxKind::SEMICOLON))
+            // A `}` ending a `const`/`static` initializer (its `;` missing) is an expression's
+            // end: `{1}` followed by `/ c` or `as …` continues it in the file.
+            match last {
+                Some(SyntaxKind::SEMICOLON) => true,
+                Some(SyntaxKind::R_CURLY) => {
+                    !matches!(children[i].2, SyntaxKind::CONST | SyntaxKind::STATIC)
+                }
+                _ => false,
+            }
         };
         let clean_before = first == 0
             || (0..first)
@@ -237,6 +245,10 @@ impl Window {
             return None;
         }
         text.replace_range(start - ws..end - ws, insert);
+        // Only the file's first bytes may be a shebang or take inner attributes (`#!x`, `#![x]`).
+        if ws > 0 && text.starts_with("#!") {
+            return None;
+        }
         let parsed = SourceFile::parse(&text, Edition::CURRENT).syntax_node();
         if self.bounded {
             // The window must end with a complete item (closed by `}` or `;`), else the item
@@ -1133,5 +1145,101 @@ mod tests {
             let _ = p.attr_uses();
             let _ = p.remote_calls();
         }
+    }
+}
+
+#[cfg(test)]
+mod review_tests {
+    use super::*;
+
+    fn check(text: &str, anchor: &str, delta: usize, del: usize, insert: &str) -> bool {
+        let at = text.find(anchor).unwrap() + delta;
+        let tree = Tree::new(text);
+        let mut new = text.to_owned();
+        new.replace_range(at..at + del, insert);
+        let t = tree.edit(at, at + del, insert, &new);
+        let kept = format!("{:#?}", SyntaxNode::new_root(t.green.clone()));
+        let full = format!("{:#?}", SourceFile::parse(&new, Edition::CURRENT).syntax_node());
+        if kept != full {
+            eprintln!("MISMATCH {insert:?} at {at}:\n{new}\n--- kept\n{kept}\n--- full\n{full}");
+        }
+        kept == full
+    }
+
+    #[test]
+    fn review_inner_attr() {
+        assert!(check("fn a() {}\n#[x]\nfn b() {}\nfn c() {}\n", "#[x]", 1, 0, "!"));
+    }
+    #[test]
+    fn review_shebang() {
+        assert!(check("fn a() {}\n#[x]\nfn b() {}\nfn c() {}\n", "#[x]", 1, 1, "!"));
+    }
+    #[test]
+    fn review_const_continues() {
+        assert!(check("const C: u8 = {1}\n// c\nfn g() {}\nfn h() {}\n", "// c", 1, 1, ""));
+    }
+    #[test]
+    fn review_const_continues_doc() {
+        assert!(check("const C: u8 = {1}\n/// c\nfn g() {}\nfn h() {}\n", "/// c", 1, 2, ""));
+    }
+}
+
+#[cfg(test)]
+mod review_tests2 {
+    use super::*;
+    fn check(text: &str, anchor: &str, delta: usize, del: usize, insert: &str) -> bool {
+        let at = text.find(anchor).unwrap() + delta;
+        let tree = Tree::new(text);
+        let mut new = text.to_owned();
+        new.replace_range(at..at + del, insert);
+        let t = tree.edit(at, at + del, insert, &new);
+        let kept = format!("{:#?}", SyntaxNode::new_root(t.green.clone()));
+        let full = format!("{:#?}", SourceFile::parse(&new, Edition::CURRENT).syntax_node());
+        kept == full
+    }
+    #[test]
+    fn review_more() {
+        let cases: &[(&str, &str, usize, usize, &str)] = &[
+            ("fn a() {}\n/// d\nfn b() {}\nfn c() {}\n", "/// d", 2, 1, "!"),
+            ("fn a() {}\n/* d */\nfn b() {}\nfn c() {}\n", "/* d", 2, 0, "!"),
+            ("fn a() {}\r\n#[x]\r\nfn b() {}\r\nfn c() {}\r\n", "#[x]", 1, 0, "!"),
+            ("static S: u8 = {1}\n// c\nfn g() {}\nfn h() {}\n", "// c", 1, 1, ""),
+            ("fn a() {}\n#[x] fn b() {}", "#[x]", 1, 1, "!"),
+            ("fn a() {}\nasync fn b() {}\nfn c() {}\n", "async", 2, 3, ""),
+            ("const C: u8 = {1}\nasync fn b() {}\nfn c() {}\n", "async", 2, 3, ""),
+        ];
+        for (i, c) in cases.iter().enumerate() {
+            eprintln!("case {i}: {}", if check(c.0, c.1, c.2, c.3, c.4) { "same" } else { "MISMATCH" });
+        }
+    }
+}
+#[cfg(test)]
+mod review_directed {
+    use super::*;
+    #[test]
+    fn review_directed() {
+        let snippets = ["!", "#!", "/", "*", "\"", "'", "r#\"", "{", "}", "(", ")", ";", "=", ".", "as ", "-", "<", "|", "&", "?", "::", "\n", "\r", "é", "//", "/*", "*/", "!["," ", "", "x"];
+        let inits = [
+            "const C: u8 = {1}\n/// d\n#[a]\nfn b() {}\nstatic S: u8 = {2}\nasync fn c() {}\nm!{}\n/* k */ impl X {}\nmacro_rules! q { () => {} }\nuse a::b;\nstruct T;\n",
+            "#[x]\nfn a() {}\r\n#[y] struct B { f: u8 }\r\nconst K: () = ();\r\nenum E { A = {3} }\r\ntype T = u8;\r\n",
+        ];
+        let mut fails = 0;
+        for init in inits {
+            let tree = Tree::new(init);
+            let starts: Vec<usize> = SyntaxNode::new_root(tree.green.clone()).children_with_tokens().map(|c| usize::from(c.text_range().start())).collect();
+            for s in starts {
+                for d in 0..4 { for del in 0..3 { for sn in snippets {
+                    let at = s + d; if at > init.len() || !init.is_char_boundary(at) { continue; }
+                    let e = (at + del).min(init.len()); if !init.is_char_boundary(e) { continue; }
+                    let mut new = init.to_owned(); new.replace_range(at..e, sn);
+                    let t = tree.edit(at, e, sn, &new);
+                    let kept = format!("{:#?}", SyntaxNode::new_root(t.green.clone()));
+                    let full = format!("{:#?}", SourceFile::parse(&new, Edition::CURRENT).syntax_node());
+                    if kept != full { fails += 1; if fails < 10 { eprintln!("FAIL {sn:?} at {at}..{e}:\n{new}\n"); } }
+                }}}
+            }
+        }
+        eprintln!("fails {fails}");
+        assert_eq!(fails, 0);
     }
 }
