@@ -1243,3 +1243,36 @@ mod review_directed {
         assert_eq!(fails, 0);
     }
 }
+#[cfg(test)]
+mod review_panics {
+    use super::*;
+    #[test]
+    fn review_no_panics() {
+        let texts = [
+            "#[derive(DB::Tåble, é::😀)]\nstruct S { #[DB::key(é = \"ü\", 😀, x = 1..=2)] f: u8 }",
+            "#[DB::persist(rep = \"r😀\", ",
+            "#[derive(DB::",
+            "#[derive(DB::é",
+            "cell_remote!(é = \"😀@1\");",
+            "cell_remote!(X = \"a\u{301}",
+            "#[DB::p(a = r#\"}\"#, b = '😀', c = b\"x\")]\nfn f() {}",
+            "#[DB::p(= , = ,)]",
+            "#[DB::p(a = )]",
+            "#[DB::p(\"é\")]",
+            "struct S(#[DB::k(😀)] u8);",
+            "#[derive(::DB::X, DB::, ::, DB)]",
+            "#[DB::p(a = \"x\\\"é\")]",
+        ];
+        for text in texts {
+            let p = Parsed::new(text);
+            for i in 0..=text.len() + 2 {
+                let _ = p.cursor_context(i);
+                let _ = p.derive_use_at(i);
+                let _ = p.attr_use_at(i);
+            }
+            let _ = p.attr_uses();
+            let _ = p.derive_uses();
+            let _ = p.remote_calls();
+        }
+    }
+}
