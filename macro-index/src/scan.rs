@@ -66,10 +66,28 @@ const DEFINING: &[&str] = &[
     "fn", "struct", "enum", "union", "trait", "type", "const", "static", "mod",
 ];
 
-/// Keywords after which an identifier is a local binding (neither a use nor an item).
-const BINDING: &[&str] = &[
-    "let", "mut", "ref", "as", "impl", "for", "crate", "self", "super",
-];
+/// Keywords after which an identifier is a local binding or a rename: it shadows the globs like a
+/// definition does (`let hello`, `for hello in`, `use a as hello`).
+const BINDING: &[&str] = &["let", "mut", "ref", "as", "for"];
+
+/// Keywords after which an identifier is neither a use nor a definition.
+const NEITHER: &[&str] = &["impl", "crate", "self", "super"];
+
+/// `true` when the identifier at `tts[i]` sits where a binding or a parameter is written: a
+/// parameter or field (`hello: T`, also generics `<hello: Trait>`), a closure parameter
+/// (`|hello|`), a pattern element (`Some(hello)`, `(a, hello)`, `S { hello }`, `hello @ ..`,
+/// `hello =>`) or a generic parameter (`<hello>`, `<hello, T>`). Over-approximates (an argument
+/// `f(a, hello)` counts too): a false definition only silences CELL0005, a missed one reports
+/// a name rustc resolves to the local.
+fn binds(tts: &[TokenTree], i: usize) -> bool {
+    (is_punct(tts.get(i + 1), ':') && !is_path_sep(tts, i + 1))
+        || is_punct(tts.get(i + 1), '|')
+        || is_punct(tts.get(i + 1), ',')
+        || is_punct(tts.get(i + 1), '@')
+        || is_punct(tts.get(i + 1), '>')
+        || (is_punct(tts.get(i + 1), '=') && is_punct(tts.get(i + 2), '>'))
+        || (i + 1 == tts.len())
+}
 
 fn is_punct(tt: Option<&TokenTree>, c: char) -> bool {
     matches!(tt, Some(TokenTree::Punct(p)) if p.as_char() == c)
@@ -98,8 +116,9 @@ fn bare_name(file: &Path, tts: &[TokenTree], i: usize, module: &[String], out: &
         None
     };
     let defines = match prev.as_deref() {
-        Some(p) if DEFINING.contains(&p) => true,
-        Some(p) if BINDING.contains(&p) => return,
+        Some(p) if DEFINING.contains(&p) || BINDING.contains(&p) => true,
+        Some(p) if NEITHER.contains(&p) => return,
+        _ if binds(tts, i) => true,
         _ => {
             let next = tts.get(i + 1);
             let used = (is_punct(next, '!') && !is_punct(tts.get(i + 2), '='))
@@ -358,6 +377,32 @@ mod tests {
     }
 
     #[test]
+    fn locals_parameters_patterns_and_generics_define_their_names() {
+        let src = r#"
+            use G::*;
+            fn a(hello: u8) {}
+            fn b() { let c = |hello| hello(); }
+            fn d() { match x { Some(hello) => 1, hello => 2 } }
+            fn e<hello: T, hello>() {}
+            fn f() { for hello in x {} if let (ref hello, mut hello) = y {} }
+            fn g() { hello(); hello!(); hello::x(); }
+        "#;
+        let s = scan(Path::new("/a.rs"), src, &[]).unwrap();
+        let hello: Vec<bool> = s
+            .names
+            .iter()
+            .filter(|n| n.name == "hello")
+            .map(|n| n.defines)
+            .collect();
+        // a; c's parameter then its call; both match arms; both generics; for, ref, mut; the
+        // three uses.
+        let expect = [
+            true, true, false, true, true, true, true, true, true, true, false, false, false,
+        ];
+        assert_eq!(hello, expect);
+    }
+
+    #[test]
     fn bare_names_are_uses_or_definitions() {
         let src = r#"
             use G::*;
@@ -381,6 +426,7 @@ mod tests {
             ("Table", false, 0),
             ("X", true, 0),
             ("insert", true, 0),
+            ("get", true, 0),
             ("query", false, 0),
             ("Error", false, 0),
             ("G", false, 0),
