@@ -899,6 +899,7 @@ impl Index {
     /// Without a use there is nothing ambiguous (rustc says nothing either); a definition or an
     /// explicit import of the name in the module shadows both globs.
     fn check_globs(&self, problems: &mut Vec<Problem>) {
+        let mut lib_definitions: HashMap<PathBuf, BTreeSet<String>> = HashMap::new();
         for consumer in &self.consumers {
             let Some(globs) = self.globs.get(&consumer.package_id) else {
                 continue;
@@ -919,11 +920,21 @@ impl Index {
                 let Some(provider) = self.provider_of(alias) else {
                     continue;
                 };
+                // An API item counts only when the provider defines it itself: two providers
+                // re-exporting one item (`pub use common::Error`) bring the same item into scope
+                // twice, which rustc accepts. Unreadable: the API counts for nothing.
+                let defined = defined_at_root(&mut lib_definitions, &provider.lib_path);
                 let exported: BTreeSet<String> = provider
                     .exports
                     .iter()
                     .map(|e| e.name.clone())
-                    .chain(provider.api.iter().cloned())
+                    .chain(
+                        provider
+                            .api
+                            .iter()
+                            .filter(|n| defined.contains(*n))
+                            .cloned(),
+                    )
                     .collect();
                 let scope = by_scope
                     .entry((g.file.clone(), g.module.clone()))
@@ -1045,6 +1056,18 @@ fn text_span(file: &Path, text: &str, start: usize, end: usize) -> Span {
 
 /// A glob import already seen in a scope: (alias, names it brings, where).
 type GlobSeen = (String, BTreeSet<String>, Span);
+
+/// The names the library at `lib` defines at its root (read once per check).
+fn defined_at_root<'a>(
+    seen: &'a mut HashMap<PathBuf, BTreeSet<String>>,
+    lib: &Path,
+) -> &'a BTreeSet<String> {
+    seen.entry(lib.to_owned()).or_insert_with(|| {
+        std::fs::read_to_string(lib)
+            .map(|text| crate::scan::root_definitions(&text))
+            .unwrap_or_default()
+    })
+}
 
 fn fn_attr(kind: ExportKind) -> &'static str {
     match kind {

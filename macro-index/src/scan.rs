@@ -172,6 +172,24 @@ fn attribute_names(file: &Path, group: &Group, module: &[String], out: &mut Scan
     push(first);
 }
 
+/// The names `text` defines itself at its root (`pub struct Error;`, `pub fn get() {}`), not
+/// through `use` (a re-export names an item defined elsewhere, which two providers may share).
+/// Empty when `text` does not lex (callers then say nothing).
+pub(crate) fn root_definitions(text: &str) -> std::collections::BTreeSet<String> {
+    let Ok(tokens) = text.parse::<TokenStream>() else {
+        return Default::default();
+    };
+    let tts: Vec<TokenTree> = tokens.into_iter().collect();
+    tts.windows(2)
+        .filter_map(|w| match (&w[0], &w[1]) {
+            (TokenTree::Ident(kw), TokenTree::Ident(name)) if DEFINING.iter().any(|d| kw == d) => {
+                Some(name.to_string())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// Lexes `text` and collects calls to macros named in `names` (last segment) plus glob `use`s.
 pub(crate) fn scan(file: &Path, text: &str, names: &[&str]) -> Result<Scan, (String, Span)> {
     let tokens: TokenStream = text.parse().map_err(|e: proc_macro2::LexError| {

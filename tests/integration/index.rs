@@ -241,6 +241,14 @@ fn two_globs_exporting_the_same_name_is_cell0005() {
 }
 
 #[test]
+fn two_globs_re_exporting_one_item_are_not_cell0005() {
+    let (_g, _root, index) = index("glob-reexport");
+    assert!(index.problems.is_empty(), "{:#?}", index.problems);
+    let cells: Vec<&str> = index.providers.iter().map(|p| p.cell.as_str()).collect();
+    assert_eq!(cells, ["relay-a", "relay-b"]);
+}
+
+#[test]
 fn alias_named_like_a_cell_sdk_macro_is_cell0006() {
     let (_g, _root, index) = index("shadowing");
     assert_eq!(codes(&index), ["CELL0006"]);
