@@ -862,12 +862,17 @@ fn check_args(u: &AttrUse, schema: &[ArgSchema], out: &mut Vec<Diag>) {
             }
         };
         let v = arg.value.as_str();
+        // A value holding a quote that `unquote` cannot read (a byte string, `concat!(…)`) may
+        // still be what the macro accepts: say nothing about it.
         let ok = match kind {
-            ValueKind::Str => v.starts_with('"') && v.ends_with('"') && v.len() >= 2,
+            ValueKind::Str => unquote(v).is_some() || v.contains('"'),
             ValueKind::Bool => v == "true" || v == "false",
             ValueKind::Int => is_int_literal(v),
             ValueKind::Expr => !v.is_empty(),
-            ValueKind::OneOf(values) => values.iter().any(|x| format!("\"{x}\"") == v),
+            ValueKind::OneOf(values) => match unquote(v) {
+                Some(s) => values.contains(&s),
+                None => v.contains('"'),
+            },
         };
         if !ok && !v.is_empty() {
             let expected = describe_kind(kind, false, None);
@@ -922,6 +927,58 @@ fn check_args(u: &AttrUse, schema: &[ArgSchema], out: &mut Vec<Diag>) {
 }
 
 /// An integer literal as Rust writes it: sign, `_` separators, `0x`/`0o`/`0b`, a type suffix.
+/// The value of a plain or raw string literal (`"a\"b"`, `r"a"`, `r#"a"#`), escapes resolved;
+/// `None` when `v` is not one or holds an escape this does not read.
+fn unquote(v: &str) -> Option<String> {
+    if let Some(raw) = v.strip_prefix('r') {
+        let hashes = raw.len() - raw.trim_start_matches('#').len();
+        let fence = "#".repeat(hashes);
+        let inner = raw
+            .strip_prefix(&fence)?
+            .strip_prefix('"')?
+            .strip_suffix(&fence)?
+            .strip_suffix('"')?;
+        // A closing quote followed by the fence inside would have ended the literal.
+        return (!inner.contains(&format!("\"{fence}"))).then(|| inner.to_owned());
+    }
+    let inner = v.strip_prefix('"')?.strip_suffix('"')?;
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return None,
+            '\\' => match chars.next()? {
+                'n' => out.push('\n'),
+                't' => out.push('\t'),
+                'r' => out.push('\r'),
+                '0' => out.push('\0'),
+                '\\' => out.push('\\'),
+                '"' => out.push('"'),
+                '\'' => out.push('\''),
+                'x' => {
+                    let hex: String = chars.by_ref().take(2).collect();
+                    let b = u8::from_str_radix(&hex, 16).ok().filter(u8::is_ascii)?;
+                    out.push(char::from(b));
+                }
+                'u' => {
+                    let rest = chars.as_str().strip_prefix('{')?;
+                    let close = rest.find('}')?;
+                    let code = u32::from_str_radix(&rest[..close].replace('_', ""), 16).ok()?;
+                    out.push(char::from_u32(code)?);
+                    chars = rest[close + 1..].chars();
+                }
+                '\n' => {
+                    // A line continuation: the newline and the next line's leading whitespace.
+                    chars = chars.as_str().trim_start().chars();
+                }
+                _ => return None,
+            },
+            c => out.push(c),
+        }
+    }
+    Some(out)
+}
+
 fn is_int_literal(v: &str) -> bool {
     let v = v.strip_prefix('-').unwrap_or(v).replace('_', "");
     let (digits, radix) = if let Some(h) = v.strip_prefix("0x") {
@@ -945,7 +1002,30 @@ fn is_int_literal(v: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::is_int_literal;
+    use super::{is_int_literal, unquote};
+
+    #[test]
+    fn string_literals_are_unquoted_or_left_alone() {
+        assert_eq!(unquote("\"raft\"").as_deref(), Some("raft"));
+        assert_eq!(unquote("r\"raft\"").as_deref(), Some("raft"));
+        assert_eq!(unquote("r##\"a\"#b\"##").as_deref(), Some("a\"#b"));
+        assert_eq!(unquote("\"r\\x61ft\"").as_deref(), Some("raft"));
+        assert_eq!(unquote("\"s\\u{79}nc\"").as_deref(), Some("sync"));
+        assert_eq!(unquote("\"a\\\"b\"").as_deref(), Some("a\"b"));
+        assert_eq!(unquote("\"a\\\n   b\"").as_deref(), Some("ab"));
+        // Not a plain or raw string, or an escape not read here: unsure.
+        for v in [
+            "b\"x\"",
+            "raft",
+            "\"a\\q\"",
+            "r#\"a\"",
+            "\"a\"b\"",
+            "\"\\u{d800}\"",
+            "\"é",
+        ] {
+            assert_eq!(unquote(v), None, "{v}");
+        }
+    }
 
     #[test]
     fn integer_literals_as_rust_writes_them() {

@@ -619,6 +619,34 @@ fn unknown_cell_offers_to_add_the_dependency_to_cargo_toml() {
 }
 
 #[test]
+fn raw_and_escaped_string_values_are_read_not_rejected() {
+    let (dir, fx) = fixtures();
+    let root = fx.join("typos");
+    let file = root.join("src/lib.rs");
+    let text = "cell_sdk::cell_remote!(DB = \"kvstore\");\n\
+        #[DB::persist(table = r\"users\", replicate = r#\"raft\"#)]\npub struct A;\n\
+        #[DB::persist(table = \"u\\\"s\", replicate = \"r\\x61ft\", durability = \"s\\u{79}nc\")]\npub struct B;\n\
+        #[DB::persist(table = b\"users\", replicate = r##\"gossip\"##)]\npub struct C;\n\
+        #[DB::persist(replicate = r\"rafts\")]\npub struct D;\n";
+    let mut lsp = Lsp::start(&root, &dir.path().join("target"));
+    lsp.open(&file, text);
+    let published = lsp.wait_for("textDocument/publishDiagnostics");
+    let diags = published["params"]["diagnostics"].as_array().unwrap();
+    // Only the raw string whose value is wrong; a byte string may or may not be accepted by the
+    // macro: nothing said.
+    assert_eq!(
+        summary(diags),
+        [(
+            json!("CELL0014"),
+            7,
+            "invalid value r\"rafts\" for `replicate`: expected \"local\" | \"gossip\" | \"raft\""
+                .to_owned()
+        )]
+    );
+    lsp.shutdown();
+}
+
+#[test]
 fn check_on_this_repository_reports_nothing_false() {
     // Every `cell_remote!` consumer of this repository (examples, integration tests) is valid
     // code that compiles: --check must find no problem in it.
