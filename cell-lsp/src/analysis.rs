@@ -689,45 +689,64 @@ pub(crate) fn from_problem(p: &Problem) -> Diag {
 fn check_use(p: &Provider, u: &AttrUse, out: &mut Vec<Diag>) {
     // A helper first, even when the provider also declares it as an attribute (celldb does,
     // so that one used alone gets its own error): outside its parent it is CELL0011 here too.
-    if let Some(parent) = p.exports.iter().find(|e| e.helpers.contains(&u.name)) {
-        // Only where the position is certain: on a field whose item lacks the parent macro,
-        // or directly on an item. Elsewhere (an enum variant, a half-typed spot) say nothing.
-        let outside = u.parent_attrs.as_ref().is_some_and(|attrs| {
-            !attrs
+    // Every export declaring the helper: two parents may share a helper name with different
+    // arguments, and the item may carry either.
+    let declaring: Vec<&Export> = p
+        .exports
+        .iter()
+        .filter(|e| e.helpers.contains(&u.name))
+        .collect();
+    if !declaring.is_empty() {
+        // Only where the position is certain: on a field whose item carries none of the parent
+        // macros, or directly on an item. Elsewhere (an enum variant, a half-typed spot) say
+        // nothing.
+        let carried: Option<Vec<&Export>> = u.parent_attrs.as_ref().map(|attrs| {
+            declaring
                 .iter()
-                .any(|(a, n)| *a == u.alias && *n == parent.name)
+                .copied()
+                .filter(|e| attrs.iter().any(|(a, n)| *a == u.alias && *n == e.name))
+                .collect()
         });
-        if !outside {
-            // Inside its parent (or where that is not certain): the helper's declared
-            // arguments, from the parent the item carries when it is known.
-            let parents: Option<Vec<&Export>> = u.parent_attrs.as_ref().map(|attrs| {
-                attrs
+        match carried {
+            Some(carried) if carried.is_empty() => {
+                let names: Vec<String> = declaring
                     .iter()
-                    .filter(|(a, _)| *a == u.alias)
-                    .filter_map(|(_, n)| p.export(n))
-                    .collect()
-            });
-            let declared = match &parents {
-                Some(parents) if !parents.is_empty() => {
-                    parents.iter().find_map(|e| e.helper_args.get(&u.name))
-                }
-                _ => parent.helper_args.get(&u.name),
-            };
-            if let Some(schema) = declared {
-                check_args(u, schema, out);
+                    .map(|e| format!("`#[{}::{}]`", u.alias, e.name))
+                    .collect();
+                out.push(Diag {
+                    code: Some(ProblemCode::ForeignHelper),
+                    severity: Severity::Error,
+                    message: format!(
+                        "`#[{}::{}]` is a helper of {} and only works on a field of a struct marked with it",
+                        u.alias,
+                        u.name,
+                        names.join(" or ")
+                    ),
+                    range: u.name_range,
+                    notes: Vec::new(),
+                    fix: None,
+                });
             }
-        } else {
-            out.push(Diag {
-                code: Some(ProblemCode::ForeignHelper),
-                severity: Severity::Error,
-                message: format!(
-                    "`#[{}::{}]` is a helper of `#[{}::{}]` and only works on a field of a struct marked with it",
-                    u.alias, u.name, u.alias, parent.name
-                ),
-                range: u.name_range,
-                notes: Vec::new(),
-                fix: None,
-            });
+            carried => {
+                // Inside a parent (or where that is not certain): the helper's arguments must
+                // fit one of the parents it may belong to; reported only when they fit none
+                // (as checked against the first), and not at all when one of them declares no
+                // argument schema.
+                let parents = carried.unwrap_or(declaring);
+                let mut first: Option<Vec<Diag>> = None;
+                for e in parents {
+                    let Some(schema) = e.helper_args.get(&u.name) else {
+                        return;
+                    };
+                    let mut found = Vec::new();
+                    check_args(u, schema, &mut found);
+                    if found.is_empty() {
+                        return;
+                    }
+                    first.get_or_insert(found);
+                }
+                out.extend(first.unwrap_or_default());
+            }
         }
         return;
     }

@@ -770,6 +770,36 @@ fn helper_arguments_are_checked_against_their_declared_schema() {
 }
 
 #[test]
+fn a_helper_declared_by_two_parents_is_checked_against_the_parents_its_struct_carries() {
+    let (dir, fx) = fixtures();
+    let root = fx.join("helper-parents");
+    let file = root.join("src/lib.rs");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut lsp = Lsp::start(&root, &dir.path().join("target"));
+    lsp.open(&file, &text);
+    let published = lsp.wait_for("textDocument/publishDiagnostics");
+    let diags = published["params"]["diagnostics"].as_array().unwrap();
+    // `order` is valid under `form` (first and third structs), not under `schema` alone; a
+    // field of a struct with neither parent is CELL0011 naming both.
+    assert_eq!(
+        summary(diags),
+        [
+            (
+                json!("CELL0014"),
+                11,
+                "`#[F::label]` has no argument `order`".to_owned()
+            ),
+            (
+                json!("CELL0011"),
+                23,
+                "`#[F::label]` is a helper of `#[F::schema]` or `#[F::form]` and only works on a field of a struct marked with it".to_owned()
+            ),
+        ]
+    );
+    lsp.shutdown();
+}
+
+#[test]
 fn derive_completion_hover_and_definition() {
     let (dir, fx) = fixtures();
     let root = fx.join("helper-args");
