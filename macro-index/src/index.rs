@@ -351,14 +351,21 @@ impl Index {
                 return None;
             }
         };
-        // `cell_sdk::export!` always counts; a bare `export!` only when it looks like ours.
-        let call = found.calls.into_iter().find(|c| {
+        // `cell_sdk::export!` always counts; a bare `export!` only when it looks like ours. One
+        // that is always compiled first; one under `#[cfg(…)]` (maybe never compiled) is still
+        // read, but reports nothing.
+        let ours = |c: &crate::scan::MacroCall| {
             c.path.ends_with("cell_sdk::export")
                 || (c.path == "export" && {
                     let body = c.group.stream().to_string();
                     body.contains("cell =") || body.starts_with("format")
                 })
-        })?;
+        };
+        let mut calls: Vec<_> = found.calls.into_iter().filter(|c| ours(c)).collect();
+        calls.sort_by_key(|c| c.gated);
+        let call = calls.into_iter().next()?;
+        let mut unheard = Vec::new();
+        let problems = if call.gated { &mut unheard } else { problems };
         if !call.module.is_empty() {
             // `export!`'s compile-time check reports this at the whole call (E0080 carrying
             // CELL0010); what it declares is still read, as rustc still compiles it.

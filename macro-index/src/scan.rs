@@ -23,6 +23,9 @@ pub(crate) struct MacroCall {
     pub(crate) group: Group,
     /// From the first path segment to the closing delimiter.
     pub(crate) span: Span,
+    /// Under a `#[cfg(…)]` (on the call, its item or a module around it): it may never be
+    /// compiled, so what it would report may never be reported.
+    pub(crate) gated: bool,
 }
 
 /// A glob import (`use a::b::*;`).
@@ -199,7 +202,7 @@ pub(crate) fn scan(file: &Path, text: &str, names: &[&str]) -> Result<Scan, (Str
         )
     })?;
     let mut out = Scan::default();
-    walk(file, tokens, names, &mut Vec::new(), &mut out);
+    walk(file, tokens, names, &mut Vec::new(), false, &mut out);
     if out.globs.is_empty() {
         out.names.clear();
     }
@@ -211,11 +214,15 @@ fn walk(
     tokens: TokenStream,
     names: &[&str],
     module: &mut Vec<String>,
+    mut gated: bool,
     out: &mut Scan,
 ) {
     let tts: Vec<TokenTree> = tokens.into_iter().collect();
     let mut i = 0;
+    // An outer `#[cfg(…)]` seen: the next item (up to its `;` or body) is gated.
+    let mut cfg_item = false;
     while i < tts.len() {
+        let in_cfg = gated || cfg_item;
         match &tts[i] {
             TokenTree::Ident(id) if id == "mod" => {
                 if let (Some(TokenTree::Ident(name)), Some(TokenTree::Group(g))) =
@@ -223,9 +230,23 @@ fn walk(
                     && g.delimiter() == Delimiter::Brace
                 {
                     module.push(name.to_string());
-                    walk(file, g.stream(), names, module, out);
+                    walk(file, g.stream(), names, module, in_cfg, out);
                     module.pop();
+                    cfg_item = false;
                     i += 3;
+                    continue;
+                }
+            }
+            TokenTree::Ident(id) if id == "macro_rules" => {
+                // A macro's body is not code until it is expanded (with `$x` substituted):
+                // calls in it are not collected; its names are walked as before.
+                if is_punct(tts.get(i + 1), '!')
+                    && let (Some(TokenTree::Ident(_)), Some(TokenTree::Group(g))) =
+                        (tts.get(i + 2), tts.get(i + 3))
+                {
+                    walk(file, g.stream(), &[], module, true, out);
+                    cfg_item = false;
+                    i += 4;
                     continue;
                 }
             }
@@ -286,7 +307,9 @@ fn walk(
                         module: module.clone(),
                         group: g.clone(),
                         span,
+                        gated: in_cfg,
                     });
+                    cfg_item = false;
                     i += 3;
                     continue;
                 }
@@ -301,6 +324,15 @@ fn walk(
                 if let Some(TokenTree::Group(g)) = tts.get(at)
                     && g.delimiter() == Delimiter::Bracket
                 {
+                    if matches!(g.stream().into_iter().next(), Some(TokenTree::Ident(c)) if c == "cfg")
+                    {
+                        // `#![cfg(…)]` gates the rest of its module; `#[cfg(…)]` the next item.
+                        if at == i + 2 {
+                            gated = true;
+                        } else {
+                            cfg_item = true;
+                        }
+                    }
                     // Not walked further: an attribute holds no `cell_remote!` call.
                     attribute_names(file, g, module, out);
                     i = at + 1;
@@ -309,8 +341,12 @@ fn walk(
             }
             TokenTree::Group(g) => {
                 // Function bodies, impl blocks, macro inputs: calls may sit anywhere.
-                walk(file, g.stream(), names, module, out);
+                walk(file, g.stream(), names, module, in_cfg, out);
+                if g.delimiter() == Delimiter::Brace {
+                    cfg_item = false; // The gated item's body.
+                }
             }
+            TokenTree::Punct(p) if p.as_char() == ';' => cfg_item = false,
             TokenTree::Ident(_) => bare_name(file, &tts, i, module, out),
             _ => {}
         }
@@ -418,6 +454,34 @@ mod tests {
             true, true, false, true, true, true, true, true, true, true, false, false, false,
         ];
         assert_eq!(hello, expect);
+    }
+
+    #[test]
+    fn calls_under_cfg_are_gated_and_macro_bodies_hold_none() {
+        let src = r#"
+            macro_rules! m { () => { export! { a } }; }
+            #[cfg(test)] mod t { export! { b } }
+            #[cfg(feature = "x")] #[allow(dead_code)] pub fn f() { export! { c } }
+            #[cfg(test)] export! { d }
+            export! { e }
+            mod inner { #![cfg(test)] fn g() {} export! { f } }
+        "#;
+        let s = scan(Path::new("/a.rs"), src, &["export"]).unwrap();
+        let found: Vec<(String, bool)> = s
+            .calls
+            .iter()
+            .map(|c| (c.group.stream().to_string(), c.gated))
+            .collect();
+        let expect = [
+            ("b", true),
+            ("c", true),
+            ("d", true),
+            ("e", false),
+            ("f", true),
+        ];
+        let expect: Vec<(String, bool)> =
+            expect.iter().map(|(n, g)| ((*n).to_owned(), *g)).collect();
+        assert_eq!(found, expect);
     }
 
     #[test]

@@ -249,6 +249,17 @@ fn two_globs_re_exporting_one_item_are_not_cell0005() {
 }
 
 #[test]
+fn export_calls_that_never_compile_are_not_cell0010() {
+    // `export!` in a `macro_rules!` body and in a `#[cfg(test)]` module come before the real
+    // one: neither is read, nor reported.
+    let (_g, _root, index) = index("gated");
+    assert!(index.problems.is_empty(), "{:#?}", index.problems);
+    let gated = index.providers.iter().find(|p| p.cell == "gated").unwrap();
+    let names: Vec<&str> = gated.exports.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["mark"]);
+}
+
+#[test]
 fn alias_named_like_a_cell_sdk_macro_is_cell0006() {
     let (_g, _root, index) = index("shadowing");
     assert_eq!(codes(&index), ["CELL0006"]);
