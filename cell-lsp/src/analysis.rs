@@ -29,7 +29,28 @@ pub(crate) fn aliases<'a>(index: &'a Index, file: &Path, parsed: &Parsed) -> Vec
     };
     let usable = index.providers_for(&member.id);
     let mut out: Vec<AliasInfo<'a>> = Vec::new();
-    for call in parsed.remote_calls() {
+    // Names whose meaning depends on where in the buffer they are used (a call in a module or
+    // a body, or one name defined twice): which provider a use sees is not known here, so
+    // nothing is said about them.
+    let calls = parsed.remote_calls();
+    let mut unsure: Vec<String> = Vec::new();
+    for (i, call) in calls.iter().enumerate() {
+        let twice = calls[..i].iter().any(|c| c.alias == call.alias);
+        let nested_root = call.nested
+            && index
+                .consumers
+                .iter()
+                .filter(|c| c.package_id == member.id)
+                .flat_map(|c| &c.aliases)
+                .any(|a| a.name == call.alias && a.span.file != file);
+        if twice || nested_root {
+            unsure.push(call.alias.clone());
+        }
+    }
+    for call in calls {
+        if out.iter().any(|a| a.name == call.alias) {
+            continue;
+        }
         let matching: Vec<&&Provider> = usable
             .iter()
             .filter(|p| p.cell == call.cell)
@@ -40,7 +61,7 @@ pub(crate) fn aliases<'a>(index: &'a Index, file: &Path, parsed: &Parsed) -> Vec
             })
             .collect();
         let provider = match matching.as_slice() {
-            [one] => Some(**one),
+            [one] if !unsure.contains(&call.alias) => Some(**one),
             _ => None,
         };
         let extern_crate = provider.and_then(|p| {

@@ -384,6 +384,9 @@ pub(crate) struct RemoteCall {
     pub(crate) range: (usize, usize),
     /// Byte range of the string literal's contents.
     pub(crate) literal: (usize, usize),
+    /// Not at the file's top level (in a module, a function body): its alias is not what the
+    /// rest of the file sees.
+    pub(crate) nested: bool,
 }
 
 /// What the cursor is in, for completion.
@@ -498,6 +501,9 @@ impl Parsed {
             if let Some(call) = parse_remote(inner, usize::from(tt_range.start())) {
                 out.push(RemoteCall {
                     range: (usize::from(range.start()), usize::from(range.end())),
+                    nested: node
+                        .parent()
+                        .is_none_or(|p| p.kind() != SyntaxKind::SOURCE_FILE),
                     ..call
                 });
             }
@@ -916,6 +922,7 @@ fn parse_remote(tt: &str, base: usize) -> Option<RemoteCall> {
         version,
         range: (0, 0),
         literal: (lit_start, lit_start + value.len()),
+        nested: false,
     })
 }
 

@@ -800,6 +800,34 @@ fn a_helper_declared_by_two_parents_is_checked_against_the_parents_its_struct_ca
 }
 
 #[test]
+fn an_alias_defined_in_a_module_or_twice_is_not_judged_by_one_of_its_calls() {
+    // The crate root of `helper-args` defines `DB` (kvstore) and `Val` (checks).
+    let (dir, fx) = fixtures();
+    let root = fx.join("helper-args");
+    let file = root.join("src/other.rs");
+    let text = "mod a {\n    cell_sdk::cell_remote!(DB = \"checks\");\n    #[DB::schema]\n    pub struct S;\n}\n\
+        #[DB::persist]\npub struct T;\n\
+        mod b {\n    cell_sdk::cell_remote!(X = \"checks\");\n    #[X::schema]\n    pub struct S;\n}\n\
+        mod c {\n    cell_sdk::cell_remote!(X = \"kvstore\");\n    #[X::persist]\n    pub struct T;\n}\n\
+        cell_sdk::cell_remote!(V2 = \"checks\");\n#[V2::shema]\npub struct U;\n";
+    std::fs::write(&file, text).unwrap();
+    let mut lsp = Lsp::start(&root, &dir.path().join("target"));
+    lsp.open(&file, text);
+    let published = lsp.wait_for("textDocument/publishDiagnostics");
+    let diags = published["params"]["diagnostics"].as_array().unwrap();
+    // Only the typo under the alias defined once, at the top level.
+    assert_eq!(
+        summary(diags),
+        [(
+            Value::Null,
+            18,
+            "`V2` (checks 1.2.0) exports no attribute macro `shema`".to_owned()
+        )]
+    );
+    lsp.shutdown();
+}
+
+#[test]
 fn derive_completion_hover_and_definition() {
     let (dir, fx) = fixtures();
     let root = fx.join("helper-args");
