@@ -389,6 +389,46 @@ fn snapshot_round_trips_and_goes_stale_on_edit() {
     assert!(cell_macro_index::snapshot::load_fresh(&target, &opts.manifest_path).is_none());
 }
 
+/// An edit made while indexing, after the build read the file: the index's stamps (taken
+/// before each read) differ from the file, so `changed_inputs` names it and the snapshot saved
+/// from that build is stale (not loaded as fresh).
+#[test]
+fn an_edit_made_while_indexing_is_not_lost() {
+    let (guard, root) = fixture("good");
+    let mut opts = options(&root, &guard);
+    let consumer = root.join("src/lib.rs");
+    let provider = guard.path().join("providers/kvstore/src/lib.rs");
+    let edited = std::sync::Arc::new(std::sync::Mutex::new(None::<PathBuf>));
+    let record = edited.clone();
+    // Called before the last package is read: every other package has been read already.
+    opts.progress = Some(std::sync::Arc::new(
+        move |p: &cell_macro_index::Progress| {
+            if p.done != p.total {
+                return;
+            }
+            let file = if p.package == "good-app" {
+                provider.clone()
+            } else {
+                consumer.clone()
+            };
+            let mut text = std::fs::read_to_string(&file).unwrap();
+            text.push_str("\n// Edited while indexing.\n");
+            std::thread::sleep(Duration::from_millis(20));
+            std::fs::write(&file, text).unwrap();
+            *record.lock().unwrap() = Some(file.canonicalize().unwrap());
+        },
+    ));
+    let index = cell_macro_index::load_or_build(&opts).unwrap();
+    let file = edited
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the progress callback ran");
+    assert_eq!(index.changed_inputs(), [file]);
+    let target = opts.snapshot_target_dir();
+    assert!(cell_macro_index::snapshot::load_fresh(&target, &opts.manifest_path).is_none());
+}
+
 #[test]
 fn watcher_sees_an_atomic_save_of_a_provider() {
     let (guard, root) = fixture("good");
