@@ -966,7 +966,6 @@ fn check_args(u: &AttrUse, schema: &[ArgSchema], out: &mut Vec<Diag>) {
     }
 }
 
-/// An integer literal as Rust writes it: sign, `_` separators, `0x`/`0o`/`0b`, a type suffix.
 /// The value of a plain or raw string literal (`"a\"b"`, `r"a"`, `r#"a"#`), escapes resolved;
 /// `None` when `v` is not one or holds an escape this does not read.
 fn unquote(v: &str) -> Option<String> {
@@ -1019,6 +1018,7 @@ fn unquote(v: &str) -> Option<String> {
     Some(out)
 }
 
+/// An integer literal as Rust writes it: sign, `_` separators, `0x`/`0o`/`0b`, a type suffix.
 fn is_int_literal(v: &str) -> bool {
     let v = v.strip_prefix('-').unwrap_or(v).replace('_', "");
     let (digits, radix) = if let Some(h) = v.strip_prefix("0x") {

@@ -900,34 +900,47 @@ fn split_args(body: &str, base: usize) -> Vec<AttrArg> {
     out
 }
 
-/// `(DB = "celldb@0.4")` → alias, cell, version, literal contents range.
+/// `(DB = "celldb@0.4")` → alias, cell, version, literal contents range; parsed by
+/// `cell_export::parse_remote`, the parser of `cell_remote!` itself, so a call the macro rejects
+/// defines no alias here either.
 fn parse_remote(tt: &str, base: usize) -> Option<RemoteCall> {
-    let inner = tt.strip_prefix('(').or_else(|| tt.strip_prefix('{'))?;
-    let (alias, rest) = inner.split_once('=')?;
-    let alias = alias.trim();
-    if !is_ident(alias) {
+    let tokens: proc_macro2::TokenStream = tt.parse().ok()?;
+    let Some(proc_macro2::TokenTree::Group(group)) = tokens.into_iter().next() else {
+        return None;
+    };
+    let input = cell_export::parse_remote(group.stream()).ok()?;
+    let value = input.cell.value();
+    // The literal as written (`"kv"`, `r#"kv"#`): its contents lie between its first and last
+    // quote. Its position: (1-based line, column in chars) within `tt`.
+    let written = input.cell.token().to_string();
+    let start = input.cell.span().start();
+    let line_start = if start.line <= 1 {
+        0
+    } else {
+        tt.match_indices('\n').nth(start.line - 2)?.0 + 1
+    };
+    let lit_start = line_start
+        + tt[line_start..]
+            .char_indices()
+            .nth(start.column)
+            .map_or(tt.len() - line_start, |(i, _)| i);
+    let open = written.find('"')?;
+    let close = written.rfind('"')?;
+    if close <= open || tt.get(lit_start..lit_start + written.len())? != written {
         return None;
     }
-    let q1 = rest.find('"')?;
-    let q2 = rest[q1 + 1..].find('"')? + q1 + 1;
-    let value = &rest[q1 + 1..q2];
-    let lit_start = base + 1 + alias_offset(inner, rest) + q1 + 1;
     let (cell, version) = match value.split_once('@') {
         Some((c, v)) => (c.to_owned(), Some(v.to_owned())),
-        None => (value.to_owned(), None),
+        None => (value.clone(), None),
     };
     Some(RemoteCall {
-        alias: alias.to_owned(),
+        alias: input.alias.to_string(),
         cell,
         version,
         range: (0, 0),
-        literal: (lit_start, lit_start + value.len()),
+        literal: (base + lit_start + open + 1, base + lit_start + close),
         nested: false,
     })
-}
-
-fn alias_offset(inner: &str, rest: &str) -> usize {
-    inner.len() - rest.len()
 }
 
 #[cfg(test)]
@@ -1160,6 +1173,31 @@ mod tests {
                 tree = Tree::new(&text);
             }
         }
+    }
+
+    #[test]
+    fn remote_calls_are_read_by_the_macros_own_parser() {
+        let text = "cell_remote!(\n  DB =\n r#\"kvstore@0.3\"#,\n);\ncell_remote!(É = \"x\");\ncell_remote!(A = \"é\" B);\ncell_remote!(C = d);\ncell_remote!(😀 = \"x\");\n";
+        let calls = Parsed::new(text).remote_calls();
+        let found: Vec<(&str, &str, Option<&str>, &str)> = calls
+            .iter()
+            .map(|c| {
+                (
+                    c.alias.as_str(),
+                    c.cell.as_str(),
+                    c.version.as_deref(),
+                    &text[c.literal.0..c.literal.1],
+                )
+            })
+            .collect();
+        // `É` is an identifier; the rest is what `cell_remote!` rejects (CELL0003): no alias.
+        assert_eq!(
+            found,
+            [
+                ("DB", "kvstore", Some("0.3"), "kvstore@0.3"),
+                ("É", "x", None, "x")
+            ]
+        );
     }
 
     #[test]
