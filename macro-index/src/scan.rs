@@ -267,6 +267,7 @@ fn walk(
                         );
                         collect_globs(file, &parsed.tree, &mut Vec::new(), module, &span, out);
                     }
+                    cfg_item = false; // A gated `use` ends at its `;`.
                     i = end + 1;
                     continue;
                 }
@@ -463,6 +464,7 @@ mod tests {
             #[cfg(test)] mod t { export! { b } }
             #[cfg(feature = "x")] #[allow(dead_code)] pub fn f() { export! { c } }
             #[cfg(test)] export! { d }
+            #[cfg(test)] use a::b;
             export! { e }
             mod inner { #![cfg(test)] fn g() {} export! { f } }
         "#;
