@@ -278,7 +278,8 @@ impl Index {
         }
         let mut touched: BTreeSet<String> = BTreeSet::new();
         for path in paths {
-            if path.extension().and_then(|e| e.to_str()) != Some("rs")
+            // A directory counts too: a file created in it (see `changed_inputs`).
+            if (path.extension().and_then(|e| e.to_str()) != Some("rs") && !path.is_dir())
                 || path.starts_with(&self.target_dir)
             {
                 continue;

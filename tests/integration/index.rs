@@ -389,44 +389,48 @@ fn snapshot_round_trips_and_goes_stale_on_edit() {
     assert!(cell_macro_index::snapshot::load_fresh(&target, &opts.manifest_path).is_none());
 }
 
-/// An edit made while indexing, after the build read the file: the index's stamps (taken
-/// before each read) differ from the file, so `changed_inputs` names it and the snapshot saved
-/// from that build is stale (not loaded as fresh).
+/// An edit made while indexing, after the build read the file (and a file created then): the
+/// index's stamps (taken before each read) differ from the files, so `changed_inputs` names
+/// them, `apply_changes` catches up, and the snapshot saved from that build is stale (not
+/// loaded as fresh).
 #[test]
 fn an_edit_made_while_indexing_is_not_lost() {
     let (guard, root) = fixture("good");
     let mut opts = options(&root, &guard);
     let consumer = root.join("src/lib.rs");
-    let provider = guard.path().join("providers/kvstore/src/lib.rs");
-    let edited = std::sync::Arc::new(std::sync::Mutex::new(None::<PathBuf>));
-    let record = edited.clone();
-    // Called before the last package is read: every other package has been read already.
+    let created = root.join("src/extra.rs");
+    let last = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let record = last.clone();
+    // Called before the last package (a provider: the consumer `good-app` sorts first) is read:
+    // the consumer has been read already.
     opts.progress = Some(std::sync::Arc::new(
         move |p: &cell_macro_index::Progress| {
             if p.done != p.total {
                 return;
             }
-            let file = if p.package == "good-app" {
-                provider.clone()
-            } else {
-                consumer.clone()
-            };
-            let mut text = std::fs::read_to_string(&file).unwrap();
+            *record.lock().unwrap() = p.package.clone();
+            let mut text = std::fs::read_to_string(&consumer).unwrap();
             text.push_str("\n// Edited while indexing.\n");
             std::thread::sleep(Duration::from_millis(20));
-            std::fs::write(&file, text).unwrap();
-            *record.lock().unwrap() = Some(file.canonicalize().unwrap());
+            std::fs::write(&consumer, text).unwrap();
+            std::fs::write(&created, "cell_sdk::cell_remote!(Extra = \"checks\");\n").unwrap();
         },
     ));
-    let index = cell_macro_index::load_or_build(&opts).unwrap();
-    let file = edited
-        .lock()
-        .unwrap()
-        .clone()
-        .expect("the progress callback ran");
-    assert_eq!(index.changed_inputs(), [file]);
+    let mut index = cell_macro_index::load_or_build(&opts).unwrap();
+    assert_ne!(*last.lock().unwrap(), "good-app");
+    let changed = index.changed_inputs();
+    assert_eq!(changed, [root.join("src"), root.join("src/lib.rs")]);
     let target = opts.snapshot_target_dir();
     assert!(cell_macro_index::snapshot::load_fresh(&target, &opts.manifest_path).is_none());
+    // Applied, the created file's alias is in the index and nothing is left to catch up.
+    assert!(index.apply_changes(&changed, &opts).unwrap());
+    let aliases: Vec<&str> = index.consumers[0]
+        .aliases
+        .iter()
+        .map(|a| a.name.as_str())
+        .collect();
+    assert!(aliases.contains(&"Extra"), "{aliases:?}");
+    assert!(index.changed_inputs().is_empty());
 }
 
 #[test]
