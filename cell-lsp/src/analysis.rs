@@ -29,7 +29,28 @@ pub(crate) fn aliases<'a>(index: &'a Index, file: &Path, parsed: &Parsed) -> Vec
     };
     let usable = index.providers_for(&member.id);
     let mut out: Vec<AliasInfo<'a>> = Vec::new();
-    for call in parsed.remote_calls() {
+    // Names whose meaning depends on where in the buffer they are used (a call in a module or
+    // a body, or one name defined twice): which provider a use sees is not known here, so
+    // nothing is said about them.
+    let calls = parsed.remote_calls();
+    let mut unsure: Vec<String> = Vec::new();
+    for (i, call) in calls.iter().enumerate() {
+        let twice = calls[..i].iter().any(|c| c.alias == call.alias);
+        let nested_root = call.nested
+            && index
+                .consumers
+                .iter()
+                .filter(|c| c.package_id == member.id)
+                .flat_map(|c| &c.aliases)
+                .any(|a| a.name == call.alias && a.span.file != file);
+        if twice || nested_root {
+            unsure.push(call.alias.clone());
+        }
+    }
+    for call in calls {
+        if out.iter().any(|a| a.name == call.alias) {
+            continue;
+        }
         let matching: Vec<&&Provider> = usable
             .iter()
             .filter(|p| p.cell == call.cell)
@@ -40,7 +61,7 @@ pub(crate) fn aliases<'a>(index: &'a Index, file: &Path, parsed: &Parsed) -> Vec
             })
             .collect();
         let provider = match matching.as_slice() {
-            [one] => Some(**one),
+            [one] if !unsure.contains(&call.alias) => Some(**one),
             _ => None,
         };
         let extern_crate = provider.and_then(|p| {
@@ -689,45 +710,64 @@ pub(crate) fn from_problem(p: &Problem) -> Diag {
 fn check_use(p: &Provider, u: &AttrUse, out: &mut Vec<Diag>) {
     // A helper first, even when the provider also declares it as an attribute (celldb does,
     // so that one used alone gets its own error): outside its parent it is CELL0011 here too.
-    if let Some(parent) = p.exports.iter().find(|e| e.helpers.contains(&u.name)) {
-        // Only where the position is certain: on a field whose item lacks the parent macro,
-        // or directly on an item. Elsewhere (an enum variant, a half-typed spot) say nothing.
-        let outside = u.parent_attrs.as_ref().is_some_and(|attrs| {
-            !attrs
+    // Every export declaring the helper: two parents may share a helper name with different
+    // arguments, and the item may carry either.
+    let declaring: Vec<&Export> = p
+        .exports
+        .iter()
+        .filter(|e| e.helpers.contains(&u.name))
+        .collect();
+    if !declaring.is_empty() {
+        // Only where the position is certain: on a field whose item carries none of the parent
+        // macros, or directly on an item. Elsewhere (an enum variant, a half-typed spot) say
+        // nothing.
+        let carried: Option<Vec<&Export>> = u.parent_attrs.as_ref().map(|attrs| {
+            declaring
                 .iter()
-                .any(|(a, n)| *a == u.alias && *n == parent.name)
+                .copied()
+                .filter(|e| attrs.iter().any(|(a, n)| *a == u.alias && *n == e.name))
+                .collect()
         });
-        if !outside {
-            // Inside its parent (or where that is not certain): the helper's declared
-            // arguments, from the parent the item carries when it is known.
-            let parents: Option<Vec<&Export>> = u.parent_attrs.as_ref().map(|attrs| {
-                attrs
+        match carried {
+            Some(carried) if carried.is_empty() => {
+                let names: Vec<String> = declaring
                     .iter()
-                    .filter(|(a, _)| *a == u.alias)
-                    .filter_map(|(_, n)| p.export(n))
-                    .collect()
-            });
-            let declared = match &parents {
-                Some(parents) if !parents.is_empty() => {
-                    parents.iter().find_map(|e| e.helper_args.get(&u.name))
-                }
-                _ => parent.helper_args.get(&u.name),
-            };
-            if let Some(schema) = declared {
-                check_args(u, schema, out);
+                    .map(|e| format!("`#[{}::{}]`", u.alias, e.name))
+                    .collect();
+                out.push(Diag {
+                    code: Some(ProblemCode::ForeignHelper),
+                    severity: Severity::Error,
+                    message: format!(
+                        "`#[{}::{}]` is a helper of {} and only works on a field of a struct marked with it",
+                        u.alias,
+                        u.name,
+                        names.join(" or ")
+                    ),
+                    range: u.name_range,
+                    notes: Vec::new(),
+                    fix: None,
+                });
             }
-        } else {
-            out.push(Diag {
-                code: Some(ProblemCode::ForeignHelper),
-                severity: Severity::Error,
-                message: format!(
-                    "`#[{}::{}]` is a helper of `#[{}::{}]` and only works on a field of a struct marked with it",
-                    u.alias, u.name, u.alias, parent.name
-                ),
-                range: u.name_range,
-                notes: Vec::new(),
-                fix: None,
-            });
+            carried => {
+                // Inside a parent (or where that is not certain): the helper's arguments must
+                // fit one of the parents it may belong to; reported only when they fit none
+                // (as checked against the first), and not at all when one of them declares no
+                // argument schema.
+                let parents = carried.unwrap_or(declaring);
+                let mut first: Option<Vec<Diag>> = None;
+                for e in parents {
+                    let Some(schema) = e.helper_args.get(&u.name) else {
+                        return;
+                    };
+                    let mut found = Vec::new();
+                    check_args(u, schema, &mut found);
+                    if found.is_empty() {
+                        return;
+                    }
+                    first.get_or_insert(found);
+                }
+                out.extend(first.unwrap_or_default());
+            }
         }
         return;
     }
@@ -862,12 +902,17 @@ fn check_args(u: &AttrUse, schema: &[ArgSchema], out: &mut Vec<Diag>) {
             }
         };
         let v = arg.value.as_str();
+        // A value holding a quote that `unquote` cannot read (a byte string, `concat!(…)`) may
+        // still be what the macro accepts: say nothing about it.
         let ok = match kind {
-            ValueKind::Str => v.starts_with('"') && v.ends_with('"') && v.len() >= 2,
+            ValueKind::Str => unquote(v).is_some() || v.contains('"'),
             ValueKind::Bool => v == "true" || v == "false",
             ValueKind::Int => is_int_literal(v),
             ValueKind::Expr => !v.is_empty(),
-            ValueKind::OneOf(values) => values.iter().any(|x| format!("\"{x}\"") == v),
+            ValueKind::OneOf(values) => match unquote(v) {
+                Some(s) => values.contains(&s),
+                None => v.contains('"'),
+            },
         };
         if !ok && !v.is_empty() {
             let expected = describe_kind(kind, false, None);
@@ -921,6 +966,58 @@ fn check_args(u: &AttrUse, schema: &[ArgSchema], out: &mut Vec<Diag>) {
     }
 }
 
+/// The value of a plain or raw string literal (`"a\"b"`, `r"a"`, `r#"a"#`), escapes resolved;
+/// `None` when `v` is not one or holds an escape this does not read.
+fn unquote(v: &str) -> Option<String> {
+    if let Some(raw) = v.strip_prefix('r') {
+        let hashes = raw.len() - raw.trim_start_matches('#').len();
+        let fence = "#".repeat(hashes);
+        let inner = raw
+            .strip_prefix(&fence)?
+            .strip_prefix('"')?
+            .strip_suffix(&fence)?
+            .strip_suffix('"')?;
+        // A closing quote followed by the fence inside would have ended the literal.
+        return (!inner.contains(&format!("\"{fence}"))).then(|| inner.to_owned());
+    }
+    let inner = v.strip_prefix('"')?.strip_suffix('"')?;
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return None,
+            '\\' => match chars.next()? {
+                'n' => out.push('\n'),
+                't' => out.push('\t'),
+                'r' => out.push('\r'),
+                '0' => out.push('\0'),
+                '\\' => out.push('\\'),
+                '"' => out.push('"'),
+                '\'' => out.push('\''),
+                'x' => {
+                    let hex: String = chars.by_ref().take(2).collect();
+                    let b = u8::from_str_radix(&hex, 16).ok().filter(u8::is_ascii)?;
+                    out.push(char::from(b));
+                }
+                'u' => {
+                    let rest = chars.as_str().strip_prefix('{')?;
+                    let close = rest.find('}')?;
+                    let code = u32::from_str_radix(&rest[..close].replace('_', ""), 16).ok()?;
+                    out.push(char::from_u32(code)?);
+                    chars = rest[close + 1..].chars();
+                }
+                '\n' => {
+                    // A line continuation: the newline and the next line's leading whitespace.
+                    chars = chars.as_str().trim_start().chars();
+                }
+                _ => return None,
+            },
+            c => out.push(c),
+        }
+    }
+    Some(out)
+}
+
 /// An integer literal as Rust writes it: sign, `_` separators, `0x`/`0o`/`0b`, a type suffix.
 fn is_int_literal(v: &str) -> bool {
     let v = v.strip_prefix('-').unwrap_or(v).replace('_', "");
@@ -945,7 +1042,30 @@ fn is_int_literal(v: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::is_int_literal;
+    use super::{is_int_literal, unquote};
+
+    #[test]
+    fn string_literals_are_unquoted_or_left_alone() {
+        assert_eq!(unquote("\"raft\"").as_deref(), Some("raft"));
+        assert_eq!(unquote("r\"raft\"").as_deref(), Some("raft"));
+        assert_eq!(unquote("r##\"a\"#b\"##").as_deref(), Some("a\"#b"));
+        assert_eq!(unquote("\"r\\x61ft\"").as_deref(), Some("raft"));
+        assert_eq!(unquote("\"s\\u{79}nc\"").as_deref(), Some("sync"));
+        assert_eq!(unquote("\"a\\\"b\"").as_deref(), Some("a\"b"));
+        assert_eq!(unquote("\"a\\\n   b\"").as_deref(), Some("ab"));
+        // Not a plain or raw string, or an escape not read here: unsure.
+        for v in [
+            "b\"x\"",
+            "raft",
+            "\"a\\q\"",
+            "r#\"a\"",
+            "\"a\"b\"",
+            "\"\\u{d800}\"",
+            "\"é",
+        ] {
+            assert_eq!(unquote(v), None, "{v}");
+        }
+    }
 
     #[test]
     fn integer_literals_as_rust_writes_them() {

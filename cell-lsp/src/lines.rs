@@ -39,8 +39,11 @@ impl<'a> LineIndex<'a> {
             .get(line as usize + 1)
             .map_or(self.text.len(), |e| *e);
         let mut units = 0u32;
-        for (i, c) in self.text[start..end].char_indices() {
-            if units >= col || c == '\n' {
+        let line = &self.text[start..end];
+        for (i, c) in line.char_indices() {
+            // A column past the line's end clamps to before its terminator, `\n` or `\r\n`
+            // (an insertion there must not split the pair).
+            if units >= col || c == '\n' || (c == '\r' && line[i + 1..].starts_with('\n')) {
                 return start + i;
             }
             units += u32::try_from(c.len_utf16()).unwrap_or(2);
@@ -74,5 +77,18 @@ mod tests {
         assert_eq!(idx.offset(1, 2), b);
         assert_eq!(idx.offset(9, 0), text.len());
         assert_eq!(idx.line_col(b), (2, 2));
+    }
+
+    #[test]
+    fn a_column_past_a_crlf_line_end_clamps_before_the_cr() {
+        let text = "ab\r\ncd\r\n";
+        let idx = LineIndex::new(text);
+        assert_eq!(idx.offset(0, 2), 2);
+        assert_eq!(idx.offset(0, 3), 2);
+        assert_eq!(idx.offset(0, 99), 2);
+        assert_eq!(idx.offset(1, 99), 6);
+        assert_eq!(idx.offset(2, 0), text.len());
+        // A lone `\r` is an ordinary character.
+        assert_eq!(LineIndex::new("a\rb\n").offset(0, 99), 3);
     }
 }

@@ -115,9 +115,8 @@ fn index_command(path: PathBuf, json: bool, watch: bool) -> anyhow::Result<()> {
         return print_index(&index, json);
     }
     // The watcher starts before the first print, so an edit made by someone who waited for
-    // that output is always seen; an edit that landed between indexing and the watcher's start
-    // is caught by comparing the inputs' stamps taken before and after it started.
-    let before = stamps(&index);
+    // that output is always seen; an edit made while indexing (after the build read the file,
+    // before the watcher started) differs from the stamp the build took before reading it.
     let (tx, rx) = std::sync::mpsc::channel();
     let _watcher = cell_macro_index::watch::watch(
         &index,
@@ -126,11 +125,7 @@ fn index_command(path: PathBuf, json: bool, watch: bool) -> anyhow::Result<()> {
             let _ = tx.send(paths);
         },
     )?;
-    let missed: Vec<PathBuf> = stamps(&index)
-        .into_iter()
-        .filter(|s| !before.contains(s))
-        .map(|(path, _)| path)
-        .collect();
+    let missed = index.changed_inputs();
     if !missed.is_empty() {
         index.apply_changes(&missed, &options)?;
     }
@@ -141,20 +136,6 @@ fn index_command(path: PathBuf, json: bool, watch: bool) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// (path, length and mtime) of every input of the index; `None` when unreadable.
-fn stamps(index: &cell_macro_index::Index) -> Vec<(PathBuf, Option<(u64, std::time::SystemTime)>)> {
-    index
-        .inputs()
-        .into_iter()
-        .map(|p| {
-            let stamp = std::fs::metadata(&p)
-                .ok()
-                .and_then(|m| Some((m.len(), m.modified().ok()?)));
-            (p, stamp)
-        })
-        .collect()
 }
 
 fn print_index(index: &cell_macro_index::Index, json: bool) -> anyhow::Result<()> {

@@ -182,7 +182,15 @@ impl Window {
                     None => node = None,
                 }
             }
-            matches!(last, Some(SyntaxKind::R_CURLY | SyntaxKind::SEMICOLON))
+            // A `}` ending a `const`/`static` initializer (its `;` missing) is an expression's
+            // end: `{1}` followed by `/ c` or `as …` continues it in the file.
+            match last {
+                Some(SyntaxKind::SEMICOLON) => true,
+                Some(SyntaxKind::R_CURLY) => {
+                    !matches!(children[i].2, SyntaxKind::CONST | SyntaxKind::STATIC)
+                }
+                _ => false,
+            }
         };
         let clean_before = first == 0
             || (0..first)
@@ -237,15 +245,35 @@ impl Window {
             return None;
         }
         text.replace_range(start - ws..end - ws, insert);
+        // Only the file's first bytes may be a shebang or take inner attributes (`#!x`, `#![x]`,
+        // also after leading whitespace or comments): a window elsewhere that parses to one
+        // would be an error in the file.
+        if ws > 0 && text.starts_with("#!") {
+            return None;
+        }
         let parsed = SourceFile::parse(&text, Edition::CURRENT).syntax_node();
+        if ws > 0
+            && parsed.children_with_tokens().any(|c| {
+                matches!(c.kind(), SyntaxKind::SHEBANG | SyntaxKind::ATTR)
+                    || (c.kind() == SyntaxKind::ERROR
+                        && c.as_node()
+                            .is_some_and(|n| n.children().any(|n| n.kind() == SyntaxKind::ATTR)))
+            })
+        {
+            return None;
+        }
         if self.bounded {
             // The window must end with a complete item (closed by `}` or `;`), else the item
             // would run on into the rest of the file there (an unclosed brace or string).
             let last = parsed.children_with_tokens().last()?;
             let node = last.as_node()?;
             let closing = node.last_token()?.kind();
+            // A `const`/`static` ending in `}` (its `;` missing) is an unfinished expression
+            // that what follows the window could continue.
             if !is_item_kind(node.kind())
                 || !matches!(closing, SyntaxKind::R_CURLY | SyntaxKind::SEMICOLON)
+                || (closing == SyntaxKind::R_CURLY
+                    && matches!(node.kind(), SyntaxKind::CONST | SyntaxKind::STATIC))
             {
                 return None;
             }
@@ -356,6 +384,9 @@ pub(crate) struct RemoteCall {
     pub(crate) range: (usize, usize),
     /// Byte range of the string literal's contents.
     pub(crate) literal: (usize, usize),
+    /// Not at the file's top level (in a module, a function body): its alias is not what the
+    /// rest of the file sees.
+    pub(crate) nested: bool,
 }
 
 /// What the cursor is in, for completion.
@@ -470,6 +501,9 @@ impl Parsed {
             if let Some(call) = parse_remote(inner, usize::from(tt_range.start())) {
                 out.push(RemoteCall {
                     range: (usize::from(range.start()), usize::from(range.end())),
+                    nested: node
+                        .parent()
+                        .is_none_or(|p| p.kind() != SyntaxKind::SOURCE_FILE),
                     ..call
                 });
             }
@@ -866,33 +900,47 @@ fn split_args(body: &str, base: usize) -> Vec<AttrArg> {
     out
 }
 
-/// `(DB = "celldb@0.4")` → alias, cell, version, literal contents range.
+/// `(DB = "celldb@0.4")` → alias, cell, version, literal contents range; parsed by
+/// `cell_export::parse_remote`, the parser of `cell_remote!` itself, so a call the macro rejects
+/// defines no alias here either.
 fn parse_remote(tt: &str, base: usize) -> Option<RemoteCall> {
-    let inner = tt.strip_prefix('(').or_else(|| tt.strip_prefix('{'))?;
-    let (alias, rest) = inner.split_once('=')?;
-    let alias = alias.trim();
-    if !is_ident(alias) {
+    let tokens: proc_macro2::TokenStream = tt.parse().ok()?;
+    let Some(proc_macro2::TokenTree::Group(group)) = tokens.into_iter().next() else {
+        return None;
+    };
+    let input = cell_export::parse_remote(group.stream()).ok()?;
+    let value = input.cell.value();
+    // The literal as written (`"kv"`, `r#"kv"#`): its contents lie between its first and last
+    // quote. Its position: (1-based line, column in chars) within `tt`.
+    let written = input.cell.token().to_string();
+    let start = input.cell.span().start();
+    let line_start = if start.line <= 1 {
+        0
+    } else {
+        tt.match_indices('\n').nth(start.line - 2)?.0 + 1
+    };
+    let lit_start = line_start
+        + tt[line_start..]
+            .char_indices()
+            .nth(start.column)
+            .map_or(tt.len() - line_start, |(i, _)| i);
+    let open = written.find('"')?;
+    let close = written.rfind('"')?;
+    if close <= open || tt.get(lit_start..lit_start + written.len())? != written {
         return None;
     }
-    let q1 = rest.find('"')?;
-    let q2 = rest[q1 + 1..].find('"')? + q1 + 1;
-    let value = &rest[q1 + 1..q2];
-    let lit_start = base + 1 + alias_offset(inner, rest) + q1 + 1;
     let (cell, version) = match value.split_once('@') {
         Some((c, v)) => (c.to_owned(), Some(v.to_owned())),
-        None => (value.to_owned(), None),
+        None => (value.clone(), None),
     };
     Some(RemoteCall {
-        alias: alias.to_owned(),
+        alias: input.alias.to_string(),
         cell,
         version,
         range: (0, 0),
-        literal: (lit_start, lit_start + value.len()),
+        literal: (base + lit_start + open + 1, base + lit_start + close),
+        nested: false,
     })
-}
-
-fn alias_offset(inner: &str, rest: &str) -> usize {
-    inner.len() - rest.len()
 }
 
 #[cfg(test)]
@@ -1035,13 +1083,7 @@ mod tests {
             let at = text.find(anchor).unwrap() + delta;
             text.replace_range(at..at + del, insert);
             tree = tree.edit(at, at + del, insert, &text);
-            let full = Parsed::new(&text);
-            let kept = Parsed::from_tree(&tree, &text);
-            assert_eq!(
-                format!("{:#?}", kept.root),
-                format!("{:#?}", full.root),
-                "after {insert:?}"
-            );
+            super::edit_tests::assert_same(&tree, &text, &format!("after {insert:?}"));
         }
     }
 
@@ -1070,6 +1112,13 @@ mod tests {
             ")",
             "const C: u8 = {1}",
             "use a::b",
+            "!",
+            "#!",
+            "/",
+            "as ",
+            "\r\n",
+            "é",
+            "😀",
             "",
             "",
         ];
@@ -1090,7 +1139,18 @@ mod tests {
             ((seed >> 33) as usize) % n.max(1)
         };
         for step in 0..steps {
-            let mut at = next(text.len() + 1);
+            // Half the edits land on a top-level child's start (+0..3 bytes), where a window
+            // begins and ends.
+            let mut at = if next(2) == 0 {
+                let starts: Vec<usize> = SyntaxNode::new_root(tree.green.clone())
+                    .children_with_tokens()
+                    .map(|c| usize::from(c.text_range().start()))
+                    .collect();
+                let s = starts.get(next(starts.len())).copied().unwrap_or(0);
+                (s + next(4)).min(text.len())
+            } else {
+                next(text.len() + 1)
+            };
             while !text.is_char_boundary(at) {
                 at -= 1;
             }
@@ -1102,18 +1162,42 @@ mod tests {
             let insert = snippets[next(snippets.len())];
             text.replace_range(at..at + del, insert);
             tree = tree.edit(at, at + del, insert, &text);
-            let full = Parsed::new(&text);
-            let kept = Parsed::from_tree(&tree, &text);
-            assert_eq!(
-                format!("{:#?}", kept.root),
-                format!("{:#?}", full.root),
-                "step {step}: {insert:?} at {at} (-{del}) in\n{text}"
+            // Green trees directly: `Parsed::from_tree` would reparse a tree of the wrong length.
+            super::edit_tests::assert_same(
+                &tree,
+                &text,
+                &format!("step {step}: {insert:?} at {at} (-{del})"),
             );
             if text.len() > 2000 {
                 text = initial.to_owned();
                 tree = Tree::new(&text);
             }
         }
+    }
+
+    #[test]
+    fn remote_calls_are_read_by_the_macros_own_parser() {
+        let text = "cell_remote!(\n  DB =\n r#\"kvstore@0.3\"#,\n);\ncell_remote!(É = \"x\");\ncell_remote!(A = \"é\" B);\ncell_remote!(C = d);\ncell_remote!(😀 = \"x\");\n";
+        let calls = Parsed::new(text).remote_calls();
+        let found: Vec<(&str, &str, Option<&str>, &str)> = calls
+            .iter()
+            .map(|c| {
+                (
+                    c.alias.as_str(),
+                    c.cell.as_str(),
+                    c.version.as_deref(),
+                    &text[c.literal.0..c.literal.1],
+                )
+            })
+            .collect();
+        // `É` is an identifier; the rest is what `cell_remote!` rejects (CELL0003): no alias.
+        assert_eq!(
+            found,
+            [
+                ("DB", "kvstore", Some("0.3"), "kvstore@0.3"),
+                ("É", "x", None, "x")
+            ]
+        );
     }
 
     #[test]
@@ -1131,6 +1215,207 @@ mod tests {
                 let _ = p.cursor_context(i);
             }
             let _ = p.attr_uses();
+            let _ = p.remote_calls();
+        }
+    }
+}
+
+#[cfg(test)]
+mod edit_tests {
+    //! Edits at item boundaries where a window parsed alone differs from the file.
+    use super::*;
+
+    /// Edits `text` at `anchor + delta` (deleting `del` bytes, inserting `insert`) and compares
+    /// the kept green tree with a full parse's.
+    fn same(text: &str, anchor: &str, delta: usize, del: usize, insert: &str) {
+        let at = text.find(anchor).unwrap() + delta;
+        let tree = Tree::new(text);
+        let mut new = text.to_owned();
+        new.replace_range(at..at + del, insert);
+        let kept = tree.edit(at, at + del, insert, &new);
+        assert_same(&kept, &new, &format!("{insert:?} at {at} (-{del})"));
+    }
+
+    /// The kept tree is exactly (green tree equality) a full parse of `text`.
+    pub(super) fn assert_same(kept: &Tree, text: &str, what: &str) {
+        let full = Tree::new(text);
+        if kept.green != full.green {
+            panic!(
+                "{what} in\n{text}\n--- kept\n{:#?}\n--- full\n{:#?}",
+                SyntaxNode::new_root(kept.green.clone()),
+                SyntaxNode::new_root(full.green.clone())
+            );
+        }
+    }
+
+    #[test]
+    fn an_attribute_turned_inner_is_not_reparsed_alone() {
+        same("fn a() {}\n#[x]\nfn b() {}\nfn c() {}\n", "#[x]", 1, 0, "!");
+        same(
+            "fn a() {}\r\n#[x]\r\nfn b() {}\r\nfn c() {}\r\n",
+            "#[x]",
+            1,
+            0,
+            "!",
+        );
+        same("fn a() {}\n#[x] fn b() {}", "#[x]", 1, 1, "!");
+    }
+
+    #[test]
+    fn an_inner_attribute_after_a_leading_comment_is_not_reparsed_alone() {
+        // The window starts at the item's leading comment, which it keeps.
+        same(
+            "fn a() {}\n/* k */ impl X {}\nfn c() {}\n",
+            "impl",
+            0,
+            0,
+            "#![x] ",
+        );
+        same(
+            "fn a() {}\n// k\nimpl X {}\nfn c() {}\n",
+            "impl",
+            0,
+            0,
+            "#![x]\n",
+        );
+    }
+
+    #[test]
+    fn a_shebang_is_not_reparsed_alone() {
+        same("fn a() {}\n#[x]\nfn b() {}\nfn c() {}\n", "#[x]", 1, 1, "!");
+    }
+
+    #[test]
+    fn a_const_ending_in_a_brace_may_continue_into_the_window() {
+        same(
+            "const C: u8 = {1}\n// c\nfn g() {}\nfn h() {}\n",
+            "// c",
+            1,
+            1,
+            "",
+        );
+        same(
+            "const C: u8 = {1}\n/// c\nfn g() {}\nfn h() {}\n",
+            "/// c",
+            1,
+            2,
+            "",
+        );
+        same(
+            "static S: u8 = {1}\n// c\nfn g() {}\nfn h() {}\n",
+            "// c",
+            1,
+            1,
+            "",
+        );
+        same(
+            "const C: u8 = {1}\nasync fn b() {}\nfn c() {}\n",
+            "async",
+            2,
+            3,
+            "",
+        );
+        same(
+            "fn a() {}\nconst C: u8 = 1;\nfn c() {}\nfn d() {}\n",
+            "1;",
+            1,
+            1,
+            "",
+        );
+    }
+
+    #[test]
+    fn comments_and_keywords_broken_at_item_starts() {
+        same(
+            "fn a() {}\n/// d\nfn b() {}\nfn c() {}\n",
+            "/// d",
+            2,
+            1,
+            "!",
+        );
+        same(
+            "fn a() {}\n/* d */\nfn b() {}\nfn c() {}\n",
+            "/* d",
+            2,
+            0,
+            "!",
+        );
+        same("fn a() {}\nasync fn b() {}\nfn c() {}\n", "async", 2, 3, "");
+    }
+
+    /// Every snippet at every top-level child start (+0..3 bytes, deleting 0..2 bytes).
+    #[test]
+    fn every_snippet_at_every_item_start_matches_a_full_parse() {
+        let snippets = [
+            "!", "#!", "/", "*", "\"", "'", "r#\"", "{", "}", "(", ")", ";", "=", ".", "as ", "-",
+            "<", "|", "&", "?", "::", "\n", "\r", "\r\n", "é", "😀", "//", "/*", "*/", "![", " ",
+            "", "x",
+        ];
+        let inits = [
+            "const C: u8 = {1}\n/// d\n#[a]\nfn b() {}\nstatic S: u8 = {2}\nasync fn c() {}\nm!{}\n/* k */ impl X {}\nmacro_rules! q { () => {} }\nuse a::b;\nstruct T;\n",
+            "#[x]\nfn a() {}\r\n#[y] struct B { f: u8 }\r\nconst K: () = ();\r\nenum E { A = {3} }\r\ntype T = u8;\r\n",
+        ];
+        for init in inits {
+            let tree = Tree::new(init);
+            let starts: Vec<usize> = SyntaxNode::new_root(tree.green.clone())
+                .children_with_tokens()
+                .map(|c| usize::from(c.text_range().start()))
+                .collect();
+            for s in starts {
+                for d in 0..4 {
+                    for del in 0..3 {
+                        for sn in snippets {
+                            let at = s + d;
+                            let e = (at + del).min(init.len());
+                            if at > init.len()
+                                || !init.is_char_boundary(at)
+                                || !init.is_char_boundary(e)
+                            {
+                                continue;
+                            }
+                            let mut new = init.to_owned();
+                            new.replace_range(at..e, sn);
+                            let kept = tree.edit(at, e, sn, &new);
+                            assert_same(&kept, &new, &format!("{sn:?} at {at}..{e}"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod no_panic_tests {
+    //! Multi-byte and half-typed attribute, derive and remote inputs never panic.
+    use super::*;
+
+    #[test]
+    fn multi_byte_attribute_derive_and_remote_inputs_never_panic() {
+        let texts = [
+            "#[derive(DB::Tåble, é::😀)]\nstruct S { #[DB::key(é = \"ü\", 😀, x = 1..=2)] f: u8 }",
+            "#[DB::persist(rep = \"r😀\", ",
+            "#[derive(DB::",
+            "#[derive(DB::é",
+            "cell_remote!(é = \"😀@1\");",
+            "cell_remote!(X = \"a\u{301}",
+            "#[DB::p(a = r#\"}\"#, b = '😀', c = b\"x\")]\nfn f() {}",
+            "#[DB::p(= , = ,)]",
+            "#[DB::p(a = )]",
+            "#[DB::p(\"é\")]",
+            "struct S(#[DB::k(😀)] u8);",
+            "#[derive(::DB::X, DB::, ::, DB)]",
+            "#[DB::p(a = \"x\\\"é\")]",
+        ];
+        for text in texts {
+            let p = Parsed::new(text);
+            for i in 0..=text.len() + 2 {
+                let _ = p.cursor_context(i);
+                let _ = p.derive_use_at(i);
+                let _ = p.attr_use_at(i);
+            }
+            let _ = p.attr_uses();
+            let _ = p.derive_uses();
             let _ = p.remote_calls();
         }
     }

@@ -619,6 +619,34 @@ fn unknown_cell_offers_to_add_the_dependency_to_cargo_toml() {
 }
 
 #[test]
+fn raw_and_escaped_string_values_are_read_not_rejected() {
+    let (dir, fx) = fixtures();
+    let root = fx.join("typos");
+    let file = root.join("src/lib.rs");
+    let text = "cell_sdk::cell_remote!(DB = \"kvstore\");\n\
+        #[DB::persist(table = r\"users\", replicate = r#\"raft\"#)]\npub struct A;\n\
+        #[DB::persist(table = \"u\\\"s\", replicate = \"r\\x61ft\", durability = \"s\\u{79}nc\")]\npub struct B;\n\
+        #[DB::persist(table = b\"users\", replicate = r##\"gossip\"##)]\npub struct C;\n\
+        #[DB::persist(replicate = r\"rafts\")]\npub struct D;\n";
+    let mut lsp = Lsp::start(&root, &dir.path().join("target"));
+    lsp.open(&file, text);
+    let published = lsp.wait_for("textDocument/publishDiagnostics");
+    let diags = published["params"]["diagnostics"].as_array().unwrap();
+    // Only the raw string whose value is wrong; a byte string may or may not be accepted by the
+    // macro: nothing said.
+    assert_eq!(
+        summary(diags),
+        [(
+            json!("CELL0014"),
+            7,
+            "invalid value r\"rafts\" for `replicate`: expected \"local\" | \"gossip\" | \"raft\""
+                .to_owned()
+        )]
+    );
+    lsp.shutdown();
+}
+
+#[test]
 fn check_on_this_repository_reports_nothing_false() {
     // Every `cell_remote!` consumer of this repository (examples, integration tests) is valid
     // code that compiles: --check must find no problem in it.
@@ -738,6 +766,64 @@ fn helper_arguments_are_checked_against_their_declared_schema() {
     let md = hover_md(&mut lsp, &file, pos(&text, "length(min", 2));
     assert!(md.contains("helper attribute of `#[Val::schema]`"), "{md}");
     assert!(md.contains("- `min`: int?"), "{md}");
+    lsp.shutdown();
+}
+
+#[test]
+fn a_helper_declared_by_two_parents_is_checked_against_the_parents_its_struct_carries() {
+    let (dir, fx) = fixtures();
+    let root = fx.join("helper-parents");
+    let file = root.join("src/lib.rs");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut lsp = Lsp::start(&root, &dir.path().join("target"));
+    lsp.open(&file, &text);
+    let published = lsp.wait_for("textDocument/publishDiagnostics");
+    let diags = published["params"]["diagnostics"].as_array().unwrap();
+    // `order` is valid under `form` (first and third structs), not under `schema` alone; a
+    // field of a struct with neither parent is CELL0011 naming both.
+    assert_eq!(
+        summary(diags),
+        [
+            (
+                json!("CELL0014"),
+                11,
+                "`#[F::label]` has no argument `order`".to_owned()
+            ),
+            (
+                json!("CELL0011"),
+                23,
+                "`#[F::label]` is a helper of `#[F::schema]` or `#[F::form]` and only works on a field of a struct marked with it".to_owned()
+            ),
+        ]
+    );
+    lsp.shutdown();
+}
+
+#[test]
+fn an_alias_defined_in_a_module_or_twice_is_not_judged_by_one_of_its_calls() {
+    // The crate root of `helper-args` defines `DB` (kvstore) and `Val` (checks).
+    let (dir, fx) = fixtures();
+    let root = fx.join("helper-args");
+    let file = root.join("src/other.rs");
+    let text = "mod a {\n    cell_sdk::cell_remote!(DB = \"checks\");\n    #[DB::schema]\n    pub struct S;\n}\n\
+        #[DB::persist]\npub struct T;\n\
+        mod b {\n    cell_sdk::cell_remote!(X = \"checks\");\n    #[X::schema]\n    pub struct S;\n}\n\
+        mod c {\n    cell_sdk::cell_remote!(X = \"kvstore\");\n    #[X::persist]\n    pub struct T;\n}\n\
+        cell_sdk::cell_remote!(V2 = \"checks\");\n#[V2::shema]\npub struct U;\n";
+    std::fs::write(&file, text).unwrap();
+    let mut lsp = Lsp::start(&root, &dir.path().join("target"));
+    lsp.open(&file, text);
+    let published = lsp.wait_for("textDocument/publishDiagnostics");
+    let diags = published["params"]["diagnostics"].as_array().unwrap();
+    // Only the typo under the alias defined once, at the top level.
+    assert_eq!(
+        summary(diags),
+        [(
+            Value::Null,
+            18,
+            "`V2` (checks 1.2.0) exports no attribute macro `shema`".to_owned()
+        )]
+    );
     lsp.shutdown();
 }
 

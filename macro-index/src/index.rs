@@ -20,6 +20,7 @@ use crate::model::{
 };
 use crate::procmacro::proc_macro_fns;
 use crate::scan::scan;
+use crate::snapshot::stamp_of;
 use crate::span::{file_start, forget_sources};
 use crate::{IndexError, IndexOptions, Progress};
 
@@ -100,6 +101,10 @@ pub struct Index {
     pub scope_names: BTreeMap<String, Vec<ScopeName>>,
     /// The `CARGO_HOME` used for the version-skew check.
     pub cargo_home: Option<PathBuf>,
+    /// (length, mtime) of each input, taken before the build read it: an edit made while
+    /// indexing differs from it (see [`Index::changed_inputs`]); the snapshot saves these.
+    #[serde(default)]
+    pub input_stamps: BTreeMap<PathBuf, Option<(u64, u128)>>,
 }
 
 impl Index {
@@ -109,6 +114,8 @@ impl Index {
     /// cargo cannot read); everything else becomes a [`Problem`].
     pub fn build(options: &IndexOptions) -> Result<Index, IndexError> {
         let manifest_path = absolute(&options.manifest_path);
+        let mut input_stamps = BTreeMap::new();
+        input_stamps.insert(manifest_path.clone(), stamp_of(&manifest_path));
         let graph = discover(&manifest_path, options.offline, &options.cargo_env).map_err(|e| {
             IndexError::Metadata {
                 manifest: manifest_path.clone(),
@@ -130,7 +137,16 @@ impl Index {
             globs: BTreeMap::new(),
             scope_names: BTreeMap::new(),
             cargo_home: options.cargo_home.clone().or_else(cargo_home),
+            input_stamps,
         };
+        // After `cargo metadata`, which may write the lockfile itself.
+        for path in [
+            index.workspace_root.join("Cargo.toml"),
+            index.workspace_root.join("Cargo.lock"),
+        ] {
+            let s = stamp_of(&path);
+            index.input_stamps.entry(path).or_insert(s);
+        }
         let total = index.packages.len();
         for i in 0..total {
             if let Some(progress) = &options.progress
@@ -233,6 +249,16 @@ impl Index {
         out.into_iter().collect()
     }
 
+    /// Inputs whose (length, mtime) differs from the stamp taken before the build read them:
+    /// edits made while indexing, which a watcher started afterwards never reports. An input
+    /// without a stamp counts as unchanged.
+    pub fn changed_inputs(&self) -> Vec<PathBuf> {
+        self.inputs()
+            .into_iter()
+            .filter(|p| self.input_stamps.get(p).is_some_and(|s| *s != stamp_of(p)))
+            .collect()
+    }
+
     /// Re-indexes after `paths` changed: a full rebuild when a manifest or lockfile changed,
     /// else only the providers and consumers owning the changed `.rs` files, then the problems.
     /// Returns `true` when anything was re-read.
@@ -252,7 +278,8 @@ impl Index {
         }
         let mut touched: BTreeSet<String> = BTreeSet::new();
         for path in paths {
-            if path.extension().and_then(|e| e.to_str()) != Some("rs")
+            // A directory counts too: a file created in it (see `changed_inputs`).
+            if (path.extension().and_then(|e| e.to_str()) != Some("rs") && !path.is_dir())
                 || path.starts_with(&self.target_dir)
             {
                 continue;
@@ -297,8 +324,30 @@ impl Index {
             return;
         };
         let mut problems = Vec::new();
+        // Stamped before reading: an edit from now on differs from the stamp.
+        let mut stamps = BTreeMap::new();
+        let mut stamp = |p: &Path| {
+            stamps.insert(p.to_path_buf(), stamp_of(p));
+        };
+        stamp(&pkg.manifest_path);
+        if let Some(lib) = &pkg.lib_path {
+            stamp(lib);
+        }
+        if self.members.iter().any(|m| m == id) {
+            for file in source_files(&pkg) {
+                if let Some(parent) = file.parent() {
+                    stamp(parent);
+                }
+                stamp(&file);
+            }
+            for dir in source_dirs(&pkg) {
+                stamp(&dir);
+            }
+        }
         self.providers.retain(|p| p.package_id != id);
-        if let Some(provider) = self.read_provider(&pkg, &mut problems) {
+        let provider = self.read_provider(&pkg, &mut problems, &mut stamps);
+        self.input_stamps.extend(stamps);
+        if let Some(provider) = provider {
             self.providers.push(provider);
             self.providers
                 .sort_by(|a, b| a.cell.cmp(&b.cell).then_with(|| a.version.cmp(&b.version)));
@@ -327,7 +376,12 @@ impl Index {
         }
     }
 
-    fn read_provider(&self, pkg: &Package, problems: &mut Vec<Problem>) -> Option<Provider> {
+    fn read_provider(
+        &self,
+        pkg: &Package,
+        problems: &mut Vec<Problem>,
+        stamps: &mut BTreeMap<PathBuf, Option<(u64, u128)>>,
+    ) -> Option<Provider> {
         let lib = pkg.lib_path.as_ref()?;
         if pkg.proc_macro {
             return None;
@@ -351,14 +405,21 @@ impl Index {
                 return None;
             }
         };
-        // `cell_sdk::export!` always counts; a bare `export!` only when it looks like ours.
-        let call = found.calls.into_iter().find(|c| {
+        // `cell_sdk::export!` always counts; a bare `export!` only when it looks like ours. One
+        // that is always compiled first; one under `#[cfg(…)]` (maybe never compiled) is still
+        // read, but reports nothing.
+        let ours = |c: &crate::scan::MacroCall| {
             c.path.ends_with("cell_sdk::export")
                 || (c.path == "export" && {
                     let body = c.group.stream().to_string();
                     body.contains("cell =") || body.starts_with("format")
                 })
-        })?;
+        };
+        let mut calls: Vec<_> = found.calls.into_iter().filter(|c| ours(c)).collect();
+        calls.sort_by_key(|c| c.gated);
+        let call = calls.into_iter().next()?;
+        let mut unheard = Vec::new();
+        let problems = if call.gated { &mut unheard } else { problems };
         if !call.module.is_empty() {
             // `export!`'s compile-time check reports this at the whole call (E0080 carrying
             // CELL0010); what it declares is still read, as rustc still compiles it.
@@ -419,7 +480,11 @@ impl Index {
                 lib_path: dep_pkg.and_then(|p| p.lib_path.clone()),
             }
         });
-        let fns = match macro_crate.as_ref().and_then(|m| m.lib_path.as_ref()) {
+        let macro_lib = macro_crate.as_ref().and_then(|m| m.lib_path.as_ref());
+        if let Some(path) = macro_lib {
+            stamps.insert(path.clone(), stamp_of(path));
+        }
+        let fns = match macro_lib {
             Some(path) => match std::fs::read_to_string(path) {
                 Ok(text) => match proc_macro_fns(path, &text) {
                     Ok(fns) => Some(fns),
@@ -899,6 +964,7 @@ impl Index {
     /// Without a use there is nothing ambiguous (rustc says nothing either); a definition or an
     /// explicit import of the name in the module shadows both globs.
     fn check_globs(&self, problems: &mut Vec<Problem>) {
+        let mut lib_definitions: HashMap<PathBuf, BTreeSet<String>> = HashMap::new();
         for consumer in &self.consumers {
             let Some(globs) = self.globs.get(&consumer.package_id) else {
                 continue;
@@ -919,11 +985,21 @@ impl Index {
                 let Some(provider) = self.provider_of(alias) else {
                     continue;
                 };
+                // An API item counts only when the provider defines it itself: two providers
+                // re-exporting one item (`pub use common::Error`) bring the same item into scope
+                // twice, which rustc accepts. Unreadable: the API counts for nothing.
+                let defined = defined_at_root(&mut lib_definitions, &provider.lib_path);
                 let exported: BTreeSet<String> = provider
                     .exports
                     .iter()
                     .map(|e| e.name.clone())
-                    .chain(provider.api.iter().cloned())
+                    .chain(
+                        provider
+                            .api
+                            .iter()
+                            .filter(|n| defined.contains(*n))
+                            .cloned(),
+                    )
                     .collect();
                 let scope = by_scope
                     .entry((g.file.clone(), g.module.clone()))
@@ -1045,6 +1121,18 @@ fn text_span(file: &Path, text: &str, start: usize, end: usize) -> Span {
 
 /// A glob import already seen in a scope: (alias, names it brings, where).
 type GlobSeen = (String, BTreeSet<String>, Span);
+
+/// The names the library at `lib` defines at its root (read once per check).
+fn defined_at_root<'a>(
+    seen: &'a mut HashMap<PathBuf, BTreeSet<String>>,
+    lib: &Path,
+) -> &'a BTreeSet<String> {
+    seen.entry(lib.to_owned()).or_insert_with(|| {
+        std::fs::read_to_string(lib)
+            .map(|text| crate::scan::root_definitions(&text))
+            .unwrap_or_default()
+    })
+}
 
 fn fn_attr(kind: ExportKind) -> &'static str {
     match kind {

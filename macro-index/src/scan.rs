@@ -23,6 +23,9 @@ pub(crate) struct MacroCall {
     pub(crate) group: Group,
     /// From the first path segment to the closing delimiter.
     pub(crate) span: Span,
+    /// Under a `#[cfg(…)]` (on the call, its item or a module around it): it may never be
+    /// compiled, so what it would report may never be reported.
+    pub(crate) gated: bool,
 }
 
 /// A glob import (`use a::b::*;`).
@@ -66,10 +69,28 @@ const DEFINING: &[&str] = &[
     "fn", "struct", "enum", "union", "trait", "type", "const", "static", "mod",
 ];
 
-/// Keywords after which an identifier is a local binding (neither a use nor an item).
-const BINDING: &[&str] = &[
-    "let", "mut", "ref", "as", "impl", "for", "crate", "self", "super",
-];
+/// Keywords after which an identifier is a local binding or a rename: it shadows the globs like a
+/// definition does (`let hello`, `for hello in`, `use a as hello`).
+const BINDING: &[&str] = &["let", "mut", "ref", "as", "for"];
+
+/// Keywords after which an identifier is neither a use nor a definition.
+const NEITHER: &[&str] = &["impl", "crate", "self", "super"];
+
+/// `true` when the identifier at `tts[i]` sits where a binding or a parameter is written: a
+/// parameter or field (`hello: T`, also generics `<hello: Trait>`), a closure parameter
+/// (`|hello|`), a pattern element (`Some(hello)`, `(a, hello)`, `S { hello }`, `hello @ ..`,
+/// `hello =>`) or a generic parameter (`<hello>`, `<hello, T>`). Over-approximates (an argument
+/// `f(a, hello)` counts too): a false definition only silences CELL0005, a missed one reports
+/// a name rustc resolves to the local.
+fn binds(tts: &[TokenTree], i: usize) -> bool {
+    (is_punct(tts.get(i + 1), ':') && !is_path_sep(tts, i + 1))
+        || is_punct(tts.get(i + 1), '|')
+        || is_punct(tts.get(i + 1), ',')
+        || is_punct(tts.get(i + 1), '@')
+        || is_punct(tts.get(i + 1), '>')
+        || (is_punct(tts.get(i + 1), '=') && is_punct(tts.get(i + 2), '>'))
+        || (i + 1 == tts.len())
+}
 
 fn is_punct(tt: Option<&TokenTree>, c: char) -> bool {
     matches!(tt, Some(TokenTree::Punct(p)) if p.as_char() == c)
@@ -98,8 +119,9 @@ fn bare_name(file: &Path, tts: &[TokenTree], i: usize, module: &[String], out: &
         None
     };
     let defines = match prev.as_deref() {
-        Some(p) if DEFINING.contains(&p) => true,
-        Some(p) if BINDING.contains(&p) => return,
+        Some(p) if DEFINING.contains(&p) || BINDING.contains(&p) => true,
+        Some(p) if NEITHER.contains(&p) => return,
+        _ if binds(tts, i) => true,
         _ => {
             let next = tts.get(i + 1);
             let used = (is_punct(next, '!') && !is_punct(tts.get(i + 2), '='))
@@ -153,6 +175,24 @@ fn attribute_names(file: &Path, group: &Group, module: &[String], out: &mut Scan
     push(first);
 }
 
+/// The names `text` defines itself at its root (`pub struct Error;`, `pub fn get() {}`), not
+/// through `use` (a re-export names an item defined elsewhere, which two providers may share).
+/// Empty when `text` does not lex (callers then say nothing).
+pub(crate) fn root_definitions(text: &str) -> std::collections::BTreeSet<String> {
+    let Ok(tokens) = text.parse::<TokenStream>() else {
+        return Default::default();
+    };
+    let tts: Vec<TokenTree> = tokens.into_iter().collect();
+    tts.windows(2)
+        .filter_map(|w| match (&w[0], &w[1]) {
+            (TokenTree::Ident(kw), TokenTree::Ident(name)) if DEFINING.iter().any(|d| kw == d) => {
+                Some(name.to_string())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// Lexes `text` and collects calls to macros named in `names` (last segment) plus glob `use`s.
 pub(crate) fn scan(file: &Path, text: &str, names: &[&str]) -> Result<Scan, (String, Span)> {
     let tokens: TokenStream = text.parse().map_err(|e: proc_macro2::LexError| {
@@ -162,7 +202,7 @@ pub(crate) fn scan(file: &Path, text: &str, names: &[&str]) -> Result<Scan, (Str
         )
     })?;
     let mut out = Scan::default();
-    walk(file, tokens, names, &mut Vec::new(), &mut out);
+    walk(file, tokens, names, &mut Vec::new(), false, &mut out);
     if out.globs.is_empty() {
         out.names.clear();
     }
@@ -174,11 +214,15 @@ fn walk(
     tokens: TokenStream,
     names: &[&str],
     module: &mut Vec<String>,
+    mut gated: bool,
     out: &mut Scan,
 ) {
     let tts: Vec<TokenTree> = tokens.into_iter().collect();
     let mut i = 0;
+    // An outer `#[cfg(…)]` seen: the next item (up to its `;` or body) is gated.
+    let mut cfg_item = false;
     while i < tts.len() {
+        let in_cfg = gated || cfg_item;
         match &tts[i] {
             TokenTree::Ident(id) if id == "mod" => {
                 if let (Some(TokenTree::Ident(name)), Some(TokenTree::Group(g))) =
@@ -186,9 +230,23 @@ fn walk(
                     && g.delimiter() == Delimiter::Brace
                 {
                     module.push(name.to_string());
-                    walk(file, g.stream(), names, module, out);
+                    walk(file, g.stream(), names, module, in_cfg, out);
                     module.pop();
+                    cfg_item = false;
                     i += 3;
+                    continue;
+                }
+            }
+            TokenTree::Ident(id) if id == "macro_rules" => {
+                // A macro's body is not code until it is expanded (with `$x` substituted):
+                // calls in it are not collected; its names are walked as before.
+                if is_punct(tts.get(i + 1), '!')
+                    && let (Some(TokenTree::Ident(_)), Some(TokenTree::Group(g))) =
+                        (tts.get(i + 2), tts.get(i + 3))
+                {
+                    walk(file, g.stream(), &[], module, true, out);
+                    cfg_item = false;
+                    i += 4;
                     continue;
                 }
             }
@@ -209,6 +267,7 @@ fn walk(
                         );
                         collect_globs(file, &parsed.tree, &mut Vec::new(), module, &span, out);
                     }
+                    cfg_item = false; // A gated `use` ends at its `;`.
                     i = end + 1;
                     continue;
                 }
@@ -249,7 +308,9 @@ fn walk(
                         module: module.clone(),
                         group: g.clone(),
                         span,
+                        gated: in_cfg,
                     });
+                    cfg_item = false;
                     i += 3;
                     continue;
                 }
@@ -264,6 +325,15 @@ fn walk(
                 if let Some(TokenTree::Group(g)) = tts.get(at)
                     && g.delimiter() == Delimiter::Bracket
                 {
+                    if matches!(g.stream().into_iter().next(), Some(TokenTree::Ident(c)) if c == "cfg")
+                    {
+                        // `#![cfg(…)]` gates the rest of its module; `#[cfg(…)]` the next item.
+                        if at == i + 2 {
+                            gated = true;
+                        } else {
+                            cfg_item = true;
+                        }
+                    }
                     // Not walked further: an attribute holds no `cell_remote!` call.
                     attribute_names(file, g, module, out);
                     i = at + 1;
@@ -272,8 +342,12 @@ fn walk(
             }
             TokenTree::Group(g) => {
                 // Function bodies, impl blocks, macro inputs: calls may sit anywhere.
-                walk(file, g.stream(), names, module, out);
+                walk(file, g.stream(), names, module, in_cfg, out);
+                if g.delimiter() == Delimiter::Brace {
+                    cfg_item = false; // The gated item's body.
+                }
             }
+            TokenTree::Punct(p) if p.as_char() == ';' => cfg_item = false,
             TokenTree::Ident(_) => bare_name(file, &tts, i, module, out),
             _ => {}
         }
@@ -358,6 +432,61 @@ mod tests {
     }
 
     #[test]
+    fn locals_parameters_patterns_and_generics_define_their_names() {
+        let src = r#"
+            use G::*;
+            fn a(hello: u8) {}
+            fn b() { let c = |hello| hello(); }
+            fn d() { match x { Some(hello) => 1, hello => 2 } }
+            fn e<hello: T, hello>() {}
+            fn f() { for hello in x {} if let (ref hello, mut hello) = y {} }
+            fn g() { hello(); hello!(); hello::x(); }
+        "#;
+        let s = scan(Path::new("/a.rs"), src, &[]).unwrap();
+        let hello: Vec<bool> = s
+            .names
+            .iter()
+            .filter(|n| n.name == "hello")
+            .map(|n| n.defines)
+            .collect();
+        // a; c's parameter then its call; both match arms; both generics; for, ref, mut; the
+        // three uses.
+        let expect = [
+            true, true, false, true, true, true, true, true, true, true, false, false, false,
+        ];
+        assert_eq!(hello, expect);
+    }
+
+    #[test]
+    fn calls_under_cfg_are_gated_and_macro_bodies_hold_none() {
+        let src = r#"
+            macro_rules! m { () => { export! { a } }; }
+            #[cfg(test)] mod t { export! { b } }
+            #[cfg(feature = "x")] #[allow(dead_code)] pub fn f() { export! { c } }
+            #[cfg(test)] export! { d }
+            #[cfg(test)] use a::b;
+            export! { e }
+            mod inner { #![cfg(test)] fn g() {} export! { f } }
+        "#;
+        let s = scan(Path::new("/a.rs"), src, &["export"]).unwrap();
+        let found: Vec<(String, bool)> = s
+            .calls
+            .iter()
+            .map(|c| (c.group.stream().to_string(), c.gated))
+            .collect();
+        let expect = [
+            ("b", true),
+            ("c", true),
+            ("d", true),
+            ("e", false),
+            ("f", true),
+        ];
+        let expect: Vec<(String, bool)> =
+            expect.iter().map(|(n, g)| ((*n).to_owned(), *g)).collect();
+        assert_eq!(found, expect);
+    }
+
+    #[test]
     fn bare_names_are_uses_or_definitions() {
         let src = r#"
             use G::*;
@@ -381,6 +510,7 @@ mod tests {
             ("Table", false, 0),
             ("X", true, 0),
             ("insert", true, 0),
+            ("get", true, 0),
             ("query", false, 0),
             ("Error", false, 0),
             ("G", false, 0),

@@ -41,18 +41,22 @@ pub fn snapshot_path(target_dir: &Path, manifest_path: &Path) -> PathBuf {
         .join(format!("snapshot-{h:016x}.json"))
 }
 
-fn stamp(path: &Path) -> Stamp {
-    let len_mtime = std::fs::metadata(path).ok().map(|m| {
+/// A file's (length, mtime in ns) now; `None` when it does not exist or cannot be read.
+pub fn stamp_of(path: &Path) -> Option<(u64, u128)> {
+    std::fs::metadata(path).ok().map(|m| {
         let mtime = m
             .modified()
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_nanos());
         (m.len(), mtime)
-    });
+    })
+}
+
+fn stamp(path: &Path) -> Stamp {
     Stamp {
         path: path.to_path_buf(),
-        len_mtime,
+        len_mtime: stamp_of(path),
     }
 }
 
@@ -62,7 +66,19 @@ pub fn save(index: &Index) -> std::io::Result<PathBuf> {
     let snapshot = Snapshot {
         format: SNAPSHOT_FORMAT,
         tool_version: env!("CARGO_PKG_VERSION").to_owned(),
-        stamps: index.inputs().iter().map(|p| stamp(p)).collect(),
+        // The stamps taken before each input was read (an edit made while indexing then makes
+        // the snapshot stale); a fresh one only for an input the build did not stamp.
+        stamps: index
+            .inputs()
+            .iter()
+            .map(|p| match index.input_stamps.get(p) {
+                Some(len_mtime) => Stamp {
+                    path: p.clone(),
+                    len_mtime: *len_mtime,
+                },
+                None => stamp(p),
+            })
+            .collect(),
         index: index.clone(),
     };
     let bytes = serde_json::to_vec(&snapshot).map_err(std::io::Error::other)?;

@@ -323,6 +323,13 @@ fn good_consumer_builds_with_zero_problems() {
     );
 }
 
+/// Bare `hello` only as a local binding, parameter, match binding or generic under two globs
+/// that both export it: not CELL0005 (the local shadows the globs).
+#[test]
+fn locals_under_two_globs_build_with_zero_problems() {
+    builds_with_index_warnings("locals", "agree_locals", &[]);
+}
+
 #[test]
 fn cell0006_shadowing_builds_and_only_the_index_warns() {
     builds_with_index_warnings(

@@ -241,6 +241,25 @@ fn two_globs_exporting_the_same_name_is_cell0005() {
 }
 
 #[test]
+fn two_globs_re_exporting_one_item_are_not_cell0005() {
+    let (_g, _root, index) = index("glob-reexport");
+    assert!(index.problems.is_empty(), "{:#?}", index.problems);
+    let cells: Vec<&str> = index.providers.iter().map(|p| p.cell.as_str()).collect();
+    assert_eq!(cells, ["relay-a", "relay-b"]);
+}
+
+#[test]
+fn export_calls_that_never_compile_are_not_cell0010() {
+    // `export!` in a `macro_rules!` body and in a `#[cfg(test)]` module come before the real
+    // one: neither is read, nor reported.
+    let (_g, _root, index) = index("gated");
+    assert!(index.problems.is_empty(), "{:#?}", index.problems);
+    let gated = index.providers.iter().find(|p| p.cell == "gated").unwrap();
+    let names: Vec<&str> = gated.exports.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["mark"]);
+}
+
+#[test]
 fn alias_named_like_a_cell_sdk_macro_is_cell0006() {
     let (_g, _root, index) = index("shadowing");
     assert_eq!(codes(&index), ["CELL0006"]);
@@ -368,6 +387,50 @@ fn snapshot_round_trips_and_goes_stale_on_edit() {
     std::thread::sleep(Duration::from_millis(20));
     std::fs::write(root.join("src/extra.rs"), "// new\n").unwrap();
     assert!(cell_macro_index::snapshot::load_fresh(&target, &opts.manifest_path).is_none());
+}
+
+/// An edit made while indexing, after the build read the file (and a file created then): the
+/// index's stamps (taken before each read) differ from the files, so `changed_inputs` names
+/// them, `apply_changes` catches up, and the snapshot saved from that build is stale (not
+/// loaded as fresh).
+#[test]
+fn an_edit_made_while_indexing_is_not_lost() {
+    let (guard, root) = fixture("good");
+    let mut opts = options(&root, &guard);
+    let consumer = root.join("src/lib.rs");
+    let created = root.join("src/extra.rs");
+    let last = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let record = last.clone();
+    // Called before the last package (a provider: the consumer `good-app` sorts first) is read:
+    // the consumer has been read already.
+    opts.progress = Some(std::sync::Arc::new(
+        move |p: &cell_macro_index::Progress| {
+            if p.done != p.total {
+                return;
+            }
+            *record.lock().unwrap() = p.package.clone();
+            let mut text = std::fs::read_to_string(&consumer).unwrap();
+            text.push_str("\n// Edited while indexing.\n");
+            std::thread::sleep(Duration::from_millis(20));
+            std::fs::write(&consumer, text).unwrap();
+            std::fs::write(&created, "cell_sdk::cell_remote!(Extra = \"checks\");\n").unwrap();
+        },
+    ));
+    let mut index = cell_macro_index::load_or_build(&opts).unwrap();
+    assert_ne!(*last.lock().unwrap(), "good-app");
+    let changed = index.changed_inputs();
+    assert_eq!(changed, [root.join("src"), root.join("src/lib.rs")]);
+    let target = opts.snapshot_target_dir();
+    assert!(cell_macro_index::snapshot::load_fresh(&target, &opts.manifest_path).is_none());
+    // Applied, the created file's alias is in the index and nothing is left to catch up.
+    assert!(index.apply_changes(&changed, &opts).unwrap());
+    let aliases: Vec<&str> = index.consumers[0]
+        .aliases
+        .iter()
+        .map(|a| a.name.as_str())
+        .collect();
+    assert!(aliases.contains(&"Extra"), "{aliases:?}");
+    assert!(index.changed_inputs().is_empty());
 }
 
 #[test]

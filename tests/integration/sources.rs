@@ -8,7 +8,11 @@
 //!   by name) is patched to a stub and whose crates.io is replaced by an empty directory source:
 //!   the fetch reads the local repository and nothing else. From then on everything is
 //!   `--offline`: the consumer builds and runs (`cell_remote!` reaches the git provider's macro
-//!   and API), and the index finds the provider in cargo's git checkout.
+//!   and API), and the index finds the provider in cargo's git checkout. Both steps use a
+//!   `CARGO_HOME` of the test's own (its `registry` a link to the real one, for the offline build's
+//!   packages), so the user's `~/.cargo/git` is never written; the fetch passes
+//!   `--config net.offline=false`, so it also works where `CARGO_NET_OFFLINE`/`net.offline` is
+//!   set; the fixture's git commands ignore the caller's `GIT_DIR` and git configuration.
 //! - **registry + cache**: two versions of a provider packed into a cargo local registry that
 //!   replaces crates.io in a temporary `CARGO_HOME`; a consumer pinned to the older one. Once
 //!   another project has used the newer version (so cargo unpacked it into the cache), the index
@@ -69,7 +73,15 @@ fn git_provider_repository() -> String {
     let _ = std::fs::remove_dir_all(&repo);
     copy_dir(&sources().join("git-provider"), &repo);
     let git = |args: &[&str]| {
+        // Isolated from the caller's git: a `GIT_DIR` inherited from a hook or a worktree would
+        // commit into that repository, and user or system configuration (hooks, signing,
+        // templates) must not change the commit.
         run(Command::new("git")
+            .env_remove("GIT_DIR")
+            .env_remove("GIT_INDEX_FILE")
+            .env_remove("GIT_WORK_TREE")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
             .args([
                 "-c",
                 "init.defaultBranch=main",
@@ -91,11 +103,35 @@ fn git_provider_repository() -> String {
     format!("file://{}", repo.canonicalize().unwrap().display())
 }
 
+/// The `CARGO_HOME` cargo uses here (`$CARGO_HOME`, else `~/.cargo`).
+fn real_cargo_home() -> PathBuf {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap()
+}
+
+/// A `CARGO_HOME` of the test's own (under the fixture target dir, so its path, and thus the
+/// fingerprints of what builds from it, stay the same from run to run) whose `registry` is the
+/// real one (the offline build's packages): the git checkout lands there, not in the user's
+/// `~/.cargo/git`. Its `git` directory is emptied, so every run fetches afresh.
+fn cargo_home_with_registry() -> PathBuf {
+    let home = cell_tests::fixture_target_dir().join("git-source-cargo-home");
+    let _ = std::fs::remove_dir_all(home.join("git"));
+    std::fs::create_dir_all(&home).unwrap();
+    if std::fs::symlink_metadata(home.join("registry")).is_err() {
+        std::os::unix::fs::symlink(real_cargo_home().join("registry"), home.join("registry"))
+            .unwrap();
+    }
+    home
+}
+
 #[test]
 fn a_provider_from_a_git_repository_builds_offline_and_is_indexed() {
     let url = git_provider_repository();
     let tmp = tempfile::tempdir().unwrap();
     let cell_sdk = cell_tests::repo_root().join("cell-sdk");
+    let home = cargo_home_with_registry();
 
     // 1. Fetch once, reading only the local repository (see the module docs).
     let fetch = tmp.path().join("fetch");
@@ -118,8 +154,18 @@ fn a_provider_from_a_git_repository_builds_offline_and_is_indexed() {
         ),
     )
     .unwrap();
+    // `net.offline=false` on the command line wins over `CARGO_NET_OFFLINE` and
+    // `net.offline` in a config file (set here as CI sets it, to prove it): this one step
+    // reads the local repository.
     run(cargo()
-        .args(["generate-lockfile", "--config"])
+        .env("CARGO_HOME", &home)
+        .env("CARGO_NET_OFFLINE", "true")
+        .args([
+            "generate-lockfile",
+            "--config",
+            "net.offline=false",
+            "--config",
+        ])
         .arg("source.crates-io.replace-with=\"nothing\"")
         .arg("--config")
         .arg(format!(
@@ -160,6 +206,7 @@ fn a_provider_from_a_git_repository_builds_offline_and_is_indexed() {
     let target = cell_tests::fixture_target_dir();
     run(cargo()
         .args(["build", "--offline", "--quiet"])
+        .env("CARGO_HOME", &home)
         .current_dir(&app)
         .env("CARGO_TARGET_DIR", &target));
     let out = run(&mut Command::new(target.join("debug/git-consumer")));
@@ -168,6 +215,7 @@ fn a_provider_from_a_git_repository_builds_offline_and_is_indexed() {
     // 3. The index finds the provider in cargo's git checkout, with its export's definition.
     let mut opts = IndexOptions::new(app.join("Cargo.toml"));
     opts.cargo_home = Some(tmp.path().join("no-cargo-home"));
+    opts.cargo_env = vec![("CARGO_HOME".into(), home.clone().into())];
     opts.target_dir = Some(tmp.path().join("target"));
     let index = Index::build(&opts).unwrap();
     assert!(index.unresolved.is_none(), "{:?}", index.unresolved);
@@ -179,11 +227,11 @@ fn a_provider_from_a_git_repository_builds_offline_and_is_indexed() {
         .unwrap_or_else(|| panic!("no gitgreet in {:#?}", index.providers));
     assert_eq!(provider.source, SourceKind::Git);
     assert_eq!(provider.version, "0.2.0");
+    // In the temporary CARGO_HOME's git checkouts (the user's ~/.cargo/git is not touched).
     assert!(
         provider
             .manifest_path
-            .components()
-            .any(|c| c.as_os_str() == "checkouts"),
+            .starts_with(home.join("git/checkouts")),
         "{}",
         provider.manifest_path.display()
     );
