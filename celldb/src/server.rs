@@ -80,7 +80,9 @@ struct State {
     keyspaces: RwLock<HashMap<u64, Keyspace>>,
     /// Open transactions.
     txs: Mutex<Txs>,
-    sessions: Mutex<HashSet<u64>>,
+    /// Live sessions: id → when it was opened while its `hold` call has not arrived yet
+    /// (`None` once held; [`Server::abort_idle`] drops sessions never held).
+    sessions: Mutex<HashMap<u64, Option<std::time::Instant>>>,
     next_id: AtomicU64,
     stop: tokio::sync::watch::Sender<bool>,
     bad_requests: AtomicU64,
@@ -259,7 +261,7 @@ impl Server {
                 config,
                 keyspaces: RwLock::new(keyspaces),
                 txs: Mutex::new(Txs::default()),
-                sessions: Mutex::new(HashSet::new()),
+                sessions: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new((seed | 1) & (u64::MAX >> 1)),
                 stop: tokio::sync::watch::channel(false).0,
                 bad_requests: AtomicU64::new(0),
@@ -288,15 +290,32 @@ impl Server {
 
     /// Aborts every transaction that served no read for `idle` (a client that is connected
     /// but stuck would otherwise hold its snapshot, and the versions it pins, until it
-    /// disconnects); returns how many. `celldb serve --tx-timeout` runs it periodically.
+    /// disconnects); returns how many. Also ends the sessions opened `idle` ago whose `hold`
+    /// call never came (a session without one would never end, and would count against
+    /// [`ServerConfig::max_sessions`] forever), with their transactions.
+    /// `celldb serve --tx-timeout` runs it periodically.
     pub fn abort_idle(&self, idle: std::time::Duration) -> usize {
         let now = std::time::Instant::now();
+        // Sessions before transactions, the order `tx` takes them in.
+        let mut sessions = lock(&self.state.sessions);
+        let mut never_held = HashSet::new();
+        sessions.retain(|id, opened| match opened {
+            Some(at) if now.duration_since(*at) >= idle => {
+                never_held.insert(*id);
+                false
+            }
+            _ => true,
+        });
         let mut txs = lock(&self.state.txs);
+        drop(sessions);
         let before = txs.len();
         // A transaction serving a read right now is locked, hence not idle.
-        txs.retain(|_, tx| match tx.try_lock() {
-            Ok(tx) => now.duration_since(tx.touched) < idle,
-            Err(_) => true,
+        txs.retain(|session, tx| {
+            !never_held.contains(&session)
+                && match tx.try_lock() {
+                    Ok(tx) => now.duration_since(tx.touched) < idle,
+                    Err(_) => true,
+                }
         });
         before - txs.len()
     }
@@ -346,7 +365,7 @@ impl Server {
         // Held until the transaction is registered: a session closing meanwhile then sees it
         // (its guard takes this lock first) and aborts it too.
         let sessions = lock(&self.state.sessions);
-        if !sessions.contains(&at.session) {
+        if !sessions.contains_key(&at.session) {
             return Err(WireError::UnknownSession);
         }
         if lock(&self.state.txs).of_session(at.session) >= self.state.config.max_tx_per_session {
@@ -479,13 +498,14 @@ impl CellDb for Server {
             )));
         }
         let id = self.state.next_id.fetch_add(1, Ordering::Relaxed);
-        sessions.insert(id);
+        sessions.insert(id, Some(std::time::Instant::now()));
         Ok(id)
     }
 
     async fn hold(&self, session: u64) -> bool {
-        if !lock(&self.state.sessions).contains(&session) {
-            return false;
+        match lock(&self.state.sessions).get_mut(&session) {
+            Some(opened) => *opened = None,
+            None => return false,
         }
         let _guard = SessionGuard {
             state: self.state.clone(),
@@ -552,31 +572,24 @@ impl CellDb for Server {
             last: Vec::new(),
             digest: RangeDigest::default(),
         });
-        let page_bytes = self.state.config.page_bytes;
-        let mut entries = Vec::new();
-        let mut bytes = 0usize;
-        let mut more = false;
-        let mut range = tx.snapshot.range::<Vec<u8>, _>(&ks, (start, end));
-        for guard in range.by_ref() {
-            let (k, v) = guard.into_inner().map_err(storage)?;
-            scan.digest.add(&k, &v);
-            bytes = bytes.saturating_add(k.len() + v.len() + ENTRY_OVERHEAD);
-            entries.push((k.to_vec(), v.to_vec()));
-            if bytes >= page_bytes {
-                more = true;
-                break;
+        let page = read_page(
+            &tx.snapshot,
+            &ks,
+            (start, end),
+            self.state.config.page_bytes,
+            &mut scan.digest,
+        );
+        let (entries, more) = match page {
+            Ok(page) => page,
+            Err(e) => {
+                // The pages sent before this one were seen, and their read check is gone with
+                // `scan`: abort the transaction, so that it cannot commit without it (the
+                // client's commit is told it is unknown, a conflict, and the body re-runs).
+                drop(tx);
+                lock(&self.state.txs).remove_owned(id, at.session);
+                return Err(e);
             }
-        }
-        // A page that filled exactly at the range's end is the last one.
-        if more {
-            match range.next() {
-                None => more = false,
-                Some(guard) => {
-                    guard.into_inner().map_err(storage)?;
-                }
-            }
-        }
-        drop(range);
+        };
         if more {
             if let Some((last, _)) = entries.last() {
                 scan.last = last.clone();
@@ -675,6 +688,37 @@ impl CellDb for Server {
     async fn stats(&self) -> ServerStats {
         Server::stats(self)
     }
+}
+
+/// Keys and values, in key order.
+type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// The next page of a range read from `snapshot`: entries up to `page_bytes` (at least one),
+/// each added to `digest`, and whether more follow.
+fn read_page(
+    snapshot: &fjall::Snapshot,
+    ks: &Keyspace,
+    range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
+    page_bytes: usize,
+    digest: &mut RangeDigest,
+) -> Result<(Entries, bool), WireError> {
+    let mut entries = Vec::new();
+    let mut bytes = 0usize;
+    let mut range = snapshot.range::<Vec<u8>, _>(ks, range);
+    for guard in range.by_ref() {
+        let (k, v) = guard.into_inner().map_err(storage)?;
+        digest.add(&k, &v);
+        bytes = bytes.saturating_add(k.len() + v.len() + ENTRY_OVERHEAD);
+        entries.push((k.to_vec(), v.to_vec()));
+        if bytes >= page_bytes {
+            // A page that filled exactly at the range's end is the last one.
+            return match range.next() {
+                None => Ok((entries, false)),
+                Some(guard) => guard.into_inner().map(|_| (entries, true)).map_err(storage),
+            };
+        }
+    }
+    Ok((entries, false))
 }
 
 /// An embedded-mode error, as the wire carries it.

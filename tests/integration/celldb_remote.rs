@@ -1061,3 +1061,35 @@ async fn open_transactions_and_sessions_are_bounded() {
     let stats = db.server_stats().await.unwrap();
     assert_eq!(stats.sessions, 2, "{stats:?}");
 }
+
+/// A session whose `hold` call never comes (a client that opened one and went silent) would
+/// never end: with `--tx-timeout 1 --max-sessions 1` it is ended after the timeout, and a
+/// real client is then served.
+#[tokio::test]
+async fn a_session_never_held_is_ended_after_the_timeout() {
+    let site = Site::new(Mode::Remote);
+    let (_server, db) = serve_with(&site, &["--tx-timeout", "1", "--max-sessions", "1"]);
+    let rpc = CellDbClient::connect_to(cell_sdk::Endpoint::unix(site.socket()))
+        .await
+        .unwrap();
+    rpc.open_session().await.unwrap();
+    let mut served = None;
+    for _ in 0..400 {
+        match db
+            .transaction(|tx| async move { tx.get::<Account>(1).await })
+            .await
+        {
+            Err(Error::Remote(reason)) => {
+                assert!(reason.contains("--max-sessions"), "{reason}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => {
+                served = Some(other);
+                break;
+            }
+        }
+    }
+    assert!(served.unwrap().unwrap().is_none());
+    let stats = db.server_stats().await.unwrap();
+    assert_eq!(stats.sessions, 1, "{stats:?}");
+}
