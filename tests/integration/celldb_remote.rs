@@ -1,6 +1,8 @@
 //! celldb remote mode only (the shared suite runs in both modes in `celldb_api`): isolation
 //! between two clients of one real `celldb serve` process (write skew, lost updates, unique
-//! inserts), a client disconnect aborts its transactions on the server, malformed requests
+//! inserts), range reads larger than a page (order, conflicts on a page already read), bounded
+//! sessions and transactions per session, a client disconnect aborts its transactions on the
+//! server, a session never held is ended, malformed requests
 //! leave the server serving, a second server on one directory is refused, migrations are
 //! refused, the default database follows `$CELLDB_URL` (in a child process), and SIGKILL of the
 //! *server* loses no acknowledged write.
