@@ -74,6 +74,18 @@ enum Command {
         /// connected but stuck; a client that disconnects is aborted at once).
         #[arg(long, default_value_t = 300)]
         tx_timeout: u64,
+        /// Bytes of keys and values one range reply carries at most; a larger scan is sent in
+        /// pages, all read from the transaction's snapshot (default 4 MiB, under the 16 MiB
+        /// frame limit).
+        #[arg(long, default_value_t = crate::server::ServerConfig::default().page_bytes)]
+        page_bytes: usize,
+        /// Client sessions (connections) served at once; one more is refused with an error.
+        #[arg(long, default_value_t = crate::server::ServerConfig::default().max_sessions)]
+        max_sessions: usize,
+        /// Open transactions one session may hold (each pins a snapshot); beginning one more
+        /// is refused with an error.
+        #[arg(long, default_value_t = crate::server::ServerConfig::default().max_tx_per_session)]
+        max_tx_per_session: usize,
     },
 }
 
@@ -92,6 +104,9 @@ pub fn main() -> anyhow::Result<()> {
             name,
             tcp,
             tx_timeout,
+            page_bytes,
+            max_sessions,
+            max_tx_per_session,
         } => {
             let endpoint = match (tcp, socket) {
                 (Some(addr), _) => cell_sdk::Endpoint::tcp(addr),
@@ -99,10 +114,16 @@ pub fn main() -> anyhow::Result<()> {
                 (None, None) => cell_sdk::Endpoint::for_cell(&name),
             };
             let dir = dir.unwrap_or_else(crate::context::default_path);
+            let config = crate::server::ServerConfig {
+                page_bytes,
+                max_sessions,
+                max_tx_per_session,
+            };
             serve(
                 &dir,
                 endpoint,
                 std::time::Duration::from_secs(tx_timeout.max(1)),
+                config,
             )
         }
     }
@@ -112,6 +133,7 @@ fn serve(
     dir: &std::path::Path,
     endpoint: cell_sdk::Endpoint,
     tx_timeout: std::time::Duration,
+    config: crate::server::ServerConfig,
 ) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -119,7 +141,7 @@ fn serve(
         .context("starting the tokio runtime")?;
     runtime.block_on(async {
         let db = crate::Db::open(dir).with_context(|| format!("opening {}", dir.display()))?;
-        let server = crate::server::Server::new(db)?;
+        let server = crate::server::Server::with_config(db, config)?;
         let membrane = cell_sdk::Membrane::bind(
             endpoint.clone(),
             crate::wire::CellDbServer(server.clone()),

@@ -270,12 +270,27 @@ impl Client {
         start: &Bound<Vec<u8>>,
         end: &Bound<Vec<u8>>,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        self.in_tx(tx, keyspace, |rpc, at| async move {
-            rpc.range(at, wire_bound(start), wire_bound(end))
-                .await
-                .map(|RangeReply { tx, entries }| (tx, entries))
-        })
-        .await
+        // The server sends a large range in pages, each from the transaction's snapshot; ask
+        // for the next one after the last key received until it says there is no more.
+        let mut entries = Vec::new();
+        let mut from = wire_bound(start);
+        loop {
+            let (page, more) = self
+                .in_tx(tx, keyspace, |rpc, at| {
+                    let from = from.clone();
+                    async move {
+                        rpc.range(at, from, wire_bound(end))
+                            .await
+                            .map(|RangeReply { tx, entries, more }| (tx, (entries, more)))
+                    }
+                })
+                .await?;
+            entries.extend(page);
+            match entries.last() {
+                Some((last, _)) if more => from = WireBound::Excluded(last.clone()),
+                _ => return Ok(entries),
+            }
+        }
     }
 
     pub(crate) async fn commit(
@@ -377,5 +392,6 @@ fn from_wire(e: WireError) -> Error {
         WireError::Commit(reason) => Error::Commit(reason),
         WireError::Storage(reason) => Error::Remote(format!("storage error: {reason}")),
         WireError::BadRequest(reason) => Error::Remote(format!("bad request: {reason}")),
+        WireError::Limit(reason) => Error::Remote(format!("refused by the server: {reason}")),
     }
 }

@@ -11,6 +11,11 @@
 //! aborts every transaction of the session and frees their snapshots. Nothing from the network
 //! is trusted: unknown ids, bad keys and bad table names are [`WireError::BadRequest`].
 //!
+//! Everything a client can make the server hold is bounded ([`ServerConfig`]): sessions per
+//! server, open transactions per session (each pins a snapshot), and the bytes of one range
+//! reply — a larger range comes in pages read from the same snapshot, and the pages a client
+//! read are validated as one range at commit.
+//!
 //! [`LocalLog`]: crate::LocalLog
 
 use crate::db::{Db, LAYOUT_VERSION, Local, Opened, same_schema};
@@ -30,6 +35,36 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 /// The longest key fjall accepts.
 const MAX_KEY: usize = u16::MAX as usize;
 
+/// What a range reply counts per entry beyond its key and value bytes (the encoding's lengths
+/// and padding), so that many tiny entries also stay under the page size.
+const ENTRY_OVERHEAD: usize = 16;
+
+/// The bounds of a [`Server`]. `celldb serve` sets them from its flags; the defaults are
+/// [`ServerConfig::default`].
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Bytes of keys and values one range reply carries at most (default 4 MiB, a quarter of
+    /// the runtime's 16 MiB frame); a larger range is sent in pages. One entry is always sent,
+    /// whatever its size. `celldb serve --page-bytes`.
+    pub page_bytes: usize,
+    /// Sessions (client connections) the server holds at most (default 1024); one more is
+    /// refused with [`WireError::Limit`]. `celldb serve --max-sessions`.
+    pub max_sessions: usize,
+    /// Transactions one session holds open at most (default 256); the read that would begin
+    /// one more is refused with [`WireError::Limit`]. `celldb serve --max-tx-per-session`.
+    pub max_tx_per_session: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            page_bytes: 4 << 20,
+            max_sessions: 1024,
+            max_tx_per_session: 256,
+        }
+    }
+}
+
 /// Serves one local database. Wrap it in `CellDbServer` to bind it
 /// (`Membrane::bind(endpoint, CellDbServer(server), config)`); `celldb serve` does that.
 #[derive(Clone)]
@@ -39,12 +74,15 @@ pub struct Server {
 
 struct State {
     db: Db,
+    config: ServerConfig,
     /// Keyspaces clients may read and write: those of the tables they opened, and the
     /// `auto_inc` counters. Never the metadata keyspace.
     keyspaces: RwLock<HashMap<u64, Keyspace>>,
-    /// Open transactions: id → (owning session, state).
-    txs: Mutex<HashMap<u64, (u64, SharedTx)>>,
-    sessions: Mutex<HashSet<u64>>,
+    /// Open transactions.
+    txs: Mutex<Txs>,
+    /// Live sessions: id → when it was opened while its `hold` call has not arrived yet
+    /// (`None` once held; [`Server::abort_idle`] drops sessions never held).
+    sessions: Mutex<HashMap<u64, Option<std::time::Instant>>>,
     next_id: AtomicU64,
     stop: tokio::sync::watch::Sender<bool>,
     bad_requests: AtomicU64,
@@ -52,21 +90,130 @@ struct State {
 
 type SharedTx = Arc<Mutex<ServerTx>>;
 
+/// Open transactions by id, with the count per session that bounds them.
+#[derive(Default)]
+struct Txs {
+    /// id → (owning session, state).
+    by_id: HashMap<u64, (u64, SharedTx)>,
+    /// session → how many of `by_id` it owns (no entry: none).
+    per_session: HashMap<u64, usize>,
+}
+
+impl Txs {
+    fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    fn get(&self, id: u64) -> Option<&(u64, SharedTx)> {
+        self.by_id.get(&id)
+    }
+
+    fn of_session(&self, session: u64) -> usize {
+        self.per_session.get(&session).copied().unwrap_or(0)
+    }
+
+    fn insert(&mut self, id: u64, session: u64, tx: SharedTx) {
+        if let Some((old, _)) = self.by_id.insert(id, (session, tx)) {
+            self.uncount(old);
+        }
+        *self.per_session.entry(session).or_insert(0) += 1;
+    }
+
+    /// Removes transaction `id` if `session` owns it.
+    fn remove_owned(&mut self, id: u64, session: u64) -> Option<SharedTx> {
+        match self.by_id.get(&id) {
+            Some((owner, _)) if *owner == session => {
+                let (_, tx) = self.by_id.remove(&id)?;
+                self.uncount(session);
+                Some(tx)
+            }
+            _ => None,
+        }
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(u64, &SharedTx) -> bool) {
+        let mut removed = Vec::new();
+        self.by_id.retain(|_, (session, tx)| {
+            let kept = keep(*session, tx);
+            if !kept {
+                removed.push(*session);
+            }
+            kept
+        });
+        for session in removed {
+            self.uncount(session);
+        }
+    }
+
+    fn uncount(&mut self, session: u64) {
+        if let Some(n) = self.per_session.get_mut(&session) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_session.remove(&session);
+            }
+        }
+    }
+}
+
 /// A transaction held for a client: its snapshot and what it read from it.
 struct ServerTx {
     snapshot: fjall::Snapshot,
     version: u64,
     reads: Vec<ReadCheck>,
+    /// A range read cut at the page size, whose next page the client may ask for.
+    scan: Option<Scan>,
     /// Last read served, for [`Server::abort_idle`].
     touched: std::time::Instant,
 }
 
+/// A paged range read in progress: the read check of the pages sent so far, still growing.
+struct Scan {
+    keyspace: Keyspace,
+    /// The start of the first page.
+    start: Bound<Vec<u8>>,
+    /// The end the client asked for.
+    end: Bound<Vec<u8>>,
+    /// The last key sent: the next page starts after it.
+    last: Vec<u8>,
+    /// Digest of every entry sent, in order.
+    digest: RangeDigest,
+}
+
+impl ServerTx {
+    /// Records the read check of a paged range read the client stopped asking pages of: what
+    /// it saw is the range from the first start up to the last key sent.
+    fn close_scan(&mut self) {
+        if let Some(scan) = self.scan.take() {
+            self.reads.push(ReadCheck::Range {
+                keyspace: scan.keyspace,
+                start: scan.start,
+                end: Bound::Included(scan.last),
+                digest: scan.digest.finish(),
+            });
+        }
+    }
+}
+
 impl Server {
-    /// A server for `db`, which must be a local database ([`Db::open`]).
+    /// A server for `db`, which must be a local database ([`Db::open`]), with the default
+    /// bounds.
     ///
     /// # Errors
     /// [`Error::Remote`] when `db` is itself a handle on a server.
     pub fn new(db: Db) -> crate::Result<Self> {
+        Self::with_config(db, ServerConfig::default())
+    }
+
+    /// A server for `db` with explicit bounds (a zero bound counts as one).
+    ///
+    /// # Errors
+    /// [`Error::Remote`] when `db` is itself a handle on a server.
+    pub fn with_config(db: Db, config: ServerConfig) -> crate::Result<Self> {
+        let config = ServerConfig {
+            page_bytes: config.page_bytes.max(1),
+            max_sessions: config.max_sessions.max(1),
+            max_tx_per_session: config.max_tx_per_session.max(1),
+        };
         let seq = db
             .local()
             .ok_or_else(|| Error::Remote("a celldb server serves a local database".into()))?
@@ -111,9 +258,10 @@ impl Server {
         Ok(Self {
             state: Arc::new(State {
                 db,
+                config,
                 keyspaces: RwLock::new(keyspaces),
-                txs: Mutex::new(HashMap::new()),
-                sessions: Mutex::new(HashSet::new()),
+                txs: Mutex::new(Txs::default()),
+                sessions: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new((seed | 1) & (u64::MAX >> 1)),
                 stop: tokio::sync::watch::channel(false).0,
                 bad_requests: AtomicU64::new(0),
@@ -142,15 +290,32 @@ impl Server {
 
     /// Aborts every transaction that served no read for `idle` (a client that is connected
     /// but stuck would otherwise hold its snapshot, and the versions it pins, until it
-    /// disconnects); returns how many. `celldb serve --tx-timeout` runs it periodically.
+    /// disconnects); returns how many. Also ends the sessions opened `idle` ago whose `hold`
+    /// call never came (a session without one would never end, and would count against
+    /// [`ServerConfig::max_sessions`] forever), with their transactions.
+    /// `celldb serve --tx-timeout` runs it periodically.
     pub fn abort_idle(&self, idle: std::time::Duration) -> usize {
         let now = std::time::Instant::now();
+        // Sessions before transactions, the order `tx` takes them in.
+        let mut sessions = lock(&self.state.sessions);
+        let mut never_held = HashSet::new();
+        sessions.retain(|id, opened| match opened {
+            Some(at) if now.duration_since(*at) >= idle => {
+                never_held.insert(*id);
+                false
+            }
+            _ => true,
+        });
         let mut txs = lock(&self.state.txs);
+        drop(sessions);
         let before = txs.len();
         // A transaction serving a read right now is locked, hence not idle.
-        txs.retain(|_, (_, tx)| match tx.try_lock() {
-            Ok(tx) => now.duration_since(tx.touched) < idle,
-            Err(_) => true,
+        txs.retain(|session, tx| {
+            !never_held.contains(&session)
+                && match tx.try_lock() {
+                    Ok(tx) => now.duration_since(tx.touched) < idle,
+                    Err(_) => true,
+                }
         });
         before - txs.len()
     }
@@ -192,7 +357,7 @@ impl Server {
     /// The transaction `at` names, or a new one of its session when `at.tx` is 0.
     fn tx(&self, at: &At) -> Result<(u64, SharedTx), WireError> {
         if at.tx != 0 {
-            return match lock(&self.state.txs).get(&at.tx) {
+            return match lock(&self.state.txs).get(at.tx) {
                 Some((session, tx)) if *session == at.session => Ok((at.tx, tx.clone())),
                 _ => Err(WireError::UnknownTransaction),
             };
@@ -200,8 +365,15 @@ impl Server {
         // Held until the transaction is registered: a session closing meanwhile then sees it
         // (its guard takes this lock first) and aborts it too.
         let sessions = lock(&self.state.sessions);
-        if !sessions.contains(&at.session) {
+        if !sessions.contains_key(&at.session) {
             return Err(WireError::UnknownSession);
+        }
+        if lock(&self.state.txs).of_session(at.session) >= self.state.config.max_tx_per_session {
+            return Err(WireError::Limit(format!(
+                "this session holds {} open transactions, the server's maximum (`celldb serve \
+                 --max-tx-per-session`): commit or drop some before beginning another",
+                self.state.config.max_tx_per_session
+            )));
         }
         let local = self.local();
         // As in embedded mode: the version is read before the snapshot is taken, so a commit
@@ -213,9 +385,10 @@ impl Server {
             snapshot,
             version,
             reads: Vec::new(),
+            scan: None,
             touched: std::time::Instant::now(),
         }));
-        lock(&self.state.txs).insert(id, (at.session, tx.clone()));
+        lock(&self.state.txs).insert(id, at.session, tx.clone());
         drop(sessions);
         Ok((id, tx))
     }
@@ -258,7 +431,7 @@ impl Drop for SessionGuard {
         lock(&self.state.sessions).remove(&self.session);
         let mut txs = lock(&self.state.txs);
         let before = txs.len();
-        txs.retain(|_, (session, _)| *session != self.session);
+        txs.retain(|session, _| session != self.session);
         tracing::debug!(
             session = self.session,
             aborted = before - txs.len(),
@@ -316,15 +489,23 @@ impl CellDb for Server {
         Ok(ids)
     }
 
-    async fn open_session(&self) -> u64 {
+    async fn open_session(&self) -> Result<u64, WireError> {
+        let mut sessions = lock(&self.state.sessions);
+        if sessions.len() >= self.state.config.max_sessions {
+            return Err(WireError::Limit(format!(
+                "the server holds {} sessions, its maximum (`celldb serve --max-sessions`)",
+                self.state.config.max_sessions
+            )));
+        }
         let id = self.state.next_id.fetch_add(1, Ordering::Relaxed);
-        lock(&self.state.sessions).insert(id);
-        id
+        sessions.insert(id, Some(std::time::Instant::now()));
+        Ok(id)
     }
 
     async fn hold(&self, session: u64) -> bool {
-        if !lock(&self.state.sessions).contains(&session) {
-            return false;
+        match lock(&self.state.sessions).get_mut(&session) {
+            Some(opened) => *opened = None,
+            None => return false,
         }
         let _guard = SessionGuard {
             state: self.state.clone(),
@@ -371,23 +552,62 @@ impl CellDb for Server {
         let (id, tx) = self.tx(&at)?;
         let mut tx = lock(&tx);
         tx.touched = std::time::Instant::now();
-        let mut digest = RangeDigest::default();
-        let mut entries = Vec::new();
-        for guard in tx
-            .snapshot
-            .range::<Vec<u8>, _>(&ks, (start.clone(), end.clone()))
-        {
-            let (k, v) = guard.into_inner().map_err(storage)?;
-            digest.add(&k, &v);
-            entries.push((k.to_vec(), v.to_vec()));
-        }
-        tx.reads.push(ReadCheck::Range {
-            keyspace: ks,
-            start,
-            end,
-            digest: digest.finish(),
+        // The next page of the paged read in progress continues its read check; any other
+        // range read ends that one (the client read up to its last key).
+        let continues = tx.scan.as_ref().is_some_and(|scan| {
+            scan.keyspace.id() == ks.id()
+                && end == scan.end
+                && matches!(&start, Bound::Excluded(k) if *k == scan.last)
         });
-        Ok(RangeReply { tx: id, entries })
+        let mut scan = if continues {
+            tx.scan.take()
+        } else {
+            tx.close_scan();
+            None
+        }
+        .unwrap_or_else(|| Scan {
+            keyspace: ks.clone(),
+            start: start.clone(),
+            end: end.clone(),
+            last: Vec::new(),
+            digest: RangeDigest::default(),
+        });
+        let page = read_page(
+            &tx.snapshot,
+            &ks,
+            (start, end),
+            self.state.config.page_bytes,
+            &mut scan.digest,
+        );
+        let (entries, more) = match page {
+            Ok(page) => page,
+            Err(e) => {
+                // The pages sent before this one were seen, and their read check is gone with
+                // `scan`: abort the transaction, so that it cannot commit without it (the
+                // client's commit is told it is unknown, a conflict, and the body re-runs).
+                drop(tx);
+                lock(&self.state.txs).remove_owned(id, at.session);
+                return Err(e);
+            }
+        };
+        if more {
+            if let Some((last, _)) = entries.last() {
+                scan.last = last.clone();
+            }
+            tx.scan = Some(scan);
+        } else {
+            tx.reads.push(ReadCheck::Range {
+                keyspace: scan.keyspace,
+                start: scan.start,
+                end: scan.end,
+                digest: scan.digest.finish(),
+            });
+        }
+        Ok(RangeReply {
+            tx: id,
+            entries,
+            more,
+        })
     }
 
     async fn commit(&self, commit: Commit) -> Result<u64, WireError> {
@@ -404,17 +624,12 @@ impl CellDb for Server {
         let (version, reads) = if commit.tx == 0 {
             (local.log.version(), Vec::new())
         } else {
-            let taken = {
-                let mut txs = lock(&self.state.txs);
-                match txs.get(&commit.tx) {
-                    Some((session, _)) if *session == commit.session => txs.remove(&commit.tx),
-                    _ => None,
-                }
-            };
-            let Some((_, tx)) = taken else {
+            let taken = lock(&self.state.txs).remove_owned(commit.tx, commit.session);
+            let Some(tx) = taken else {
                 return Err(WireError::UnknownTransaction);
             };
             let mut tx = lock(&tx);
+            tx.close_scan();
             (tx.version, std::mem::take(&mut tx.reads))
         };
         if writes.is_empty() {
@@ -456,11 +671,7 @@ impl CellDb for Server {
     }
 
     async fn release(&self, session: u64, tx: u64) -> bool {
-        let mut txs = lock(&self.state.txs);
-        match txs.get(&tx) {
-            Some((owner, _)) if *owner == session => txs.remove(&tx).is_some(),
-            _ => false,
-        }
+        lock(&self.state.txs).remove_owned(tx, session).is_some()
     }
 
     async fn latest(&self, keyspace: u64, key: Vec<u8>) -> Result<Option<Vec<u8>>, WireError> {
@@ -477,6 +688,37 @@ impl CellDb for Server {
     async fn stats(&self) -> ServerStats {
         Server::stats(self)
     }
+}
+
+/// Keys and values, in key order.
+type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// The next page of a range read from `snapshot`: entries up to `page_bytes` (at least one),
+/// each added to `digest`, and whether more follow.
+fn read_page(
+    snapshot: &fjall::Snapshot,
+    ks: &Keyspace,
+    range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
+    page_bytes: usize,
+    digest: &mut RangeDigest,
+) -> Result<(Entries, bool), WireError> {
+    let mut entries = Vec::new();
+    let mut bytes = 0usize;
+    let mut range = snapshot.range::<Vec<u8>, _>(ks, range);
+    for guard in range.by_ref() {
+        let (k, v) = guard.into_inner().map_err(storage)?;
+        digest.add(&k, &v);
+        bytes = bytes.saturating_add(k.len() + v.len() + ENTRY_OVERHEAD);
+        entries.push((k.to_vec(), v.to_vec()));
+        if bytes >= page_bytes {
+            // A page that filled exactly at the range's end is the last one.
+            return match range.next() {
+                None => Ok((entries, false)),
+                Some(guard) => guard.into_inner().map(|_| (entries, true)).map_err(storage),
+            };
+        }
+    }
+    Ok((entries, false))
 }
 
 /// An embedded-mode error, as the wire carries it.

@@ -68,8 +68,14 @@ pub struct PointReply {
 pub struct RangeReply {
     /// The transaction the read happened in.
     pub tx: u64,
-    /// Every key and value in the range, in key order.
+    /// Keys and values of the range, in key order: all of them, or (when `more`) a first
+    /// page of them.
     pub entries: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The reply was cut at the server's page size (at least one entry is always sent): ask
+    /// for the rest in the same transaction, from `Excluded(last key)` to the same end. The
+    /// server reads every page from the transaction's snapshot and validates the pages a
+    /// client read as one range, from the first start to the last key it sent.
+    pub more: bool,
 }
 
 /// One write of a commit: `value: None` deletes.
@@ -147,6 +153,10 @@ pub enum WireError {
     Commit(String),
     /// A malformed request (unknown keyspace id, empty or oversized key, …).
     BadRequest(String),
+    /// A bound of the server was reached (sessions per server, open transactions per
+    /// session): the request is refused at once, nothing was changed. The reason names the
+    /// bound and the `celldb serve` flag that sets it.
+    Limit(String),
 }
 
 /// The celldb service. Methods take plain values; see the module docs.
@@ -154,15 +164,17 @@ pub enum WireError {
 pub trait CellDb {
     /// Opens (or creates) a table; the server checks the stored fingerprint.
     async fn open_table(&self, open: OpenTable) -> Result<TableIds, WireError>;
-    /// Starts a session: transactions belong to one, and die with it.
-    async fn open_session(&self) -> u64;
+    /// Starts a session: transactions belong to one, and die with it. [`WireError::Limit`]
+    /// when the server holds its maximum of sessions.
+    async fn open_session(&self) -> Result<u64, WireError>;
     /// Held open by the client for the session's lifetime: when the connection closes, the
     /// server drops this call, and with it every transaction of the session. Returns when the
     /// server shuts down (`true`), or at once for an unknown session (`false`).
     async fn hold(&self, session: u64) -> bool;
     /// A point read in a transaction's snapshot (recorded for validation).
     async fn point(&self, at: At, key: Vec<u8>) -> Result<PointReply, WireError>;
-    /// A range read in a transaction's snapshot (its digest recorded for validation).
+    /// A range read in a transaction's snapshot (its digest recorded for validation), one page
+    /// at a time (see [`RangeReply::more`]).
     async fn range(
         &self,
         at: At,

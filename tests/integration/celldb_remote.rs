@@ -1,6 +1,8 @@
 //! celldb remote mode only (the shared suite runs in both modes in `celldb_api`): isolation
 //! between two clients of one real `celldb serve` process (write skew, lost updates, unique
-//! inserts), a client disconnect aborts its transactions on the server, malformed requests
+//! inserts), range reads larger than a page (order, conflicts on a page already read), bounded
+//! sessions and transactions per session, a client disconnect aborts its transactions on the
+//! server, a session never held is ended, malformed requests
 //! leave the server serving, a second server on one directory is refused, migrations are
 //! refused, the default database follows `$CELLDB_URL` (in a child process), and SIGKILL of the
 //! *server* loses no acknowledged write.
@@ -742,4 +744,354 @@ fn killing_the_server_loses_no_acknowledged_write() {
         let db = Db::connect(&url).unwrap();
         verify(&db, &acked).await;
     });
+}
+
+/// A table with a non-unique index, for paged index lookups.
+#[protein]
+#[DB::persist(table = "patients")]
+pub struct Patient {
+    #[DB::key]
+    id: u64,
+    #[DB::index]
+    ward: String,
+    note: String,
+}
+
+/// `celldb serve` on the site's directory and socket with extra flags; a client of it.
+fn serve_with(site: &Site, flags: &[&str]) -> (ServerProcess, Db) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_celldb-cli"));
+    command
+        .arg("serve")
+        .args(flags)
+        .arg("--dir")
+        .arg(site.dir())
+        .arg("--socket")
+        .arg(site.socket());
+    let url = format!("unix:{}", site.socket().display());
+    let server = ServerProcess::spawn(command, url.clone()).unwrap();
+    (server, Db::connect(&url).unwrap())
+}
+
+/// A raw protocol client with a session and the records keyspace of `accounts`.
+async fn raw_accounts(site: &Site) -> (CellDbClient, u64, u64) {
+    let rpc = CellDbClient::connect_to(cell_sdk::Endpoint::unix(site.socket()))
+        .await
+        .unwrap();
+    let session = rpc.open_session().await.unwrap();
+    let records = rpc
+        .open_table(OpenTable {
+            table: "accounts".into(),
+            meta: celldb::__private::table_meta::<Account>(),
+        })
+        .await
+        .unwrap()
+        .records;
+    (rpc, session, records)
+}
+
+async fn insert_accounts(db: &Db, n: u64) {
+    for id in 1..=n {
+        db.insert(&Account {
+            id,
+            email: format!("{id}@x"),
+            balance: id,
+        })
+        .await
+        .unwrap();
+    }
+}
+
+/// With a page of 100 bytes (two or three records), a scan of 40 records, a scan in a
+/// transaction and a non-unique index lookup of 30 entries all arrive whole and in key
+/// order; the raw protocol shows the server did cut the reply into pages.
+#[tokio::test]
+async fn a_range_larger_than_a_page_arrives_whole_and_in_order() {
+    let site = Site::new(Mode::Remote);
+    let (_server, db) = serve_with(&site, &["--page-bytes", "100"]);
+    insert_accounts(&db, 40).await;
+    let ids: Vec<u64> = db
+        .scan::<Account>(..)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(ids, (1..=40).collect::<Vec<_>>());
+    let in_tx = db
+        .transaction(|tx| async move { tx.scan::<Account>(5..=35).await })
+        .await
+        .unwrap();
+    assert_eq!(
+        in_tx.iter().map(|a| a.id).collect::<Vec<_>>(),
+        (5..=35).collect::<Vec<_>>()
+    );
+    for id in 1..=40 {
+        db.insert(&Patient {
+            id,
+            ward: if id % 4 == 0 { "B" } else { "A" }.into(),
+            note: "x".repeat(20),
+        })
+        .await
+        .unwrap();
+    }
+    let ward_a: Vec<u64> = db
+        .scope(Patient::by_ward("A".to_string()))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(ward_a, (1..=40).filter(|i| i % 4 != 0).collect::<Vec<_>>());
+
+    let (rpc, session, records) = raw_accounts(&site).await;
+    let at = |tx| At {
+        session,
+        tx,
+        keyspace: records,
+    };
+    let first = rpc
+        .range(at(0), WireBound::Unbounded, WireBound::Unbounded)
+        .await
+        .unwrap();
+    assert!(first.more, "a 100-byte page holds less than 40 records");
+    assert!(!first.entries.is_empty() && first.entries.len() < 40);
+    let (tx, mut keys) = (first.tx, Vec::new());
+    keys.extend(first.entries.into_iter().map(|(k, _)| k));
+    loop {
+        let last = keys.last().unwrap().clone();
+        let page = rpc
+            .range(at(tx), WireBound::Excluded(last), WireBound::Unbounded)
+            .await
+            .unwrap();
+        assert_eq!(page.tx, tx);
+        keys.extend(page.entries.into_iter().map(|(k, _)| k));
+        if !page.more {
+            break;
+        }
+    }
+    assert_eq!(keys.len(), 40);
+    assert!(keys.windows(2).all(|w| w[0] < w[1]), "pages out of order");
+}
+
+/// A write committed into a page the transaction already read — after the whole scan
+/// arrived, or between two pages of it — makes the transaction conflict; a transaction that
+/// read one page only is not disturbed by a write beyond that page (its read check covers
+/// what it saw, no more). Through the API, the body re-runs and sees the write.
+#[tokio::test]
+async fn a_write_into_an_already_read_page_makes_the_transaction_conflict() {
+    let site = Site::new(Mode::Remote);
+    let (_server, db) = serve_with(&site, &["--page-bytes", "100"]);
+    insert_accounts(&db, 40).await;
+    let writer = Db::connect(&format!("unix:{}", site.socket().display())).unwrap();
+    let set_balance = |balance| {
+        let writer = writer.clone();
+        async move {
+            writer
+                .update(&Account {
+                    id: 1,
+                    email: "1@x".into(),
+                    balance,
+                })
+                .await
+                .unwrap();
+        }
+    };
+
+    // The API: the scan (many pages) completes, then account 1 (first page) changes.
+    let runs = Arc::new(AtomicU64::new(0));
+    let total = db
+        .transaction(|tx| {
+            let (runs, set_balance) = (runs.clone(), set_balance);
+            async move {
+                let all = tx.scan::<Account>(..).await?;
+                if runs.fetch_add(1, Ordering::Relaxed) == 0 {
+                    set_balance(1000).await;
+                }
+                tx.update(&Account {
+                    id: 40,
+                    email: "40@x".into(),
+                    balance: all.iter().map(|a| a.balance).sum(),
+                })
+                .await?;
+                Ok(all.iter().map(|a| a.balance).sum::<u64>())
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        runs.load(Ordering::Relaxed),
+        2,
+        "the transaction re-ran once"
+    );
+    assert_eq!(
+        total,
+        1000 + (2..=40).sum::<u64>(),
+        "the re-run saw the write"
+    );
+
+    // The protocol, page by page: `attempt` reads the first page, lets the writer change
+    // account `write_id`, reads the other pages if `all_pages`, then commits a rewrite of the
+    // first entry it read.
+    let (rpc, session, records) = raw_accounts(&site).await;
+    let at = |tx| At {
+        session,
+        tx,
+        keyspace: records,
+    };
+    let attempt = |all_pages: bool, write_id: u64| {
+        let rpc = rpc.clone();
+        let writer = writer.clone();
+        async move {
+            let first = rpc
+                .range(at(0), WireBound::Unbounded, WireBound::Unbounded)
+                .await
+                .unwrap();
+            assert!(first.more);
+            let tx = first.tx;
+            let rewrite = first.entries[0].clone();
+            let mut last = first.entries.last().unwrap().0.clone();
+            // Between the first and second page (or after the only page read).
+            writer
+                .update(&Account {
+                    id: write_id,
+                    email: format!("{write_id}@x"),
+                    balance: 7,
+                })
+                .await
+                .unwrap();
+            let mut more = all_pages;
+            while more {
+                let page = rpc
+                    .range(at(tx), WireBound::Excluded(last), WireBound::Unbounded)
+                    .await
+                    .unwrap();
+                last = page.entries.last().unwrap().0.clone();
+                more = page.more;
+            }
+            rpc.commit(Commit {
+                session,
+                tx,
+                writes: vec![WireWrite {
+                    keyspace: records,
+                    key: rewrite.0,
+                    value: Some(rewrite.1),
+                }],
+                sync: true,
+            })
+            .await
+        }
+    };
+    let conflict = |r: Result<u64, cell_sdk::CallError<WireError>>| {
+        matches!(r, Err(cell_sdk::CallError::App(WireError::Conflict)))
+    };
+    // Written into the first page, then the remaining pages read: conflict.
+    assert!(conflict(attempt(true, 2).await));
+    // Written into the last page before it was read (the snapshot hides it; the read check
+    // of the whole range sees it changed): conflict.
+    assert!(conflict(attempt(true, 39).await));
+    // Only the first page read; written into the first page: conflict.
+    assert!(conflict(attempt(false, 1).await));
+    // Only the first page read; written beyond it: what the client saw is intact.
+    assert!(attempt(false, 38).await.is_ok());
+}
+
+/// `--max-tx-per-session 2`: a session's third open transaction is refused at once with
+/// `WireError::Limit` naming the flag; ending one makes room. `--max-sessions 2`: a third
+/// connection's first request fails with `Error::Remote` naming its flag (no hang), and is
+/// served once another client disconnects.
+#[tokio::test]
+async fn open_transactions_and_sessions_are_bounded() {
+    let site = Site::new(Mode::Remote);
+    let (_server, db) = serve_with(&site, &["--max-tx-per-session", "2", "--max-sessions", "2"]);
+    insert_accounts(&db, 1).await; // session 1
+    let (rpc, session, records) = raw_accounts(&site).await; // session 2
+    // Held as a client does: the session ends when this call's connection closes.
+    let holder = CellDbClient::from_synapse(rpc.synapse().with_timeout(None));
+    let hold = tokio::spawn(async move { holder.hold(session).await });
+    let at = |tx| At {
+        session,
+        tx,
+        keyspace: records,
+    };
+    let key = rpc
+        .range(at(0), WireBound::Unbounded, WireBound::Unbounded)
+        .await
+        .unwrap();
+    let first = key.tx;
+    let key = key.entries[0].0.clone();
+    rpc.point(at(0), key.clone()).await.unwrap();
+    match rpc.point(at(0), key.clone()).await {
+        Err(cell_sdk::CallError::App(WireError::Limit(reason))) => {
+            assert!(reason.contains("--max-tx-per-session"), "{reason}");
+        }
+        other => panic!("expected the transaction limit, got {other:?}"),
+    }
+    // Reads in the open transactions are still served.
+    rpc.point(at(first), key.clone()).await.unwrap();
+    assert!(rpc.release(session, first).await.unwrap());
+    rpc.point(at(0), key.clone()).await.unwrap();
+
+    // A third session.
+    assert!(matches!(
+        rpc.open_session().await,
+        Err(cell_sdk::CallError::App(WireError::Limit(_)))
+    ));
+    let third = Db::connect(&format!("unix:{}", site.socket().display())).unwrap();
+    // A read in a transaction needs a session (`get` outside one reads the latest value).
+    let read = |db: Db| async move {
+        db.transaction(|tx| async move { tx.get::<Account>(1).await })
+            .await
+    };
+    match read(third.clone()).await {
+        Err(Error::Remote(reason)) => assert!(reason.contains("--max-sessions"), "{reason}"),
+        other => panic!("expected the session limit, got {other:?}"),
+    }
+    // The raw client disconnects: its session (and transactions) end on the server.
+    hold.abort();
+    drop(rpc);
+    let mut served = None;
+    for _ in 0..400 {
+        match read(third.clone()).await {
+            Err(Error::Remote(_)) => tokio::time::sleep(Duration::from_millis(50)).await,
+            other => {
+                served = Some(other);
+                break;
+            }
+        }
+    }
+    assert_eq!(served.unwrap().unwrap().unwrap().balance, 1);
+    let stats = db.server_stats().await.unwrap();
+    assert_eq!(stats.sessions, 2, "{stats:?}");
+}
+
+/// A session whose `hold` call never comes (a client that opened one and went silent) would
+/// never end: with `--tx-timeout 1 --max-sessions 1` it is ended after the timeout, and a
+/// real client is then served.
+#[tokio::test]
+async fn a_session_never_held_is_ended_after_the_timeout() {
+    let site = Site::new(Mode::Remote);
+    let (_server, db) = serve_with(&site, &["--tx-timeout", "1", "--max-sessions", "1"]);
+    let rpc = CellDbClient::connect_to(cell_sdk::Endpoint::unix(site.socket()))
+        .await
+        .unwrap();
+    rpc.open_session().await.unwrap();
+    let mut served = None;
+    for _ in 0..400 {
+        match db
+            .transaction(|tx| async move { tx.get::<Account>(1).await })
+            .await
+        {
+            Err(Error::Remote(reason)) => {
+                assert!(reason.contains("--max-sessions"), "{reason}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => {
+                served = Some(other);
+                break;
+            }
+        }
+    }
+    assert!(served.unwrap().unwrap().is_none());
+    let stats = db.server_stats().await.unwrap();
+    assert_eq!(stats.sessions, 1, "{stats:?}");
 }

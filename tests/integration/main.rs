@@ -39,6 +39,8 @@
 //! - `celldb_remote`: remote mode only: isolation between clients (write skew, lost updates,
 //!   unique inserts), a killed client's transaction is aborted, idle transactions time out,
 //!   malformed requests, authenticated TCP, fsync per durable write-set (buffered as control),
+//!   paged range reads (order, one read check across pages), bounded sessions and open
+//!   transactions per session, never-held sessions ended,
 //!   a second server on one directory, migrations refused, the default database from
 //!   `$CELLDB_URL`, and SIGKILL of the server loses no acknowledged write.
 //! - `celldb_crash`: real child processes: SIGKILL loops (no acknowledged write lost, indexes
