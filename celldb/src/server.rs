@@ -651,19 +651,10 @@ impl CellDb for Server {
         let ack: crate::log::Ack = Box::new(move |result| {
             let _ = send.send(result);
         });
-        // A write-set reaching an idle log commits (and fsyncs) on the submitting thread. Here
-        // that would be the connection's task, and every other call of the connection — the
-        // client's concurrent commits above all — would wait behind the fsync instead of
-        // joining the next group. So submit from a blocking-pool thread.
-        let db = self.state.db.clone();
-        let submitted = tokio::task::spawn_blocking(move || {
-            if let Some(local) = db.local() {
-                local.log.submit(ws, ack);
-            }
-        });
-        if submitted.await.is_err() {
-            return Err(WireError::Commit("the commit task failed".into()));
-        }
+        // The log hands the write-set to its committer thread (it never fsyncs on a runtime
+        // thread), so the connection's other calls — the client's concurrent commits above
+        // all — go on and join the next group while this one waits.
+        local.log.submit(ws, ack);
         match receive.await {
             Ok(result) => result.map_err(to_wire),
             Err(_) => Err(WireError::Commit("the commit thread has stopped".into())),

@@ -9,12 +9,15 @@
 //!   `WriteBatch` per 1000 records, `PersistMode::Buffer` on both sides;
 //! - durable writes at 1/16/64 concurrent writers: celldb `insert` (group commit, acknowledged =
 //!   fsynced) against raw fjall with one batch + `persist(SyncAll)` per write, both on the same
-//!   tokio multi-thread runtime (raw writers in `spawn_blocking`, since they block);
+//!   tokio multi-thread runtime (raw writers in `spawn_blocking`, since they block); the lone
+//!   writer's row adds per-write latency (p50/p99);
+//! - durable writes at 32 writers all on one `current_thread` runtime (the raw side again in
+//!   `spawn_blocking`): whether writers sharing one thread still share fsyncs;
 //! - point reads by key and unique-index lookups.
 //!
 //! Each row prints both throughputs and the ratio celldb / raw (higher is better for celldb).
 //! `CELLDB_BENCH_ONLY=batched|durable` runs only those rows, `CELLDB_BENCH_WRITERS=64` only one
-//! durable level, `CELLDB_BENCH_SKIP_RAW=1` skips the raw durable side (for profiling).
+//! durable level (`=32`: the `current_thread` row), `CELLDB_BENCH_SKIP_RAW=1` skips the raw durable side (for profiling).
 
 use cell_sdk::{codec, protein};
 use celldb::{Db, Durability, Key, Options};
@@ -219,39 +222,55 @@ fn main() -> anyhow::Result<()> {
     // Each concurrency level runs 3 alternating rounds (celldb, raw, celldb, raw, …) so a
     // burst of disk load from other processes hits both sides; medians are reported.
     // `CELLDB_BENCH_WRITERS=64` runs one level only (for profiling).
-    let levels: Vec<(u64, u64)> = [(1u64, 100u64), (16, 50), (64, 30)]
-        .into_iter()
-        .filter(|(w, _)| {
-            std::env::var("CELLDB_BENCH_WRITERS").map_or(true, |only| only == w.to_string())
-        })
-        .collect();
-    for (writers, per_writer) in levels {
+    // The last level runs every writer on a `current_thread` runtime (one thread for all of
+    // them, as under `#[tokio::main(flavor = "current_thread")]`): a commit that blocked that
+    // thread would keep every other writer from even submitting.
+    let levels: Vec<(u64, u64, bool)> = [
+        (1u64, 100u64, false),
+        (16, 50, false),
+        (64, 30, false),
+        (32, 30, true),
+    ]
+    .into_iter()
+    .filter(|(w, _, _)| {
+        std::env::var("CELLDB_BENCH_WRITERS").map_or(true, |only| only == w.to_string())
+    })
+    .collect();
+    for (writers, per_writer, single_thread) in levels {
+        let runtime = if single_thread { &current } else { &multi };
         let total = writers * per_writer;
         let (mut celldb_rates, mut raw_rates) = (Vec::new(), Vec::new());
         let (mut syncs, mut acked) = (0, 0);
         let (mut celldb_cpu, mut raw_cpu) = (0.0, 0.0);
+        // Per-insert latencies (µs) of every round, reported for the lone writer.
+        let (mut celldb_lat, mut raw_lat) = (Vec::new(), Vec::new());
         for _ in 0..3 {
             let dir = tempfile::tempdir()?;
             let db = Db::open(dir.path())?;
-            multi.block_on(db.count::<Row>())?;
+            runtime.block_on(db.count::<Row>())?;
             let (syncs_before, acked_before) = stat(&db);
             let (start, cpu) = (Instant::now(), cpu_seconds());
-            multi.block_on(async {
+            let lat = runtime.block_on(async {
                 let mut tasks = Vec::new();
                 for w in 0..writers {
                     let db = db.clone();
                     tasks.push(tokio::spawn(async move {
+                        let mut lat = Vec::with_capacity(per_writer as usize);
                         for i in 0..per_writer {
+                            let t = Instant::now();
                             db.insert(&row(w * 1_000_000 + i)).await?;
+                            lat.push(t.elapsed().as_secs_f64() * 1e6);
                         }
-                        anyhow::Ok(())
+                        anyhow::Ok(lat)
                     }));
                 }
+                let mut all = Vec::new();
                 for t in tasks {
-                    t.await??;
+                    all.extend(t.await??);
                 }
-                anyhow::Ok(())
+                anyhow::Ok(all)
             })?;
+            celldb_lat.extend(lat);
             celldb_rates.push(rate(total, start.elapsed().as_secs_f64()));
             celldb_cpu += cpu_seconds() - cpu;
             let (s, a) = stat(&db);
@@ -265,24 +284,29 @@ fn main() -> anyhow::Result<()> {
             }
             let raw = Arc::new(Raw::open()?);
             let (start, cpu) = (Instant::now(), cpu_seconds());
-            multi.block_on(async {
+            let lat = runtime.block_on(async {
                 let mut tasks = Vec::new();
                 for w in 0..writers {
                     let raw = raw.clone();
                     tasks.push(tokio::task::spawn_blocking(move || {
+                        let mut lat = Vec::with_capacity(per_writer as usize);
                         for i in 0..per_writer {
+                            let t = Instant::now();
                             let mut batch = raw.db.batch().durability(Some(PersistMode::SyncAll));
                             raw.add(&mut batch, &row(w * 1_000_000 + i))?;
                             batch.commit()?;
+                            lat.push(t.elapsed().as_secs_f64() * 1e6);
                         }
-                        anyhow::Ok(())
+                        anyhow::Ok(lat)
                     }));
                 }
+                let mut all = Vec::new();
                 for t in tasks {
-                    t.await??;
+                    all.extend(t.await??);
                 }
-                anyhow::Ok(())
+                anyhow::Ok(all)
             })?;
+            raw_lat.extend(lat);
             raw_rates.push(rate(total, start.elapsed().as_secs_f64()));
             raw_cpu += cpu_seconds() - cpu;
         }
@@ -292,13 +316,35 @@ fn main() -> anyhow::Result<()> {
             64 => ", target >= 20x",
             _ => "",
         };
+        let latency = if writers == 1 {
+            let pct = |v: &mut Vec<f64>, p: f64| {
+                v.sort_by(f64::total_cmp);
+                v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1)))
+                    .copied()
+                    .unwrap_or(0.0)
+            };
+            format!(
+                "; latency p50/p99: celldb {:.0}/{:.0} us, raw {:.0}/{:.0} us",
+                pct(&mut celldb_lat, 0.5),
+                pct(&mut celldb_lat, 0.99),
+                pct(&mut raw_lat, 0.5),
+                pct(&mut raw_lat, 0.99)
+            )
+        } else {
+            String::new()
+        };
+        let flavor = if single_thread {
+            " (current_thread)"
+        } else {
+            ""
+        };
         print_row(
-            &format!("durable writes, {writers} writers"),
+            &format!("durable writes, {writers} writers{flavor}"),
             median(&mut celldb_rates),
             median(&mut raw_rates),
             &format!(
                 "median of 3; fsyncs per acked write: celldb {:.3}, raw 1.000; CPU per write: \
-                 celldb {:.0} us, raw {:.0} us{target}",
+                 celldb {:.0} us, raw {:.0} us{latency}{target}",
                 syncs as f64 / acked.max(1) as f64,
                 per_write(celldb_cpu),
                 per_write(raw_cpu)
