@@ -13,7 +13,7 @@
 #![allow(clippy::unwrap_used, reason = "test helpers outside #[test] fns")]
 
 use crate::celldb_crash::{Item, item, next_random, verify};
-use crate::celldb_site::{Mode, ServerProcess, Site};
+use crate::celldb_site::{Mode, ServerProcess, Site, unique_wins};
 use cell_sdk::{TypedClient, protein};
 use celldb::wire::{At, CellDbClient, Commit, OpenTable, WireBound, WireError, WireWrite};
 use celldb::{Db, Error};
@@ -162,15 +162,7 @@ async fn a_unique_value_from_two_clients_is_won_once() {
             .await
         }));
     }
-    let mut won = 0;
-    for task in tasks {
-        match task.await.unwrap() {
-            Ok(_) => won += 1,
-            Err(Error::UniqueViolation { .. }) => {}
-            Err(e) => panic!("unexpected error: {e}"),
-        }
-    }
-    assert_eq!(won, 1);
+    assert_eq!(unique_wins(tasks).await, 1);
     assert_eq!(a.count::<Account>().await.unwrap(), 1);
     assert_eq!(Account::by_email_in(&b, "taken@x").await.len(), 1);
 }
@@ -470,34 +462,9 @@ async fn authenticated_tcp_serves_only_clients_with_the_secret() {
 #[tokio::test]
 async fn an_idle_transaction_is_aborted_after_the_timeout() {
     let site = Site::new(Mode::Remote);
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_celldb-cli"));
-    command
-        .args(["serve", "--tx-timeout", "1", "--dir"])
-        .arg(site.dir())
-        .arg("--socket")
-        .arg(site.socket());
-    let _server =
-        ServerProcess::spawn(command, format!("unix:{}", site.socket().display())).unwrap();
-    let db = Db::connect(&format!("unix:{}", site.socket().display())).unwrap();
-    db.insert(&Account {
-        id: 1,
-        email: "a@x".into(),
-        balance: 1,
-    })
-    .await
-    .unwrap();
-    let rpc = CellDbClient::connect_to(cell_sdk::Endpoint::unix(site.socket()))
-        .await
-        .unwrap();
-    let session = rpc.open_session().await.unwrap();
-    let records = rpc
-        .open_table(OpenTable {
-            table: "accounts".into(),
-            meta: celldb::__private::table_meta::<Account>(),
-        })
-        .await
-        .unwrap()
-        .records;
+    let (_server, db) = serve_with(&site, &["--tx-timeout", "1"]);
+    insert_accounts(&db, 1).await;
+    let (rpc, session, records) = raw_accounts(&site).await;
     let at = |tx| At {
         session,
         tx,
