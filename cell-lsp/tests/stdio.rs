@@ -479,24 +479,8 @@ fn diagnostics_for_an_unknown_macro_a_bad_value_and_a_stray_helper() {
         ..
     } = session("typos", "src/lib.rs", None);
     let diags = lsp.diagnostics();
-    let summary: Vec<(Value, u64, String)> = diags
-        .iter()
-        .map(|d| {
-            (
-                d["code"].clone(),
-                d["range"]["start"]["line"].as_u64().unwrap(),
-                d["message"]
-                    .as_str()
-                    .unwrap()
-                    .lines()
-                    .next()
-                    .unwrap()
-                    .to_owned(),
-            )
-        })
-        .collect();
     assert_eq!(
-        summary,
+        summary(&diags),
         [
             (Value::Null, 3, "`DB` (kvstore 0.3.1) exports no attribute macro `persit`".to_owned()),
             (json!("CELL0014"), 8, "invalid value \"rafts\" for `replicate`: expected \"local\" | \"gossip\" | \"raft\"".to_owned()),
