@@ -465,11 +465,7 @@ async fn an_idle_transaction_is_aborted_after_the_timeout() {
     let (_server, db) = serve_with(&site, &["--tx-timeout", "1"]);
     insert_accounts(&db, 1).await;
     let (rpc, session, records) = raw_accounts(&site).await;
-    let at = |tx| At {
-        session,
-        tx,
-        keyspace: records,
-    };
+    let at = at_in(session, records);
     let tx = rpc.point(at(0), vec![1]).await.unwrap().tx;
     let stats = wait_for_stats(&db, |s| s.open_transactions == 0).await;
     assert_eq!(stats.open_transactions, 0, "{stats:?}");
@@ -756,6 +752,15 @@ async fn raw_accounts(site: &Site) -> (CellDbClient, u64, u64) {
     (rpc, session, records)
 }
 
+/// Addresses `keyspace` in `session`, by transaction (`0` begins one).
+fn at_in(session: u64, keyspace: u64) -> impl Fn(u64) -> At + Copy {
+    move |tx| At {
+        session,
+        tx,
+        keyspace,
+    }
+}
+
 async fn insert_accounts(db: &Db, n: u64) {
     for id in 1..=n {
         db.insert(&Account {
@@ -811,11 +816,7 @@ async fn a_range_larger_than_a_page_arrives_whole_and_in_order() {
     assert_eq!(ward_a, (1..=40).filter(|i| i % 4 != 0).collect::<Vec<_>>());
 
     let (rpc, session, records) = raw_accounts(&site).await;
-    let at = |tx| At {
-        session,
-        tx,
-        keyspace: records,
-    };
+    let at = at_in(session, records);
     let first = rpc
         .range(at(0), WireBound::Unbounded, WireBound::Unbounded)
         .await
@@ -900,11 +901,7 @@ async fn a_write_into_an_already_read_page_makes_the_transaction_conflict() {
     // account `write_id`, reads the other pages if `all_pages`, then commits a rewrite of the
     // first entry it read.
     let (rpc, session, records) = raw_accounts(&site).await;
-    let at = |tx| At {
-        session,
-        tx,
-        keyspace: records,
-    };
+    let at = at_in(session, records);
     let attempt = |all_pages: bool, write_id: u64| {
         let rpc = rpc.clone();
         let writer = writer.clone();
@@ -975,11 +972,7 @@ async fn open_transactions_and_sessions_are_bounded() {
     // Held as a client does: the session ends when this call's connection closes.
     let holder = CellDbClient::from_synapse(rpc.synapse().with_timeout(None));
     let hold = tokio::spawn(async move { holder.hold(session).await });
-    let at = |tx| At {
-        session,
-        tx,
-        keyspace: records,
-    };
+    let at = at_in(session, records);
     let key = rpc
         .range(at(0), WireBound::Unbounded, WireBound::Unbounded)
         .await
