@@ -612,6 +612,37 @@ pub(crate) struct Diag {
     pub(crate) fix: Option<DiagFix>,
 }
 
+impl Diag {
+    /// An error at `range` with no notes or fix yet: how every macro-use check starts one.
+    fn error(code: Option<ProblemCode>, message: String, range: (usize, usize)) -> Self {
+        Self {
+            code,
+            severity: Severity::Error,
+            message,
+            range,
+            notes: Vec::new(),
+            fix: None,
+        }
+    }
+
+    /// When `written` is close to one of `candidates`, adds "did you mean" and the quick fix
+    /// replacing the text at `range` with it; says whether it did, so callers can fall back
+    /// to listing the candidates.
+    fn suggest(&mut self, written: &str, candidates: &[&str], range: (usize, usize)) -> bool {
+        let Some(best) = did_you_mean(written, candidates) else {
+            return false;
+        };
+        self.notes.push(format!("help: did you mean `{best}`?"));
+        self.fix = Some((
+            format!("replace with `{best}`"),
+            best.to_owned(),
+            range,
+            None,
+        ));
+        true
+    }
+}
+
 /// Diagnostics for a buffer: the index's problems in this file (only while the buffer equals
 /// the file on disk, so their spans are right) plus macro uses checked against the schemas.
 pub(crate) fn diagnostics(index: &Index, file: &Path, parsed: &Parsed, text: &str) -> Vec<Diag> {
@@ -656,31 +687,20 @@ pub(crate) fn diagnostics(index: &Index, file: &Path, parsed: &Parsed, text: &st
             .filter(|e| e.kind == ExportKind::Derive)
             .map(|e| e.name.as_str())
             .collect();
-        let mut diag = Diag {
-            code: None,
-            severity: Severity::Error,
-            message: format!(
+        let mut diag = Diag::error(
+            None,
+            format!(
                 "`{}` ({} {}) exports no derive macro `{}`",
                 d.alias, p.cell, p.version, d.name
             ),
-            range: d.name_range,
-            notes: Vec::new(),
-            fix: None,
-        };
-        if let Some(best) = did_you_mean(&d.name, &names) {
-            diag.notes.push(format!("help: did you mean `{best}`?"));
-            diag.fix = Some((
-                format!("replace with `{best}`"),
-                best.to_owned(),
-                d.name_range,
-                None,
-            ));
-        } else if names.is_empty() {
-            diag.notes
-                .push(format!("help: `{}` exports no derive macros", d.alias));
-        } else {
-            diag.notes
-                .push(format!("help: `{}` derives: {}", d.alias, names.join(", ")));
+            d.name_range,
+        );
+        if !diag.suggest(&d.name, &names, d.name_range) {
+            diag.notes.push(if names.is_empty() {
+                format!("help: `{}` exports no derive macros", d.alias)
+            } else {
+                format!("help: `{}` derives: {}", d.alias, names.join(", "))
+            });
         }
         out.push(diag);
     }
@@ -734,19 +754,16 @@ fn check_use(p: &Provider, u: &AttrUse, out: &mut Vec<Diag>) {
                     .iter()
                     .map(|e| format!("`#[{}::{}]`", u.alias, e.name))
                     .collect();
-                out.push(Diag {
-                    code: Some(ProblemCode::ForeignHelper),
-                    severity: Severity::Error,
-                    message: format!(
+                out.push(Diag::error(
+                    Some(ProblemCode::ForeignHelper),
+                    format!(
                         "`#[{}::{}]` is a helper of {} and only works on a field of a struct marked with it",
                         u.alias,
                         u.name,
                         names.join(" or ")
                     ),
-                    range: u.name_range,
-                    notes: Vec::new(),
-                    fix: None,
-                });
+                    u.name_range,
+                ));
             }
             carried => {
                 // Inside a parent (or where that is not certain): the helper's arguments must
@@ -773,19 +790,16 @@ fn check_use(p: &Provider, u: &AttrUse, out: &mut Vec<Diag>) {
     }
     if let Some(e) = p.export(&u.name) {
         if e.kind != ExportKind::Attribute {
-            out.push(Diag {
-                code: None,
-                severity: Severity::Error,
-                message: format!(
+            out.push(Diag::error(
+                None,
+                format!(
                     "`{}::{}` is a {} macro, not an attribute",
                     u.alias,
                     u.name,
                     e.kind.keyword()
                 ),
-                range: u.name_range,
-                notes: Vec::new(),
-                fix: None,
-            });
+                u.name_range,
+            ));
             return;
         }
         check_args(u, &e.args, out);
@@ -800,26 +814,15 @@ fn check_use(p: &Provider, u: &AttrUse, out: &mut Vec<Diag>) {
     for e in &p.exports {
         names.extend(e.helpers.iter().map(String::as_str));
     }
-    let mut d = Diag {
-        code: None,
-        severity: Severity::Error,
-        message: format!(
+    let mut d = Diag::error(
+        None,
+        format!(
             "`{}` ({} {}) exports no attribute macro `{}`",
             u.alias, p.cell, p.version, u.name
         ),
-        range: u.name_range,
-        notes: Vec::new(),
-        fix: None,
-    };
-    if let Some(best) = did_you_mean(&u.name, &names) {
-        d.notes.push(format!("help: did you mean `{best}`?"));
-        d.fix = Some((
-            format!("replace with `{best}`"),
-            best.to_owned(),
-            u.name_range,
-            None,
-        ));
-    } else {
+        u.name_range,
+    );
+    if !d.suggest(&u.name, &names, u.name_range) {
         d.notes
             .push(format!("help: `{}` exports: {}", u.alias, names.join(", ")));
     }
@@ -833,13 +836,8 @@ fn check_args(u: &AttrUse, schema: &[ArgSchema], out: &mut Vec<Diag>) {
     let written = u.args.clone().unwrap_or_default();
     let names: Vec<&str> = schema.iter().filter_map(|a| a.name.as_deref()).collect();
     let positional: Vec<&ArgSchema> = schema.iter().filter(|a| a.name.is_none()).collect();
-    let invalid = |message: String, range: (usize, usize)| Diag {
-        code: Some(ProblemCode::InvalidMacroArgument),
-        severity: Severity::Error,
-        message,
-        range,
-        notes: Vec::new(),
-        fix: None,
+    let invalid = |message: String, range: (usize, usize)| {
+        Diag::error(Some(ProblemCode::InvalidMacroArgument), message, range)
     };
     let mut positional_seen = 0;
     for arg in &written {
@@ -878,22 +876,15 @@ fn check_args(u: &AttrUse, schema: &[ArgSchema], out: &mut Vec<Diag>) {
                         format!("`#[{}::{}]` has no argument `{name}`", u.alias, u.name),
                         arg.name_range,
                     );
-                    if let Some(best) = did_you_mean(name, &names) {
-                        d.notes.push(format!("help: did you mean `{best}`?"));
-                        d.fix = Some((
-                            format!("replace with `{best}`"),
-                            best.to_owned(),
-                            arg.name_range,
-                            None,
-                        ));
-                    } else if !names.is_empty() {
-                        d.notes
-                            .push(format!("help: arguments: {}", names.join(", ")));
-                    } else {
-                        d.notes.push(format!(
-                            "help: `#[{}::{}]` takes no named arguments",
-                            u.alias, u.name
-                        ));
+                    if !d.suggest(name, &names, arg.name_range) {
+                        d.notes.push(if names.is_empty() {
+                            format!(
+                                "help: `#[{}::{}]` takes no named arguments",
+                                u.alias, u.name
+                            )
+                        } else {
+                            format!("help: arguments: {}", names.join(", "))
+                        });
                     }
                     out.push(d);
                     continue;

@@ -36,6 +36,38 @@ fn fixtures() -> (tempfile::TempDir, PathBuf) {
     (dir, root)
 }
 
+/// A server started at the root of the fixture workspace `workspace` (in a fresh copy of the
+/// fixtures) with `rel`, a file of that workspace, open. Bind `_dir`: the copy lives as long
+/// as it does.
+struct Session {
+    _dir: tempfile::TempDir,
+    /// The copy of `tests/fixtures/lsp`.
+    fx: PathBuf,
+    root: PathBuf,
+    file: PathBuf,
+    /// What the open buffer holds.
+    text: String,
+    lsp: Lsp,
+}
+
+/// Opens `rel` holding `text`, or its contents on disk when `None`; see [`Session`].
+fn session(workspace: &str, rel: &str, text: Option<&str>) -> Session {
+    let (dir, fx) = fixtures();
+    let root = fx.join(workspace);
+    let file = root.join(rel);
+    let text = text.map_or_else(|| std::fs::read_to_string(&file).unwrap(), str::to_owned);
+    let mut lsp = Lsp::start(&root, &dir.path().join("target"));
+    lsp.open(&file, &text);
+    Session {
+        _dir: dir,
+        fx,
+        root,
+        file,
+        text,
+        lsp,
+    }
+}
+
 fn uri(path: &Path) -> String {
     format!("file://{}", path.display())
 }
@@ -163,6 +195,15 @@ impl Lsp {
         }
     }
 
+    /// The diagnostics of the next `publishDiagnostics` notification.
+    fn diagnostics(&mut self) -> Vec<Value> {
+        let published = self.wait_for("textDocument/publishDiagnostics");
+        published["params"]["diagnostics"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
     fn open(&mut self, path: &Path, text: &str) {
         self.notify(
             "textDocument/didOpen",
@@ -223,11 +264,12 @@ fn pos(text: &str, needle: &str, delta: usize) -> (u32, u32) {
 
 #[test]
 fn completion_hover_and_definition_on_complete_and_half_typed_code() {
-    let (dir, fx) = fixtures();
-    let root = fx.join("good");
-    let file = root.join("src/lib.rs");
-    let mut lsp = Lsp::start(&root, &dir.path().join("target"));
-    lsp.open(&file, BUFFER);
+    let Session {
+        _dir,
+        file,
+        mut lsp,
+        ..
+    } = session("good", "src/lib.rs", Some(BUFFER));
 
     // `#[DB::` on a complete attribute: the attribute macros, with provider version and docs —
     // not `key`, which kvstore also declares as an attribute but is only a helper of `persist`.
@@ -326,12 +368,14 @@ fn completion_hover_and_definition_on_complete_and_half_typed_code() {
 
 #[test]
 fn a_thousand_changes_each_followed_by_a_checked_completion() {
-    let (dir, fx) = fixtures();
-    let root = fx.join("good");
-    let file = root.join("src/lib.rs");
-    let mut lsp = Lsp::start(&root, &dir.path().join("target"));
     let text = format!("{BUFFER}\n#[DB::p");
-    lsp.open(&file, &text);
+    let Session {
+        _dir,
+        file,
+        text,
+        mut lsp,
+        ..
+    } = session("good", "src/lib.rs", Some(&text));
     let last = text.lines().count() as u32 - 1;
     for i in 0..1000u32 {
         // Replace the last typed letter: `p` (→ persist) on even steps, `q` (no attribute
@@ -359,11 +403,13 @@ fn a_thousand_changes_each_followed_by_a_checked_completion() {
 
 #[test]
 fn a_provider_edited_on_disk_shows_up_without_client_file_events() {
-    let (dir, fx) = fixtures();
-    let root = fx.join("good");
-    let file = root.join("src/lib.rs");
-    let mut lsp = Lsp::start(&root, &dir.path().join("target"));
-    lsp.open(&file, BUFFER);
+    let Session {
+        _dir,
+        fx,
+        file,
+        mut lsp,
+        ..
+    } = session("good", "src/lib.rs", Some(BUFFER));
     let (l, c) = pos(BUFFER, "#[DB::persist(", 6);
     let macros = fx.join("providers/kvstore-macros/src/lib.rs");
     let text = std::fs::read_to_string(&macros).unwrap();
@@ -396,14 +442,15 @@ fn a_provider_edited_on_disk_shows_up_without_client_file_events() {
 
 #[test]
 fn garbage_and_a_50k_line_buffer_still_get_correct_answers() {
-    let (dir, fx) = fixtures();
-    let root = fx.join("good");
-    let file = root.join("src/lib.rs");
-    let mut lsp = Lsp::start(&root, &dir.path().join("target"));
     let garbage =
         "#[[[(((\"\u{0}\u{1F600} ]]] #[DB:: persist((( cell_remote!(= \" \n}}}{{{ \\\\ '\n"
             .repeat(50);
-    lsp.open(&file, &garbage);
+    let Session {
+        _dir,
+        file,
+        mut lsp,
+        ..
+    } = session("good", "src/lib.rs", Some(&garbage));
     for line in [0u32, 1, 10, 49, 200] {
         for character in [0u32, 3, 12, 30, 1000] {
             let _ = lsp.completion(&file, line, character);
@@ -425,32 +472,15 @@ fn garbage_and_a_50k_line_buffer_still_get_correct_answers() {
 
 #[test]
 fn diagnostics_for_an_unknown_macro_a_bad_value_and_a_stray_helper() {
-    let (dir, fx) = fixtures();
-    let root = fx.join("typos");
-    let file = root.join("src/lib.rs");
-    let text = std::fs::read_to_string(&file).unwrap();
-    let mut lsp = Lsp::start(&root, &dir.path().join("target"));
-    lsp.open(&file, &text);
-    let published = lsp.wait_for("textDocument/publishDiagnostics");
-    let diags = published["params"]["diagnostics"].as_array().unwrap();
-    let summary: Vec<(Value, u64, String)> = diags
-        .iter()
-        .map(|d| {
-            (
-                d["code"].clone(),
-                d["range"]["start"]["line"].as_u64().unwrap(),
-                d["message"]
-                    .as_str()
-                    .unwrap()
-                    .lines()
-                    .next()
-                    .unwrap()
-                    .to_owned(),
-            )
-        })
-        .collect();
+    let Session {
+        _dir,
+        file,
+        mut lsp,
+        ..
+    } = session("typos", "src/lib.rs", None);
+    let diags = lsp.diagnostics();
     assert_eq!(
-        summary,
+        summary(&diags),
         [
             (Value::Null, 3, "`DB` (kvstore 0.3.1) exports no attribute macro `persit`".to_owned()),
             (json!("CELL0014"), 8, "invalid value \"rafts\" for `replicate`: expected \"local\" | \"gossip\" | \"raft\"".to_owned()),
@@ -579,17 +609,14 @@ fn index_subcommand_prints_json() {
 
 #[test]
 fn unknown_cell_offers_to_add_the_dependency_to_cargo_toml() {
-    let (dir, fx) = fixtures();
-    let root = fx.join("missing-dep");
-    let file = root.join("app/src/lib.rs");
-    let text = std::fs::read_to_string(&file).unwrap();
-    let mut lsp = Lsp::start(&root, &dir.path().join("target"));
-    lsp.open(&file, &text);
-    let published = lsp.wait_for("textDocument/publishDiagnostics");
-    let diags = published["params"]["diagnostics"]
-        .as_array()
-        .unwrap()
-        .clone();
+    let Session {
+        _dir,
+        root,
+        file,
+        mut lsp,
+        ..
+    } = session("missing-dep", "app/src/lib.rs", None);
+    let diags = lsp.diagnostics();
     assert_eq!(diags.len(), 1, "{diags:?}");
     assert_eq!(diags[0]["code"], "CELL0001");
     let actions = lsp.request(
@@ -620,22 +647,17 @@ fn unknown_cell_offers_to_add_the_dependency_to_cargo_toml() {
 
 #[test]
 fn raw_and_escaped_string_values_are_read_not_rejected() {
-    let (dir, fx) = fixtures();
-    let root = fx.join("typos");
-    let file = root.join("src/lib.rs");
     let text = "cell_sdk::cell_remote!(DB = \"kvstore\");\n\
         #[DB::persist(table = r\"users\", replicate = r#\"raft\"#)]\npub struct A;\n\
         #[DB::persist(table = \"u\\\"s\", replicate = \"r\\x61ft\", durability = \"s\\u{79}nc\")]\npub struct B;\n\
         #[DB::persist(table = b\"users\", replicate = r##\"gossip\"##)]\npub struct C;\n\
         #[DB::persist(replicate = r\"rafts\")]\npub struct D;\n";
-    let mut lsp = Lsp::start(&root, &dir.path().join("target"));
-    lsp.open(&file, text);
-    let published = lsp.wait_for("textDocument/publishDiagnostics");
-    let diags = published["params"]["diagnostics"].as_array().unwrap();
+    let Session { _dir, mut lsp, .. } = session("typos", "src/lib.rs", Some(text));
+    let diags = lsp.diagnostics();
     // Only the raw string whose value is wrong; a byte string may or may not be accepted by the
     // macro: nothing said.
     assert_eq!(
-        summary(diags),
+        summary(&diags),
         [(
             json!("CELL0014"),
             7,
@@ -686,17 +708,14 @@ fn hover_md(lsp: &mut Lsp, file: &Path, (line, character): (u32, u32)) -> String
 
 #[test]
 fn helper_arguments_are_checked_against_their_declared_schema() {
-    let (dir, fx) = fixtures();
-    let root = fx.join("helper-args");
-    let file = root.join("src/lib.rs");
-    let text = std::fs::read_to_string(&file).unwrap();
-    let mut lsp = Lsp::start(&root, &dir.path().join("target"));
-    lsp.open(&file, &text);
-    let published = lsp.wait_for("textDocument/publishDiagnostics");
-    let diags = published["params"]["diagnostics"]
-        .as_array()
-        .unwrap()
-        .clone();
+    let Session {
+        _dir,
+        file,
+        text,
+        mut lsp,
+        ..
+    } = session("helper-args", "src/lib.rs", None);
+    let diags = lsp.diagnostics();
     // `range(1..=100)` and `length(min = 2, max = 32)` are valid: nothing on lines 6 and 8.
     assert_eq!(
         summary(&diags),
@@ -771,18 +790,12 @@ fn helper_arguments_are_checked_against_their_declared_schema() {
 
 #[test]
 fn a_helper_declared_by_two_parents_is_checked_against_the_parents_its_struct_carries() {
-    let (dir, fx) = fixtures();
-    let root = fx.join("helper-parents");
-    let file = root.join("src/lib.rs");
-    let text = std::fs::read_to_string(&file).unwrap();
-    let mut lsp = Lsp::start(&root, &dir.path().join("target"));
-    lsp.open(&file, &text);
-    let published = lsp.wait_for("textDocument/publishDiagnostics");
-    let diags = published["params"]["diagnostics"].as_array().unwrap();
+    let Session { _dir, mut lsp, .. } = session("helper-parents", "src/lib.rs", None);
+    let diags = lsp.diagnostics();
     // `order` is valid under `form` (first and third structs), not under `schema` alone; a
     // field of a struct with neither parent is CELL0011 naming both.
     assert_eq!(
-        summary(diags),
+        summary(&diags),
         [
             (
                 json!("CELL0014"),
@@ -802,22 +815,22 @@ fn a_helper_declared_by_two_parents_is_checked_against_the_parents_its_struct_ca
 #[test]
 fn an_alias_defined_in_a_module_or_twice_is_not_judged_by_one_of_its_calls() {
     // The crate root of `helper-args` defines `DB` (kvstore) and `Val` (checks).
-    let (dir, fx) = fixtures();
-    let root = fx.join("helper-args");
-    let file = root.join("src/other.rs");
     let text = "mod a {\n    cell_sdk::cell_remote!(DB = \"checks\");\n    #[DB::schema]\n    pub struct S;\n}\n\
         #[DB::persist]\npub struct T;\n\
         mod b {\n    cell_sdk::cell_remote!(X = \"checks\");\n    #[X::schema]\n    pub struct S;\n}\n\
         mod c {\n    cell_sdk::cell_remote!(X = \"kvstore\");\n    #[X::persist]\n    pub struct T;\n}\n\
         cell_sdk::cell_remote!(V2 = \"checks\");\n#[V2::shema]\npub struct U;\n";
+    // On disk before the server starts, as a module file of the crate would be.
+    let (dir, fx) = fixtures();
+    let root = fx.join("helper-args");
+    let file = root.join("src/other.rs");
     std::fs::write(&file, text).unwrap();
     let mut lsp = Lsp::start(&root, &dir.path().join("target"));
     lsp.open(&file, text);
-    let published = lsp.wait_for("textDocument/publishDiagnostics");
-    let diags = published["params"]["diagnostics"].as_array().unwrap();
+    let diags = lsp.diagnostics();
     // Only the typo under the alias defined once, at the top level.
     assert_eq!(
-        summary(diags),
+        summary(&diags),
         [(
             Value::Null,
             18,
@@ -829,12 +842,13 @@ fn an_alias_defined_in_a_module_or_twice_is_not_judged_by_one_of_its_calls() {
 
 #[test]
 fn derive_completion_hover_and_definition() {
-    let (dir, fx) = fixtures();
-    let root = fx.join("helper-args");
-    let file = root.join("src/lib.rs");
-    let text = std::fs::read_to_string(&file).unwrap();
-    let mut lsp = Lsp::start(&root, &dir.path().join("target"));
-    lsp.open(&file, &text);
+    let Session {
+        _dir,
+        file,
+        text,
+        mut lsp,
+        ..
+    } = session("helper-args", "src/lib.rs", None);
     // `#[derive(Clone, DB::Ta|ble)]`: the provider's derive macros only.
     let (l, c) = pos(&text, "DB::Table", 6);
     let items = lsp.completion(&file, l, c);

@@ -35,7 +35,7 @@ pub use cell_sdk_macros::{cell_remote, export, protein};
 pub use cell_runtime::{
     CallError, ConnectError, DispatchError, Endpoint, Membrane, MembraneConfig, Never, Protocol,
     Secret, ServeError, Service, ServiceClient, Shutdown, Status, Synapse, SynapseConfig,
-    TypedClient, serve, serve_at, socket_dir, testkit,
+    TypedClient, serve, serve_at, shutdown_signal, socket_dir, testkit,
 };
 pub use cell_sdk_macros::{handler, service};
 

@@ -162,17 +162,7 @@ fn serve(
         });
         let stopping = server.clone();
         let signals = tokio::spawn(async move {
-            use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut term), Ok(mut int)) = (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) else {
-                return;
-            };
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
+            cell_sdk::shutdown_signal().await;
             // End the sessions' `hold` calls first, so connections drain at once.
             stopping.stop();
             shutdown.shutdown();

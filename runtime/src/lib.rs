@@ -88,20 +88,37 @@ pub async fn serve_at<S: Service>(
     let membrane = Membrane::bind(endpoint, service, config)?;
     let shutdown = membrane.shutdown_handle();
     let signals = tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
+        shutdown_signal().await;
         shutdown.shutdown();
     });
     let result = membrane.serve().await;
     signals.abort();
     result
+}
+
+/// Completes when the process receives SIGTERM or SIGINT.
+///
+/// Servers await this to start a graceful shutdown. If the signal handlers cannot be
+/// installed, it never completes: the process then stops only by being killed, which is
+/// what it would do without handlers anyway, rather than shutting down at once.
+///
+/// ```no_run
+/// # async fn run() {
+/// cell_runtime::shutdown_signal().await;
+/// println!("stopping");
+/// # }
+/// ```
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
 }

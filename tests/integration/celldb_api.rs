@@ -9,7 +9,7 @@
 
 #![allow(clippy::unwrap_used, reason = "test helpers outside #[test] fns")]
 
-use crate::celldb_site::both_modes;
+use crate::celldb_site::{both_modes, unique_wins};
 use cell_sdk::protein;
 use celldb::{Db, Error};
 use std::sync::Arc;
@@ -161,15 +161,7 @@ both_modes! {
                 db.insert(&user(id, "same@x", "Oslo")).await
             }));
         }
-        let mut won = 0;
-        for task in tasks {
-            match task.await.unwrap() {
-                Ok(_) => won += 1,
-                Err(Error::UniqueViolation { .. }) => {}
-                Err(e) => panic!("unexpected error: {e}"),
-            }
-        }
-        assert_eq!(won, 1);
+        assert_eq!(unique_wins(tasks).await, 1);
         assert_eq!(db.count::<User>().await.unwrap(), 1);
         assert!(
             db.by_index::<User>(0, celldb::key::encode::<String, _>(&"same@x"))
@@ -404,11 +396,7 @@ both_modes! {
             db.insert(&user(1, "a@x", "Oslo")).await.unwrap();
         }
         site.close();
-        {
-            // Damage the stored record behind celldb's back, with fjall itself.
-            let raw = fjall::Database::builder(site.dir().join("data"))
-                .open()
-                .unwrap();
+        site.tamper(|raw| {
             let records = raw
                 .keyspace("t.users", fjall::KeyspaceCreateOptions::default)
                 .unwrap();
@@ -417,8 +405,7 @@ both_modes! {
             // Too short to hold a `User` archive. (Validation is structural, not a checksum:
             // fjall checksums its blocks on disk; rkyv checks that bytes form a valid value.)
             records.insert(key, vec![0xFFu8; 7]).unwrap();
-            raw.persist(fjall::PersistMode::SyncAll).unwrap();
-        }
+        });
         let db = site.open();
         let err = db.get::<User>(1).await.unwrap_err();
         assert!(matches!(err, Error::Corrupt { .. }), "{err}");
@@ -435,16 +422,12 @@ both_modes! {
             db.insert(&user(1, "a@x", "Oslo")).await.unwrap();
         }
         site.close();
-        {
-            let raw = fjall::Database::builder(site.dir().join("data"))
-                .open()
-                .unwrap();
+        site.tamper(|raw| {
             let meta = raw
                 .keyspace("celldb.meta", fjall::KeyspaceCreateOptions::default)
                 .unwrap();
             meta.insert("users", vec![1u8, 2, 3]).unwrap();
-            raw.persist(fjall::PersistMode::SyncAll).unwrap();
-        }
+        });
         let db = site.open();
         assert!(matches!(
             db.get::<User>(1).await,

@@ -13,7 +13,7 @@
 #![allow(clippy::unwrap_used, reason = "test helpers outside #[test] fns")]
 
 use crate::celldb_crash::{Item, item, next_random, verify};
-use crate::celldb_site::{Mode, ServerProcess, Site};
+use crate::celldb_site::{Mode, ServerProcess, Site, unique_wins};
 use cell_sdk::{TypedClient, protein};
 use celldb::wire::{At, CellDbClient, Commit, OpenTable, WireBound, WireError, WireWrite};
 use celldb::{Db, Error};
@@ -162,15 +162,7 @@ async fn a_unique_value_from_two_clients_is_won_once() {
             .await
         }));
     }
-    let mut won = 0;
-    for task in tasks {
-        match task.await.unwrap() {
-            Ok(_) => won += 1,
-            Err(Error::UniqueViolation { .. }) => {}
-            Err(e) => panic!("unexpected error: {e}"),
-        }
-    }
-    assert_eq!(won, 1);
+    assert_eq!(unique_wins(tasks).await, 1);
     assert_eq!(a.count::<Account>().await.unwrap(), 1);
     assert_eq!(Account::by_email_in(&b, "taken@x").await.len(), 1);
 }
@@ -470,39 +462,10 @@ async fn authenticated_tcp_serves_only_clients_with_the_secret() {
 #[tokio::test]
 async fn an_idle_transaction_is_aborted_after_the_timeout() {
     let site = Site::new(Mode::Remote);
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_celldb-cli"));
-    command
-        .args(["serve", "--tx-timeout", "1", "--dir"])
-        .arg(site.dir())
-        .arg("--socket")
-        .arg(site.socket());
-    let _server =
-        ServerProcess::spawn(command, format!("unix:{}", site.socket().display())).unwrap();
-    let db = Db::connect(&format!("unix:{}", site.socket().display())).unwrap();
-    db.insert(&Account {
-        id: 1,
-        email: "a@x".into(),
-        balance: 1,
-    })
-    .await
-    .unwrap();
-    let rpc = CellDbClient::connect_to(cell_sdk::Endpoint::unix(site.socket()))
-        .await
-        .unwrap();
-    let session = rpc.open_session().await.unwrap();
-    let records = rpc
-        .open_table(OpenTable {
-            table: "accounts".into(),
-            meta: celldb::__private::table_meta::<Account>(),
-        })
-        .await
-        .unwrap()
-        .records;
-    let at = |tx| At {
-        session,
-        tx,
-        keyspace: records,
-    };
+    let (_server, db) = serve_with(&site, &["--tx-timeout", "1"]);
+    insert_accounts(&db, 1).await;
+    let (rpc, session, records) = raw_accounts(&site).await;
+    let at = at_in(session, records);
     let tx = rpc.point(at(0), vec![1]).await.unwrap().tx;
     let stats = wait_for_stats(&db, |s| s.open_transactions == 0).await;
     assert_eq!(stats.open_transactions, 0, "{stats:?}");
@@ -789,6 +752,15 @@ async fn raw_accounts(site: &Site) -> (CellDbClient, u64, u64) {
     (rpc, session, records)
 }
 
+/// Addresses `keyspace` in `session`, by transaction (`0` begins one).
+fn at_in(session: u64, keyspace: u64) -> impl Fn(u64) -> At + Copy {
+    move |tx| At {
+        session,
+        tx,
+        keyspace,
+    }
+}
+
 async fn insert_accounts(db: &Db, n: u64) {
     for id in 1..=n {
         db.insert(&Account {
@@ -844,11 +816,7 @@ async fn a_range_larger_than_a_page_arrives_whole_and_in_order() {
     assert_eq!(ward_a, (1..=40).filter(|i| i % 4 != 0).collect::<Vec<_>>());
 
     let (rpc, session, records) = raw_accounts(&site).await;
-    let at = |tx| At {
-        session,
-        tx,
-        keyspace: records,
-    };
+    let at = at_in(session, records);
     let first = rpc
         .range(at(0), WireBound::Unbounded, WireBound::Unbounded)
         .await
@@ -933,11 +901,7 @@ async fn a_write_into_an_already_read_page_makes_the_transaction_conflict() {
     // account `write_id`, reads the other pages if `all_pages`, then commits a rewrite of the
     // first entry it read.
     let (rpc, session, records) = raw_accounts(&site).await;
-    let at = |tx| At {
-        session,
-        tx,
-        keyspace: records,
-    };
+    let at = at_in(session, records);
     let attempt = |all_pages: bool, write_id: u64| {
         let rpc = rpc.clone();
         let writer = writer.clone();
@@ -1008,11 +972,7 @@ async fn open_transactions_and_sessions_are_bounded() {
     // Held as a client does: the session ends when this call's connection closes.
     let holder = CellDbClient::from_synapse(rpc.synapse().with_timeout(None));
     let hold = tokio::spawn(async move { holder.hold(session).await });
-    let at = |tx| At {
-        session,
-        tx,
-        keyspace: records,
-    };
+    let at = at_in(session, records);
     let key = rpc
         .range(at(0), WireBound::Unbounded, WireBound::Unbounded)
         .await

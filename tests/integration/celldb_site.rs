@@ -209,4 +209,30 @@ impl Site {
             server.stop();
         }
     }
+
+    /// Opens the closed site's directory with fjall itself, lets `change` alter what is stored
+    /// behind celldb's back, and syncs it: how tests damage a database on purpose.
+    pub(crate) fn tamper(&self, change: impl FnOnce(&fjall::Database)) {
+        let raw = fjall::Database::builder(self.dir().join("data"))
+            .open()
+            .unwrap();
+        change(&raw);
+        raw.persist(fjall::PersistMode::SyncAll).unwrap();
+    }
+}
+
+/// Awaits inserts racing for one unique value and says how many won: a unique violation is a
+/// lost race, any other error fails the test.
+pub(crate) async fn unique_wins<T>(
+    tasks: Vec<tokio::task::JoinHandle<Result<T, celldb::Error>>>,
+) -> usize {
+    let mut won = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(celldb::Error::UniqueViolation { .. }) => {}
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    won
 }
