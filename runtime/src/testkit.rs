@@ -298,17 +298,31 @@ mod tests {
         server.await.unwrap().unwrap();
     }
 
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_request_just_over_the_limit_fails_alone() {
+    /// An `Echo` server with `config` on a fresh temporary socket: its directory (keep it alive
+    /// for the test), endpoint, shutdown handle and serving task.
+    fn echo_server(
+        config: MembraneConfig,
+    ) -> (
+        TempDir,
+        Endpoint,
+        Shutdown,
+        tokio::task::JoinHandle<Result<(), ServeError>>,
+    ) {
         let dir = temp_socket_dir().unwrap();
         let endpoint = Endpoint::Unix(dir.path().join("echo.sock"));
+        let membrane = Membrane::bind(endpoint.clone(), Echo, config).unwrap();
+        let shutdown = membrane.shutdown_handle();
+        let server = tokio::spawn(membrane.serve());
+        (dir, endpoint, shutdown, server)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_request_just_over_the_limit_fails_alone() {
         let config = MembraneConfig {
             max_frame_len: 1024,
             ..MembraneConfig::default()
         };
-        let membrane = Membrane::bind(endpoint.clone(), Echo, config).unwrap();
-        let shutdown = membrane.shutdown_handle();
-        let server = tokio::spawn(membrane.serve());
+        let (_dir, endpoint, shutdown, server) = echo_server(config);
         let client = Synapse::connect::<Echo>(endpoint, SynapseConfig::default())
             .await
             .unwrap();
@@ -491,15 +505,11 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn connections_beyond_the_limit_wait_for_a_free_slot() {
-        let dir = temp_socket_dir().unwrap();
-        let endpoint = Endpoint::Unix(dir.path().join("echo.sock"));
         let config = MembraneConfig {
             max_connections: 1,
             ..MembraneConfig::default()
         };
-        let membrane = Membrane::bind(endpoint.clone(), Echo, config).unwrap();
-        let shutdown = membrane.shutdown_handle();
-        let server = tokio::spawn(membrane.serve());
+        let (_dir, endpoint, shutdown, server) = echo_server(config);
         let first = Synapse::connect::<Echo>(endpoint.clone(), SynapseConfig::default())
             .await
             .unwrap();
@@ -673,16 +683,12 @@ mod tests {
         // depends on timing: on one `current_thread` runtime the reply is written before the
         // yielded task is polled again. A slower call outlasts the budget, so both tasks park
         // and must still be woken; many at once and a deadline behave as without spinning.
-        let dir = temp_socket_dir().unwrap();
-        let endpoint = Endpoint::Unix(dir.path().join("echo.sock"));
         let spin = std::time::Duration::from_micros(200);
         let config = MembraneConfig {
             spin,
             ..MembraneConfig::default()
         };
-        let membrane = Membrane::bind(endpoint.clone(), Echo, config).unwrap();
-        let shutdown = membrane.shutdown_handle();
-        let server = tokio::spawn(membrane.serve());
+        let (_dir, endpoint, shutdown, server) = echo_server(config);
         let config = SynapseConfig {
             spin,
             ..SynapseConfig::default()
@@ -753,15 +759,11 @@ mod tests {
     async fn cancels_reach_a_server_at_capacity() {
         // A server that runs one call per connection, busy with a call that only ends when
         // cancelled: dropping it sends `Cancel`, and the next call must still run.
-        let dir = temp_socket_dir().unwrap();
-        let endpoint = Endpoint::Unix(dir.path().join("echo.sock"));
         let config = MembraneConfig {
             max_in_flight: 1,
             ..MembraneConfig::default()
         };
-        let membrane = Membrane::bind(endpoint.clone(), Echo, config).unwrap();
-        let shutdown = membrane.shutdown_handle();
-        let server = tokio::spawn(membrane.serve());
+        let (_dir, endpoint, shutdown, server) = echo_server(config);
         let client = Synapse::connect::<Echo>(endpoint, SynapseConfig::default())
             .await
             .unwrap();
