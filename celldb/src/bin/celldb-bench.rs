@@ -19,7 +19,7 @@
 //! `CELLDB_BENCH_ONLY=batched|durable` runs only those rows, `CELLDB_BENCH_WRITERS=64` only one
 //! durable level (`=32`: the `current_thread` row), `CELLDB_BENCH_SKIP_RAW=1` skips the raw durable side (for profiling).
 
-use cell_sdk::{codec, protein};
+use cell_sdk::codec;
 use celldb::{Db, Durability, Key, Options};
 use fjall::{KeyspaceCreateOptions, PersistMode};
 use std::sync::Arc;
@@ -27,27 +27,9 @@ use std::time::Instant;
 
 cell_sdk::cell_remote!(DB = "celldb");
 
-/// The benchmark record.
-#[protein]
-#[DB::persist(table = "bench")]
-pub struct Row {
-    #[DB::key]
-    id: u64,
-    #[DB::unique]
-    email: String,
-    #[DB::index]
-    group: u64,
-    payload: Vec<u8>,
-}
-
-fn row(id: u64) -> Row {
-    Row {
-        id,
-        email: format!("user{id}@example.com"),
-        group: id % 100,
-        payload: vec![(id % 251) as u8; 100],
-    }
-}
+#[path = "common/row.rs"]
+mod row;
+use row::{Row, row};
 
 /// Raw fjall with celldb's layout, so both sides write the same bytes.
 struct Raw {

@@ -16,39 +16,21 @@
 //! Latency: one operation in flight, p50 and p99. Throughput: 32 in flight (32 tasks on the
 //! client runtime). The server (celldb or echo) runs on its own 2-worker runtime in this
 //! process, behind a real Unix socket; the client runtime is a 2-worker multi-thread runtime
-//! (on a `current_thread` runtime an embedded durable insert that finds the log idle fsyncs on
-//! the runtime's only thread, so 32 writers there never share an fsync: see docs/celldb.md).
+//! (both modes behave the same on a `current_thread` runtime since the log stopped committing
+//! on runtime threads; see docs/celldb.md, "Where the commit runs").
 //!
 //! `CELLDB_REMOTE_BENCH_SCALE` (default 1) multiplies the operation counts.
 
-use cell_sdk::{Endpoint, Membrane, MembraneConfig, protein, service};
+use cell_sdk::{Endpoint, Membrane, MembraneConfig, service};
 use celldb::Db;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 cell_sdk::cell_remote!(DB = "celldb");
 
-/// The benchmark record (the same shape as `celldb-bench`'s).
-#[protein]
-#[DB::persist(table = "bench")]
-pub struct Row {
-    #[DB::key]
-    id: u64,
-    #[DB::unique]
-    email: String,
-    #[DB::index]
-    group: u64,
-    payload: Vec<u8>,
-}
-
-fn row(id: u64) -> Row {
-    Row {
-        id,
-        email: format!("user{id}@example.com"),
-        group: id % 100,
-        payload: vec![(id % 251) as u8; 100],
-    }
-}
+#[path = "common/row.rs"]
+mod row;
+use row::{Row, row};
 
 /// The anchor: a service that returns its argument.
 #[service(name = "echo")]
