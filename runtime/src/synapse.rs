@@ -2,9 +2,11 @@
 //!
 //! Design for speed on a `current_thread` runtime: a caller encodes its request *directly*
 //! into the connection's shared write buffer and waits on a reusable slot; one background
-//! task per connection does all socket I/O — it writes everything queued since its last
-//! wake-up with one syscall and copies each reply into its caller's slot. No channel, no
-//! oneshot, no task per call: the steady state allocates nothing.
+//! task per connection reads every reply and copies it into its caller's slot, and writes
+//! everything queued since its last wake-up with one syscall. No channel, no oneshot, no task
+//! per call: the steady state allocates nothing. A call made while no other is in flight (the
+//! latency-bound case) writes its frame to the socket itself, at once, instead of waiting for
+//! the I/O task's next turn; with several in flight, frames queue and share one write.
 //!
 //! Request ids are `generation << 16 | slot`; a reply for a slot that was cancelled and
 //! reused carries the old generation and is dropped. Dropping a call's future sends `Cancel`
@@ -19,6 +21,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -28,7 +31,7 @@ use crate::endpoint::{Endpoint, Secret};
 use crate::error::{CallError, ConnectError};
 use crate::frame::{self, Header, Kind, Status};
 use crate::handshake::{self, Hello, PROTOCOL_VERSION, RejectCode, Welcome};
-use crate::io::{FrameReader, Spin, poll_write_out, push_bytes, push_frame, read_one};
+use crate::io::{FrameReader, Spin, push_bytes, push_frame, read_one};
 use crate::service::Protocol;
 
 /// Client settings. Start from [`SynapseConfig::default`] and change fields.
@@ -329,15 +332,11 @@ impl Client {
         let attempt = async {
             match &self.endpoint {
                 Endpoint::Unix(path) => {
-                    let stream = tokio::net::UnixStream::connect(path)
-                        .await
-                        .map_err(io_err)?;
+                    let stream = UnixStream::connect(path).await.map_err(io_err)?;
                     self.handshake(stream, Vec::new()).await
                 }
                 Endpoint::Tcp(addr) => {
-                    let stream = tokio::net::TcpStream::connect(addr.as_str())
-                        .await
-                        .map_err(io_err)?;
+                    let stream = TcpStream::connect(addr.as_str()).await.map_err(io_err)?;
                     let _ = stream.set_nodelay(true);
                     // Present and valid: checked when the client was created.
                     let secret = self
@@ -355,10 +354,11 @@ impl Client {
             .unwrap_or(Err(ConnectError::Timeout))
     }
 
-    async fn handshake<IO>(&self, mut io: IO, secret: Vec<u8>) -> Result<Arc<Conn>, ConnectError>
-    where
-        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
+    async fn handshake<IO: Connected>(
+        &self,
+        mut io: IO,
+        secret: Vec<u8>,
+    ) -> Result<Arc<Conn>, ConnectError> {
         let hello = Hello {
             version: PROTOCOL_VERSION,
             service: self.service.to_string(),
@@ -435,9 +435,14 @@ impl Client {
             .max_in_flight
             .min(welcome.max_in_flight)
             .clamp(1, u16::MAX as u32) as usize;
+        let (read, socket) = io.split();
+        let socket = Arc::new(socket);
         let conn = Arc::new(Conn {
             state: Mutex::new(State {
                 out: Bytes::with_capacity(4096),
+                out_sent: 0,
+                flushing: false,
+                socket: Some(socket.clone()),
                 writer: None,
                 slots: Vec::new(),
                 free: Vec::new(),
@@ -452,7 +457,13 @@ impl Client {
         // Frames that came in the same read as the welcome (a `Goodbye` from a server that
         // began draining) are handled now: the I/O task only looks again when more arrives.
         deliver(&conn, &mut reader).map_err(ConnectError::Protocol)?;
-        tokio::spawn(drive(conn.clone(), io, reader, Spin::new(self.config.spin)));
+        tokio::spawn(drive(
+            conn.clone(),
+            read,
+            socket,
+            reader,
+            Spin::new(self.config.spin),
+        ));
         Ok(conn)
     }
 }
@@ -473,6 +484,13 @@ struct Conn {
 struct State {
     /// Frames queued by callers, not yet handed to the I/O task.
     out: Bytes,
+    /// Bytes at the start of `out` a caller already wrote itself (a partial direct write).
+    out_sent: usize,
+    /// The I/O task holds bytes it has not written yet: a direct write now would cut into
+    /// the middle of its frames.
+    flushing: bool,
+    /// The socket's write side, for direct writes; `None` once the connection is over.
+    socket: Option<Arc<Writer>>,
     /// The I/O task, to wake when `out` gets data.
     writer: Option<Waker>,
     slots: Vec<Slot>,
@@ -583,10 +601,44 @@ impl Conn {
                 }),
             });
         }
+        // The only call in flight (this caller holds the one permit taken): write the frame
+        // now rather than wait for the I/O task's turn — one scheduler round trip less on the
+        // latency-bound path. With other calls in flight the frame queues, so that frames
+        // written close together share one syscall.
+        let alone = self.permits.available_permits() + 1 == self.capacity;
+        if alone && start == 0 && !state.flushing {
+            state.write_directly();
+        }
+        // Woken even after a direct write: it re-arms the read side (and spins, if set).
         if let Some(w) = state.writer.take() {
             w.wake();
         }
         Ok(id)
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Direct writes the socket took only part of (tests check the I/O task finishes them).
+    pub(crate) static PARTIAL_DIRECT_WRITES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+impl State {
+    /// Writes what `out` holds (one frame) to the socket without blocking. What the socket
+    /// does not take stays queued for the I/O task, with `out_sent` marking what it took.
+    fn write_directly(&mut self) {
+        let Some(socket) = &self.socket else { return };
+        match socket.try_write(&self.out) {
+            Ok(n) if n == self.out.len() => self.out.clear(),
+            Ok(n) => {
+                self.out_sent = n;
+                #[cfg(test)]
+                PARTIAL_DIRECT_WRITES.set(PARTIAL_DIRECT_WRITES.get() + 1);
+            }
+            // Not writable now (or failing: the I/O task meets the same error and reports
+            // it): leave the frame to the I/O task.
+            Err(_) => {}
+        }
     }
 }
 
@@ -667,9 +719,10 @@ impl<F> Drop for Pending<'_, F> {
 
 /// The connection's I/O task: writes queued frames, delivers replies, and on any failure fails
 /// every call in flight.
-async fn drive<IO: AsyncRead + AsyncWrite + Unpin>(
+async fn drive<R: AsyncRead + Unpin>(
     conn: Arc<Conn>,
-    mut io: IO,
+    mut read: R,
+    socket: Arc<Writer>,
     mut reader: FrameReader,
     mut spin: Spin,
 ) {
@@ -687,13 +740,15 @@ async fn drive<IO: AsyncRead + AsyncWrite + Unpin>(
                     return Poll::Ready(Ok(()));
                 }
                 std::mem::swap(&mut state.out, &mut sending);
+                written = std::mem::take(&mut state.out_sent);
+                state.flushing = written < sending.len();
                 match &state.writer {
                     Some(w) if w.will_wake(cx.waker()) => {}
                     _ => state.writer = Some(cx.waker().clone()),
                 }
             }
             if written < sending.len() {
-                match poll_write_out(&mut io, &sending, &mut written, cx) {
+                match socket.poll_write_out(&sending, &mut written, cx) {
                     Poll::Ready(Ok(())) => {
                         progress = true;
                         if sending.capacity() > crate::io::SHRINK_ABOVE {
@@ -705,7 +760,7 @@ async fn drive<IO: AsyncRead + AsyncWrite + Unpin>(
                     Poll::Pending => {}
                 }
             }
-            match reader.poll_fill(&mut io, cx) {
+            match reader.poll_fill(&mut read, cx) {
                 Poll::Ready(Ok(0)) => {
                     return Poll::Ready(Err("the server closed the connection".into()));
                 }
@@ -731,6 +786,8 @@ async fn drive<IO: AsyncRead + AsyncWrite + Unpin>(
     })
     .await;
     let mut state = lock(&conn.state);
+    // No direct writes any more; the socket closes when this task's reference goes too.
+    state.socket = None;
     let reason = match result {
         Ok(()) => "the client was dropped".to_string(),
         Err(reason) => {
@@ -783,5 +840,74 @@ fn deliver(conn: &Conn, reader: &mut FrameReader) -> Result<(), String> {
             }
             other => return Err(format!("unexpected {other} frame from the server")),
         }
+    }
+}
+
+/// A connected stream the client splits, after the handshake, into the read side its I/O task
+/// owns and the write side it shares with callers (direct writes).
+trait Connected: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    type Read: AsyncRead + Unpin + Send + 'static;
+    fn split(self) -> (Self::Read, Writer);
+}
+
+impl Connected for UnixStream {
+    type Read = tokio::net::unix::OwnedReadHalf;
+    fn split(self) -> (Self::Read, Writer) {
+        let (read, write) = self.into_split();
+        (read, Writer::Unix(write))
+    }
+}
+
+impl Connected for TcpStream {
+    type Read = tokio::net::tcp::OwnedReadHalf;
+    fn split(self) -> (Self::Read, Writer) {
+        let (read, write) = self.into_split();
+        (read, Writer::Tcp(write))
+    }
+}
+
+/// The write side of a connection: writes through `&self`, so that a caller can write while
+/// the I/O task owns the read side. Dropping the last reference shuts the direction down.
+enum Writer {
+    Unix(tokio::net::unix::OwnedWriteHalf),
+    Tcp(tokio::net::tcp::OwnedWriteHalf),
+}
+
+impl Writer {
+    /// One non-blocking write; `WouldBlock` without a syscall when the socket is known full.
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Writer::Unix(w) => w.try_write(buf),
+            Writer::Tcp(w) => w.try_write(buf),
+        }
+    }
+
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Writer::Unix(w) => w.as_ref().poll_write_ready(cx),
+            Writer::Tcp(w) => w.as_ref().poll_write_ready(cx),
+        }
+    }
+
+    /// Writes `buf[*pos..]` until it is all written or the socket is full (then `Pending`,
+    /// woken when it has room).
+    fn poll_write_out(
+        &self,
+        buf: &[u8],
+        pos: &mut usize,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        while *pos < buf.len() {
+            match self.try_write(&buf[*pos..]) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(n) => *pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::task::ready!(self.poll_write_ready(cx))?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        Poll::Ready(Ok(()))
     }
 }

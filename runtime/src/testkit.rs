@@ -316,6 +316,47 @@ mod tests {
         (dir, endpoint, shutdown, server)
     }
 
+    /// A lone call writes its frame itself; one larger than the socket buffer is written in
+    /// part by the caller and finished by the I/O task. Every byte must arrive in order, and
+    /// the calls after it (lone, then several at once) must be unaffected.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_lone_call_larger_than_the_socket_buffer_arrives_intact() {
+        let config = MembraneConfig {
+            max_frame_len: 16 << 20,
+            ..MembraneConfig::default()
+        };
+        let (_dir, endpoint, shutdown, server) = echo_server(config);
+        let client_config = SynapseConfig {
+            max_frame_len: 16 << 20,
+            ..SynapseConfig::default()
+        };
+        let client = Synapse::connect::<Echo>(endpoint, client_config)
+            .await
+            .unwrap();
+        // Not one repeated byte: a lost, repeated or reordered chunk changes the echo.
+        let big: String = (0..(4u32 << 20) / 8).map(|i| format!("{i:07x},")).collect();
+        let partial_before = crate::synapse::PARTIAL_DIRECT_WRITES.get();
+        let echoed: String = client.call::<_, _, u32>(0, &big).await.unwrap();
+        assert!(echoed == big, "the echo of the 4 MiB request differs");
+        assert!(
+            crate::synapse::PARTIAL_DIRECT_WRITES.get() > partial_before,
+            "the caller wrote part of the frame itself, the I/O task the rest"
+        );
+        for i in 0..3 {
+            let text = format!("after {i}");
+            assert_eq!(client.call::<_, String, u32>(0, &text).await.unwrap(), text);
+        }
+        let small = "small".to_string();
+        let both = tokio::join!(
+            client.call::<_, String, u32>(0, &big),
+            client.call::<_, String, u32>(0, &small),
+        );
+        assert!(both.0.unwrap() == big, "the concurrent large echo differs");
+        assert_eq!(both.1.unwrap(), "small");
+        shutdown.shutdown();
+        server.await.unwrap().unwrap();
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn a_request_just_over_the_limit_fails_alone() {
         let config = MembraneConfig {

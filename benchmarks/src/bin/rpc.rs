@@ -215,8 +215,25 @@ fn report(results: &[(String, Vec<Sample>)], args: &Args) {
     );
     let anchor = results.first().map(|(n, _)| n.as_str()).unwrap_or("raw");
     let (raw_p50, _, _) = stat(anchor, &|s| s.p50_ns as f64);
-    let (tarpc_thr, _, _) = stat("tarpc", &|s| s.throughput);
-    let (tarpc_p50, _, _) = stat("tarpc", &|s| s.p50_ns as f64);
+    let measured = |subject: &str| results.iter().any(|(n, _)| n == subject);
+    // Cell against tarpc with the same idle-time treatment: tarpc parks by default and has
+    // no spin hook, so spinning subjects meet `tarpc+busy` (the upper bound of spinning).
+    let ratio = |name: &str, value: f64, metric: &dyn Fn(&Sample) -> f64, tarpc_over: bool| {
+        let like = match parse_subject(name).map(|(_, idle)| idle) {
+            Ok(Idle::Default | Idle::Park) => "tarpc",
+            _ => "tarpc+busy",
+        };
+        if !measured(like) {
+            return "-".to_string();
+        }
+        let (tarpc, _, _) = stat(like, metric);
+        let r = if tarpc_over {
+            tarpc / value
+        } else {
+            value / tarpc
+        };
+        format!("{r:.2}x")
+    };
     for (name, _) in results {
         let (p50, lo, hi) = stat(name, &|s| s.p50_ns as f64);
         let (p99, _, _) = stat(name, &|s| s.p99_ns as f64);
@@ -227,7 +244,7 @@ fn report(results: &[(String, Vec<Sample>)], args: &Args) {
         let (thr_cpu, _, _) = stat(name, &|s| s.thr_cpu_ns);
         println!(
             "{:<11} {:>6.1} ({:>5.1}-{:>5.1}) {:>8.1} {:>9.1} {:>7.2} {:>7.2} {:>9.0} ({:>6.0}-{:>7.0}) \
-             {:>9.2} {:>7.2}x {:>8.2}x {:>9.2}x",
+             {:>9.2} {:>7.2}x {:>9} {:>10}",
             name,
             p50 / 1e3,
             lo / 1e3,
@@ -241,10 +258,14 @@ fn report(results: &[(String, Vec<Sample>)], args: &Args) {
             thi,
             thr_cpu / 1e3,
             p50 / raw_p50,
-            tarpc_p50 / p50,
-            thr / tarpc_thr
+            ratio(name, p50, &|s| s.p50_ns as f64, true),
+            ratio(name, thr, &|s| s.throughput, false),
         );
     }
+    println!(
+        "tarpc/p50, thr/tarpc: against tarpc with the same idle treatment (parking subjects: \
+         tarpc; +spin, +busy: tarpc+busy); - when that tarpc subject was not run"
+    );
 }
 
 /// One measurement in this process: a server thread and a client on the main thread.
