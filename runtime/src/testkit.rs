@@ -225,7 +225,7 @@ mod tests {
             version: crate::handshake::PROTOCOL_VERSION,
             service: "echo".into(),
             fingerprint: 42,
-            secret: Vec::new(),
+            nonce: Vec::new(),
             max_frame_len: u32::MAX,
         };
         stream.write_all(&hello.to_frame()).await.unwrap();
@@ -389,6 +389,7 @@ mod tests {
             fingerprint: 42,
             max_frame_len: 1 << 20,
             max_in_flight: 16,
+            proof: None,
         }
         .to_frame();
         let server = tokio::spawn(async move {
@@ -442,6 +443,7 @@ mod tests {
                 fingerprint: 42,
                 max_frame_len: 1 << 20,
                 max_in_flight: 16,
+                proof: None,
             };
             first.write_all(&welcome.to_frame()).await.unwrap();
             let (request, _) = read_frame_from(&mut first).await;
