@@ -7,16 +7,17 @@
 //! sending it (protocol 3):
 //!
 //! ```text
-//! client                                              server
-//!   Hello { …, client nonce (32 random bytes) }  ──▶
-//!                                                ◀──  Challenge { server nonce (32 random bytes) }
-//!   Proof { HMAC(secret, client label ‖ T) }     ──▶  verified in constant time; if wrong:
-//!                                                     closed, nothing more is written
-//!                                                ◀──  Welcome { …, HMAC(secret, server label ‖ T) }
-//!   verified in constant time; if wrong or missing:       (or Reject, once the client is proven)
-//!   ConnectError::ServerNotAuthenticated
+//! client                                     server
+//!   Hello { …, client nonce }             ──▶
+//!                                         ◀──  Challenge { server nonce }
+//!   Proof { HMAC(secret, client label‖T) } ──▶  checked in constant time; if wrong, the
+//!                                              connection closes, nothing more is sent
+//!                                         ◀──  Welcome { …, HMAC(secret, server label‖T) }
+//!   checked in constant time; if wrong or      (or Reject, once the client has proven
+//!   missing: ServerNotAuthenticated            the secret)
 //! ```
 //!
+//! Both nonces are [`NONCE_LEN`] (32) bytes from the operating system's random source.
 //! `T`, the transcript both proofs cover, is: client nonce length (u16) and bytes, server
 //! nonce, protocol version of the hello (u16), fingerprint (u64), service name length (u16) and
 //! bytes; integers little endian. The two labels ([`CLIENT_PROOF_LABEL`],
@@ -26,19 +27,24 @@
 //! welcome replayed to a client fail against the client's new nonce. A peer that fails gets
 //! a `Challenge` (which tells it only that a cell server listens) and nothing else: no
 //! version, name, fingerprint or limits. What this does *not* give: confidentiality or
-//! integrity of the frames after the handshake — see `docs/threat-model.md`.
+//! integrity of the frames after the handshake (an active man-in-the-middle can relay an
+//! honest handshake and then read or alter the traffic), nor protection of a weak secret
+//! against offline guessing from a recorded handshake — see `docs/threat-model.md`.
 //!
 //! The handshake is a fixed little-endian layout, not an rkyv archive, on purpose: it must be
 //! readable by *any* version of the protocol so that a version mismatch is reported as one,
-//! never misread. Payloads (after the 16-byte frame header, see [`crate::frame`]):
+//! never misread. Payloads, after the 16-byte frame header of [`crate::frame`] (byte ranges;
+//! integers little endian):
 //!
-//! | frame       | bytes                                                                                              |
-//! |-------------|----------------------------------------------------------------------------------------------------|
-//! | `Hello`     | magic `CELL` (4), version u16, 0 u16, fingerprint u64, name length u16, nonce length u16, name, nonce, max frame length u32 |
-//! | `Challenge` | magic `CELL` (4), server nonce (32)                                                                |
-//! | `Proof`     | HMAC-SHA256 (32)                                                                                   |
-//! | `Welcome`   | magic `CELL` (4), version u16, 0 u16, fingerprint u64, max frame length u32, max in flight u32, then on TCP the server's proof (32) |
-//! | `Reject`    | code u8, UTF-8 reason                                                                              |
+//! - `Hello` (kind 1): `0..4` magic `CELL`, `4..6` version, `6..8` zero, `8..16` fingerprint,
+//!   `16..18` name length `n`, `18..20` nonce length `k` (32 on TCP, 0 on Unix sockets), then
+//!   the name (`n` bytes, UTF-8), the nonce (`k` bytes) and the client's frame limit (u32).
+//! - `Challenge` (kind 8): `0..4` magic `CELL`, `4..36` server nonce. Exactly 36 bytes.
+//! - `Proof` (kind 9): `0..32` HMAC-SHA256. Exactly 32 bytes.
+//! - `Welcome` (kind 2): `0..4` magic `CELL`, `4..6` version, `6..8` zero, `8..16`
+//!   fingerprint, `16..20` largest request payload, `20..24` most calls in flight; on TCP
+//!   `24..56` the server's proof. 24 or 56 bytes.
+//! - `Reject` (kind 3): `0` a [`RejectCode`], then a UTF-8 reason.
 //!
 //! The nonce field of the `Hello` sits where protocols 1 and 2 carried the secret itself; it
 //! is empty on Unix sockets. Every version from 3 on keeps the `Hello`/`Challenge`/`Proof`

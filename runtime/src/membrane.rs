@@ -48,7 +48,8 @@ pub struct MembraneConfig {
     pub handshake_timeout: Duration,
     /// On shutdown, how long in-flight calls may take to finish before they are dropped.
     pub drain_timeout: Duration,
-    /// Shared secret TCP clients must present; `None` takes `$CELL_SECRET`. Required on TCP.
+    /// Shared secret TCP clients must prove they know (challenge-response; it is never sent);
+    /// `None` takes `$CELL_SECRET`. Required on TCP.
     pub secret: Option<Secret>,
     /// Most connections served at once, handshakes included. At the limit the server stops
     /// accepting (new peers wait in the listen backlog) until a connection closes, so a flood
@@ -503,15 +504,11 @@ async fn run<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
                 ))));
             }
         } else {
-            let challenge = authenticate_client(&mut io, &mut reader, secret, &hello, deadline)
+            // A failure of the OS's random source is ours, not the peer's: logged as an error.
+            let challenge = Challenge::random()?;
+            authenticate_client(&mut io, &mut reader, secret, &hello, &challenge, deadline)
                 .await
-                .map_err(|e| {
-                    if e.kind() == io::ErrorKind::TimedOut {
-                        e
-                    } else {
-                        unauthenticated(e)
-                    }
-                })?;
+                .map_err(unauthenticated)?;
             server_proof = Some(handshake::prove(secret, Role::Server, &hello, &challenge).0);
         }
     }
@@ -560,16 +557,17 @@ async fn run<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
     requests(service, io, reader, config, hello.max_frame_len, stop).await
 }
 
-/// TCP, protocol 3 and later: sends a challenge with a fresh nonce and checks the client's
-/// proof (constant time). Returns the challenge, which the server's own proof covers. Every
-/// error means the peer is not authenticated; the caller closes without another byte.
+/// TCP, protocol 3 and later: sends `challenge` (a fresh nonce) and checks the client's proof
+/// (constant time). Every error means the peer is not authenticated; the caller closes
+/// without another byte.
 async fn authenticate_client<IO: AsyncRead + AsyncWrite + Unpin>(
     io: &mut IO,
     reader: &mut FrameReader,
     secret: &Secret,
     hello: &Hello,
+    challenge: &Challenge,
     deadline: Instant,
-) -> io::Result<Challenge> {
+) -> io::Result<()> {
     if hello.nonce.len() != handshake::NONCE_LEN {
         return Err(invalid(format!(
             "a hello with a {}-byte nonce (expected {})",
@@ -577,7 +575,6 @@ async fn authenticate_client<IO: AsyncRead + AsyncWrite + Unpin>(
             handshake::NONCE_LEN
         )));
     }
-    let challenge = Challenge::random()?;
     let exchange = async {
         io.write_all(&challenge.to_frame()).await?;
         read_one(io, reader).await
@@ -589,10 +586,10 @@ async fn authenticate_client<IO: AsyncRead + AsyncWrite + Unpin>(
         return Err(invalid(format!("expected a proof, got {}", header.kind)));
     }
     let proof = Proof::parse(&payload).map_err(|e| invalid(e.to_string()))?;
-    if !handshake::verify(secret, Role::Client, hello, &challenge, &proof.0) {
+    if !handshake::verify(secret, Role::Client, hello, challenge, &proof.0) {
         return Err(invalid("wrong proof (the secrets differ)".into()));
     }
-    Ok(challenge)
+    Ok(())
 }
 
 fn version_reason(client: u16) -> String {

@@ -42,7 +42,8 @@ pub struct SynapseConfig {
     /// Most calls in flight on the connection; more callers wait (backpressure). The server's
     /// own limit, announced at the handshake, caps it.
     pub max_in_flight: u32,
-    /// Shared secret for TCP; `None` takes `$CELL_SECRET`.
+    /// Shared secret for TCP, proven to the server and required from it (challenge-response;
+    /// it is never sent); `None` takes `$CELL_SECRET`.
     pub secret: Option<Secret>,
     /// Largest reply accepted. Announced to the server, which answers a longer reply with
     /// [`Status::EncodeFailed`] (the call fails with [`CallError::Remote`], the connection
