@@ -452,10 +452,9 @@ async fn run<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
     };
     // One deadline for the whole handshake, both round trips of TCP included.
     let deadline = Instant::now() + config.handshake_timeout;
-    let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "handshake timed out");
     let hello = tokio::time::timeout_at(deadline, read_one(&mut io, &mut reader))
         .await
-        .map_err(|_| timed_out())?
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "handshake timed out"))?
         .map_err(unauthenticated)?;
     let (header, payload) = hello;
     if header.kind != Kind::Hello {
