@@ -65,9 +65,9 @@ enum Command {
         /// Serve on the default socket of this cell name: `$CELL_SOCKET_DIR/<name>.sock`.
         #[arg(long, default_value = "celldb", conflicts_with = "tcp")]
         name: String,
-        /// Serve on TCP at this address (`127.0.0.1:7070`); clients must present the shared
-        /// secret in `$CELL_SECRET` (required; 1 to 1024 bytes). Use it on trusted networks
-        /// or inside a tunnel: the secret is not encrypted.
+        /// Serve on TCP at this address (`127.0.0.1:7070`); clients must prove they know the
+        /// shared secret in `$CELL_SECRET` (required; 1 to 1024 bytes; it is never sent). Use
+        /// it on trusted networks or inside a tunnel: the traffic is not encrypted.
         #[arg(long)]
         tcp: Option<String>,
         /// Abort a transaction that served no read for this many seconds (its client is

@@ -1,5 +1,6 @@
 //! Where cells listen: Unix sockets named by cell (`$CELL_SOCKET_DIR/<cell>.sock`) and TCP
-//! addresses for other hosts, plus the shared secret TCP peers must present.
+//! addresses for other hosts, plus the shared secret TCP peers must prove they know (by
+//! challenge-response: it is never sent, see [`crate::handshake`]).
 
 use std::fmt;
 use std::io;
@@ -111,7 +112,10 @@ pub(crate) fn prepare_socket_dir(dir: &Path) -> io::Result<()> {
     }
 }
 
-/// A shared secret for TCP connections. Its `Debug` output never shows the bytes.
+/// A shared secret for TCP connections: both sides prove they know it (HMAC-SHA256 over fresh
+/// nonces, see [`crate::handshake`]); it never crosses the network. Its `Debug` output never
+/// shows the bytes. Use a long random value (32 random bytes): a recorded handshake lets an
+/// eavesdropper test guesses offline.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(Vec<u8>);
 
@@ -130,7 +134,9 @@ impl Secret {
             .map(|s| Secret(s.into_encoded_bytes()))
     }
 
-    /// Constant-time comparison with what a peer presented.
+    /// Constant-time comparison with bytes a peer presented as the secret itself. Only clients
+    /// of protocol 1 or 2 do that (the server then only decides whether to tell them about
+    /// the version mismatch); protocol 3 proves the secret by challenge-response instead.
     pub fn matches(&self, presented: &[u8]) -> bool {
         use subtle::ConstantTimeEq;
         // `ct_eq` on slices of different lengths is false without comparing contents; the

@@ -118,12 +118,26 @@ pub enum ConnectError {
     #[error("the server refused the connection: {0}")]
     Rejected(String),
     /// The server closed the connection during the handshake without a word: on TCP this is
-    /// how a wrong or missing secret is answered, on a Unix socket a client of another user.
+    /// how a client that fails to prove the shared secret is answered (the secrets differ, or
+    /// the server is of protocol 2 or older), on a Unix socket a client of another user.
     #[error(
-        "the server closed the connection during the handshake (TCP: wrong or missing secret; \
-         Unix socket: the server only serves its own user)"
+        "the server closed the connection during the handshake (TCP: wrong or missing secret \
+         — ours differs from the server's; Unix socket: the server only serves its own user)"
     )]
     ClosedDuringHandshake,
+    /// On TCP, the server did not prove that it knows the shared secret: it is not the server
+    /// the client meant to reach (a wrong address, or someone impersonating it). The client
+    /// refuses it and sends it nothing but the handshake, which does not reveal the secret.
+    #[error(
+        "refusing the server at {endpoint}: it did not prove it knows the shared secret \
+         ({reason}); it is not the server you meant (wrong address, or an impostor)"
+    )]
+    ServerNotAuthenticated {
+        /// Where we connected.
+        endpoint: String,
+        /// What was wrong with its side of the handshake.
+        reason: String,
+    },
     /// The server's answer was not a valid handshake.
     #[error("invalid handshake from the server: {0}")]
     Protocol(String),
@@ -162,6 +176,12 @@ impl ConnectError {
             },
             ConnectError::Rejected(m) => ConnectError::Rejected(m.clone()),
             ConnectError::ClosedDuringHandshake => ConnectError::ClosedDuringHandshake,
+            ConnectError::ServerNotAuthenticated { endpoint, reason } => {
+                ConnectError::ServerNotAuthenticated {
+                    endpoint: endpoint.clone(),
+                    reason: reason.clone(),
+                }
+            }
             ConnectError::Protocol(m) => ConnectError::Protocol(m.clone()),
             ConnectError::Timeout => ConnectError::Timeout,
             ConnectError::MissingSecret => ConnectError::MissingSecret,

@@ -33,7 +33,7 @@ pub const DEFAULT_MAX_FRAME_LEN: u32 = 16 << 20;
 #[repr(u8)]
 pub enum Kind {
     /// Client → server, first frame: magic, protocol version, service name and fingerprint,
-    /// optional secret.
+    /// the client's nonce on TCP.
     Hello = 1,
     /// Server → client: the handshake succeeded.
     Welcome = 2,
@@ -47,6 +47,11 @@ pub enum Kind {
     Cancel = 6,
     /// Server → client: the server is draining; send new calls elsewhere (reconnect).
     Goodbye = 7,
+    /// Server → client on TCP, answering a hello: the server's nonce (protocol 3).
+    Challenge = 8,
+    /// Client → server on TCP, answering a challenge: the client's proof that it knows the
+    /// shared secret (protocol 3).
+    Proof = 9,
 }
 
 impl Kind {
@@ -59,6 +64,8 @@ impl Kind {
             5 => Kind::Response,
             6 => Kind::Cancel,
             7 => Kind::Goodbye,
+            8 => Kind::Challenge,
+            9 => Kind::Proof,
             _ => return None,
         })
     }
@@ -258,7 +265,7 @@ mod tests {
     fn any_header() -> impl Strategy<Value = Header> {
         (
             0u32..200,
-            1u8..=7,
+            1u8..=9,
             0u8..=6,
             any::<u16>(),
             any::<u32>(),

@@ -9,7 +9,8 @@
 //! - typed RPC between cells: [`frame`]s (16-byte header, 16-byte aligned payloads, length
 //!   checked before allocating), a [`handshake`] (protocol version + service fingerprint),
 //!   the server [`Membrane`] and the client [`Synapse`] over Unix sockets
-//!   (`$CELL_SOCKET_DIR/<cell>.sock`) or authenticated TCP, with many calls in flight per
+//!   (`$CELL_SOCKET_DIR/<cell>.sock`) or TCP (both sides authenticated by challenge-response on
+//!   a shared secret that never crosses the wire), with many calls in flight per
 //!   connection, deadlines, cancellation, backpressure and graceful shutdown; the traits
 //!   [`Protocol`] / [`Service`] that `#[service]` implements; a [`testkit`].
 //!

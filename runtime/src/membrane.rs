@@ -30,7 +30,9 @@ use crate::codec::Bytes;
 use crate::endpoint::{Endpoint, Secret, current_uid, prepare_socket_dir};
 use crate::error::ServeError;
 use crate::frame::{DEFAULT_MAX_FRAME_LEN, Header, Kind, Status};
-use crate::handshake::{self, Hello, PROTOCOL_VERSION, RejectCode, Welcome};
+use crate::handshake::{
+    self, Challenge, Hello, PROTOCOL_VERSION, Proof, RejectCode, Role, Welcome,
+};
 use crate::io::{FrameReader, Spin, poll_write_out, push_bytes, push_frame, read_one};
 use crate::service::{DispatchError, Service};
 
@@ -46,7 +48,8 @@ pub struct MembraneConfig {
     pub handshake_timeout: Duration,
     /// On shutdown, how long in-flight calls may take to finish before they are dropped.
     pub drain_timeout: Duration,
-    /// Shared secret TCP clients must present; `None` takes `$CELL_SECRET`. Required on TCP.
+    /// Shared secret TCP clients must prove they know (challenge-response; it is never sent);
+    /// `None` takes `$CELL_SECRET`. Required on TCP.
     pub secret: Option<Secret>,
     /// Most connections served at once, handshakes included. At the limit the server stops
     /// accepting (new peers wait in the listen backlog) until a connection closes, so a flood
@@ -435,7 +438,7 @@ async fn run<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
 ) -> io::Result<()> {
     // Small until the peer is known: a hello fits (it grows for the requests afterwards).
     let mut reader = FrameReader::with_capacity(HANDSHAKE_BUFFER, 4096);
-    // On TCP nothing has been proven yet: any failure up to the secret check is the peer's
+    // On TCP nothing has been proven yet: any failure up to the proof check is the peer's
     // failure to authenticate (and is logged as such, rate-limited).
     let unauthenticated = |e: io::Error| {
         if authenticate && e.kind() != io::ErrorKind::TimedOut {
@@ -447,7 +450,9 @@ async fn run<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
             e
         }
     };
-    let hello = tokio::time::timeout(config.handshake_timeout, read_one(&mut io, &mut reader))
+    // One deadline for the whole handshake, both round trips of TCP included.
+    let deadline = Instant::now() + config.handshake_timeout;
+    let hello = tokio::time::timeout_at(deadline, read_one(&mut io, &mut reader))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "handshake timed out"))?
         .map_err(unauthenticated)?;
@@ -479,16 +484,31 @@ async fn run<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
             return Err(invalid(e.to_string()));
         }
     };
+    // The server's proof for the welcome, on TCP once the client has proven itself.
+    let mut server_proof = None;
     if authenticate {
-        let ok = config
-            .secret
-            .as_ref()
-            .is_some_and(|s| s.matches(&hello.secret));
-        if !ok {
-            return Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                "peer failed authentication; closed without a reply",
-            ));
+        let Some(secret) = config.secret.as_ref() else {
+            // Bind refuses TCP without a secret: never reached, and never "no check".
+            return Err(unauthenticated(invalid(
+                "no shared secret configured".into(),
+            )));
+        };
+        if hello.version < 3 {
+            // Protocols 1 and 2 sent the secret itself where the nonce now is. Its sender is
+            // told about the version mismatch only if that secret is right.
+            if !secret.matches(&hello.nonce) {
+                return Err(unauthenticated(invalid(format!(
+                    "a protocol {} hello with a wrong secret",
+                    hello.version
+                ))));
+            }
+        } else {
+            // A failure of the OS's random source is ours, not the peer's: logged as an error.
+            let challenge = Challenge::random()?;
+            authenticate_client(&mut io, &mut reader, secret, &hello, &challenge, deadline)
+                .await
+                .map_err(unauthenticated)?;
+            server_proof = Some(handshake::prove(secret, Role::Server, &hello, &challenge).0);
         }
     }
     let stopping = *stop.borrow();
@@ -527,12 +547,48 @@ async fn run<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
         fingerprint: S::FINGERPRINT,
         max_frame_len: config.max_frame_len,
         max_in_flight: config.max_in_flight,
+        proof: server_proof,
     };
     io.write_all(&welcome.to_frame()).await?;
     reader.set_max_len(config.max_frame_len);
     reader.grow_to_default();
     tracing::debug!("handshake done");
     requests(service, io, reader, config, hello.max_frame_len, stop).await
+}
+
+/// TCP, protocol 3 and later: sends `challenge` (a fresh nonce) and checks the client's proof
+/// (constant time). Every error means the peer is not authenticated; the caller closes
+/// without another byte.
+async fn authenticate_client<IO: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut IO,
+    reader: &mut FrameReader,
+    secret: &Secret,
+    hello: &Hello,
+    challenge: &Challenge,
+    deadline: Instant,
+) -> io::Result<()> {
+    if hello.nonce.len() != handshake::NONCE_LEN {
+        return Err(invalid(format!(
+            "a hello with a {}-byte nonce (expected {})",
+            hello.nonce.len(),
+            handshake::NONCE_LEN
+        )));
+    }
+    let exchange = async {
+        io.write_all(&challenge.to_frame()).await?;
+        read_one(io, reader).await
+    };
+    let (header, payload) = tokio::time::timeout_at(deadline, exchange)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "handshake timed out"))??;
+    if header.kind != Kind::Proof {
+        return Err(invalid(format!("expected a proof, got {}", header.kind)));
+    }
+    let proof = Proof::parse(&payload).map_err(|e| invalid(e.to_string()))?;
+    if !handshake::verify(secret, Role::Client, hello, challenge, &proof.0) {
+        return Err(invalid("wrong proof (the secrets differ)".into()));
+    }
+    Ok(())
 }
 
 fn version_reason(client: u16) -> String {

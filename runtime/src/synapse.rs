@@ -30,7 +30,7 @@ use crate::codec::{self, Bytes, Protein};
 use crate::endpoint::{Endpoint, Secret};
 use crate::error::{CallError, ConnectError};
 use crate::frame::{self, Header, Kind, Status};
-use crate::handshake::{self, Hello, PROTOCOL_VERSION, RejectCode, Welcome};
+use crate::handshake::{self, Challenge, Hello, PROTOCOL_VERSION, RejectCode, Role, Welcome};
 use crate::io::{FrameReader, Spin, push_bytes, push_frame, read_one};
 use crate::service::Protocol;
 
@@ -45,7 +45,8 @@ pub struct SynapseConfig {
     /// Most calls in flight on the connection; more callers wait (backpressure). The server's
     /// own limit, announced at the handshake, caps it.
     pub max_in_flight: u32,
-    /// Shared secret for TCP; `None` takes `$CELL_SECRET`.
+    /// Shared secret for TCP, proven to the server and required from it (challenge-response;
+    /// it is never sent); `None` takes `$CELL_SECRET`.
     pub secret: Option<Secret>,
     /// Largest reply accepted. Announced to the server, which answers a longer reply with
     /// [`Status::EncodeFailed`] (the call fails with [`CallError::Remote`], the connection
@@ -354,36 +355,47 @@ impl Client {
             .unwrap_or(Err(ConnectError::Timeout))
     }
 
+    /// `secret` is the shared secret on TCP (checked when the client was created) and empty on
+    /// a Unix socket, where the server checks our uid instead and there is no challenge.
     async fn handshake<IO: Connected>(
         &self,
         mut io: IO,
         secret: Vec<u8>,
     ) -> Result<Arc<Conn>, ConnectError> {
-        let hello = Hello {
-            version: PROTOCOL_VERSION,
-            service: self.service.to_string(),
-            fingerprint: self.fingerprint,
-            secret,
-            max_frame_len: self.config.max_frame_len,
-        };
         let io_err = |source: io::Error| ConnectError::Io {
             endpoint: self.endpoint.to_string(),
             source,
         };
+        let secret = (!secret.is_empty()).then(|| Secret::new(secret));
+        let nonce = match &secret {
+            Some(_) => handshake::random_nonce().map_err(io_err)?.to_vec(),
+            None => Vec::new(),
+        };
+        let hello = Hello {
+            version: PROTOCOL_VERSION,
+            service: self.service.to_string(),
+            fingerprint: self.fingerprint,
+            nonce,
+            max_frame_len: self.config.max_frame_len,
+        };
         io.write_all(&hello.to_frame()).await.map_err(io_err)?;
         let mut reader = FrameReader::new(4096);
-        let (header, payload) = match read_one(&mut io, &mut reader).await {
-            Ok(frame) => frame,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
-                ) =>
-            {
-                return Err(ConnectError::ClosedDuringHandshake);
-            }
-            Err(e) => return Err(io_err(e)),
-        };
+        let (mut header, mut payload) = self.read_handshake(&mut io, &mut reader).await?;
+        // TCP: the server challenges us first; our proof covers its nonce and ours.
+        let mut challenge = None;
+        if header.kind == Kind::Challenge {
+            let Some(secret) = &secret else {
+                return Err(ConnectError::Protocol(
+                    "a challenge on a Unix socket (no secret to prove)".into(),
+                ));
+            };
+            let c =
+                Challenge::parse(&payload).map_err(|e| ConnectError::Protocol(e.to_string()))?;
+            let proof = handshake::prove(secret, Role::Client, &hello, &c);
+            io.write_all(&proof.to_frame()).await.map_err(io_err)?;
+            challenge = Some(c);
+            (header, payload) = self.read_handshake(&mut io, &mut reader).await?;
+        }
         match header.kind {
             Kind::Welcome => {}
             Kind::Reject => {
@@ -416,6 +428,25 @@ impl Client {
         }
         let welcome =
             Welcome::parse(&payload).map_err(|e| ConnectError::Protocol(e.to_string()))?;
+        // TCP: nothing the server says counts until it has proven that it knows the secret.
+        if let Some(secret) = &secret {
+            let refusal = match (&challenge, &welcome.proof) {
+                (None, _) => Some("it welcomed us without a challenge"),
+                (Some(_), None) => Some("its welcome carries no proof"),
+                (Some(c), Some(proof)) => {
+                    (!handshake::verify(secret, Role::Server, &hello, c, proof))
+                        .then_some("its proof is wrong")
+                }
+            };
+            if let Some(reason) = refusal {
+                tracing::error!(service = self.service, endpoint = %self.endpoint, reason,
+                    "refusing a server that did not prove it knows the shared secret");
+                return Err(ConnectError::ServerNotAuthenticated {
+                    endpoint: self.endpoint.to_string(),
+                    reason: reason.to_string(),
+                });
+            }
+        }
         if welcome.version != PROTOCOL_VERSION {
             return Err(ConnectError::VersionMismatch {
                 client: PROTOCOL_VERSION,
@@ -465,6 +496,29 @@ impl Client {
             Spin::new(self.config.spin),
         ));
         Ok(conn)
+    }
+
+    /// Reads one handshake frame; the server hanging up is [`ConnectError::ClosedDuringHandshake`].
+    async fn read_handshake<IO: AsyncRead + Unpin>(
+        &self,
+        io: &mut IO,
+        reader: &mut FrameReader,
+    ) -> Result<(Header, Vec<u8>), ConnectError> {
+        match read_one(io, reader).await {
+            Ok(frame) => Ok(frame),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                Err(ConnectError::ClosedDuringHandshake)
+            }
+            Err(source) => Err(ConnectError::Io {
+                endpoint: self.endpoint.to_string(),
+                source,
+            }),
+        }
     }
 }
 

@@ -225,7 +225,7 @@ mod tests {
             version: crate::handshake::PROTOCOL_VERSION,
             service: "echo".into(),
             fingerprint: 42,
-            secret: Vec::new(),
+            nonce: Vec::new(),
             max_frame_len: u32::MAX,
         };
         stream.write_all(&hello.to_frame()).await.unwrap();
@@ -236,7 +236,7 @@ mod tests {
 
     /// Reads one frame by hand: header, then the padded payload.
     async fn read_frame_from(
-        stream: &mut tokio::net::UnixStream,
+        stream: &mut (impl tokio::io::AsyncRead + Unpin),
     ) -> (crate::frame::Header, Vec<u8>) {
         use tokio::io::AsyncReadExt;
         let mut head = [0u8; crate::frame::HEADER_LEN];
@@ -294,6 +294,87 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(echoed, "tcp");
+        shutdown.shutdown();
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_tcp_peer_that_stalls_after_the_challenge_is_closed_at_the_handshake_timeout() {
+        use crate::endpoint::Secret;
+        use crate::frame::Kind;
+        use crate::handshake::{Hello, NONCE_LEN, PROTOCOL_VERSION};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let config = MembraneConfig {
+            secret: Some(Secret::new("s3cret")),
+            handshake_timeout: std::time::Duration::from_millis(200),
+            ..MembraneConfig::default()
+        };
+        let membrane = Membrane::bind(Endpoint::tcp("127.0.0.1:0"), Echo, config).unwrap();
+        let Endpoint::Tcp(addr) = membrane.endpoint().clone() else {
+            unreachable!()
+        };
+        let shutdown = membrane.shutdown_handle();
+        let server = tokio::spawn(membrane.serve());
+        let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let hello = Hello {
+            version: PROTOCOL_VERSION,
+            service: "echo".into(),
+            fingerprint: 42,
+            nonce: vec![1; NONCE_LEN],
+            max_frame_len: u32::MAX,
+        };
+        stalled.write_all(&hello.to_frame()).await.unwrap();
+        let (header, _) = read_frame_from(&mut stalled).await;
+        assert_eq!(header.kind, Kind::Challenge);
+        // No proof: the deadline of the whole handshake closes the connection (bounded from
+        // outside so that a regression fails instead of hanging).
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            stalled.read_to_end(&mut rest),
+        )
+        .await;
+        assert!(matches!(closed, Ok(Ok(0))), "{closed:?}");
+        // Others are served meanwhile and after.
+        let config = SynapseConfig {
+            secret: Some(Secret::new("s3cret")),
+            ..SynapseConfig::default()
+        };
+        let client = Synapse::connect::<Echo>(Endpoint::Tcp(addr), config)
+            .await
+            .unwrap();
+        let echoed: String = client
+            .call::<_, _, u32>(0, &"ok".to_string())
+            .await
+            .unwrap();
+        assert_eq!(echoed, "ok");
+        shutdown.shutdown();
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_unix_socket_needs_no_challenge_and_its_welcome_carries_no_proof() {
+        use crate::frame::Kind;
+        use crate::handshake::{Hello, PROTOCOL_VERSION, Welcome};
+        use tokio::io::AsyncWriteExt;
+        let (_dir, endpoint, shutdown, server) = echo_server(MembraneConfig::default());
+        let Endpoint::Unix(path) = &endpoint else {
+            unreachable!()
+        };
+        let mut stream = tokio::net::UnixStream::connect(path).await.unwrap();
+        let hello = Hello {
+            version: PROTOCOL_VERSION,
+            service: "echo".into(),
+            fingerprint: 42,
+            nonce: Vec::new(),
+            max_frame_len: u32::MAX,
+        };
+        stream.write_all(&hello.to_frame()).await.unwrap();
+        // One round trip: the first answer is the welcome.
+        let (header, payload) = read_frame_from(&mut stream).await;
+        assert_eq!(header.kind, Kind::Welcome);
+        assert_eq!(Welcome::parse(&payload).unwrap().proof, None);
+        drop(stream);
         shutdown.shutdown();
         server.await.unwrap().unwrap();
     }
@@ -430,6 +511,7 @@ mod tests {
             fingerprint: 42,
             max_frame_len: 1 << 20,
             max_in_flight: 16,
+            proof: None,
         }
         .to_frame();
         let server = tokio::spawn(async move {
@@ -483,6 +565,7 @@ mod tests {
                 fingerprint: 42,
                 max_frame_len: 1 << 20,
                 max_in_flight: 16,
+                proof: None,
             };
             first.write_all(&welcome.to_frame()).await.unwrap();
             let (request, _) = read_frame_from(&mut first).await;

@@ -15,6 +15,11 @@
 //!   flight, fingerprint mismatch, bad frames, panics, deadlines and cancellation, SIGKILL +
 //!   restart + reconnect, stale sockets, a second server, graceful shutdown; and
 //!   `#[service]`/`#[handler]` compile errors (`tests/ui/service/`).
+//! - `rpc_auth`: TCP authentication by challenge-response against the real probe server and
+//!   client processes: a recording relay shows the secret never crosses the wire; replayed
+//!   client and server handshakes are refused; fake servers that do not know the secret are
+//!   refused by the client; malformed challenges and proofs close only their connection;
+//!   version mismatches on TCP reach only peers that know the secret.
 //! - `rpc_handler`: the one-crate form (`#[service] struct` + `#[handler] impl`) through the
 //!   test kit.
 //! - `remote`: `cell_remote!` aliases reaching providers' macros and API, and its compile errors
@@ -57,5 +62,6 @@ mod providers;
 mod remote;
 mod resolver;
 mod rpc;
+mod rpc_auth;
 mod rpc_handler;
 mod sources;

@@ -10,7 +10,7 @@
 )]
 
 #[path = "../rpc-bin/probe.rs"]
-mod probe;
+pub(super) mod probe;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
@@ -18,21 +18,21 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cell_runtime::frame::{Header, Kind, encode_frame};
-use cell_runtime::handshake::{Hello, PROTOCOL_VERSION};
+use cell_runtime::handshake::{Hello, NONCE_LEN, PROOF_LEN, PROTOCOL_VERSION, Proof};
 use cell_sdk::{
     CallError, ConnectError, Endpoint, Protocol, Secret, SynapseConfig, testkit::TempDir,
 };
 use probe::{ProbeClient, ProbeError};
 
 /// A probe server process. Killed when dropped.
-struct Server {
-    child: Child,
-    endpoint: Endpoint,
+pub(super) struct Server {
+    pub(super) child: Child,
+    pub(super) endpoint: Endpoint,
     log: Arc<Mutex<String>>,
 }
 
 impl Server {
-    fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
+    pub(super) fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
         let (child, ready, log) = spawn_server(args, env);
         let line = ready
             .recv_timeout(Duration::from_secs(30))
@@ -55,7 +55,7 @@ impl Server {
     }
 
     /// Waits (up to 10 s) until the server's log contains `needle`.
-    fn wait_log(&self, needle: &str) -> bool {
+    pub(super) fn wait_log(&self, needle: &str) -> bool {
         for _ in 0..200 {
             if self.log.lock().unwrap().contains(needle) {
                 return true;
@@ -65,7 +65,7 @@ impl Server {
         false
     }
 
-    fn log(&self) -> String {
+    pub(super) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 
@@ -137,7 +137,11 @@ async fn unix_socket_calls_values_and_application_errors() {
 }
 
 /// Runs the client binary against `endpoint`; returns its stdout, or panics with its stderr.
-fn run_client(endpoint: &Endpoint, env: &[(&str, &str)], uid: Option<u32>) -> std::process::Output {
+pub(super) fn run_client(
+    endpoint: &Endpoint,
+    env: &[(&str, &str)],
+    uid: Option<u32>,
+) -> std::process::Output {
     use std::os::unix::process::CommandExt;
     let (flag, target) = match endpoint {
         Endpoint::Unix(path) => ("--socket", path.to_str().unwrap().to_string()),
@@ -317,7 +321,7 @@ fn raw_handshake(endpoint: &Endpoint) -> std::os::unix::net::UnixStream {
         version: PROTOCOL_VERSION,
         service: "probe".into(),
         fingerprint: <ProbeClient as Protocol>::FINGERPRINT,
-        secret: Vec::new(),
+        nonce: Vec::new(),
         max_frame_len: 1 << 20,
     };
     stream.write_all(&hello.to_frame()).unwrap();
@@ -328,8 +332,19 @@ fn raw_handshake(endpoint: &Endpoint) -> std::os::unix::net::UnixStream {
     stream
 }
 
+/// Reads one frame by hand (header, then the padded payload); `None` if the peer closed first.
+pub(super) fn read_frame(stream: &mut impl Read) -> Option<(Header, Vec<u8>)> {
+    let mut head = [0u8; cell_runtime::frame::HEADER_LEN];
+    stream.read_exact(&mut head).ok()?;
+    let header = Header::parse(&head, 1 << 20).unwrap();
+    let mut payload = vec![0u8; cell_runtime::frame::padded(header.len as usize)];
+    stream.read_exact(&mut payload).ok()?;
+    payload.truncate(header.len as usize);
+    Some((header, payload))
+}
+
 /// Reads until the server closes the connection; returns how many bytes it sent first.
-fn bytes_until_closed(stream: &mut impl Read) -> usize {
+pub(super) fn bytes_until_closed(stream: &mut impl Read) -> usize {
     let mut total = 0;
     let mut buf = [0u8; 1024];
     loop {
@@ -564,7 +579,7 @@ async fn graceful_shutdown_finishes_calls_in_flight() {
     assert!(!socket.exists(), "a stopped server removes its socket");
 }
 
-fn tcp_server(secret: &str) -> Server {
+pub(super) fn tcp_server(secret: &str) -> Server {
     Server::start(&["--tcp", "127.0.0.1:0"], &[("CELL_SECRET", secret)])
 }
 
@@ -601,7 +616,8 @@ async fn an_unauthenticated_tcp_peer_gets_nothing() {
         matches!(err, ConnectError::ClosedDuringHandshake),
         "{err:?}"
     );
-    // A raw peer with a well-formed hello but the wrong secret: zero bytes, then closed.
+    // A raw peer with a well-formed hello and a guessed proof: the challenge (which says only
+    // that a cell server listens), then nothing — no welcome, version, name or fingerprint.
     let Endpoint::Tcp(addr) = &server.endpoint else {
         unreachable!()
     };
@@ -611,10 +627,13 @@ async fn an_unauthenticated_tcp_peer_gets_nothing() {
         version: PROTOCOL_VERSION,
         service: "probe".into(),
         fingerprint: <ProbeClient as Protocol>::FINGERPRINT,
-        secret: b"guess".to_vec(),
+        nonce: vec![7; NONCE_LEN],
         max_frame_len: 1 << 20,
     };
     raw.write_all(&hello.to_frame()).unwrap();
+    let (header, _) = read_frame(&mut raw).unwrap();
+    assert_eq!(header.kind, Kind::Challenge);
+    raw.write_all(&Proof([0x55; PROOF_LEN]).to_frame()).unwrap();
     assert_eq!(bytes_until_closed(&mut raw), 0);
     // A raw peer sending garbage: nothing either (not even a version or fingerprint).
     let mut raw = std::net::TcpStream::connect(addr).unwrap();

@@ -6,7 +6,7 @@
 
 use cell_runtime::codec::{self, Bytes};
 use cell_runtime::frame::{self, Kind};
-use cell_runtime::handshake::{self, Hello, Welcome};
+use cell_runtime::handshake::{self, Challenge, Hello, Proof, Welcome};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -31,6 +31,12 @@ fuzz_target!(|data: &[u8]| {
             }
             Kind::Reject => {
                 let _ = handshake::parse_reject(&aligned);
+            }
+            Kind::Challenge => {
+                let _ = Challenge::parse(&aligned);
+            }
+            Kind::Proof => {
+                let _ = Proof::parse(&aligned);
             }
             _ => {
                 let _ = codec::from_bytes::<String>(&aligned);
