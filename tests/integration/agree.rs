@@ -333,8 +333,8 @@ fn locals_under_two_globs_build_with_zero_problems() {
 }
 
 /// Two providers re-exporting one proc-macro crate's `hello`, both glob-imported, and the bare
-/// name used: one item through two globs, which rustc accepts (E0659 is only for different
-/// items), so not CELL0005 either.
+/// name used; and one provider glob-imported under two aliases: one item through two globs,
+/// which rustc accepts (E0659 is only for different items), so not CELL0005 either.
 #[test]
 fn one_macro_crate_re_exported_by_two_providers_builds_with_zero_problems() {
     builds_with_index_warnings("shared-macro", "agree_shared_macro", &[]);
