@@ -511,53 +511,107 @@ impl Parsed {
         out
     }
 
-    /// Every attribute whose path has at least two segments (`#[A::b …]`).
+    /// Every attribute whose path has at least two segments (`#[A::b …]`), also those a
+    /// `cfg_attr` adds (see [`Parsed::metas`]).
     pub(crate) fn attr_uses(&self) -> Vec<AttrUse> {
         self.root
             .descendants()
             .filter(|n| n.kind() == SyntaxKind::ATTR)
-            .filter_map(|attr| self.attr_use(&attr))
+            .flat_map(|attr| {
+                self.metas(&attr)
+                    .into_iter()
+                    .filter_map(move |m| self.attr_use(&attr, m))
+            })
             .collect()
     }
 
-    /// The attribute under byte `offset`, if it reads as `#[A::b …]`.
+    /// The attribute under byte `offset`, if it reads as `#[A::b …]` (or as `A::b …` inside a
+    /// `cfg_attr`).
     pub(crate) fn attr_use_at(&self, offset: usize) -> Option<AttrUse> {
-        let offset = TextSize::try_from(offset.min(self.text.len())).ok()?;
-        let token = self.root.token_at_offset(offset).right_biased()?;
-        let attr = token
-            .parent_ancestors()
-            .find(|n| n.kind() == SyntaxKind::ATTR)?;
-        self.attr_use(&attr)
+        let attr = self.attr_at(offset)?;
+        let meta = meta_at(&self.metas(&attr), offset)?;
+        self.attr_use(&attr, meta)
     }
 
-    /// Every `Alias::Name` inside `#[derive(…)]` attributes.
+    /// Every `Alias::Name` inside `#[derive(…)]` attributes (also one a `cfg_attr` adds).
     pub(crate) fn derive_uses(&self) -> Vec<DeriveUse> {
         self.root
             .descendants()
             .filter(|n| n.kind() == SyntaxKind::ATTR)
-            .flat_map(|attr| self.derives_in(&attr))
+            .flat_map(|attr| self.metas(&attr))
+            .flat_map(|m| self.derives_in(m))
             .collect()
     }
 
     /// The `Alias::Name` derive whose name is under byte `offset`.
     pub(crate) fn derive_use_at(&self, offset: usize) -> Option<DeriveUse> {
-        let at = TextSize::try_from(offset.min(self.text.len())).ok()?;
-        let token = self.root.token_at_offset(at).right_biased()?;
-        let attr = token
-            .parent_ancestors()
-            .find(|n| n.kind() == SyntaxKind::ATTR)?;
-        self.derives_in(&attr)
+        let attr = self.attr_at(offset)?;
+        self.metas(&attr)
             .into_iter()
+            .flat_map(|m| self.derives_in(m))
             .find(|d| d.name_range.0 <= offset && offset <= d.name_range.1)
     }
 
-    fn derives_in(&self, attr: &SyntaxNode) -> Vec<DeriveUse> {
+    /// The `ATTR` node around byte `offset`.
+    fn attr_at(&self, offset: usize) -> Option<SyntaxNode> {
+        let at = TextSize::try_from(offset.min(self.text.len())).ok()?;
+        let token = self.root.token_at_offset(at).right_biased()?;
+        token
+            .parent_ancestors()
+            .find(|n| n.kind() == SyntaxKind::ATTR)
+    }
+
+    /// The attributes an `ATTR` node stands for: what is written inside `#[…]` (to the end of
+    /// the node, closing `]` included, so half-typed input reads as typed), or, for
+    /// `#[cfg_attr(pred, a, b)]`, each attribute after the predicate (nested `cfg_attr`s
+    /// too, an unclosed list running to the node's end). The predicate is not evaluated: the
+    /// features and targets a build enables are unknown here, so every attribute `cfg_attr`
+    /// may add is treated as active — as rust-analyzer does for an enabled cfg — and gets the
+    /// same completion, hover and checks as one written alone.
+    fn metas(&self, attr: &SyntaxNode) -> Vec<Meta> {
         let range = attr.text_range();
-        let start = usize::from(range.start());
-        let text = &self.text[start..usize::from(range.end())];
-        let Some(inner) = text.strip_prefix("#[") else {
+        let (start, end) = (usize::from(range.start()), usize::from(range.end()));
+        if !self.text[start..end].starts_with("#[") {
             return Vec::new();
+        }
+        let mut out = Vec::new();
+        self.push_metas(start + 2, start + 2, end, &mut out);
+        out
+    }
+
+    /// The attribute written at `start..end` (its slot beginning at `raw_start`), or, when it
+    /// is a `cfg_attr`, the attributes it adds.
+    fn push_metas(&self, raw_start: usize, start: usize, end: usize, out: &mut Vec<Meta>) {
+        let text = &self.text[start..end];
+        let (head, rest) = split_path(text);
+        let Some(after) = rest
+            .trim_start()
+            .strip_prefix('(')
+            .filter(|_| head.trim() == "cfg_attr")
+        else {
+            out.push(Meta {
+                start,
+                end,
+                raw_start,
+            });
+            return;
         };
+        let open = end - after.len();
+        let body = match matching_paren(after) {
+            Some(close) => &after[..close],
+            None => after.strip_suffix(']').unwrap_or(after),
+        };
+        // The predicate first.
+        for (s, e) in split_commas(body).into_iter().skip(1) {
+            let seg = &body[s..e];
+            let lead = seg.len() - seg.trim_start().len();
+            self.push_metas(open + s, open + s + lead, open + e, out);
+        }
+    }
+
+    fn derives_in(&self, meta: Meta) -> Vec<DeriveUse> {
+        let start = meta.start;
+        let inner = &self.text[meta.start..meta.end];
         let (head, rest) = split_path(inner);
         let Some(after) = rest.trim_start().strip_prefix('(') else {
             return Vec::new();
@@ -565,7 +619,7 @@ impl Parsed {
         if head.trim() != "derive" {
             return Vec::new();
         }
-        let open = start + text.len() - after.len();
+        let open = start + inner.len() - after.len();
         let body = after.rfind(')').map_or(after, |i| &after[..i]);
         split_args(body, open)
             .into_iter()
@@ -586,22 +640,22 @@ impl Parsed {
             .collect()
     }
 
-    fn attr_use(&self, attr: &SyntaxNode) -> Option<AttrUse> {
+    /// The use `A::b …` that `meta` (one of `attr`'s [`Parsed::metas`]) reads as.
+    fn attr_use(&self, attr: &SyntaxNode, meta: Meta) -> Option<AttrUse> {
         let range = attr.text_range();
         let (start, end) = (usize::from(range.start()), usize::from(range.end()));
-        let text = &self.text[start..end];
-        let inner = text.strip_prefix("#[")?;
+        let inner = &self.text[meta.start..meta.end];
         let (head, rest) = split_path(inner);
         let (alias, name) = head.split_once("::")?;
         let alias = alias.trim();
         if alias.is_empty() || !is_ident(alias) || name.contains("::") {
             return None;
         }
-        let name_start = start + 2 + head.find("::")? + 2;
+        let name_start = meta.start + head.find("::")? + 2;
         let name_trim = name.trim();
         let name_off = name.find(name_trim).unwrap_or(0);
         let args = rest.trim_start().strip_prefix('(').map(|after| {
-            let open = start + 2 + head.len() + (rest.len() - rest.trim_start().len()) + 1;
+            let open = meta.start + head.len() + (rest.len() - rest.trim_start().len()) + 1;
             let body = after.rfind(')').map_or(after, |i| &after[..i]);
             split_args(body, open)
         });
@@ -633,11 +687,17 @@ impl Parsed {
                 .any(|a| matches!(a.kind(), RECORD_FIELD_LIST | TUPLE_FIELD_LIST));
         if on_field {
             let owner = attr.ancestors().find(|a| is_owner(a.kind()))?;
+            // Those a `cfg_attr` adds count: the parent may be active, and a helper under it
+            // then works (never a false CELL0011).
             return Some(
                 owner
                     .children()
                     .filter(|c| c.kind() == ATTR)
-                    .filter_map(|a| self.attr_use(&a))
+                    .flat_map(|a| {
+                        self.metas(&a)
+                            .into_iter()
+                            .filter_map(move |m| self.attr_use(&a, m))
+                    })
                     .map(|u| (u.alias, u.name))
                     .collect(),
             );
@@ -667,9 +727,10 @@ impl Parsed {
             .parent_ancestors()
             .find(|n| n.kind() == SyntaxKind::ATTR)
         {
-            let start = usize::from(attr.text_range().start());
-            let before = &self.text[start..offset];
-            return self.attr_context(&attr, start, before, offset);
+            // In the attribute the cursor is in (one of those a `cfg_attr` adds, not its
+            // predicate); only what is typed before the cursor is read.
+            let meta = meta_at(&self.metas(&attr), offset)?;
+            return self.attr_context(&attr, meta, offset);
         }
         // `Alias::na|` in code (not in a string or comment).
         if !matches!(token.kind(), SyntaxKind::STRING | SyntaxKind::COMMENT)
@@ -728,14 +789,8 @@ impl Parsed {
         None
     }
 
-    fn attr_context(
-        &self,
-        attr: &SyntaxNode,
-        start: usize,
-        before: &str,
-        offset: usize,
-    ) -> Option<CursorContext> {
-        let inner = before.strip_prefix("#[")?;
+    fn attr_context(&self, attr: &SyntaxNode, meta: Meta, offset: usize) -> Option<CursorContext> {
+        let inner = self.text.get(meta.start..offset)?;
         let parent_attrs = self.parent_struct_attrs(attr);
         let (head, rest) = split_path(inner);
         if rest.is_empty() {
@@ -782,12 +837,10 @@ impl Parsed {
         let (alias, name) = head.split_once("::")?;
         let after_paren = rest.trim_start().strip_prefix('(')?;
         // Inside the argument list: which argument, and are we after `=`?
-        let open = start + 2 + head.len() + (rest.len() - rest.trim_start().len()) + 1;
-        let _ = open;
         // Arguments written anywhere in the attribute (also after the cursor), except the one
         // being typed.
         let written: Vec<String> = self
-            .attr_use(attr)
+            .attr_use(attr, meta)
             .and_then(|u| u.args)
             .unwrap_or_default()
             .into_iter()
@@ -811,6 +864,88 @@ impl Parsed {
             replace: (offset - prefix.len(), offset),
         })
     }
+}
+
+/// One attribute inside an `ATTR` node (see [`Parsed::metas`]): `start..end` is its text
+/// (leading whitespace skipped); `raw_start` is where its slot begins (after `#[` or after the
+/// comma before it), so a cursor in the whitespace before it still finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Meta {
+    start: usize,
+    end: usize,
+    raw_start: usize,
+}
+
+/// The attribute among `metas` whose slot holds byte `offset`.
+fn meta_at(metas: &[Meta], offset: usize) -> Option<Meta> {
+    metas
+        .iter()
+        .copied()
+        .find(|m| m.raw_start <= offset && offset <= m.end && m.start <= offset)
+}
+
+/// The index in `s` of the `)` closing a list whose `(` came just before `s`, skipping nested
+/// delimiters and string literals; `None` when it is not closed (half-typed).
+fn matching_paren(s: &str) -> Option<usize> {
+    let mut depth = 0i32;
+    let mut in_str = false;
+    let mut escaped = false;
+    for (i, b) in s.bytes().enumerate() {
+        if in_str {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => {
+                if depth == 0 {
+                    return (b == b')').then_some(i);
+                }
+                depth -= 1;
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The byte ranges of the top-level comma-separated parts of `body` (outside nested
+/// delimiters and string literals).
+fn split_commas(body: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut depth = 0i32;
+    let mut in_str = false;
+    let mut escaped = false;
+    let mut seg_start = 0;
+    for (i, b) in body.bytes().enumerate() {
+        if in_str {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth -= 1,
+            b',' if depth == 0 => {
+                out.push((seg_start, i));
+                seg_start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push((seg_start, body.len()));
+    out
 }
 
 /// Splits `DB::persist(…)…` into the path `DB::persist` and the rest.
@@ -838,10 +973,6 @@ fn ident_len(s: &str) -> usize {
 /// Top-level comma-separated `name = value` pairs of `body`, which starts at byte `base`.
 fn split_args(body: &str, base: usize) -> Vec<AttrArg> {
     let mut out = Vec::new();
-    let mut depth = 0i32;
-    let mut in_str = false;
-    let mut seg_start = 0;
-    let bytes = body.as_bytes();
     let mut push = |seg_start: usize, seg_end: usize| {
         let seg = &body[seg_start..seg_end];
         if seg.trim().is_empty() {
@@ -884,19 +1015,9 @@ fn split_args(body: &str, base: usize) -> Vec<AttrArg> {
             }
         }
     };
-    for (i, b) in bytes.iter().enumerate() {
-        match b {
-            b'"' => in_str = !in_str,
-            b'(' | b'[' | b'{' if !in_str => depth += 1,
-            b')' | b']' | b'}' if !in_str => depth -= 1,
-            b',' if !in_str && depth == 0 => {
-                push(seg_start, i);
-                seg_start = i + 1;
-            }
-            _ => {}
-        }
+    for (s, e) in split_commas(body) {
+        push(s, e);
     }
-    push(seg_start, body.len());
     out
 }
 
@@ -1051,6 +1172,99 @@ mod tests {
             uses[1].parent_attrs.as_deref(),
             Some(&[("DB".to_owned(), "persist".to_owned())][..])
         );
+    }
+
+    #[test]
+    fn attributes_inside_cfg_attr_are_uses() {
+        let text = "#[cfg_attr(feature = \"a,b\", DB::persist(replicate = \"raft\"), derive(Debug, DB::Table))]\nstruct U {\n    #[cfg_attr(test, DB::key)] id: u64,\n    #[DB::index] e: String,\n}\n#[cfg_attr(all(unix, not(test)), cfg_attr(feature = \"x\", Val::schema,))]\n#[cfg_attr(feature = \"x\")]\nstruct V;";
+        let p = Parsed::new(text);
+        let uses = p.attr_uses();
+        let found: Vec<(&str, &str, &str)> = uses
+            .iter()
+            .map(|u| {
+                (
+                    u.alias.as_str(),
+                    u.name.as_str(),
+                    &text[u.name_range.0..u.name_range.1],
+                )
+            })
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("DB", "persist", "persist"),
+                ("DB", "key", "key"),
+                ("DB", "index", "index"),
+                ("Val", "schema", "schema"),
+            ]
+        );
+        let args = uses[0].args.as_ref().unwrap();
+        assert_eq!(args[0].name.as_deref(), Some("replicate"));
+        assert_eq!(
+            &text[args[0].value_range.0..args[0].value_range.1],
+            "\"raft\""
+        );
+        // A parent behind `cfg_attr` is the fields' parent (it may be active).
+        let parent = Some(vec![("DB".to_owned(), "persist".to_owned())]);
+        assert_eq!(uses[1].parent_attrs, parent);
+        assert_eq!(uses[2].parent_attrs, parent);
+        let derives = p.derive_uses();
+        assert_eq!(derives.len(), 1, "{derives:?}");
+        assert_eq!(
+            &text[derives[0].name_range.0..derives[0].name_range.1],
+            "Table"
+        );
+        let at = text.find("DB::key").unwrap() + 5;
+        assert_eq!(p.attr_use_at(at).map(|u| u.name), Some("key".to_owned()));
+        // In the predicate: no attribute there.
+        assert_eq!(p.attr_use_at(text.find("test").unwrap() + 1), None);
+        let at = text.find("Table").unwrap() + 1;
+        assert_eq!(
+            p.derive_use_at(at).map(|d| d.name),
+            Some("Table".to_owned())
+        );
+    }
+
+    #[test]
+    fn completion_inside_cfg_attr() {
+        let c = ctx("#[cfg_attr(feature = \"x\", DB::|)]\nstruct U;").unwrap();
+        assert!(
+            matches!(c, CursorContext::AttrName { ref alias, ref prefix, replace, .. } if alias == "DB" && prefix.is_empty() && replace == (30, 30)),
+            "{c:?}"
+        );
+        // Half-typed, at the end of the buffer and before an item.
+        let c = ctx("#[cfg_attr(feature = \"x\", DB::pe|").unwrap();
+        assert!(
+            matches!(c, CursorContext::AttrName { ref prefix, .. } if prefix == "pe"),
+            "{c:?}"
+        );
+        let c = ctx("#[cfg_attr(feature = \"x\", DB::|\npub struct U { id: u64 }").unwrap();
+        assert!(
+            matches!(c, CursorContext::AttrName { ref alias, ref prefix, .. } if alias == "DB" && prefix.is_empty()),
+            "{c:?}"
+        );
+        let c = ctx("#[cfg_attr(a, cfg_attr(b, DB::persist(table = \"u\", rep|)))]\nstruct U;")
+            .unwrap();
+        assert!(
+            matches!(c, CursorContext::AttrArgs { ref name, ref prefix, ref written, value_of: None, .. } if name == "persist" && prefix == "rep" && written == &["table".to_owned()]),
+            "{c:?}"
+        );
+        let c = ctx("#[cfg_attr(a, derive(Debug, DB::Ta|))]\nstruct U;").unwrap();
+        assert!(
+            matches!(c, CursorContext::DeriveName { ref alias, ref prefix, .. } if alias == "DB" && prefix == "Ta"),
+            "{c:?}"
+        );
+        let c = ctx(
+            "#[cfg_attr(a, DB::persist)]\nstruct U {\n    #[cfg_attr(test, |)]\n    id: u64,\n}",
+        )
+        .unwrap();
+        assert!(
+            matches!(c, CursorContext::FieldAttrStart { ref parent_attrs, ref prefix, .. } if prefix.is_empty() && parent_attrs == &[("DB".to_owned(), "persist".to_owned())]),
+            "{c:?}"
+        );
+        // In the predicate: nothing to complete.
+        assert!(ctx("#[cfg_attr(DB::|, DB::persist)]\nstruct U;").is_none());
+        assert!(ctx("#[cfg_attr(|)]\nstruct U;").is_none());
     }
 
     #[test]
@@ -1406,6 +1620,14 @@ mod no_panic_tests {
             "struct S(#[DB::k(😀)] u8);",
             "#[derive(::DB::X, DB::, ::, DB)]",
             "#[DB::p(a = \"x\\\"é\")]",
+            "#[cfg_attr(",
+            "#[cfg_attr(é, ",
+            "#[cfg_attr(a, cfg_attr(",
+            "#[cfg_attr(\"é,\", DB::😀(é = \"ü",
+            "#[cfg_attr(a, \"\\\", DB::x)]",
+            "#[cfg_attr(a, derive(DB::é, 😀), DB::k(x = )))]\nstruct S { #[cfg_attr(é, DB::😀)] f: u8 }",
+            "#[cfg_attr)]",
+            "#[ cfg_attr ( a , DB::p ) ]",
         ];
         for text in texts {
             let p = Parsed::new(text);

@@ -504,6 +504,81 @@ fn diagnostics_for_an_unknown_macro_a_bad_value_and_a_stray_helper() {
     lsp.shutdown();
 }
 
+/// Provider macros behind `cfg_attr`: the cfg is not evaluated (features are unknown), so each
+/// attribute it adds is treated as active — checked, completed and hovered like one written
+/// alone — and a helper under a parent behind `cfg_attr` is not a stray helper.
+const CFG_ATTR_BUFFER: &str = r#"use cell_sdk::cell_remote;
+
+cell_remote!(DB = "kvstore");
+
+#[cfg_attr(feature = "db", DB::persist(replicate = "rafts"))]
+pub struct User {
+    #[DB::key]
+    id: u64,
+    #[cfg_attr(feature = "db", DB::index)]
+    email: String,
+}
+
+#[cfg_attr(all(unix, feature = "db"), derive(Debug), cfg_attr(test, DB::persit))]
+pub struct Other;
+"#;
+
+#[test]
+fn provider_macros_inside_cfg_attr_are_checked_completed_and_hovered() {
+    let Session {
+        _dir,
+        file,
+        mut lsp,
+        ..
+    } = session("good", "src/lib.rs", Some(CFG_ATTR_BUFFER));
+    let diags = lsp.diagnostics();
+    // No CELL0011 on `#[DB::key]`: its parent is behind `cfg_attr`.
+    assert_eq!(
+        summary(&diags),
+        [
+            (
+                json!("CELL0014"),
+                4,
+                "invalid value \"rafts\" for `replicate`: expected \"local\" | \"gossip\" | \"raft\"".to_owned()
+            ),
+            (
+                Value::Null,
+                12,
+                "`DB` (kvstore 0.3.1) exports no attribute macro `persit`".to_owned()
+            ),
+        ]
+    );
+    let (l, c) = pos(CFG_ATTR_BUFFER, "DB::persit", 4);
+    assert_eq!(
+        diags[1]["range"],
+        json!({ "start": { "line": l, "character": c }, "end": { "line": l, "character": c + 6 } })
+    );
+    // Completion after `DB::` inside `cfg_attr`, on the item and on a field.
+    let (l, c) = pos(CFG_ATTR_BUFFER, "DB::persist(", 4);
+    assert_eq!(Lsp::labels(&lsp.completion(&file, l, c)), ["persist"]);
+    let (l, c) = pos(CFG_ATTR_BUFFER, "DB::index", 4);
+    let helpers = Lsp::labels(&lsp.completion(&file, l, c));
+    assert_eq!(helpers[..3], ["key", "index", "unique"]);
+    let (l, c) = pos(CFG_ATTR_BUFFER, "\"rafts\"", 2);
+    assert_eq!(Lsp::labels(&lsp.completion(&file, l, c)), ["raft"]);
+    // Hover on the macro inside `cfg_attr`.
+    let md = hover_md(&mut lsp, &file, pos(CFG_ATTR_BUFFER, "persist(", 2));
+    assert!(md.contains("**kvstore** 0.3.1"), "{md}");
+    assert!(
+        md.contains("Stores this struct in a kvstore table."),
+        "{md}"
+    );
+    // Half-typed, at the end of the buffer.
+    let half = format!("{CFG_ATTR_BUFFER}\n#[cfg_attr(feature = \"db\", DB::");
+    lsp.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": uri(&file), "version": 2 }, "contentChanges": [{ "text": half }] }),
+    );
+    let last = half.lines().count() as u32 - 1;
+    assert_eq!(Lsp::labels(&lsp.completion(&file, last, 31)), ["persist"]);
+    lsp.shutdown();
+}
+
 fn check(fx: &Path, target: &Path, args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_cell-lsp"))
         .args(args)

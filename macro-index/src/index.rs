@@ -959,10 +959,12 @@ impl Index {
         }
     }
 
-    /// Two glob imports of aliases in one module whose providers export a common name, and a
-    /// bare use of that name in the module: reported at the use, where rustc reports E0659.
-    /// Without a use there is nothing ambiguous (rustc says nothing either); a definition or an
-    /// explicit import of the name in the module shadows both globs.
+    /// Two glob imports of aliases in one module whose providers bring *different* items under
+    /// a common name, and a bare use of that name in the module: reported at the use, where
+    /// rustc reports E0659. Without a use there is nothing ambiguous (rustc says nothing
+    /// either); a definition or an explicit import of the name in the module shadows both
+    /// globs; two globs bringing the same item (one proc-macro crate's macro re-exported by two
+    /// providers, or one provider under two aliases) are no ambiguity (see [`exported_items`]).
     fn check_globs(&self, problems: &mut Vec<Problem>) {
         let mut lib_definitions: HashMap<PathBuf, BTreeSet<String>> = HashMap::new();
         for consumer in &self.consumers {
@@ -973,7 +975,7 @@ impl Index {
                 .scope_names
                 .get(&consumer.package_id)
                 .map_or(&[][..], Vec::as_slice);
-            // (file, module) → (alias, exported names, span)
+            // (file, module) → (alias, exported items by name, span)
             let mut by_scope: BTreeMap<(PathBuf, Vec<String>), Vec<GlobSeen>> = BTreeMap::new();
             // (file, start of the use) already reported.
             let mut reported: BTreeSet<(PathBuf, usize)> = BTreeSet::new();
@@ -985,22 +987,7 @@ impl Index {
                 let Some(provider) = self.provider_of(alias) else {
                     continue;
                 };
-                // An API item counts only when the provider defines it itself: two providers
-                // re-exporting one item (`pub use common::Error`) bring the same item into scope
-                // twice, which rustc accepts. Unreadable: the API counts for nothing.
-                let defined = defined_at_root(&mut lib_definitions, &provider.lib_path);
-                let exported: BTreeSet<String> = provider
-                    .exports
-                    .iter()
-                    .map(|e| e.name.clone())
-                    .chain(
-                        provider
-                            .api
-                            .iter()
-                            .filter(|n| defined.contains(*n))
-                            .cloned(),
-                    )
-                    .collect();
+                let exported = exported_items(&mut lib_definitions, provider);
                 let scope = by_scope
                     .entry((g.file.clone(), g.module.clone()))
                     .or_default();
@@ -1009,7 +996,14 @@ impl Index {
                         continue;
                     }
                     let in_scope = |n: &&ScopeName| n.file == g.file && n.module == g.module;
-                    for common in exported.intersection(other_names) {
+                    // A name both bring in is ambiguous only when they bring different items:
+                    // glob imports of one item (two providers re-exporting one proc-macro
+                    // crate's macro) are accepted by rustc, which reports E0659 only for
+                    // different items.
+                    let clashing = exported.iter().filter(|(name, items)| {
+                        other_names.get(*name).is_some_and(|other| other != *items)
+                    });
+                    for (common, _) in clashing {
                         let shadowed = names
                             .iter()
                             .filter(in_scope)
@@ -1119,8 +1113,50 @@ fn text_span(file: &Path, text: &str, start: usize, end: usize) -> Span {
     }
 }
 
-/// A glob import already seen in a scope: (alias, names it brings, where).
-type GlobSeen = (String, BTreeSet<String>, Span);
+/// A glob import already seen in a scope: (alias, the items it brings by name, where).
+type GlobSeen = (String, BTreeMap<String, BTreeSet<ItemId>>, Span);
+
+/// What a name brought in by a glob import refers to, so that two globs bringing one item
+/// under one name are told apart from two globs bringing different items (only the latter is
+/// E0659). Kept as text: a macro is `macro <macro crate's package id> <name>` (the package, not
+/// the crate name, so two versions of one macro crate stay different items), an API item
+/// `item <provider's package id> <name>`.
+type ItemId = String;
+
+/// The items a provider's alias brings into scope through a glob, by name.
+///
+/// A macro is the item of its macro crate: two providers whose `export!` both name one
+/// proc-macro crate (the same package) and the same macro re-export one item. When the macro
+/// crate was not found among the provider's dependencies, the macro counts as the provider's
+/// own (different from every other provider's). An API item counts only when the provider
+/// defines it itself at its root: two providers re-exporting one item
+/// (`pub use common::Error`) bring the same item into scope twice, which rustc accepts, and
+/// which item a re-export names is not followed here. Unreadable: the API counts for nothing.
+fn exported_items(
+    lib_definitions: &mut HashMap<PathBuf, BTreeSet<String>>,
+    provider: &Provider,
+) -> BTreeMap<String, BTreeSet<ItemId>> {
+    let mut items: BTreeMap<String, BTreeSet<ItemId>> = BTreeMap::new();
+    let macro_crate = provider
+        .macro_crate
+        .as_ref()
+        .and_then(|m| m.package_id.as_deref());
+    for e in &provider.exports {
+        let id = match macro_crate {
+            Some(package) => format!("macro {package} {}", e.name),
+            None => format!("macro-of {} {}", provider.package_id, e.name),
+        };
+        items.entry(e.name.clone()).or_default().insert(id);
+    }
+    let defined = defined_at_root(lib_definitions, &provider.lib_path);
+    for n in provider.api.iter().filter(|n| defined.contains(*n)) {
+        items
+            .entry(n.clone())
+            .or_default()
+            .insert(format!("item {} {n}", provider.package_id));
+    }
+    items
+}
 
 /// The names the library at `lib` defines at its root (read once per check).
 fn defined_at_root<'a>(
@@ -1442,6 +1478,204 @@ mod tests {
             relative(Path::new("/a"), Path::new("/a/kv")),
             PathBuf::from("kv")
         );
+    }
+
+    /// A span in the consumer's `src/lib.rs` at byte `start` (line 1).
+    fn at(start: usize) -> Span {
+        let to_u32 = |n: usize| u32::try_from(n).unwrap();
+        Span {
+            file: PathBuf::from("/ws/app/src/lib.rs"),
+            line: 1,
+            col: to_u32(start + 1),
+            end_line: 1,
+            end_col: to_u32(start + 6),
+            start,
+            end: start + 5,
+        }
+    }
+
+    fn package(id: &str, name: &str, version: &str, deps: &[(&str, &str)]) -> Package {
+        Package {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            version: version.to_owned(),
+            source: SourceKind::Path,
+            manifest_path: PathBuf::from(format!("/ws/{id}/Cargo.toml")),
+            lib_path: Some(PathBuf::from(format!("/ws/{id}/src/lib.rs"))),
+            proc_macro: false,
+            target_roots: Vec::new(),
+            deps: deps
+                .iter()
+                .map(|(extern_crate, package_id)| crate::model::Dep {
+                    extern_crate: (*extern_crate).to_owned(),
+                    package_id: (*package_id).to_owned(),
+                })
+                .collect(),
+        }
+    }
+
+    /// A provider `cell` (package id = cell name) exporting the attribute `hello` from the
+    /// macro crate package `macros` (`None`: not found among its dependencies).
+    fn provider(cell: &str, macros: Option<&str>) -> Provider {
+        Provider {
+            cell: cell.to_owned(),
+            package: cell.to_owned(),
+            package_id: cell.to_owned(),
+            version: "1.0.0".to_owned(),
+            source: SourceKind::Path,
+            manifest_path: PathBuf::from(format!("/ws/{cell}/Cargo.toml")),
+            // Does not exist: no API item counts as defined by the provider.
+            lib_path: PathBuf::from(format!("/ws/{cell}/src/lib.rs")),
+            declaration: at(0),
+            format: 1,
+            macro_crate: Some(MacroCrate {
+                name: "shared_macros".to_owned(),
+                package_id: macros.map(str::to_owned),
+                lib_path: None,
+            }),
+            exports: vec![Export {
+                name: "hello".to_owned(),
+                kind: ExportKind::Attribute,
+                docs: String::new(),
+                helpers: Vec::new(),
+                helper_args: BTreeMap::new(),
+                args: Vec::new(),
+                declared_at: at(0),
+                definition: None,
+            }],
+            api: vec!["greeting".to_owned()],
+        }
+    }
+
+    /// The problem codes of a consumer `app` with `cell_remote!(Ai = "<cell i>")` for each
+    /// alias, `use Ai::*;` for each, and one bare use `#[hello]`: the glob-ambiguity check on
+    /// a hand-built index (no cargo), so each case states exactly which items the globs bring.
+    fn glob_check(aliases: &[(&str, &str)], providers: Vec<Provider>) -> Vec<ProblemCode> {
+        let mut deps: Vec<(&str, &str)> = providers
+            .iter()
+            .map(|p| (p.package.as_str(), p.package_id.as_str()))
+            .collect();
+        deps.dedup();
+        let mut packages = vec![package("app", "app", "0.1.0", &deps)];
+        packages.extend(
+            providers
+                .iter()
+                .map(|p| package(&p.package_id, &p.package, &p.version, &[])),
+        );
+        let file = PathBuf::from("/ws/app/src/lib.rs");
+        let mut index = Index {
+            manifest_path: PathBuf::from("/ws/Cargo.toml"),
+            workspace_root: PathBuf::from("/ws"),
+            target_dir: PathBuf::from("/ws/target"),
+            members: vec!["app".to_owned()],
+            packages,
+            unresolved: None,
+            platform: None,
+            providers,
+            consumers: vec![Consumer {
+                package: "app".to_owned(),
+                package_id: "app".to_owned(),
+                manifest_path: PathBuf::from("/ws/app/Cargo.toml"),
+                aliases: aliases
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (name, cell))| Alias {
+                        name: (*name).to_owned(),
+                        cell: (*cell).to_owned(),
+                        version: None,
+                        module: Vec::new(),
+                        span: at(10 * i),
+                        literal: at(10 * i + 5),
+                        call: at(10 * i),
+                        resolved: None,
+                    })
+                    .collect(),
+            }],
+            problems: Vec::new(),
+            parse_problems: BTreeMap::new(),
+            globs: BTreeMap::from([(
+                "app".to_owned(),
+                aliases
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (name, _))| GlobImport {
+                        path: vec![(*name).to_owned()],
+                        file: file.clone(),
+                        module: Vec::new(),
+                        span: at(100 + 10 * i),
+                    })
+                    .collect(),
+            )]),
+            scope_names: BTreeMap::from([(
+                "app".to_owned(),
+                vec![ScopeName {
+                    name: "hello".to_owned(),
+                    file: file.clone(),
+                    module: Vec::new(),
+                    span: at(200),
+                    defines: false,
+                }],
+            )]),
+            cargo_home: None,
+            input_stamps: BTreeMap::new(),
+        };
+        index.recompute();
+        index.problems.iter().map(|p| p.code).collect()
+    }
+
+    #[test]
+    fn two_providers_re_exporting_one_macro_crates_macro_are_not_cell0005() {
+        let codes = glob_check(
+            &[("G", "greet"), ("S", "shout")],
+            vec![
+                provider("greet", Some("shared-macros 1.0.0")),
+                provider("shout", Some("shared-macros 1.0.0")),
+            ],
+        );
+        assert_eq!(codes, []);
+    }
+
+    #[test]
+    fn two_providers_with_their_own_macro_crates_are_cell0005() {
+        let codes = glob_check(
+            &[("G", "greet"), ("S", "shout")],
+            vec![
+                provider("greet", Some("greet-macros 1.0.0")),
+                provider("shout", Some("shout-macros 1.0.0")),
+            ],
+        );
+        assert_eq!(codes, [ProblemCode::GlobAmbiguity]);
+    }
+
+    #[test]
+    fn two_versions_of_one_macro_crate_are_different_items_and_cell0005() {
+        // Same crate name (`shared_macros`), two packages: two different items for rustc.
+        let codes = glob_check(
+            &[("G", "greet"), ("S", "shout")],
+            vec![
+                provider("greet", Some("shared-macros 0.3.0")),
+                provider("shout", Some("shared-macros 0.4.0")),
+            ],
+        );
+        assert_eq!(codes, [ProblemCode::GlobAmbiguity]);
+    }
+
+    #[test]
+    fn macro_crates_not_found_count_as_each_providers_own_and_cell0005() {
+        let codes = glob_check(
+            &[("G", "greet"), ("S", "shout")],
+            vec![provider("greet", None), provider("shout", None)],
+        );
+        assert_eq!(codes, [ProblemCode::GlobAmbiguity]);
+    }
+
+    #[test]
+    fn one_provider_glob_imported_under_two_aliases_is_not_cell0005() {
+        let codes = glob_check(
+            &[("G", "greet"), ("H", "greet")],
+            vec![provider("greet", Some("greet-macros 1.0.0"))],
+        );
+        assert_eq!(codes, []);
     }
 
     #[test]

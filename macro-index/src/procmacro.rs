@@ -75,7 +75,7 @@ pub(crate) fn proc_macro_fns(file: &Path, text: &str) -> Result<Vec<ProcMacroFn>
 
 fn classify(file: &Path, attrs: &[Attribute], fn_name: &proc_macro2::Ident) -> Option<ProcMacroFn> {
     let docs = docs_of(attrs);
-    for attr in attrs {
+    for attr in &with_cfg_attr_contents(attrs) {
         let path = attr.path();
         if path.is_ident("proc_macro_attribute") || path.is_ident("proc_macro") {
             let kind = if path.is_ident("proc_macro") {
@@ -125,6 +125,41 @@ fn classify(file: &Path, attrs: &[Attribute], fn_name: &proc_macro2::Ident) -> O
     None
 }
 
+/// `attrs` with each `#[cfg_attr(pred, a, b)]` replaced by `#[a] #[b]` (recursively): the
+/// predicate is not evaluated (features are unknown here), so a function that is a proc macro
+/// only under some cfg (`#[cfg_attr(not(test), proc_macro_attribute)]`, a common way to unit
+/// test a macro's function) is one, as rust-analyzer sees it with the cfg active — never a
+/// false "declared but missing" (CELL0007). A `cfg_attr` that does not parse adds nothing.
+fn with_cfg_attr_contents(attrs: &[Attribute]) -> Vec<Attribute> {
+    let mut out = Vec::new();
+    for attr in attrs {
+        if !attr.path().is_ident("cfg_attr") {
+            out.push(attr.clone());
+            continue;
+        }
+        let Ok(list) = attr.meta.require_list() else {
+            continue;
+        };
+        let Ok(metas) = list.parse_args_with(
+            syn::punctuated::Punctuated::<syn::Meta, syn::Token![,]>::parse_terminated,
+        ) else {
+            continue;
+        };
+        let inner: Vec<Attribute> = metas
+            .into_iter()
+            .skip(1)
+            .map(|meta| Attribute {
+                pound_token: attr.pound_token,
+                style: attr.style,
+                bracket_token: attr.bracket_token,
+                meta,
+            })
+            .collect();
+        out.extend(with_cfg_attr_contents(&inner));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,5 +195,39 @@ mod tests {
         assert_eq!(fns[1].kind, ExportKind::Function);
         assert_eq!(fns[2].name, "Table");
         assert_eq!(fns[2].derive_helpers, ["column"]);
+    }
+
+    #[test]
+    fn proc_macros_behind_cfg_attr_are_found() {
+        let src = r#"
+            use proc_macro::TokenStream;
+
+            /// Persists a struct.
+            #[cfg_attr(not(test), proc_macro_attribute)]
+            pub fn persist(a: TokenStream, i: TokenStream) -> TokenStream { i }
+
+            #[cfg_attr(feature = "derive", cfg_attr(all(), proc_macro_derive(Table, attributes(column))))]
+            pub fn derive_table(i: TokenStream) -> TokenStream { i }
+
+            #[cfg_attr(test, allow(dead_code))]
+            fn helper() {}
+
+            #[cfg_attr(a, proc_macro_attribute = 1 + )]
+            fn also_not_a_macro() {}
+        "#;
+        let fns = proc_macro_fns(Path::new("/m.rs"), src).unwrap();
+        let found: Vec<(&str, ExportKind)> =
+            fns.iter().map(|f| (f.name.as_str(), f.kind)).collect();
+        assert_eq!(
+            found,
+            [
+                ("persist", ExportKind::Attribute),
+                ("Table", ExportKind::Derive)
+            ]
+        );
+        assert_eq!(fns[0].docs, "Persists a struct.");
+        assert_eq!(fns[1].derive_helpers, ["column"]);
+        // The derive's name, at its place inside the `cfg_attr`.
+        assert_eq!((fns[1].span.line, fns[1].span.col), (8, 78));
     }
 }

@@ -141,14 +141,23 @@ fn bare_name(file: &Path, tts: &[TokenTree], i: usize, module: &[String], out: &
     });
 }
 
-/// `#[name …]` and `#[derive(A, B)]`: the attribute's bare names are uses.
-fn attribute_names(file: &Path, group: &Group, module: &[String], out: &mut Scan) {
-    let tts: Vec<TokenTree> = group.stream().into_iter().collect();
+/// `#[name …]` and `#[derive(A, B)]`: the attribute's bare names are uses. Inside
+/// `#[cfg_attr(pred, a, b)]` the attributes `a` and `b` are read the same way (nested
+/// `cfg_attr`s too): the predicate is not evaluated (features and targets are unknown here), so
+/// every attribute `cfg_attr` may add counts, as rust-analyzer does with an active cfg — a use
+/// rustc would resolve once the cfg holds.
+fn attribute_names(file: &Path, tts: &[TokenTree], module: &[String], out: &mut Scan) {
     let Some(TokenTree::Ident(first)) = tts.first() else {
         return;
     };
-    if is_path_sep(&tts, 1) {
+    if is_path_sep(tts, 1) {
         return; // `#[G::hello]`: through an alias, never ambiguous.
+    }
+    if let Some(inner) = cfg_attr_metas(tts) {
+        for meta in inner {
+            attribute_names(file, &meta, module, out);
+        }
+        return;
     }
     let mut push = |id: &proc_macro2::Ident| {
         out.names.push(BareName {
@@ -173,6 +182,46 @@ fn attribute_names(file: &Path, group: &Group, module: &[String], out: &mut Scan
         return;
     }
     push(first);
+}
+
+/// For an attribute's tokens `cfg_attr(pred, a, b…)`: the attributes after the predicate, each
+/// as its tokens. `None` for any other attribute.
+pub(crate) fn cfg_attr_metas(tts: &[TokenTree]) -> Option<Vec<Vec<TokenTree>>> {
+    match tts {
+        [TokenTree::Ident(id), TokenTree::Group(g), ..]
+            if id == "cfg_attr" && g.delimiter() == Delimiter::Parenthesis =>
+        {
+            let mut metas: Vec<Vec<TokenTree>> = vec![Vec::new()];
+            for tt in g.stream() {
+                match &tt {
+                    TokenTree::Punct(p) if p.as_char() == ',' => metas.push(Vec::new()),
+                    _ => {
+                        if let Some(last) = metas.last_mut() {
+                            last.push(tt);
+                        }
+                    }
+                }
+            }
+            // The predicate first; a trailing comma leaves an empty last entry.
+            Some(
+                metas
+                    .into_iter()
+                    .skip(1)
+                    .filter(|m| !m.is_empty())
+                    .collect(),
+            )
+        }
+        _ => None,
+    }
+}
+
+/// `true` for `cfg(…)`, and for a `cfg_attr(…)` that may add one: the item may never be
+/// compiled.
+fn gates(tts: &[TokenTree]) -> bool {
+    match tts.first() {
+        Some(TokenTree::Ident(c)) if c == "cfg" => true,
+        _ => cfg_attr_metas(tts).is_some_and(|metas| metas.iter().any(|m| gates(m))),
+    }
 }
 
 /// The names `text` defines itself at its root (`pub struct Error;`, `pub fn get() {}`), not
@@ -325,8 +374,8 @@ fn walk(
                 if let Some(TokenTree::Group(g)) = tts.get(at)
                     && g.delimiter() == Delimiter::Bracket
                 {
-                    if matches!(g.stream().into_iter().next(), Some(TokenTree::Ident(c)) if c == "cfg")
-                    {
+                    let attr: Vec<TokenTree> = g.stream().into_iter().collect();
+                    if gates(&attr) {
                         // `#![cfg(…)]` gates the rest of its module; `#[cfg(…)]` the next item.
                         if at == i + 2 {
                             gated = true;
@@ -335,7 +384,7 @@ fn walk(
                         }
                     }
                     // Not walked further: an attribute holds no `cell_remote!` call.
-                    attribute_names(file, g, module, out);
+                    attribute_names(file, &attr, module, out);
                     i = at + 1;
                     continue;
                 }
@@ -529,6 +578,50 @@ mod tests {
                 .names
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn attributes_inside_cfg_attr_are_uses() {
+        let src = r#"
+            use G::*;
+            #[cfg_attr(feature = "x", hello, derive(Debug, G::Table, Table))]
+            #[cfg_attr(all(unix, not(test)), cfg_attr(feature = "y", persist))]
+            #[cfg_attr(feature = "x", G::hello)]
+            #[cfg_attr(feature = "x")]
+            #[cfg_attr(feature = "x", hello,)]
+            struct X;
+        "#;
+        let s = scan(Path::new("/a.rs"), src, &[]).unwrap();
+        let found: Vec<(String, bool, u32)> = s
+            .names
+            .iter()
+            .map(|n| (n.name.clone(), n.defines, n.span.col))
+            .collect();
+        let expect = [
+            ("hello", false, 39),
+            ("Debug", false, 53),
+            ("Table", false, 70),
+            ("persist", false, 70),
+            ("hello", false, 39),
+            ("X", true, 20),
+        ];
+        let expect: Vec<(String, bool, u32)> = expect
+            .iter()
+            .map(|(n, d, c)| ((*n).to_owned(), *d, *c))
+            .collect();
+        assert_eq!(found, expect);
+    }
+
+    #[test]
+    fn a_cfg_attr_that_may_add_cfg_gates_its_item() {
+        let src = r#"
+            #[cfg_attr(feature = "x", cfg(test))] export! { a }
+            #[cfg_attr(feature = "x", allow(dead_code), cfg_attr(unix, cfg(test)))] export! { b }
+            #[cfg_attr(feature = "x", allow(dead_code))] export! { c }
+        "#;
+        let s = scan(Path::new("/a.rs"), src, &["export"]).unwrap();
+        let gated: Vec<bool> = s.calls.iter().map(|c| c.gated).collect();
+        assert_eq!(gated, [true, true, false]);
     }
 
     #[test]

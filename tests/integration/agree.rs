@@ -304,6 +304,8 @@ agreement! {
     cell0003_bad_version_qualifier: "malformed-version" => MalformedRemote;
     cell0004_alias_clash_is_rustc_e0428: "alias-clash" => AliasClash;
     cell0005_glob_ambiguity_is_rustc_e0659: "glob" => GlobAmbiguity;
+    cell0005_two_versions_of_one_macro_crate_are_different_items: "glob-versions" => GlobAmbiguity;
+    cell0005_a_use_inside_cfg_attr_is_a_use: "glob-cfg-attr" => GlobAmbiguity;
     cell0007_missing_export_is_rustc_e0432: "missing-export" => MissingExport;
     cell0009_not_a_provider: "not-provider" => NotAProvider;
     cell0010_malformed_export: "bad-export" => MalformedExport;
@@ -328,6 +330,14 @@ fn good_consumer_builds_with_zero_problems() {
 #[test]
 fn locals_under_two_globs_build_with_zero_problems() {
     builds_with_index_warnings("locals", "agree_locals", &[]);
+}
+
+/// Two providers re-exporting one proc-macro crate's `hello`, both glob-imported, and the bare
+/// name used; and one provider glob-imported under two aliases: one item through two globs,
+/// which rustc accepts (E0659 is only for different items), so not CELL0005 either.
+#[test]
+fn one_macro_crate_re_exported_by_two_providers_builds_with_zero_problems() {
+    builds_with_index_warnings("shared-macro", "agree_shared_macro", &[]);
 }
 
 #[test]
