@@ -174,7 +174,10 @@ fn collect_columns(input: &mut ItemStruct, errors: &mut Vec<syn::Error>) -> Vec<
         let mut kept: Vec<Attribute> = Vec::new();
         for attr in field.attrs.drain(..) {
             let Some(name) = helper_name(&attr) else {
-                kept.push(attr);
+                // A refused `cfg_attr` is dropped: kept, rustc would add its own error.
+                if !refuse_helpers_in_cfg_attr(&attr, errors) {
+                    kept.push(attr);
+                }
                 continue;
             };
             let prefix = prefix_of(attr.path());
@@ -251,6 +254,48 @@ fn collect_columns(input: &mut ItemStruct, errors: &mut Vec<syn::Error>) -> Vec<
 
 fn is_u64(ty: &Type) -> bool {
     matches!(ty, Type::Path(p) if p.qself.is_none() && p.path.is_ident("u64"))
+}
+
+/// A helper behind `cfg_attr` would reach `persist` unexpanded (an attribute macro sees its
+/// item before `cfg_attr` is evaluated) and would then fail as a stray attribute on a field.
+/// It is refused with the reason instead: a table's key and indexes decide its stored layout,
+/// which must not change with the features a binary is built with. Returns whether it refused.
+fn refuse_helpers_in_cfg_attr(attr: &Attribute, errors: &mut Vec<syn::Error>) -> bool {
+    if !attr.path().is_ident("cfg_attr") {
+        return false;
+    }
+    let Ok(items) = attr.parse_args_with(
+        syn::punctuated::Punctuated::<syn::Meta, syn::Token![,]>::parse_terminated,
+    ) else {
+        return false; // Malformed: rustc reports it.
+    };
+    let mut refused = false;
+    // The first item is the condition; the rest are attributes (nested `cfg_attr` included).
+    for meta in items.iter().skip(1) {
+        let path = meta.path();
+        let Some(last) = path.segments.last() else {
+            continue;
+        };
+        let name = last.ident.to_string();
+        if HELPERS.contains(&name.as_str()) {
+            refused = true;
+            errors.push(syn::Error::new_spanned(
+                path,
+                format!(
+                    "`#[{}]` cannot sit inside `cfg_attr`: a table's key, indexes and unique \
+                     fields decide how its records are stored, so they must be the same in \
+                     every build; write it as a plain attribute",
+                    quote::quote!(#path).to_string().replace(' ', "")
+                ),
+            ));
+        } else if path.is_ident("cfg_attr")
+            && let syn::Meta::List(list) = meta
+        {
+            let nested: Attribute = syn::parse_quote!(#[#list]);
+            refused |= refuse_helpers_in_cfg_attr(&nested, errors);
+        }
+    }
+    refused
 }
 
 fn helper_name(attr: &Attribute) -> Option<String> {
