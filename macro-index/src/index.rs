@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::cache::{CacheListing, cargo_home};
 use crate::code::ProblemCode;
 use crate::decl::parse_declaration;
-use crate::discover::discover;
+use crate::discover::{discover_stamped, metadata_inputs};
 use crate::model::{
     Alias, Consumer, Export, ExportKind, Fix, MacroCrate, Package, Problem, Provider, Resolution,
     Severity, SourceKind, Span,
@@ -102,7 +102,9 @@ pub struct Index {
     /// The `CARGO_HOME` used for the version-skew check.
     pub cargo_home: Option<PathBuf>,
     /// (length, mtime) of each input, taken before the build read it: an edit made while
-    /// indexing differs from it (see [`Index::changed_inputs`]); the snapshot saves these.
+    /// indexing differs from it (see [`Index::changed_inputs`]); the snapshot saves these. A
+    /// manifest or `Cargo.lock` that kept moving while `cargo metadata` ran may hold a stamp
+    /// of length `u64::MAX`, which matches no file.
     #[serde(default)]
     pub input_stamps: BTreeMap<PathBuf, Option<(u64, u128)>>,
 }
@@ -114,14 +116,15 @@ impl Index {
     /// cargo cannot read); everything else becomes a [`Problem`].
     pub fn build(options: &IndexOptions) -> Result<Index, IndexError> {
         let manifest_path = absolute(&options.manifest_path);
-        let mut input_stamps = BTreeMap::new();
-        input_stamps.insert(manifest_path.clone(), stamp_of(&manifest_path));
-        let graph = discover(&manifest_path, options.offline, &options.cargo_env).map_err(|e| {
-            IndexError::Metadata {
-                manifest: manifest_path.clone(),
-                message: e.to_string(),
-            }
-        })?;
+        // The manifests and `Cargo.lock` with stamps that hold although most of them are known
+        // only after cargo read them (see `discover_stamped`).
+        let (graph, input_stamps) =
+            discover_stamped(&manifest_path, options.offline, &options.cargo_env).map_err(|e| {
+                IndexError::Metadata {
+                    manifest: manifest_path.clone(),
+                    message: e.to_string(),
+                }
+            })?;
         let mut index = Index {
             manifest_path,
             workspace_root: graph.workspace_root,
@@ -139,14 +142,6 @@ impl Index {
             cargo_home: options.cargo_home.clone().or_else(cargo_home),
             input_stamps,
         };
-        // After `cargo metadata`, which may write the lockfile itself.
-        for path in [
-            index.workspace_root.join("Cargo.toml"),
-            index.workspace_root.join("Cargo.lock"),
-        ] {
-            let s = stamp_of(&path);
-            index.input_stamps.entry(path).or_insert(s);
-        }
         let total = index.packages.len();
         for i in 0..total {
             if let Some(progress) = &options.progress
@@ -215,15 +210,11 @@ impl Index {
     /// sources of every non-registry package, `Cargo.lock`, and the source directories (a new
     /// file changes its directory's mtime).
     pub fn inputs(&self) -> Vec<PathBuf> {
-        let mut out = BTreeSet::new();
-        out.insert(self.manifest_path.clone());
-        out.insert(self.workspace_root.join("Cargo.toml"));
-        out.insert(self.workspace_root.join("Cargo.lock"));
+        let mut out = metadata_inputs(&self.manifest_path, &self.workspace_root, &self.packages);
         for pkg in &self.packages {
             if matches!(pkg.source, SourceKind::Registry | SourceKind::Git) {
                 continue;
             }
-            out.insert(pkg.manifest_path.clone());
             if let Some(lib) = &pkg.lib_path {
                 out.insert(lib.clone());
             }
@@ -329,7 +320,8 @@ impl Index {
         let mut stamp = |p: &Path| {
             stamps.insert(p.to_path_buf(), stamp_of(p));
         };
-        stamp(&pkg.manifest_path);
+        // Not the manifest: `cargo metadata` read it, and `discover_stamped` stamped it as of
+        // that read; a stamp taken now could already match an edit the graph does not hold.
         if let Some(lib) = &pkg.lib_path {
             stamp(lib);
         }
@@ -1686,5 +1678,174 @@ mod tests {
         );
         assert_eq!(did_you_mean("cell_db", &["cell-db"]), Some("cell-db"));
         assert_eq!(did_you_mean("zzz", &["celldb"]), None);
+    }
+
+    /// The manifests' freshness stamps against real `cargo metadata` on a temp workspace, with
+    /// the test seam standing for an edit saved while cargo runs (after it read the file,
+    /// before the index stamps it): deterministic, where a real concurrent edit would race.
+    mod metadata_stamps {
+        use std::cell::Cell;
+        use std::rc::Rc;
+        use std::time::{Duration, SystemTime};
+
+        use super::*;
+        use crate::discover::tests::set_after_metadata;
+        use crate::snapshot::{load_fresh, save};
+
+        /// A workspace with one member `app` at 0.1.0, every file dated an hour ago (so only
+        /// what a test writes is recent); returns (guard, options, the member's manifest).
+        fn workspace() -> (tempfile::TempDir, IndexOptions, PathBuf) {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path().canonicalize().unwrap();
+            let files = [
+                (
+                    root.join("Cargo.toml"),
+                    "[workspace]\nmembers = [\"app\"]\nresolver = \"2\"\n",
+                ),
+                (
+                    root.join("app/Cargo.toml"),
+                    "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+                ),
+                (root.join("app/src/lib.rs"), "pub fn f() {}\n"),
+            ];
+            let old = SystemTime::now() - Duration::from_secs(3600);
+            for (path, text) in &files {
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, text).unwrap();
+                let file = std::fs::File::options().write(true).open(path).unwrap();
+                file.set_modified(old).unwrap();
+            }
+            let mut options = IndexOptions::new(root.join("Cargo.toml"));
+            options.target_dir = Some(root.join("target"));
+            (dir, options, root.join("app/Cargo.toml"))
+        }
+
+        fn app_version(index: &Index) -> &str {
+            &index
+                .packages
+                .iter()
+                .find(|p| p.name == "app")
+                .unwrap()
+                .version
+        }
+
+        /// Builds with `edit(run)` called after each `cargo metadata` run (from 1); returns
+        /// the index and the number of runs.
+        fn build_editing(
+            options: &IndexOptions,
+            mut edit: impl FnMut(usize) + 'static,
+        ) -> (Index, usize) {
+            let runs = Rc::new(Cell::new(0));
+            let counter = runs.clone();
+            set_after_metadata(Some(Box::new(move || {
+                counter.set(counter.get() + 1);
+                edit(counter.get());
+            })));
+            let index = Index::build(options);
+            set_after_metadata(None);
+            (index.unwrap(), runs.get())
+        }
+
+        /// The gap this reproduces: the member's manifest was stamped after `cargo metadata`,
+        /// so an edit saved while cargo ran matched the stamp and the snapshot of the old
+        /// graph (app 0.1.0) was served as fresh. Now the edit is newer than the run's start,
+        /// so cargo runs again (and a third time: the new version makes it rewrite
+        /// `Cargo.lock` in the second) and the index holds the edit.
+        #[test]
+        fn a_member_manifest_edited_while_metadata_runs_is_not_served_stale() {
+            let (_guard, options, member) = workspace();
+            // A first build writes `Cargo.lock`, so the edit alone decides below.
+            build_editing(&options, |_| {});
+            let edited = member.clone();
+            let (index, runs) = build_editing(&options, move |run| {
+                if run == 1 {
+                    let text = std::fs::read_to_string(&edited).unwrap();
+                    std::fs::write(&edited, text.replace("0.1.0", "0.2.0")).unwrap();
+                }
+            });
+            // The snapshot served as fresh holds what the files say.
+            save(&index).unwrap();
+            let target = options.target_dir.as_deref().unwrap();
+            let served = load_fresh(target, &options.manifest_path).unwrap();
+            assert_eq!(app_version(&served), "0.2.0");
+            assert_eq!(index.changed_inputs(), Vec::<PathBuf>::new());
+            assert_eq!(runs, 3);
+        }
+
+        /// Edited while every run reads it: the stamp from before the last run is kept, so
+        /// the snapshot is stale and `changed_inputs` names the manifest.
+        #[test]
+        fn a_member_manifest_edited_during_every_run_leaves_the_snapshot_stale() {
+            let (_guard, options, member) = workspace();
+            build_editing(&options, |_| {});
+            let edited = member.clone();
+            let (index, runs) = build_editing(&options, move |run| {
+                let text = std::fs::read_to_string(&edited).unwrap();
+                // A new length each time, so the stamps differ whatever the clock's tick.
+                let versions = ["0.1.0", "0.2.0", "0.30.0", "0.400.0"];
+                std::fs::write(&edited, text.replace(versions[run - 1], versions[run])).unwrap();
+            });
+            save(&index).unwrap();
+            let target = options.target_dir.as_deref().unwrap();
+            assert!(load_fresh(target, &options.manifest_path).is_none());
+            assert!(index.changed_inputs().contains(&member));
+            // What the last run read.
+            assert_eq!(app_version(&index), "0.30.0");
+            assert_eq!(runs, 3);
+        }
+
+        /// Indexed through a member's manifest, the root manifest is known only from cargo's
+        /// answer: an edit of it saved while cargo ran (a new member) is caught by the start
+        /// time all the same.
+        #[test]
+        fn the_root_manifest_edited_while_metadata_runs_for_a_member_is_not_served_stale() {
+            let (_guard, mut options, member) = workspace();
+            let root = options.manifest_path.clone();
+            let dir = root.parent().unwrap().to_path_buf();
+            std::fs::create_dir_all(dir.join("extra/src")).unwrap();
+            std::fs::write(
+                dir.join("extra/Cargo.toml"),
+                "[package]\nname = \"extra\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+            )
+            .unwrap();
+            std::fs::write(dir.join("extra/src/lib.rs"), "").unwrap();
+            options.manifest_path = member;
+            build_editing(&options, |_| {});
+            // Dated back like the rest, so only the edit below is recent.
+            let lock = std::fs::File::options()
+                .write(true)
+                .open(dir.join("Cargo.lock"))
+                .unwrap();
+            lock.set_modified(SystemTime::now() - Duration::from_secs(3600))
+                .unwrap();
+            let (index, runs) = build_editing(&options, move |run| {
+                if run == 1 {
+                    let text = std::fs::read_to_string(&root).unwrap();
+                    std::fs::write(&root, text.replace("[\"app\"]", "[\"app\", \"extra\"]"))
+                        .unwrap();
+                }
+            });
+            save(&index).unwrap();
+            let target = options.target_dir.as_deref().unwrap();
+            let served = load_fresh(target, &options.manifest_path).unwrap();
+            assert!(served.packages.iter().any(|p| p.name == "extra"));
+            assert!(runs >= 2, "{runs}");
+        }
+
+        /// `Cargo.lock` written by cargo itself (missing before) is settled by the second
+        /// run, which does not rewrite it; with nothing moving, cargo runs once.
+        #[test]
+        fn a_lockfile_cargo_writes_is_settled_and_a_quiet_build_runs_cargo_once() {
+            let (_guard, options, _member) = workspace();
+            let (first, runs) = build_editing(&options, |_| {});
+            assert_eq!(runs, 2);
+            assert!(first.changed_inputs().is_empty());
+            save(&first).unwrap();
+            let target = options.target_dir.as_deref().unwrap();
+            assert_eq!(load_fresh(target, &options.manifest_path), Some(first));
+            let (second, runs) = build_editing(&options, |_| {});
+            assert_eq!(runs, 1);
+            assert!(second.changed_inputs().is_empty());
+        }
     }
 }

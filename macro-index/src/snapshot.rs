@@ -12,8 +12,10 @@ use crate::index::Index;
 
 /// Bumped whenever the serialized shape changes, or what the index derives from unchanged
 /// inputs does (a snapshot holds problems and scanned names, which a fresh stamp would keep
-/// serving): 2 — names inside `cfg_attr` are scanned, and CELL0005 needs different items.
-const SNAPSHOT_FORMAT: u32 = 2;
+/// serving): 2 — names inside `cfg_attr` are scanned, and CELL0005 needs different items;
+/// 3 — manifests are stamped as of cargo's read (a format-2 snapshot may hold a member's
+/// manifest stamped after an edit its graph lacks).
+const SNAPSHOT_FORMAT: u32 = 3;
 
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 struct Stamp {
