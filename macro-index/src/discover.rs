@@ -22,8 +22,10 @@ pub(crate) type FileStamp = Option<(u64, u128)>;
 pub(crate) const UNSETTLED: FileStamp = Some((u64::MAX, 0));
 
 /// How far the kernel's file timestamps may lag the clock `SystemTime::now` reads: Linux stamps
-/// writes with its coarse clock, at most one tick (10 ms at the lowest `HZ`, 100) behind.
-const CLOCK_LAG_NS: u128 = 50_000_000;
+/// writes with its coarse clock, at most one tick (10 ms at the lowest `HZ`, 100) behind; twice
+/// that for headroom. Kept below the watchers' debounce (30 ms in cell-lsp), so a manifest
+/// saved and then re-indexed on its file event is older than the run and costs no second run.
+const CLOCK_LAG_NS: u128 = 20_000_000;
 
 /// How many times [`discover_stamped`] runs cargo at most to get a run during which nothing
 /// it read moved.
