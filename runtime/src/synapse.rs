@@ -677,11 +677,18 @@ thread_local! {
     pub(crate) static PARTIAL_DIRECT_WRITES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
+/// Direct writes in this process, on any thread (the multi-thread stress tests check that
+/// the path they mean to exercise was taken).
+#[cfg(test)]
+pub(crate) static DIRECT_WRITES: AtomicU64 = AtomicU64::new(0);
+
 impl State {
     /// Writes what `out` holds (one frame) to the socket without blocking. What the socket
     /// does not take stays queued for the I/O task, with `out_sent` marking what it took.
     fn write_directly(&mut self) {
         let Some(socket) = &self.socket else { return };
+        #[cfg(test)]
+        DIRECT_WRITES.fetch_add(1, Ordering::Relaxed);
         match socket.try_write(&self.out) {
             Ok(n) if n == self.out.len() => self.out.clear(),
             Ok(n) => {

@@ -438,6 +438,152 @@ mod tests {
         server.await.unwrap().unwrap();
     }
 
+    /// Text of `len` bytes unique to one call, that changes along its length: any lost,
+    /// repeated, reordered or foreign chunk (bytes of another frame) makes it differ.
+    fn call_text(task: u64, iter: u64, len: usize) -> String {
+        let mut text = String::with_capacity(len + 32);
+        let mut pos = 0u64;
+        while text.len() < len {
+            use std::fmt::Write;
+            let _ = write!(text, "{task:x}.{iter:x}.{pos:x};");
+            pos += 1;
+        }
+        text.truncate(len);
+        text
+    }
+
+    fn xorshift(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    /// Many tasks on a multi-thread runtime share one connection: calls of mixed sizes (up to
+    /// several times the socket buffer), some alone in flight (direct writes), some together
+    /// (queued), some cancelled right after their frame went out (in whole or in part), some
+    /// with think time between them. Every reply must be exactly its own request's echo, and
+    /// no call may hang (bounded from outside).
+    async fn lone_and_queued_calls_under_stress(
+        endpoint: Endpoint,
+        secret: Option<crate::endpoint::Secret>,
+    ) {
+        use std::time::Duration;
+        let config = SynapseConfig {
+            max_frame_len: 16 << 20,
+            secret,
+            ..SynapseConfig::default()
+        };
+        let client = Synapse::connect::<Echo>(endpoint, config).await.unwrap();
+        let direct_before =
+            crate::synapse::DIRECT_WRITES.load(std::sync::atomic::Ordering::Relaxed);
+        let mut tasks = tokio::task::JoinSet::new();
+        for task in 0..6u64 {
+            let client = client.clone();
+            tasks.spawn(async move {
+                let mut rng = (task + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                let mut answered = 0u32;
+                for iter in 0..50u64 {
+                    let r = xorshift(&mut rng);
+                    let len = match r % 32 {
+                        0 => (1 << 20) + (r >> 40) as usize % 70_000,
+                        1..=3 => 250_000 + (r >> 40) as usize % 100_000,
+                        4..=9 => 10_000 + (r >> 40) as usize % 30_000,
+                        _ => (r >> 40) as usize % 300,
+                    };
+                    let text = call_text(task, iter, len);
+                    let call = client.call::<_, String, u32>(0, &text);
+                    if (r >> 8) % 6 == 0 {
+                        // Cancelled once its frame is submitted (written directly, in part,
+                        // or queued): the `Cancel` must follow it, and the slot's next user
+                        // must not get this call's reply.
+                        let mut call = std::pin::pin!(call);
+                        if let std::task::Poll::Ready(echoed) = futures::poll!(call.as_mut()) {
+                            assert!(echoed.unwrap() == text, "task {task} call {iter}");
+                        }
+                    } else {
+                        let echoed = call.await.unwrap();
+                        assert!(
+                            echoed == text,
+                            "task {task} call {iter}: an echo of {} bytes for {} sent",
+                            echoed.len(),
+                            text.len()
+                        );
+                        answered += 1;
+                    }
+                    match (r >> 16) % 4 {
+                        // Think time: the others drain, the next call is often alone.
+                        0 => tokio::time::sleep(Duration::from_micros((r >> 20) % 2_000)).await,
+                        1 => tokio::task::yield_now().await,
+                        _ => {}
+                    }
+                }
+                answered
+            });
+        }
+        let all = tokio::time::timeout(Duration::from_secs(120), async {
+            let mut answered = 0;
+            while let Some(done) = tasks.join_next().await {
+                answered += done.unwrap();
+            }
+            answered
+        })
+        .await
+        .expect("a call hung");
+        assert!(all > 100, "{all} calls answered");
+        assert!(
+            crate::synapse::DIRECT_WRITES.load(std::sync::atomic::Ordering::Relaxed)
+                > direct_before,
+            "no call was written directly"
+        );
+        // The connection is still sound afterwards: one lone call, then many together.
+        let text = call_text(99, 0, 100_000);
+        assert!(client.call::<_, String, u32>(0, &text).await.unwrap() == text);
+        let calls = (0..64u64).map(|i| {
+            let client = client.clone();
+            async move {
+                (
+                    i,
+                    client
+                        .call::<_, String, u32>(0, &call_text(98, i, 700))
+                        .await,
+                )
+            }
+        });
+        for (i, r) in futures::future::join_all(calls).await {
+            assert!(r.unwrap() == call_text(98, i, 700));
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lone_and_queued_calls_under_stress_over_a_unix_socket() {
+        let config = MembraneConfig {
+            max_frame_len: 16 << 20,
+            ..MembraneConfig::default()
+        };
+        let (_dir, endpoint, shutdown, server) = echo_server(config);
+        lone_and_queued_calls_under_stress(endpoint, None).await;
+        shutdown.shutdown();
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lone_and_queued_calls_under_stress_over_tcp() {
+        use crate::endpoint::Secret;
+        let config = MembraneConfig {
+            max_frame_len: 16 << 20,
+            secret: Some(Secret::new("stress")),
+            ..MembraneConfig::default()
+        };
+        let membrane = Membrane::bind(Endpoint::tcp("127.0.0.1:0"), Echo, config).unwrap();
+        let endpoint = membrane.endpoint().clone();
+        let shutdown = membrane.shutdown_handle();
+        let server = tokio::spawn(membrane.serve());
+        lone_and_queued_calls_under_stress(endpoint, Some(Secret::new("stress"))).await;
+        shutdown.shutdown();
+        server.await.unwrap().unwrap();
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn a_request_just_over_the_limit_fails_alone() {
         let config = MembraneConfig {
