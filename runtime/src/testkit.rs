@@ -493,7 +493,7 @@ mod tests {
                     };
                     let text = call_text(task, iter, len);
                     let call = client.call::<_, String, u32>(0, &text);
-                    if (r >> 8) % 6 == 0 {
+                    if (r >> 8).is_multiple_of(6) {
                         // Cancelled once its frame is submitted (written directly, in part,
                         // or queued): the `Cancel` must follow it, and the slot's next user
                         // must not get this call's reply.
