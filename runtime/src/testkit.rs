@@ -584,6 +584,116 @@ mod tests {
         server.await.unwrap().unwrap();
     }
 
+    fn current_thread_runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// A client whose runtime shut down (its I/O task dropped with it) must not keep the
+    /// connection's socket open: the server has to see the connection end, although the
+    /// `Synapse` itself lives on.
+    #[test]
+    fn a_client_whose_runtime_shut_down_closes_its_socket() {
+        use crate::frame::decode;
+        use crate::handshake::{PROTOCOL_VERSION, Welcome};
+        use std::io::{Read, Write};
+        let dir = temp_socket_dir().unwrap();
+        let path = dir.path().join("fake.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        // A fake server: welcomes the client, then reports whether the client hung up.
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            stream
+                .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+                .unwrap();
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            while decode(&seen, 4096).unwrap().is_none() {
+                let n = stream.read(&mut buf).unwrap();
+                assert!(n > 0, "the client hung up before its hello");
+                seen.extend_from_slice(&buf[..n]);
+            }
+            let welcome = Welcome {
+                version: PROTOCOL_VERSION,
+                fingerprint: 42,
+                max_frame_len: 1 << 20,
+                max_in_flight: 16,
+                proof: None,
+            };
+            stream.write_all(&welcome.to_frame()).unwrap();
+            // Until end of stream (the client closed) or the timeout (it never did).
+            loop {
+                match stream.read(&mut buf) {
+                    Ok(0) => return Ok(()),
+                    Ok(_) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        });
+        let runtime = current_thread_runtime();
+        let client = runtime
+            .block_on(Synapse::connect_raw(
+                Endpoint::Unix(path),
+                "echo",
+                42,
+                SynapseConfig::default(),
+            ))
+            .unwrap();
+        drop(runtime);
+        let closed = server.join().unwrap();
+        assert!(
+            closed.is_ok(),
+            "the socket stayed open after the client's runtime shut down: {closed:?}"
+        );
+        drop(client);
+    }
+
+    /// A client whose runtime shut down is used from another runtime: its connection died
+    /// with the first runtime, so the next call reconnects instead of waiting forever for a
+    /// reply nobody reads.
+    #[test]
+    fn a_client_used_after_its_runtime_shut_down_reconnects() {
+        let (endpoint_tx, endpoint_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = std::thread::spawn(move || {
+            current_thread_runtime().block_on(async move {
+                let (_dir, endpoint, shutdown, server) = echo_server(MembraneConfig::default());
+                endpoint_tx.send(endpoint).unwrap();
+                let _ = stop_rx.await;
+                shutdown.shutdown();
+                server.await.unwrap().unwrap();
+            })
+        });
+        let endpoint = endpoint_rx.recv().unwrap();
+        let first = current_thread_runtime();
+        let client = first.block_on(async {
+            let client = Synapse::connect::<Echo>(endpoint, SynapseConfig::default())
+                .await
+                .unwrap();
+            let echoed: String = client
+                .call::<_, _, u32>(0, &"first".to_string())
+                .await
+                .unwrap();
+            assert_eq!(echoed, "first");
+            client
+        });
+        drop(first);
+        // Bounded, so that a call that waits forever fails the test instead of hanging it.
+        let second = current_thread_runtime();
+        let echoed = second.block_on(
+            client
+                .with_timeout(Some(std::time::Duration::from_secs(20)))
+                .call::<_, String, u32>(0, &"second".to_string()),
+        );
+        assert_eq!(echoed.unwrap(), "second");
+        drop(client);
+        drop(second);
+        stop_tx.send(()).unwrap();
+        server.join().unwrap();
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn a_request_just_over_the_limit_fails_alone() {
         let config = MembraneConfig {
