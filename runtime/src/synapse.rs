@@ -488,8 +488,12 @@ impl Client {
         // Frames that came in the same read as the welcome (a `Goodbye` from a server that
         // began draining) are handled now: the I/O task only looks again when more arrives.
         deliver(&conn, &mut reader).map_err(ConnectError::Protocol)?;
+        let teardown = Teardown {
+            conn: conn.clone(),
+            reason: None,
+        };
         tokio::spawn(drive(
-            conn.clone(),
+            teardown,
             read,
             socket,
             reader,
@@ -780,13 +784,19 @@ impl<F> Drop for Pending<'_, F> {
 
 /// The connection's I/O task: writes queued frames, delivers replies, and on any failure fails
 /// every call in flight.
+///
+/// `teardown` ends the connection however this task ends: by returning, or dropped unfinished
+/// — even before its first poll — because its runtime shut down. Nobody reads replies any
+/// more then, and the socket's write half, which callers share, must not keep the connection
+/// open. It is an argument, not a local, so that it is dropped with a future never polled.
 async fn drive<R: AsyncRead + Unpin>(
-    conn: Arc<Conn>,
+    mut teardown: Teardown,
     mut read: R,
     socket: Arc<Writer>,
     mut reader: FrameReader,
     mut spin: Spin,
 ) {
+    let conn = teardown.conn.clone();
     let mut sending = Bytes::with_capacity(4096);
     let mut written = 0usize;
     let result: Result<(), String> = std::future::poll_fn(|cx| {
@@ -846,27 +856,44 @@ async fn drive<R: AsyncRead + Unpin>(
         }
     })
     .await;
-    let mut state = lock(&conn.state);
-    // No direct writes any more; the socket closes when this task's reference goes too.
-    state.socket = None;
-    let reason = match result {
+    teardown.reason = Some(match result {
         Ok(()) => "the client was dropped".to_string(),
         Err(reason) => {
             tracing::warn!(%reason, "connection lost");
             reason
         }
-    };
-    state.dead = Some(reason);
-    for slot in &mut state.slots {
-        if slot.state == SlotState::Waiting {
-            slot.state = SlotState::Failed;
-            if let Some(w) = slot.waker.take() {
-                w.wake();
+    });
+}
+
+/// Marks a connection dead when its I/O task ends, fails the calls in flight, and gives up
+/// the connection's share of the socket.
+struct Teardown {
+    conn: Arc<Conn>,
+    /// Why the task ended; `None` if it was dropped before it could say (its runtime shut
+    /// down).
+    reason: Option<String>,
+}
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        let reason = self.reason.take().unwrap_or_else(|| {
+            "the connection's I/O task was dropped (its runtime shut down)".to_string()
+        });
+        let mut state = lock(&self.conn.state);
+        // No direct writes any more; the socket closes when the task's own references go too.
+        state.socket = None;
+        state.dead = Some(reason);
+        for slot in &mut state.slots {
+            if slot.state == SlotState::Waiting {
+                slot.state = SlotState::Failed;
+                if let Some(w) = slot.waker.take() {
+                    w.wake();
+                }
             }
         }
+        drop(state);
+        self.conn.permits.close();
     }
-    drop(state);
-    conn.permits.close();
 }
 
 /// Hands every complete reply in the read buffer to its slot.
