@@ -188,6 +188,17 @@ impl Synapse {
         &self.client.endpoint
     }
 
+    /// Bytes the current connection's write buffers hold (callers' and the I/O task's, as of
+    /// its last turn): tests check that one large request does not pin them.
+    #[cfg(test)]
+    pub(crate) fn write_buffer_capacity(&self) -> usize {
+        let current = lock(&self.client.current);
+        current.as_ref().map_or(0, |conn| {
+            let state = lock(&conn.state);
+            state.out.capacity() + state.io_task_buffer
+        })
+    }
+
     /// Calls `method` with `request`, for a method returning `Result<T, E>`: `Err(e)` arrives
     /// as [`CallError::App`].
     ///
@@ -475,6 +486,8 @@ impl Client {
                 flushing: false,
                 socket: Some(socket.clone()),
                 writer: None,
+                #[cfg(test)]
+                io_task_buffer: 0,
                 slots: Vec::new(),
                 free: Vec::new(),
                 dead: None,
@@ -551,6 +564,9 @@ struct State {
     socket: Option<Arc<Writer>>,
     /// The I/O task, to wake when `out` gets data.
     writer: Option<Waker>,
+    /// Capacity of the I/O task's own write buffer at its last turn.
+    #[cfg(test)]
+    io_task_buffer: usize,
     slots: Vec<Slot>,
     free: Vec<u16>,
     /// Why the connection died, once it has.
@@ -811,6 +827,10 @@ async fn drive<R: AsyncRead + Unpin>(
                     return Poll::Ready(Ok(()));
                 }
                 std::mem::swap(&mut state.out, &mut sending);
+                #[cfg(test)]
+                {
+                    state.io_task_buffer = sending.capacity();
+                }
                 written = std::mem::take(&mut state.out_sent);
                 state.flushing = written < sending.len();
                 match &state.writer {

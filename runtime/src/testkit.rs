@@ -694,6 +694,35 @@ mod tests {
         server.join().unwrap();
     }
 
+    /// A request that grew the client's write buffer far beyond the shrink threshold (here
+    /// one refused as too long) must not pin that memory for the connection's life, also
+    /// when every later call is alone in flight and written directly.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_large_request_does_not_pin_the_write_buffer_of_lone_calls() {
+        let config = MembraneConfig {
+            max_frame_len: 1 << 20,
+            ..MembraneConfig::default()
+        };
+        let (_dir, endpoint, shutdown, server) = echo_server(config);
+        let client = Synapse::connect::<Echo>(endpoint, SynapseConfig::default())
+            .await
+            .unwrap();
+        let big = "x".repeat(4 << 20);
+        let err = client.call::<_, String, u32>(0, &big).await.unwrap_err();
+        assert!(matches!(err, CallError::Encode(_)), "{err:?}");
+        for i in 0..4 {
+            let text = format!("lone {i}");
+            assert_eq!(client.call::<_, String, u32>(0, &text).await.unwrap(), text);
+        }
+        let retained = client.write_buffer_capacity();
+        assert!(
+            retained <= 2 * crate::io::SHRINK_ABOVE,
+            "{retained} bytes of write buffer kept after a 4 MiB request"
+        );
+        shutdown.shutdown();
+        server.await.unwrap().unwrap();
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn a_request_just_over_the_limit_fails_alone() {
         let config = MembraneConfig {
