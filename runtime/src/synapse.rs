@@ -827,6 +827,12 @@ async fn drive<R: AsyncRead + Unpin>(
                     return Poll::Ready(Ok(()));
                 }
                 std::mem::swap(&mut state.out, &mut sending);
+                // A buffer that grew for one large frame is given back once that frame is
+                // gone: written by the I/O task (below), or here, empty, when it was written
+                // directly by its caller or refused before it was sent.
+                if sending.is_empty() && sending.capacity() > crate::io::SHRINK_ABOVE {
+                    sending = Bytes::new();
+                }
                 #[cfg(test)]
                 {
                     state.io_task_buffer = sending.capacity();
