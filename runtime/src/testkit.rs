@@ -555,6 +555,52 @@ mod tests {
         }
     }
 
+    /// A large call cancelled once part of its frame is on the wire leaves the rest (and its
+    /// `Cancel`) to the I/O task; a call alone in flight while the I/O task still writes them
+    /// must queue behind, never write into the middle of that frame.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lone_call_never_cuts_into_a_frame_the_io_task_is_still_writing() {
+        let config = MembraneConfig {
+            max_frame_len: 16 << 20,
+            ..MembraneConfig::default()
+        };
+        let (_dir, endpoint, shutdown, server) = echo_server(config);
+        let client_config = SynapseConfig {
+            max_frame_len: 16 << 20,
+            ..SynapseConfig::default()
+        };
+        let client = Synapse::connect::<Echo>(endpoint, client_config)
+            .await
+            .unwrap();
+        let big = call_text(1, 0, 2 << 20);
+        let deferred_before = crate::synapse::DEFERRED_WHILE_FLUSHING.get();
+        // At least 20 rounds, and on until one lone call met the I/O task still writing.
+        for round in 0..400 {
+            if round >= 20 && crate::synapse::DEFERRED_WHILE_FLUSHING.get() > deferred_before {
+                break;
+            }
+            {
+                let mut call = std::pin::pin!(client.call::<_, String, u32>(0, &big));
+                assert!(futures::poll!(call.as_mut()).is_pending());
+            }
+            // The I/O task takes the rest of the cancelled frame and the cancel, and writes
+            // until the socket is full.
+            tokio::task::yield_now().await;
+            let text = format!("after a cancelled call {round}");
+            let echoed = client
+                .with_timeout(Some(std::time::Duration::from_secs(20)))
+                .call::<_, String, u32>(0, &text)
+                .await;
+            assert_eq!(echoed.unwrap(), text);
+        }
+        assert!(
+            crate::synapse::DEFERRED_WHILE_FLUSHING.get() > deferred_before,
+            "no lone call met the I/O task still writing (the test did not test)"
+        );
+        shutdown.shutdown();
+        server.await.unwrap().unwrap();
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn lone_and_queued_calls_under_stress_over_a_unix_socket() {
         let config = MembraneConfig {
