@@ -696,6 +696,78 @@ mod tests {
         drop(client);
     }
 
+    /// A fake `echo` server on a fresh socket that welcomes one client and then never reads:
+    /// the thread returns whether the client hung up (seen without reading, `POLLRDHUP`)
+    /// within 20 s.
+    fn silent_server() -> (TempDir, Endpoint, std::thread::JoinHandle<bool>) {
+        use crate::frame::decode;
+        use crate::handshake::{PROTOCOL_VERSION, Welcome};
+        use std::io::{Read, Write};
+        use std::os::fd::AsRawFd;
+        let dir = temp_socket_dir().unwrap();
+        let path = dir.path().join("silent.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 512];
+            while decode(&seen, 4096).unwrap().is_none() {
+                let n = stream.read(&mut buf).unwrap();
+                assert!(n > 0, "the client hung up before its hello");
+                seen.extend_from_slice(&buf[..n]);
+            }
+            let welcome = Welcome {
+                version: PROTOCOL_VERSION,
+                fingerprint: 42,
+                max_frame_len: 16 << 20,
+                max_in_flight: 16,
+                proof: None,
+            };
+            stream.write_all(&welcome.to_frame()).unwrap();
+            let mut poll = libc::pollfd {
+                fd: stream.as_raw_fd(),
+                events: libc::POLLRDHUP,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd for a socket this thread owns, for the call's duration.
+            let n = unsafe { libc::poll(&mut poll, 1, 20_000) };
+            n == 1 && poll.revents & (libc::POLLRDHUP | libc::POLLHUP) != 0
+        });
+        (dir, Endpoint::Unix(path), server)
+    }
+
+    /// A client dropped while its I/O task is stuck writing a large frame to a server that
+    /// does not read must still close its connection: the task cannot finish that write,
+    /// so it has to notice the drop without finishing it.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_client_dropped_in_the_middle_of_a_write_closes_its_socket() {
+        let (_dir, endpoint, server) = silent_server();
+        let config = SynapseConfig {
+            max_frame_len: 16 << 20,
+            ..SynapseConfig::default()
+        };
+        let client = Synapse::connect_raw(endpoint, "echo", 42, config)
+            .await
+            .unwrap();
+        let big = "x".repeat(4 << 20);
+        {
+            let mut call = std::pin::pin!(client.call::<_, String, u32>(0, &big));
+            assert!(futures::poll!(call.as_mut()).is_pending());
+            // The I/O task takes the rest of the frame and waits for room.
+            for _ in 0..3 {
+                tokio::task::yield_now().await;
+            }
+        }
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        drop(client);
+        let hung_up = tokio::task::spawn_blocking(move || server.join().unwrap())
+            .await
+            .unwrap();
+        assert!(hung_up, "the dropped client's socket stayed open");
+    }
+
     /// A client whose runtime shut down is used from another runtime: its connection died
     /// with the first runtime, so the next call reconnects instead of waiting forever for a
     /// reply nobody reads.
