@@ -824,14 +824,21 @@ async fn drive<R: AsyncRead + Unpin>(
     let result: Result<(), String> = std::future::poll_fn(|cx| {
         loop {
             let mut progress = false;
+            let mut state = lock(&conn.state);
+            // Checked on every turn, also in the middle of a write: a server that does not
+            // read must not keep a dropped client's connection open. `close` finds the waker
+            // registered below either way.
+            if state.closing {
+                return Poll::Ready(Ok(()));
+            }
+            match &state.writer {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => state.writer = Some(cx.waker().clone()),
+            }
             // Take what callers queued (swap buffers: callers never wait for a syscall).
             if written == sending.len() {
                 sending.clear();
                 written = 0;
-                let mut state = lock(&conn.state);
-                if state.closing {
-                    return Poll::Ready(Ok(()));
-                }
                 std::mem::swap(&mut state.out, &mut sending);
                 // A buffer that grew for one large frame is given back once that frame is
                 // gone: written by the I/O task (below), or here, empty, when it was written
@@ -845,11 +852,8 @@ async fn drive<R: AsyncRead + Unpin>(
                 }
                 written = std::mem::take(&mut state.out_sent);
                 state.flushing = written < sending.len();
-                match &state.writer {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    _ => state.writer = Some(cx.waker().clone()),
-                }
             }
+            drop(state);
             if written < sending.len() {
                 match socket.poll_write_out(&sending, &mut written, cx) {
                     Poll::Ready(Ok(())) => {
