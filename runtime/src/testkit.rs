@@ -572,16 +572,23 @@ mod tests {
         let client = Synapse::connect::<Echo>(endpoint, client_config)
             .await
             .unwrap();
-        let big = call_text(1, 0, 2 << 20);
         let deferred_before = crate::synapse::DEFERRED_WHILE_FLUSHING.get();
         // At least 20 rounds, and on until one lone call met the I/O task still writing.
         for round in 0..400 {
             if round >= 20 && crate::synapse::DEFERRED_WHILE_FLUSHING.get() > deferred_before {
                 break;
             }
+            // Unique per round: a stale reply (to an earlier round's call) would differ.
+            let big = call_text(1, round, 2 << 20);
             {
                 let mut call = std::pin::pin!(client.call::<_, String, u32>(0, &big));
-                assert!(futures::poll!(call.as_mut()).is_pending());
+                // A thread preempted right after submitting can find the reply already in.
+                if let std::task::Poll::Ready(echoed) = futures::poll!(call.as_mut()) {
+                    assert!(
+                        echoed.unwrap() == big,
+                        "round {round}: not this round's echo"
+                    );
+                }
             }
             // The I/O task takes the rest of the cancelled frame and the cancel, and writes
             // until the socket is full.
