@@ -683,10 +683,6 @@ impl Conn {
         if alone && start == 0 && !state.flushing {
             state.write_directly();
         }
-        #[cfg(test)]
-        if alone && start == 0 && state.flushing {
-            DEFERRED_WHILE_FLUSHING.set(DEFERRED_WHILE_FLUSHING.get() + 1);
-        }
         // Woken even after a direct write: it re-arms the read side (and spins, if set).
         if let Some(w) = state.writer.take() {
             w.wake();
@@ -699,8 +695,6 @@ impl Conn {
 thread_local! {
     /// Direct writes the socket took only part of (tests check the I/O task finishes them).
     pub(crate) static PARTIAL_DIRECT_WRITES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-    /// Lone calls that queued their frame because the I/O task still held unwritten bytes.
-    pub(crate) static DEFERRED_WHILE_FLUSHING: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// Direct writes in this process, on any thread (the multi-thread stress tests check that
