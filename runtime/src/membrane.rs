@@ -927,6 +927,10 @@ async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
             if written < out.len() {
                 match poll_write_out(&mut io, &out, &mut written, cx) {
                     Poll::Ready(Ok(())) => {
+                        // Progress: reading may have stopped at the high-water mark above, and
+                        // no read readiness is registered then — without another turn, a
+                        // request already received would wait forever.
+                        progress = true;
                         out.clear();
                         written = 0;
                         if out.capacity() > crate::io::SHRINK_ABOVE {

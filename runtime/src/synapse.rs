@@ -188,6 +188,17 @@ impl Synapse {
         &self.client.endpoint
     }
 
+    /// Bytes the current connection's write buffers hold (callers' and the I/O task's, as of
+    /// its last turn): tests check that one large request does not pin them.
+    #[cfg(test)]
+    pub(crate) fn write_buffer_capacity(&self) -> usize {
+        let current = lock(&self.client.current);
+        current.as_ref().map_or(0, |conn| {
+            let state = lock(&conn.state);
+            state.out.capacity() + state.io_task_buffer
+        })
+    }
+
     /// Calls `method` with `request`, for a method returning `Result<T, E>`: `Err(e)` arrives
     /// as [`CallError::App`].
     ///
@@ -475,6 +486,8 @@ impl Client {
                 flushing: false,
                 socket: Some(socket.clone()),
                 writer: None,
+                #[cfg(test)]
+                io_task_buffer: 0,
                 slots: Vec::new(),
                 free: Vec::new(),
                 dead: None,
@@ -488,8 +501,12 @@ impl Client {
         // Frames that came in the same read as the welcome (a `Goodbye` from a server that
         // began draining) are handled now: the I/O task only looks again when more arrives.
         deliver(&conn, &mut reader).map_err(ConnectError::Protocol)?;
+        let teardown = Teardown {
+            conn: conn.clone(),
+            reason: None,
+        };
         tokio::spawn(drive(
-            conn.clone(),
+            teardown,
             read,
             socket,
             reader,
@@ -547,6 +564,9 @@ struct State {
     socket: Option<Arc<Writer>>,
     /// The I/O task, to wake when `out` gets data.
     writer: Option<Waker>,
+    /// Capacity of the I/O task's own write buffer at its last turn.
+    #[cfg(test)]
+    io_task_buffer: usize,
     slots: Vec<Slot>,
     free: Vec<u16>,
     /// Why the connection died, once it has.
@@ -677,11 +697,18 @@ thread_local! {
     pub(crate) static PARTIAL_DIRECT_WRITES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
+/// Direct writes in this process, on any thread (the multi-thread stress tests check that
+/// the path they mean to exercise was taken).
+#[cfg(test)]
+pub(crate) static DIRECT_WRITES: AtomicU64 = AtomicU64::new(0);
+
 impl State {
     /// Writes what `out` holds (one frame) to the socket without blocking. What the socket
     /// does not take stays queued for the I/O task, with `out_sent` marking what it took.
     fn write_directly(&mut self) {
         let Some(socket) = &self.socket else { return };
+        #[cfg(test)]
+        DIRECT_WRITES.fetch_add(1, Ordering::Relaxed);
         match socket.try_write(&self.out) {
             Ok(n) if n == self.out.len() => self.out.clear(),
             Ok(n) => {
@@ -773,34 +800,54 @@ impl<F> Drop for Pending<'_, F> {
 
 /// The connection's I/O task: writes queued frames, delivers replies, and on any failure fails
 /// every call in flight.
+///
+/// `teardown` ends the connection however this task ends: by returning, or dropped unfinished
+/// — even before its first poll — because its runtime shut down. Nobody reads replies any
+/// more then, and the socket's write half, which callers share, must not keep the connection
+/// open. It is an argument, not a local, so that it is dropped with a future never polled.
 async fn drive<R: AsyncRead + Unpin>(
-    conn: Arc<Conn>,
+    mut teardown: Teardown,
     mut read: R,
     socket: Arc<Writer>,
     mut reader: FrameReader,
     mut spin: Spin,
 ) {
+    let conn = teardown.conn.clone();
     let mut sending = Bytes::with_capacity(4096);
     let mut written = 0usize;
     let result: Result<(), String> = std::future::poll_fn(|cx| {
         loop {
             let mut progress = false;
+            let mut state = lock(&conn.state);
+            // Checked on every turn, also in the middle of a write: a server that does not
+            // read must not keep a dropped client's connection open. `close` finds the waker
+            // registered below either way.
+            if state.closing {
+                return Poll::Ready(Ok(()));
+            }
+            match &state.writer {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => state.writer = Some(cx.waker().clone()),
+            }
             // Take what callers queued (swap buffers: callers never wait for a syscall).
             if written == sending.len() {
                 sending.clear();
                 written = 0;
-                let mut state = lock(&conn.state);
-                if state.closing {
-                    return Poll::Ready(Ok(()));
-                }
                 std::mem::swap(&mut state.out, &mut sending);
+                // A buffer that grew for one large frame is given back once that frame is
+                // gone: written by the I/O task (below), or here, empty, when it was written
+                // directly by its caller or refused before it was sent.
+                if sending.is_empty() && sending.capacity() > crate::io::SHRINK_ABOVE {
+                    sending = Bytes::new();
+                }
+                #[cfg(test)]
+                {
+                    state.io_task_buffer = sending.capacity();
+                }
                 written = std::mem::take(&mut state.out_sent);
                 state.flushing = written < sending.len();
-                match &state.writer {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    _ => state.writer = Some(cx.waker().clone()),
-                }
             }
+            drop(state);
             if written < sending.len() {
                 match socket.poll_write_out(&sending, &mut written, cx) {
                     Poll::Ready(Ok(())) => {
@@ -839,27 +886,44 @@ async fn drive<R: AsyncRead + Unpin>(
         }
     })
     .await;
-    let mut state = lock(&conn.state);
-    // No direct writes any more; the socket closes when this task's reference goes too.
-    state.socket = None;
-    let reason = match result {
+    teardown.reason = Some(match result {
         Ok(()) => "the client was dropped".to_string(),
         Err(reason) => {
             tracing::warn!(%reason, "connection lost");
             reason
         }
-    };
-    state.dead = Some(reason);
-    for slot in &mut state.slots {
-        if slot.state == SlotState::Waiting {
-            slot.state = SlotState::Failed;
-            if let Some(w) = slot.waker.take() {
-                w.wake();
+    });
+}
+
+/// Marks a connection dead when its I/O task ends, fails the calls in flight, and gives up
+/// the connection's share of the socket.
+struct Teardown {
+    conn: Arc<Conn>,
+    /// Why the task ended; `None` if it was dropped before it could say (its runtime shut
+    /// down).
+    reason: Option<String>,
+}
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        let reason = self.reason.take().unwrap_or_else(|| {
+            "the connection's I/O task was dropped (its runtime shut down)".to_string()
+        });
+        let mut state = lock(&self.conn.state);
+        // No direct writes any more; the socket closes when the task's own references go too.
+        state.socket = None;
+        state.dead = Some(reason);
+        for slot in &mut state.slots {
+            if slot.state == SlotState::Waiting {
+                slot.state = SlotState::Failed;
+                if let Some(w) = slot.waker.take() {
+                    w.wake();
+                }
             }
         }
+        drop(state);
+        self.conn.permits.close();
     }
-    drop(state);
-    conn.permits.close();
 }
 
 /// Hands every complete reply in the read buffer to its slot.

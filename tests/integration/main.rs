@@ -19,7 +19,8 @@
 //!   client processes: a recording relay shows the secret never crosses the wire; replayed
 //!   client and server handshakes are refused; fake servers that do not know the secret are
 //!   refused by the client; malformed challenges and proofs close only their connection;
-//!   version mismatches on TCP reach only peers that know the secret.
+//!   version mismatches on TCP reach only peers that know the secret; and the documented
+//!   limit: a fake server that relays the real server's challenge gets in as the client.
 //! - `rpc_handler`: the one-crate form (`#[service] struct` + `#[handler] impl`) through the
 //!   test kit.
 //! - `remote`: `cell_remote!` aliases reaching providers' macros and API, and its compile errors

@@ -3,7 +3,8 @@
 //! secret never crosses the wire; a recorded client handshake replayed to the server and a
 //! recorded server handshake replayed to a client are both refused; fake servers that do not
 //! know the secret are refused by the client; malformed challenges and proofs close only their
-//! connection; version mismatches reach only peers that know the secret.
+//! connection; version mismatches reach only peers that know the secret. One test pins the
+//! documented limit: a fake server that relays the real server's challenge live gets in.
 
 #![allow(
     clippy::unwrap_used,
@@ -489,4 +490,62 @@ async fn version_mismatches_on_tcp_reach_only_peers_that_know_the_secret() {
         }
     }
     still_serves(&server).await;
+}
+
+/// The limit `docs/threat-model.md` states for fake servers: the handshake is not bound to a
+/// channel, so a fake server that the client reaches and that can itself reach the real
+/// server relays the real server's challenge as its own, passes the client's proof on, and is
+/// in — then calls the service as it pleases. (The client only loses its connection.) TLS
+/// with this handshake bound to the channel is what ends this; until then, this test keeps
+/// the documentation honest.
+#[tokio::test(flavor = "current_thread")]
+async fn a_fake_server_that_relays_the_real_challenge_gets_in_as_the_client() {
+    let server = tcp_server(SECRET);
+    let Endpoint::Tcp(real) = server.endpoint.clone() else {
+        unreachable!()
+    };
+    let relay = TcpListener::bind("127.0.0.1:0").unwrap();
+    let relay_addr = relay.local_addr().unwrap().to_string();
+    let attacker = std::thread::spawn(move || {
+        let (mut victim, _) = relay.accept().unwrap();
+        victim
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut upstream = TcpStream::connect(&real).unwrap();
+        upstream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let pass = |from: &mut TcpStream, to: &mut TcpStream, kind: Kind| {
+            let (header, payload) = read_frame(from).unwrap();
+            assert_eq!(header.kind, kind);
+            let mut frame = Vec::new();
+            encode_frame(&mut frame, Header::new(kind), &payload);
+            to.write_all(&frame).unwrap();
+        };
+        pass(&mut victim, &mut upstream, Kind::Hello);
+        pass(&mut upstream, &mut victim, Kind::Challenge);
+        pass(&mut victim, &mut upstream, Kind::Proof);
+        let (welcome, _) = read_frame(&mut upstream).unwrap();
+        assert_eq!(welcome.kind, Kind::Welcome);
+        drop(victim);
+        // Authenticated as the client: `add(40, 2)`, of the attacker's own choosing.
+        let mut header = Header::new(Kind::Request);
+        header.method = 1;
+        header.id = 1;
+        let mut request = Vec::new();
+        let args = cell_runtime::codec::to_bytes(&(40u64, 2u64)).unwrap();
+        encode_frame(&mut request, header, &args);
+        upstream.write_all(&request).unwrap();
+        read_frame(&mut upstream).unwrap()
+    });
+    let err = ProbeClient::connect_with(Endpoint::tcp(relay_addr), with_secret(SECRET))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ConnectError::ClosedDuringHandshake),
+        "{err:?}"
+    );
+    let (reply, payload) = attacker.join().unwrap();
+    assert_eq!((reply.kind, reply.id), (Kind::Response, 1));
+    assert_eq!(payload, 42u64.to_le_bytes());
 }
