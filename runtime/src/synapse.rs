@@ -2,11 +2,11 @@
 //!
 //! Design for speed on a `current_thread` runtime: a caller encodes its request *directly*
 //! into the connection's shared write buffer and waits on a reusable slot; one background
-//! task per connection reads every reply and copies it into its caller's slot, and writes
-//! everything queued since its last wake-up with one syscall. No channel, no oneshot, no task
-//! per call: the steady state allocates nothing. A call made while no other is in flight (the
-//! latency-bound case) writes its frame to the socket itself, at once, instead of waiting for
-//! the I/O task's next turn; with several in flight, frames queue and share one write.
+//! task per connection does all socket I/O — it writes everything queued since its last
+//! wake-up with one syscall and copies each reply into its caller's slot. No channel, no
+//! oneshot, no task per call: the steady state allocates nothing. (A lone call writing its own
+//! frame, skipping the I/O task's turn, was tried and measured no faster: see
+//! `docs/benchmarks.md`.)
 //!
 //! Request ids are `generation << 16 | slot`; a reply for a slot that was cancelled and
 //! reused carries the old generation and is dropped. Dropping a call's future sends `Cancel`
@@ -31,7 +31,7 @@ use crate::endpoint::{Endpoint, Secret};
 use crate::error::{CallError, ConnectError};
 use crate::frame::{self, Header, Kind, Status};
 use crate::handshake::{self, Challenge, Hello, PROTOCOL_VERSION, RejectCode, Role, Welcome};
-use crate::io::{FrameReader, Spin, push_bytes, push_frame, read_one};
+use crate::io::{FrameReader, Spin, poll_write_out, push_bytes, push_frame, read_one};
 use crate::service::Protocol;
 
 /// Client settings. Start from [`SynapseConfig::default`] and change fields.
@@ -368,11 +368,10 @@ impl Client {
 
     /// `secret` is the shared secret on TCP (checked when the client was created) and empty on
     /// a Unix socket, where the server checks our uid instead and there is no challenge.
-    async fn handshake<IO: Connected>(
-        &self,
-        mut io: IO,
-        secret: Vec<u8>,
-    ) -> Result<Arc<Conn>, ConnectError> {
+    async fn handshake<IO>(&self, mut io: IO, secret: Vec<u8>) -> Result<Arc<Conn>, ConnectError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let io_err = |source: io::Error| ConnectError::Io {
             endpoint: self.endpoint.to_string(),
             source,
@@ -477,14 +476,9 @@ impl Client {
             .max_in_flight
             .min(welcome.max_in_flight)
             .clamp(1, u16::MAX as u32) as usize;
-        let (read, socket) = io.split();
-        let socket = Arc::new(socket);
         let conn = Arc::new(Conn {
             state: Mutex::new(State {
                 out: Bytes::with_capacity(4096),
-                out_sent: 0,
-                flushing: false,
-                socket: Some(socket.clone()),
                 writer: None,
                 #[cfg(test)]
                 io_task_buffer: 0,
@@ -505,13 +499,7 @@ impl Client {
             conn: conn.clone(),
             reason: None,
         };
-        tokio::spawn(drive(
-            teardown,
-            read,
-            socket,
-            reader,
-            Spin::new(self.config.spin),
-        ));
+        tokio::spawn(drive(teardown, io, reader, Spin::new(self.config.spin)));
         Ok(conn)
     }
 
@@ -555,13 +543,6 @@ struct Conn {
 struct State {
     /// Frames queued by callers, not yet handed to the I/O task.
     out: Bytes,
-    /// Bytes at the start of `out` a caller already wrote itself (a partial direct write).
-    out_sent: usize,
-    /// The I/O task holds bytes it has not written yet: a direct write now would cut into
-    /// the middle of its frames.
-    flushing: bool,
-    /// The socket's write side, for direct writes; `None` once the connection is over.
-    socket: Option<Arc<Writer>>,
     /// The I/O task, to wake when `out` gets data.
     writer: Option<Waker>,
     /// Capacity of the I/O task's own write buffer at its last turn.
@@ -675,51 +656,10 @@ impl Conn {
                 }),
             });
         }
-        // The only call in flight (this caller holds the one permit taken): write the frame
-        // now rather than wait for the I/O task's turn — one scheduler round trip less on the
-        // latency-bound path. With other calls in flight the frame queues, so that frames
-        // written close together share one syscall.
-        let alone = self.permits.available_permits() + 1 == self.capacity;
-        if alone && start == 0 && !state.flushing {
-            state.write_directly();
-        }
-        // Woken even after a direct write: it re-arms the read side (and spins, if set).
         if let Some(w) = state.writer.take() {
             w.wake();
         }
         Ok(id)
-    }
-}
-
-#[cfg(test)]
-thread_local! {
-    /// Direct writes the socket took only part of (tests check the I/O task finishes them).
-    pub(crate) static PARTIAL_DIRECT_WRITES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-}
-
-/// Direct writes in this process, on any thread (the multi-thread stress tests check that
-/// the path they mean to exercise was taken).
-#[cfg(test)]
-pub(crate) static DIRECT_WRITES: AtomicU64 = AtomicU64::new(0);
-
-impl State {
-    /// Writes what `out` holds (one frame) to the socket without blocking. What the socket
-    /// does not take stays queued for the I/O task, with `out_sent` marking what it took.
-    fn write_directly(&mut self) {
-        let Some(socket) = &self.socket else { return };
-        #[cfg(test)]
-        DIRECT_WRITES.fetch_add(1, Ordering::Relaxed);
-        match socket.try_write(&self.out) {
-            Ok(n) if n == self.out.len() => self.out.clear(),
-            Ok(n) => {
-                self.out_sent = n;
-                #[cfg(test)]
-                PARTIAL_DIRECT_WRITES.set(PARTIAL_DIRECT_WRITES.get() + 1);
-            }
-            // Not writable now (or failing: the I/O task meets the same error and reports
-            // it): leave the frame to the I/O task.
-            Err(_) => {}
-        }
     }
 }
 
@@ -803,12 +743,12 @@ impl<F> Drop for Pending<'_, F> {
 ///
 /// `teardown` ends the connection however this task ends: by returning, or dropped unfinished
 /// — even before its first poll — because its runtime shut down. Nobody reads replies any
-/// more then, and the socket's write half, which callers share, must not keep the connection
-/// open. It is an argument, not a local, so that it is dropped with a future never polled.
-async fn drive<R: AsyncRead + Unpin>(
+/// more then: the calls in flight fail and the next call reconnects. It is an argument, not a
+/// local, so that it is dropped with a future never polled (the socket, owned by the task,
+/// closes with it).
+async fn drive<IO: AsyncRead + AsyncWrite + Unpin>(
     mut teardown: Teardown,
-    mut read: R,
-    socket: Arc<Writer>,
+    mut io: IO,
     mut reader: FrameReader,
     mut spin: Spin,
 ) {
@@ -835,8 +775,8 @@ async fn drive<R: AsyncRead + Unpin>(
                 written = 0;
                 std::mem::swap(&mut state.out, &mut sending);
                 // A buffer that grew for one large frame is given back once that frame is
-                // gone: written by the I/O task (below), or here, empty, when it was written
-                // directly by its caller or refused before it was sent.
+                // gone: written by the I/O task (below), or here, empty, when it was refused
+                // before it was sent.
                 if sending.is_empty() && sending.capacity() > crate::io::SHRINK_ABOVE {
                     sending = Bytes::new();
                 }
@@ -844,12 +784,10 @@ async fn drive<R: AsyncRead + Unpin>(
                 {
                     state.io_task_buffer = sending.capacity();
                 }
-                written = std::mem::take(&mut state.out_sent);
-                state.flushing = written < sending.len();
             }
             drop(state);
             if written < sending.len() {
-                match socket.poll_write_out(&sending, &mut written, cx) {
+                match poll_write_out(&mut io, &sending, &mut written, cx) {
                     Poll::Ready(Ok(())) => {
                         progress = true;
                         if sending.capacity() > crate::io::SHRINK_ABOVE {
@@ -861,7 +799,7 @@ async fn drive<R: AsyncRead + Unpin>(
                     Poll::Pending => {}
                 }
             }
-            match reader.poll_fill(&mut read, cx) {
+            match reader.poll_fill(&mut io, cx) {
                 Poll::Ready(Ok(0)) => {
                     return Poll::Ready(Err("the server closed the connection".into()));
                 }
@@ -895,8 +833,7 @@ async fn drive<R: AsyncRead + Unpin>(
     });
 }
 
-/// Marks a connection dead when its I/O task ends, fails the calls in flight, and gives up
-/// the connection's share of the socket.
+/// Marks a connection dead when its I/O task ends and fails the calls in flight.
 struct Teardown {
     conn: Arc<Conn>,
     /// Why the task ended; `None` if it was dropped before it could say (its runtime shut
@@ -910,8 +847,6 @@ impl Drop for Teardown {
             "the connection's I/O task was dropped (its runtime shut down)".to_string()
         });
         let mut state = lock(&self.conn.state);
-        // No direct writes any more; the socket closes when the task's own references go too.
-        state.socket = None;
         state.dead = Some(reason);
         for slot in &mut state.slots {
             if slot.state == SlotState::Waiting {
@@ -958,74 +893,5 @@ fn deliver(conn: &Conn, reader: &mut FrameReader) -> Result<(), String> {
             }
             other => return Err(format!("unexpected {other} frame from the server")),
         }
-    }
-}
-
-/// A connected stream the client splits, after the handshake, into the read side its I/O task
-/// owns and the write side it shares with callers (direct writes).
-trait Connected: AsyncRead + AsyncWrite + Unpin + Send + 'static {
-    type Read: AsyncRead + Unpin + Send + 'static;
-    fn split(self) -> (Self::Read, Writer);
-}
-
-impl Connected for UnixStream {
-    type Read = tokio::net::unix::OwnedReadHalf;
-    fn split(self) -> (Self::Read, Writer) {
-        let (read, write) = self.into_split();
-        (read, Writer::Unix(write))
-    }
-}
-
-impl Connected for TcpStream {
-    type Read = tokio::net::tcp::OwnedReadHalf;
-    fn split(self) -> (Self::Read, Writer) {
-        let (read, write) = self.into_split();
-        (read, Writer::Tcp(write))
-    }
-}
-
-/// The write side of a connection: writes through `&self`, so that a caller can write while
-/// the I/O task owns the read side. Dropping the last reference shuts the direction down.
-enum Writer {
-    Unix(tokio::net::unix::OwnedWriteHalf),
-    Tcp(tokio::net::tcp::OwnedWriteHalf),
-}
-
-impl Writer {
-    /// One non-blocking write; `WouldBlock` without a syscall when the socket is known full.
-    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Writer::Unix(w) => w.try_write(buf),
-            Writer::Tcp(w) => w.try_write(buf),
-        }
-    }
-
-    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self {
-            Writer::Unix(w) => w.as_ref().poll_write_ready(cx),
-            Writer::Tcp(w) => w.as_ref().poll_write_ready(cx),
-        }
-    }
-
-    /// Writes `buf[*pos..]` until it is all written or the socket is full (then `Pending`,
-    /// woken when it has room).
-    fn poll_write_out(
-        &self,
-        buf: &[u8],
-        pos: &mut usize,
-        cx: &mut Context<'_>,
-    ) -> Poll<io::Result<()>> {
-        while *pos < buf.len() {
-            match self.try_write(&buf[*pos..]) {
-                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Ok(n) => *pos += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    std::task::ready!(self.poll_write_ready(cx))?;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
-        Poll::Ready(Ok(()))
     }
 }
