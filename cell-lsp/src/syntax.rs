@@ -884,13 +884,12 @@ fn meta_at(metas: &[Meta], offset: usize) -> Option<Meta> {
         .find(|m| m.raw_start <= offset && offset <= m.end && m.start <= offset)
 }
 
-/// The index in `s` of the `)` closing a list whose `(` came just before `s`, skipping nested
-/// delimiters and string literals; `None` when it is not closed (half-typed).
-fn matching_paren(s: &str) -> Option<usize> {
-    let mut depth = 0i32;
+/// The bytes of `s` that are code, with their index: string literals (with their quotes and
+/// escapes) are skipped, so a delimiter or comma inside one does not count.
+fn code_bytes(s: &str) -> impl Iterator<Item = (usize, u8)> + '_ {
     let mut in_str = false;
     let mut escaped = false;
-    for (i, b) in s.bytes().enumerate() {
+    s.bytes().enumerate().filter(move |&(_, b)| {
         if in_str {
             match b {
                 _ if escaped => escaped = false,
@@ -898,10 +897,19 @@ fn matching_paren(s: &str) -> Option<usize> {
                 b'"' => in_str = false,
                 _ => {}
             }
-            continue;
+            return false;
         }
+        in_str = b == b'"';
+        !in_str
+    })
+}
+
+/// The index in `s` of the `)` closing a list whose `(` came just before `s`, skipping nested
+/// delimiters and string literals; `None` when it is not closed (half-typed).
+fn matching_paren(s: &str) -> Option<usize> {
+    let mut depth = 0i32;
+    for (i, b) in code_bytes(s) {
         match b {
-            b'"' => in_str = true,
             b'(' | b'[' | b'{' => depth += 1,
             b')' | b']' | b'}' => {
                 if depth == 0 {
@@ -920,21 +928,9 @@ fn matching_paren(s: &str) -> Option<usize> {
 fn split_commas(body: &str) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut depth = 0i32;
-    let mut in_str = false;
-    let mut escaped = false;
     let mut seg_start = 0;
-    for (i, b) in body.bytes().enumerate() {
-        if in_str {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_str = false,
-                _ => {}
-            }
-            continue;
-        }
+    for (i, b) in code_bytes(body) {
         match b {
-            b'"' => in_str = true,
             b'(' | b'[' | b'{' => depth += 1,
             b')' | b']' | b'}' => depth -= 1,
             b',' if depth == 0 => {

@@ -397,15 +397,18 @@ mod tests {
         (dir, endpoint, shutdown, server)
     }
 
-    /// A call larger than the socket buffer goes out over many writes. Every byte must arrive
-    /// in order, and the calls after it (alone, then several at once) must be unaffected.
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_call_larger_than_the_socket_buffer_arrives_intact() {
+    /// An `Echo` server and a client that both accept 16 MiB frames (see [`echo_server`]).
+    async fn large_frame_echo() -> (
+        TempDir,
+        Synapse,
+        Shutdown,
+        tokio::task::JoinHandle<Result<(), ServeError>>,
+    ) {
         let config = MembraneConfig {
             max_frame_len: 16 << 20,
             ..MembraneConfig::default()
         };
-        let (_dir, endpoint, shutdown, server) = echo_server(config);
+        let (dir, endpoint, shutdown, server) = echo_server(config);
         let client_config = SynapseConfig {
             max_frame_len: 16 << 20,
             ..SynapseConfig::default()
@@ -413,6 +416,14 @@ mod tests {
         let client = Synapse::connect::<Echo>(endpoint, client_config)
             .await
             .unwrap();
+        (dir, client, shutdown, server)
+    }
+
+    /// A call larger than the socket buffer goes out over many writes. Every byte must arrive
+    /// in order, and the calls after it (alone, then several at once) must be unaffected.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_call_larger_than_the_socket_buffer_arrives_intact() {
+        let (_dir, client, shutdown, server) = large_frame_echo().await;
         // Not one repeated byte: a lost, repeated or reordered chunk changes the echo.
         let big: String = (0..(4u32 << 20) / 8).map(|i| format!("{i:07x},")).collect();
         let echoed: String = client.call::<_, _, u32>(0, &big).await.unwrap();
@@ -547,18 +558,7 @@ mod tests {
     /// server (then over its output high-water mark) must still answer it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_call_after_a_cancelled_large_call_is_answered() {
-        let config = MembraneConfig {
-            max_frame_len: 16 << 20,
-            ..MembraneConfig::default()
-        };
-        let (_dir, endpoint, shutdown, server) = echo_server(config);
-        let client_config = SynapseConfig {
-            max_frame_len: 16 << 20,
-            ..SynapseConfig::default()
-        };
-        let client = Synapse::connect::<Echo>(endpoint, client_config)
-            .await
-            .unwrap();
+        let (_dir, client, shutdown, server) = large_frame_echo().await;
         // Whether a round meets the I/O task still writing depends on the scheduler: many
         // rounds make it likely (it is not asserted, so the test cannot fail for lack of it).
         for round in 0..40 {
