@@ -1,7 +1,7 @@
 //! The README's main job, run for real: two runs of the `orders` binary against one data
+//! directory; the second sees the first one's data.
 
 #![allow(clippy::unwrap_used, reason = "test helpers outside #[test] fns")]
-//! directory; the second sees the first one's data.
 
 use std::process::Command;
 
