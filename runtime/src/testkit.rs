@@ -624,38 +624,50 @@ mod tests {
             .unwrap()
     }
 
+    /// A fake `echo` server's start: accepts one client on `listener`, reads its hello and
+    /// welcomes it (fingerprint 42, no proof: a Unix socket) with `max_frame_len`.
+    fn accept_and_welcome(
+        listener: &std::os::unix::net::UnixListener,
+        max_frame_len: u32,
+    ) -> std::os::unix::net::UnixStream {
+        use crate::frame::decode;
+        use crate::handshake::{PROTOCOL_VERSION, Welcome};
+        use std::io::{Read, Write};
+        let (mut stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 512];
+        while decode(&seen, 4096).unwrap().is_none() {
+            let n = stream.read(&mut buf).unwrap();
+            assert!(n > 0, "the client hung up before its hello");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        let welcome = Welcome {
+            version: PROTOCOL_VERSION,
+            fingerprint: 42,
+            max_frame_len,
+            max_in_flight: 16,
+            proof: None,
+        };
+        stream.write_all(&welcome.to_frame()).unwrap();
+        stream
+    }
+
     /// A client whose runtime shut down (its I/O task dropped with it) must not keep the
     /// connection's socket open: the server has to see the connection end, although the
     /// `Synapse` itself lives on.
     #[test]
     fn a_client_whose_runtime_shut_down_closes_its_socket() {
-        use crate::frame::decode;
-        use crate::handshake::{PROTOCOL_VERSION, Welcome};
-        use std::io::{Read, Write};
+        use std::io::Read;
         let dir = temp_socket_dir().unwrap();
         let path = dir.path().join("fake.sock");
         let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
         // A fake server: welcomes the client, then reports whether the client hung up.
         let server = std::thread::spawn(move || {
-            let (mut stream, _) = listener.accept().unwrap();
-            stream
-                .set_read_timeout(Some(std::time::Duration::from_secs(20)))
-                .unwrap();
-            let mut seen = Vec::new();
+            let mut stream = accept_and_welcome(&listener, 1 << 20);
             let mut buf = [0u8; 4096];
-            while decode(&seen, 4096).unwrap().is_none() {
-                let n = stream.read(&mut buf).unwrap();
-                assert!(n > 0, "the client hung up before its hello");
-                seen.extend_from_slice(&buf[..n]);
-            }
-            let welcome = Welcome {
-                version: PROTOCOL_VERSION,
-                fingerprint: 42,
-                max_frame_len: 1 << 20,
-                max_in_flight: 16,
-                proof: None,
-            };
-            stream.write_all(&welcome.to_frame()).unwrap();
             // Until end of stream (the client closed) or the timeout (it never did).
             loop {
                 match stream.read(&mut buf) {
@@ -687,30 +699,12 @@ mod tests {
     /// the thread returns whether the client hung up (seen without reading, `POLLRDHUP`)
     /// within 20 s.
     fn silent_server() -> (TempDir, Endpoint, std::thread::JoinHandle<bool>) {
-        use crate::frame::decode;
-        use crate::handshake::{PROTOCOL_VERSION, Welcome};
-        use std::io::{Read, Write};
         use std::os::fd::AsRawFd;
         let dir = temp_socket_dir().unwrap();
         let path = dir.path().join("silent.sock");
         let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
         let server = std::thread::spawn(move || {
-            let (mut stream, _) = listener.accept().unwrap();
-            let mut seen = Vec::new();
-            let mut buf = [0u8; 512];
-            while decode(&seen, 4096).unwrap().is_none() {
-                let n = stream.read(&mut buf).unwrap();
-                assert!(n > 0, "the client hung up before its hello");
-                seen.extend_from_slice(&buf[..n]);
-            }
-            let welcome = Welcome {
-                version: PROTOCOL_VERSION,
-                fingerprint: 42,
-                max_frame_len: 16 << 20,
-                max_in_flight: 16,
-                proof: None,
-            };
-            stream.write_all(&welcome.to_frame()).unwrap();
+            let stream = accept_and_welcome(&listener, 16 << 20);
             let mut poll = libc::pollfd {
                 fd: stream.as_raw_fd(),
                 events: libc::POLLRDHUP,
