@@ -11,6 +11,7 @@
 //! the odd helper. Expansions are hermetic and best-effort: on bad input the item is emitted
 //! with its helpers stripped, plus `compile_error!` at the user's token.
 
+mod export_decl;
 mod paths;
 mod persist;
 
@@ -58,7 +59,10 @@ use proc_macro::TokenStream;
 /// `Type::count()`, all on the current database, and implements `celldb::Table`.
 #[proc_macro_attribute]
 pub fn persist(args: TokenStream, item: TokenStream) -> TokenStream {
-    persist::expand(args.into(), item.into()).into()
+    // The attribute as written (`#[DB::persist(…)]`) gives the alias messages name; rust-analyzer
+    // may not provide source text, and then messages name the bare `#[persist]`.
+    let invocation = proc_macro::Span::call_site().source_text();
+    persist::expand(args.into(), item.into(), invocation.as_deref()).into()
 }
 
 /// Marks the primary key field of a `#[DB::persist]` struct. Only valid inside `#[DB::persist]`,

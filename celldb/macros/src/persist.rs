@@ -28,9 +28,13 @@ struct Column {
     auto_inc: Option<Span>,
 }
 
-pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
+pub(crate) fn expand(
+    args: TokenStream,
+    item: TokenStream,
+    invocation: Option<&str>,
+) -> TokenStream {
     let mut errors: Vec<syn::Error> = Vec::new();
-    let args = parse_args(args, &mut errors);
+    let args = parse_args(args, invocation, &mut errors);
     let mut input: ItemStruct = match syn::parse2(item.clone()) {
         Ok(input) => input,
         Err(e) => {
@@ -90,67 +94,56 @@ fn with_errors(tokens: TokenStream, errors: &[syn::Error]) -> TokenStream {
     quote!(#tokens #(#errors)*)
 }
 
-fn parse_args(args: TokenStream, errors: &mut Vec<syn::Error>) -> Args {
-    let mut out = Args {
-        table: None,
-        buffered: false,
-        prev: None,
-    };
-    let parser = syn::meta::parser(|meta| {
-        if meta.path.is_ident("table") {
-            let lit: LitStr = meta.value()?.parse()?;
-            let name = lit.value();
-            if name.is_empty()
-                || name.len() > 200
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            {
-                return Err(syn::Error::new(
-                    lit.span(),
-                    "a table name is 1 to 200 characters of `a-z`, `A-Z`, `0-9`, `_` or `-`",
-                ));
-            }
-            out.table = Some(lit);
-            Ok(())
-        } else if meta.path.is_ident("durability") {
-            let lit: LitStr = meta.value()?.parse()?;
-            match lit.value().as_str() {
-                "sync" => out.buffered = false,
-                "buffered" => out.buffered = true,
-                _ => {
-                    return Err(syn::Error::new(
-                        lit.span(),
-                        "`durability` is \"sync\" (acknowledged = fsynced, the default) or \
-                         \"buffered\" (acknowledged = handed to the OS)",
-                    ));
-                }
-            }
-            Ok(())
-        } else if meta.path.is_ident("prev") {
-            out.prev = Some(meta.value()?.parse()?);
-            Ok(())
-        } else if meta.path.is_ident("replicate") {
-            let lit: LitStr = meta.value()?.parse()?;
-            if lit.value() == "local" {
-                Ok(())
-            } else {
-                Err(syn::Error::new(
-                    lit.span(),
-                    "only `replicate = \"local\"` is implemented so far",
-                ))
-            }
-        } else {
-            Err(meta.error(
-                "unknown `#[DB::persist]` argument; expected `table = \"…\"`, \
-                 `durability = \"sync\" | \"buffered\"` or `prev = OldType`",
-            ))
+/// Reads `#[DB::persist(…)]`'s arguments against celldb's declaration: unknown names, wrong
+/// kinds and undeclared values are reported by `cell_export` with the words cell-lsp uses; what
+/// is left here is what only celldb knows (what a table name may be, that `prev` is a type).
+fn parse_args(args: TokenStream, invocation: Option<&str>, errors: &mut Vec<syn::Error>) -> Args {
+    let (parsed, problems) = schema().attribute_args("persist", invocation, args);
+    errors.extend(problems.iter().map(cell_export::attr::to_syn_error));
+    let table = parsed.str("table");
+    if let Some(lit) = &table {
+        let name = lit.value();
+        if name.is_empty()
+            || name.len() > 200
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            errors.push(syn::Error::new(
+                lit.span(),
+                "a table name is 1 to 200 characters of `a-z`, `A-Z`, `0-9`, `_` or `-`",
+            ));
         }
-    });
-    if let Err(e) = syn::parse::Parser::parse2(parser, args) {
-        errors.push(e);
     }
-    out
+    let prev = parsed
+        .get("prev")
+        .and_then(|v| match syn::parse2::<syn::Path>(v.tokens.clone()) {
+            Ok(path) => Some(path),
+            Err(_) => {
+                errors.push(syn::Error::new_spanned(
+                    v.span,
+                    "`prev` names the type the records were written with: `prev = UserV1`",
+                ));
+                None
+            }
+        });
+    Args {
+        table,
+        buffered: parsed.choice("durability").as_deref() == Some("buffered"),
+        prev,
+    }
+}
+
+/// celldb's export declaration, parsed once (from the copy in `export_decl.rs`).
+pub(crate) fn schema() -> &'static cell_export::attr::Schema {
+    static SCHEMA: std::sync::OnceLock<cell_export::attr::Schema> = std::sync::OnceLock::new();
+    SCHEMA.get_or_init(
+        || match cell_export::attr::Schema::parse(crate::export_decl::EXPORT_DECL) {
+            Ok(schema) => schema,
+            // The copy is checked against lib.rs by this crate's tests, so this cannot ship.
+            Err(e) => panic!("celldb-macros' copy of the export declaration is broken: {e}"),
+        },
+    )
 }
 
 /// Strips helper attributes from the fields and returns the columns they mark.
@@ -195,12 +188,9 @@ fn collect_columns(input: &mut ItemStruct, errors: &mut Vec<syn::Error>) -> Vec<
                 )),
                 Some(_) => {}
             }
-            if !matches!(attr.meta, syn::Meta::Path(_)) {
-                errors.push(syn::Error::new(
-                    attr.meta.span(),
-                    format!("`#[{name}]` takes no arguments"),
-                ));
-            }
+            // Arguments on a helper: checked against the declaration (`key` takes none).
+            let (_, problems) = schema().helper_args("persist", &attr);
+            errors.extend(problems.iter().map(cell_export::attr::to_syn_error));
             let role = match name.as_str() {
                 "key" => Role::Key,
                 "index" => Role::Index,
@@ -565,6 +555,21 @@ mod tests {
     use super::*;
     use cell_export::ValueKind;
 
+    /// The macros read the copy of the declaration in `export_decl.rs`; it must say what
+    /// lib.rs says. `CELL_EXPORT_UPDATE=1 cargo test -p celldb-macros` rewrites a stale copy.
+    #[test]
+    fn the_copy_of_the_export_declaration_is_current() {
+        let lib_rs = include_str!("../../src/lib.rs");
+        if let Err(stale) = cell_export::attr::check_copy(lib_rs, crate::export_decl::EXPORT_DECL) {
+            if std::env::var_os("CELL_EXPORT_UPDATE").is_some() {
+                let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/export_decl.rs");
+                std::fs::write(path, cell_export::attr::render_copy(lib_rs).unwrap()).unwrap();
+            } else {
+                panic!("{stale}\n(or run with CELL_EXPORT_UPDATE=1 to rewrite it)");
+            }
+        }
+    }
+
     /// celldb's `export!` declaration is what tools (the index, cell-lsp) show and check; it
     /// must describe exactly what this macro accepts.
     #[test]
@@ -631,17 +636,25 @@ mod tests {
             };
             for value in values {
                 let mut errors = Vec::new();
-                parse_args(format!("{name} = {value}").parse().unwrap(), &mut errors);
+                parse_args(
+                    format!("{name} = {value}").parse().unwrap(),
+                    None,
+                    &mut errors,
+                );
                 assert!(errors.is_empty(), "{name} = {value}: {errors:?}");
             }
             if let ValueKind::OneOf(_) = arg.kind {
                 let mut errors = Vec::new();
-                parse_args(format!("{name} = \"other\"").parse().unwrap(), &mut errors);
+                parse_args(
+                    format!("{name} = \"other\"").parse().unwrap(),
+                    None,
+                    &mut errors,
+                );
                 assert_eq!(errors.len(), 1, "{name} = \"other\"");
             }
         }
         let mut errors = Vec::new();
-        parse_args("colour = 1".parse().unwrap(), &mut errors);
+        parse_args("colour = 1".parse().unwrap(), None, &mut errors);
         assert_eq!(errors.len(), 1);
     }
 }

@@ -61,6 +61,8 @@
 //! assert_eq!(file.decls[0].decl.api[1].value, "ValidationError");
 //! ```
 
+pub mod args;
+pub mod attr;
 mod model;
 mod parse;
 mod remote;

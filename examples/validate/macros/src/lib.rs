@@ -10,6 +10,7 @@
 //! and best effort on bad input (the struct, helpers stripped, plus an `impl` for what parsed,
 //! plus a `compile_error!` at each offending token).
 
+mod export_decl;
 mod schema;
 
 use proc_macro::TokenStream;

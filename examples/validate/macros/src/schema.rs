@@ -2,9 +2,8 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, quote, quote_spanned};
-use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
-use syn::{Attribute, Expr, Fields, ItemStruct, Meta, Token, Type};
+use syn::{Attribute, Expr, Fields, ItemStruct, Type};
 
 /// The helpers `schema` consumes; keep in sync with the `export!` declaration in `validate`.
 const HELPERS: [&str; 5] = ["email", "non_empty", "range", "length", "custom"];
@@ -36,12 +35,9 @@ pub(crate) fn expand(
     invocation: Option<&str>,
 ) -> TokenStream {
     let mut errors = Vec::new();
-    if !args.is_empty() {
-        errors.push(syn::Error::new(
-            args.span(),
-            format!("{BAD_ARGUMENT}: `schema` takes no arguments; put rules on the fields"),
-        ));
-    }
+    // `schema` declares no arguments: anything written is reported with the shared words.
+    let (_, problems) = schema().attribute_args("schema", invocation, args);
+    errors.extend(problems.iter().map(cell_export::attr::to_syn_error));
     let mut item: ItemStruct = match syn::parse2(item.clone()) {
         Ok(item) => item,
         Err(e) => {
@@ -56,7 +52,7 @@ pub(crate) fn expand(
             return quote!(#item #error);
         }
     };
-    let alias = invocation.and_then(alias_of);
+    let alias = invocation.and_then(cell_export::attr::alias_of);
     // Parents still to expand on this item: helpers under their aliases are theirs.
     let pending: Vec<String> = item
         .attrs
@@ -106,7 +102,7 @@ pub(crate) fn expand(
                             rule,
                             span: attr.span(),
                         }),
-                        Err(e) => errors.push(e),
+                        Err(e) => errors.extend(e),
                     }
                 }
             }
@@ -121,15 +117,6 @@ pub(crate) fn expand(
         #validate_impl
         #(#errors)*
     }
-}
-
-/// `#[Val::schema(..)]` → `Val`; `#[validate::schema]` → `validate`; `#[schema]` → none.
-fn alias_of(invocation: &str) -> Option<String> {
-    let inner = invocation.trim().strip_prefix("#[")?;
-    let path = inner.split(['(', ']', '=']).next()?.trim();
-    let compact: String = path.chars().filter(|c| !c.is_whitespace()).collect();
-    let (prefix, _) = compact.rsplit_once("::")?;
-    Some(prefix.trim_start_matches("::").to_owned())
 }
 
 fn split(path: &syn::Path) -> Option<(String, String)> {
@@ -181,103 +168,84 @@ fn classify(attr: &Attribute, alias: Option<&str>, pending: &[String]) -> Owner 
     }
 }
 
-fn rule(attr: &Attribute) -> Result<Rule, syn::Error> {
+/// The rule a helper stands for. Its arguments are read against `validate`'s declaration by
+/// `cell_export` (the words cell-lsp shows too); what is checked here is only what the
+/// declaration cannot say: that `length` has a bound, and that `min <= max`.
+fn rule(attr: &Attribute) -> Result<Rule, Vec<syn::Error>> {
     let name = last(attr.path());
-    let prefix = split(attr.path()).map_or_else(|| "Val".to_owned(), |(p, _)| p);
-    let no_args = |rule: Rule| match &attr.meta {
-        Meta::Path(_) => Ok(rule),
-        _ => Err(syn::Error::new(
+    if !HELPERS.contains(&name.as_str()) {
+        let close: Vec<&str> = HELPERS
+            .iter()
+            .copied()
+            .filter(|h| h.starts_with(&name[..name.len().min(2)]) || h.contains(name.as_str()))
+            .collect();
+        let hint = if close.is_empty() {
+            String::new()
+        } else {
+            format!(" (did you mean `{}`?)", close.join("` or `"))
+        };
+        return Err(vec![syn::Error::new(
             name_span(attr),
-            format!("{BAD_ARGUMENT}: `{name}` takes no arguments"),
-        )),
-    };
-    let one_expr = |example: &str| -> Result<Expr, syn::Error> {
-        let usage = format!(
-            "{BAD_ARGUMENT}: `{name}` takes one argument, e.g. `#[{prefix}::{name}({example})]`"
-        );
-        match &attr.meta {
-            Meta::List(list) if !list.tokens.is_empty() => syn::parse2::<Expr>(list.tokens.clone())
-                .map_err(|e| syn::Error::new(e.span(), usage)),
-            _ => Err(syn::Error::new(name_span(attr), usage)),
-        }
+            format!(
+                "{FOREIGN_HELPER}: `{name}` is not a helper of `schema`{hint}; helpers: {}",
+                HELPERS.join(", ")
+            ),
+        )]);
+    }
+    let (args, problems) = schema().helper_args("schema", attr);
+    if !problems.is_empty() {
+        return Err(problems
+            .iter()
+            .map(cell_export::attr::to_syn_error)
+            .collect());
+    }
+    let expr = || -> Result<Expr, Vec<syn::Error>> {
+        let value = args.positional(0).ok_or_else(|| {
+            vec![syn::Error::new(
+                name_span(attr),
+                format!("{BAD_ARGUMENT}: `{name}` needs an argument"),
+            )]
+        })?;
+        syn::parse2::<Expr>(value.tokens.clone()).map_err(|e| vec![e])
     };
     match name.as_str() {
-        "email" => no_args(Rule::Email),
-        "non_empty" => no_args(Rule::NonEmpty),
-        "range" => one_expr("1..=100").map(Rule::Range),
-        "custom" => one_expr("my_check").map(Rule::Custom),
-        "length" => length(attr, &prefix),
-        other => {
-            let close: Vec<&str> = HELPERS
-                .iter()
-                .copied()
-                .filter(|h| h.starts_with(&other[..other.len().min(2)]) || h.contains(other))
-                .collect();
-            let hint = if close.is_empty() {
-                String::new()
-            } else {
-                format!(" (did you mean `{}`?)", close.join("` or `"))
-            };
-            Err(syn::Error::new(
-                name_span(attr),
-                format!(
-                    "{FOREIGN_HELPER}: `{other}` is not a helper of `schema`{hint}; helpers: {}",
-                    HELPERS.join(", ")
+        "email" => Ok(Rule::Email),
+        "non_empty" => Ok(Rule::NonEmpty),
+        "range" => expr().map(Rule::Range),
+        "custom" => expr().map(Rule::Custom),
+        _ => {
+            let (min, max) = (args.int::<usize>("min"), args.int::<usize>("max"));
+            let bad = |span: Span, message: String| Err(vec![syn::Error::new(span, message)]);
+            match (min, max) {
+                (None, None) => bad(
+                    name_span(attr),
+                    format!(
+                        "{BAD_ARGUMENT}: `length` takes `min = N`, `max = N` or both, e.g. \
+                         `#[{}::length(min = 1, max = 64)]`",
+                        split(attr.path()).map_or_else(|| "Val".to_owned(), |(p, _)| p)
+                    ),
                 ),
-            ))
+                (Some(lo), Some(hi)) if lo > hi => bad(
+                    args.get("min")
+                        .map_or_else(|| name_span(attr), |v| v.span.start),
+                    format!("{BAD_ARGUMENT}: `min` ({lo}) is greater than `max` ({hi})"),
+                ),
+                _ => Ok(Rule::Length(min, max)),
+            }
         }
     }
 }
 
-fn length(attr: &Attribute, prefix: &str) -> Result<Rule, syn::Error> {
-    let usage = format!(
-        "{BAD_ARGUMENT}: `length` takes `min = N`, `max = N` or both, e.g. `#[{prefix}::length(min = 1, max = 64)]`"
-    );
-    let Meta::List(list) = &attr.meta else {
-        return Err(syn::Error::new(attr.meta.span(), usage));
-    };
-    let pairs = list
-        .parse_args_with(Punctuated::<syn::MetaNameValue, Token![,]>::parse_terminated)
-        .map_err(|e| syn::Error::new(e.span(), &usage))?;
-    let (mut min, mut max) = (None, None);
-    for pair in &pairs {
-        let value = match &pair.value {
-            Expr::Lit(syn::ExprLit {
-                lit: syn::Lit::Int(i),
-                ..
-            }) => i.base10_parse::<usize>()?,
-            other => {
-                return Err(syn::Error::new(
-                    other.span(),
-                    format!("{BAD_ARGUMENT}: `length` bounds are integer literals"),
-                ));
-            }
-        };
-        let slot = if pair.path.is_ident("min") {
-            &mut min
-        } else if pair.path.is_ident("max") {
-            &mut max
-        } else {
-            return Err(syn::Error::new(
-                pair.path.span(),
-                format!("{BAD_ARGUMENT}: unknown argument of `length`: expected `min` or `max`"),
-            ));
-        };
-        if slot.replace(value).is_some() {
-            return Err(syn::Error::new(
-                pair.path.span(),
-                format!("{BAD_ARGUMENT}: given twice"),
-            ));
-        }
-    }
-    match (min, max) {
-        (None, None) => Err(syn::Error::new(list.span(), usage)),
-        (Some(lo), Some(hi)) if lo > hi => Err(syn::Error::new(
-            list.tokens.span(),
-            format!("{BAD_ARGUMENT}: `min` ({lo}) is greater than `max` ({hi})"),
-        )),
-        _ => Ok(Rule::Length(min, max)),
-    }
+/// `validate`'s export declaration, parsed once (from the copy in `export_decl.rs`).
+fn schema() -> &'static cell_export::attr::Schema {
+    static SCHEMA: std::sync::OnceLock<cell_export::attr::Schema> = std::sync::OnceLock::new();
+    SCHEMA.get_or_init(
+        || match cell_export::attr::Schema::parse(crate::export_decl::EXPORT_DECL) {
+            Ok(schema) => schema,
+            // The copy is checked against lib.rs by this crate's tests, so this cannot ship.
+            Err(e) => panic!("validate-macros' copy of the export declaration is broken: {e}"),
+        },
+    )
 }
 
 fn is_option(ty: &Type) -> bool {
@@ -416,16 +384,19 @@ mod tests {
         );
     }
 
+    /// The macro reads the copy of the declaration in `export_decl.rs`; it must say what
+    /// lib.rs says. `CELL_EXPORT_UPDATE=1 cargo test -p validate-macros` rewrites a stale copy.
     #[test]
-    fn the_alias_comes_from_the_attribute_as_written() {
-        assert_eq!(alias_of("#[Val::schema]").as_deref(), Some("Val"));
-        assert_eq!(alias_of("#[ v :: schema ( x ) ]").as_deref(), Some("v"));
-        assert_eq!(
-            alias_of("#[::validate::schema]").as_deref(),
-            Some("validate")
-        );
-        assert_eq!(alias_of("#[schema]"), None);
-        assert_eq!(alias_of("not an attribute"), None);
+    fn the_copy_of_the_export_declaration_is_current() {
+        let lib_rs = include_str!("../../src/lib.rs");
+        if let Err(stale) = cell_export::attr::check_copy(lib_rs, crate::export_decl::EXPORT_DECL) {
+            if std::env::var_os("CELL_EXPORT_UPDATE").is_some() {
+                let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/export_decl.rs");
+                std::fs::write(path, cell_export::attr::render_copy(lib_rs).unwrap()).unwrap();
+            } else {
+                panic!("{stale}\n(or run with CELL_EXPORT_UPDATE=1 to rewrite it)");
+            }
+        }
     }
 
     #[test]
