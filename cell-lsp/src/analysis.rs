@@ -9,6 +9,9 @@ use cell_macro_index::{
     did_you_mean, version_matches,
 };
 
+use cell_export::Spanned;
+use cell_export::args::{ArgRule, Written, WrittenArg, check_args as check_args_shared};
+
 use crate::syntax::{AttrUse, CursorContext, Parsed};
 
 /// An alias usable in a file and what it resolves to.
@@ -419,22 +422,7 @@ fn signature(args: &[ArgSchema]) -> String {
 }
 
 fn describe_kind(kind: &ValueKind, optional: bool, default: Option<&str>) -> String {
-    let k = match kind {
-        ValueKind::Str => "str".to_owned(),
-        ValueKind::Bool => "bool".to_owned(),
-        ValueKind::Int => "int".to_owned(),
-        ValueKind::Expr => "expr".to_owned(),
-        ValueKind::OneOf(v) => v
-            .iter()
-            .map(|s| format!("\"{s}\""))
-            .collect::<Vec<_>>()
-            .join(" | "),
-    };
-    match (optional, default) {
-        (_, Some(d)) => format!("{k} = \"{d}\""),
-        (true, None) => format!("{k}?"),
-        (false, None) => k,
-    }
+    cell_export::args::describe_kind(&export_kind(kind), optional, default)
 }
 
 /// Hover markdown and the hovered range.
@@ -829,242 +817,58 @@ fn check_use(p: &Provider, u: &AttrUse, out: &mut Vec<Diag>) {
     out.push(d);
 }
 
-/// Checks the arguments written in `u` against `schema` (an attribute macro's or a helper's):
-/// unknown names (with "did you mean"), values of the wrong kind, positional arguments where
-/// none or fewer are declared, missing required ones. CELL0014 each, at the user's token.
+/// Checks the arguments written in `u` against `schema` (an attribute macro's or a helper's)
+/// with `cell_export::args::check_args`: the same check, codes and words as the provider's
+/// macro reports through rustc.
 fn check_args(u: &AttrUse, schema: &[ArgSchema], out: &mut Vec<Diag>) {
-    let written = u.args.clone().unwrap_or_default();
-    let names: Vec<&str> = schema.iter().filter_map(|a| a.name.as_deref()).collect();
-    let positional: Vec<&ArgSchema> = schema.iter().filter(|a| a.name.is_none()).collect();
-    let invalid = |message: String, range: (usize, usize)| {
-        Diag::error(Some(ProblemCode::InvalidMacroArgument), message, range)
-    };
-    let mut positional_seen = 0;
-    for arg in &written {
-        let (kind, label) = match &arg.name {
-            None => {
-                let Some(p) = positional.get(positional_seen) else {
-                    let mut d = invalid(
-                        format!(
-                            "`#[{}::{}]` takes {} positional argument{}",
-                            u.alias,
-                            u.name,
-                            if positional.is_empty() {
-                                "no".to_owned()
-                            } else {
-                                positional.len().to_string()
-                            },
-                            if positional.len() == 1 { "" } else { "s" }
-                        ),
-                        arg.value_range,
-                    );
-                    if !names.is_empty() {
-                        d.notes.push(format!(
-                            "help: write `name = value`; arguments: {}",
-                            names.join(", ")
-                        ));
-                    }
-                    out.push(d);
-                    continue;
-                };
-                positional_seen += 1;
-                (&p.kind, "the positional argument".to_owned())
-            }
-            Some(name) => {
-                let Some(a) = schema.iter().find(|a| a.name.as_deref() == Some(name)) else {
-                    let mut d = invalid(
-                        format!("`#[{}::{}]` has no argument `{name}`", u.alias, u.name),
-                        arg.name_range,
-                    );
-                    if !d.suggest(name, &names, arg.name_range) {
-                        d.notes.push(if names.is_empty() {
-                            format!(
-                                "help: `#[{}::{}]` takes no named arguments",
-                                u.alias, u.name
-                            )
-                        } else {
-                            format!("help: arguments: {}", names.join(", "))
-                        });
-                    }
-                    out.push(d);
-                    continue;
-                };
-                (&a.kind, format!("`{name}`"))
-            }
-        };
-        let v = arg.value.as_str();
-        // A value holding a quote that `unquote` cannot read (a byte string, `concat!(…)`) may
-        // still be what the macro accepts: say nothing about it.
-        let ok = match kind {
-            ValueKind::Str => unquote(v).is_some() || v.contains('"'),
-            ValueKind::Bool => v == "true" || v == "false",
-            ValueKind::Int => is_int_literal(v),
-            ValueKind::Expr => !v.is_empty(),
-            ValueKind::OneOf(values) => match unquote(v) {
-                Some(s) => values.contains(&s),
-                None => v.contains('"'),
-            },
-        };
-        if !ok && !v.is_empty() {
-            let expected = describe_kind(kind, false, None);
-            let mut d = invalid(
-                format!("invalid value {v} for {label}: expected {expected}"),
-                arg.value_range,
-            );
-            if let ValueKind::OneOf(values) = kind {
-                let refs: Vec<&str> = values.iter().map(String::as_str).collect();
-                if let Some(best) = did_you_mean(v.trim_matches('"'), &refs) {
-                    d.notes.push(format!("help: did you mean \"{best}\"?"));
-                    d.fix = Some((
-                        format!("replace with \"{best}\""),
-                        format!("\"{best}\""),
-                        arg.value_range,
-                        None,
-                    ));
-                }
-            }
-            out.push(d);
-        }
-    }
-    for a in schema {
-        let missing = match &a.name {
-            Some(n) => !a.optional && !written.iter().any(|w| w.name.as_deref() == Some(n)),
-            None => false,
-        };
-        if missing {
-            let n = a.name.as_deref().unwrap_or("_");
-            out.push(invalid(
-                format!("`#[{}::{}]` needs the argument `{n}`", u.alias, u.name),
-                u.name_range,
-            ));
-        }
-    }
-    let required_positional = positional.iter().filter(|a| !a.optional).count();
-    if positional_seen < required_positional {
-        out.push(invalid(
-            format!(
-                "`#[{}::{}]` needs a positional argument ({})",
-                u.alias,
-                u.name,
-                positional
-                    .iter()
-                    .map(|a| describe_kind(&a.kind, false, None))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            u.name_range,
-        ));
-    }
-}
-
-/// The value of a plain or raw string literal (`"a\"b"`, `r"a"`, `r#"a"#`), escapes resolved;
-/// `None` when `v` is not one or holds an escape this does not read.
-fn unquote(v: &str) -> Option<String> {
-    if let Some(raw) = v.strip_prefix('r') {
-        let hashes = raw.len() - raw.trim_start_matches('#').len();
-        let fence = "#".repeat(hashes);
-        let inner = raw
-            .strip_prefix(&fence)?
-            .strip_prefix('"')?
-            .strip_suffix(&fence)?
-            .strip_suffix('"')?;
-        // A closing quote followed by the fence inside would have ended the literal.
-        return (!inner.contains(&format!("\"{fence}"))).then(|| inner.to_owned());
-    }
-    let inner = v.strip_prefix('"')?.strip_suffix('"')?;
-    let mut out = String::with_capacity(inner.len());
-    let mut chars = inner.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => return None,
-            '\\' => match chars.next()? {
-                'n' => out.push('\n'),
-                't' => out.push('\t'),
-                'r' => out.push('\r'),
-                '0' => out.push('\0'),
-                '\\' => out.push('\\'),
-                '"' => out.push('"'),
-                '\'' => out.push('\''),
-                'x' => {
-                    let hex: String = chars.by_ref().take(2).collect();
-                    let b = u8::from_str_radix(&hex, 16).ok().filter(u8::is_ascii)?;
-                    out.push(char::from(b));
-                }
-                'u' => {
-                    let rest = chars.as_str().strip_prefix('{')?;
-                    let close = rest.find('}')?;
-                    let code = u32::from_str_radix(&rest[..close].replace('_', ""), 16).ok()?;
-                    out.push(char::from_u32(code)?);
-                    chars = rest[close + 1..].chars();
-                }
-                '\n' => {
-                    // A line continuation: the newline and the next line's leading whitespace.
-                    chars = chars.as_str().trim_start().chars();
-                }
-                _ => return None,
-            },
-            c => out.push(c),
-        }
-    }
-    Some(out)
-}
-
-/// An integer literal as Rust writes it: sign, `_` separators, `0x`/`0o`/`0b`, a type suffix.
-fn is_int_literal(v: &str) -> bool {
-    let v = v.strip_prefix('-').unwrap_or(v).replace('_', "");
-    let (digits, radix) = if let Some(h) = v.strip_prefix("0x") {
-        (h, 16)
-    } else if let Some(o) = v.strip_prefix("0o") {
-        (o, 8)
-    } else if let Some(b) = v.strip_prefix("0b") {
-        (b, 2)
-    } else {
-        (v.as_str(), 10)
-    };
-    let suffixes = [
-        "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize",
-    ];
-    let digits = suffixes
+    let written: Vec<WrittenArg<(usize, usize)>> = u
+        .args
         .iter()
-        .find_map(|s| digits.strip_suffix(s).filter(|d| !d.is_empty()))
-        .unwrap_or(digits);
-    !digits.is_empty() && digits.chars().all(|c| c.is_digit(radix))
+        .flatten()
+        .map(|a| WrittenArg {
+            name: a
+                .name
+                .as_ref()
+                .map(|n| Spanned::new(n.clone(), a.name_range)),
+            value: Spanned::new(a.value.clone(), a.value_range),
+        })
+        .collect();
+    let kinds: Vec<cell_export::ValueKind> = schema.iter().map(|a| export_kind(&a.kind)).collect();
+    let rules: Vec<ArgRule<'_>> = schema
+        .iter()
+        .zip(&kinds)
+        .map(|(a, kind)| ArgRule {
+            name: a.name.as_deref(),
+            kind,
+            optional: a.optional,
+        })
+        .collect();
+    let at = Written {
+        alias: &u.alias,
+        name: &u.name,
+        name_span: &u.name_range,
+    };
+    out.extend(
+        check_args_shared(&at, &written, &rules)
+            .into_iter()
+            .map(|p| Diag {
+                code: p.code,
+                severity: Severity::Error,
+                message: p.message,
+                range: p.span,
+                notes: p.notes,
+                fix: p.fix.map(|f| (f.title, f.replacement, f.span, None)),
+            }),
+    );
 }
 
-#[cfg(test)]
-mod tests {
-    use super::{is_int_literal, unquote};
-
-    #[test]
-    fn string_literals_are_unquoted_or_left_alone() {
-        assert_eq!(unquote("\"raft\"").as_deref(), Some("raft"));
-        assert_eq!(unquote("r\"raft\"").as_deref(), Some("raft"));
-        assert_eq!(unquote("r##\"a\"#b\"##").as_deref(), Some("a\"#b"));
-        assert_eq!(unquote("\"r\\x61ft\"").as_deref(), Some("raft"));
-        assert_eq!(unquote("\"s\\u{79}nc\"").as_deref(), Some("sync"));
-        assert_eq!(unquote("\"a\\\"b\"").as_deref(), Some("a\"b"));
-        assert_eq!(unquote("\"a\\\n   b\"").as_deref(), Some("ab"));
-        // Not a plain or raw string, or an escape not read here: unsure.
-        for v in [
-            "b\"x\"",
-            "raft",
-            "\"a\\q\"",
-            "r#\"a\"",
-            "\"a\"b\"",
-            "\"\\u{d800}\"",
-            "\"é",
-        ] {
-            assert_eq!(unquote(v), None, "{v}");
-        }
-    }
-
-    #[test]
-    fn integer_literals_as_rust_writes_them() {
-        for ok in ["0", "-12", "1_000", "0xff", "0b1010", "7u8", "100_usize"] {
-            assert!(is_int_literal(ok), "{ok}");
-        }
-        for bad in ["", "x", "1.5", "\"3\"", "0xg", "u8", "1..=3"] {
-            assert!(!is_int_literal(bad), "{bad}");
-        }
+/// The index stores its own copy of a value kind (serializable for the snapshot).
+fn export_kind(kind: &ValueKind) -> cell_export::ValueKind {
+    match kind {
+        ValueKind::Str => cell_export::ValueKind::Str,
+        ValueKind::Bool => cell_export::ValueKind::Bool,
+        ValueKind::Int => cell_export::ValueKind::Int,
+        ValueKind::Expr => cell_export::ValueKind::Expr,
+        ValueKind::OneOf(v) => cell_export::ValueKind::OneOf(v.clone()),
     }
 }

@@ -1330,17 +1330,8 @@ fn short_version(v: &str) -> String {
 
 /// The closest candidate within a small edit distance (or equal modulo `-`/`_` and case).
 pub fn did_you_mean<'a>(wanted: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    let norm = |s: &str| s.to_ascii_lowercase().replace('-', "_");
-    let w = norm(wanted);
-    let limit = (wanted.len() / 3).max(2);
-    candidates
-        .iter()
-        .copied()
-        .filter(|c| *c != wanted)
-        .map(|c| (strsim::levenshtein(&w, &norm(c)), c))
-        .filter(|(d, _)| *d <= limit)
-        .min()
-        .map(|(_, c)| c)
+    // One rule for every "did you mean" of the toolchain, macros included.
+    cell_export::args::did_you_mean(wanted, candidates)
 }
 
 /// Directories watched for `pkg`: `src/` and the directory of every target root.

@@ -398,3 +398,51 @@ pub fn is_int_literal(v: &str) -> bool {
         .unwrap_or(digits);
     !digits.is_empty() && digits.chars().all(|c| c.is_digit(radix))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{did_you_mean, is_int_literal, unquote};
+
+    #[test]
+    fn string_literals_are_unquoted_or_left_alone() {
+        assert_eq!(unquote("\"raft\"").as_deref(), Some("raft"));
+        assert_eq!(unquote("r\"raft\"").as_deref(), Some("raft"));
+        assert_eq!(unquote("r##\"a\"#b\"##").as_deref(), Some("a\"#b"));
+        assert_eq!(unquote("\"r\\x61ft\"").as_deref(), Some("raft"));
+        assert_eq!(unquote("\"s\\u{79}nc\"").as_deref(), Some("sync"));
+        assert_eq!(unquote("\"a\\\"b\"").as_deref(), Some("a\"b"));
+        assert_eq!(unquote("\"a\\\n   b\"").as_deref(), Some("ab"));
+        // Not a plain or raw string, or an escape not read here: unsure.
+        for v in [
+            "b\"x\"",
+            "raft",
+            "\"a\\q\"",
+            "r#\"a\"",
+            "\"a\"b\"",
+            "\"\\u{d800}\"",
+            "\"é",
+        ] {
+            assert_eq!(unquote(v), None, "{v}");
+        }
+    }
+
+    #[test]
+    fn integer_literals_as_rust_writes_them() {
+        for ok in ["0", "-12", "1_000", "0xff", "0b1010", "7u8", "100_usize"] {
+            assert!(is_int_literal(ok), "{ok}");
+        }
+        for bad in ["", "x", "1.5", "\"3\"", "0xg", "u8", "1..=3"] {
+            assert!(!is_int_literal(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn did_you_mean_folds_case_and_dashes() {
+        assert_eq!(
+            did_you_mean("celdb", &["celldb", "validate"]),
+            Some("celldb")
+        );
+        assert_eq!(did_you_mean("cell_db", &["cell-db"]), Some("cell-db"));
+        assert_eq!(did_you_mean("zzz", &["celldb"]), None);
+    }
+}
