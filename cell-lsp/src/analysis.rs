@@ -447,7 +447,7 @@ pub(crate) fn hover(
                 source_word(p)
             );
             if !e.docs.is_empty() {
-                md.push_str(&format!("\n---\n\n{}\n", e.docs));
+                md.push_str(&format!("\n---\n\n{}\n", shown_docs(&e.docs)));
             }
             if !e.args.is_empty() {
                 md.push_str("\n**Arguments**\n\n");
@@ -505,7 +505,7 @@ pub(crate) fn hover(
             source_word(p)
         );
         if !e.docs.is_empty() {
-            md.push_str(&format!("\n---\n\n{}\n", e.docs));
+            md.push_str(&format!("\n---\n\n{}\n", shown_docs(&e.docs)));
         }
         if let Some(def) = &e.definition {
             md.push_str(&format!(
@@ -543,6 +543,82 @@ pub(crate) fn hover(
         return Some((md, call.range));
     }
     None
+}
+
+/// Docs as rustdoc shows them: in Rust code blocks the hidden lines (`# use …`, a lone `#`) are
+/// left out and `##` shows as `#`; the block is labelled `rust` so that editors highlight it
+/// (rustdoc's `no_run`, `ignore`, … are not languages).
+fn shown_docs(docs: &str) -> String {
+    let mut out = String::with_capacity(docs.len());
+    // Inside a code block: its fence character and length, and whether it is Rust.
+    let mut block: Option<(char, usize, bool)> = None;
+    for line in docs.lines() {
+        let trimmed = line.trim_start();
+        let indent = &line[..line.len() - trimmed.len()];
+        match block {
+            None => {
+                if let Some(ch) = trimmed.chars().next().filter(|c| matches!(c, '`' | '~')) {
+                    let len = trimmed.chars().take_while(|&c| c == ch).count();
+                    if len >= 3 {
+                        let rust = is_rust_block(&trimmed[len..]);
+                        block = Some((ch, len, rust));
+                        if rust {
+                            out.push_str(&format!("{indent}{}rust\n", &trimmed[..len]));
+                            continue;
+                        }
+                    }
+                }
+            }
+            Some((ch, len, rust)) => {
+                let run = trimmed.chars().take_while(|&c| c == ch).count();
+                if run >= len && trimmed[run..].trim().is_empty() {
+                    block = None;
+                } else if rust {
+                    // rustdoc's rule, on the line without surrounding whitespace.
+                    let code = line.trim();
+                    if code == "#" || code.starts_with("# ") || code.starts_with("#\t") {
+                        continue;
+                    }
+                    if code.starts_with("##") {
+                        out.push_str(&line.replacen("##", "#", 1));
+                        out.push('\n');
+                        continue;
+                    }
+                }
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if !docs.ends_with('\n') {
+        out.pop();
+    }
+    out
+}
+
+/// Whether rustdoc treats a code block with this info string as Rust: no info string, or any
+/// of rustdoc's own attributes, or `rust`; another language alone (`text`, `sh`) is not.
+fn is_rust_block(info: &str) -> bool {
+    let (mut rust, mut other) = (false, false);
+    for token in info
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|t| !t.is_empty())
+    {
+        let known = matches!(
+            token,
+            "rust" | "ignore" | "should_panic" | "no_run" | "compile_fail" | "test_harness"
+        ) || token.starts_with("edition")
+            || token.starts_with("ignore-")
+            || (token.len() == 5
+                && token.starts_with('E')
+                && token[1..].bytes().all(|b| b.is_ascii_digit()));
+        if known {
+            rust = true;
+        } else {
+            other = true;
+        }
+    }
+    rust || !other
 }
 
 fn source_word(p: &Provider) -> String {
@@ -870,5 +946,31 @@ fn export_kind(kind: &ValueKind) -> cell_export::ValueKind {
         ValueKind::Int => cell_export::ValueKind::Int,
         ValueKind::Expr => cell_export::ValueKind::Expr,
         ValueKind::OneOf(v) => cell_export::ValueKind::OneOf(v.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown_docs;
+
+    #[test]
+    fn hover_docs_leave_out_rustdoc_hidden_lines() {
+        let docs = "Stores it.\n\n```\n# use kv::persist;\n#\n#[persist]\n##[x]\n  # fn f() {}\nstruct T;\n```\n";
+        assert_eq!(
+            shown_docs(docs),
+            "Stores it.\n\n```rust\n#[persist]\n#[x]\nstruct T;\n```\n"
+        );
+        // rustdoc's attributes are Rust too; other languages are left as written.
+        let docs = "```no_run\n# hidden\nshown();\n```\n```sh\n# a shell comment\n```";
+        assert_eq!(
+            shown_docs(docs),
+            "```rust\nshown();\n```\n```sh\n# a shell comment\n```"
+        );
+        // Outside code blocks a `# ` line is a heading, and an unclosed block ends the docs.
+        assert_eq!(
+            shown_docs("# Examples\n~~~\n# x\ny"),
+            "# Examples\n~~~rust\ny"
+        );
+        assert_eq!(shown_docs(""), "");
     }
 }

@@ -254,6 +254,27 @@ pub struct User {
 }
 "#;
 
+/// A docs example is shown as rustdoc shows it: without its hidden lines (`# use …`), and
+/// labelled `rust` for highlighting.
+#[test]
+fn hover_leaves_out_rustdoc_hidden_lines() {
+    let buffer = format!("{BUFFER}\n#[Val::schema]\nstruct Signup {{}}\n");
+    let Session {
+        _dir,
+        file,
+        mut lsp,
+        ..
+    } = session("good", "src/lib.rs", Some(&buffer));
+    let (l, c) = pos(&buffer, "Val::schema", 6);
+    let hover = lsp.request(
+        "textDocument/hover",
+        json!({ "textDocument": { "uri": uri(&file) }, "position": { "line": l, "character": c } }),
+    );
+    let md = hover["contents"]["value"].as_str().unwrap();
+    assert!(md.contains("```rust\n#[schema]\nstruct Signup"), "{md}");
+    assert!(!md.contains("# use"), "{md}");
+}
+
 /// (line, character) of the first occurrence of `needle` in `text`, plus `delta` characters.
 fn pos(text: &str, needle: &str, delta: usize) -> (u32, u32) {
     let at = text.find(needle).unwrap() + delta;

@@ -160,7 +160,7 @@ where
     current()?.transaction(body).await
 }
 
-// What `cell_remote!(DB = "celldb")` puts under the consumer's alias (the shared contract,
+// What `cell_remote!(DB = "celldb")` puts under the consumer's alias (the export declaration,
 // docs/export-contract.md). rustc checks every name; tools read this declaration without
 // compiling, and take each macro's docs from its `#[proc_macro_attribute]` fn in celldb-macros.
 // The argument schema must match what `persist` really accepts (celldb-macros tests it).

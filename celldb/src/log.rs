@@ -98,7 +98,7 @@ impl WriteSet {
 /// error ([`Error::Conflict`] when validation failed: re-run the transaction).
 pub type Ack = Box<dyn FnOnce(Result<u64>) + Send>;
 
-/// The interface every write goes through (DESIGN decision 6).
+/// The interface every write goes through, so a replicated log can replace the local one.
 pub trait CommitLog: Send + Sync {
     /// Queues a write-set; `ack` runs once it is applied (and durable, for
     /// [`Durability::Sync`]) or rejected. Called from async code: an implementation must not

@@ -1,7 +1,7 @@
 //! Schema evolution: what happens when a table on disk was written by another version of its
 //! type.
 //!
-//! The mechanism is explicit (DESIGN decision 5: a changed type is an error, never a misread):
+//! The mechanism is explicit (a changed type is an error, never a misread: `docs/design.md`):
 //! - same record structure, different index set: the indexes are rebuilt from the records
 //!   (a new unique index over duplicate values is an [`Error::UniqueViolation`]);
 //! - a different record structure whose fingerprint equals the type's declared previous

@@ -15,8 +15,8 @@
 //! it understood plus problems. Where something cannot be resolved (no resolved dependencies),
 //! it reports nothing rather than something false.
 //!
-//! What it is not: it is not used by `cell_remote!` or any macro (builds stay hermetic — DESIGN
-//! decision 1; macros use `cell-resolver`), and it has no LSP types (cell-lsp converts).
+//! What it is not: it is not used by `cell_remote!` or any macro (builds stay hermetic, see
+//! `docs/design.md`; macros use `cell-resolver`), and it has no LSP types (cell-lsp converts).
 //!
 //! ```no_run
 //! use cell_macro_index::{Index, IndexOptions};

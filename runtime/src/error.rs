@@ -1,9 +1,9 @@
 //! Errors of the RPC layer: what a caller sees ([`CallError`], [`ConnectError`]) and what a
 //! server reports ([`ServeError`]).
 //!
-//! DESIGN decision 7: a call's result is `Result<T, CallError<E>>`, where `E` is the method's
-//! own application error (a protein) and every other variant is a failure of the transport or
-//! the server around the handler.
+//! A call's result is `Result<T, CallError<E>>`, where `E` is the method's own application
+//! error (a protein) and every other variant is a failure of the transport or the server around
+//! the handler (`docs/rpc.md`, "What a call returns").
 
 use std::fmt;
 use std::io;

@@ -1,11 +1,11 @@
-//! The agreement test of DESIGN decision 4: for every problem code the compiler can report, one
-//! fixture in `tests/fixtures/agree/` (a workspace outside this one), built with real
-//! `cargo build --message-format json` and indexed by `cell-macro-index`; the code, the primary
-//! span (file, lines, columns) and the message must be the same from both. Where rustc reports a
-//! problem natively (E0428, E0659, E0432) the code is the one `ProblemCode::rustc_code` and
-//! docs/problems.md map it to, and the message must name the same item. The fixtures that build
-//! give no compiler error, and only the warnings a macro cannot see (CELL0006, CELL0008) from
-//! the index.
+//! The agreement test (one problem, one code, everywhere: `docs/design.md`): for every problem code
+//! the compiler can report, one fixture in `tests/fixtures/agree/` (a workspace outside this one),
+//! built with real `cargo build --message-format json` and indexed by `cell-macro-index`; the code,
+//! the primary span (file, lines, columns) and the message must be the same from both. Where rustc
+//! reports a problem natively (E0428, E0659, E0432) the code is the one `ProblemCode::rustc_code`
+//! and docs/problems.md map it to, and the message must name the same item. The fixtures that build
+//! give no compiler error, and only the warnings a macro cannot see (CELL0006, CELL0008) from the
+//! index.
 //!
 //! One cargo invocation (`--keep-going`) builds every member, one index covers them all; each
 //! problem is its own `#[test]` with a failure message that shows both sides.

@@ -54,10 +54,10 @@ pub fn protein(args: TokenStream, item: TokenStream) -> TokenStream {
 ///   `$CELL_SOCKET_DIR/users.sock` — is the struct's name in kebab case, or
 ///   `#[service(name = "...")]`.
 /// - On a trait, in an *api crate* that callers depend on without compiling the server
-///   (DESIGN decision 8): `#[service] pub trait Ping { async fn ping(&self, n: u64) -> u64; }`
-///   generates the typed client `PingClient` and the server adapter `PingServer<T: Ping>`; the
-///   server crate writes a plain `impl Ping for MyPing` and runs
-///   `PingServer(MyPing).serve().await`.
+///   (`docs/rpc.md`, the api-crate pattern):
+///   `#[service] pub trait Ping { async fn ping(&self, n: u64) -> u64; }` generates the typed
+///   client `PingClient` and the server adapter `PingServer<T: Ping>`; the server crate writes
+///   a plain `impl Ping for MyPing` and runs `PingServer(MyPing).serve().await`.
 ///
 /// ```
 /// use cell_sdk::{protein, service, handler, CallError};

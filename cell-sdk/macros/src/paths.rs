@@ -1,8 +1,8 @@
 //! Paths that macro expansions use to reach runtime crates.
 //!
 //! Expansions must keep working when the consumer renamed a dependency, so the extern crate
-//! name is looked up from the consumer's manifest through `cell-resolver` (DESIGN decision 1),
-//! never assumed.
+//! name is looked up from the consumer's manifest through `cell-resolver` (hermetic builds:
+//! `docs/design.md`), never assumed.
 
 use proc_macro2::{Span, TokenStream};
 use quote::quote;

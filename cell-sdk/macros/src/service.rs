@@ -6,7 +6,7 @@
 //! - `#[service] pub trait Ping { async fn …; }` declares only the *protocol*, in an api
 //!   crate: it generates the typed client `PingClient` and the server adapter
 //!   `PingServer<T: Ping>`, so callers depend on the api crate without compiling any server
-//!   (DESIGN decision 8).
+//!   (`docs/design.md`, "Callers don't compile servers").
 //!
 //! A method's arguments travel as one archive: `()` for none, the value itself for one, a
 //! tuple for more. The service fingerprint mixes, in order, every method's name, argument

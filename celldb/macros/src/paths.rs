@@ -1,7 +1,7 @@
 //! How expansions name the celldb runtime crate.
 //!
 //! Every generated path goes through [`celldb_path`], which asks `cell-resolver` how the crate
-//! being compiled names celldb (DESIGN decision 1): `::celldb`, or `::store` after
+//! being compiled names celldb (hermetic builds, `docs/design.md`): `::celldb`, or `::store` after
 //! `store = { package = "celldb" }`. The spec is qualified with this macro crate's own version
 //! (celldb and celldb-macros are released together), so a consumer that depends on two versions
 //! of celldb gets the runtime matching these macros.

@@ -1,7 +1,7 @@
 //! `ping-api`: the protocol of the ping cell — its messages and method signatures — and the
 //! typed client generated from them.
 //!
-//! This is the *api-crate pattern* (DESIGN decision 8): a caller depends on `ping-api` only,
+//! This is the *api-crate pattern* (`docs/rpc.md`): a caller depends on `ping-api` only,
 //! so it never compiles the server (`ping-server`) or the server's dependencies. The server
 //! crate implements the trait; both sides share one fingerprint because both compile this
 //! one declaration.

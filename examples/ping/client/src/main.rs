@@ -1,5 +1,6 @@
 //! `ping-client`: calls the ping cell. It depends on `ping-api` alone — no server code is
-//! compiled into it (DESIGN decision 8; check with `cargo tree -p ping-client`).
+//! compiled into it (the api-crate pattern, `docs/rpc.md`; check with
+//! `cargo tree -p ping-client`).
 
 use anyhow::Context;
 use cell_sdk::{CallError, Endpoint};

@@ -1,0 +1,122 @@
+//! Tidy checks: properties of the repository's text that keep the docs true for users.
+//!
+//! User docs (`docs/*.md`, `README.md`) and rustdoc comments (`///`, `//!`) are read by people
+//! outside this project, so they must not cite notes that only its developers have: design
+//! decisions by number, the internal design file (not in this repository) or work-stream names
+//! (the texts are in `FORBIDDEN`). The reasons users need are in `docs/design.md`.
+
+use std::path::{Path, PathBuf};
+
+/// What user-facing text must not contain, and why each is wrong there.
+const FORBIDDEN: &[(&str, &str)] = &[
+    (
+        "DESIGN decision",
+        "a numbered internal design decision: explain it, or link docs/design.md",
+    ),
+    (
+        "DESIGN.md",
+        "an internal design file that is not in this repository: link docs/design.md",
+    ),
+    ("H2", "an internal work-stream name"),
+];
+
+/// Every user doc: `README.md` and `docs/*.md`.
+fn user_docs() -> Vec<PathBuf> {
+    let root = repo_root();
+    let mut docs = vec![root.join("README.md")];
+    let entries = std::fs::read_dir(root.join("docs")).expect("read docs/");
+    for entry in entries {
+        let path = entry.expect("read docs/ entry").path();
+        if path.extension().is_some_and(|e| e == "md") {
+            docs.push(path);
+        }
+    }
+    docs.sort();
+    docs
+}
+
+#[test]
+fn user_docs_cite_no_internal_design_notes() {
+    let mut problems = Vec::new();
+    let docs = user_docs();
+    assert!(docs.len() > 5, "found only {docs:?}");
+    for path in &docs {
+        let text = std::fs::read_to_string(path).expect("read a user doc");
+        for (n, line) in text.lines().enumerate() {
+            problems
+                .extend(problems_in(line).map(|p| format!("{}:{}: {p}", path.display(), n + 1)));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn rustdoc_comments_cite_no_internal_design_notes() {
+    let mut files = Vec::new();
+    rust_files(&repo_root(), &mut files);
+    assert!(files.len() > 50, "found only {} Rust files", files.len());
+    let mut problems = Vec::new();
+    for path in &files {
+        let text = std::fs::read_to_string(path).expect("read a Rust file");
+        for (n, line) in text.lines().enumerate() {
+            let trimmed = line.trim_start();
+            if trimmed.starts_with("///") || trimmed.starts_with("//!") {
+                problems.extend(
+                    problems_in(line).map(|p| format!("{}:{}: {p}", path.display(), n + 1)),
+                );
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_checks_catch_what_they_forbid() {
+    assert_eq!(problems_in("as DESIGN decision 8 says").count(), 1);
+    assert_eq!(problems_in("see DESIGN.md in the shared folder").count(), 1);
+    assert_eq!(problems_in("(implemented; H2)").count(), 1);
+    // Words that merely contain the letters are fine.
+    assert_eq!(
+        problems_in("SHA2, H2O, an H264 stream, a design decision").count(),
+        0
+    );
+}
+
+/// The problems of one line: each forbidden text, a one-word text only as a whole word.
+fn problems_in(line: &str) -> impl Iterator<Item = String> + '_ {
+    FORBIDDEN.iter().filter_map(move |(text, why)| {
+        let found = if text.chars().all(char::is_alphanumeric) {
+            line.split(|c: char| !c.is_alphanumeric() && c != '_')
+                .any(|word| word == *text)
+        } else {
+            line.contains(text)
+        };
+        found.then(|| format!("`{text}`: {why}"))
+    })
+}
+
+/// Every `.rs` file under `dir`, except build output, dependencies and hidden directories.
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let entries = std::fs::read_dir(dir).expect("read a source directory");
+    for entry in entries {
+        let path = entry.expect("read a directory entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if path.is_dir() {
+            if !(name.starts_with('.') || name == "target" || name == "node_modules") {
+                rust_files(&path, out);
+            }
+        } else if name.ends_with(".rs") {
+            out.push(path);
+        }
+    }
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
