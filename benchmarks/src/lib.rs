@@ -5,6 +5,19 @@
 //! separate processes per subject, and results reported as the median p50 with its range and as
 //! ratios against an anchor measured in the same run. Absolute times alone mean little on a
 //! shared two-core VM; ratios within one run do.
+//!
+//! # Example
+//! ```
+//! use cell_bench::{histogram, median_range};
+//!
+//! let mut h = histogram();
+//! for ns in [9_000, 10_000, 11_000] {
+//!     h.record(ns).unwrap();
+//! }
+//! assert!(h.value_at_quantile(0.5).abs_diff(10_000) < 10);
+//! // Three runs' p50s → their median and range, as the tables print them.
+//! assert_eq!(median_range(vec![3.0, 1.0, 2.0]), (2.0, 1.0, 3.0));
+//! ```
 
 use std::{
     process::Command,

@@ -52,7 +52,8 @@
 //! - `celldb_crash`: real child processes: SIGKILL loops (no acknowledged write lost, indexes
 //!   agree with records) and the fsync proof under strace (buffered mode as negative control).
 //! - `tidy`: the repository's text: user docs and rustdoc comments cite no internal design
-//!   notes (numbered decisions, files outside this repository, work-stream names).
+//!   notes (numbered decisions, files outside this repository, work-stream names); every Rust
+//!   file opens with a `//!` doc; every `lib.rs` opens with its purpose and an example.
 
 mod agree;
 mod celldb_api;

@@ -4,6 +4,10 @@
 //! outside this project, so they must not cite notes that only its developers have: design
 //! decisions by number, the internal design file (not in this repository) or work-stream names
 //! (the texts are in `FORBIDDEN`). The reasons users need are in `docs/design.md`.
+//!
+//! The house rules that keep the code readable are checked here too, as code rather than as a
+//! reviewer's memory: every Rust file opens with a `//!` doc saying what it is, and every
+//! library's `lib.rs` opens with its purpose and an example.
 
 use std::path::{Path, PathBuf};
 
@@ -68,6 +72,69 @@ fn rustdoc_comments_cite_no_internal_design_notes() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn every_rust_file_opens_with_a_module_doc() {
+    let mut files = Vec::new();
+    rust_files(&repo_root(), &mut files);
+    let root = repo_root();
+    let missing: Vec<String> = files
+        .iter()
+        .filter(|p| !is_fixture(&root, p))
+        .filter(|p| {
+            let text = std::fs::read_to_string(p).expect("read a Rust file");
+            !text.trim_start().starts_with("//!")
+        })
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "open these files with a `//!` doc saying what they are:\n{}",
+        missing.join("\n")
+    );
+}
+
+#[test]
+fn every_library_opens_with_its_purpose_and_an_example() {
+    let mut files = Vec::new();
+    rust_files(&repo_root(), &mut files);
+    let root = repo_root();
+    let libs: Vec<&PathBuf> = files
+        .iter()
+        .filter(|p| !is_fixture(&root, p))
+        .filter(|p| p.ends_with("src/lib.rs"))
+        .collect();
+    assert!(libs.len() > 10, "found only {libs:?}");
+    let mut problems = Vec::new();
+    for lib in libs {
+        let text = std::fs::read_to_string(lib).expect("read a lib.rs");
+        let header: Vec<&str> = text.lines().take_while(|l| l.starts_with("//!")).collect();
+        let prose = header
+            .iter()
+            .any(|l| l.trim_start_matches("//!").trim().len() > 20);
+        let example = header
+            .iter()
+            .any(|l| l.trim_start_matches("//!").trim_start().starts_with("```"));
+        if !prose || !example {
+            problems.push(format!(
+                "{}: the `//!` header needs {}",
+                lib.display(),
+                if prose {
+                    "an example (a ``` block)"
+                } else {
+                    "its purpose and an example"
+                }
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Fixture crates and UI-test inputs are data: test inputs, not the project's code.
+fn is_fixture(root: &Path, path: &Path) -> bool {
+    path.strip_prefix(root)
+        .is_ok_and(|rel| rel.starts_with("tests/fixtures") || rel.starts_with("tests/ui"))
 }
 
 #[test]

@@ -6,6 +6,22 @@
 //!   (through `cell-resolver`), never on side files, so rustc and rust-analyzer agree.
 //! - **Best effort on bad input**: on an error the original item is emitted *with* a
 //!   `compile_error!` at the offending token, so an editor never loses the whole item.
+//!
+//! # Example
+//! ```
+//! use cell_sdk::{cell_remote, protein};
+//! cell_remote!(Val = "validate"); // a provider's macros under an alias
+//!
+//! #[protein] // a validated, fingerprinted rkyv archive
+//! #[Val::schema]
+//! pub struct Signup {
+//!     #[Val::email]
+//!     pub email: String,
+//! }
+//! let bytes = cell_sdk::codec::to_bytes(&Signup { email: "ada@x.org".into() }).unwrap();
+//! let back: Signup = cell_sdk::codec::from_bytes(&bytes).unwrap();
+//! assert!(back.validate().is_ok());
+//! ```
 
 mod export;
 mod handler;

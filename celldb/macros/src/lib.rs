@@ -9,7 +9,24 @@
 //! cannot see the path it was invoked through, so it cannot know which alias is "its own";
 //! what it can know — helpers on one struct written under *different* aliases — is an error at
 //! the odd helper. Expansions are hermetic and best-effort: on bad input the item is emitted
-//! with its helpers stripped, plus `compile_error!` at the user's token.
+//! with its helpers stripped, plus `compile_error!` at the user's token. Arguments and helper
+//! arguments are read against celldb's export declaration with `cell_export::attr` (from the
+//! copy in `export_decl.rs`), so their mistakes read as cell-lsp shows them.
+//!
+//! # Example
+//! ```
+//! use cell_sdk::protein;
+//! cell_sdk::cell_remote!(DB = "celldb");
+//!
+//! #[protein]
+//! #[DB::persist(table = "notes")]
+//! pub struct Note {
+//!     #[DB::key] #[DB::auto_inc] id: u64,
+//!     #[DB::index] author: String,
+//! }
+//! # use celldb::Table;
+//! assert_eq!(Note::TABLE, "notes");
+//! ```
 
 mod export_decl;
 mod paths;

@@ -8,7 +8,21 @@
 //!
 //! It follows Cell's macro rules: hermetic (only the input tokens and the consumer's manifest),
 //! and best effort on bad input (the struct, helpers stripped, plus an `impl` for what parsed,
-//! plus a `compile_error!` at each offending token).
+//! plus a `compile_error!` at each offending token). Arguments and helpers are read against
+//! `validate`'s export declaration with `cell_export::attr`, so their mistakes read as cell-lsp
+//! shows them.
+//!
+//! # Example
+//! ```
+//! cell_sdk::cell_remote!(Val = "validate");
+//!
+//! #[Val::schema]
+//! struct Nick {
+//!     #[Val::length(min = 2, max = 16)]
+//!     nick: String,
+//! }
+//! assert!(Nick { nick: "a".into() }.validate().is_err());
+//! ```
 
 mod export_decl;
 mod schema;
