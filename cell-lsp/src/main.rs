@@ -148,6 +148,13 @@ fn print_index(index: &cell_macro_index::Index, json: bool) -> anyhow::Result<()
         index.packages.len(),
         index.providers.len()
     );
+    if let Some(reason) = index.status.reason() {
+        println!(
+            "degraded: cargo could not resolve the dependencies; only the workspace members \
+             were read: {}",
+            reason.trim_end()
+        );
+    }
     for p in &index.providers {
         println!(
             "provider {} {} ({:?}) {}",

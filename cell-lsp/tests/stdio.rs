@@ -592,6 +592,176 @@ fn check(fx: &Path, target: &Path, args: &[&str]) -> (i32, String) {
     )
 }
 
+/// `cell-lsp ARGS` in `dir` with `env` added: (exit code, stdout, stderr).
+fn check_env(
+    dir: &Path,
+    target: &Path,
+    args: &[&str],
+    env: &[(&str, &Path)],
+) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cell-lsp"));
+    cmd.args(args)
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", target);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// Adds `line` under `[dependencies]` of `manifest`; returns the original text.
+fn add_dependency(manifest: &Path, line: &str) -> String {
+    let text = std::fs::read_to_string(manifest).unwrap();
+    std::fs::write(
+        manifest,
+        text.replace("[dependencies]", &format!("[dependencies]\n{line}")),
+    )
+    .unwrap();
+    text
+}
+
+/// The three errors of the `typos` fixture, as `--check` summarises them.
+const TYPOS_SUMMARY: &str = "cell-lsp: 3 error(s), 0 warning(s)\n";
+
+#[test]
+fn check_fails_with_2_on_an_unresolvable_dependency_and_recovers_once_it_is_fixed() {
+    let (dir, fx) = fixtures();
+    let target = dir.path().join("t");
+    let manifest = fx.join("typos/Cargo.toml");
+    let original = add_dependency(&manifest, "no-such-crate-in-any-cache = \"1\"");
+    for run in 0..2 {
+        let (code, out, err) = check_env(&fx, &target, &["--check", "typos"], &[]);
+        assert_eq!(code, 2, "run {run}: {out}{err}");
+        assert!(!out.contains("no problems"), "{out}");
+        assert!(err.contains("incomplete check"), "{err}");
+        assert!(err.contains("no-such-crate-in-any-cache"), "{err}");
+    }
+    // Never saved as a snapshot: there is nothing to serve later.
+    assert!(!target.join("cell-macro-index").exists());
+    std::fs::write(&manifest, original).unwrap();
+    let (code, out, err) = check_env(&fx, &target, &["--check", "typos"], &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.ends_with(TYPOS_SUMMARY), "{out}");
+}
+
+#[test]
+fn check_with_a_cold_registry_cache_fails_with_2_and_a_warm_run_is_not_served_the_cold_one() {
+    let (dir, fx) = fixtures();
+    let target = dir.path().join("t");
+    // A registry dependency this machine's cargo cache holds (the workspace uses serde), and a
+    // CARGO_HOME with nothing in it: a fresh CI runner before `cargo fetch`.
+    add_dependency(&fx.join("typos/Cargo.toml"), "serde = \"1\"");
+    let cold = dir.path().join("empty-cargo-home");
+    std::fs::create_dir_all(&cold).unwrap();
+    let (code, out, err) = check_env(
+        &fx,
+        &target,
+        &["--check", "typos"],
+        &[("CARGO_HOME", &cold)],
+    );
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("incomplete check"), "{err}");
+    assert!(err.contains("cargo fetch"), "{err}");
+    // Same manifest, same stamps, a warm cache: resolved afresh, so the typos are found.
+    let (code, out, err) = check_env(&fx, &target, &["--check", "typos"], &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.ends_with(TYPOS_SUMMARY), "{out}");
+    // That complete index was saved: a later cold run is served it (it holds the whole graph).
+    let (code, out, err) = check_env(
+        &fx,
+        &target,
+        &["--check", "typos"],
+        &[("CARGO_HOME", &cold)],
+    );
+    assert!(out.ends_with(TYPOS_SUMMARY), "{out}");
+    assert_eq!(code, 1, "{err}");
+}
+
+#[test]
+fn an_unfinished_attribute_does_not_hide_the_rest_of_the_file_from_check() {
+    let (dir, fx) = fixtures();
+    let lib = fx.join("typos/src/lib.rs");
+    let text = std::fs::read_to_string(&lib).unwrap();
+    // Before the misspelt `#[DB::persit]`: proc-macro2 cannot lex this file at all.
+    std::fs::write(
+        &lib,
+        text.replace("#[DB::persit]", "#[DB::\n\n#[DB::persit]"),
+    )
+    .unwrap();
+    let (code, out, err) = check_env(&fx, &dir.path().join("t"), &["--check", "typos"], &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("error: syntax error"), "{out}");
+    assert!(out.contains("--> src/lib.rs:4:"), "{out}");
+    assert!(out.contains("`persit`"), "{out}");
+    assert!(out.contains("CELL0014"), "{out}");
+    assert!(
+        out.ends_with("cell-lsp: 4 error(s), 0 warning(s)\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_names_the_real_cause_when_a_path_cannot_be_read() {
+    let (dir, fx) = fixtures();
+    let target = dir.path().join("t");
+    // A path through a file: ENOTDIR, also for root.
+    let (code, out, err) = check_env(&fx, &target, &["--check", "good/Cargo.toml/sub"], &[]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("Not a directory"), "{err}");
+    assert!(!err.contains("no Cargo.toml"), "{err}");
+    // A manifest that is a symlink loop: ELOOP, also for root.
+    let looped = fx.join("looped");
+    std::fs::create_dir_all(&looped).unwrap();
+    std::os::unix::fs::symlink("Cargo.toml", looped.join("Cargo.toml")).unwrap();
+    let (code, out, err) = check_env(&fx, &target, &["--check", "looped"], &[]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("symbolic links"), "{err}");
+    assert!(!err.contains("no Cargo.toml"), "{err}");
+    // What does not exist is still "no Cargo.toml".
+    let (code, _, err) = check_env(&fx, &target, &["--check", "no-such-dir"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no Cargo.toml"), "{err}");
+    // A directory without permissions: EACCES, unless this process may read anything.
+    use std::os::unix::fs::PermissionsExt;
+    let locked = fx.join("good");
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let privileged = std::fs::read_dir(&locked).is_ok();
+    let (code, out, err) = check_env(&fx, &target, &["--check", "good"], &[]);
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+    if privileged {
+        eprintln!(
+            "skipped the permission-denied assertion: this process reads a mode-000 directory \
+             (root or CAP_DAC_OVERRIDE); the ENOTDIR and ELOOP cases above cover the same path"
+        );
+    } else {
+        assert_eq!(code, 2, "{out}{err}");
+        assert!(err.contains("Permission denied"), "{err}");
+        assert!(!err.contains("no Cargo.toml"), "{err}");
+    }
+}
+
+#[test]
+fn the_editor_is_told_when_the_index_is_degraded() {
+    let (dir, fx) = fixtures();
+    let root = fx.join("typos");
+    add_dependency(
+        &root.join("Cargo.toml"),
+        "no-such-crate-in-any-cache = \"1\"",
+    );
+    let mut lsp = Lsp::start(&root, &dir.path().join("target"));
+    let shown = lsp.wait_for("window/showMessage");
+    assert_eq!(shown["params"]["type"], 2, "{shown}"); // Warning.
+    let message = shown["params"]["message"].as_str().unwrap();
+    assert!(message.contains("not checked"), "{message}");
+    assert!(message.contains("no-such-crate-in-any-cache"), "{message}");
+    lsp.shutdown();
+}
+
 #[test]
 fn check_prints_rustc_style_output_and_exits_1_on_errors() {
     let (dir, fx) = fixtures();

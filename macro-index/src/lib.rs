@@ -50,8 +50,8 @@ use std::sync::Arc;
 pub use cache::{CacheListing, cargo_home};
 pub use code::{ProblemCode, UnknownProblemCode};
 pub use index::{
-    BUILTIN_ATTRIBUTES, CELL_SDK_NAMES, GlobImport, Index, ScopeName, did_you_mean, source_files,
-    version_matches,
+    BUILTIN_ATTRIBUTES, CELL_SDK_NAMES, GlobImport, Index, IndexStatus, ScopeName, did_you_mean,
+    source_files, version_matches,
 };
 pub use model::{
     Alias, ArgSchema, Consumer, Dep, Export, ExportKind, Fix, MacroCrate, Package, Problem,
@@ -158,7 +158,8 @@ pub enum IndexError {
 }
 
 /// The fresh snapshot if there is one (warm start), else a cold [`Index::build`] whose result is
-/// saved as the next snapshot (a failure to save is logged, not fatal).
+/// saved as the next snapshot (a failure to save is logged, not fatal). A degraded index
+/// ([`IndexStatus::Degraded`]) is returned but never saved: the next call runs cargo again.
 pub fn load_or_build(options: &IndexOptions) -> Result<Index, IndexError> {
     let target = options.snapshot_target_dir();
     if let Some(index) = snapshot::load_fresh(&target, &options.manifest_path) {
@@ -167,7 +168,9 @@ pub fn load_or_build(options: &IndexOptions) -> Result<Index, IndexError> {
     let mut opts = options.clone();
     opts.target_dir = Some(target);
     let index = Index::build(&opts)?;
-    if let Err(e) = snapshot::save(&index) {
+    if let Some(reason) = index.status.reason() {
+        tracing::warn!("the index is degraded (not saved as a snapshot): {reason}");
+    } else if let Err(e) = snapshot::save(&index) {
         tracing::warn!("cannot save the index snapshot: {e}");
     }
     Ok(index)
