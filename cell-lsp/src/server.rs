@@ -49,8 +49,9 @@ struct Backend {
     state: Arc<State>,
 }
 
-/// Runs the server on stdin/stdout until `exit`.
-pub(crate) async fn run_stdio() {
+/// Runs the server on stdin/stdout until `exit` (or the end of the input); returns the exit
+/// status (see [`crate::transport`]).
+pub(crate) async fn run_stdio() -> u8 {
     let state = Arc::new(State {
         docs: Mutex::new(HashMap::new()),
         index: Arc::new(Mutex::new(None)),
@@ -59,9 +60,19 @@ pub(crate) async fn run_stdio() {
         shown_status: Mutex::new(None),
     });
     let (service, socket) = LspService::new(|client| Backend { client, state });
-    Server::new(tokio::io::stdin(), tokio::io::stdout(), socket)
-        .serve(service)
-        .await;
+    let ending = crate::transport::serve(
+        tokio::io::stdin(),
+        tokio::io::stdout(),
+        |input, output| async move { Server::new(input, output, socket).serve(service).await },
+    )
+    .await;
+    if let crate::transport::Ending::Exit {
+        after_shutdown: false,
+    } = ending
+    {
+        tracing::warn!("`exit` without `shutdown`: exiting with status 1");
+    }
+    ending.exit_code()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

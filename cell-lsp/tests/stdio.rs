@@ -83,16 +83,22 @@ struct Lsp {
 
 impl Lsp {
     fn start(root: &Path, target: &Path) -> Lsp {
+        let stderr = if std::env::var_os("CELL_LSP_TEST_STDERR").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        };
+        Lsp::start_with(root, target, stderr)
+    }
+
+    /// [`Lsp::start`] with the server's stderr going to `stderr`.
+    fn start_with(root: &Path, target: &Path, stderr: Stdio) -> Lsp {
         let mut child = Command::new(env!("CARGO_BIN_EXE_cell-lsp"))
             .arg("--stdio")
             .env("CARGO_TARGET_DIR", target)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(if std::env::var_os("CELL_LSP_TEST_STDERR").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let stdin = child.stdin.take().unwrap();
@@ -138,6 +144,52 @@ impl Lsp {
         assert_eq!(init["serverInfo"]["name"], "cell-lsp");
         lsp.notify("initialized", json!({}));
         lsp
+    }
+
+    /// Writes `bytes` to the server as they are (a frame, or not).
+    fn send_raw(&mut self, bytes: &[u8]) {
+        self.stdin.write_all(bytes).unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// `body` in a well-formed frame.
+    fn send_body(&mut self, body: &[u8]) {
+        let mut frame = format!("Content-Length: {}\r\n\r\n", body.len()).into_bytes();
+        frame.extend_from_slice(body);
+        self.send_raw(&frame);
+    }
+
+    /// The next error response (already received or arriving within 60 s).
+    fn wait_for_error(&mut self) -> Value {
+        if let Some(i) = self
+            .notifications
+            .iter()
+            .position(|n| n.get("error").is_some())
+        {
+            return self.notifications.remove(i);
+        }
+        loop {
+            let msg = self
+                .rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("no error response came");
+            if msg.get("error").is_some() {
+                return msg;
+            }
+            self.notifications.push(msg);
+        }
+    }
+
+    /// Waits (at most 30 s) for the server to exit; its status code.
+    fn wait_exit(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "cell-lsp did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn send(&mut self, msg: &Value) {
@@ -760,6 +812,70 @@ fn the_editor_is_told_when_the_index_is_degraded() {
     assert!(message.contains("not checked"), "{message}");
     assert!(message.contains("no-such-crate-in-any-cache"), "{message}");
     lsp.shutdown();
+}
+
+#[test]
+fn well_framed_bad_messages_are_answered_and_the_server_keeps_serving() {
+    let Session {
+        _dir,
+        file,
+        text,
+        mut lsp,
+        ..
+    } = session("typos", "src/lib.rs", None);
+    let (line, character) = pos(&text, "#[DB::persit", 6);
+    for (body, code) in [
+        (&b"{\"jsonrpc\":"[..], -32700),
+        (b"\xff\xfe{}", -32700),
+        (b"null", -32600),
+        (
+            b"[{\"jsonrpc\":\"2.0\",\"id\":99,\"method\":\"shutdown\"}]",
+            -32600,
+        ),
+        (b"{\"id\":98,\"method\":\"shutdown\"}", -32600),
+    ] {
+        lsp.send_body(body);
+        let answer = lsp.wait_for_error();
+        assert_eq!(answer["error"]["code"], code, "{answer}");
+        assert_eq!(answer["id"], Value::Null, "{answer}");
+        assert_eq!(answer["jsonrpc"], "2.0", "{answer}");
+        // Still serving, with everything it knew.
+        let items = lsp.completion(&file, line, character);
+        assert!(
+            Lsp::labels(&items).contains(&"persist".to_owned()),
+            "{items:?}"
+        );
+    }
+    // The batch's `shutdown` was not run: a real one still gets its answer, and exit is 0.
+    lsp.shutdown();
+}
+
+#[test]
+fn a_broken_content_length_header_ends_the_server_with_an_error() {
+    let (dir, fx) = fixtures();
+    let mut lsp = Lsp::start_with(&fx.join("good"), &dir.path().join("target"), Stdio::piped());
+    lsp.send_raw(b"Content-Length: twelve\r\n\r\n{\"jsonrpc\":1}");
+    assert_eq!(lsp.wait_exit(), Some(2));
+    let mut stderr = String::new();
+    lsp.child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        stderr.contains("invalid Content-Length: \"twelve\""),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("\x1b["), "colours in a pipe: {stderr}");
+}
+
+#[test]
+fn exit_without_shutdown_exits_1() {
+    let (dir, fx) = fixtures();
+    let mut lsp = Lsp::start(&fx.join("good"), &dir.path().join("target"));
+    lsp.notify("exit", Value::Null);
+    assert_eq!(lsp.wait_exit(), Some(1));
 }
 
 #[test]
