@@ -871,6 +871,40 @@ fn a_broken_content_length_header_ends_the_server_with_an_error() {
 }
 
 #[test]
+fn logs_follow_rust_log_then_cell_lsp_log_without_colours_in_a_pipe() {
+    let (dir, fx) = fixtures();
+    let target = dir.path().join("t");
+    let manifest = fx.join("typos/Cargo.toml");
+    add_dependency(&manifest, "no-such-crate-in-any-cache = \"1\"");
+    let none: &[(&str, &Path)] = &[];
+    let run = |env: &[(&str, &Path)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cell-lsp"));
+        cmd.args(["--check", "typos"])
+            .current_dir(&fx)
+            .env("CARGO_TARGET_DIR", &target)
+            .env_remove("RUST_LOG")
+            .env_remove("CELL_LSP_LOG");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        String::from_utf8(cmd.output().unwrap().stderr).unwrap()
+    };
+    // The fallback to `--no-deps` is a warning: shown by default, without escape codes.
+    let default = run(none);
+    assert!(default.contains("WARN"), "{default}");
+    assert!(default.contains("retrying with --no-deps"), "{default}");
+    assert!(!default.contains("\x1b["), "{default}");
+    let error = Path::new("error");
+    let quiet = run(&[("RUST_LOG", error)]);
+    assert!(!quiet.contains("WARN"), "{quiet}");
+    let quiet = run(&[("CELL_LSP_LOG", error)]);
+    assert!(!quiet.contains("WARN"), "{quiet}");
+    // RUST_LOG wins over the old name.
+    let both = run(&[("RUST_LOG", Path::new("warn")), ("CELL_LSP_LOG", error)]);
+    assert!(both.contains("WARN"), "{both}");
+}
+
+#[test]
 fn exit_without_shutdown_exits_1() {
     let (dir, fx) = fixtures();
     let mut lsp = Lsp::start(&fx.join("good"), &dir.path().join("target"));

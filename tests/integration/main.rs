@@ -49,6 +49,8 @@
 //!   transactions per session, never-held sessions ended,
 //!   a second server on one directory, migrations refused, the default database from
 //!   `$CELLDB_URL`, and SIGKILL of the server loses no acknowledged write.
+//! - `tidy`: properties of the test files themselves: no UI snapshot captures output that
+//!   depends on an optional toolchain component (`rust-src`).
 //! - `celldb_crash`: real child processes: SIGKILL loops (no acknowledged write lost, indexes
 //!   agree with records) and the fsync proof under strace (buffered mode as negative control).
 
@@ -66,3 +68,4 @@ mod rpc;
 mod rpc_auth;
 mod rpc_handler;
 mod sources;
+mod tidy;
