@@ -161,40 +161,41 @@ async fn read_client<R: AsyncBufRead + Unpin>(
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum Incoming {
-    Response(#[allow(dead_code)] jsonrpc::Response),
+    Response(
+        #[expect(
+            dead_code,
+            reason = "decoded only to know that the framework decodes it"
+        )]
+        jsonrpc::Response,
+    ),
     Request(jsonrpc::Request),
 }
 
 /// `Ok(method)` (`None` for a response) for a body the framework can take; the JSON-RPC error
-/// object to answer with otherwise.
+/// object to answer with otherwise. A good body is parsed once; only a bad one is looked at
+/// again, to tell a parse error from an invalid request.
 fn check(body: &[u8]) -> Result<Option<String>, Value> {
     let error = |code: i64, message: &str, detail: String| json!({ "code": code, "message": message, "data": detail });
     let text = std::str::from_utf8(body)
         .map_err(|e| error(-32700, "Parse error", format!("the body is not UTF-8: {e}")))?;
+    match serde_json::from_str::<Incoming>(text) {
+        // The framework reads a missing `method` as "": not a request.
+        Ok(Incoming::Request(request)) if !request.method().is_empty() => {
+            return Ok(Some(request.method().to_owned()));
+        }
+        Ok(Incoming::Response(_)) => return Ok(None),
+        _ => {}
+    }
     let value: Value = serde_json::from_str(text)
         .map_err(|e| error(-32700, "Parse error", format!("the body is not JSON: {e}")))?;
-    if !value.is_object() {
-        let what = if value.is_array() {
-            "a batch (an array); LSP sends one message per frame".to_owned()
-        } else {
-            format!("`{value}`, not a JSON-RPC message object")
-        };
-        return Err(error(-32600, "Invalid Request", what));
-    }
-    let has_method = value.get("method").is_some_and(Value::is_string);
-    match serde_json::from_value::<Incoming>(value) {
-        Ok(Incoming::Request(request)) if has_method => Ok(Some(request.method().to_owned())),
-        Ok(Incoming::Response(_)) => Ok(None),
-        // Neither a request with a method, nor a response with a result or an error, or no
-        // `"jsonrpc": "2.0"`.
-        _ => Err(error(
-            -32600,
-            "Invalid Request",
-            "not a JSON-RPC 2.0 request, notification or response (`\"jsonrpc\": \"2.0\"` and \
-             a `method`, or a `result`/`error` with an `id`)"
-                .to_owned(),
-        )),
-    }
+    let what = match &value {
+        Value::Array(_) => "a batch (an array); LSP sends one message per frame".to_owned(),
+        Value::Object(_) => "not a JSON-RPC 2.0 request, notification or response \
+             (`\"jsonrpc\": \"2.0\"` and a `method`, or a `result`/`error` with an `id`)"
+            .to_owned(),
+        other => format!("`{other}`, not a JSON-RPC message object"),
+    };
+    Err(error(-32600, "Invalid Request", what))
 }
 
 /// Reads one frame's body: header lines up to an empty line, then `Content-Length` bytes.
