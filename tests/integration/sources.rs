@@ -142,7 +142,7 @@ fn a_provider_from_a_git_repository_builds_offline_and_is_indexed() {
     std::fs::write(fetch.join("stub/src/lib.rs"), "").unwrap();
     std::fs::write(
         fetch.join("stub/Cargo.toml"),
-        "[package]\nname = \"cell-sdk\"\nversion = \"0.1.0\"\nedition = \"2024\"\n",
+        "[package]\nname = \"cell-sdk\"\nversion = \"0.2.0\"\nedition = \"2024\"\n",
     )
     .unwrap();
     std::fs::write(
