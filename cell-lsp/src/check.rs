@@ -42,7 +42,7 @@ struct Finding {
 pub(crate) fn run(path: &Path, format: MessageFormat, out: &mut dyn Write) -> anyhow::Result<i32> {
     let manifest = manifest_of(path)?;
     let index = cell_macro_index::load_or_build(&IndexOptions::new(&manifest))?;
-    let findings = collect(&index);
+    let (findings, unreadable) = collect(&index);
     let errors = findings
         .iter()
         .filter(|f| f.diag.severity == Severity::Error)
@@ -55,6 +55,20 @@ pub(crate) fn run(path: &Path, format: MessageFormat, out: &mut dyn Write) -> an
             MessageFormat::Human => writeln!(out, "{rendered}")?,
             MessageFormat::Json => writeln!(out, "{}", to_json(&index, f, &text, &rendered))?,
         }
+    }
+    if !unreadable.is_empty() {
+        if format == MessageFormat::Json {
+            writeln!(
+                out,
+                "{}",
+                json!({ "reason": "build-finished", "success": false })
+            )?;
+        }
+        anyhow::bail!(
+            "incomplete check: cannot read {} source file(s) of the workspace:\n{}",
+            unreadable.len(),
+            unreadable.join("\n")
+        );
     }
     if let Some(reason) = index.status.reason() {
         if format == MessageFormat::Json {
@@ -121,8 +135,10 @@ fn manifest_of(path: &Path) -> anyhow::Result<PathBuf> {
     }
 }
 
-fn collect(index: &Index) -> Vec<Finding> {
+/// The findings, and the files that could not be read (each "path: error").
+fn collect(index: &Index) -> (Vec<Finding>, Vec<String>) {
     let mut findings = Vec::new();
+    let mut unreadable = Vec::new();
     let mut seen_files = BTreeSet::new();
     // Only members that call `cell_remote!` can have alias-based findings; the others' index
     // problems are reported below without parsing their sources.
@@ -134,13 +150,22 @@ fn collect(index: &Index) -> Vec<Finding> {
     for member in index
         .packages
         .iter()
-        .filter(|p| index.members.contains(&p.id) && consumers.contains(p.id.as_str()))
+        .filter(|p| index.members.contains(&p.id))
     {
         let files = cell_macro_index::source_files(member);
         for file in files {
-            let Ok(text) = std::fs::read_to_string(&file) else {
-                continue;
+            // Every member's files are read, not only consumers': a file the index could not
+            // read may hold a `cell_remote!` that would have made its package a consumer.
+            let text = match std::fs::read_to_string(&file) {
+                Ok(text) => text,
+                Err(e) => {
+                    unreadable.push(format!("{}: {e}", file.display()));
+                    continue;
+                }
             };
+            if !consumers.contains(member.id.as_str()) {
+                continue;
+            }
             let (parsed, errors) = Parsed::with_errors(&text);
             // rustc rejects the file too; the rest of it is still checked.
             let mut diags: Vec<Diag> = Vec::new();
@@ -176,7 +201,7 @@ fn collect(index: &Index) -> Vec<Finding> {
             diag: analysis::from_problem(p),
         });
     }
-    findings
+    (findings, unreadable)
 }
 
 fn display_path(root: &Path, file: &Path) -> String {

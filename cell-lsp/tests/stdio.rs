@@ -774,6 +774,18 @@ fn check_names_the_real_cause_when_a_path_cannot_be_read() {
     assert_eq!(code, 2, "{out}{err}");
     assert!(err.contains("symbolic links"), "{err}");
     assert!(!err.contains("no Cargo.toml"), "{err}");
+    // A source file that cannot be read (a symlink loop, for root too) is no clean check.
+    let looping = fx.join("good/src/looping.rs");
+    std::os::unix::fs::symlink("looping.rs", &looping).unwrap();
+    let (code, out, err) = check_env(&fx, &target, &["--check", "good"], &[]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(!out.contains("no problems"), "{out}");
+    assert!(err.contains("cannot read 1 source file"), "{err}");
+    assert!(
+        err.contains("looping.rs: Too many levels of symbolic links"),
+        "{err}"
+    );
+    std::fs::remove_file(&looping).unwrap();
     // What does not exist is still "no Cargo.toml".
     let (code, _, err) = check_env(&fx, &target, &["--check", "no-such-dir"], &[]);
     assert_eq!(code, 2);
