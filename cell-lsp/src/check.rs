@@ -56,36 +56,20 @@ pub(crate) fn run(path: &Path, format: MessageFormat, out: &mut dyn Write) -> an
             MessageFormat::Json => writeln!(out, "{}", to_json(&index, f, &text, &rendered))?,
         }
     }
-    if !unreadable.is_empty() {
-        if format == MessageFormat::Json {
-            writeln!(
+    if let Some(cause) = incomplete(&index, &manifest, &unreadable) {
+        match format {
+            MessageFormat::Human => writeln!(
+                out,
+                "cell-lsp: incomplete check, {errors} error(s) and {warnings} warning(s) in \
+                 what could be read"
+            )?,
+            MessageFormat::Json => writeln!(
                 out,
                 "{}",
                 json!({ "reason": "build-finished", "success": false })
-            )?;
+            )?,
         }
-        anyhow::bail!(
-            "incomplete check: cannot read {} source file(s) of the workspace:\n{}",
-            unreadable.len(),
-            unreadable.join("\n")
-        );
-    }
-    if let Some(reason) = index.status.reason() {
-        if format == MessageFormat::Json {
-            writeln!(
-                out,
-                "{}",
-                json!({ "reason": "build-finished", "success": false })
-            )?;
-        }
-        anyhow::bail!(
-            "incomplete check: cargo could not resolve the dependency graph of {}, so no \
-             provider outside the workspace is known and no `cell_remote!` alias was checked\n\
-             cause: {}\n\
-             help: run `cargo fetch` (it needs the network) or fix the dependency, then check again",
-            manifest.display(),
-            reason.trim_end()
-        );
+        anyhow::bail!("incomplete check: {cause}");
     }
     match format {
         MessageFormat::Human => {
@@ -104,6 +88,27 @@ pub(crate) fn run(path: &Path, format: MessageFormat, out: &mut dyn Write) -> an
         }
     }
     Ok(if errors > 0 { 1 } else { 0 })
+}
+
+/// Why the check did not read everything it needed (`None`: it did): files it could not read,
+/// or a dependency graph cargo could not resolve.
+fn incomplete(index: &Index, manifest: &Path, unreadable: &[String]) -> Option<String> {
+    if !unreadable.is_empty() {
+        return Some(format!(
+            "cannot read {} source file(s) of the workspace:\n{}",
+            unreadable.len(),
+            unreadable.join("\n")
+        ));
+    }
+    let reason = index.status.reason()?;
+    Some(format!(
+        "cargo could not resolve the dependency graph of {}, so no provider outside the \
+         workspace is known and no `cell_remote!` alias was checked\n\
+         cause: {}\n\
+         help: run `cargo fetch` (it needs the network) or fix the dependency, then check again",
+        manifest.display(),
+        reason.trim_end()
+    ))
 }
 
 /// The manifest `path` names (a directory's `Cargo.toml`, or `path` itself). Only a path that
