@@ -901,19 +901,21 @@ fn logs_follow_rust_log_then_cell_lsp_log_without_colours_in_a_pipe() {
         }
         String::from_utf8(cmd.output().unwrap().stderr).unwrap()
     };
-    // The fallback to `--no-deps` is a warning: shown by default, without escape codes.
+    // The fallback to `--no-deps` is logged at info: not shown by default (the check's own
+    // error says it), shown with RUST_LOG, and without escape codes in a pipe.
     let default = run(none);
-    assert!(default.contains("WARN"), "{default}");
-    assert!(default.contains("retrying with --no-deps"), "{default}");
-    assert!(!default.contains("\x1b["), "{default}");
-    let error = Path::new("error");
-    let quiet = run(&[("RUST_LOG", error)]);
-    assert!(!quiet.contains("WARN"), "{quiet}");
-    let quiet = run(&[("CELL_LSP_LOG", error)]);
-    assert!(!quiet.contains("WARN"), "{quiet}");
+    assert!(!default.contains("retrying with --no-deps"), "{default}");
+    assert!(default.contains("incomplete check"), "{default}");
+    let info = Path::new("info");
+    let shown = run(&[("RUST_LOG", info)]);
+    assert!(shown.contains(" INFO "), "{shown}");
+    assert!(shown.contains("retrying with --no-deps"), "{shown}");
+    assert!(!shown.contains("\x1b["), "{shown}");
+    let shown = run(&[("CELL_LSP_LOG", info)]);
+    assert!(shown.contains("retrying with --no-deps"), "{shown}");
     // RUST_LOG wins over the old name.
-    let both = run(&[("RUST_LOG", Path::new("warn")), ("CELL_LSP_LOG", error)]);
-    assert!(both.contains("WARN"), "{both}");
+    let both = run(&[("RUST_LOG", Path::new("warn")), ("CELL_LSP_LOG", info)]);
+    assert!(!both.contains("retrying with --no-deps"), "{both}");
 }
 
 #[test]

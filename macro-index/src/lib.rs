@@ -169,7 +169,7 @@ pub fn load_or_build(options: &IndexOptions) -> Result<Index, IndexError> {
     opts.target_dir = Some(target);
     let index = Index::build(&opts)?;
     if let Some(reason) = index.status.reason() {
-        tracing::warn!("the index is degraded (not saved as a snapshot): {reason}");
+        tracing::info!("the index is degraded (not saved as a snapshot): {reason}");
     } else if let Err(e) = snapshot::save(&index) {
         tracing::warn!("cannot save the index snapshot: {e}");
     }
