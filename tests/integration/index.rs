@@ -366,6 +366,24 @@ fn a_degraded_index_is_never_saved_nor_served_as_fresh() {
 }
 
 #[test]
+fn an_unfinished_attribute_does_not_hide_a_consumer_file() {
+    let (guard, root) = fixture("typos");
+    let lib = root.join("src/lib.rs");
+    let text = std::fs::read_to_string(&lib).unwrap();
+    // proc-macro2 cannot lex this file; the alias and its resolution must survive it.
+    std::fs::write(
+        &lib,
+        text.replace("#[DB::persit]", "#[DB::\n\n#[DB::persit]"),
+    )
+    .unwrap();
+    let index = Index::build(&options(&root, &guard)).unwrap();
+    assert!(index.problems.is_empty(), "{:#?}", index.problems);
+    let alias = &index.consumers[0].aliases[0];
+    assert_eq!((alias.name.as_str(), alias.span.line), ("DB", 2));
+    assert_eq!(alias.resolved.as_ref().unwrap().package, "kvstore");
+}
+
+#[test]
 fn a_provider_edit_is_applied_incrementally() {
     let (guard, root) = fixture("good");
     let opts = options(&root, &guard);
