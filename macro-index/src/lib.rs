@@ -8,12 +8,14 @@
 //! [`ProblemCode`]. [`snapshot`] gives a warm start, [`watch`] an incremental watch mode.
 //!
 //! Key design decision: **parse, never compile or run.** The graph comes from
-//! `cargo metadata --offline` (retried with `--no-deps`), each package's files are located
-//! through its `manifest_path` (never by building registry paths), and providers'
-//! `cell_sdk::export!` declarations and proc-macro crates are read with syn at token level, so a
-//! half-written file still yields what it declares. Parsing never fails: the index returns what
-//! it understood plus problems. Where something cannot be resolved (no resolved dependencies),
-//! it reports nothing rather than something false.
+//! `cargo metadata --offline` (retried with `--no-deps`, which makes the index
+//! [`IndexStatus::Degraded`]: never saved, never to be called clean), each package's files are
+//! located through its `manifest_path` (never by building registry paths), and providers'
+//! `cell_sdk::export!` declarations and proc-macro crates are read with syn at token level, so
+//! a half-written file still yields what it declares (a file that does not lex as written, such
+//! as one with an unfinished `#[DB::`, is read around the broken spot). Parsing never fails:
+//! the index returns what it understood plus problems. Where something cannot be resolved (no
+//! resolved dependencies), it reports nothing rather than something false.
 //!
 //! What it is not: it is not used by `cell_remote!` or any macro (builds stay hermetic — DESIGN
 //! decision 1; macros use `cell-resolver`), and it has no LSP types (cell-lsp converts).
