@@ -678,7 +678,7 @@ pub(crate) struct Diag {
 
 impl Diag {
     /// An error at `range` with no notes or fix yet: how every macro-use check starts one.
-    fn error(code: Option<ProblemCode>, message: String, range: (usize, usize)) -> Self {
+    pub(crate) fn error(code: Option<ProblemCode>, message: String, range: (usize, usize)) -> Self {
         Self {
             code,
             severity: Severity::Error,

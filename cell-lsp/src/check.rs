@@ -2,13 +2,19 @@
 //! Human output is rustc-style (annotate-snippets); `--message-format json` prints one
 //! cargo-compatible `compiler-message` per finding (so rust-analyzer's
 //! `check.overrideCommand` can show them) and a final `build-finished`.
-//! Exit codes: 0 no errors (warnings allowed), 1 at least one error, 2 usage or I/O error.
+//! Exit codes: 0 no errors (warnings allowed), 1 at least one error, 2 usage or I/O error, or
+//! an incomplete check: when cargo cannot resolve the dependency graph (a cold registry cache,
+//! a dependency that exists nowhere) the index is degraded, no alias can be judged, and the
+//! check fails with 2 rather than pass — `--check` never exits 0 unless it read everything.
+//! Consumer files are read with rust-analyzer's error-tolerant parser, as in the editor: a
+//! syntax error is an error at its span, and every other problem of the file is still reported.
 
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use annotate_snippets::{Level, Renderer, Snippet};
+use anyhow::Context;
 use cell_macro_index::{Index, IndexOptions, Severity};
 use serde_json::json;
 
@@ -34,16 +40,9 @@ struct Finding {
 
 /// Runs the check; returns the exit code.
 pub(crate) fn run(path: &Path, format: MessageFormat, out: &mut dyn Write) -> anyhow::Result<i32> {
-    let manifest = if path.is_dir() {
-        path.join("Cargo.toml")
-    } else {
-        path.to_path_buf()
-    };
-    if !manifest.exists() {
-        anyhow::bail!("no Cargo.toml at {}", path.display());
-    }
+    let manifest = manifest_of(path)?;
     let index = cell_macro_index::load_or_build(&IndexOptions::new(&manifest))?;
-    let findings = collect(&index);
+    let (findings, unreadable) = collect(&index);
     let errors = findings
         .iter()
         .filter(|f| f.diag.severity == Severity::Error)
@@ -56,6 +55,21 @@ pub(crate) fn run(path: &Path, format: MessageFormat, out: &mut dyn Write) -> an
             MessageFormat::Human => writeln!(out, "{rendered}")?,
             MessageFormat::Json => writeln!(out, "{}", to_json(&index, f, &text, &rendered))?,
         }
+    }
+    if let Some(cause) = incomplete(&index, &manifest, &unreadable) {
+        match format {
+            MessageFormat::Human => writeln!(
+                out,
+                "cell-lsp: incomplete check, {errors} error(s) and {warnings} warning(s) in \
+                 what could be read"
+            )?,
+            MessageFormat::Json => writeln!(
+                out,
+                "{}",
+                json!({ "reason": "build-finished", "success": false })
+            )?,
+        }
+        anyhow::bail!("incomplete check: {cause}");
     }
     match format {
         MessageFormat::Human => {
@@ -76,8 +90,60 @@ pub(crate) fn run(path: &Path, format: MessageFormat, out: &mut dyn Write) -> an
     Ok(if errors > 0 { 1 } else { 0 })
 }
 
-fn collect(index: &Index) -> Vec<Finding> {
+/// Why the check did not read everything it needed (`None`: it did): files it could not read,
+/// or a dependency graph cargo could not resolve.
+fn incomplete(index: &Index, manifest: &Path, unreadable: &[String]) -> Option<String> {
+    if !unreadable.is_empty() {
+        return Some(format!(
+            "cannot read {} source file(s) of the workspace:\n{}",
+            unreadable.len(),
+            unreadable.join("\n")
+        ));
+    }
+    let reason = index.status.reason()?;
+    Some(format!(
+        "cargo could not resolve the dependency graph of {}, so no provider outside the \
+         workspace is known and no `cell_remote!` alias was checked\n\
+         cause: {}\n\
+         help: run `cargo fetch` (it needs the network) or fix the dependency, then check again",
+        manifest.display(),
+        reason.trim_end()
+    ))
+}
+
+/// The manifest `path` names (a directory's `Cargo.toml`, or `path` itself). Only a path that
+/// does not exist is "no Cargo.toml": any other failure (a permission denied, a path component
+/// that is a file, a symlink loop) is named as the operating system reports it.
+fn manifest_of(path: &Path) -> anyhow::Result<PathBuf> {
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            anyhow::bail!(
+                "no Cargo.toml at {}: the path does not exist",
+                path.display()
+            )
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let manifest = if meta.is_dir() {
+        path.join("Cargo.toml")
+    } else {
+        path.to_path_buf()
+    };
+    // Opening, not only `metadata`: a file may exist and still be unreadable.
+    match std::fs::File::open(&manifest) {
+        Ok(_) => Ok(manifest),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            anyhow::bail!("no Cargo.toml at {}", path.display())
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", manifest.display())),
+    }
+}
+
+/// The findings, and the files that could not be read (each "path: error").
+fn collect(index: &Index) -> (Vec<Finding>, Vec<String>) {
     let mut findings = Vec::new();
+    let mut unreadable = Vec::new();
     let mut seen_files = BTreeSet::new();
     // Only members that call `cell_remote!` can have alias-based findings; the others' index
     // problems are reported below without parsing their sources.
@@ -89,15 +155,36 @@ fn collect(index: &Index) -> Vec<Finding> {
     for member in index
         .packages
         .iter()
-        .filter(|p| index.members.contains(&p.id) && consumers.contains(p.id.as_str()))
+        .filter(|p| index.members.contains(&p.id))
     {
         let files = cell_macro_index::source_files(member);
         for file in files {
-            let Ok(text) = std::fs::read_to_string(&file) else {
-                continue;
+            // Every member's files are read, not only consumers': a file the index could not
+            // read may hold a `cell_remote!` that would have made its package a consumer.
+            let text = match std::fs::read_to_string(&file) {
+                Ok(text) => text,
+                Err(e) => {
+                    unreadable.push(format!("{}: {e}", file.display()));
+                    continue;
+                }
             };
-            let parsed = Parsed::new(&text);
-            for diag in analysis::diagnostics(index, &file, &parsed, &text) {
+            if !consumers.contains(member.id.as_str()) {
+                continue;
+            }
+            let (parsed, errors) = Parsed::with_errors(&text);
+            // rustc rejects the file too; the rest of it is still checked.
+            let mut diags: Vec<Diag> = Vec::new();
+            for (message, range) in errors {
+                // One error per spot: the parser often reports a missing token twice there
+                // (`#[DB::` lacks both a name and `]`), rustc once.
+                if diags.last().is_some_and(|d: &Diag| d.range.0 == range.0) {
+                    continue;
+                }
+                diags.push(Diag::error(None, format!("syntax error: {message}"), range));
+            }
+            diags.extend(analysis::diagnostics(index, &file, &parsed, &text));
+            diags.sort_by_key(|d| d.range.0);
+            for diag in diags {
                 findings.push(Finding {
                     file: file.clone(),
                     package_id: Some(member.id.clone()),
@@ -119,7 +206,7 @@ fn collect(index: &Index) -> Vec<Finding> {
             diag: analysis::from_problem(p),
         });
     }
-    findings
+    (findings, unreadable)
 }
 
 fn display_path(root: &Path, file: &Path) -> String {

@@ -14,6 +14,7 @@ mod check;
 mod lines;
 mod server;
 mod syntax;
+mod transport;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,10 +57,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("CELL_LSP_LOG"))
-        .init();
+    init_logging();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -99,8 +97,32 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    runtime.block_on(server::run_stdio());
-    ExitCode::SUCCESS
+    let code = runtime.block_on(server::run_stdio());
+    // Not waiting for blocking threads: a read of stdin may still be pending in one.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    ExitCode::from(code)
+}
+
+/// Logs on stderr, filtered by `RUST_LOG` (default: warnings and errors); `CELL_LSP_LOG` is
+/// read when `RUST_LOG` is not set (the name earlier versions used). No ANSI colours unless
+/// stderr is a terminal: an editor's output panel or a CI log shows escape codes as text.
+fn init_logging() {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let var = if std::env::var_os("RUST_LOG").is_some() {
+        "RUST_LOG"
+    } else {
+        "CELL_LSP_LOG"
+    };
+    let filter = EnvFilter::builder()
+        .with_default_directive(tracing::level_filters::LevelFilter::WARN.into())
+        .with_env_var(var)
+        .from_env_lossy();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(filter)
+        .init();
 }
 
 fn index_command(path: PathBuf, json: bool, watch: bool) -> anyhow::Result<()> {
@@ -148,6 +170,13 @@ fn print_index(index: &cell_macro_index::Index, json: bool) -> anyhow::Result<()
         index.packages.len(),
         index.providers.len()
     );
+    if let Some(reason) = index.status.reason() {
+        println!(
+            "degraded: cargo could not resolve the dependencies; only the workspace members \
+             were read: {}",
+            reason.trim_end()
+        );
+    }
     for p in &index.providers {
         println!(
             "provider {} {} ({:?}) {}",

@@ -39,6 +39,9 @@ struct State {
     index: Arc<Mutex<Option<Index>>>,
     options: Mutex<Option<IndexOptions>>,
     watcher: Mutex<Option<cell_macro_index::watch::IndexWatcher>>,
+    /// The degraded reason last shown to the user (`None`: complete, or nothing shown yet), so
+    /// a degraded index is announced once, and again only when its reason changes.
+    shown_status: Mutex<Option<String>>,
 }
 
 struct Backend {
@@ -46,18 +49,30 @@ struct Backend {
     state: Arc<State>,
 }
 
-/// Runs the server on stdin/stdout until `exit`.
-pub(crate) async fn run_stdio() {
+/// Runs the server on stdin/stdout until `exit` (or the end of the input); returns the exit
+/// status (see [`crate::transport`]).
+pub(crate) async fn run_stdio() -> u8 {
     let state = Arc::new(State {
         docs: Mutex::new(HashMap::new()),
         index: Arc::new(Mutex::new(None)),
         options: Mutex::new(None),
         watcher: Mutex::new(None),
+        shown_status: Mutex::new(None),
     });
     let (service, socket) = LspService::new(|client| Backend { client, state });
-    Server::new(tokio::io::stdin(), tokio::io::stdout(), socket)
-        .serve(service)
-        .await;
+    let ending = crate::transport::serve(
+        tokio::io::stdin(),
+        tokio::io::stdout(),
+        |input, output| async move { Server::new(input, output, socket).serve(service).await },
+    )
+    .await;
+    if let crate::transport::Ending::Exit {
+        after_shutdown: false,
+    } = ending
+    {
+        tracing::warn!("`exit` without `shutdown`: exiting with status 1");
+    }
+    ending.exit_code()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -162,7 +177,43 @@ impl Backend {
         self.client.publish_diagnostics(uri, diags, version).await;
     }
 
+    /// Tells the user (`window/showMessage`) when the index is degraded: without the
+    /// dependency graph no alias is checked, and silence would read as "no problems".
+    async fn show_status(&self) {
+        let reason = lock(&self.state.index)
+            .as_ref()
+            .and_then(|i| i.status.reason().map(str::to_owned));
+        let message = {
+            let mut shown = lock(&self.state.shown_status);
+            if *shown == reason {
+                return;
+            }
+            let was_degraded = shown.is_some();
+            shown.clone_from(&reason);
+            match &reason {
+                Some(reason) => Some((
+                    MessageType::WARNING,
+                    format!(
+                        "Cell: cargo could not resolve this workspace's dependencies, so \
+                         providers outside the workspace are unknown and `cell_remote!` aliases \
+                         are not checked. Run `cargo fetch` or fix the dependency. ({})",
+                        reason.trim_end()
+                    ),
+                )),
+                None if was_degraded => Some((
+                    MessageType::INFO,
+                    "Cell: the dependency graph resolves again; aliases are checked.".to_owned(),
+                )),
+                None => None,
+            }
+        };
+        if let Some((kind, message)) = message {
+            self.client.show_message(kind, message).await;
+        }
+    }
+
     async fn publish_all(&self) {
+        self.show_status().await;
         let uris: Vec<Uri> = lock(&self.state.docs).keys().cloned().collect();
         for uri in uris {
             self.publish(uri).await;
@@ -248,7 +299,9 @@ impl LanguageServer for Backend {
         })
     }
 
-    async fn initialized(&self, _: InitializedParams) {}
+    async fn initialized(&self, _: InitializedParams) {
+        self.show_status().await;
+    }
 
     async fn shutdown(&self) -> Result<()> {
         lock(&self.state.watcher).take();

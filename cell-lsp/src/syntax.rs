@@ -327,6 +327,9 @@ fn closed(root: &SyntaxNode) -> bool {
         })
 }
 
+/// A syntax error: rust-analyzer's message and the byte range it points at.
+pub(crate) type SyntaxError = (String, (usize, usize));
+
 /// A parsed buffer.
 pub(crate) struct Parsed {
     root: SyntaxNode,
@@ -443,6 +446,29 @@ impl Parsed {
             root: parse.syntax_node(),
             text: text.to_owned(),
         }
+    }
+
+    /// [`Parsed::new`] plus the syntax errors rust-analyzer's parser and validator found, each
+    /// with its message and byte range (for `--check`; the editor leaves them to
+    /// rust-analyzer, which shows the same errors).
+    pub(crate) fn with_errors(text: &str) -> (Parsed, Vec<SyntaxError>) {
+        let parse = SourceFile::parse(text, Edition::CURRENT);
+        let errors = parse
+            .errors()
+            .into_iter()
+            .map(|e| {
+                let r = e.range();
+                (
+                    e.to_string(),
+                    (usize::from(r.start()), usize::from(r.end())),
+                )
+            })
+            .collect();
+        let parsed = Parsed {
+            root: parse.syntax_node(),
+            text: text.to_owned(),
+        };
+        (parsed, errors)
     }
 
     /// A kept tree and its text; parses afresh if they disagree (never trust a tree whose length

@@ -83,16 +83,22 @@ struct Lsp {
 
 impl Lsp {
     fn start(root: &Path, target: &Path) -> Lsp {
+        let stderr = if std::env::var_os("CELL_LSP_TEST_STDERR").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        };
+        Lsp::start_with(root, target, stderr)
+    }
+
+    /// [`Lsp::start`] with the server's stderr going to `stderr`.
+    fn start_with(root: &Path, target: &Path, stderr: Stdio) -> Lsp {
         let mut child = Command::new(env!("CARGO_BIN_EXE_cell-lsp"))
             .arg("--stdio")
             .env("CARGO_TARGET_DIR", target)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(if std::env::var_os("CELL_LSP_TEST_STDERR").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let stdin = child.stdin.take().unwrap();
@@ -138,6 +144,52 @@ impl Lsp {
         assert_eq!(init["serverInfo"]["name"], "cell-lsp");
         lsp.notify("initialized", json!({}));
         lsp
+    }
+
+    /// Writes `bytes` to the server as they are (a frame, or not).
+    fn send_raw(&mut self, bytes: &[u8]) {
+        self.stdin.write_all(bytes).unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// `body` in a well-formed frame.
+    fn send_body(&mut self, body: &[u8]) {
+        let mut frame = format!("Content-Length: {}\r\n\r\n", body.len()).into_bytes();
+        frame.extend_from_slice(body);
+        self.send_raw(&frame);
+    }
+
+    /// The next error response (already received or arriving within 60 s).
+    fn wait_for_error(&mut self) -> Value {
+        if let Some(i) = self
+            .notifications
+            .iter()
+            .position(|n| n.get("error").is_some())
+        {
+            return self.notifications.remove(i);
+        }
+        loop {
+            let msg = self
+                .rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("no error response came");
+            if msg.get("error").is_some() {
+                return msg;
+            }
+            self.notifications.push(msg);
+        }
+    }
+
+    /// Waits (at most 30 s) for the server to exit; its status code.
+    fn wait_exit(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "cell-lsp did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn send(&mut self, msg: &Value) {
@@ -611,6 +663,288 @@ fn check(fx: &Path, target: &Path, args: &[&str]) -> (i32, String) {
         out.status.code().unwrap(),
         String::from_utf8(out.stdout).unwrap(),
     )
+}
+
+/// `cell-lsp ARGS` in `dir` with `env` added: (exit code, stdout, stderr).
+fn check_env(
+    dir: &Path,
+    target: &Path,
+    args: &[&str],
+    env: &[(&str, &Path)],
+) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cell-lsp"));
+    cmd.args(args)
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", target);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// Adds `line` under `[dependencies]` of `manifest`; returns the original text.
+fn add_dependency(manifest: &Path, line: &str) -> String {
+    let text = std::fs::read_to_string(manifest).unwrap();
+    std::fs::write(
+        manifest,
+        text.replace("[dependencies]", &format!("[dependencies]\n{line}")),
+    )
+    .unwrap();
+    text
+}
+
+/// The three errors of the `typos` fixture, as `--check` summarises them.
+const TYPOS_SUMMARY: &str = "cell-lsp: 3 error(s), 0 warning(s)\n";
+
+#[test]
+fn check_fails_with_2_on_an_unresolvable_dependency_and_recovers_once_it_is_fixed() {
+    let (dir, fx) = fixtures();
+    let target = dir.path().join("t");
+    let manifest = fx.join("typos/Cargo.toml");
+    let original = add_dependency(&manifest, "no-such-crate-in-any-cache = \"1\"");
+    for run in 0..2 {
+        let (code, out, err) = check_env(&fx, &target, &["--check", "typos"], &[]);
+        assert_eq!(code, 2, "run {run}: {out}{err}");
+        assert!(!out.contains("no problems"), "{out}");
+        assert!(err.contains("incomplete check"), "{err}");
+        assert!(err.contains("no-such-crate-in-any-cache"), "{err}");
+    }
+    // Never saved as a snapshot: there is nothing to serve later.
+    assert!(!target.join("cell-macro-index").exists());
+    std::fs::write(&manifest, original).unwrap();
+    let (code, out, err) = check_env(&fx, &target, &["--check", "typos"], &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.ends_with(TYPOS_SUMMARY), "{out}");
+}
+
+#[test]
+fn check_with_a_cold_registry_cache_fails_with_2_and_a_warm_run_is_not_served_the_cold_one() {
+    let (dir, fx) = fixtures();
+    let target = dir.path().join("t");
+    // A registry dependency this machine's cargo cache holds (the workspace uses serde), and a
+    // CARGO_HOME with nothing in it: a fresh CI runner before `cargo fetch`.
+    add_dependency(&fx.join("typos/Cargo.toml"), "serde = \"1\"");
+    let cold = dir.path().join("empty-cargo-home");
+    std::fs::create_dir_all(&cold).unwrap();
+    let (code, out, err) = check_env(
+        &fx,
+        &target,
+        &["--check", "typos"],
+        &[("CARGO_HOME", &cold)],
+    );
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("incomplete check"), "{err}");
+    assert!(err.contains("cargo fetch"), "{err}");
+    // Same manifest, same stamps, a warm cache: resolved afresh, so the typos are found.
+    let (code, out, err) = check_env(&fx, &target, &["--check", "typos"], &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.ends_with(TYPOS_SUMMARY), "{out}");
+    // That complete index was saved: a later cold run is served it (it holds the whole graph).
+    let (code, out, err) = check_env(
+        &fx,
+        &target,
+        &["--check", "typos"],
+        &[("CARGO_HOME", &cold)],
+    );
+    assert!(out.ends_with(TYPOS_SUMMARY), "{out}");
+    assert_eq!(code, 1, "{err}");
+}
+
+#[test]
+fn an_unfinished_attribute_does_not_hide_the_rest_of_the_file_from_check() {
+    let (dir, fx) = fixtures();
+    let lib = fx.join("typos/src/lib.rs");
+    let text = std::fs::read_to_string(&lib).unwrap();
+    // Before the misspelt `#[DB::persit]`: proc-macro2 cannot lex this file at all.
+    std::fs::write(
+        &lib,
+        text.replace("#[DB::persit]", "#[DB::\n\n#[DB::persit]"),
+    )
+    .unwrap();
+    let (code, out, err) = check_env(&fx, &dir.path().join("t"), &["--check", "typos"], &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("error: syntax error"), "{out}");
+    assert!(out.contains("--> src/lib.rs:4:"), "{out}");
+    assert!(out.contains("`persit`"), "{out}");
+    assert!(out.contains("CELL0014"), "{out}");
+    assert!(
+        out.ends_with("cell-lsp: 4 error(s), 0 warning(s)\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_names_the_real_cause_when_a_path_cannot_be_read() {
+    let (dir, fx) = fixtures();
+    let target = dir.path().join("t");
+    // A path through a file: ENOTDIR, also for root.
+    let (code, out, err) = check_env(&fx, &target, &["--check", "good/Cargo.toml/sub"], &[]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("Not a directory"), "{err}");
+    assert!(!err.contains("no Cargo.toml"), "{err}");
+    // A manifest that is a symlink loop: ELOOP, also for root.
+    let looped = fx.join("looped");
+    std::fs::create_dir_all(&looped).unwrap();
+    std::os::unix::fs::symlink("Cargo.toml", looped.join("Cargo.toml")).unwrap();
+    let (code, out, err) = check_env(&fx, &target, &["--check", "looped"], &[]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("symbolic links"), "{err}");
+    assert!(!err.contains("no Cargo.toml"), "{err}");
+    // A source file that cannot be read (a symlink loop, for root too) is no clean check.
+    let looping = fx.join("good/src/looping.rs");
+    std::os::unix::fs::symlink("looping.rs", &looping).unwrap();
+    let (code, out, err) = check_env(&fx, &target, &["--check", "good"], &[]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(!out.contains("no problems"), "{out}");
+    assert!(err.contains("cannot read 1 source file"), "{err}");
+    assert!(
+        err.contains("looping.rs: Too many levels of symbolic links"),
+        "{err}"
+    );
+    std::fs::remove_file(&looping).unwrap();
+    // What does not exist is still "no Cargo.toml".
+    let (code, _, err) = check_env(&fx, &target, &["--check", "no-such-dir"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no Cargo.toml"), "{err}");
+    // A directory without permissions: EACCES, unless this process may read anything.
+    use std::os::unix::fs::PermissionsExt;
+    let locked = fx.join("good");
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let privileged = std::fs::read_dir(&locked).is_ok();
+    let (code, out, err) = check_env(&fx, &target, &["--check", "good"], &[]);
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+    if privileged {
+        eprintln!(
+            "skipped the permission-denied assertion: this process reads a mode-000 directory \
+             (root or CAP_DAC_OVERRIDE); the ENOTDIR and ELOOP cases above cover the same path"
+        );
+    } else {
+        assert_eq!(code, 2, "{out}{err}");
+        assert!(err.contains("Permission denied"), "{err}");
+        assert!(!err.contains("no Cargo.toml"), "{err}");
+    }
+}
+
+#[test]
+fn the_editor_is_told_when_the_index_is_degraded() {
+    let (dir, fx) = fixtures();
+    let root = fx.join("typos");
+    add_dependency(
+        &root.join("Cargo.toml"),
+        "no-such-crate-in-any-cache = \"1\"",
+    );
+    let mut lsp = Lsp::start(&root, &dir.path().join("target"));
+    let shown = lsp.wait_for("window/showMessage");
+    assert_eq!(shown["params"]["type"], 2, "{shown}"); // Warning.
+    let message = shown["params"]["message"].as_str().unwrap();
+    assert!(message.contains("not checked"), "{message}");
+    assert!(message.contains("no-such-crate-in-any-cache"), "{message}");
+    lsp.shutdown();
+}
+
+#[test]
+fn well_framed_bad_messages_are_answered_and_the_server_keeps_serving() {
+    let Session {
+        _dir,
+        file,
+        text,
+        mut lsp,
+        ..
+    } = session("typos", "src/lib.rs", None);
+    let (line, character) = pos(&text, "#[DB::persit", 6);
+    for (body, code) in [
+        (&b"{\"jsonrpc\":"[..], -32700),
+        (b"\xff\xfe{}", -32700),
+        (b"null", -32600),
+        (
+            b"[{\"jsonrpc\":\"2.0\",\"id\":99,\"method\":\"shutdown\"}]",
+            -32600,
+        ),
+        (b"{\"id\":98,\"method\":\"shutdown\"}", -32600),
+    ] {
+        lsp.send_body(body);
+        let answer = lsp.wait_for_error();
+        assert_eq!(answer["error"]["code"], code, "{answer}");
+        assert_eq!(answer["id"], Value::Null, "{answer}");
+        assert_eq!(answer["jsonrpc"], "2.0", "{answer}");
+        // Still serving, with everything it knew.
+        let items = lsp.completion(&file, line, character);
+        assert!(
+            Lsp::labels(&items).contains(&"persist".to_owned()),
+            "{items:?}"
+        );
+    }
+    // The batch's `shutdown` was not run: a real one still gets its answer, and exit is 0.
+    lsp.shutdown();
+}
+
+#[test]
+fn a_broken_content_length_header_ends_the_server_with_an_error() {
+    let (dir, fx) = fixtures();
+    let mut lsp = Lsp::start_with(&fx.join("good"), &dir.path().join("target"), Stdio::piped());
+    lsp.send_raw(b"Content-Length: twelve\r\n\r\n{\"jsonrpc\":1}");
+    assert_eq!(lsp.wait_exit(), Some(2));
+    let mut stderr = String::new();
+    lsp.child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        stderr.contains("invalid Content-Length: \"twelve\""),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("\x1b["), "colours in a pipe: {stderr}");
+}
+
+#[test]
+fn logs_follow_rust_log_then_cell_lsp_log_without_colours_in_a_pipe() {
+    let (dir, fx) = fixtures();
+    let target = dir.path().join("t");
+    let manifest = fx.join("typos/Cargo.toml");
+    add_dependency(&manifest, "no-such-crate-in-any-cache = \"1\"");
+    let none: &[(&str, &Path)] = &[];
+    let run = |env: &[(&str, &Path)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cell-lsp"));
+        cmd.args(["--check", "typos"])
+            .current_dir(&fx)
+            .env("CARGO_TARGET_DIR", &target)
+            .env_remove("RUST_LOG")
+            .env_remove("CELL_LSP_LOG");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        String::from_utf8(cmd.output().unwrap().stderr).unwrap()
+    };
+    // The fallback to `--no-deps` is logged at info: not shown by default (the check's own
+    // error says it), shown with RUST_LOG, and without escape codes in a pipe.
+    let default = run(none);
+    assert!(!default.contains("retrying with --no-deps"), "{default}");
+    assert!(default.contains("incomplete check"), "{default}");
+    let info = Path::new("info");
+    let shown = run(&[("RUST_LOG", info)]);
+    assert!(shown.contains(" INFO "), "{shown}");
+    assert!(shown.contains("retrying with --no-deps"), "{shown}");
+    assert!(!shown.contains("\x1b["), "{shown}");
+    let shown = run(&[("CELL_LSP_LOG", info)]);
+    assert!(shown.contains("retrying with --no-deps"), "{shown}");
+    // RUST_LOG wins over the old name.
+    let both = run(&[("RUST_LOG", Path::new("warn")), ("CELL_LSP_LOG", info)]);
+    assert!(!both.contains("retrying with --no-deps"), "{both}");
+}
+
+#[test]
+fn exit_without_shutdown_exits_1() {
+    let (dir, fx) = fixtures();
+    let mut lsp = Lsp::start(&fx.join("good"), &dir.path().join("target"));
+    lsp.notify("exit", Value::Null);
+    assert_eq!(lsp.wait_exit(), Some(1));
 }
 
 #[test]

@@ -191,7 +191,9 @@ pub(crate) fn discover(
         Ok(meta) => return Ok(convert(meta, None, host)),
         Err(e) => e,
     };
-    tracing::warn!("cargo metadata failed ({first}); retrying with --no-deps");
+    // Info, not a warning: the index says it is degraded (`IndexStatus`), and its users show
+    // that to the user (cell-lsp: an error in `--check`, a message in the editor).
+    tracing::info!("cargo metadata failed ({first}); retrying with --no-deps");
     cmd.no_deps();
     let meta = cmd.exec()?;
     Ok(convert(meta, Some(first.to_string()), None))

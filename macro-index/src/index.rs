@@ -65,6 +65,50 @@ pub struct ScopeName {
     pub defines: bool,
 }
 
+/// Whether an [`Index`] holds the whole dependency graph.
+///
+/// A degraded index is still useful (the members' own files are read, so the editor keeps
+/// completing what it knows), but it cannot judge any alias: a checker must not call it clean,
+/// and it is never saved as a warm-start snapshot (a later run, once cargo resolves again,
+/// would otherwise be served the degraded graph as fresh).
+///
+/// ```
+/// use cell_macro_index::IndexStatus;
+///
+/// let status = IndexStatus::Degraded { reason: "no matching package named `serde`".into() };
+/// assert!(status.is_degraded());
+/// assert_eq!(status.reason(), Some("no matching package named `serde`"));
+/// assert!(!IndexStatus::Complete.is_degraded());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IndexStatus {
+    /// `cargo metadata` resolved every dependency: every provider the workspace can name is in
+    /// the index.
+    Complete,
+    /// `cargo metadata` could not resolve the dependencies (a registry crate missing from an
+    /// offline cache, a dependency that exists nowhere, a broken lockfile), so only the
+    /// workspace members were read (`--no-deps`): no provider outside the workspace is known.
+    Degraded {
+        /// Cargo's error, as it printed it.
+        reason: String,
+    },
+}
+
+impl IndexStatus {
+    /// `true` for [`IndexStatus::Degraded`].
+    pub fn is_degraded(&self) -> bool {
+        matches!(self, IndexStatus::Degraded { .. })
+    }
+
+    /// Why the index is degraded (`None` when it is complete).
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            IndexStatus::Complete => None,
+            IndexStatus::Degraded { reason } => Some(reason),
+        }
+    }
+}
+
 /// The index of one workspace. Every field is public and plain; see the crate docs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Index {
@@ -78,9 +122,10 @@ pub struct Index {
     pub members: Vec<String>,
     /// Every package of the graph (as many as `cargo metadata` lists).
     pub packages: Vec<Package>,
-    /// `Some(error)` when dependency resolution failed and only the members were indexed
-    /// (`--no-deps`); aliases are then left unresolved and unreported.
-    pub unresolved: Option<String>,
+    /// Whether the whole dependency graph was read ([`IndexStatus::Complete`]) or only the
+    /// workspace members ([`IndexStatus::Degraded`]: aliases are then left unresolved and
+    /// unreported, and the index is never saved as a snapshot).
+    pub status: IndexStatus,
     /// The host triple the graph was resolved for (`cargo metadata --filter-platform`; `None`
     /// with `--no-deps`).
     pub platform: Option<String>,
@@ -131,7 +176,10 @@ impl Index {
             target_dir: options.target_dir.clone().unwrap_or(graph.target_dir),
             members: graph.members,
             packages: graph.packages,
-            unresolved: graph.unresolved,
+            status: match graph.unresolved {
+                None => IndexStatus::Complete,
+                Some(reason) => IndexStatus::Degraded { reason },
+            },
             platform: graph.platform,
             providers: Vec::new(),
             consumers: Vec::new(),
@@ -184,7 +232,7 @@ impl Index {
         let Some(pkg) = self.package(member_id) else {
             return Vec::new();
         };
-        if self.unresolved.is_some() {
+        if self.status.is_degraded() {
             return self.providers.iter().collect();
         }
         pkg.deps
@@ -648,7 +696,7 @@ impl Index {
                     ));
                 }
                 let Some(pkg) = &pkg else { continue };
-                if self.unresolved.is_some() {
+                if self.status.is_degraded() {
                     continue; // Never a false problem: dependencies are unknown.
                 }
                 self.resolve_alias(pkg, alias, &provider_names, &cache, &mut problems);
@@ -1205,9 +1253,11 @@ fn read_consumer(
             let found = match scan(&file, &text, &["cell_remote"]) {
                 Ok(found) => found,
                 Err((message, span)) => {
+                    // Not even the error-tolerant lexing could read it: an error, since its
+                    // aliases (and so every use of them) go unchecked, and rustc rejects it too.
                     problems.push(problem(
                         ProblemCode::MalformedRemote,
-                        Severity::Warning,
+                        Severity::Error,
                         message,
                         Some(span),
                     ));
@@ -1552,7 +1602,7 @@ mod tests {
             target_dir: PathBuf::from("/ws/target"),
             members: vec!["app".to_owned()],
             packages,
-            unresolved: None,
+            status: IndexStatus::Complete,
             platform: None,
             providers,
             consumers: vec![Consumer {

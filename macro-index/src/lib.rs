@@ -8,12 +8,14 @@
 //! [`ProblemCode`]. [`snapshot`] gives a warm start, [`watch`] an incremental watch mode.
 //!
 //! Key design decision: **parse, never compile or run.** The graph comes from
-//! `cargo metadata --offline` (retried with `--no-deps`), each package's files are located
-//! through its `manifest_path` (never by building registry paths), and providers'
-//! `cell_sdk::export!` declarations and proc-macro crates are read with syn at token level, so a
-//! half-written file still yields what it declares. Parsing never fails: the index returns what
-//! it understood plus problems. Where something cannot be resolved (no resolved dependencies),
-//! it reports nothing rather than something false.
+//! `cargo metadata --offline` (retried with `--no-deps`, which makes the index
+//! [`IndexStatus::Degraded`]: never saved, never to be called clean), each package's files are
+//! located through its `manifest_path` (never by building registry paths), and providers'
+//! `cell_sdk::export!` declarations and proc-macro crates are read with syn at token level, so
+//! a half-written file still yields what it declares (a file that does not lex as written, such
+//! as one with an unfinished `#[DB::`, is read around the broken spot). Parsing never fails:
+//! the index returns what it understood plus problems. Where something cannot be resolved (no
+//! resolved dependencies), it reports nothing rather than something false.
 //!
 //! What it is not: it is not used by `cell_remote!` or any macro (builds stay hermetic, see
 //! `docs/design.md`; macros use `cell-resolver`), and it has no LSP types (cell-lsp converts).
@@ -50,8 +52,8 @@ use std::sync::Arc;
 pub use cache::{CacheListing, cargo_home};
 pub use code::{ProblemCode, UnknownProblemCode};
 pub use index::{
-    BUILTIN_ATTRIBUTES, CELL_SDK_NAMES, GlobImport, Index, ScopeName, did_you_mean, source_files,
-    version_matches,
+    BUILTIN_ATTRIBUTES, CELL_SDK_NAMES, GlobImport, Index, IndexStatus, ScopeName, did_you_mean,
+    source_files, version_matches,
 };
 pub use model::{
     Alias, ArgSchema, Consumer, Dep, Export, ExportKind, Fix, MacroCrate, Package, Problem,
@@ -158,7 +160,8 @@ pub enum IndexError {
 }
 
 /// The fresh snapshot if there is one (warm start), else a cold [`Index::build`] whose result is
-/// saved as the next snapshot (a failure to save is logged, not fatal).
+/// saved as the next snapshot (a failure to save is logged, not fatal). A degraded index
+/// ([`IndexStatus::Degraded`]) is returned but never saved: the next call runs cargo again.
 pub fn load_or_build(options: &IndexOptions) -> Result<Index, IndexError> {
     let target = options.snapshot_target_dir();
     if let Some(index) = snapshot::load_fresh(&target, &options.manifest_path) {
@@ -167,7 +170,9 @@ pub fn load_or_build(options: &IndexOptions) -> Result<Index, IndexError> {
     let mut opts = options.clone();
     opts.target_dir = Some(target);
     let index = Index::build(&opts)?;
-    if let Err(e) = snapshot::save(&index) {
+    if let Some(reason) = index.status.reason() {
+        tracing::info!("the index is degraded (not saved as a snapshot): {reason}");
+    } else if let Err(e) = snapshot::save(&index) {
         tracing::warn!("cannot save the index snapshot: {e}");
     }
     Ok(index)

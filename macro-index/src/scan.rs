@@ -141,6 +141,85 @@ fn bare_name(file: &Path, tts: &[TokenTree], i: usize, module: &[String], out: &
     });
 }
 
+/// `text` with what makes proc-macro2's lexer give up blanked out, every byte kept in place (so
+/// spans, lines and offsets stay those of `text`): delimiters that close nothing or are never
+/// closed, unterminated literals and comments, and characters that are no Rust token. It is
+/// found with rustc's own lexer (`ra-ap-rustc_lexer`), which never fails: an unclosed `[` of a
+/// half-typed `#[DB::` no longer swallows the rest of the file.
+///
+/// Delimiters are matched as rustc's token-tree builder reads them: a closer that matches an
+/// opener further down the stack closes it, and the openers above it were never closed; a
+/// closer that matches no open delimiter is stray.
+pub(crate) fn lexable(text: &str) -> String {
+    use ra_ap_rustc_lexer::{FrontmatterAllowed, LiteralKind, TokenKind};
+    let mut bytes = text.as_bytes().to_vec();
+    // Spaces for every byte but line breaks: the result is still UTF-8 (whole characters are
+    // replaced) and every later token keeps its line and offset.
+    let mut blank = |range: std::ops::Range<usize>| {
+        for b in &mut bytes[range] {
+            if *b != b'\n' && *b != b'\r' {
+                *b = b' ';
+            }
+        }
+    };
+    let mut open: Vec<(TokenKind, usize)> = Vec::new();
+    let mut pos = 0usize;
+    for token in ra_ap_rustc_lexer::tokenize(text, FrontmatterAllowed::No) {
+        let len = token.len as usize;
+        let range = pos..pos + len;
+        pos += len;
+        let closes = match token.kind {
+            TokenKind::CloseParen => Some(TokenKind::OpenParen),
+            TokenKind::CloseBrace => Some(TokenKind::OpenBrace),
+            TokenKind::CloseBracket => Some(TokenKind::OpenBracket),
+            _ => None,
+        };
+        let broken = match token.kind {
+            TokenKind::OpenParen | TokenKind::OpenBrace | TokenKind::OpenBracket => {
+                open.push((token.kind, range.start));
+                false
+            }
+            TokenKind::BlockComment { terminated, .. } => !terminated,
+            TokenKind::Literal { kind, .. } => match kind {
+                LiteralKind::Char { terminated }
+                | LiteralKind::Byte { terminated }
+                | LiteralKind::Str { terminated }
+                | LiteralKind::ByteStr { terminated }
+                | LiteralKind::CStr { terminated } => !terminated,
+                LiteralKind::RawStr { n_hashes }
+                | LiteralKind::RawByteStr { n_hashes }
+                | LiteralKind::RawCStr { n_hashes } => n_hashes.is_none(),
+                _ => false,
+            },
+            TokenKind::Unknown
+            | TokenKind::InvalidIdent
+            | TokenKind::UnknownPrefix
+            | TokenKind::UnknownPrefixLifetime
+            | TokenKind::GuardedStrPrefix
+            | TokenKind::Frontmatter { .. } => true,
+            _ => false,
+        };
+        if broken {
+            blank(range.clone());
+        }
+        if let Some(opener) = closes {
+            match open.iter().rposition(|(kind, _)| *kind == opener) {
+                Some(at) => {
+                    for (_, start) in open.drain(at..).skip(1) {
+                        blank(start..start + 1);
+                    }
+                }
+                None => blank(range),
+            }
+        }
+    }
+    for (_, start) in open {
+        blank(start..start + 1);
+    }
+    // Only ASCII bytes were written, each over a whole character or a run of them.
+    String::from_utf8(bytes).unwrap_or_default()
+}
+
 /// `#[name …]` and `#[derive(A, B)]`: the attribute's bare names are uses. Inside
 /// `#[cfg_attr(pred, a, b)]` the attributes `a` and `b` are read the same way (nested
 /// `cfg_attr`s too): the predicate is not evaluated (features and targets are unknown here), so
@@ -243,13 +322,19 @@ pub(crate) fn root_definitions(text: &str) -> std::collections::BTreeSet<String>
 }
 
 /// Lexes `text` and collects calls to macros named in `names` (last segment) plus glob `use`s.
+/// A file that does not lex as it is (an unfinished `#[DB::`, an unterminated string) is read
+/// through [`lexable`], so one broken spot loses nothing else; the error is only for a file
+/// that does not lex even then.
 pub(crate) fn scan(file: &Path, text: &str, names: &[&str]) -> Result<Scan, (String, Span)> {
-    let tokens: TokenStream = text.parse().map_err(|e: proc_macro2::LexError| {
-        (
-            format!("cannot lex this file: {e}"),
-            span_of(file, e.span()),
-        )
-    })?;
+    let tokens: TokenStream = match text.parse() {
+        Ok(tokens) => tokens,
+        Err(first) => lexable(text).parse().map_err(|_| {
+            (
+                format!("cannot lex this file: {first}"),
+                span_of(file, first.span()),
+            )
+        })?,
+    };
     let mut out = Scan::default();
     walk(file, tokens, names, &mut Vec::new(), false, &mut out);
     if out.globs.is_empty() {
@@ -625,13 +710,56 @@ mod tests {
     }
 
     #[test]
-    fn unbalanced_delimiters_are_an_error_not_a_panic() {
-        let e = scan(
+    fn unbalanced_delimiters_are_read_around_not_an_error() {
+        let s = scan(
             Path::new("/a.rs"),
             "fn f() { cell_remote!(A = \"b\") ",
             &["cell_remote"],
         )
-        .unwrap_err();
-        assert!(e.0.contains("cannot lex"), "{}", e.0);
+        .unwrap();
+        assert_eq!(s.calls.len(), 1);
+        assert_eq!(s.calls[0].span.col, 10);
+    }
+
+    #[test]
+    fn an_unfinished_attribute_does_not_hide_the_rest_of_the_file() {
+        let src = "cell_remote!(DB = \"kvstore\");\n#[DB::\nstruct A { id: u64 }\n\
+                   #[DB::persit]\nstruct B;\n";
+        assert!(src.parse::<TokenStream>().is_err());
+        let fixed = lexable(src);
+        assert_eq!(fixed.len(), src.len());
+        assert_eq!(fixed.lines().count(), src.lines().count());
+        assert!(fixed.contains("#[DB::persit]"), "{fixed}");
+        let s = scan(Path::new("/a.rs"), src, &["cell_remote"]).unwrap();
+        assert_eq!(s.calls.len(), 1);
+        assert_eq!(s.calls[0].span.line, 1);
+    }
+
+    #[test]
+    fn stray_and_unclosed_delimiters_and_literals_are_blanked_in_place() {
+        for (src, kept) in [
+            (
+                "fn f() { g(1; }\nmod m { cell_remote!(A = \"a\"); }",
+                "mod m {",
+            ),
+            ("fn f() { ] }\ncell_remote!(A = \"a\");", "cell_remote!(A"),
+            (
+                "cell_remote!(A = \"a\");\nconst S: &str = \"open",
+                "cell_remote!(A",
+            ),
+            (
+                "cell_remote!(A = \"a\");\n/* never closed",
+                "cell_remote!(A",
+            ),
+            (
+                "cell_remote!(A = \"é\");\nfn f() { x[é }",
+                "cell_remote!(A = \"é\")",
+            ),
+        ] {
+            let fixed = lexable(src);
+            assert_eq!(fixed.len(), src.len(), "{src}");
+            assert!(fixed.parse::<TokenStream>().is_ok(), "{src} -> {fixed}");
+            assert!(fixed.contains(kept), "{src} -> {fixed}");
+        }
     }
 }

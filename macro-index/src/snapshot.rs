@@ -14,8 +14,9 @@ use crate::index::Index;
 /// inputs does (a snapshot holds problems and scanned names, which a fresh stamp would keep
 /// serving): 2 — names inside `cfg_attr` are scanned, and CELL0005 needs different items;
 /// 3 — manifests are stamped as of cargo's read (a format-2 snapshot may hold a member's
-/// manifest stamped after an edit its graph lacks).
-const SNAPSHOT_FORMAT: u32 = 3;
+/// manifest stamped after an edit its graph lacks); 4 — `Index::status` replaces
+/// `unresolved`, and a degraded index is never saved (a format-3 snapshot may be one).
+const SNAPSHOT_FORMAT: u32 = 4;
 
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 struct Stamp {
@@ -65,7 +66,18 @@ fn stamp(path: &Path) -> Stamp {
 }
 
 /// Writes `index`'s snapshot (atomically: a temp file renamed into place).
+///
+/// # Errors
+///
+/// An I/O error, or [`std::io::ErrorKind::InvalidInput`] for a degraded index (see
+/// [`crate::IndexStatus`]): it must never be served as fresh later.
 pub fn save(index: &Index) -> std::io::Result<PathBuf> {
+    if let Some(reason) = index.status.reason() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("a degraded index is never saved as a snapshot ({reason})"),
+        ));
+    }
     let path = snapshot_path(&index.target_dir, &index.manifest_path);
     let snapshot = Snapshot {
         format: SNAPSHOT_FORMAT,
@@ -104,6 +116,7 @@ pub fn load_fresh(target_dir: &Path, manifest_path: &Path) -> Option<Index> {
     if snapshot.format != SNAPSHOT_FORMAT
         || snapshot.tool_version != env!("CARGO_PKG_VERSION")
         || snapshot.index.manifest_path != manifest_path
+        || snapshot.index.status.is_degraded()
     {
         return None;
     }

@@ -6,7 +6,7 @@ use cell_sdk::cell_remote;
 
 cell_remote!(G = "greet");
 cell_remote!(S = "shout");
-cell_remote!(Val = "validate@0.1");
+cell_remote!(Val = "validate@0.2");
 
 /// Two providers' `hello` (same macro name) on one struct, apart by alias.
 #[G::hello]
