@@ -4,7 +4,8 @@
 //! its Unix socket in that directory) and [`Server::database`] creates a fresh database per
 //! test. The binaries come from `pg_config --bindir` (Debian's `postgresql` package). `initdb`
 //! and `postgres` refuse to run as root, so as root they run as the `postgres` system user
-//! (override with `CELL_PG_USER`), in a directory chowned to it.
+//! (override with `CELL_PG_USER`), in a directory chowned to it. `CELL_PG_BINDIR` names
+//! another directory of binaries.
 //!
 //! **No server outlives the process.** The postmaster is spawned from a thread that lives as
 //! long as the process, with `PR_SET_PDEATHSIG = SIGKILL`: when the test process exits (or is
@@ -12,12 +13,13 @@
 //! [`Server`] that is dropped stops its server at once (SIGQUIT: immediate shutdown).
 //!
 //! Without the binaries, [`shared`] returns `None` after printing why (the tests skip), unless
-//! `CI=true`, where it panics: CI must run these tests.
+//! `CI=true` or `CELL_PG_REQUIRED=1`, where it panics: CI must run these tests.
 
+use std::io::Write;
 use std::net::TcpListener;
 use std::os::unix::fs::chown;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -50,18 +52,27 @@ pub fn shared() -> Option<&'static Server> {
         .get_or_init(|| match Server::start() {
             Ok(server) => Some(server),
             Err(Unavailable::NotInstalled(why)) => {
-                if std::env::var("CI").is_ok_and(|v| v == "true") {
-                    panic!("PostgreSQL is required under CI=true: {why}");
+                if required() {
+                    panic!("PostgreSQL is required (CI=true or CELL_PG_REQUIRED=1): {why}");
                 }
-                eprintln!(
+                // Straight to stderr: libtest captures `eprintln!`, and this must be seen.
+                let _ = writeln!(
+                    std::io::stderr(),
                     "skipping the PostgreSQL tests: {why} (install Debian's `postgresql` \
-                     package; under CI=true this fails)"
+                     package; under CI=true or CELL_PG_REQUIRED=1 this fails)"
                 );
                 None
             }
             Err(Unavailable::Failed(why)) => panic!("cannot start PostgreSQL: {why}"),
         })
         .as_ref()
+}
+
+/// Whether a missing PostgreSQL fails the tests: `CI=true` or `CELL_PG_REQUIRED=1`
+/// (`.ci/run` sets the latter).
+fn required() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+        || std::env::var("CELL_PG_REQUIRED").is_ok_and(|v| v == "1")
 }
 
 /// Why a server did not start.
@@ -352,8 +363,14 @@ fn children_of(pid: i32) -> Vec<i32> {
 }
 
 fn bindir() -> Result<PathBuf, String> {
+    // An explicit directory is the only one tried (also how to see the skip path).
     if let Ok(dir) = std::env::var("CELL_PG_BINDIR") {
-        return Ok(PathBuf::from(dir));
+        let dir = PathBuf::from(dir);
+        return if dir.join("initdb").exists() && dir.join("postgres").exists() {
+            Ok(dir)
+        } else {
+            Err(format!("no initdb/postgres in $CELL_PG_BINDIR ({})", dir.display()))
+        };
     }
     let out = Command::new("pg_config")
         .arg("--bindir")
@@ -415,7 +432,7 @@ fn free_port() -> Result<u16, String> {
         .map_err(|e| format!("free port: {e}"))
 }
 
-/// Whether `path` exists (for callers that check the binaries themselves).
+/// Whether the PostgreSQL server binaries are installed.
 pub fn installed() -> bool {
-    bindir().is_ok_and(|d: PathBuf| Path::new(&d).join("initdb").exists())
+    bindir().is_ok()
 }
