@@ -298,3 +298,35 @@ impl Column for Timestamp {
         Ok(Timestamp::from(raw))
     }
 }
+
+/// What `get` and `delete` accept for a key of type `K`: the key itself, a reference to it,
+/// a `&str` for a `String` key, a `&[u8]` for a `Vec<u8>` key (and integer literals infer to
+/// the key's type: `get::<User>(1)`).
+pub trait KeyArg<K> {
+    /// The key.
+    fn into_key(self) -> K;
+}
+
+impl<K: Column> KeyArg<K> for K {
+    fn into_key(self) -> K {
+        self
+    }
+}
+
+impl<K: Column + Clone> KeyArg<K> for &K {
+    fn into_key(self) -> K {
+        self.clone()
+    }
+}
+
+impl KeyArg<String> for &str {
+    fn into_key(self) -> String {
+        self.to_owned()
+    }
+}
+
+impl KeyArg<Vec<u8>> for &[u8] {
+    fn into_key(self) -> Vec<u8> {
+        self.to_vec()
+    }
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{ClientWrapper, Manager, ManagerConfig, Pool, RecyclingMethod};
 
-use crate::column::{Column, refs};
+use crate::column::{Column, KeyArg, refs};
 use crate::error::{Error, Result};
 use crate::query::Query;
 use crate::table::{Table, TableSchema, Tables};
@@ -116,8 +116,8 @@ impl Pg {
     ///
     /// # Errors
     /// [`Error::Decode`] for a stored value that does not fit, connection errors.
-    pub async fn get<T: Table>(&self, key: impl Into<T::Key>) -> Result<Option<T>> {
-        get_on(&*self.client().await?, &key.into()).await
+    pub async fn get<T: Table>(&self, key: impl KeyArg<T::Key>) -> Result<Option<T>> {
+        get_on(&*self.client().await?, &key.into_key()).await
     }
 
     /// Replaces the record with `value`'s key.
@@ -132,8 +132,8 @@ impl Pg {
     ///
     /// # Errors
     /// Connection errors.
-    pub async fn delete<T: Table>(&self, key: impl Into<T::Key>) -> Result<bool> {
-        delete_on::<T>(&*self.client().await?, &key.into()).await
+    pub async fn delete<T: Table>(&self, key: impl KeyArg<T::Key>) -> Result<bool> {
+        delete_on::<T>(&*self.client().await?, &key.into_key()).await
     }
 
     /// A typed query on `T`'s table.
@@ -394,8 +394,8 @@ impl Tx {
     ///
     /// # Errors
     /// As [`Pg::get`].
-    pub async fn get<T: Table>(&self, key: impl Into<T::Key>) -> Result<Option<T>> {
-        self.note(get_on(&self.client, &key.into()).await)
+    pub async fn get<T: Table>(&self, key: impl KeyArg<T::Key>) -> Result<Option<T>> {
+        self.note(get_on(&self.client, &key.into_key()).await)
     }
 
     /// Replaces the record with `value`'s key in this transaction.
@@ -410,8 +410,8 @@ impl Tx {
     ///
     /// # Errors
     /// As [`Pg::delete`].
-    pub async fn delete<T: Table>(&self, key: impl Into<T::Key>) -> Result<bool> {
-        self.note(delete_on::<T>(&self.client, &key.into()).await)
+    pub async fn delete<T: Table>(&self, key: impl KeyArg<T::Key>) -> Result<bool> {
+        self.note(delete_on::<T>(&self.client, &key.into_key()).await)
     }
 
     /// A typed query in this transaction.

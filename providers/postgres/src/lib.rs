@@ -23,7 +23,7 @@
 //! struct is detected, the `ALTER TABLE` is yours).
 //!
 //! # Example
-//! ```no_run
+//! ```
 //! use cell_sdk::{cell_remote, protein};
 //! cell_remote!(Postgres = "cell-postgres");
 //!
@@ -40,12 +40,20 @@
 //! }
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> cell_postgres::Result<()> {
-//! Postgres::migrate::<User>().await?; // $DATABASE_URL
+//! # // A private server (skipped without PostgreSQL); an application uses $DATABASE_URL.
+//! # let Some(server) = cell_postgres::testing::shared() else { return Ok(()) };
+//! # let pg = server.pg().await;
+//! # pg.scope(async {
+//! Postgres::migrate::<User>().await?;
 //! let id = Postgres::insert(&User { id: 0, email: "ada@x".into(), name: "Ada".into() }).await?;
 //! let ada: Option<User> = Postgres::get::<User>(id).await?;
 //! let same = Postgres::query::<User>().where_eq(User::email, "ada@x").first().await?;
 //! assert_eq!(ada, same);
-//! # Ok(()) }
+//! assert!(matches!(
+//!     Postgres::insert(&User { id: 0, email: "ada@x".into(), name: "Other".into() }).await,
+//!     Err(Postgres::Error::UniqueViolation { .. })
+//! ));
+//! # Ok(()) }).await }
 //! ```
 //!
 //! Setup, the type mapping and migrations: `docs/postgres.md`.
@@ -63,7 +71,7 @@ mod table;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use column::{Column, Param, Timestamp};
+pub use column::{Column, KeyArg, Param, Timestamp};
 pub use db::{MAX_ATTEMPTS, Pg, SCHEMA_TABLE, Tx, URL_ENV, current, schema_of};
 pub use error::{Error, Result};
 pub use query::{Col, Query};
@@ -82,7 +90,7 @@ pub async fn insert<T: Table>(value: &T) -> Result<T::Key> {
 ///
 /// # Errors
 /// [`Error::Decode`], connection errors.
-pub async fn get<T: Table>(key: impl Into<T::Key>) -> Result<Option<T>> {
+pub async fn get<T: Table>(key: impl KeyArg<T::Key>) -> Result<Option<T>> {
     current()?.get::<T>(key).await
 }
 
@@ -98,7 +106,7 @@ pub async fn update<T: Table>(value: &T) -> Result<()> {
 ///
 /// # Errors
 /// Connection errors.
-pub async fn delete<T: Table>(key: impl Into<T::Key>) -> Result<bool> {
+pub async fn delete<T: Table>(key: impl KeyArg<T::Key>) -> Result<bool> {
     current()?.delete::<T>(key).await
 }
 
