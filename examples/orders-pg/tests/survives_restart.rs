@@ -42,5 +42,8 @@ fn schema_prints_the_ddl() {
     let out = run("postgres://nobody@127.0.0.1:1/none", &["schema"]);
     assert!(out.contains("CREATE TABLE \"orders\""), "{out}");
     assert!(out.contains("\"id\" BIGSERIAL PRIMARY KEY"), "{out}");
-    assert!(out.contains("CREATE INDEX \"orders_customer_idx\""), "{out}");
+    assert!(
+        out.contains("CREATE INDEX \"orders_customer_idx\""),
+        "{out}"
+    );
 }

@@ -37,6 +37,7 @@ pub struct Server {
     port: u16,
     run_as: Option<(u32, u32)>,
     child: Mutex<Option<Child>>,
+    durable: bool,
     next_db: std::sync::atomic::AtomicU32,
 }
 
@@ -90,6 +91,19 @@ impl Server {
     /// # Errors
     /// [`Unavailable`].
     pub fn start() -> Result<Server, Unavailable> {
+        Server::start_with(false)
+    }
+
+    /// Starts a new private server that fsyncs its commits, as a production server does
+    /// (for benchmarks; tests use [`Server::start`], which does not fsync).
+    ///
+    /// # Errors
+    /// [`Unavailable`].
+    pub fn start_durable() -> Result<Server, Unavailable> {
+        Server::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Result<Server, Unavailable> {
         let bin = bindir().map_err(Unavailable::NotInstalled)?;
         let run_as = if is_root() {
             let name = std::env::var("CELL_PG_USER").unwrap_or_else(|_| "postgres".to_owned());
@@ -111,6 +125,7 @@ impl Server {
             port: free_port().map_err(Unavailable::Failed)?,
             run_as,
             child: Mutex::new(None),
+            durable,
             next_db: std::sync::atomic::AtomicU32::new(0),
         };
         server.initdb().map_err(Unavailable::Failed)?;
@@ -172,19 +187,20 @@ impl Server {
             .arg(self.data())
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-k"])
             .arg(self.dir.path())
+            .args(["-c", "max_connections=200", "-c", "shared_buffers=32MB"])
+            .stdin(Stdio::null());
+        if !self.durable {
             // Tests need no durability across power loss; crash recovery (kill -9 of the
             // server) still works with the WAL in the page cache.
-            .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
-            .args(["-c", "max_connections=200", "-c", "shared_buffers=32MB"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::options()
-                    .create(true)
-                    .append(true)
-                    .open(self.dir.path().join("server.log"))
-                    .map_err(|e| format!("server.log: {e}"))?,
-            ));
+            cmd.args(["-c", "fsync=off", "-c", "full_page_writes=off"]);
+        }
+        cmd.stdout(Stdio::null()).stderr(Stdio::from(
+            std::fs::File::options()
+                .create(true)
+                .append(true)
+                .open(self.dir.path().join("server.log"))
+                .map_err(|e| format!("server.log: {e}"))?,
+        ));
         // SAFETY: prctl is async-signal-safe and touches no memory of the parent; it runs in
         // the child between fork and exec (after the uid change, which would clear it).
         unsafe {
@@ -369,7 +385,10 @@ fn bindir() -> Result<PathBuf, String> {
         return if dir.join("initdb").exists() && dir.join("postgres").exists() {
             Ok(dir)
         } else {
-            Err(format!("no initdb/postgres in $CELL_PG_BINDIR ({})", dir.display()))
+            Err(format!(
+                "no initdb/postgres in $CELL_PG_BINDIR ({})",
+                dir.display()
+            ))
         };
     }
     let out = Command::new("pg_config")
