@@ -11,8 +11,9 @@
 //! - transactions: `a_transaction_commits_all_or_nothing`, `concurrent_serializable_*`;
 //! - migrations: `migrate_*`;
 //! - the query builder: `query_builder_matches_hand_written_sql`;
-//! - crashes: `a_server_killed_mid_transaction_*`;
-//! - compile errors (no server): `compile_errors_point_at_the_field` (tests/ui, trybuild).
+//! - crashes: `a_server_killed_mid_transaction_*`.
+//!
+//! Compile errors are snapshot-tested in the macro crate (`macros/tests/ui`).
 
 #![allow(clippy::unwrap_used, reason = "test helpers outside #[test] fns")]
 
@@ -747,12 +748,4 @@ async fn a_server_killed_mid_transaction_leaves_nothing_half_applied() {
     assert_eq!(pg.get::<Counter>("kept").await.unwrap().unwrap().value, 1);
     assert_eq!(pg.get::<Counter>("half").await.unwrap(), None);
     assert_eq!(pg.get::<Counter>("after").await.unwrap(), None);
-}
-
-/// Unmappable field types and helper mistakes are compile errors at the user's tokens
-/// (`TRYBUILD=overwrite` refreshes the snapshots).
-#[test]
-fn compile_errors_point_at_the_field() {
-    let t = trybuild::TestCases::new();
-    t.compile_fail("tests/ui/*.rs");
 }
