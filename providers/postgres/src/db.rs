@@ -38,10 +38,11 @@ tokio::task_local! {
     static CURRENT: Pg;
 }
 
-static DEFAULT: OnceLock<std::result::Result<Pg, String>> = OnceLock::new();
+static DEFAULT: OnceLock<Pg> = OnceLock::new();
 
 /// The current database: the one [`Pg::scope`] set for this task, else the one `$DATABASE_URL`
-/// names (connected lazily, once per process).
+/// names (connected lazily, once per process; an unset variable is not remembered, so setting
+/// it later works).
 ///
 /// # Errors
 /// [`Error::Config`] when neither is there.
@@ -49,10 +50,12 @@ pub fn current() -> Result<Pg> {
     if let Ok(pg) = CURRENT.try_with(Pg::clone) {
         return Ok(pg);
     }
-    DEFAULT
-        .get_or_init(|| Pg::from_env().map_err(|e| e.to_string()))
-        .clone()
-        .map_err(Error::Config)
+    if let Some(pg) = DEFAULT.get() {
+        return Ok(pg.clone());
+    }
+    let pg = Pg::from_env()?;
+    // Two first callers may both build a pool; one is kept, the other never connected.
+    Ok(DEFAULT.get_or_init(|| pg).clone())
 }
 
 impl Pg {

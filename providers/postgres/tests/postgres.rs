@@ -749,3 +749,51 @@ async fn a_server_killed_mid_transaction_leaves_nothing_half_applied() {
     assert_eq!(pg.get::<Counter>("half").await.unwrap(), None);
     assert_eq!(pg.get::<Counter>("after").await.unwrap(), None);
 }
+
+/// A transaction whose caller stops waiting (its future dropped mid-way) must not hand its
+/// open transaction to the next user of the pooled connection.
+#[tokio::test]
+async fn a_dropped_transaction_is_rolled_back_before_its_connection_is_reused() {
+    let Some((pg, url)) = fresh().await else {
+        return;
+    };
+    pg.migrate::<Counter>().await.unwrap();
+    let body = pg.transaction(|tx| async move {
+        tx.insert(&Counter {
+            name: "dropped".into(),
+            value: 1,
+        })
+        .await?;
+        std::future::pending::<()>().await;
+        Ok(())
+    });
+    let timed_out = tokio::time::timeout(std::time::Duration::from_millis(300), body).await;
+    assert!(timed_out.is_err());
+    // Later writes on the pool are committed and visible to another connection.
+    for i in 0..4 {
+        pg.insert(&Counter {
+            name: format!("after{i}"),
+            value: i,
+        })
+        .await
+        .unwrap();
+    }
+    let other = raw(&url).await;
+    let rows = other
+        .query("SELECT name FROM counters ORDER BY name", &[])
+        .await
+        .unwrap();
+    let names: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(names, ["after0", "after1", "after2", "after3"]);
+}
+
+#[tokio::test]
+async fn configuration_errors_are_clear() {
+    let e = Pg::connect("postgres://a@b:notaport/x").unwrap_err();
+    assert!(matches!(e, Error::Config(_)), "{e:?}");
+    assert!(e.to_string().contains("bad database URL"), "{e}");
+    // Nothing listens on port 1: the first statement reports it.
+    let pg = Pg::connect("postgres://cell@127.0.0.1:1/x").unwrap();
+    let e = pg.get::<Counter>("a").await.unwrap_err();
+    assert!(matches!(e, Error::Connect(_)), "{e:?}");
+}
