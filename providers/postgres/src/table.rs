@@ -124,7 +124,7 @@ tuples!(A B C D E F G);
 tuples!(A B C D E F G H);
 
 /// The DDL of every table of `S`, as `migrate` applies it (what `cell-postgres schema` and
-/// [`cli::print_schema`](crate::cli) print).
+/// `cli::print_schema` (feature `cli`) print).
 pub fn schema_sql<S: Tables>() -> String {
     let mut schemas = Vec::new();
     S::schemas(&mut schemas);
