@@ -288,10 +288,11 @@ impl Pg {
         tx.commit().await.map_err(|e| Error::from_pg(e, "COMMIT"))
     }
 
-    /// The DDL `migrate` recorded, table by table (name, version, DDL), in name order.
+    /// The DDL `migrate` recorded, table by table (name, version, DDL), in name order; empty
+    /// when `migrate` never ran on this database.
     ///
     /// # Errors
-    /// Server errors (`42P01` when `migrate` never ran).
+    /// Connection and server errors.
     pub async fn recorded_schema(&self) -> Result<Vec<(String, i32, String)>> {
         let client = self.client().await?;
         let rows = client
@@ -300,7 +301,12 @@ impl Pg {
                 &[],
             )
             .await
-            .map_err(|e| Error::from_pg(e, "a statement"))?;
+            .map_err(|e| Error::from_pg(e, "a statement"));
+        let rows = match rows {
+            // No `cell_schema` table: `migrate` never ran here.
+            Err(Error::Db { code, .. }) if code == "42P01" => return Ok(Vec::new()),
+            other => other?,
+        };
         rows.iter()
             .map(|r| {
                 let name: String = r.try_get(0).map_err(|e| stored_error(&e))?;

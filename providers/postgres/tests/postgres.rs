@@ -525,6 +525,7 @@ mod v2 {
 #[tokio::test]
 async fn migrate_creates_once_and_records_the_schema() {
     let pg = pg_or_skip!();
+    assert_eq!(pg.recorded_schema().await.unwrap(), []);
     pg.migrate::<(User, Counter)>().await.unwrap();
     pg.insert(&user("a@x", "Oslo", "A")).await.unwrap();
     // Idempotent: nothing is recreated, the data stays.
