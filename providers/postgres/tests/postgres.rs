@@ -798,3 +798,47 @@ async fn configuration_errors_are_clear() {
     let e = pg.get::<Counter>("a").await.unwrap_err();
     assert!(matches!(e, Error::Connect(_)), "{e:?}");
 }
+
+/// A transaction that loses its conflict on every attempt gives up after `MAX_ATTEMPTS` with
+/// the typed error, and nothing of it is committed.
+#[tokio::test]
+async fn a_transaction_that_always_conflicts_stops_after_max_attempts() {
+    let pg = pg_or_skip!();
+    pg.migrate::<Counter>().await.unwrap();
+    pg.insert(&Counter {
+        name: "n".into(),
+        value: 0,
+    })
+    .await
+    .unwrap();
+    let attempts = Arc::new(AtomicU32::new(0));
+    let result: cell_postgres::Result<()> = pg
+        .transaction(|tx| {
+            let (pg, attempts) = (pg.clone(), attempts.clone());
+            async move {
+                attempts.fetch_add(1, Ordering::SeqCst);
+                // Read in the transaction (through the query builder, in the transaction)…
+                let mut c = tx
+                    .query::<Counter>()
+                    .where_eq(Counter::name, "n")
+                    .first()
+                    .await?
+                    .unwrap();
+                // …then a concurrent writer commits a change to the same row…
+                let mut other = pg.get::<Counter>("n").await?.unwrap();
+                other.value += 1000;
+                pg.update(&other).await?;
+                // …so this write cannot be serialized.
+                c.value += 1;
+                tx.update(&c).await
+            }
+        })
+        .await;
+    assert!(
+        matches!(result, Err(Error::SerializationFailure(_))),
+        "{result:?}"
+    );
+    assert_eq!(attempts.load(Ordering::SeqCst), cell_postgres::MAX_ATTEMPTS);
+    let n = pg.get::<Counter>("n").await.unwrap().unwrap().value;
+    assert_eq!(n, 1000 * i64::from(cell_postgres::MAX_ATTEMPTS));
+}
