@@ -381,12 +381,20 @@ impl std::fmt::Debug for Tx {
 impl Tx {
     /// Remembers the first error of a statement (see `attempt`), and passes it on.
     fn note<R>(&self, result: Result<R>) -> Result<R> {
+        // Only errors the server raised abort its transaction; the client's own (`Encode`,
+        // `Decode`, `NotFound`) leave it usable.
         if let Err(e) = &result
-            && !matches!(e, Error::Encode { .. } | Error::NotFound { .. })
+            && matches!(
+                e,
+                Error::UniqueViolation { .. }
+                    | Error::SerializationFailure(_)
+                    | Error::Db { .. }
+                    | Error::ConnectionLost { .. }
+            )
             && let Ok(mut failed) = self.failed.lock()
             && failed.is_none()
         {
-            *failed = Some(clone_error(e));
+            *failed = Some(e.clone());
         }
         result
     }
@@ -434,25 +442,6 @@ impl Tx {
         params: &[crate::Param<'_>],
     ) -> Result<Vec<T>> {
         self.note(query_on(&self.client, sql, params).await)
-    }
-}
-
-/// A copy of an error for [`Tx`]'s note (the error itself goes back to the body).
-fn clone_error(e: &Error) -> Error {
-    match e {
-        Error::SerializationFailure(m) => Error::SerializationFailure(m.clone()),
-        Error::UniqueViolation { constraint, detail } => Error::UniqueViolation {
-            constraint: constraint.clone(),
-            detail: detail.clone(),
-        },
-        Error::ConnectionLost { during, reason } => Error::ConnectionLost {
-            during,
-            reason: reason.clone(),
-        },
-        other => Error::Db {
-            code: String::new(),
-            message: format!("an earlier statement of the transaction failed: {other}"),
-        },
     }
 }
 

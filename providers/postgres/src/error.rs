@@ -6,7 +6,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What went wrong. Driver and pool types never leak: the server's SQLSTATE code and messages
 /// are kept as strings.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A `UNIQUE` or primary-key constraint refused the write (SQLSTATE 23505).

@@ -421,6 +421,20 @@ async fn a_transaction_commits_all_or_nothing() {
         "{swallowed:?}"
     );
     assert_eq!(pg.get::<Counter>("d").await.unwrap(), None);
+
+    // A client-side error the body handles (a value no column can hold) does not abort it.
+    pg.migrate::<Everything>().await.unwrap();
+    pg.transaction(|tx| async move {
+        let mut e = everything(7);
+        e.big = u64::MAX;
+        assert!(matches!(tx.insert(&e).await, Err(Error::Encode { .. })));
+        e.big = 7;
+        tx.insert(&e).await?;
+        Ok(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(pg.get::<Everything>(7).await.unwrap().unwrap().big, 7);
 }
 
 /// Two transactions read the same row, then both write it: PostgreSQL fails one with a
