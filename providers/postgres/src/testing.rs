@@ -10,7 +10,9 @@
 //! **No server outlives the process.** The postmaster is spawned from a thread that lives as
 //! long as the process, with `PR_SET_PDEATHSIG = SIGKILL`: when the test process exits (or is
 //! killed), the kernel kills the postmaster, and its backends exit on postmaster death. A
-//! [`Server`] that is dropped stops its server at once (SIGQUIT: immediate shutdown).
+//! [`Server`] that is dropped stops its server at once (SIGQUIT: immediate shutdown); the
+//! shared one is stopped and its directory removed at exit (`atexit`), and the directories of
+//! killed test processes are removed by the next start (each holds its owner's pid).
 //!
 //! Without the binaries, [`shared`] returns `None` after printing why (the tests skip), unless
 //! `CI=true` or `CELL_PG_REQUIRED=1`, where it panics: CI must run these tests.
@@ -48,10 +50,18 @@ pub struct Server {
 /// When the server cannot start (or the binaries are missing under `CI=true`): tests must not
 /// pass silently.
 pub fn shared() -> Option<&'static Server> {
-    static SHARED: OnceLock<Option<Server>> = OnceLock::new();
     SHARED
         .get_or_init(|| match Server::start() {
-            Ok(server) => Some(server),
+            Ok(server) => {
+                // A static is never dropped: stop the server and remove its directory when
+                // the process exits normally (a killed process leaves the directory to
+                // `remove_stale_dirs`).
+                // SAFETY: `stop_shared` is an `extern "C" fn()` that does not unwind.
+                unsafe {
+                    libc::atexit(stop_shared);
+                }
+                Some(server)
+            }
             Err(Unavailable::NotInstalled(why)) => {
                 if required() {
                     panic!("PostgreSQL is required (CI=true or CELL_PG_REQUIRED=1): {why}");
@@ -67,6 +77,42 @@ pub fn shared() -> Option<&'static Server> {
             Err(Unavailable::Failed(why)) => panic!("cannot start PostgreSQL: {why}"),
         })
         .as_ref()
+}
+
+static SHARED: OnceLock<Option<Server>> = OnceLock::new();
+
+extern "C" fn stop_shared() {
+    if let Some(Some(server)) = SHARED.get() {
+        server.stop();
+        let _ = std::fs::remove_dir_all(server.dir.path());
+    }
+}
+
+/// The name of the file holding the pid of the process that owns a server directory.
+const OWNER: &str = "owner.pid";
+
+/// Removes the directories of servers whose owning process is gone (killed before it could
+/// clean up), so repeated test runs do not fill the temp directory.
+fn remove_stale_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let path = entry.path();
+        let is_ours = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with("cell-pg-"));
+        let owner = std::fs::read_to_string(path.join(OWNER))
+            .ok()
+            .and_then(|pid| pid.trim().parse::<u32>().ok());
+        if is_ours
+            && let Some(pid) = owner
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
 }
 
 /// Whether a missing PostgreSQL fails the tests: `CI=true` or `CELL_PG_REQUIRED=1`
@@ -105,6 +151,7 @@ impl Server {
 
     fn start_with(durable: bool) -> Result<Server, Unavailable> {
         let bin = bindir().map_err(Unavailable::NotInstalled)?;
+        remove_stale_dirs();
         let run_as = if is_root() {
             let name = std::env::var("CELL_PG_USER").unwrap_or_else(|_| "postgres".to_owned());
             Some(lookup_user(&name).map_err(Unavailable::Failed)?)
@@ -115,6 +162,8 @@ impl Server {
             .prefix("cell-pg-")
             .tempdir()
             .map_err(|e| Unavailable::Failed(format!("temp dir: {e}")))?;
+        std::fs::write(dir.path().join(OWNER), std::process::id().to_string())
+            .map_err(|e| Unavailable::Failed(format!("{OWNER}: {e}")))?;
         if let Some((uid, gid)) = run_as {
             chown(dir.path(), Some(uid), Some(gid))
                 .map_err(|e| Unavailable::Failed(format!("chown {}: {e}", dir.path().display())))?;
@@ -278,6 +327,22 @@ impl Server {
         }
     }
 
+    /// Stops the server at once (SIGQUIT: immediate shutdown; the postmaster takes its
+    /// backends down with it) and waits for it.
+    pub fn stop(&self) {
+        if let Ok(mut child) = self.child.lock()
+            && let Some(mut c) = child.take()
+        {
+            if let Ok(pid) = i32::try_from(c.id()) {
+                // SAFETY: plain kill(2) on our own child's pid, which we have not reaped.
+                unsafe {
+                    libc::kill(pid, libc::SIGQUIT);
+                }
+            }
+            let _ = c.wait();
+        }
+    }
+
     /// The URL of database `name`.
     pub fn url(&self, name: &str) -> String {
         format!("postgres://{USER}@127.0.0.1:{}/{name}", self.port)
@@ -326,18 +391,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if let Ok(mut child) = self.child.lock()
-            && let Some(mut c) = child.take()
-        {
-            // SIGQUIT: immediate shutdown, the postmaster takes its backends down with it.
-            if let Ok(pid) = i32::try_from(c.id()) {
-                // SAFETY: plain kill(2) on our own child's pid, which we have not reaped.
-                unsafe {
-                    libc::kill(pid, libc::SIGQUIT);
-                }
-            }
-            let _ = c.wait();
-        }
+        self.stop();
     }
 }
 
