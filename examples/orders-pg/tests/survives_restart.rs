@@ -47,3 +47,14 @@ fn schema_prints_the_ddl() {
         "{out}"
     );
 }
+
+#[test]
+fn without_database_url_it_says_what_to_set() {
+    let out = Command::new(env!("CARGO_BIN_EXE_orders-pg"))
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("$DATABASE_URL is not set"), "{stderr}");
+}
