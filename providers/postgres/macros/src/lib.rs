@@ -18,7 +18,10 @@ use proc_macro::TokenStream;
 
 /// Stores a `#[protein]` struct as the rows of a PostgreSQL table.
 ///
-/// ```ignore
+/// ```
+/// use cell_sdk::protein;
+/// cell_sdk::cell_remote!(Postgres = "cell-postgres");
+///
 /// #[protein]
 /// #[Postgres::table(name = "users")]
 /// pub struct User {
@@ -28,6 +31,14 @@ use proc_macro::TokenStream;
 ///     #[Postgres::column(name = "full_name")] name: String,
 ///     born: Option<cell_postgres::Timestamp>,
 /// }
+///
+/// # fn main() {
+/// // What `migrate` creates, and the column constants the query builder takes:
+/// let ddl = cell_postgres::schema_sql::<User>();
+/// assert!(ddl.contains(r#""email" VARCHAR(255) NOT NULL UNIQUE"#));
+/// assert!(ddl.contains(r#"CREATE INDEX "users_city_idx" ON "users" ("city")"#));
+/// assert_eq!(User::name.name(), "full_name");
+/// # }
 /// ```
 ///
 /// Argument: `name = "users"` (default: the type name in snake case). Names are ASCII

@@ -61,7 +61,15 @@ pub(crate) fn expand(
             "a `#[Postgres::table]` struct cannot be generic: it is one table",
         ));
     }
-    let fields = collect_fields(&mut input, &mut errors);
+    let alias = invocation.and_then(cell_export::attr::alias_of);
+    // Parent attributes still to expand on this item: helpers under their aliases are theirs.
+    let pending: Vec<String> = input
+        .attrs
+        .iter()
+        .filter(|a| a.path().segments.len() > 1)
+        .map(|a| prefix_of(a.path()))
+        .collect();
+    let fields = collect_fields(&mut input, alias.as_deref(), &pending, &mut errors);
     let key = choose_key(&input, &fields, &mut errors);
     let generated = match key {
         Some(key) if input.generics.params.is_empty() => {
@@ -125,7 +133,12 @@ fn check_name(name: &str, span: Span, what: &str, errors: &mut Vec<syn::Error>) 
 }
 
 /// Strips the helpers from the fields and reads them.
-fn collect_fields(input: &mut ItemStruct, errors: &mut Vec<syn::Error>) -> Vec<Field> {
+fn collect_fields(
+    input: &mut ItemStruct,
+    alias: Option<&str>,
+    pending: &[String],
+    errors: &mut Vec<syn::Error>,
+) -> Vec<Field> {
     let mut out = Vec::new();
     let Fields::Named(named) = &mut input.fields else {
         errors.push(syn::Error::new(
@@ -152,10 +165,13 @@ fn collect_fields(input: &mut ItemStruct, errors: &mut Vec<syn::Error>) -> Vec<F
         let mut renamed = false;
         let mut kept: Vec<Attribute> = Vec::new();
         for attr in field.attrs.drain(..) {
-            let Some(name) = helper_name(&attr) else {
+            let Some(name) = classify(&attr, alias, pending, errors) else {
                 kept.push(attr);
                 continue;
             };
+            if name.is_empty() {
+                continue;
+            }
             let (args, problems) = schema().helper_args("table", &attr);
             errors.extend(problems.iter().map(cell_export::attr::to_syn_error));
             let span = attr.path().span();
@@ -208,9 +224,70 @@ fn collect_fields(input: &mut ItemStruct, errors: &mut Vec<syn::Error>) -> Vec<F
     out
 }
 
-fn helper_name(attr: &Attribute) -> Option<String> {
+/// Whether `attr` is one of our helpers, and which. Under our alias (from the invocation),
+/// every attribute is ours, and an unknown name is an error with a suggestion. One of our
+/// helper names under another alias is an error too (CELL0011), unless a parent attribute of
+/// that alias is still to expand on this struct (it will take its own helpers). Without a
+/// known alias (rust-analyzer may not give the invocation's text), helpers are recognised by
+/// name, as they are when written bare (`#[unique]`). An unknown name under our alias is
+/// `Some("")`: reported here, and taken off the field.
+fn classify(
+    attr: &Attribute,
+    alias: Option<&str>,
+    pending: &[String],
+    errors: &mut Vec<syn::Error>,
+) -> Option<String> {
     let last = attr.path().segments.last()?.ident.to_string();
-    HELPERS.contains(&last.as_str()).then_some(last)
+    let prefix = prefix_of(attr.path());
+    let known = HELPERS.contains(&last.as_str());
+    if prefix.is_empty() {
+        return known.then_some(last);
+    }
+    if alias == Some(prefix.as_str()) {
+        if !known {
+            let hint = cell_export::args::did_you_mean(&last, &HELPERS)
+                .map(|h| format!(" (did you mean `{h}`?)"))
+                .unwrap_or_default();
+            errors.push(syn::Error::new(
+                attr.path()
+                    .segments
+                    .last()
+                    .map_or_else(Span::call_site, |s| s.ident.span()),
+                format!(
+                    "{}: `{last}` is not a helper of `{prefix}::table`{hint}; helpers: {}",
+                    cell_resolver::ProblemCode::ForeignHelper,
+                    HELPERS.join(", ")
+                ),
+            ));
+            // Reported: taken off the field (kept, rustc would add "cannot find `uniqe`").
+            return Some(String::new());
+        }
+        return Some(last);
+    }
+    if !known || pending.contains(&prefix) {
+        return None;
+    }
+    if let Some(alias) = alias {
+        errors.push(syn::Error::new(
+            attr.path().span(),
+            format!(
+                "{}: `{last}` is a helper of `{alias}::table`, but it is written under \
+                 `{prefix}`, another alias: write `#[{alias}::{last}]`",
+                cell_resolver::ProblemCode::ForeignHelper
+            ),
+        ));
+    }
+    Some(last)
+}
+
+fn prefix_of(path: &syn::Path) -> String {
+    let n = path.segments.len();
+    path.segments
+        .iter()
+        .take(n.saturating_sub(1))
+        .map(|s| s.ident.to_string())
+        .collect::<Vec<_>>()
+        .join("::")
 }
 
 fn choose_key(input: &ItemStruct, fields: &[Field], errors: &mut Vec<syn::Error>) -> Option<usize> {
@@ -474,6 +551,8 @@ fn snake_case(name: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use proc_macro2::TokenStream;
+
     /// The macros read the copy of the declaration in `export_decl.rs`; it must say what
     /// lib.rs says. `CELL_EXPORT_UPDATE=1 cargo test -p cell-postgres-macros` rewrites it.
     #[test]
@@ -566,6 +645,42 @@ mod tests {
             "struct User { id: u64, #[Postgres::varchar(0)] e: String }",
         );
         assert!(zero[0].contains("VARCHAR length"), "{zero:?}");
+    }
+
+    fn errors_as(invocation: &str, item: &str) -> Vec<String> {
+        let out = super::expand(TokenStream::new(), item.parse().unwrap(), Some(invocation));
+        out.to_string()
+            .split("compile_error !")
+            .skip(1)
+            .map(|s| s.split(')').next().unwrap_or_default().to_owned())
+            .filter(|e| !e.contains("CELL0001"))
+            .collect()
+    }
+
+    #[test]
+    fn helpers_under_another_alias_or_unknown_under_ours_are_cell0011() {
+        let at = "#[Postgres::table]";
+        let foreign = errors_as(at, "struct U { id: u64, #[DB::unique] e: String }");
+        assert_eq!(foreign.len(), 1, "{foreign:?}");
+        assert!(
+            foreign[0].contains("CELL0011") && foreign[0].contains("another alias"),
+            "{foreign:?}"
+        );
+        let typo = errors_as(at, "struct U { id: u64, #[Postgres::uniqe] e: String }");
+        assert!(
+            typo[0].contains("CELL0011") && typo[0].contains("did you mean `unique`"),
+            "{typo:?}"
+        );
+        // A helper of another parent still to expand is left to it.
+        let other = "#[DB::persist] struct U { id: u64, #[DB::unique] e: String }";
+        assert!(
+            errors_as(at, other).is_empty(),
+            "{:?}",
+            errors_as(at, other)
+        );
+        // Bare helpers and unknown invocations are recognised by name.
+        assert!(errors_as(at, "struct U { id: u64, #[unique] e: String }").is_empty());
+        assert!(errors_of("", "struct U { id: u64, #[DB::unique] e: String }").is_empty());
     }
 
     #[test]

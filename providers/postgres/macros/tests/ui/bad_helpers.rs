@@ -12,6 +12,8 @@ pub struct Person {
     age: u32,
     #[Postgres::column(nam = "x")]
     name: String,
+    #[Postgres::uniqe]
+    email: String,
 }
 
 fn main() {}
