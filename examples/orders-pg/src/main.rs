@@ -131,7 +131,7 @@ async fn main() -> anyhow::Result<()> {
         orders.len(),
         ada.total_cents,
         stock,
-        Postgres::query::<Order>().all().await?.len()
+        Postgres::query::<Order>().count().await?
     );
     Ok(())
 }

@@ -436,12 +436,12 @@ impl Tx {
         Query::on(crate::query::Target::Tx(self.clone()))
     }
 
-    pub(crate) async fn run_query<T: Table>(
+    pub(crate) async fn run_rows(
         &self,
         sql: &str,
         params: &[crate::Param<'_>],
-    ) -> Result<Vec<T>> {
-        self.note(query_on(&self.client, sql, params).await)
+    ) -> Result<Vec<tokio_postgres::Row>> {
+        self.note(rows_on(&self.client, sql, params).await)
     }
 }
 
@@ -520,26 +520,22 @@ async fn delete_on<T: Table>(client: &ClientWrapper, key: &T::Key) -> Result<boo
     Ok(n > 0)
 }
 
-pub(crate) async fn query_on<T: Table>(
+pub(crate) async fn rows_on(
     client: &ClientWrapper,
     sql: &str,
     params: &[crate::Param<'_>],
-) -> Result<Vec<T>> {
+) -> Result<Vec<tokio_postgres::Row>> {
     let stmt = client.prepare_cached(sql).await.map_err(stmt_error)?;
-    let rows = client
-        .query(&stmt, &refs(params))
-        .await
-        .map_err(stmt_error)?;
-    rows.iter().map(T::from_row).collect()
+    client.query(&stmt, &refs(params)).await.map_err(stmt_error)
 }
 
 impl Pg {
-    pub(crate) async fn run_query<T: Table>(
+    pub(crate) async fn run_rows(
         &self,
         sql: &str,
         params: &[crate::Param<'_>],
-    ) -> Result<Vec<T>> {
-        query_on(&*self.client().await?, sql, params).await
+    ) -> Result<Vec<tokio_postgres::Row>> {
+        rows_on(&*self.client().await?, sql, params).await
     }
 }
 

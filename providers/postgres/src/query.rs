@@ -122,7 +122,7 @@ impl<T: Table> Query<T> {
 
     /// The statement this query runs (`$n` for values; `NULL` comparisons as `IS NULL`).
     pub fn sql(&self) -> String {
-        self.build(&self.nulls()).0
+        self.build(T::SQL.select, &self.nulls(), true)
     }
 
     fn nulls(&self) -> Vec<bool> {
@@ -132,8 +132,9 @@ impl<T: Table> Query<T> {
             .collect()
     }
 
-    fn build(&self, nulls: &[bool]) -> (String, usize) {
-        let mut sql = T::SQL.select.to_owned();
+    /// `head` + the filters, then (if `shape`) the order and the limit.
+    fn build(&self, head: &str, nulls: &[bool], shape: bool) -> String {
+        let mut sql = head.to_owned();
         let mut n = 0;
         for (i, (name, _)) in self.filters.iter().enumerate() {
             sql.push_str(if i == 0 { " WHERE " } else { " AND " });
@@ -143,6 +144,9 @@ impl<T: Table> Query<T> {
                 n += 1;
                 sql.push_str(&format!("\"{name}\" = ${n}"));
             }
+        }
+        if !shape {
+            return sql;
         }
         for (i, (name, desc)) in self.order.iter().enumerate() {
             sql.push_str(if i == 0 { " ORDER BY " } else { ", " });
@@ -155,7 +159,7 @@ impl<T: Table> Query<T> {
             // A u32 literal: no parameter needed, nothing to inject.
             sql.push_str(&format!(" LIMIT {limit}"));
         }
-        (sql, n)
+        sql
     }
 
     /// Every matching record.
@@ -163,6 +167,30 @@ impl<T: Table> Query<T> {
     /// # Errors
     /// [`Error::Encode`] for a value no column can hold; [`Error::Decode`]; connection errors.
     pub async fn all(self) -> Result<Vec<T>> {
+        let rows = self.rows(T::SQL.select, true).await?;
+        rows.iter().map(T::from_row).collect()
+    }
+
+    /// The number of matching records (`SELECT count(*)`, the filters only: order and limit
+    /// do not apply).
+    ///
+    /// # Errors
+    /// As [`Query::all`].
+    pub async fn count(self) -> Result<u64> {
+        let head = format!("SELECT count(*) FROM \"{}\"", T::TABLE);
+        let rows = self.rows(&head, false).await?;
+        let n: i64 = rows
+            .first()
+            .and_then(|r| r.try_get(0).ok())
+            .unwrap_or_default();
+        u64::try_from(n).map_err(|_| Error::Decode {
+            table: T::TABLE,
+            column: "count(*)",
+            reason: format!("{n} is negative"),
+        })
+    }
+
+    async fn rows(&self, head: &str, shape: bool) -> Result<Vec<tokio_postgres::Row>> {
         let mut params = Vec::new();
         for (name, value) in &self.filters {
             let p = value.encode().map_err(|reason| Error::Encode {
@@ -174,11 +202,11 @@ impl<T: Table> Query<T> {
         }
         let nulls: Vec<bool> = params.iter().map(Param::is_null).collect();
         params.retain(|p| !p.is_null());
-        let (sql, _) = self.build(&nulls);
+        let sql = self.build(head, &nulls, shape);
         match &self.target {
-            Target::Current => crate::current()?.run_query(&sql, &params).await,
-            Target::Pg(pg) => pg.run_query(&sql, &params).await,
-            Target::Tx(tx) => tx.run_query(&sql, &params).await,
+            Target::Current => crate::current()?.run_rows(&sql, &params).await,
+            Target::Pg(pg) => pg.run_rows(&sql, &params).await,
+            Target::Tx(tx) => tx.run_rows(&sql, &params).await,
         }
     }
 
