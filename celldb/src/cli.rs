@@ -182,13 +182,9 @@ fn serve(
     })
 }
 
+/// Opens `dir` for reading only: tools never create or change anything in a directory.
 fn open(dir: &PathBuf) -> anyhow::Result<celldb::Db> {
-    anyhow::ensure!(
-        dir.join("data").exists(),
-        "{} is not a celldb database (no `data` directory)",
-        dir.display()
-    );
-    celldb::Db::open(dir).with_context(|| format!("opening {}", dir.display()))
+    celldb::Db::open_read_only(dir).with_context(|| format!("opening {} to read it", dir.display()))
 }
 
 fn inspect(dir: &PathBuf) -> anyhow::Result<()> {

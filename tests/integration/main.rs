@@ -50,11 +50,16 @@
 //!   a second server on one directory, migrations refused, the default database from
 //!   `$CELLDB_URL`, and SIGKILL of the server loses no acknowledged write.
 //! - `celldb_crash`: real child processes: SIGKILL loops (no acknowledged write lost, indexes
-//!   agree with records) and the fsync proof under strace (buffered mode as negative control).
+//!   agree with records), also during the creation and recovery of a database, and the fsync
+//!   proof under strace (buffered mode as negative control).
+//! - `celldb_disk`: the database directory: private modes, another user's directory refused,
+//!   a symlinked lock file, deleted keyspaces and journals, a damaged keyspace manifest (through
+//!   the real binary), read-only `inspect`/`dump`, an interrupted creation redone.
 
 mod agree;
 mod celldb_api;
 mod celldb_crash;
+mod celldb_disk;
 mod celldb_remote;
 mod celldb_site;
 mod index;
