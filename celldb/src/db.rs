@@ -526,6 +526,20 @@ impl Local {
         Ok((RawTable { records, indexes }, opened))
     }
 
+    /// True when table `table` has stored metadata.
+    pub(crate) fn has_table(&self, table: &str) -> Result<bool> {
+        self.meta
+            .contains_key(table)
+            .map_err(|e| Error::storage(format!("reading the metadata of table {table}"), e))
+    }
+
+    /// How many tables have stored metadata.
+    pub(crate) fn table_count(&self) -> Result<usize> {
+        self.meta
+            .len()
+            .map_err(|e| Error::storage("counting celldb's tables", e))
+    }
+
     /// Writes the table's metadata (plus `writes`, a migration) durably through the log.
     pub(crate) fn write_meta(
         &self,

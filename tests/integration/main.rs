@@ -52,6 +52,9 @@
 //! - `celldb_crash`: real child processes: SIGKILL loops (no acknowledged write lost, indexes
 //!   agree with records), also during the creation and recovery of a database, and the fsync
 //!   proof under strace (buffered mode as negative control).
+//! - `celldb_hostile`: `celldb serve` against hostile clients: payloads that are not exactly
+//!   a method's arguments, unguessable ids, bounded tables/indexes/metadata and read checks,
+//!   the server's log on stderr.
 //! - `celldb_disk`: the database directory: private modes, another user's directory refused,
 //!   a symlinked lock file, deleted keyspaces and journals, a damaged keyspace manifest (through
 //!   the real binary), read-only `inspect`/`dump`, an interrupted creation redone.
@@ -60,6 +63,7 @@ mod agree;
 mod celldb_api;
 mod celldb_crash;
 mod celldb_disk;
+mod celldb_hostile;
 mod celldb_remote;
 mod celldb_site;
 mod index;
