@@ -55,6 +55,10 @@
 //! - `celldb_hostile`: `celldb serve` against hostile clients: payloads that are not exactly
 //!   a method's arguments, unguessable ids, bounded tables/indexes/metadata and read checks,
 //!   the server's log on stderr.
+//! - `celldb_sweep`: the corruption sweep: random byte flips in every class of database file
+//!   (journal, tables, manifests, version files, metadata) and deleted keyspaces, each opened
+//!   and read in a child process; no panic, no abort, no silent wrong value where the format
+//!   carries a checksum (`CELLDB_SWEEP_CASES` for the long run).
 //! - `celldb_disk`: the database directory: private modes, another user's directory refused,
 //!   a symlinked lock file, deleted keyspaces and journals, a damaged keyspace manifest (through
 //!   the real binary), read-only `inspect`/`dump`, an interrupted creation redone.
@@ -66,6 +70,7 @@ mod celldb_disk;
 mod celldb_hostile;
 mod celldb_remote;
 mod celldb_site;
+mod celldb_sweep;
 mod index;
 mod protein;
 mod providers;
