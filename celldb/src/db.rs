@@ -204,9 +204,10 @@ impl Db {
         }
         let lock = crate::disk::lock(path, crate::disk::LockMode::Shared)?;
         let data = path.join(crate::disk::DATA);
-        crate::disk::validate(&data)?;
+        let torn = crate::disk::validate(&data)?;
         let view = crate::disk::shadow(&data)?;
         let view_data = view.path().join(crate::disk::DATA);
+        crate::journal::cut_torn_tails(&view_data, &torn)?;
         Self::open_fjall(path, &view_data, Options::default(), lock, Some(view), true)
     }
 
@@ -218,7 +219,8 @@ impl Db {
         let data = path.join(crate::disk::DATA);
         // fjall truncates a journal at the first entry it cannot read, silently, and trusts
         // its manifests: refuse to open damaged ones (see `disk` and `journal`).
-        crate::disk::validate(&data)?;
+        let torn = crate::disk::validate(&data)?;
+        crate::journal::cut_torn_tails(&data, &torn)?;
         crate::disk::restore_fjall_lock(&data)?;
         Self::open_fjall(path, &data, options, lock, temp, false)
     }

@@ -215,11 +215,13 @@ pub(crate) fn exists(dir: &Path) -> bool {
     dir.join(DATA).is_dir()
 }
 
-/// Checks fjall's directory `data` before fjall reads it (see the module docs). Reads only.
+/// Checks fjall's directory `data` before fjall reads it (see the module docs). Reads only;
+/// returns the journals ending in a partly written batch, for [`crate::journal::cut_torn_tails`]
+/// on the directory fjall will open.
 ///
 /// # Errors
 /// [`Error::Corrupt`] naming the file; I/O errors.
-pub(crate) fn validate(data: &Path) -> Result<()> {
+pub(crate) fn validate(data: &Path) -> Result<Vec<crate::journal::TornTail>> {
     let marker = data.join("version");
     match std::fs::read(&marker) {
         Ok(bytes) if bytes == FJALL_VERSION => {}
@@ -255,7 +257,7 @@ pub(crate) fn validate(data: &Path) -> Result<()> {
              deleted, and with it every write not yet flushed to the keyspaces' tables",
         ));
     }
-    crate::journal::check(data)?;
+    let torn = crate::journal::check(data)?;
     let keyspaces = data.join("keyspaces");
     let entries = std::fs::read_dir(&keyspaces).map_err(io(&keyspaces))?;
     let mut saw_meta = false;
@@ -303,7 +305,7 @@ pub(crate) fn validate(data: &Path) -> Result<()> {
              every keyspace as unreferenced",
         ));
     }
-    Ok(())
+    Ok(torn)
 }
 
 /// Checks that `current` (u64 version id, u128 xxh3 checksum, u8 checksum type 0) names a
