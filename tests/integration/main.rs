@@ -21,6 +21,8 @@
 //!   refused by the client; malformed challenges and proofs close only their connection;
 //!   version mismatches on TCP reach only peers that know the secret; and the documented
 //!   limit: a fake server that relays the real server's challenge gets in as the client.
+//! - `rpc_context`: the call context a handler sees (connection id, Unix and TCP peer, request
+//!   id, deadline) in a real server process, and connection-close notifications.
 //! - `rpc_handler`: the one-crate form (`#[service] struct` + `#[handler] impl`) through the
 //!   test kit.
 //! - `remote`: `cell_remote!` aliases reaching providers' macros and API, and its compile errors
@@ -78,5 +80,6 @@ mod remote;
 mod resolver;
 mod rpc;
 mod rpc_auth;
+mod rpc_context;
 mod rpc_handler;
 mod sources;
