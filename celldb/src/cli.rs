@@ -86,6 +86,9 @@ enum Command {
         /// is refused with an error.
         #[arg(long, default_value_t = crate::server::ServerConfig::default().max_tx_per_session)]
         max_tx_per_session: usize,
+        /// Sessions one connection may open (a client uses one).
+        #[arg(long, default_value_t = crate::server::ServerConfig::default().max_sessions_per_connection)]
+        max_sessions_per_connection: usize,
         /// Open transactions the whole server holds at once (each pins a snapshot).
         #[arg(long, default_value_t = crate::server::ServerConfig::default().max_transactions)]
         max_transactions: usize,
@@ -123,6 +126,7 @@ pub fn main() -> anyhow::Result<()> {
             page_bytes,
             max_sessions,
             max_tx_per_session,
+            max_sessions_per_connection,
             max_transactions,
             max_session_read_bytes,
             max_read_bytes,
@@ -140,6 +144,7 @@ pub fn main() -> anyhow::Result<()> {
                 page_bytes,
                 max_sessions,
                 max_tx_per_session,
+                max_sessions_per_connection,
                 max_transactions,
                 max_session_read_bytes,
                 max_read_bytes,

@@ -53,6 +53,9 @@ pub struct ServerConfig {
     /// Transactions one session holds open at most (default 256); the read that would begin
     /// one more is refused with [`WireError::Limit`]. `celldb serve --max-tx-per-session`.
     pub max_tx_per_session: usize,
+    /// Sessions one connection may open (default 8; a client handle uses one at a time).
+    /// `celldb serve --max-sessions-per-connection`.
+    pub max_sessions_per_connection: usize,
     /// Transactions the whole server holds open at most, whatever the session (default 4096;
     /// each pins a fjall snapshot). `celldb serve --max-transactions`.
     pub max_transactions: usize,
@@ -76,6 +79,7 @@ impl Default for ServerConfig {
             page_bytes: 4 << 20,
             max_sessions: 1024,
             max_tx_per_session: 256,
+            max_sessions_per_connection: 8,
             max_transactions: 4096,
             max_session_read_bytes: 32 << 20,
             max_read_bytes: 256 << 20,
@@ -112,6 +116,8 @@ struct State {
     read_bytes: Arc<AtomicUsize>,
     /// Held while `open_table` checks the table bound and creates a table.
     creating: Mutex<()>,
+    /// Connections that opened a session (their close ends their sessions).
+    connections: Mutex<HashSet<u64>>,
     stop: tokio::sync::watch::Sender<bool>,
     bad_requests: AtomicU64,
 }
@@ -125,6 +131,9 @@ struct Session {
     unheld_since: Option<std::time::Instant>,
     /// Bytes of read checks its transactions hold (each gives its share back on drop).
     read_bytes: Arc<AtomicUsize>,
+    /// The connection that opened it (`None` outside a served call): only calls on that
+    /// connection may use the session and its transactions.
+    connection: Option<u64>,
 }
 
 /// Open transactions by id, with the count per session that bounds them.
@@ -263,6 +272,7 @@ impl Server {
             page_bytes: config.page_bytes.max(1),
             max_sessions: config.max_sessions.max(1),
             max_tx_per_session: config.max_tx_per_session.max(1),
+            max_sessions_per_connection: config.max_sessions_per_connection.max(1),
             max_transactions: config.max_transactions.max(1),
             max_session_read_bytes: config.max_session_read_bytes.max(1),
             max_read_bytes: config.max_read_bytes.max(1),
@@ -313,6 +323,7 @@ impl Server {
                 sessions: Mutex::new(HashMap::new()),
                 read_bytes: Arc::new(AtomicUsize::new(0)),
                 creating: Mutex::new(()),
+                connections: Mutex::new(HashSet::new()),
                 stop: tokio::sync::watch::channel(false).0,
                 bad_requests: AtomicU64::new(0),
             }),
@@ -407,6 +418,10 @@ impl Server {
     /// The transaction `at` names, or a new one of its session when `at.tx` is 0.
     fn tx(&self, at: &At) -> Result<(u64, SharedTx), WireError> {
         if at.tx != 0 {
+            // The session must be this connection's; then the transaction that session's.
+            if self.owned(at.session).is_err() {
+                return Err(WireError::UnknownTransaction);
+            }
             return match lock(&self.state.txs).get(at.tx) {
                 Some((session, tx)) if *session == at.session => Ok((at.tx, tx.clone())),
                 _ => Err(WireError::UnknownTransaction),
@@ -415,7 +430,10 @@ impl Server {
         // Held until the transaction is registered: a session closing meanwhile then sees it
         // (its guard takes this lock first) and aborts it too.
         let sessions = lock(&self.state.sessions);
-        let Some(session) = sessions.get(&at.session) else {
+        let Some(session) = sessions
+            .get(&at.session)
+            .filter(|s| s.connection == connection())
+        else {
             return Err(WireError::UnknownSession);
         };
         let session_bytes = session.read_bytes.clone();
@@ -496,6 +514,47 @@ fn fresh_id(taken: impl Fn(u64) -> bool) -> Result<u64, WireError> {
             .map_err(|e| WireError::Storage(format!("no random numbers from the OS: {e}")))?;
         if id != 0 && !taken(id) {
             return Ok(id);
+        }
+    }
+}
+
+/// The connection of the call being served (the runtime's call context).
+fn connection() -> Option<u64> {
+    cell_sdk::CallContext::with_current(|ctx| ctx.map(|c| c.connection().id().get()))
+}
+
+impl Server {
+    /// `Ok` when `session` is live and was opened on this call's connection. Another
+    /// connection's session is unknown to this one (it is not told that it exists).
+    fn owned(&self, session: u64) -> Result<(), WireError> {
+        match lock(&self.state.sessions).get(&session) {
+            Some(s) if s.connection == connection() => Ok(()),
+            _ => Err(WireError::UnknownSession),
+        }
+    }
+
+    /// Ends every session of connection `id` and aborts their transactions (the connection
+    /// closed; its `hold` calls, if any, were dropped too).
+    fn close_connection(state: &State, id: u64) {
+        let mut sessions = lock(&state.sessions);
+        let mut ended = HashSet::new();
+        sessions.retain(|sid, s| {
+            let keep = s.connection != Some(id);
+            if !keep {
+                ended.insert(*sid);
+            }
+            keep
+        });
+        let mut txs = lock(&state.txs);
+        drop(sessions);
+        txs.retain(|session, _| !ended.contains(&session));
+        lock(&state.connections).remove(&id);
+        if !ended.is_empty() {
+            tracing::debug!(
+                connection = id,
+                sessions = ended.len(),
+                "celldb: a connection closed; its sessions ended"
+            );
         }
     }
 }
@@ -625,12 +684,39 @@ impl CellDb for Server {
     }
 
     async fn open_session(&self) -> Result<u64, WireError> {
+        let context = cell_sdk::CallContext::current();
+        let conn = context.as_ref().map(|c| c.connection().id().get());
         let mut sessions = lock(&self.state.sessions);
-        if sessions.len() >= self.state.config.max_sessions {
+        let config = &self.state.config;
+        if let Some(conn) = conn {
+            let mine = sessions
+                .values()
+                .filter(|s| s.connection == Some(conn))
+                .count();
+            if mine >= config.max_sessions_per_connection {
+                return Err(WireError::Limit(format!(
+                    "this connection holds {mine} sessions, the server's maximum per connection \
+                     (`celldb serve --max-sessions-per-connection`)"
+                )));
+            }
+        }
+        if sessions.len() >= config.max_sessions {
             return Err(WireError::Limit(format!(
                 "the server holds {} sessions, its maximum (`celldb serve --max-sessions`)",
-                self.state.config.max_sessions
+                config.max_sessions
             )));
+        }
+        // The first session of a connection: end its sessions when it closes, whether or not
+        // their `hold` calls ever came.
+        if let (Some(conn), Some(context)) = (conn, &context)
+            && lock(&self.state.connections).insert(conn)
+        {
+            let state = Arc::downgrade(&self.state);
+            context.connection().on_close(move || {
+                if let Some(state) = state.upgrade() {
+                    Server::close_connection(&state, conn);
+                }
+            });
         }
         let id = fresh_id(|id| sessions.contains_key(&id))?;
         sessions.insert(
@@ -638,6 +724,7 @@ impl CellDb for Server {
             Session {
                 unheld_since: Some(std::time::Instant::now()),
                 read_bytes: Arc::new(AtomicUsize::new(0)),
+                connection: conn,
             },
         );
         Ok(id)
@@ -645,8 +732,8 @@ impl CellDb for Server {
 
     async fn hold(&self, session: u64) -> bool {
         match lock(&self.state.sessions).get_mut(&session) {
-            Some(opened) => opened.unheld_since = None,
-            None => return false,
+            Some(opened) if opened.connection == connection() => opened.unheld_since = None,
+            _ => return false,
         }
         let _guard = SessionGuard {
             state: self.state.clone(),
@@ -781,6 +868,9 @@ impl CellDb for Server {
         let (version, reads) = if commit.tx == 0 {
             (local.log.version(), Vec::new())
         } else {
+            if self.owned(commit.session).is_err() {
+                return Err(WireError::UnknownTransaction);
+            }
             let taken = lock(&self.state.txs).remove_owned(commit.tx, commit.session);
             let Some(tx) = taken else {
                 return Err(WireError::UnknownTransaction);
@@ -819,6 +909,9 @@ impl CellDb for Server {
     }
 
     async fn release(&self, session: u64, tx: u64) -> bool {
+        if self.owned(session).is_err() {
+            return false;
+        }
         lock(&self.state.txs).remove_owned(tx, session).is_some()
     }
 
