@@ -6,15 +6,21 @@
 //! [`WriteSet`] with those read checks and submits it to the database's [`LocalLog`] — the same
 //! validation and group commit as embedded mode, and acknowledged = fsynced on the server.
 //!
-//! Sessions tie transactions to a connection: each client holds one `hold` call open for its
-//! session's lifetime; when the connection closes, the runtime drops that call, and its guard
-//! aborts every transaction of the session and frees their snapshots. Nothing from the network
-//! is trusted: unknown ids, bad keys and bad table names are [`WireError::BadRequest`].
+//! Sessions tie transactions to a connection: a session belongs to the connection that opened
+//! it (the runtime's call context names it), and only calls on that connection may use the
+//! session and its transactions; each client holds one `hold` call open for its session's
+//! lifetime, and when the connection closes its sessions end, their transactions are aborted
+//! and their snapshots freed. Session and transaction ids come from the OS's CSPRNG. Nothing
+//! from the network is trusted: unknown ids, bad keys and bad table names are refused
+//! ([`WireError::BadRequest`], [`WireError::UnknownSession`], …), and [`Strict`] refuses a
+//! payload that is not exactly its method's archive.
 //!
-//! Everything a client can make the server hold is bounded ([`ServerConfig`]): sessions per
-//! server, open transactions per session (each pins a snapshot), and the bytes of one range
-//! reply — a larger range comes in pages read from the same snapshot, and the pages a client
-//! read are validated as one range at commit.
+//! What a client can make the server hold is bounded ([`ServerConfig`]): sessions per
+//! connection and per server, open transactions per session and per server (each pins a
+//! snapshot), read-check bytes per session and per server, tables, indexes per table, the
+//! size of a table's metadata, and the bytes of one range reply — a larger range comes in
+//! pages read from the same snapshot, and the pages a client read are validated as one range
+//! at commit. The records clients write are not bounded (docs/celldb.md lists every bound).
 //!
 //! [`LocalLog`]: crate::LocalLog
 
