@@ -65,7 +65,8 @@ pub struct ServerConfig {
     /// Transactions the whole server holds open at most, whatever the session (default 4096;
     /// each pins a fjall snapshot). `celldb serve --max-transactions`.
     pub max_transactions: usize,
-    /// Bytes of read checks the transactions of one session hold at most (default 32 MiB):
+    /// Bytes of read checks the transactions of one session hold at most (default 16 MiB, so
+    /// that one connection's sessions stay under half of [`ServerConfig::max_read_bytes`]):
     /// the keys they read and the values they saw, which their commits re-check. The read past
     /// it is refused. `celldb serve --max-session-read-bytes`.
     pub max_session_read_bytes: usize,
@@ -87,7 +88,7 @@ impl Default for ServerConfig {
             max_tx_per_session: 256,
             max_sessions_per_connection: 8,
             max_transactions: 4096,
-            max_session_read_bytes: 32 << 20,
+            max_session_read_bytes: 16 << 20,
             max_read_bytes: 256 << 20,
             max_tables: 256,
             max_indexes_per_table: 32,
@@ -1122,5 +1123,20 @@ impl cell_sdk::Service for Strict {
         out: &mut cell_sdk::codec::Bytes,
     ) -> Result<cell_sdk::Status, cell_sdk::codec::EncodeError> {
         <Inner as cell_sdk::Service>::encode(reply, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ServerConfig;
+
+    /// With the defaults, one connection's sessions cannot reach a server-wide bound alone
+    /// (`celldb_hostile::a_hostile_client_cannot_starve_well_behaved_ones` tries it).
+    #[test]
+    fn one_connection_stays_below_every_server_wide_bound_by_default() {
+        let c = ServerConfig::default();
+        assert!(c.max_sessions_per_connection < c.max_sessions);
+        assert!(c.max_sessions_per_connection * c.max_tx_per_session < c.max_transactions);
+        assert!(c.max_sessions_per_connection * c.max_session_read_bytes < c.max_read_bytes);
     }
 }
