@@ -89,6 +89,10 @@ enum Command {
         /// Sessions one connection may open (a client uses one).
         #[arg(long, default_value_t = crate::server::ServerConfig::default().max_sessions_per_connection)]
         max_sessions_per_connection: usize,
+        /// Sessions all TCP connections from one IP address may hold together (not applied on
+        /// a Unix socket).
+        #[arg(long, default_value_t = crate::server::ServerConfig::default().max_sessions_per_peer)]
+        max_sessions_per_peer: usize,
         /// Open transactions the whole server holds at once (each pins a snapshot).
         #[arg(long, default_value_t = crate::server::ServerConfig::default().max_transactions)]
         max_transactions: usize,
@@ -127,6 +131,7 @@ pub fn main() -> anyhow::Result<()> {
             max_sessions,
             max_tx_per_session,
             max_sessions_per_connection,
+            max_sessions_per_peer,
             max_transactions,
             max_session_read_bytes,
             max_read_bytes,
@@ -145,6 +150,7 @@ pub fn main() -> anyhow::Result<()> {
                 max_sessions,
                 max_tx_per_session,
                 max_sessions_per_connection,
+                max_sessions_per_peer,
                 max_transactions,
                 max_session_read_bytes,
                 max_read_bytes,

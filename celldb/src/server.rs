@@ -62,6 +62,11 @@ pub struct ServerConfig {
     /// Sessions one connection may open (default 8; a client handle uses one at a time).
     /// `celldb serve --max-sessions-per-connection`.
     pub max_sessions_per_connection: usize,
+    /// Sessions all TCP connections from one IP address may hold together (default 256, a
+    /// quarter of [`ServerConfig::max_sessions`]), so that one host opening many connections
+    /// cannot take every session. Not applied on a Unix socket, where every peer is the
+    /// server's own uid. `celldb serve --max-sessions-per-peer`.
+    pub max_sessions_per_peer: usize,
     /// Transactions the whole server holds open at most, whatever the session (default 4096;
     /// each pins a fjall snapshot). `celldb serve --max-transactions`.
     pub max_transactions: usize,
@@ -87,6 +92,7 @@ impl Default for ServerConfig {
             max_sessions: 1024,
             max_tx_per_session: 256,
             max_sessions_per_connection: 8,
+            max_sessions_per_peer: 256,
             max_transactions: 4096,
             max_session_read_bytes: 16 << 20,
             max_read_bytes: 256 << 20,
@@ -141,6 +147,9 @@ struct Session {
     /// The connection that opened it (`None` outside a served call): only calls on that
     /// connection may use the session and its transactions.
     connection: Option<u64>,
+    /// The TCP peer's IP address (`None` on a Unix socket, where every peer is the server's
+    /// own uid), for the bound per peer.
+    peer_ip: Option<std::net::IpAddr>,
 }
 
 /// Open transactions by id, with the count per session that bounds them.
@@ -280,6 +289,7 @@ impl Server {
             max_sessions: config.max_sessions.max(1),
             max_tx_per_session: config.max_tx_per_session.max(1),
             max_sessions_per_connection: config.max_sessions_per_connection.max(1),
+            max_sessions_per_peer: config.max_sessions_per_peer.max(1),
             max_transactions: config.max_transactions.max(1),
             max_session_read_bytes: config.max_session_read_bytes.max(1),
             max_read_bytes: config.max_read_bytes.max(1),
@@ -693,6 +703,10 @@ impl CellDb for Server {
     async fn open_session(&self) -> Result<u64, WireError> {
         let context = cell_sdk::CallContext::current();
         let conn = context.as_ref().map(|c| c.connection().id().get());
+        let peer_ip = context.as_ref().and_then(|c| match c.connection().peer() {
+            cell_sdk::Peer::Tcp { addr, .. } => Some(addr.ip()),
+            _ => None,
+        });
         let mut sessions = lock(&self.state.sessions);
         let config = &self.state.config;
         if let Some(conn) = conn {
@@ -704,6 +718,15 @@ impl CellDb for Server {
                 return Err(WireError::Limit(format!(
                     "this connection holds {mine} sessions, the server's maximum per connection \
                      (`celldb serve --max-sessions-per-connection`)"
+                )));
+            }
+        }
+        if let Some(ip) = peer_ip {
+            let theirs = sessions.values().filter(|s| s.peer_ip == Some(ip)).count();
+            if theirs >= config.max_sessions_per_peer {
+                return Err(WireError::Limit(format!(
+                    "the connections from {ip} hold {theirs} sessions, the server's maximum per \
+                     peer (`celldb serve --max-sessions-per-peer`)"
                 )));
             }
         }
@@ -732,6 +755,7 @@ impl CellDb for Server {
                 unheld_since: Some(std::time::Instant::now()),
                 read_bytes: Arc::new(AtomicUsize::new(0)),
                 connection: conn,
+                peer_ip,
             },
         );
         Ok(id)
@@ -1136,6 +1160,7 @@ mod tests {
     fn one_connection_stays_below_every_server_wide_bound_by_default() {
         let c = ServerConfig::default();
         assert!(c.max_sessions_per_connection < c.max_sessions);
+        assert!(c.max_sessions_per_peer < c.max_sessions);
         assert!(c.max_sessions_per_connection * c.max_tx_per_session < c.max_transactions);
         assert!(c.max_sessions_per_connection * c.max_session_read_bytes < c.max_read_bytes);
     }

@@ -664,3 +664,63 @@ async fn workload(clients: &[celldb::Db], offset: u64) -> Vec<u64> {
     }
     all
 }
+
+/// Over TCP, one host opening many connections is bounded too: the sessions of all
+/// connections from one IP address (`--max-sessions-per-peer`).
+#[tokio::test]
+async fn sessions_from_one_tcp_peer_are_bounded() {
+    let site = Site::new(Mode::Remote);
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_celldb-cli"));
+    command
+        .args([
+            "serve",
+            "--tcp",
+            &addr.to_string(),
+            "--max-sessions-per-connection",
+            "2",
+            "--max-sessions-per-peer",
+            "3",
+            "--dir",
+        ])
+        .arg(site.dir())
+        .env("CELL_SECRET", "a-secret-for-peers");
+    let _server = ServerProcess::spawn(command, format!("tcp://{addr}")).unwrap();
+    let connect = || async {
+        CellDbClient::connect_with(
+            cell_sdk::Endpoint::tcp(addr.to_string()),
+            cell_sdk::SynapseConfig {
+                secret: Some(cell_sdk::Secret::new(b"a-secret-for-peers".to_vec())),
+                ..cell_sdk::SynapseConfig::default()
+            },
+        )
+        .await
+        .unwrap()
+    };
+    let (a, b, c) = (connect().await, connect().await, connect().await);
+    a.open_session().await.unwrap();
+    a.open_session().await.unwrap();
+    limit(a.open_session().await, "--max-sessions-per-connection");
+    b.open_session().await.unwrap();
+    limit(b.open_session().await, "--max-sessions-per-peer");
+    limit(c.open_session().await, "--max-sessions-per-peer");
+    // A closed connection gives its sessions back to its peer.
+    drop(a);
+    let mut opened = None;
+    for _ in 0..200 {
+        match c.open_session().await {
+            Ok(s) => {
+                opened = Some(s);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    assert!(
+        opened.is_some(),
+        "the closed connection's sessions were not freed"
+    );
+}
