@@ -86,6 +86,29 @@ enum Command {
         /// is refused with an error.
         #[arg(long, default_value_t = crate::server::ServerConfig::default().max_tx_per_session)]
         max_tx_per_session: usize,
+        /// Sessions one connection may open (a client uses one).
+        #[arg(long, default_value_t = crate::server::ServerConfig::default().max_sessions_per_connection)]
+        max_sessions_per_connection: usize,
+        /// Sessions all TCP connections from one IP address may hold together (not applied on
+        /// a Unix socket).
+        #[arg(long, default_value_t = crate::server::ServerConfig::default().max_sessions_per_peer)]
+        max_sessions_per_peer: usize,
+        /// Open transactions the whole server holds at once (each pins a snapshot).
+        #[arg(long, default_value_t = crate::server::ServerConfig::default().max_transactions)]
+        max_transactions: usize,
+        /// Bytes of read checks (keys read, values seen) the transactions of one session may
+        /// hold.
+        #[arg(long, default_value_t = crate::server::ServerConfig::default().max_session_read_bytes)]
+        max_session_read_bytes: usize,
+        /// Bytes of read checks all open transactions together may hold.
+        #[arg(long, default_value_t = crate::server::ServerConfig::default().max_read_bytes)]
+        max_read_bytes: usize,
+        /// Tables the database may hold; creating one more is refused.
+        #[arg(long, default_value_t = crate::server::ServerConfig::default().max_tables)]
+        max_tables: usize,
+        /// Indexes one table may declare.
+        #[arg(long, default_value_t = crate::server::ServerConfig::default().max_indexes_per_table)]
+        max_indexes_per_table: usize,
     },
 }
 
@@ -107,7 +130,15 @@ pub fn main() -> anyhow::Result<()> {
             page_bytes,
             max_sessions,
             max_tx_per_session,
+            max_sessions_per_connection,
+            max_sessions_per_peer,
+            max_transactions,
+            max_session_read_bytes,
+            max_read_bytes,
+            max_tables,
+            max_indexes_per_table,
         } => {
+            init_logging();
             let endpoint = match (tcp, socket) {
                 (Some(addr), _) => cell_sdk::Endpoint::tcp(addr),
                 (None, Some(path)) => cell_sdk::Endpoint::unix(path),
@@ -118,6 +149,13 @@ pub fn main() -> anyhow::Result<()> {
                 page_bytes,
                 max_sessions,
                 max_tx_per_session,
+                max_sessions_per_connection,
+                max_sessions_per_peer,
+                max_transactions,
+                max_session_read_bytes,
+                max_read_bytes,
+                max_tables,
+                max_indexes_per_table,
             };
             serve(
                 &dir,
@@ -127,6 +165,20 @@ pub fn main() -> anyhow::Result<()> {
             )
         }
     }
+}
+
+/// Logs of `celldb serve` (refused peers, failed authentications, handler panics, accept
+/// failures, idle transactions aborted) go to stderr: `info` and above unless `RUST_LOG` says
+/// otherwise, without colours when stderr is not a terminal (a log file, a journal).
+fn init_logging() {
+    use std::io::IsTerminal as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
 }
 
 fn serve(
@@ -144,7 +196,7 @@ fn serve(
         let server = crate::server::Server::with_config(db, config)?;
         let membrane = cell_sdk::Membrane::bind(
             endpoint.clone(),
-            crate::wire::CellDbServer(server.clone()),
+            server.clone().service(),
             cell_sdk::MembraneConfig::default(),
         )
         .with_context(|| format!("binding {endpoint}"))?;
@@ -182,13 +234,9 @@ fn serve(
     })
 }
 
+/// Opens `dir` for reading only: tools never create or change anything in a directory.
 fn open(dir: &PathBuf) -> anyhow::Result<celldb::Db> {
-    anyhow::ensure!(
-        dir.join("data").exists(),
-        "{} is not a celldb database (no `data` directory)",
-        dir.display()
-    );
-    celldb::Db::open(dir).with_context(|| format!("opening {}", dir.display()))
+    celldb::Db::open_read_only(dir).with_context(|| format!("opening {} to read it", dir.display()))
 }
 
 fn inspect(dir: &PathBuf) -> anyhow::Result<()> {

@@ -173,42 +173,119 @@ impl Db {
         Self::open_inner(&path, Options::default(), Some(dir))
     }
 
-    fn open_inner(path: &Path, options: Options, temp: Option<tempfile::TempDir>) -> Result<Self> {
-        let io = |source| Error::Io {
+    /// Opens the database in `path` for reading only (`celldb inspect` and `dump`): nothing
+    /// in the directory is created or changed. fjall writes while it opens (journal recovery,
+    /// its lock, cleanups), so it opens a private view: the files it may write are copied to
+    /// a temporary directory, its immutable table files are linked there. The lock is taken
+    /// shared: several readers at once, none while a process has the database open.
+    ///
+    /// # Errors
+    /// [`Error::NotADatabase`] when `path` holds no celldb database; [`Error::Locked`] while
+    /// another process has it open; [`Error::Corrupt`], I/O and storage errors.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let not = |reason: &str| Error::NotADatabase {
             path: path.to_path_buf(),
-            source,
+            reason: reason.to_string(),
         };
-        std::fs::create_dir_all(path).map_err(io)?;
-        let lock_path = path.join("LOCK");
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(Error::Locked {
-                    path: path.to_path_buf(),
-                });
-            }
-            Err(std::fs::TryLockError::Error(source)) => {
-                return Err(Error::Io {
-                    path: lock_path,
-                    source,
-                });
-            }
+        if !path.is_dir() {
+            return Err(not("no such directory"));
         }
-        // fjall truncates a journal at the first entry it cannot read, silently: refuse to
-        // open one damaged before its last complete batch (see `journal`).
-        crate::journal::check(&path.join("data"))?;
-        let fjall = fjall::Database::builder(path.join("data"))
+        if !crate::disk::exists(path) {
+            return Err(not(if path.join("data.creating").exists() {
+                "its creation was interrupted before it was complete (opening it for writing \
+                 creates it again)"
+            } else {
+                "no `data` directory"
+            }));
+        }
+        if !path.join(crate::disk::LOCK).exists() {
+            return Err(not("no `LOCK` file"));
+        }
+        let lock = crate::disk::lock(path, crate::disk::LockMode::Shared)?;
+        let data = path.join(crate::disk::DATA);
+        let torn = crate::disk::validate(&data)?;
+        let view = crate::disk::shadow(&data)?;
+        let view_data = view.path().join(crate::disk::DATA);
+        crate::journal::cut_torn_tails(&view_data, &torn)?;
+        Self::open_fjall(path, &view_data, Options::default(), lock, Some(view), true)
+    }
+
+    fn open_inner(path: &Path, options: Options, temp: Option<tempfile::TempDir>) -> Result<Self> {
+        crate::disk::prepare(path)?;
+        let lock = crate::disk::lock(path, crate::disk::LockMode::Exclusive)?;
+        // A new database appears whole or not at all (see `disk`).
+        crate::disk::create_if_new(path, options.cache_bytes, &[META_KEYSPACE, SEQ_KEYSPACE])?;
+        let data = path.join(crate::disk::DATA);
+        // fjall truncates a journal at the first entry it cannot read, silently, and trusts
+        // its manifests: refuse to open damaged ones (see `disk` and `journal`).
+        let torn = crate::disk::validate(&data)?;
+        crate::journal::cut_torn_tails(&data, &torn)?;
+        crate::disk::restore_fjall_lock(&data)?;
+        Self::open_fjall(path, &data, options, lock, temp, false)
+    }
+
+    fn open_fjall(
+        path: &Path,
+        data: &Path,
+        options: Options,
+        lock: File,
+        temp: Option<tempfile::TempDir>,
+        read_only: bool,
+    ) -> Result<Self> {
+        let shown = path.join(crate::disk::DATA);
+        let fjall = fjall::Database::builder(data)
             .cache_size(options.cache_bytes)
             .manual_journal_persist(true)
-            .open()?;
-        let meta = fjall.keyspace(META_KEYSPACE, KeyspaceCreateOptions::default)?;
-        let seq = fjall.keyspace(SEQ_KEYSPACE, KeyspaceCreateOptions::default)?;
+            .open()
+            .map_err(|e| Error::storage(format!("opening {}", shown.display()), e))?;
+        let names = fjall.list_keyspace_names();
+        let has = |name: &str| fjall.keyspace_exists(name);
+        if !has(META_KEYSPACE) && (read_only || !names.is_empty()) {
+            return Err(Error::Corrupt {
+                table: "meta".into(),
+                reason: format!(
+                    "celldb's metadata keyspace `{META_KEYSPACE}` is missing from {} though \
+                     it holds {} other keyspace(s): its directory was deleted",
+                    shown.display(),
+                    names.len()
+                ),
+            });
+        }
+        let open = |name: &str| {
+            fjall
+                .keyspace(name, KeyspaceCreateOptions::default)
+                .map_err(|e| Error::storage(format!("opening keyspace {name}"), e))
+        };
+        let meta = open(META_KEYSPACE)?;
+        if !has(SEQ_KEYSPACE) && !meta.is_empty()? {
+            return Err(Error::Corrupt {
+                table: "meta".into(),
+                reason: format!(
+                    "the `auto_inc` counters' keyspace `{SEQ_KEYSPACE}` is missing from {}: \
+                     its directory was deleted",
+                    shown.display()
+                ),
+            });
+        }
+        let seq = open(SEQ_KEYSPACE)?;
+        // Every keyspace the metadata names must be there (metadata that does not decode is
+        // reported when its table is opened).
+        let mut expected = Vec::new();
+        for guard in meta.iter() {
+            let (key, value) = guard
+                .into_inner()
+                .map_err(|e| Error::storage("reading celldb's metadata", e))?;
+            let name = String::from_utf8_lossy(&key).into_owned();
+            let Ok(stored) = codec::from_bytes::<TableMeta>(&value) else {
+                continue;
+            };
+            expected.push((name.clone(), records_keyspace(&name)));
+            for (index, _) in &stored.indexes {
+                expected.push((name.clone(), index_keyspace(&name, index)));
+            }
+        }
+        crate::disk::check_keyspaces(&fjall, &shown, expected)?;
         let log = LocalLog::start(fjall.clone())?;
         Ok(Self::with_backend(Backend::Local(Local {
             fjall,
@@ -285,7 +362,9 @@ impl Db {
         let local = self.local_only("listing tables")?;
         let mut out = Vec::new();
         for guard in local.meta.iter() {
-            let (key, value) = guard.into_inner()?;
+            let (key, value) = guard
+                .into_inner()
+                .map_err(|e| Error::storage("reading celldb's metadata", e))?;
             let name = String::from_utf8_lossy(&key).into_owned();
             let meta = decode_meta(&name, &value)?;
             out.push((name, meta));
@@ -306,9 +385,13 @@ impl Db {
         }
         let ks = local
             .fjall
-            .keyspace(&name, KeyspaceCreateOptions::default)?;
+            .keyspace(&name, KeyspaceCreateOptions::default)
+            .map_err(|e| Error::storage(format!("opening keyspace {name}"), e))?;
         ks.iter()
-            .map(|g| g.into_inner().map_err(Error::from))
+            .map(|g| {
+                g.into_inner()
+                    .map_err(|e| Error::storage(format!("reading table {table}"), e))
+            })
             .collect()
     }
 
@@ -394,18 +477,40 @@ impl Local {
     /// tables and by the server, which knows tables only by their metadata.
     pub(crate) fn open_raw(&self, table: &str, current: &TableMeta) -> Result<(RawTable, Opened)> {
         let fjall = &self.fjall;
-        let records = fjall.keyspace(&records_keyspace(table), KeyspaceCreateOptions::default)?;
-        let indexes = current
-            .indexes
-            .iter()
-            .map(|(name, _)| {
-                fjall.keyspace(&index_keyspace(table, name), KeyspaceCreateOptions::default)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let stored = match self.meta.get(table)? {
+        let stored = match self
+            .meta
+            .get(table)
+            .map_err(|e| Error::storage(format!("reading the metadata of table {table}"), e))?
+        {
             Some(bytes) => Some(decode_meta(table, &bytes)?),
             None => None,
         };
+        let open = |name: String| {
+            // A stored table's keyspaces were checked when the database opened; one that is
+            // gone now (it cannot be, short of a bug) must not be recreated empty.
+            if let Some(stored) = &stored
+                && !fjall.keyspace_exists(&name)
+                && (name == records_keyspace(table)
+                    || stored
+                        .indexes
+                        .iter()
+                        .any(|(i, _)| index_keyspace(table, i) == name))
+            {
+                return Err(Error::Corrupt {
+                    table: table.to_string(),
+                    reason: format!("its keyspace `{name}` is missing"),
+                });
+            }
+            fjall
+                .keyspace(&name, KeyspaceCreateOptions::default)
+                .map_err(|e| Error::storage(format!("opening keyspace {name} of table {table}"), e))
+        };
+        let records = open(records_keyspace(table))?;
+        let indexes = current
+            .indexes
+            .iter()
+            .map(|(name, _)| open(index_keyspace(table, name)))
+            .collect::<Result<Vec<_>>>()?;
         let opened = match stored {
             None => {
                 self.write_meta(table, current, Vec::new())?;
@@ -421,6 +526,20 @@ impl Local {
             Some(stored) => Opened::Differs(stored),
         };
         Ok((RawTable { records, indexes }, opened))
+    }
+
+    /// True when table `table` has stored metadata.
+    pub(crate) fn has_table(&self, table: &str) -> Result<bool> {
+        self.meta
+            .contains_key(table)
+            .map_err(|e| Error::storage(format!("reading the metadata of table {table}"), e))
+    }
+
+    /// How many tables have stored metadata.
+    pub(crate) fn table_count(&self) -> Result<usize> {
+        self.meta
+            .len()
+            .map_err(|e| Error::storage("counting celldb's tables", e))
     }
 
     /// Writes the table's metadata (plus `writes`, a migration) durably through the log.

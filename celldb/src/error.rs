@@ -8,8 +8,14 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// The storage engine (fjall) or the file system failed.
-    #[error("storage error: {0}")]
-    Storage(#[from] fjall::Error),
+    #[error("storage error{}: {source}", while_doing(.at))]
+    Storage {
+        /// What celldb was doing, naming the directory, table or keyspace (empty when the
+        /// error came from a call that names nothing more than the operation).
+        at: String,
+        /// fjall's error.
+        source: fjall::Error,
+    },
     /// An I/O error outside fjall (lock file, directories).
     #[error("I/O error at {path}: {source}")]
     Io {
@@ -26,6 +32,14 @@ pub enum Error {
     Locked {
         /// The database directory.
         path: PathBuf,
+    },
+    /// A directory opened read-only (`celldb inspect`) holds no celldb database.
+    #[error("{path} is not a celldb database: {reason}")]
+    NotADatabase {
+        /// The directory.
+        path: PathBuf,
+        /// What is missing.
+        reason: String,
     },
     /// The table on disk was written by a different type than the one opening it.
     #[error(
@@ -104,10 +118,35 @@ pub enum Error {
     Default(String),
 }
 
+impl From<fjall::Error> for Error {
+    fn from(source: fjall::Error) -> Self {
+        Error::Storage {
+            at: String::new(),
+            source,
+        }
+    }
+}
+
 impl Error {
+    /// A storage error with what celldb was doing (`at`: "opening table users", …).
+    pub(crate) fn storage(at: impl Into<String>, source: fjall::Error) -> Self {
+        Error::Storage {
+            at: at.into(),
+            source,
+        }
+    }
+
     /// Aborts a transaction with your own error: nothing it wrote is committed.
     pub fn abort(reason: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Error::Aborted(reason.into())
+    }
+}
+
+fn while_doing(at: &str) -> String {
+    if at.is_empty() {
+        String::new()
+    } else {
+        format!(" while {at}")
     }
 }
 

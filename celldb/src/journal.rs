@@ -44,21 +44,28 @@ use std::path::Path;
 /// The end marker's trailer (fjall's `MAGIC_BYTES`).
 const TRAILER: [u8; 4] = *b"FJL\x03";
 
+/// A journal whose last batch was cut short (a torn write): fjall drops it by cutting the file
+/// at `at`, the end of its last complete batch.
+#[derive(Debug)]
+pub(crate) struct TornTail {
+    /// The journal's file name.
+    pub(crate) file: std::ffi::OsString,
+    /// Where its complete batches end.
+    pub(crate) at: u64,
+}
+
 /// Checks every journal file in fjall's directory `dir` (a missing directory is a new
-/// database: nothing to check).
+/// database: nothing to check); returns the journals that end in a partly written batch.
 ///
 /// # Errors
 /// [`Error::Corrupt`] when a journal is damaged before its last complete batch; I/O errors.
-pub(crate) fn check(dir: &Path) -> Result<()> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| Error::Io { path, source }
-    };
+pub(crate) fn check(dir: &Path) -> Result<Vec<TornTail>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(io(dir)(e)),
     };
+    let mut torn = Vec::new();
     for entry in entries {
         let path = entry.map_err(io(dir))?.path();
         if path.extension().is_some_and(|e| e == "jnl") && path.is_file() {
@@ -66,16 +73,54 @@ pub(crate) fn check(dir: &Path) -> Result<()> {
             let reason = match walk(BufReader::new(&file)).map_err(io(&path))? {
                 Walk::Clean => None,
                 Walk::Damaged(reason) => Some(reason),
-                Walk::Broken { at, batch, what } => trailer_follows(&file, batch)
-                    .map_err(io(&path))?
-                    .then(|| broken(at, &what)),
+                Walk::Broken {
+                    at,
+                    batch,
+                    what,
+                    zero_tag,
+                } => {
+                    let damage = trailer_follows(&file, batch).map_err(io(&path))?;
+                    // A partly written batch (not the zeros after the last one): fjall would
+                    // parse it, and its debug build asserts on an item header cut short.
+                    if !damage && (at > batch || !zero_tag) {
+                        torn.push(TornTail {
+                            file: path.file_name().map(ToOwned::to_owned).unwrap_or_default(),
+                            at: batch,
+                        });
+                    }
+                    damage.then(|| broken(at, &what))
+                }
             };
             if let Some(reason) = reason {
                 return Err(corrupt(&path, &reason));
             }
         }
     }
+    Ok(torn)
+}
+
+/// Drops the torn tails [`check`] found in `dir` (fjall's directory, or a private view of
+/// it) by cutting each file at the end of its last complete batch — what fjall's recovery
+/// does, done before fjall parses the partial batch.
+pub(crate) fn cut_torn_tails(dir: &Path, torn: &[TornTail]) -> Result<()> {
+    for tail in torn {
+        let path = dir.join(&tail.file);
+        let file = File::options().write(true).open(&path).map_err(io(&path))?;
+        file.set_len(tail.at)
+            .and_then(|()| file.sync_all())
+            .map_err(io(&path))?;
+        tracing::info!(
+            journal = %path.display(),
+            at = tail.at,
+            "celldb: dropped a partly written (never acknowledged) batch at the journal's end"
+        );
+    }
     Ok(())
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.to_path_buf();
+    move |source| Error::Io { path, source }
 }
 
 fn corrupt(path: &Path, reason: &str) -> Error {
@@ -97,8 +142,13 @@ enum Walk {
     Damaged(String),
     /// The first entry that does not decode starts at byte `at`; the batch it belongs to (what
     /// fjall would truncate to) at `batch`. Damage if complete batches follow, else a torn
-    /// tail.
-    Broken { at: u64, batch: u64, what: String },
+    /// tail. `zero_tag`: the entry at `at` starts with a zero byte (where fjall stops).
+    Broken {
+        at: u64,
+        batch: u64,
+        what: String,
+        zero_tag: bool,
+    },
 }
 
 fn broken(at: u64, what: &str) -> String {
@@ -119,8 +169,9 @@ enum Entry {
     Eof,
 }
 
-/// Why an entry cannot be decoded (mirrors the cases fjall's reader truncates at).
-struct Broken(String);
+/// Why an entry cannot be decoded (mirrors the cases fjall's reader truncates at), and whether
+/// its tag byte was zero.
+struct Broken(String, bool);
 
 /// Counts bytes read, for offsets in messages.
 struct Counting<R> {
@@ -150,11 +201,12 @@ fn walk(reader: impl Read) -> std::io::Result<Walk> {
         let offset = reader.at;
         let entry = match read_entry(&mut reader)? {
             Ok(entry) => entry,
-            Err(Broken(what)) => {
+            Err(Broken(what, zero_tag)) => {
                 return Ok(Walk::Broken {
                     at: offset,
                     batch: batch_start,
                     what,
+                    zero_tag,
                 });
             }
         };
@@ -198,7 +250,7 @@ fn array<const N: usize>(reader: &mut impl Read) -> std::io::Result<Option<[u8; 
 /// Reads one entry with fjall 3.1's framing. The outer `Err` is an I/O error; the inner one an
 /// entry fjall's reader could not decode either.
 fn read_entry<R: Read>(reader: &mut Counting<R>) -> std::io::Result<Result<Entry, Broken>> {
-    let truncated = |what: &str| Ok(Err(Broken(format!("{what} cut short"))));
+    let truncated = |what: &str| Ok(Err(Broken(format!("{what} cut short"), false)));
     let Some([tag]) = array::<1>(reader)? else {
         return Ok(Ok(Entry::Eof));
     };
@@ -219,7 +271,7 @@ fn read_entry<R: Read>(reader: &mut Counting<R>) -> std::io::Result<Result<Entry
             };
             let [value_type, compression, ..] = header;
             if !matches!(value_type, 0 | 1 | 2 | 4) {
-                return Ok(Err(Broken(format!("bad value type {value_type}"))));
+                return Ok(Err(Broken(format!("bad value type {value_type}"), false)));
             }
             let key_len = u64::from(u16::from_le_bytes([header[10], header[11]]));
             let value_len = u32::from_le_bytes([header[12], header[13], header[14], header[15]]);
@@ -232,9 +284,12 @@ fn read_entry<R: Read>(reader: &mut Counting<R>) -> std::io::Result<Result<Entry
                 // fjall reads `disk_len` bytes and asserts (in debug builds: a panic) that the
                 // two lengths agree; a written header whose lengths disagree is damage.
                 0 if value_len != disk_len => {
-                    return Ok(Err(Broken(format!(
-                        "an uncompressed value with two lengths, {value_len} and {disk_len}"
-                    ))));
+                    return Ok(Err(Broken(
+                        format!(
+                            "an uncompressed value with two lengths, {value_len} and {disk_len}"
+                        ),
+                        false,
+                    )));
                 }
                 0 => {
                     let skipped = std::io::copy(
@@ -258,15 +313,15 @@ fn read_entry<R: Read>(reader: &mut Counting<R>) -> std::io::Result<Result<Entry
                     // LZ4 expands at most 255-fold: a larger claimed size is damage (and is
                     // never allocated).
                     if u64::from(value_len) > 255 * u64::from(disk_len) + 16 {
-                        return Ok(Err(Broken("bad compressed value size".into())));
+                        return Ok(Err(Broken("bad compressed value size".into(), false)));
                     }
                     let mut value = vec![0u8; value_len as usize];
                     match lz4_flex::decompress_into(&compressed, &mut value) {
                         Ok(n) if n == value.len() => {}
-                        _ => return Ok(Err(Broken("value does not decompress".into()))),
+                        _ => return Ok(Err(Broken("value does not decompress".into(), false))),
                     }
                 }
-                other => return Ok(Err(Broken(format!("bad compression tag {other}")))),
+                other => return Ok(Err(Broken(format!("bad compression tag {other}"), false))),
             }
             Ok(Ok(Entry::Item))
         }
@@ -284,7 +339,7 @@ fn read_entry<R: Read>(reader: &mut Counting<R>) -> std::io::Result<Result<Entry
                 .zip(TRAILER)
                 .all(|(&b, t)| b == t || b == 0);
             if torn {
-                Ok(Err(Broken("batch trailer cut short".into())))
+                Ok(Err(Broken("batch trailer cut short".into(), false)))
             } else {
                 Ok(Ok(Entry::DamagedEnd))
             }
@@ -293,7 +348,7 @@ fn read_entry<R: Read>(reader: &mut Counting<R>) -> std::io::Result<Result<Entry
             Some(_) => Ok(Ok(Entry::Clear)),
             None => truncated("clear marker"),
         },
-        other => Ok(Err(Broken(format!("bad marker tag {other}")))),
+        other => Ok(Err(Broken(format!("bad marker tag {other}"), other == 0))),
     }
 }
 
@@ -466,7 +521,9 @@ mod tests {
         match walk(bytes).unwrap() {
             Walk::Clean => None,
             Walk::Damaged(reason) => Some(reason),
-            Walk::Broken { at, batch, what } => trailer_follows(&bytes, batch)
+            Walk::Broken {
+                at, batch, what, ..
+            } => trailer_follows(&bytes, batch)
                 .unwrap()
                 .then(|| broken(at, &what)),
         }
@@ -489,6 +546,28 @@ mod tests {
         let mut zeros = bytes.clone();
         zeros.extend_from_slice(&[0u8; 4096]);
         assert_eq!(verdict(&zeros), None);
+    }
+
+    #[test]
+    fn a_batch_cut_short_is_a_torn_tail_cut_at_the_last_complete_batch() {
+        // The last batch cut inside an item header, zeros after it (fjall's debug build
+        // asserts on that header's two lengths): reported, and cut where fjall would cut.
+        let (dir, path, bytes) = journal_with_batches(3);
+        let Walk::Broken { batch, .. } = walk(&bytes[..bytes.len() - 1]).unwrap() else {
+            panic!("a cut journal walks to a broken entry");
+        };
+        let cut = usize::try_from(batch).unwrap() + 13 + 12;
+        let mut file = bytes[..cut].to_vec();
+        file.resize(bytes.len() + 4096, 0);
+        std::fs::write(&path, &file).unwrap();
+        let torn = check(dir.path()).unwrap();
+        assert_eq!(torn.len(), 1, "{torn:?}");
+        assert_eq!(torn[0].at, batch);
+        cut_torn_tails(dir.path(), &torn).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), batch);
+        // A journal ending cleanly in zeros has nothing to cut.
+        let (dir, _, _) = journal_with_batches(2);
+        assert!(check(dir.path()).unwrap().is_empty());
     }
 
     #[test]

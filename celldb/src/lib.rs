@@ -69,6 +69,7 @@ extern crate self as celldb;
 pub mod cli;
 pub mod context;
 mod db;
+mod disk;
 mod error;
 mod journal;
 pub mod key;

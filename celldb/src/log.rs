@@ -552,7 +552,7 @@ impl Committer {
             }
             Err(e) => {
                 tracing::error!(error = %e, "celldb group commit failed");
-                let message = e.to_string();
+                let message = format!("writing the group's batch to fjall: {e}");
                 for ack in accepted {
                     ack(Err(Error::Commit(message.clone())));
                 }
@@ -642,7 +642,7 @@ fn reread(read: &ReadCheck) -> Result<bool> {
             keyspace,
             key,
             seen,
-        } => Ok(keyspace.get(key)? == *seen),
+        } => Ok(keyspace.get(key).map_err(|e| checking(keyspace, e))? == *seen),
         ReadCheck::Range {
             keyspace,
             start,
@@ -651,12 +651,24 @@ fn reread(read: &ReadCheck) -> Result<bool> {
         } => {
             let mut hasher = RangeDigest::default();
             for guard in keyspace.range::<Vec<u8>, _>((start.clone(), end.clone())) {
-                let (k, v) = guard.into_inner()?;
+                let (k, v) = guard.into_inner().map_err(|e| checking(keyspace, e))?;
                 hasher.add(&k, &v);
             }
             Ok(hasher.finish() == *digest)
         }
     }
+}
+
+/// A fjall error while re-checking a read at commit, naming the keyspace and its directory.
+fn checking(keyspace: &fjall::Keyspace, e: fjall::Error) -> Error {
+    Error::storage(
+        format!(
+            "re-checking a read in keyspace {} ({}) at commit",
+            keyspace.name().as_ref() as &str,
+            keyspace.path().display()
+        ),
+        e,
+    )
 }
 
 /// Hash of the entries a range read saw.

@@ -236,7 +236,9 @@ impl TxState {
         }
         match (&mut self.reader, ks) {
             (Reader::Local(snapshot), Ks::Local(keyspace)) => {
-                let seen = snapshot.get(keyspace, key)?;
+                let seen = snapshot
+                    .get(keyspace, key)
+                    .map_err(|e| reading(keyspace, e))?;
                 self.reads.push(ReadCheck::Point {
                     keyspace: keyspace.clone(),
                     key: Slice::from(key),
@@ -264,7 +266,7 @@ impl TxState {
             (Reader::Local(snapshot), Ks::Local(keyspace)) => {
                 let mut digest = RangeDigest::default();
                 for guard in snapshot.range::<Vec<u8>, _>(keyspace, (start.clone(), end.clone())) {
-                    let (k, v) = guard.into_inner()?;
+                    let (k, v) = guard.into_inner().map_err(|e| reading(keyspace, e))?;
                     digest.add(&k, &v);
                     merged.insert(k.to_vec(), v);
                 }
@@ -788,6 +790,19 @@ impl Db {
     pub async fn by_index<T: Table>(&self, index: usize, value: Vec<u8>) -> Result<Vec<T>> {
         Tx::begin(self).by_index::<T>(index, value).await
     }
+}
+
+/// A fjall error of a read, naming the keyspace (`t.<table>` or `i.<table>.<index>`) and its
+/// directory.
+fn reading(keyspace: &fjall::Keyspace, e: fjall::Error) -> Error {
+    Error::storage(
+        format!(
+            "reading keyspace {} ({})",
+            keyspace.name().as_ref() as &str,
+            keyspace.path().display()
+        ),
+        e,
+    )
 }
 
 #[cfg(test)]

@@ -12,7 +12,9 @@
 //!   (`$CELL_SOCKET_DIR/<cell>.sock`) or TCP (both sides authenticated by challenge-response on
 //!   a shared secret that never crosses the wire), with many calls in flight per
 //!   connection, deadlines, cancellation, backpressure and graceful shutdown; the traits
-//!   [`Protocol`] / [`Service`] that `#[service]` implements; a [`testkit`].
+//!   [`Protocol`] / [`Service`] that `#[service]` implements; a [`testkit`];
+//! - [`CallContext`]: what a handler can know about its call (the [`Connection`] with its id,
+//!   [`Peer`] and close notification; the request id, method and deadline).
 //!
 //! Key design decision: one I/O task per connection on each side and no task per call. The
 //! server runs a connection's calls concurrently inside its connection task and writes every
@@ -37,6 +39,7 @@
 //! ```
 
 pub mod codec;
+mod context;
 mod endpoint;
 mod error;
 pub mod fingerprint;
@@ -49,6 +52,7 @@ mod synapse;
 pub mod testkit;
 
 pub use codec::{DecodeError, EncodeError, Protein};
+pub use context::{Authenticated, CallContext, Connection, ConnectionId, Peer};
 pub use endpoint::{Endpoint, SECRET_ENV, SOCKET_DIR_ENV, Secret, current_uid, socket_dir};
 pub use error::{CallError, ConnectError, Never, ServeError};
 pub use fingerprint::Fingerprint;

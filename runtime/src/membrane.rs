@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::codec::Bytes;
+use crate::context::{Authenticated, CallContext, Connection, Peer};
 use crate::endpoint::{Endpoint, Secret, current_uid, prepare_socket_dir};
 use crate::error::ServeError;
 use crate::frame::{DEFAULT_MAX_FRAME_LEN, Header, Kind, Status};
@@ -335,7 +336,7 @@ fn take_lock(name: &str, socket: &Path) -> Result<File, ServeError> {
 /// An accepted connection of either transport.
 enum Conn {
     Unix(tokio::net::UnixStream),
-    Tcp(tokio::net::TcpStream),
+    Tcp(tokio::net::TcpStream, std::net::SocketAddr),
 }
 
 async fn accept(listener: &Listener) -> io::Result<(Conn, String)> {
@@ -351,7 +352,7 @@ async fn accept(listener: &Listener) -> io::Result<(Conn, String)> {
         Listener::Tcp(l) => {
             let (stream, addr) = l.accept().await?;
             let _ = stream.set_nodelay(true);
-            Ok((Conn::Tcp(stream), addr.to_string()))
+            Ok((Conn::Tcp(stream, addr), addr.to_string()))
         }
     }
 }
@@ -363,17 +364,32 @@ async fn serve_connection<S: Service>(
     stop: watch::Receiver<bool>,
     auth_log: &AuthLog,
 ) {
-    let tcp = matches!(conn, Conn::Tcp(_));
+    let tcp = matches!(conn, Conn::Tcp(..));
     let result = match conn {
         Conn::Unix(stream) => {
             // SO_PEERCRED: only processes of our own user may talk to us over a Unix socket.
-            if let Err(refusal) = check_peer(stream.peer_cred().map(|c| c.uid()), current_uid()) {
+            let cred = stream.peer_cred();
+            if let Err(refusal) = check_peer(cred.as_ref().map(|c| c.uid()), current_uid()) {
                 tracing::warn!("{refusal}");
                 return;
             }
-            run(&*service, stream, &config, stop, false).await
+            let peer = match cred {
+                Ok(cred) => Peer::Unix {
+                    uid: cred.uid(),
+                    gid: cred.gid(),
+                    pid: cred.pid(),
+                },
+                Err(_) => return,
+            };
+            run(&*service, stream, &config, stop, peer).await
         }
-        Conn::Tcp(stream) => run(&*service, stream, &config, stop, true).await,
+        Conn::Tcp(stream, addr) => {
+            let peer = Peer::Tcp {
+                addr,
+                authenticated: Authenticated::SharedSecret,
+            };
+            run(&*service, stream, &config, stop, peer).await
+        }
     };
     match result {
         Ok(()) => tracing::debug!("connection closed"),
@@ -420,7 +436,7 @@ impl AuthLog {
 }
 
 /// SO_PEERCRED: a Unix-socket peer is served only when it runs as our own user.
-fn check_peer(peer_uid: io::Result<u32>, own_uid: u32) -> Result<(), String> {
+fn check_peer(peer_uid: Result<u32, &io::Error>, own_uid: u32) -> Result<(), String> {
     match peer_uid {
         Ok(uid) if uid == own_uid => Ok(()),
         Ok(uid) => Err(format!("refused a peer of another user (uid {uid})")),
@@ -428,14 +444,15 @@ fn check_peer(peer_uid: io::Result<u32>, own_uid: u32) -> Result<(), String> {
     }
 }
 
-/// Handshake, then the request loop.
+/// Handshake, then the request loop. A TCP `peer` must authenticate.
 async fn run<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
     service: &S,
     mut io: IO,
     config: &MembraneConfig,
     stop: watch::Receiver<bool>,
-    authenticate: bool,
+    peer: Peer,
 ) -> io::Result<()> {
+    let authenticate = matches!(peer, Peer::Tcp { .. });
     // Small until the peer is known: a hello fits (it grows for the requests afterwards).
     let mut reader = FrameReader::with_capacity(HANDSHAKE_BUFFER, 4096);
     // On TCP nothing has been proven yet: any failure up to the proof check is the peer's
@@ -552,8 +569,20 @@ async fn run<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
     io.write_all(&welcome.to_frame()).await?;
     reader.set_max_len(config.max_frame_len);
     reader.grow_to_default();
-    tracing::debug!("handshake done");
-    requests(service, io, reader, config, hello.max_frame_len, stop).await
+    // From here on handlers can see the connection; the guard marks it closed (and runs its
+    // close callbacks) however this task ends, after the running calls were dropped.
+    let (connection, _closed) = Connection::open(peer);
+    tracing::debug!(connection = %connection.id(), "handshake done");
+    requests(
+        service,
+        io,
+        reader,
+        config,
+        hello.max_frame_len,
+        stop,
+        &connection,
+    )
+    .await
 }
 
 /// TCP, protocol 3 and later: sends `challenge` (a fresh nonce) and checks the client's proof
@@ -691,6 +720,7 @@ impl Cancels {
 fn call_future<'a, S: Service>(
     service: &'a S,
     cancels: &'a Cancels,
+    connection: &Connection,
     id: u32,
     method: u16,
     call: S::Call,
@@ -698,7 +728,14 @@ fn call_future<'a, S: Service>(
 ) -> impl Future<Output = (u32, Outcome<S::Reply>)> + 'a {
     let name = S::METHODS.get(method as usize).copied().unwrap_or("?");
     let span = tracing::debug_span!("call", service = S::NAME, method = name, id);
-    let work = std::panic::AssertUnwindSafe(service.call(call)).catch_unwind();
+    // The handler runs with its call's context as a task-local (`CallContext::current`).
+    let context = CallContext::new(
+        connection.clone(),
+        id,
+        name,
+        deadline.map(Instant::into_std),
+    );
+    let work = std::panic::AssertUnwindSafe(context.scope(service.call(call))).catch_unwind();
     async move {
         let work = async {
             let done = match deadline {
@@ -755,6 +792,7 @@ async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
     config: &MembraneConfig,
     client_max: u32,
     mut stop: watch::Receiver<bool>,
+    connection: &Connection,
 ) -> io::Result<()> {
     let cancels = Cancels::default();
     let mut running = FuturesUnordered::new();
@@ -818,6 +856,7 @@ async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
                                     running.push(call_future(
                                         service,
                                         &cancels,
+                                        connection,
                                         header.id,
                                         header.method,
                                         call,
@@ -993,6 +1032,7 @@ mod tests {
         let refused = check_peer(Ok(65534), 1000).unwrap_err();
         assert!(refused.contains("another user (uid 65534)"), "{refused}");
         assert!(check_peer(Ok(0), 1000).is_err(), "root is another user too");
-        assert!(check_peer(Err(io::ErrorKind::Unsupported.into()), 1000).is_err());
+        let unsupported = io::Error::from(io::ErrorKind::Unsupported);
+        assert!(check_peer(Err(&unsupported), 1000).is_err());
     }
 }

@@ -484,7 +484,7 @@ both_modes! {
         let err = site.try_open().unwrap_err();
         assert!(err.contains("Checksum"), "{err}");
         if site.mode == Mode::Embedded {
-            assert!(matches!(Db::open(site.dir()), Err(Error::Storage(_))));
+            assert!(matches!(Db::open(site.dir()), Err(Error::Storage { .. })));
         }
     }
 }

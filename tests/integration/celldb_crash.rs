@@ -8,8 +8,14 @@
 //! runs the child under `strace` and checks that an `fsync`/`fdatasync` separates every two
 //! acknowledgements — and that buffered mode, the negative control, does not.
 //!
-//! `CELLDB_CRASH_KILLS` sets the number of kills (default 20; the long run documented in
-//! `docs/celldb.md` uses 500).
+//! A third test kills the child at random moments while it opens the database — creating a
+//! new one, or opening and recovering an existing one (the child prints `OPENING` just before
+//! `Db::open` and `OPENED` after it) — and checks that the directory always opens again with
+//! every acknowledged write.
+//!
+//! `CELLDB_CRASH_KILLS` sets the number of kills after the first acknowledgement (default 20;
+//! the long run documented in `docs/celldb.md` uses 500); `CELLDB_CRASH_OPEN_KILLS` the number
+//! of kills during open (default 30, on 10 new databases and 20 reopens; the long run 400).
 
 #![allow(clippy::unwrap_used, reason = "test helpers outside #[test] fns")]
 
@@ -78,6 +84,8 @@ fn child_writer() {
         Durability::Sync
     };
     runtime.block_on(async move {
+        // The open-kill test aims its kills at what follows this line.
+        println!("OPENING");
         let db = Db::open_with(
             &dir,
             Options {
@@ -86,6 +94,7 @@ fn child_writer() {
             },
         )
         .unwrap();
+        println!("OPENED");
         // Register the table before the first acknowledgement, so its one-time metadata
         // write is not mistaken for a record's fsync.
         db.count::<Item>().await.unwrap();
@@ -213,6 +222,115 @@ fn sigkill_loses_no_acknowledged_write() {
         acked.len() as u64 > kills,
         "the child acknowledged too few writes"
     );
+}
+
+/// SIGKILL while the child creates a new database or opens (recovers) an existing one — at a
+/// random moment between the child's `OPENING` line (printed just before `Db::open`) and about
+/// its first acknowledgement — the directory always opens again, with every acknowledged
+/// write. (A kill in the first
+/// milliseconds of a new database's first open used to leave a directory that never opened
+/// again: `Io(File exists)`, `InvalidVersion(None)`.)
+#[test]
+fn sigkill_during_open_and_recovery_never_bricks_the_directory() {
+    let kills: u64 = std::env::var("CELLDB_CRASH_OPEN_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    let mut seed = 0x5DEE_CE66_D1CE_4E5B
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    // How long a child's `Db::open` of a new database takes: kills are spread over twice
+    // that, from the moment it starts opening.
+    let window = {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut process, lines) = spawn_lines(
+            child(dir.path())
+                .env("CELLDB_CHILD_COUNT", "1")
+                .env("CELLDB_CHILD_WRITERS", "1"),
+        );
+        let started = wait_for_line(&lines, "OPENING");
+        let opened = wait_for_line(&lines, "OPENED");
+        let window = opened.duration_since(started).as_micros() as u64 * 2;
+        assert!(process.wait().unwrap().success());
+        window.max(1)
+    };
+    let shared = tempfile::tempdir().unwrap();
+    let mut acked: Vec<u64> = Vec::new();
+    let (mut fresh, mut reopened) = (0, 0);
+    for round in 0..kills {
+        // One round in three on a new database (creation), the others on the shared one
+        // (recovery of a database with records and a journal to replay).
+        let new_dir = tempfile::tempdir().unwrap();
+        let creating = round % 3 == 0;
+        let dir = if creating {
+            new_dir.path()
+        } else {
+            shared.path()
+        };
+        let (mut process, lines) = spawn_lines(
+            child(dir)
+                .env("CELLDB_CHILD_START", (round * 1_000_000).to_string())
+                .env("CELLDB_CHILD_WRITERS", "2"),
+        );
+        wait_for_line(&lines, "OPENING");
+        std::thread::sleep(Duration::from_micros(next_random(&mut seed) % window));
+        process.kill().unwrap(); // SIGKILL
+        process.wait().unwrap();
+        let acks: Vec<u64> = lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("ACK ").and_then(|s| s.parse().ok()))
+            .collect();
+        let db = Db::open(dir).unwrap_or_else(|e| {
+            panic!("round {round}: the directory does not open after a kill during open: {e}")
+        });
+        if creating {
+            fresh += 1;
+            runtime.block_on(verify(&db, &acks));
+        } else {
+            reopened += 1;
+            acked.extend(acks);
+            runtime.block_on(verify(&db, &acked));
+        }
+    }
+    println!(
+        "kills during open (0-{window} µs after it began): {fresh} while creating, {reopened} \
+         while recovering; {} writes acknowledged before a kill",
+        acked.len()
+    );
+}
+
+/// Spawns `command` and forwards its stdout lines (until it ends) to the returned channel.
+fn spawn_lines(command: &mut Command) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    let mut process = command.spawn().unwrap();
+    let stdout = process.stdout.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (process, receiver)
+}
+
+/// Waits (at most 60 s) for a line containing `prefix`; when it came.
+fn wait_for_line(lines: &std::sync::mpsc::Receiver<String>, prefix: &str) -> Instant {
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("no `{prefix}` line from the child: {e}"));
+        // The harness prints `test … ... ` before the test's first line, without a newline.
+        if line.contains(prefix) {
+            return Instant::now();
+        }
+    }
 }
 
 /// Runs the child under strace with one writer and returns, for each acknowledgement after the

@@ -109,6 +109,12 @@ impl ServerProcess {
         Ok(Self { child, url })
     }
 
+    /// A `celldb serve` child started by the caller (who read its first line), reachable at
+    /// `url`.
+    pub(crate) fn adopt(child: Child, url: String) -> Self {
+        Self { child, url }
+    }
+
     /// The process id (to send it signals).
     pub(crate) fn pid(&self) -> i32 {
         i32::try_from(self.child.id()).unwrap()

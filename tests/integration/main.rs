@@ -21,6 +21,8 @@
 //!   refused by the client; malformed challenges and proofs close only their connection;
 //!   version mismatches on TCP reach only peers that know the secret; and the documented
 //!   limit: a fake server that relays the real server's challenge gets in as the client.
+//! - `rpc_context`: the call context a handler sees (connection id, Unix and TCP peer, request
+//!   id, deadline) in a real server process, and connection-close notifications.
 //! - `rpc_handler`: the one-crate form (`#[service] struct` + `#[handler] impl`) through the
 //!   test kit.
 //! - `remote`: `cell_remote!` aliases reaching providers' macros and API, and its compile errors
@@ -50,7 +52,18 @@
 //!   a second server on one directory, migrations refused, the default database from
 //!   `$CELLDB_URL`, and SIGKILL of the server loses no acknowledged write.
 //! - `celldb_crash`: real child processes: SIGKILL loops (no acknowledged write lost, indexes
-//!   agree with records) and the fsync proof under strace (buffered mode as negative control).
+//!   agree with records), also during the creation and recovery of a database, and the fsync
+//!   proof under strace (buffered mode as negative control).
+//! - `celldb_hostile`: `celldb serve` against hostile clients: payloads that are not exactly
+//!   a method's arguments, unguessable ids, bounded tables/indexes/metadata and read checks,
+//!   the server's log on stderr.
+//! - `celldb_sweep`: the corruption sweep: random byte flips in every class of database file
+//!   (journal, tables, manifests, version files, metadata) and deleted keyspaces, each opened
+//!   and read in a child process; no panic, no abort, no silent wrong value where the format
+//!   carries a checksum (`CELLDB_SWEEP_CASES` for the long run).
+//! - `celldb_disk`: the database directory: private modes, another user's directory refused,
+//!   a symlinked lock file, deleted keyspaces and journals, a damaged keyspace manifest (through
+//!   the real binary), read-only `inspect`/`dump`, an interrupted creation redone.
 //! - `tidy`: the repository's text: user docs and rustdoc comments cite no internal design
 //!   notes (numbered decisions, files outside this repository, work-stream names); every Rust
 //!   file opens with a `//!` doc; every `lib.rs` opens with its purpose and an example; no UI
@@ -59,8 +72,11 @@
 mod agree;
 mod celldb_api;
 mod celldb_crash;
+mod celldb_disk;
+mod celldb_hostile;
 mod celldb_remote;
 mod celldb_site;
+mod celldb_sweep;
 mod index;
 mod protein;
 mod providers;
@@ -68,6 +84,7 @@ mod remote;
 mod resolver;
 mod rpc;
 mod rpc_auth;
+mod rpc_context;
 mod rpc_handler;
 mod sources;
 mod tidy;

@@ -49,7 +49,7 @@ impl Server {
         }
     }
 
-    fn unix(dir: &TempDir) -> Server {
+    pub(super) fn unix(dir: &TempDir) -> Server {
         let socket = dir.path().join("probe.sock");
         Server::start(&["--socket", socket.to_str().unwrap()], &[])
     }

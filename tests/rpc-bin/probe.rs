@@ -1,5 +1,6 @@
 //! The `probe` protocol: a service made for testing the runtime from the outside (echo,
-//! arithmetic, sleeping, panicking, holding a call until it is cancelled). Included with
+//! arithmetic, sleeping, panicking, holding a call until it is cancelled, reporting the call
+//! context its handler saw and the connections it saw close). Included with
 //! `#[path]` by the test server binary and by `integration/rpc.rs`, so both compile the same
 //! declaration and share its fingerprint.
 
@@ -13,6 +14,29 @@ use cell_sdk::{protein, service};
 pub enum ProbeError {
     /// The argument was negative.
     Negative(i64),
+}
+
+/// What a `context` handler saw of its call (`CallContext`), in plain values.
+#[protein]
+pub struct SeenContext {
+    /// The connection's id.
+    pub connection: u64,
+    /// `"unix"` or `"tcp"`.
+    pub transport: String,
+    /// Unix: the peer's uid.
+    pub uid: Option<u32>,
+    /// Unix: the peer's pid.
+    pub pid: Option<i32>,
+    /// TCP: the peer's address.
+    pub addr: Option<String>,
+    /// TCP: the peer authenticated with the shared secret.
+    pub authenticated: bool,
+    /// The request id of the call.
+    pub request_id: u32,
+    /// The method's name.
+    pub method: String,
+    /// Milliseconds left until the call's deadline, if it has one.
+    pub deadline_left_ms: Option<u64>,
 }
 
 /// What the probe server can do.
@@ -36,4 +60,9 @@ pub trait Probe {
     async fn holding(&self) -> u64;
     /// How many `sleep` calls are running right now.
     async fn sleeping(&self) -> u64;
+    /// What the handler saw of this call; also asks to be told when this connection closes.
+    async fn context(&self) -> SeenContext;
+    /// Ids of the connections seen closing (by `Connection::on_close`, registered by
+    /// `context`), in the order they closed.
+    async fn closed(&self) -> Vec<u64>;
 }

@@ -5,16 +5,21 @@
 #[path = "probe.rs"]
 mod probe;
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
-use cell_sdk::{Endpoint, Membrane, MembraneConfig};
-use probe::{Probe, ProbeError, ProbeServer};
+use cell_sdk::{Authenticated, CallContext, Endpoint, Membrane, MembraneConfig, Peer};
+use probe::{Probe, ProbeError, ProbeServer, SeenContext};
 
 #[derive(Default)]
 struct ProbeCell {
     holding: Arc<AtomicU64>,
     sleeping: Arc<AtomicU64>,
+    /// Connections asked to report their close (once each).
+    watched: Mutex<HashSet<u64>>,
+    /// Connections seen closing, in order.
+    closed: Arc<Mutex<Vec<u64>>>,
 }
 
 /// Decrements a counter of running calls when the call's future ends or is dropped.
@@ -59,6 +64,59 @@ impl Probe for ProbeCell {
     }
     async fn sleeping(&self) -> u64 {
         self.sleeping.load(Ordering::SeqCst)
+    }
+    async fn context(&self) -> SeenContext {
+        let Some(ctx) = CallContext::current() else {
+            panic!("a handler runs without a call context");
+        };
+        let connection = ctx.connection();
+        let id = connection.id().get();
+        let first = self
+            .watched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id);
+        if first {
+            let closed = self.closed.clone();
+            connection.on_close(move || closed.lock().unwrap_or_else(|p| p.into_inner()).push(id));
+        }
+        let mut seen = SeenContext {
+            connection: id,
+            transport: String::new(),
+            uid: None,
+            pid: None,
+            addr: None,
+            authenticated: false,
+            request_id: ctx.request_id(),
+            method: ctx.method().to_string(),
+            deadline_left_ms: ctx.deadline().map(|d| {
+                d.saturating_duration_since(std::time::Instant::now())
+                    .as_millis() as u64
+            }),
+        };
+        match connection.peer() {
+            Peer::Unix { uid, pid, .. } => {
+                seen.transport = "unix".into();
+                seen.uid = Some(*uid);
+                seen.pid = *pid;
+            }
+            Peer::Tcp {
+                addr,
+                authenticated,
+            } => {
+                seen.transport = "tcp".into();
+                seen.addr = Some(addr.to_string());
+                seen.authenticated = *authenticated == Authenticated::SharedSecret;
+            }
+            other => seen.transport = format!("other: {other}"),
+        }
+        seen
+    }
+    async fn closed(&self) -> Vec<u64> {
+        self.closed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 

@@ -155,7 +155,8 @@ fn main() -> anyhow::Result<()> {
     let echo_socket = sockets.path().join("echo.sock");
     let _db_server = ServerThread::start(
         &db_socket,
-        celldb::wire::CellDbServer(celldb::server::Server::new(Db::open(remote_dir.path())?)?),
+        // What `celldb serve` binds: the generated server behind the exact-payload check.
+        celldb::server::Server::new(Db::open(remote_dir.path())?)?.service(),
     )?;
     let _echo_server = ServerThread::start(&echo_socket, EchoServer(EchoCell))?;
 
