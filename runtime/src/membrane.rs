@@ -34,7 +34,7 @@ use crate::frame::{DEFAULT_MAX_FRAME_LEN, Header, Kind, Status};
 use crate::handshake::{
     self, Challenge, Hello, PROTOCOL_VERSION, Proof, RejectCode, Role, Welcome,
 };
-use crate::io::{FrameReader, Spin, poll_write_out, push_bytes, push_frame, read_one};
+use crate::io::{FrameReader, ReadBudget, Spin, poll_write_out, push_bytes, push_frame, read_one};
 use crate::service::{DispatchError, Service};
 
 /// Server settings. Start from [`MembraneConfig::default`] and change fields.
@@ -65,6 +65,12 @@ pub struct MembraneConfig {
     /// are longer, such as an idle one). A thread that loses its CPU while spinning
     /// (contention) stops spinning for 10 ms to 1 s. See `docs/rpc.md`.
     pub spin: Duration,
+    /// Most bytes all connections together may hold in read buffers beyond their first
+    /// 64 KiB each: what incomplete large requests can make the server hold. A connection's
+    /// buffer grows as a frame's bytes arrive (never for a length a header merely announces);
+    /// a connection whose growth the budget cannot pay is closed. Requests up to 64 KiB are
+    /// served whatever the budget. Default 256 MiB.
+    pub max_read_buffer_bytes: usize,
 }
 
 impl Default for MembraneConfig {
@@ -77,6 +83,7 @@ impl Default for MembraneConfig {
             secret: None,
             max_connections: 1024,
             spin: crate::io::default_spin(),
+            max_read_buffer_bytes: 256 << 20,
         }
     }
 }
@@ -243,6 +250,7 @@ impl<S: Service> Membrane<S> {
             config.max_connections.max(1) as usize
         ));
         let auth_log = Arc::new(AuthLog::default());
+        let read_budget = Arc::new(ReadBudget::new(config.max_read_buffer_bytes));
         tracing::info!(service = S::NAME, %endpoint, "serving");
         loop {
             tokio::select! {
@@ -258,12 +266,14 @@ impl<S: Service> Membrane<S> {
                         let service = service.clone();
                         let config = config.clone();
                         let auth_log = auth_log.clone();
+                        let read_budget = read_budget.clone();
                         let stop = shutdown.subscribe();
                         let span = tracing::info_span!("connection", service = S::NAME, %peer);
                         connections.spawn(
                             async move {
                                 let _slot = slot;
-                                serve_connection(service, conn, config, stop, &auth_log).await
+                                serve_connection(service, conn, config, stop, &auth_log, read_budget)
+                                    .await
                             }
                             .instrument(span),
                         );
@@ -363,6 +373,7 @@ async fn serve_connection<S: Service>(
     config: Arc<MembraneConfig>,
     stop: watch::Receiver<bool>,
     auth_log: &AuthLog,
+    read_budget: Arc<ReadBudget>,
 ) {
     let tcp = matches!(conn, Conn::Tcp(..));
     let result = match conn {
@@ -381,14 +392,14 @@ async fn serve_connection<S: Service>(
                 },
                 Err(_) => return,
             };
-            run(&*service, stream, &config, stop, peer).await
+            run(&*service, stream, &config, stop, peer, read_budget).await
         }
         Conn::Tcp(stream, addr) => {
             let peer = Peer::Tcp {
                 addr,
                 authenticated: Authenticated::SharedSecret,
             };
-            run(&*service, stream, &config, stop, peer).await
+            run(&*service, stream, &config, stop, peer, read_budget).await
         }
     };
     match result {
@@ -451,10 +462,12 @@ async fn run<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
     config: &MembraneConfig,
     stop: watch::Receiver<bool>,
     peer: Peer,
+    read_budget: Arc<ReadBudget>,
 ) -> io::Result<()> {
     let authenticate = matches!(peer, Peer::Tcp { .. });
     // Small until the peer is known: a hello fits (it grows for the requests afterwards).
     let mut reader = FrameReader::with_capacity(HANDSHAKE_BUFFER, 4096);
+    reader.set_budget(read_budget);
     // On TCP nothing has been proven yet: any failure up to the proof check is the peer's
     // failure to authenticate (and is logged as such, rate-limited).
     let unauthenticated = |e: io::Error| {

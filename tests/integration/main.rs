@@ -23,6 +23,8 @@
 //!   limit: a fake server that relays the real server's challenge gets in as the client.
 //! - `rpc_context`: the call context a handler sees (connection id, Unix and TCP peer, request
 //!   id, deadline) in a real server process, and connection-close notifications.
+//! - `rpc_memory`: memory per connection: many connections announcing max-size frames keep the
+//!   server's resident memory (VmRSS of the real process) bounded; other clients are served.
 //! - `rpc_handler`: the one-crate form (`#[service] struct` + `#[handler] impl`) through the
 //!   test kit.
 //! - `remote`: `cell_remote!` aliases reaching providers' macros and API, and its compile errors
@@ -68,4 +70,5 @@ mod rpc;
 mod rpc_auth;
 mod rpc_context;
 mod rpc_handler;
+mod rpc_memory;
 mod sources;

@@ -309,7 +309,7 @@ async fn fingerprint_mismatch_is_reported_on_both_sides() {
 }
 
 /// Completes a handshake by hand on a raw socket, returning the stream after the welcome.
-fn raw_handshake(endpoint: &Endpoint) -> std::os::unix::net::UnixStream {
+pub(super) fn raw_handshake(endpoint: &Endpoint) -> std::os::unix::net::UnixStream {
     let Endpoint::Unix(path) = endpoint else {
         panic!("unix only")
     };

@@ -1,6 +1,7 @@
 //! `rpc-probe-server`: serves the `probe` protocol for the integration tests. Prints
 //! `ready <endpoint>` on stdout once it listens. `--socket PATH` or `--tcp ADDR` (the secret
-//! comes from `$CELL_SECRET`).
+//! comes from `$CELL_SECRET`), then optionally `--max-frame BYTES` (default 64 KiB) and
+//! `--read-budget BYTES` (`MembraneConfig::max_read_buffer_bytes`).
 
 #[path = "probe.rs"]
 mod probe;
@@ -129,16 +130,26 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
+    const USAGE: &str = "usage: rpc-probe-server (--socket PATH | --tcp ADDR) \
+                         [--max-frame BYTES] [--read-budget BYTES]";
     let mut args = std::env::args().skip(1);
     let endpoint = match (args.next().as_deref(), args.next()) {
         (Some("--socket"), Some(path)) => Endpoint::unix(path),
         (Some("--tcp"), Some(addr)) => Endpoint::tcp(addr),
-        _ => anyhow::bail!("usage: rpc-probe-server (--socket PATH | --tcp ADDR)"),
+        _ => anyhow::bail!(USAGE),
     };
-    let config = MembraneConfig {
+    let mut config = MembraneConfig {
         max_frame_len: 64 * 1024,
         ..MembraneConfig::default()
     };
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or_else(|| anyhow::anyhow!(USAGE))?;
+        match flag.as_str() {
+            "--max-frame" => config.max_frame_len = value.parse()?,
+            "--read-budget" => config.max_read_buffer_bytes = value.parse()?,
+            _ => anyhow::bail!(USAGE),
+        }
+    }
     let membrane = Membrane::bind(endpoint, ProbeServer(ProbeCell::default()), config)?;
     let shutdown = membrane.shutdown_handle();
     println!("ready {}", membrane.endpoint());
