@@ -34,9 +34,9 @@ pub use cell_sdk_macros::{cell_remote, export, protein};
 // points.
 pub use cell_runtime::{
     Authenticated, CallContext, CallError, ConnectError, Connection, ConnectionId, DispatchError,
-    Endpoint, Membrane, MembraneConfig, Never, Peer, Protocol, Secret, ServeError, Service,
-    ServiceClient, Shutdown, Status, Synapse, SynapseConfig, TypedClient, serve, serve_at,
-    shutdown_signal, socket_dir, testkit,
+    Endpoint, Membrane, MembraneConfig, Metadata, MetadataError, Never, Peer, Protocol, Secret,
+    ServeError, Service, ServiceClient, Shutdown, Status, Synapse, SynapseConfig, TraceParent,
+    TypedClient, serve, serve_at, shutdown_signal, socket_dir, testkit,
 };
 pub use cell_sdk_macros::{handler, service};
 

@@ -93,12 +93,17 @@ pub enum ConnectError {
         source: io::Error,
     },
     /// Client and server speak different protocol versions.
-    #[error("protocol version mismatch: this client speaks {client}, the server {server}")]
+    #[error(
+        "protocol version mismatch: this client speaks {client}, the server {}; upgrade the \
+         older side",
+        server.map_or_else(|| "an older one (3 or before)".to_string(), |v| v.to_string())
+    )]
     VersionMismatch {
         /// Our version.
         client: u16,
-        /// The server's.
-        server: u16,
+        /// The server's, as it stated it (`None`: a server of protocol 3 or older, which
+        /// does not state it structurally).
+        server: Option<u16>,
     },
     /// The service's structural fingerprint differs: one side was built from another version
     /// of the protocol. Rebuild both from the same api crate.

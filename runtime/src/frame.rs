@@ -52,6 +52,11 @@ pub enum Kind {
     /// Client → server on TCP, answering a challenge: the client's proof that it knows the
     /// shared secret (protocol 3).
     Proof = 9,
+    /// Client → server: a `Request` whose payload starts with a metadata block
+    /// ([`crate::Metadata`], padded to 16 bytes), then the archived arguments (protocol 4).
+    MetaRequest = 10,
+    /// Server → client: a `Response` whose payload starts with a metadata block (protocol 4).
+    MetaResponse = 11,
 }
 
 impl Kind {
@@ -66,6 +71,8 @@ impl Kind {
             7 => Kind::Goodbye,
             8 => Kind::Challenge,
             9 => Kind::Proof,
+            10 => Kind::MetaRequest,
+            11 => Kind::MetaResponse,
             _ => return None,
         })
     }
@@ -176,6 +183,13 @@ impl Header {
     }
 }
 
+/// The unpadded payload length of the frame that starts at `frame[0]` (its header's first four
+/// bytes), or `None` when fewer than four bytes are there. The one place besides
+/// [`Header::parse`] that reads a length: senders check what they just wrote with it.
+pub fn payload_len(frame: &[u8]) -> Option<u32> {
+    frame.first_chunk::<4>().map(|len| u32::from_le_bytes(*len))
+}
+
 /// `len` rounded up to the payload alignment.
 pub const fn padded(len: usize) -> usize {
     len.div_ceil(ALIGN) * ALIGN
@@ -265,7 +279,7 @@ mod tests {
     fn any_header() -> impl Strategy<Value = Header> {
         (
             0u32..200,
-            1u8..=9,
+            1u8..=11,
             0u8..=6,
             any::<u16>(),
             any::<u32>(),

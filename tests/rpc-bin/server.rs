@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cell_sdk::{Authenticated, CallContext, Endpoint, Membrane, MembraneConfig, Peer};
-use probe::{Probe, ProbeError, ProbeServer, SeenContext};
+use probe::{Probe, ProbeClient, ProbeError, ProbeServer, Relayed, SeenContext};
 
 #[derive(Default)]
 struct ProbeCell {
@@ -94,7 +94,18 @@ impl Probe for ProbeCell {
                 d.saturating_duration_since(std::time::Instant::now())
                     .as_millis() as u64
             }),
+            metadata: ctx
+                .metadata()
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_vec()))
+                .collect(),
+            traceparent: ctx.trace().map(|t| t.to_string()),
+            span_id: ctx
+                .span_id()
+                .map(|id| id.iter().map(|b| format!("{b:02x}")).collect()),
         };
+        // Shown with the call's span (and its trace fields) when the log level allows.
+        tracing::info!(connection = id, "context asked");
         match connection.peer() {
             Peer::Unix { uid, pid, .. } => {
                 seen.transport = "unix".into();
@@ -118,6 +129,15 @@ impl Probe for ProbeCell {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+    async fn relay(&self, socket: String) -> Result<Relayed, ProbeError> {
+        let here = self.context().await;
+        let failed = |e: &dyn std::fmt::Display| ProbeError::Failed(e.to_string());
+        let next = ProbeClient::connect_to(Endpoint::unix(socket))
+            .await
+            .map_err(|e| failed(&e))?;
+        let there = next.context().await.map_err(|e| failed(&e))?;
+        Ok(Relayed { here, there })
     }
 }
 

@@ -24,11 +24,12 @@ use syn::{
 const MAX_ARGS: usize = 6;
 
 /// Names the generated client (`connect`, …) or service (`serve`) already define.
-const RESERVED: [&str; 5] = [
+const RESERVED: [&str; 6] = [
     "connect",
     "connect_to",
     "connect_with",
     "with_timeout",
+    "with_metadata",
     "serve",
 ];
 
@@ -543,6 +544,12 @@ pub(crate) fn generate(
             /// is also sent to the server.
             pub fn with_timeout(&self, timeout: ::core::time::Duration) -> Self {
                 Self { synapse: self.synapse.with_timeout(::core::option::Option::Some(timeout)) }
+            }
+
+            /// The same connection; calls made through the result carry this metadata
+            /// (bounded key/value pairs the handler reads from its `CallContext`).
+            pub fn with_metadata(&self, metadata: #sdk::Metadata) -> Self {
+                Self { synapse: self.synapse.with_metadata(metadata) }
             }
 
             #(#client_methods)*
