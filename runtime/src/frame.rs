@@ -96,6 +96,9 @@ pub enum Status {
     ShuttingDown = 5,
     /// The server could not encode the reply; the payload is a UTF-8 message.
     EncodeFailed = 6,
+    /// The server refused the call before its handler ran (an admission check such as
+    /// authentication); the payload is the reason (UTF-8). Protocol 4.
+    Refused = 7,
 }
 
 impl Status {
@@ -108,6 +111,7 @@ impl Status {
             4 => Status::UnknownMethod,
             5 => Status::ShuttingDown,
             6 => Status::EncodeFailed,
+            7 => Status::Refused,
             _ => return None,
         })
     }
@@ -280,7 +284,7 @@ mod tests {
         (
             0u32..200,
             1u8..=11,
-            0u8..=6,
+            0u8..=7,
             any::<u16>(),
             any::<u32>(),
             any::<u32>(),

@@ -60,12 +60,14 @@ pub use auth::{SECRET_ENV, Secret};
 pub use codec::{DecodeError, EncodeError, Protein};
 pub use context::{Authenticated, CallContext, Connection, ConnectionId, Peer};
 pub use endpoint::{Endpoint, SOCKET_DIR_ENV, current_uid, socket_dir};
-pub use error::{CallError, ConnectError, Never, ServeError};
+pub use error::{CallError, CallOutcome, ConnectError, Never, ServeError};
 pub use fingerprint::Fingerprint;
 pub use frame::Status;
 pub use membrane::{Membrane, MembraneConfig, Shutdown};
 pub use metadata::{Metadata, MetadataError, TraceParent};
-pub use service::{DispatchError, Protocol, Service, ServiceClient, ServiceName, TypedClient};
+pub use service::{
+    Admission, DispatchError, Protocol, Service, ServiceClient, ServiceName, TypedClient,
+};
 pub use synapse::{Synapse, SynapseConfig};
 
 /// Re-exports used by macro expansions. Not a stable API.

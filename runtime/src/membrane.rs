@@ -915,9 +915,19 @@ async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
                                             deadline.map(Instant::into_std),
                                             metadata.take(),
                                         );
-                                        running.push(call_future(
-                                            service, &cancels, call, deadline, context,
-                                        ));
+                                        // Admission (auth layers): a refusal is
+                                        // answered before the handler runs.
+                                        if let Err(reason) = service.admit(&context) {
+                                            cancels.forget(header.id);
+                                            let mut h = Header::new(Kind::Response);
+                                            h.id = header.id;
+                                            h.status = Status::Refused;
+                                            push_bytes(&mut out, h, reason.as_bytes());
+                                        } else {
+                                            running.push(call_future(
+                                                service, &cancels, call, deadline, context,
+                                            ));
+                                        }
                                     }
                                     Err(DispatchError::UnknownMethod(m)) => {
                                         let mut h = Header::new(Kind::Response);

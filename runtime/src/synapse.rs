@@ -296,13 +296,15 @@ impl Synapse {
     ) -> Result<R, CallError<E>> {
         // The deadline covers reconnecting too: a call never waits longer than its timeout.
         let deadline = self.timeout.map(|t| Instant::now() + t);
+        // Whether the request was queued for the socket: a timeout before it is `NotSent`.
+        let submitted = std::sync::atomic::AtomicBool::new(false);
         let work = async {
             let conn = self.client.connection().await.map_err(CallError::Connect)?;
             let _permit = conn
                 .permits
                 .acquire()
                 .await
-                .map_err(|_| CallError::Disconnected(conn.death_reason()))?;
+                .map_err(|_| CallError::NotSent(conn.death_reason()))?;
             let budget_ms = match deadline {
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now()).as_millis();
@@ -312,6 +314,7 @@ impl Synapse {
             };
             let metadata = self.outgoing_metadata();
             let id = conn.submit(method, request, budget_ms, metadata.as_deref())?;
+            submitted.store(true, Ordering::Relaxed);
             let name = self
                 .client
                 .methods
@@ -335,9 +338,14 @@ impl Synapse {
                 .await
         };
         match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline, work)
-                .await
-                .unwrap_or(Err(CallError::Timeout)),
+            Some(deadline) => match tokio::time::timeout_at(deadline, work).await {
+                Ok(result) => result,
+                Err(_) if submitted.load(Ordering::Relaxed) => Err(CallError::Timeout),
+                Err(_) => Err(CallError::NotSent(
+                    "the deadline passed while the call waited for a connection or a free slot"
+                        .into(),
+                )),
+            },
             None => work.await,
         }
     }
@@ -348,6 +356,7 @@ fn remote_error(status: Status, payload: &[u8]) -> CallError {
     match status {
         Status::Panicked => CallError::Panicked(message),
         Status::DeadlineExceeded => CallError::Timeout,
+        Status::Refused => CallError::Refused(message),
         status => CallError::Remote { status, message },
     }
 }
@@ -533,6 +542,7 @@ impl Client {
                 dead: None,
                 goodbye: false,
                 closing: false,
+                queued: Vec::new(),
             }),
             permits: Semaphore::new(in_flight),
             capacity: in_flight,
@@ -598,6 +608,8 @@ struct State {
     goodbye: bool,
     /// Every client handle is gone: the I/O task should stop.
     closing: bool,
+    /// Slots whose request frames are in `out` (not yet taken by the I/O task).
+    queued: Vec<u16>,
 }
 
 #[derive(PartialEq, Eq)]
@@ -614,6 +626,9 @@ struct Slot {
     waker: Option<Waker>,
     /// The reply's payload, copied here by the I/O task; reused across calls.
     reply: Bytes,
+    /// The request was handed to the I/O task for the socket (it may have reached the
+    /// server): a call failed after this has an unknown outcome, before it was never sent.
+    on_wire: bool,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -653,7 +668,7 @@ impl Conn {
     ) -> Result<u32, CallError<E>> {
         let mut state = lock(&self.state);
         if let Some(reason) = &state.dead {
-            return Err(CallError::Disconnected(reason.clone()));
+            return Err(CallError::NotSent(reason.clone()));
         }
         let index = match state.free.pop() {
             Some(i) => i,
@@ -664,12 +679,14 @@ impl Conn {
                     state: SlotState::Free,
                     waker: None,
                     reply: Bytes::new(),
+                    on_wire: false,
                 });
                 i
             }
         };
         let slot = &mut state.slots[index as usize];
         slot.state = SlotState::Waiting;
+        slot.on_wire = false;
         let id = (slot.generation as u32) << 16 | index as u32;
         let mut header = Header::new(match metadata {
             Some(_) => Kind::MetaRequest,
@@ -701,6 +718,7 @@ impl Conn {
                 }),
             });
         }
+        state.queued.push(index);
         if let Some(w) = state.writer.take() {
             w.wake();
         }
@@ -745,12 +763,19 @@ impl<F> Pending<'_, F> {
             }
             SlotState::Failed | SlotState::Free => {
                 self.on_reply = None;
+                let on_wire = slot.on_wire;
                 let reason = state
                     .dead
                     .clone()
                     .unwrap_or_else(|| "connection lost".into());
                 free_slot(&mut state, index);
-                Poll::Ready(Err(CallError::Disconnected(reason)))
+                Poll::Ready(Err(if on_wire {
+                    CallError::Disconnected(reason)
+                } else {
+                    CallError::NotSent(format!(
+                        "{reason} (before the request was written to the socket)"
+                    ))
+                }))
             }
             SlotState::Waiting => {
                 match &slot.waker {
@@ -819,6 +844,14 @@ async fn drive<IO: AsyncRead + AsyncWrite + Unpin>(
                 sending.clear();
                 written = 0;
                 std::mem::swap(&mut state.out, &mut sending);
+                // Those requests now go to the socket: from here their outcome is unknown if
+                // the connection dies.
+                let State { queued, slots, .. } = &mut *state;
+                for index in queued.drain(..) {
+                    if let Some(slot) = slots.get_mut(index as usize) {
+                        slot.on_wire = true;
+                    }
+                }
                 // A buffer that grew for one large frame is given back once that frame is
                 // gone: written by the I/O task (below), or here, empty, when it was refused
                 // before it was sent.

@@ -25,6 +25,8 @@
 //!   id, deadline) in a real server process, and connection-close notifications.
 //! - `rpc_memory`: memory per connection: many connections announcing max-size frames keep the
 //!   server's resident memory (VmRSS of the real process) bounded; other clients are served.
+//! - `rpc_outcomes`: each call outcome (never sent, unknown — a server SIGKILLed mid-call, a
+//!   deadline —, refused by an admission check, the handler's failure) against real processes.
 //! - `rpc_handler`: the one-crate form (`#[service] struct` + `#[handler] impl`) through the
 //!   test kit.
 //! - `remote`: `cell_remote!` aliases reaching providers' macros and API, and its compile errors
@@ -71,4 +73,5 @@ mod rpc_auth;
 mod rpc_context;
 mod rpc_handler;
 mod rpc_memory;
+mod rpc_outcomes;
 mod sources;

@@ -10,7 +10,9 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use cell_sdk::{Authenticated, CallContext, Endpoint, Membrane, MembraneConfig, Peer};
+use cell_sdk::{
+    Admission, Authenticated, CallContext, Endpoint, Membrane, MembraneConfig, Peer, Service,
+};
 use probe::{Probe, ProbeClient, ProbeError, ProbeServer, Relayed, SeenContext};
 
 #[derive(Default)]
@@ -151,7 +153,7 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(false)
         .init();
     const USAGE: &str = "usage: rpc-probe-server (--socket PATH | --tcp ADDR) \
-                         [--max-frame BYTES] [--read-budget BYTES]";
+                         [--max-frame BYTES] [--read-budget BYTES] [--require KEY]";
     let mut args = std::env::args().skip(1);
     let endpoint = match (args.next().as_deref(), args.next()) {
         (Some("--socket"), Some(path)) => Endpoint::unix(path),
@@ -162,15 +164,41 @@ async fn main() -> anyhow::Result<()> {
         max_frame_len: 64 * 1024,
         ..MembraneConfig::default()
     };
+    let mut require = None;
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| anyhow::anyhow!(USAGE))?;
         match flag.as_str() {
             "--max-frame" => config.max_frame_len = value.parse()?,
             "--read-budget" => config.max_read_buffer_bytes = value.parse()?,
+            "--require" => require = Some(value),
             _ => anyhow::bail!(USAGE),
         }
     }
-    let membrane = Membrane::bind(endpoint, ProbeServer(ProbeCell::default()), config)?;
+    let service = ProbeServer(ProbeCell::default());
+    match require {
+        // An admission check (what an auth layer does): calls without the metadata key are
+        // refused before their handler runs — except `holding`, so tests can look.
+        Some(key) => {
+            let admission = Admission::new(service, move |ctx: &CallContext| {
+                if ctx.method() == "holding" || ctx.metadata().get(&key).is_some() {
+                    Ok(())
+                } else {
+                    Err(format!("metadata `{key}` is required"))
+                }
+            });
+            serve(endpoint, admission, config).await
+        }
+        None => serve(endpoint, service, config).await,
+    }
+}
+
+/// Serves until SIGTERM, after printing `ready <endpoint>`.
+async fn serve<S: Service>(
+    endpoint: Endpoint,
+    service: S,
+    config: MembraneConfig,
+) -> anyhow::Result<()> {
+    let membrane = Membrane::bind(endpoint, service, config)?;
     let shutdown = membrane.shutdown_handle();
     println!("ready {}", membrane.endpoint());
     tokio::spawn(async move {
