@@ -111,7 +111,8 @@ impl<E> CallError<E> {
                 Status::UnknownMethod | Status::ShuttingDown | Status::Refused => {
                     CallOutcome::Refused
                 }
-                Status::DeadlineExceeded => CallOutcome::Unknown,
+                // A layer's own failure may come before or after the handler ran.
+                Status::DeadlineExceeded | Status::LayerFailed => CallOutcome::Unknown,
                 _ => CallOutcome::Failed,
             },
         }

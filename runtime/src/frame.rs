@@ -99,6 +99,9 @@ pub enum Status {
     /// The server refused the call before its handler ran (an admission check such as
     /// authentication); the payload is the reason (UTF-8). Protocol 4.
     Refused = 7,
+    /// A handler layer failed the call (an error of a layer's own, not the handler's); the
+    /// payload is a UTF-8 message. Protocol 4.
+    LayerFailed = 8,
 }
 
 impl Status {
@@ -112,6 +115,7 @@ impl Status {
             5 => Status::ShuttingDown,
             6 => Status::EncodeFailed,
             7 => Status::Refused,
+            8 => Status::LayerFailed,
             _ => return None,
         })
     }
@@ -284,7 +288,7 @@ mod tests {
         (
             0u32..200,
             1u8..=11,
-            0u8..=7,
+            0u8..=8,
             any::<u16>(),
             any::<u32>(),
             any::<u32>(),

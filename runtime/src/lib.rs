@@ -47,6 +47,7 @@ pub mod fingerprint;
 pub mod frame;
 pub mod handshake;
 mod io;
+pub mod layer;
 mod membrane;
 pub mod metadata;
 mod service;

@@ -27,6 +27,8 @@
 //!   server's resident memory (VmRSS of the real process) bounded; other clients are served.
 //! - `rpc_outcomes`: each call outcome (never sent, unknown — a server SIGKILLed mid-call, a
 //!   deadline —, refused by an admission check, the handler's failure) against real processes.
+//! - `rpc_layers`: handler layers in tower's shapes — their order, tower's timeout and
+//!   concurrency limit used as they are, a refusal instead of the handler, one method alone.
 //! - `rpc_handler`: the one-crate form (`#[service] struct` + `#[handler] impl`) through the
 //!   test kit.
 //! - `remote`: `cell_remote!` aliases reaching providers' macros and API, and its compile errors
@@ -72,6 +74,7 @@ mod rpc;
 mod rpc_auth;
 mod rpc_context;
 mod rpc_handler;
+mod rpc_layers;
 mod rpc_memory;
 mod rpc_outcomes;
 mod sources;
