@@ -196,6 +196,12 @@ pub enum Peer {
         /// The peer's process id, when the kernel reports it (Linux does).
         pid: Option<i32>,
     },
+    /// The caller is in this process: a typed client built over the service itself
+    /// (`testkit::double`), with no socket.
+    InProcess {
+        /// This process's id.
+        pid: u32,
+    },
     /// A TCP peer that completed the challenge-response handshake.
     Tcp {
         /// The peer's address, as accepted.
@@ -213,6 +219,7 @@ impl fmt::Display for Peer {
                 None => write!(f, "uid {uid}"),
             },
             Peer::Tcp { addr, .. } => write!(f, "{addr}"),
+            Peer::InProcess { pid } => write!(f, "in-process (pid {pid})"),
         }
     }
 }

@@ -48,6 +48,7 @@ pub mod frame;
 pub mod handshake;
 mod io;
 pub mod layer;
+mod local;
 mod membrane;
 pub mod metadata;
 mod service;

@@ -85,6 +85,8 @@ pub struct Synapse {
     timeout: Option<Duration>,
     /// Sent with every call made through this handle (`with_metadata`).
     metadata: Option<Arc<Metadata>>,
+    /// Calls go to this in-process service instead of a connection (`Synapse::in_process`).
+    local: Option<crate::local::Shared>,
 }
 
 struct Client {
@@ -180,7 +182,35 @@ impl Synapse {
             client,
             timeout,
             metadata: None,
+            local: None,
         })
+    }
+
+    /// A client of `service` itself, in this process, with no socket: calls are archived,
+    /// decoded, admitted and answered as a server would, in the same call shape (a test double
+    /// for a remote cell; `testkit::double` wraps it in the typed client). Its handlers see
+    /// `Peer::InProcess`. Call inside a tokio runtime (deadlines use its timer).
+    pub fn in_process<S: crate::Service>(service: S) -> Synapse {
+        static ENDPOINT: std::sync::OnceLock<Endpoint> = std::sync::OnceLock::new();
+        let endpoint = ENDPOINT
+            .get_or_init(|| Endpoint::Unix("<in-process>".into()))
+            .clone();
+        let client = Arc::new(Client {
+            endpoint,
+            service: S::NAME,
+            methods: S::METHODS,
+            fingerprint: S::FINGERPRINT,
+            config: SynapseConfig::default(),
+            current: Mutex::new(None),
+            reconnecting: tokio::sync::Mutex::new(None),
+            attempts: AtomicU64::new(0),
+        });
+        Synapse {
+            client,
+            timeout: None,
+            metadata: None,
+            local: Some(Arc::new(crate::local::Local::new(service))),
+        }
     }
 
     /// The same connection with another per-call deadline for calls made through the result.
@@ -189,6 +219,7 @@ impl Synapse {
             client: self.client.clone(),
             timeout,
             metadata: self.metadata.clone(),
+            local: self.local.clone(),
         }
     }
 
@@ -199,6 +230,7 @@ impl Synapse {
             client: self.client.clone(),
             timeout: self.timeout,
             metadata: (!metadata.is_empty()).then(|| Arc::new(metadata)),
+            local: self.local.clone(),
         }
     }
 
@@ -296,6 +328,14 @@ impl Synapse {
     ) -> Result<R, CallError<E>> {
         // The deadline covers reconnecting too: a call never waits longer than its timeout.
         let deadline = self.timeout.map(|t| Instant::now() + t);
+        if let Some(local) = &self.local {
+            let request = crate::local::archive(request).map_err(CallError::Encode)?;
+            let metadata = self.outgoing_metadata().map(std::borrow::Cow::into_owned);
+            let (status, reply) = local
+                .call(method, request, metadata, deadline.map(Instant::into_std))
+                .await;
+            return Ok(on_reply(status, &reply));
+        }
         // Whether the request was queued for the socket: a timeout before it is `NotSent`.
         let submitted = std::sync::atomic::AtomicBool::new(false);
         let work = async {

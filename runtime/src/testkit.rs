@@ -1,6 +1,7 @@
 //! A test kit: serve a service in-process on a temporary socket and get a typed client:
 //! `let (cell, users) = cell_sdk::testkit::start(Users).await?;` then call `users`, and
-//! `cell.stop().await?` (or drop it). The runnable example is on `cell_sdk::service`: this
+//! `cell.stop().await?` (or drop it). [`double`] gives a typed client over a service in this
+//! process with no socket at all (a test double). The runnable example is on `cell_sdk::service`: this
 //! crate has no macros to define a service with.
 //!
 //! ```
@@ -36,6 +37,13 @@ pub async fn start<S: ServiceClient>(service: S) -> Result<(TestCell, S::Client)
     let cell = TestCell::start(service)?;
     let synapse = cell.synapse::<S>().await?;
     Ok((cell, S::Client::from_synapse(synapse)))
+}
+
+/// A typed client of `service` in this process, with no socket: a test double in the same call
+/// shape as the remote cell (see [`Synapse::in_process`]). Replace a client of a remote cell
+/// with a client of a fake implementation of the same protocol.
+pub fn double<S: ServiceClient>(service: S) -> S::Client {
+    S::Client::from_synapse(Synapse::in_process(service))
 }
 
 /// A private temporary directory (mode 0700) that is removed when dropped.

@@ -29,6 +29,8 @@
 //!   deadline —, refused by an admission check, the handler's failure) against real processes.
 //! - `rpc_layers`: handler layers in tower's shapes — their order, tower's timeout and
 //!   concurrency limit used as they are, a refusal instead of the handler, one method alone.
+//! - `rpc_doubles`: a typed client over an in-process fake (`testkit::double`, no socket), driven
+//!   by the same code as a client of a real server process.
 //! - `rpc_handler`: the one-crate form (`#[service] struct` + `#[handler] impl`) through the
 //!   test kit.
 //! - `remote`: `cell_remote!` aliases reaching providers' macros and API, and its compile errors
@@ -73,6 +75,7 @@ mod resolver;
 mod rpc;
 mod rpc_auth;
 mod rpc_context;
+mod rpc_doubles;
 mod rpc_handler;
 mod rpc_layers;
 mod rpc_memory;
