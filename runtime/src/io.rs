@@ -17,6 +17,10 @@ use crate::frame::{self, FrameError, HEADER_LEN, Header};
 /// Initial size of a connection's read buffer.
 const INITIAL_READ: usize = 16 * 1024;
 
+/// Frames whose payload is at least this large are handed over whole to the call that reads
+/// them when they are alone in the read buffer ([`FrameReader::take_frame`]), not copied.
+pub(crate) const TAKE_ABOVE: usize = 64 * 1024;
+
 /// Buffers that grew beyond this for one large frame are given back once it is consumed.
 pub(crate) const SHRINK_ABOVE: usize = 1 << 20;
 
@@ -156,6 +160,25 @@ impl FrameReader {
             }
             None => Ok(None),
         }
+    }
+
+    /// Hands over the buffer of the frame [`Self::next_frame`] just returned (`payload` is its
+    /// range) when that frame is large and alone in the buffer — as a frame that made the
+    /// buffer grow is — so that its bytes need not be copied out; the reader starts over with a
+    /// fresh buffer. `None` for small frames and frames sharing the buffer with others.
+    pub(crate) fn take_frame(&mut self, payload: &Range<usize>) -> Option<Bytes> {
+        let alone = payload.start == HEADER_LEN && self.start == self.end;
+        if !alone || payload.len() < TAKE_ABOVE {
+            return None;
+        }
+        let mut fresh = Bytes::with_capacity(INITIAL_READ);
+        fresh.resize(INITIAL_READ, 0);
+        self.start = 0;
+        self.end = 0;
+        // The bytes now belong to the call: they are no longer an incomplete frame held by
+        // this reader (the calls a connection runs are bounded by `max_in_flight`).
+        self.charge(0);
+        Some(std::mem::replace(&mut self.buf, fresh))
     }
 
     /// The buffer that ranges from [`Self::next_frame`] index.

@@ -159,6 +159,14 @@ where
         S::decode(method, payload)
     }
 
+    fn decode_owned(
+        method: u16,
+        frame: Bytes,
+        payload: std::ops::Range<usize>,
+    ) -> Result<Self::Call, DispatchError> {
+        S::decode_owned(method, frame, payload)
+    }
+
     fn call(&self, call: Self::Call) -> impl Future<Output = Self::Reply> + Send + '_ {
         let stack = self.stack.clone();
         async move {

@@ -871,15 +871,16 @@ async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
                     Err(e) => return Poll::Ready(Err(invalid(e.to_string()))),
                     Ok(Some((header, range))) => {
                         progress = true;
-                        let mut payload = &reader.bytes()[range];
+                        // The arguments' range: the payload, after the metadata if any.
+                        let mut args = range.clone();
                         // Protocol 4: metadata first, bounded; a bad block closes only this
                         // connection, like any bad frame.
                         let mut metadata = None;
                         if header.kind == Kind::MetaRequest && !half_closed {
-                            match Metadata::split(payload) {
+                            match Metadata::split(&reader.bytes()[range.clone()]) {
                                 Ok((md, archive)) => {
                                     metadata = Some(md);
-                                    payload = archive;
+                                    args.start = args.end - archive.len();
                                 }
                                 Err(e) => {
                                     return Poll::Ready(Err(invalid(format!(
@@ -898,7 +899,14 @@ async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
                                 push_bytes(&mut out, h, b"the server is shutting down");
                             }
                             Kind::Request | Kind::MetaRequest => {
-                                match S::decode(header.method, payload) {
+                                // A large request alone in the read buffer is handed over
+                                // whole: a handler borrowing it as an archive reads it where
+                                // it was received (no copy).
+                                let decoded = match reader.take_frame(&range) {
+                                    Some(frame) => S::decode_owned(header.method, frame, args),
+                                    None => S::decode(header.method, &reader.bytes()[args]),
+                                };
+                                match decoded {
                                     Ok(call) => {
                                         let deadline = (header.budget_ms > 0).then(|| {
                                             Instant::now()

@@ -48,6 +48,28 @@ pub trait Service: Protocol + Send + Sync + 'static {
     /// Unknown method, or arguments that are not a valid archive of the method's types.
     fn decode(method: u16, payload: &[u8]) -> Result<Self::Call, DispatchError>;
 
+    /// As [`Service::decode`], for a request whose bytes the server hands over: `frame` owns
+    /// them and `payload` is the range of the arguments in it (16-byte aligned). A service
+    /// whose handler borrows its argument as an archive keeps `frame` instead of copying the
+    /// bytes (zero-copy); the default decodes from the slice.
+    ///
+    /// # Errors
+    /// As [`Service::decode`].
+    fn decode_owned(
+        method: u16,
+        frame: Bytes,
+        payload: std::ops::Range<usize>,
+    ) -> Result<Self::Call, DispatchError> {
+        match frame.get(payload) {
+            Some(bytes) => Self::decode(method, bytes),
+            None => Err(DispatchError::Decode(crate::codec::DecodeError {
+                type_name: "request".into(),
+                len: frame.len(),
+                reason: "payload range outside the frame".into(),
+            })),
+        }
+    }
+
     /// Runs the handler.
     fn call(&self, call: Self::Call) -> impl Future<Output = Self::Reply> + Send + '_;
 
@@ -138,6 +160,14 @@ where
 
     fn decode(method: u16, payload: &[u8]) -> Result<Self::Call, DispatchError> {
         S::decode(method, payload)
+    }
+
+    fn decode_owned(
+        method: u16,
+        frame: Bytes,
+        payload: std::ops::Range<usize>,
+    ) -> Result<Self::Call, DispatchError> {
+        S::decode_owned(method, frame, payload)
     }
 
     fn call(&self, call: Self::Call) -> impl Future<Output = Self::Reply> + Send + '_ {

@@ -375,7 +375,7 @@ pub(crate) fn generate(
 
     let call_variants = methods.iter().zip(&variants).map(|(m, v)| {
         if m.borrowed {
-            return quote!(#v(#sdk::codec::Bytes));
+            return quote!(#v(#sdk::codec::Bytes, ::core::ops::Range<usize>));
         }
         let types = m.args.iter().map(|(_, t)| t);
         quote!(#v(#(#types),*))
@@ -398,7 +398,8 @@ pub(crate) fn generate(
                     #sdk::codec::access::<#args>(payload)?;
                     let mut bytes = #sdk::codec::Bytes::with_capacity(payload.len());
                     bytes.extend_from_slice(payload);
-                    ::core::result::Result::Ok(#call_enum::#v(bytes))
+                    let len = bytes.len();
+                    ::core::result::Result::Ok(#call_enum::#v(bytes, 0..len))
                 });
             }
             match idents.as_slice() {
@@ -413,6 +414,27 @@ pub(crate) fn generate(
                 }),
             }
         });
+    // Borrowed archives keep the frame the server hands over: no copy of the request bytes.
+    let decode_owned_arms = methods
+        .iter()
+        .zip(&variants)
+        .zip(&indices)
+        .filter(|((m, _), _)| m.borrowed)
+        .map(|((m, v), i)| {
+            let args = args_type(m);
+            quote!(#i => {
+                match frame.get(payload.clone()) {
+                    ::core::option::Option::Some(bytes) => {
+                        #sdk::codec::access::<#args>(bytes)?;
+                    }
+                    ::core::option::Option::None => {
+                        return <Self as #sdk::Service>::decode(method, &[]);
+                    }
+                }
+                ::core::result::Result::Ok(#call_enum::#v(frame, payload))
+            })
+        })
+        .collect::<Vec<_>>();
     let call_arms = methods.iter().zip(&variants).map(|(m, v)| {
         let name = &m.name;
         let idents: Vec<_> = m.args.iter().map(|(id, _)| id).collect();
@@ -424,10 +446,10 @@ pub(crate) fn generate(
         };
         if m.borrowed {
             let (ident, ty) = &m.args[0];
-            return quote!(#call_enum::#v(bytes) => {
+            return quote!(#call_enum::#v(bytes, range) => {
                 // Validated in `decode`; validating again is cheap and keeps every access
                 // checked (there is no unchecked access anywhere).
-                match #sdk::codec::access::<#ty>(&bytes) {
+                match #sdk::codec::access::<#ty>(&bytes[range]) {
                     ::core::result::Result::Ok(#ident) => #reply_enum::#v(#invoke),
                     ::core::result::Result::Err(e) => {
                         ::core::panic!("a validated request failed validation again: {e}")
@@ -605,6 +627,23 @@ pub(crate) fn generate(
                 match method {
                     #(#decode_arms,)*
                     other => ::core::result::Result::Err(#sdk::DispatchError::UnknownMethod(other)),
+                }
+            }
+
+            fn decode_owned(
+                method: u16,
+                frame: #sdk::codec::Bytes,
+                payload: ::core::ops::Range<usize>,
+            ) -> ::core::result::Result<#call_enum, #sdk::DispatchError> {
+                #[allow(unreachable_code)]
+                match method {
+                    #(#decode_owned_arms,)*
+                    _ => match frame.get(payload) {
+                        ::core::option::Option::Some(bytes) => {
+                            <Self as #sdk::Service>::decode(method, bytes)
+                        }
+                        ::core::option::Option::None => <Self as #sdk::Service>::decode(method, &[]),
+                    },
                 }
             }
 
