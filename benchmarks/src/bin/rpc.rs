@@ -21,7 +21,9 @@
 //!
 //! Two more Cell subjects measure protocol 4's extension points against plain `cell` in the
 //! same run: `cell-ctx` (the handler reads its `CallContext`) and `cell-md` (every call carries
-//! 64 B of metadata); treatments (`+spin`, …) apply to them as to `cell`.
+//! 64 B of metadata); treatments (`+spin`, …) apply to them as to `cell`. `cell-owned` and
+//! `cell-borrowed` send the payload to a handler that sums its bytes from a deserialized
+//! `Vec<u8>` or in place from the borrowed archive (run them with `--payload 65536`).
 //!
 //! ```sh
 //! cargo run --release -p cell-bench --bin rpc                # 3 rounds, 64-byte payload
@@ -134,7 +136,9 @@ fn parse_subject(subject: &str) -> anyhow::Result<(&str, Idle)> {
     };
     match (name, idle) {
         ("tarpc", Idle::Spin) => anyhow::bail!("tarpc has no spin hook; use tarpc+busy"),
-        ("raw" | "tarpc" | "cell" | "cell-ctx" | "cell-md", _) => Ok((name, idle)),
+        ("raw" | "tarpc" | "cell" | "cell-ctx" | "cell-md" | "cell-owned" | "cell-borrowed", _) => {
+            Ok((name, idle))
+        }
         _ => anyhow::bail!("unknown subject {subject:?}"),
     }
 }
@@ -711,6 +715,10 @@ pub trait CellEcho {
     async fn echo(&self, payload: Vec<u8>) -> Vec<u8>;
     /// Returns the payload unchanged after reading the call's context (`cell-ctx`).
     async fn echo_ctx(&self, payload: Vec<u8>) -> Vec<u8>;
+    /// The payload's byte sum, from a deserialized copy (`cell-owned`).
+    async fn sum_owned(&self, payload: Vec<u8>) -> u64;
+    /// The payload's byte sum, read in place from the archive (`cell-borrowed`).
+    async fn sum_borrowed(&self, payload: &cell_sdk::Archived<Vec<u8>>) -> u64;
 }
 
 struct CellEchoImpl;
@@ -726,6 +734,12 @@ impl CellEcho for CellEchoImpl {
         });
         std::hint::black_box(seen);
         payload
+    }
+    async fn sum_owned(&self, payload: Vec<u8>) -> u64 {
+        payload.iter().map(|b| u64::from(*b)).sum()
+    }
+    async fn sum_borrowed(&self, payload: &cell_sdk::Archived<Vec<u8>>) -> u64 {
+        payload.iter().map(|b| u64::from(*b)).sum()
     }
 }
 
@@ -782,11 +796,27 @@ async fn cell_client(
             .collect();
     }
     let read_context = subject == "cell-ctx";
+    let sum = match subject {
+        "cell-owned" => Some(false),
+        "cell-borrowed" => Some(true),
+        _ => None,
+    };
     let turn = std::cell::Cell::new(0usize);
     measure(args, move |payload| {
         turn.set(turn.get().wrapping_add(1));
         let client = clients[turn.get() % clients.len()].clone();
         async move {
+            if let Some(borrowed) = sum {
+                let expected: u64 = payload.iter().map(|b| u64::from(*b)).sum();
+                let got = if borrowed {
+                    client.sum_borrowed(payload).await
+                } else {
+                    client.sum_owned(payload).await
+                }
+                .context("cell call")?;
+                anyhow::ensure!(got == expected, "wrong sum");
+                return Ok(());
+            }
             let reply = if read_context {
                 client.echo_ctx(payload).await
             } else {
