@@ -33,6 +33,8 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
+use crate::metadata::{Metadata, TraceParent};
+
 tokio::task_local! {
     static CURRENT: CallContext;
 }
@@ -44,6 +46,11 @@ pub struct CallContext {
     request_id: u32,
     method: &'static str,
     deadline: Option<Instant>,
+    /// The request's metadata (protocol 4); `None` for a plain `Request`.
+    metadata: Option<Arc<Metadata>>,
+    /// The caller's trace (a valid `traceparent` in the metadata) and this call's own span id
+    /// in it, which outgoing calls made while serving it send as their parent.
+    trace: Option<(TraceParent, [u8; 8])>,
 }
 
 impl CallContext {
@@ -90,6 +97,25 @@ impl CallContext {
         self.deadline
     }
 
+    /// The metadata the caller sent with the request (empty when none).
+    pub fn metadata(&self) -> &Metadata {
+        static EMPTY: Metadata = Metadata::EMPTY;
+        self.metadata.as_deref().unwrap_or(&EMPTY)
+    }
+
+    /// The caller's trace context (W3C `traceparent` from the metadata), if it sent a valid
+    /// one. Calls this handler makes through any [`crate::Synapse`] on the same task continue
+    /// this trace with [`CallContext::span_id`] as their parent.
+    pub fn trace(&self) -> Option<TraceParent> {
+        self.trace.map(|(t, _)| t)
+    }
+
+    /// This call's span id in the caller's trace (random, made when the request carried a
+    /// trace); `None` without a trace.
+    pub fn span_id(&self) -> Option<[u8; 8]> {
+        self.trace.map(|(_, s)| s)
+    }
+
     /// Runs `future` with `self` as the current context (what the server does around every
     /// handler). For test doubles and layers that call a handler themselves.
     pub fn scope<F: Future>(self, future: F) -> impl Future<Output = F::Output> {
@@ -101,12 +127,19 @@ impl CallContext {
         request_id: u32,
         method: &'static str,
         deadline: Option<Instant>,
+        metadata: Option<Metadata>,
     ) -> CallContext {
+        let trace = metadata
+            .as_ref()
+            .and_then(Metadata::traceparent)
+            .map(|t| (t, crate::metadata::new_span_id()));
         CallContext {
             connection,
             request_id,
             method,
             deadline,
+            metadata: metadata.map(Arc::new),
+            trace,
         }
     }
 }
@@ -119,6 +152,8 @@ impl fmt::Debug for CallContext {
             .field("request_id", &self.request_id)
             .field("method", &self.method)
             .field("deadline", &self.deadline)
+            .field("metadata", &self.metadata)
+            .field("trace", &self.trace())
             .finish()
     }
 }
@@ -161,6 +196,12 @@ pub enum Peer {
         /// The peer's process id, when the kernel reports it (Linux does).
         pid: Option<i32>,
     },
+    /// The caller is in this process: a typed client built over the service itself
+    /// (`testkit::double`), with no socket.
+    InProcess {
+        /// This process's id.
+        pid: u32,
+    },
     /// A TCP peer that completed the challenge-response handshake.
     Tcp {
         /// The peer's address, as accepted.
@@ -178,6 +219,7 @@ impl fmt::Display for Peer {
                 None => write!(f, "uid {uid}"),
             },
             Peer::Tcp { addr, .. } => write!(f, "{addr}"),
+            Peer::InProcess { pid } => write!(f, "in-process (pid {pid})"),
         }
     }
 }
@@ -337,7 +379,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn the_context_is_set_only_inside_its_scope() {
         let (conn, guard) = Connection::open(unix_peer());
-        let ctx = CallContext::new(conn.clone(), 7, "echo", None);
+        let ctx = CallContext::new(conn.clone(), 7, "echo", None, None);
         assert!(CallContext::current().is_none());
         let seen = ctx
             .scope(async {

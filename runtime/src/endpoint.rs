@@ -1,6 +1,6 @@
 //! Where cells listen: Unix sockets named by cell (`$CELL_SOCKET_DIR/<cell>.sock`) and TCP
-//! addresses for other hosts, plus the shared secret TCP peers must prove they know (by
-//! challenge-response: it is never sent, see [`crate::handshake`]).
+//! addresses for other hosts. The shared secret TCP peers must prove they know lives in
+//! [`crate::auth`].
 
 use std::fmt;
 use std::io;
@@ -9,9 +9,6 @@ use std::path::{Path, PathBuf};
 
 /// Environment variable naming the socket directory.
 pub const SOCKET_DIR_ENV: &str = "CELL_SOCKET_DIR";
-
-/// Environment variable holding the shared secret for TCP connections.
-pub const SECRET_ENV: &str = "CELL_SECRET";
 
 /// Where a service listens or a client connects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,65 +106,5 @@ pub(crate) fn prepare_socket_dir(dir: &Path) -> io::Result<()> {
             }
             Ok(())
         }
-    }
-}
-
-/// A shared secret for TCP connections: both sides prove they know it (HMAC-SHA256 over fresh
-/// nonces, see [`crate::handshake`]); it never crosses the network. Its `Debug` output never
-/// shows the bytes. Use a long random value (32 random bytes): a recorded handshake lets an
-/// eavesdropper test guesses offline.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Vec<u8>);
-
-impl Secret {
-    /// A secret from bytes. It must be 1 to
-    /// [`MAX_FIELD_LEN`](crate::handshake::MAX_FIELD_LEN) bytes long: binding or connecting
-    /// with any other secret is an error.
-    pub fn new(bytes: impl Into<Vec<u8>>) -> Secret {
-        Secret(bytes.into())
-    }
-
-    /// The secret in `$CELL_SECRET`, if set and non-empty.
-    pub fn from_env() -> Option<Secret> {
-        std::env::var_os(SECRET_ENV)
-            .filter(|s| !s.is_empty())
-            .map(|s| Secret(s.into_encoded_bytes()))
-    }
-
-    /// Constant-time comparison with bytes a peer presented as the secret itself. Only clients
-    /// of protocol 1 or 2 do that (the server then only decides whether to tell them about
-    /// the version mismatch); protocol 3 proves the secret by challenge-response instead.
-    pub fn matches(&self, presented: &[u8]) -> bool {
-        use subtle::ConstantTimeEq;
-        // `ct_eq` on slices of different lengths is false without comparing contents; the
-        // length of the secret is not what we protect.
-        self.0.as_slice().ct_eq(presented).into()
-    }
-
-    pub(crate) fn bytes(&self) -> &[u8] {
-        &self.0
-    }
-
-    /// Why this secret cannot be used, if it cannot: an empty secret would let a client
-    /// that has none (and so sends an empty one) in — authentication silently off — and one
-    /// longer than the handshake's field limit could never match.
-    pub(crate) fn check(&self) -> Result<(), String> {
-        if self.0.is_empty() {
-            return Err("the shared secret is empty".into());
-        }
-        let max = crate::handshake::MAX_FIELD_LEN;
-        if self.0.len() > max {
-            return Err(format!(
-                "the shared secret is {} bytes long; at most {max} are allowed",
-                self.0.len()
-            ));
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Secret(<{} bytes>)", self.0.len())
     }
 }

@@ -27,12 +27,24 @@ pub enum CallError<E = Never> {
     /// The method returned its application error `Err(e)`.
     #[error("the service returned an error: {0:?}")]
     App(E),
-    /// The call's deadline passed; the server was told to stop working on it.
+    /// The call's deadline passed after its request was sent (or the server stopped the
+    /// handler at the deadline): the server was told to stop, but the call may have run, in
+    /// part or in full. [`CallOutcome::Unknown`].
     #[error("the call timed out")]
     Timeout,
-    /// The connection broke while the call was in flight; the call may or may not have run.
+    /// The connection broke after the request was sent and before its reply arrived: the call
+    /// may or may not have run. [`CallOutcome::Unknown`].
     #[error("disconnected: {0}")]
     Disconnected(String),
+    /// The request never left this process (the connection died before it was written, or
+    /// the deadline passed while the call waited for a connection or a free slot): the
+    /// server did nothing. [`CallOutcome::NotSent`].
+    #[error("the call was never sent: {0}")]
+    NotSent(String),
+    /// The server refused the call before its handler ran (an admission check such as
+    /// authentication), with its reason. [`CallOutcome::Refused`].
+    #[error("the server refused the call: {0}")]
+    Refused(String),
     /// No connection could be made (server down, handshake refused, version or fingerprint
     /// mismatch).
     #[error(transparent)]
@@ -57,6 +69,24 @@ pub enum CallError<E = Never> {
     Decode(#[from] DecodeError),
 }
 
+/// Which case a failed call was: what the caller may conclude about the server's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// The request never reached the server: nothing ran. Always safe to retry.
+    NotSent,
+    /// The request was sent and no reply came (the connection dropped, the deadline passed):
+    /// the handler may have run, in part or in full. Retry only a method that is idempotent,
+    /// or one the server deduplicates (an id in the arguments or metadata).
+    Unknown,
+    /// The server answered that it did not run the handler (a refusal by an admission check,
+    /// an unknown method, a server shutting down): nothing ran. Safe to retry once the cause
+    /// is gone (`ShuttingDown`: at once — the next call reconnects).
+    Refused,
+    /// The handler ran and failed: its application error, a panic, or a reply that could not
+    /// be encoded or decoded. Whether to retry is the application's decision.
+    Failed,
+}
+
 impl<E> CallError<E> {
     /// The application error, if that is what this is.
     pub fn app(self) -> Option<E> {
@@ -66,12 +96,43 @@ impl<E> CallError<E> {
         }
     }
 
+    /// Which case this failure is (see [`CallOutcome`] for what each allows).
+    pub fn outcome(&self) -> CallOutcome {
+        match self {
+            CallError::App(_) | CallError::Panicked(_) | CallError::Decode(_) => {
+                CallOutcome::Failed
+            }
+            CallError::Timeout | CallError::Disconnected(_) => CallOutcome::Unknown,
+            CallError::NotSent(_) | CallError::Connect(_) | CallError::Encode(_) => {
+                CallOutcome::NotSent
+            }
+            CallError::Refused(_) => CallOutcome::Refused,
+            CallError::Remote { status, .. } => match status {
+                Status::UnknownMethod | Status::ShuttingDown | Status::Refused => {
+                    CallOutcome::Refused
+                }
+                // A layer's own failure may come before or after the handler ran.
+                Status::DeadlineExceeded | Status::LayerFailed => CallOutcome::Unknown,
+                _ => CallOutcome::Failed,
+            },
+        }
+    }
+
+    /// Whether retrying can never run the handler twice: the call was not sent, or refused
+    /// before its handler ran. (A [`CallOutcome::Unknown`] call may be retried only when the
+    /// method is idempotent or deduplicated; that is the caller's knowledge, not ours.)
+    pub fn is_safe_to_retry(&self) -> bool {
+        matches!(self.outcome(), CallOutcome::NotSent | CallOutcome::Refused)
+    }
+
     /// Converts a call error of a method that cannot fail into any other call error type.
     pub fn widen(err: CallError<Never>) -> CallError<E> {
         match err {
             CallError::App(never) => match never {},
             CallError::Timeout => CallError::Timeout,
             CallError::Disconnected(m) => CallError::Disconnected(m),
+            CallError::NotSent(m) => CallError::NotSent(m),
+            CallError::Refused(m) => CallError::Refused(m),
             CallError::Connect(c) => CallError::Connect(c),
             CallError::Panicked(m) => CallError::Panicked(m),
             CallError::Remote { status, message } => CallError::Remote { status, message },
@@ -93,12 +154,17 @@ pub enum ConnectError {
         source: io::Error,
     },
     /// Client and server speak different protocol versions.
-    #[error("protocol version mismatch: this client speaks {client}, the server {server}")]
+    #[error(
+        "protocol version mismatch: this client speaks {client}, the server {}; upgrade the \
+         older side",
+        server.map_or_else(|| "an older one (3 or before)".to_string(), |v| v.to_string())
+    )]
     VersionMismatch {
         /// Our version.
         client: u16,
-        /// The server's.
-        server: u16,
+        /// The server's, as it stated it (`None`: a server of protocol 3 or older, which
+        /// does not state it structurally).
+        server: Option<u16>,
     },
     /// The service's structural fingerprint differs: one side was built from another version
     /// of the protocol. Rebuild both from the same api crate.

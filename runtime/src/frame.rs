@@ -52,6 +52,11 @@ pub enum Kind {
     /// Client → server on TCP, answering a challenge: the client's proof that it knows the
     /// shared secret (protocol 3).
     Proof = 9,
+    /// Client → server: a `Request` whose payload starts with a metadata block
+    /// ([`crate::Metadata`], padded to 16 bytes), then the archived arguments (protocol 4).
+    MetaRequest = 10,
+    /// Server → client: a `Response` whose payload starts with a metadata block (protocol 4).
+    MetaResponse = 11,
 }
 
 impl Kind {
@@ -66,6 +71,8 @@ impl Kind {
             7 => Kind::Goodbye,
             8 => Kind::Challenge,
             9 => Kind::Proof,
+            10 => Kind::MetaRequest,
+            11 => Kind::MetaResponse,
             _ => return None,
         })
     }
@@ -89,6 +96,12 @@ pub enum Status {
     ShuttingDown = 5,
     /// The server could not encode the reply; the payload is a UTF-8 message.
     EncodeFailed = 6,
+    /// The server refused the call before its handler ran (an admission check such as
+    /// authentication); the payload is the reason (UTF-8). Protocol 4.
+    Refused = 7,
+    /// A handler layer failed the call (an error of a layer's own, not the handler's); the
+    /// payload is a UTF-8 message. Protocol 4.
+    LayerFailed = 8,
 }
 
 impl Status {
@@ -101,6 +114,8 @@ impl Status {
             4 => Status::UnknownMethod,
             5 => Status::ShuttingDown,
             6 => Status::EncodeFailed,
+            7 => Status::Refused,
+            8 => Status::LayerFailed,
             _ => return None,
         })
     }
@@ -174,6 +189,13 @@ impl Header {
     pub fn wire_len(&self) -> usize {
         HEADER_LEN + padded(self.len as usize)
     }
+}
+
+/// The unpadded payload length of the frame that starts at `frame[0]` (its header's first four
+/// bytes), or `None` when fewer than four bytes are there. The one place besides
+/// [`Header::parse`] that reads a length: senders check what they just wrote with it.
+pub fn payload_len(frame: &[u8]) -> Option<u32> {
+    frame.first_chunk::<4>().map(|len| u32::from_le_bytes(*len))
 }
 
 /// `len` rounded up to the payload alignment.
@@ -265,8 +287,8 @@ mod tests {
     fn any_header() -> impl Strategy<Value = Header> {
         (
             0u32..200,
-            1u8..=9,
-            0u8..=6,
+            1u8..=11,
+            0u8..=8,
             any::<u16>(),
             any::<u32>(),
             any::<u32>(),

@@ -20,8 +20,8 @@
 //! Both nonces are [`NONCE_LEN`] (32) bytes from the operating system's random source.
 //! `T`, the transcript both proofs cover, is: client nonce length (u16) and bytes, server
 //! nonce, protocol version of the hello (u16), fingerprint (u64), service name length (u16) and
-//! bytes; integers little endian. The two labels ([`CLIENT_PROOF_LABEL`],
-//! [`SERVER_PROOF_LABEL`]) keep one side's proof from being reflected as the other's. Fresh
+//! bytes; integers little endian. The two labels ([`crate::auth::CLIENT_PROOF_LABEL`],
+//! [`crate::auth::SERVER_PROOF_LABEL`]) keep one side's proof from being reflected as the other's. Fresh
 //! nonces on both sides make every proof good for one connection only: a recorded hello and
 //! proof replayed to the server fail against its new nonce, and a recorded challenge and
 //! welcome replayed to a client fail against the client's new nonce. A peer that fails gets
@@ -53,10 +53,6 @@
 //! 1 or 2 still sends its secret in clear: the server compares it (constant time) only to
 //! decide whether to answer with a version mismatch or with nothing.
 
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
-
-use crate::endpoint::Secret;
 use crate::frame::{Header, Kind};
 
 /// Version of the wire protocol (frames, handshake, statuses). Bumped on any change.
@@ -66,7 +62,14 @@ use crate::frame::{Header, Kind};
 /// carried the secret, the server answers with a `Challenge` (its nonce), the client with a
 /// `Proof` (HMAC-SHA256 keyed by the secret), and the `Welcome` ends with the server's own
 /// proof. The secret never crosses the network.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// 4: per-call metadata (`MetaRequest`/`MetaResponse` frames: a bounded metadata block before
+/// the archive; W3C `traceparent` travels in it) and a structured `Reject` (the server's
+/// version in the frame header's `method` field, its fingerprint in the payload: a client
+/// never parses the reason text). The hello, challenge, proof and welcome are unchanged.
+pub const PROTOCOL_VERSION: u16 = 4;
+
+/// The first version whose `Reject` is structured (see [`reject_frame`]).
+pub const STRUCTURED_REJECT_SINCE: u16 = 4;
 
 /// First bytes of every `Hello`, `Challenge` and `Welcome` payload.
 pub const MAGIC: [u8; 4] = *b"CELL";
@@ -79,12 +82,6 @@ pub const NONCE_LEN: usize = 32;
 
 /// Length of a proof (an HMAC-SHA256 tag), in bytes.
 pub const PROOF_LEN: usize = 32;
-
-/// Domain-separation label of the client's proof.
-pub const CLIENT_PROOF_LABEL: &[u8] = b"cell/tcp-auth/v3/client-proof";
-
-/// Domain-separation label of the server's proof (same length as the client's, other bytes).
-pub const SERVER_PROOF_LABEL: &[u8] = b"cell/tcp-auth/v3/server-proof";
 
 /// The client's opening frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,19 +109,9 @@ pub struct Challenge {
 }
 
 /// The client's answer to a challenge: HMAC-SHA256 keyed by the shared secret over
-/// [`CLIENT_PROOF_LABEL`] and the transcript (see the module docs).
+/// [`crate::auth::CLIENT_PROOF_LABEL`] and the transcript (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Proof(pub [u8; PROOF_LEN]);
-
-/// Which side a proof speaks for: each has its own label, so that neither proof can be
-/// reflected back as the other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// The client's proof, in the `Proof` frame.
-    Client,
-    /// The server's proof, at the end of the `Welcome`.
-    Server,
-}
 
 /// The server's acceptance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,41 +308,67 @@ impl Welcome {
     }
 }
 
-/// The proof of `role` for the connection that began with `hello` and `challenge`:
-/// HMAC-SHA256 keyed by `secret` over the role's label and the transcript.
-pub fn prove(secret: &Secret, role: Role, hello: &Hello, challenge: &Challenge) -> Proof {
-    let mac = transcript_mac(secret, role, hello, challenge);
-    let mut proof = [0u8; PROOF_LEN];
-    proof.copy_from_slice(&mac.finalize().into_bytes());
-    Proof(proof)
-}
-
-/// Whether `presented` is the proof of `role` for this connection, compared in constant
-/// time. Any length other than [`PROOF_LEN`] is simply wrong.
-pub fn verify(
-    secret: &Secret,
-    role: Role,
-    hello: &Hello,
-    challenge: &Challenge,
-    presented: &[u8],
-) -> bool {
-    transcript_mac(secret, role, hello, challenge)
-        .verify_slice(presented)
-        .is_ok()
-}
-
-/// Encodes a reject frame: a code and a human-readable reason.
-pub fn reject_frame(code: RejectCode, reason: &str) -> Vec<u8> {
+/// Encodes a reject frame for a client that speaks `client_version`.
+///
+/// From protocol 4 on it is structured: the frame header's `method` field carries the server's
+/// [`PROTOCOL_VERSION`], and the payload is `0` the [`RejectCode`], `1..8` zero, `8..16` the
+/// server's service fingerprint (u64), then the reason (UTF-8, only to be shown). A client of
+/// protocol 3 or older gets the layout it reads: the code, then the reason, whose text still
+/// ends with "server speaks N" for the version.
+pub fn reject_frame(
+    code: RejectCode,
+    reason: &str,
+    fingerprint: u64,
+    client_version: u16,
+) -> Vec<u8> {
+    let mut header = Header::new(Kind::Reject);
     let mut payload = vec![code as u8];
+    if client_version >= STRUCTURED_REJECT_SINCE {
+        header.method = PROTOCOL_VERSION;
+        payload.extend_from_slice(&[0u8; 7]);
+        payload.extend_from_slice(&fingerprint.to_le_bytes());
+    }
     payload.extend_from_slice(reason.as_bytes());
-    frame(Kind::Reject, &payload)
+    let mut frame = Vec::new();
+    crate::frame::encode_frame(&mut frame, header, &payload);
+    frame
 }
 
-/// Parses a reject payload into its code byte and reason (lossy UTF-8: it is only shown).
-pub fn parse_reject(payload: &[u8]) -> (u8, String) {
-    match payload.split_first() {
-        Some((code, reason)) => (*code, String::from_utf8_lossy(reason).into_owned()),
-        None => (0, String::new()),
+/// A server's refusal, as a client reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    /// The [`RejectCode`] byte (an unknown byte stays as it is).
+    pub code: u8,
+    /// The server's protocol version; `None` from a server of protocol 3 or older, which does
+    /// not state it structurally.
+    pub server_version: Option<u16>,
+    /// The server's service fingerprint (structured rejects only).
+    pub server_fingerprint: Option<u64>,
+    /// The human-readable reason (lossy UTF-8: it is only shown).
+    pub reason: String,
+}
+
+/// Parses a reject frame (its header and payload). Never fails: whatever a server sends is
+/// shown as its reason.
+pub fn parse_reject(header: &Header, payload: &[u8]) -> Reject {
+    let code = payload.first().copied().unwrap_or(0);
+    if header.method >= STRUCTURED_REJECT_SINCE
+        && let Some(fixed) = payload.first_chunk::<16>()
+    {
+        let mut fingerprint = [0u8; 8];
+        fingerprint.copy_from_slice(&fixed[8..16]);
+        return Reject {
+            code,
+            server_version: Some(header.method),
+            server_fingerprint: Some(u64::from_le_bytes(fingerprint)),
+            reason: String::from_utf8_lossy(&payload[16..]).into_owned(),
+        };
+    }
+    Reject {
+        code,
+        server_version: None,
+        server_fingerprint: None,
+        reason: String::from_utf8_lossy(payload.get(1..).unwrap_or_default()).into_owned(),
     }
 }
 
@@ -369,31 +382,6 @@ pub fn random_nonce() -> std::io::Result<[u8; NONCE_LEN]> {
         .map_err(|e| std::io::Error::other(format!("no random numbers from the OS: {e}")))?;
     Ok(nonce)
 }
-
-/// The keyed MAC over the role's label and the transcript, ready to finalize or verify.
-fn transcript_mac(secret: &Secret, role: Role, hello: &Hello, challenge: &Challenge) -> HmacSha256 {
-    // HMAC takes keys of any length (longer ones are hashed): this never fails, and the key
-    // is our own configuration, not peer bytes. Never fall back to another key.
-    #[expect(clippy::expect_used, reason = "HMAC accepts keys of every length")]
-    let mut mac = HmacSha256::new_from_slice(secret.bytes()).expect("HMAC takes any key length");
-    mac.update(match role {
-        Role::Client => CLIENT_PROOF_LABEL,
-        Role::Server => SERVER_PROOF_LABEL,
-    });
-    // Both variable-length fields carry their length, so no two transcripts share bytes.
-    let nonce = &hello.nonce[..hello.nonce.len().min(u16::MAX as usize)];
-    mac.update(&(nonce.len() as u16).to_le_bytes());
-    mac.update(nonce);
-    mac.update(&challenge.nonce);
-    mac.update(&hello.version.to_le_bytes());
-    mac.update(&hello.fingerprint.to_le_bytes());
-    let service = &hello.service.as_bytes()[..hello.service.len().min(u16::MAX as usize)];
-    mac.update(&(service.len() as u16).to_le_bytes());
-    mac.update(service);
-    mac
-}
-
-type HmacSha256 = Hmac<Sha256>;
 
 fn frame(kind: Kind, payload: &[u8]) -> Vec<u8> {
     let mut frame = Vec::new();
@@ -449,6 +437,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::{Role, Secret, prove, verify};
     use proptest::prelude::*;
 
     fn hello(nonce: Vec<u8>) -> Hello {
@@ -610,7 +599,7 @@ mod tests {
                 ..hello.clone()
             },
             Hello {
-                version: 4,
+                version: PROTOCOL_VERSION + 1,
                 ..hello.clone()
             },
             Hello {
@@ -672,6 +661,33 @@ mod tests {
         );
     }
 
+    #[test]
+    fn rejects_are_structured_for_new_clients_and_text_for_old_ones() {
+        let frame = reject_frame(RejectCode::Fingerprint, "differs", 0xabcd, PROTOCOL_VERSION);
+        let (header, payload) = split_frame(&frame);
+        let reject = parse_reject(&header, &payload);
+        assert_eq!(reject.code, RejectCode::Fingerprint as u8);
+        assert_eq!(reject.server_version, Some(PROTOCOL_VERSION));
+        assert_eq!(reject.server_fingerprint, Some(0xabcd));
+        assert_eq!(reject.reason, "differs");
+        // A protocol-3 client reads `code, reason` with the version in the text.
+        let old = reject_frame(RejectCode::Version, "server speaks 4", 1, 3);
+        let (header, payload) = split_frame(&old);
+        assert_eq!(header.method, 0);
+        assert_eq!(payload[0], RejectCode::Version as u8);
+        assert_eq!(&payload[1..], b"server speaks 4");
+        let reject = parse_reject(&header, &payload);
+        assert_eq!(
+            (reject.server_version, reject.reason.as_str()),
+            (None, "server speaks 4")
+        );
+    }
+
+    fn split_frame(frame: &[u8]) -> (Header, Vec<u8>) {
+        let (header, range, _) = crate::frame::decode(frame, 1 << 16).unwrap().unwrap();
+        (header, frame[range].to_vec())
+    }
+
     const CLIENT_VECTOR: &str = "b1d6dfa2d4904bda96b63165b8fb94197d04f23a3e0af5e00d0002d3ee783d44";
     const SERVER_VECTOR: &str = "4b64e0929808412d3529e34a6750f20d931ab507fad94b1d0070caf6b62587f8";
 
@@ -681,10 +697,15 @@ mod tests {
         /// Arbitrary bytes never panic a handshake parser, and what parses re-encodes to
         /// the same payload (challenge, proof, welcome: exact layouts).
         #[test]
-        fn handshake_parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..120)) {
+        fn handshake_parsers_never_panic(
+            bytes in proptest::collection::vec(any::<u8>(), 0..120),
+            server_version in any::<u16>(),
+        ) {
             let _ = Hello::parse(&bytes);
             let _ = Hello::peek_version(&bytes);
-            let _ = parse_reject(&bytes);
+            let mut header = Header::new(Kind::Reject);
+            header.method = server_version;
+            let _ = parse_reject(&header, &bytes);
             if let Ok(challenge) = Challenge::parse(&bytes) {
                 prop_assert_eq!(payload_of(&challenge.to_frame(), Kind::Challenge), bytes.clone());
             }

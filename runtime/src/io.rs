@@ -17,6 +17,10 @@ use crate::frame::{self, FrameError, HEADER_LEN, Header};
 /// Initial size of a connection's read buffer.
 const INITIAL_READ: usize = 16 * 1024;
 
+/// Frames whose payload is at least this large are handed over whole to the call that reads
+/// them when they are alone in the read buffer ([`FrameReader::take_frame`]), not copied.
+pub(crate) const TAKE_ABOVE: usize = 64 * 1024;
+
 /// Buffers that grew beyond this for one large frame are given back once it is consumed.
 pub(crate) const SHRINK_ABOVE: usize = 1 << 20;
 
@@ -24,11 +28,67 @@ pub(crate) const SHRINK_ABOVE: usize = 1 << 20;
 ///
 /// Invariant: `start` is a multiple of 16 (frames occupy multiples of 16 bytes and compaction
 /// moves data to offset 0), so every payload sits 16-byte aligned for in-place validation.
+///
+/// Memory follows the bytes that arrived, never the length a header announces: the buffer
+/// doubles as data fills it, up to the current frame's size. A peer that announces a 16 MiB
+/// frame and sends nothing more costs [`INITIAL_READ`], not 16 MiB (zero-filled). Growth past
+/// [`UNCHARGED`] is also charged to an optional [`ReadBudget`] shared by many readers (the
+/// server's connections), so the bytes held for incomplete frames stay bounded overall.
 pub(crate) struct FrameReader {
     buf: Bytes,
     start: usize,
     end: usize,
     max_len: u32,
+    budget: Option<std::sync::Arc<ReadBudget>>,
+    /// Bytes of `budget` this reader holds: what its buffer has beyond [`UNCHARGED`].
+    charged: usize,
+}
+
+/// What a reader's buffer may hold without charging its [`ReadBudget`]: requests up to this
+/// size are served even while others exhaust the budget (the connection limit bounds the
+/// total of these).
+pub(crate) const UNCHARGED: usize = 64 * 1024;
+
+/// Bytes that read buffers may hold beyond their first [`UNCHARGED`] bytes, shared by the
+/// readers of one server (`MembraneConfig::max_read_buffer_bytes`).
+#[derive(Debug)]
+pub(crate) struct ReadBudget {
+    limit: usize,
+    used: std::sync::atomic::AtomicUsize,
+}
+
+impl ReadBudget {
+    pub(crate) fn new(limit: usize) -> ReadBudget {
+        ReadBudget {
+            limit,
+            used: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    fn take(&self, bytes: usize) -> bool {
+        use std::sync::atomic::Ordering;
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|total| *total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, bytes: usize) {
+        self.used
+            .fetch_sub(bytes, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn used(&self) -> usize {
+        self.used.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+impl Drop for FrameReader {
+    fn drop(&mut self) {
+        self.charge(0);
+    }
 }
 
 impl FrameReader {
@@ -46,7 +106,35 @@ impl FrameReader {
             start: 0,
             end: 0,
             max_len,
+            budget: None,
+            charged: 0,
         }
+    }
+
+    /// Charges this reader's growth to `budget` from now on.
+    pub(crate) fn set_budget(&mut self, budget: std::sync::Arc<ReadBudget>) {
+        self.charge(0);
+        self.budget = Some(budget);
+        // A reader that already grew past the budget keeps its buffer uncharged (the server
+        // sets the budget on a fresh, small reader, where this charges nothing).
+        let _ = self.charge(self.buf.len().saturating_sub(UNCHARGED));
+    }
+
+    /// Makes this reader's charge `bytes`; `false` (and nothing changed) when the budget
+    /// cannot give that much.
+    fn charge(&mut self, bytes: usize) -> bool {
+        let Some(budget) = &self.budget else {
+            return true;
+        };
+        if bytes > self.charged {
+            if !budget.take(bytes - self.charged) {
+                return false;
+            }
+        } else {
+            budget.give_back(self.charged - bytes);
+        }
+        self.charged = bytes;
+        true
     }
 
     pub(crate) fn set_max_len(&mut self, max_len: u32) {
@@ -74,6 +162,25 @@ impl FrameReader {
         }
     }
 
+    /// Hands over the buffer of the frame [`Self::next_frame`] just returned (`payload` is its
+    /// range) when that frame is large and alone in the buffer — as a frame that made the
+    /// buffer grow is — so that its bytes need not be copied out; the reader starts over with a
+    /// fresh buffer. `None` for small frames and frames sharing the buffer with others.
+    pub(crate) fn take_frame(&mut self, payload: &Range<usize>) -> Option<Bytes> {
+        let alone = payload.start == HEADER_LEN && self.start == self.end;
+        if !alone || payload.len() < TAKE_ABOVE {
+            return None;
+        }
+        let mut fresh = Bytes::with_capacity(INITIAL_READ);
+        fresh.resize(INITIAL_READ, 0);
+        self.start = 0;
+        self.end = 0;
+        // The bytes now belong to the call: they are no longer an incomplete frame held by
+        // this reader (the calls a connection runs are bounded by `max_in_flight`).
+        self.charge(0);
+        Some(std::mem::replace(&mut self.buf, fresh))
+    }
+
     /// The buffer that ranges from [`Self::next_frame`] index.
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.buf
@@ -97,7 +204,7 @@ impl FrameReader {
         io: &mut IO,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<usize>> {
-        self.make_room();
+        self.make_room()?;
         let mut read = ReadBuf::new(&mut self.buf[self.end..]);
         ready!(Pin::new(io).poll_read(cx, &mut read))?;
         let n = read.filled().len();
@@ -105,9 +212,13 @@ impl FrameReader {
         Poll::Ready(Ok(n))
     }
 
-    /// Compacts and grows so that at least the rest of the current frame (whose length was
-    /// already checked against the maximum by the header parse) or a good chunk fits.
-    fn make_room(&mut self) {
+    /// Compacts, and grows towards the size of the current frame (whose length was already
+    /// checked against the maximum by the header parse) by doubling, so that what the buffer
+    /// holds follows the bytes that arrived.
+    ///
+    /// # Errors
+    /// The shared [`ReadBudget`] cannot pay for the growth.
+    fn make_room(&mut self) -> io::Result<()> {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
@@ -115,6 +226,7 @@ impl FrameReader {
             if self.buf.len() > SHRINK_ABOVE {
                 self.buf = Bytes::with_capacity(INITIAL_READ);
                 self.buf.resize(INITIAL_READ, 0);
+                self.charge(0);
             }
         }
         let pending = self.end - self.start;
@@ -127,18 +239,38 @@ impl FrameReader {
         }
         .max(pending + 1);
         let free_tail = self.buf.len() - self.end;
-        if self.start + needed <= self.buf.len() && free_tail >= 1024.min(needed) {
-            return;
+        // A read of at least this much is worth making.
+        let chunk = 1024.min(needed - pending);
+        // Read into the free tail while the frame fits, or while at most half the buffer is
+        // taken: a header announcing a large frame costs nothing until its bytes arrive.
+        if free_tail >= chunk
+            && (self.start + needed <= self.buf.len() || free_tail >= self.buf.len() / 2)
+        {
+            return Ok(());
         }
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.start = 0;
             self.end = pending;
         }
-        if needed > self.buf.len() || self.buf.len() - self.end < 1024.min(needed) {
-            let target = needed.max(self.buf.len() * 2).max(INITIAL_READ);
+        // Double (never past the frame's own size) once the frame's bytes fill the buffer:
+        // what it holds stays within about 2× the bytes received, and copying stays linear in
+        // them.
+        let full = self.buf.len() - self.end < chunk;
+        let target = (self.buf.len() * 2)
+            .max(INITIAL_READ)
+            .min(needed.max(INITIAL_READ));
+        if full && target > self.buf.len() {
+            if !self.charge(target.saturating_sub(UNCHARGED)) {
+                return Err(io::Error::new(
+                    io::ErrorKind::OutOfMemory,
+                    "the server's budget for incomplete frames (all connections together) is \
+                     spent; closing this connection",
+                ));
+            }
             self.buf.resize(target, 0);
         }
+        Ok(())
     }
 }
 
@@ -527,6 +659,89 @@ mod tests {
     use super::*;
     use crate::frame::Kind;
     use tokio::io::AsyncWriteExt;
+
+    /// Fills `reader` from `io` until the socket has nothing more right now.
+    fn fill_all(reader: &mut FrameReader, io: &mut tokio::io::DuplexStream) -> io::Result<()> {
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            match reader.poll_fill(io, &mut cx) {
+                Poll::Ready(Ok(0)) | Poll::Pending => return Ok(()),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return Err(e),
+            }
+        }
+    }
+
+    fn announce(len: u32) -> [u8; HEADER_LEN] {
+        let mut header = Header::new(Kind::Request);
+        header.len = len;
+        header.to_bytes()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_announced_frame_costs_only_the_bytes_that_arrived() {
+        let (mut client, mut server) = tokio::io::duplex(4 << 20);
+        let mut reader = FrameReader::new(16 << 20);
+        client.write_all(&announce(16 << 20)).await.unwrap();
+        fill_all(&mut reader, &mut server).unwrap();
+        assert!(reader.next_frame().unwrap().is_none());
+        assert!(
+            reader.bytes().len() <= INITIAL_READ,
+            "a 16 MiB header alone grew the buffer to {} bytes",
+            reader.bytes().len()
+        );
+        // A megabyte of it arrives: the buffer follows (doubling), still far from 16 MiB.
+        client.write_all(&vec![7u8; 1 << 20]).await.unwrap();
+        fill_all(&mut reader, &mut server).unwrap();
+        let len = reader.bytes().len();
+        assert!(
+            len > 1 << 20 && len <= 2 << 20,
+            "{len} bytes for 1 MiB received"
+        );
+        // The rest completes the frame, whose payload is then read in place.
+        let mut rest = vec![7u8; (15 << 20) - 1];
+        rest.push(9);
+        let writer = tokio::spawn(async move {
+            client.write_all(&rest).await.unwrap();
+            client
+        });
+        let mut frame = None;
+        while frame.is_none() {
+            tokio::task::yield_now().await;
+            fill_all(&mut reader, &mut server).unwrap();
+            frame = reader.next_frame().unwrap();
+        }
+        let (header, range) = frame.unwrap();
+        assert_eq!(header.len, 16 << 20);
+        assert_eq!(reader.bytes()[range].last(), Some(&9));
+        drop(writer.await.unwrap());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn readers_sharing_a_budget_cannot_hold_more_than_it() {
+        let budget = std::sync::Arc::new(ReadBudget::new(3 << 20));
+        let mut pairs = Vec::new();
+        let mut outcomes = Vec::new();
+        for _ in 0..4 {
+            let (mut client, mut server) = tokio::io::duplex(4 << 20);
+            let mut reader = FrameReader::new(16 << 20);
+            reader.set_budget(budget.clone());
+            client.write_all(&announce(16 << 20)).await.unwrap();
+            client.write_all(&vec![1u8; 1 << 20]).await.unwrap();
+            outcomes.push(fill_all(&mut reader, &mut server).map_err(|e| e.kind()));
+            pairs.push((client, server, reader));
+        }
+        assert!(budget.used() <= 3 << 20, "{} bytes charged", budget.used());
+        assert!(outcomes[0].is_ok(), "{outcomes:?}");
+        assert!(
+            outcomes.contains(&Err(io::ErrorKind::OutOfMemory)),
+            "4 MiB of incomplete frames fit a 3 MiB budget: {outcomes:?}"
+        );
+        // Readers give their share back when they go.
+        drop(pairs);
+        assert_eq!(budget.used(), 0);
+    }
 
     #[test]
     fn a_reader_started_small_grows_to_the_normal_size_for_requests() {

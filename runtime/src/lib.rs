@@ -38,6 +38,7 @@
 //! assert_ne!(<Vec<u32> as Fingerprint>::FINGERPRINT, <Vec<u64> as Fingerprint>::FINGERPRINT);
 //! ```
 
+pub mod auth;
 pub mod codec;
 mod context;
 mod endpoint;
@@ -46,19 +47,29 @@ pub mod fingerprint;
 pub mod frame;
 pub mod handshake;
 mod io;
+pub mod layer;
+mod local;
 mod membrane;
+pub mod metadata;
 mod service;
 mod synapse;
 pub mod testkit;
 
+#[cfg(test)]
+mod e2e_tests;
+
+pub use auth::{SECRET_ENV, Secret};
 pub use codec::{DecodeError, EncodeError, Protein};
 pub use context::{Authenticated, CallContext, Connection, ConnectionId, Peer};
-pub use endpoint::{Endpoint, SECRET_ENV, SOCKET_DIR_ENV, Secret, current_uid, socket_dir};
-pub use error::{CallError, ConnectError, Never, ServeError};
+pub use endpoint::{Endpoint, SOCKET_DIR_ENV, current_uid, socket_dir};
+pub use error::{CallError, CallOutcome, ConnectError, Never, ServeError};
 pub use fingerprint::Fingerprint;
 pub use frame::Status;
 pub use membrane::{Membrane, MembraneConfig, Shutdown};
-pub use service::{DispatchError, Protocol, Service, ServiceClient, ServiceName, TypedClient};
+pub use metadata::{Metadata, MetadataError, TraceParent};
+pub use service::{
+    Admission, DispatchError, Protocol, Service, ServiceClient, ServiceName, TypedClient,
+};
 pub use synapse::{Synapse, SynapseConfig};
 
 /// Re-exports used by macro expansions. Not a stable API.

@@ -26,15 +26,15 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::auth::{self, Role, Secret};
 use crate::codec::Bytes;
 use crate::context::{Authenticated, CallContext, Connection, Peer};
-use crate::endpoint::{Endpoint, Secret, current_uid, prepare_socket_dir};
+use crate::endpoint::{Endpoint, current_uid, prepare_socket_dir};
 use crate::error::ServeError;
 use crate::frame::{DEFAULT_MAX_FRAME_LEN, Header, Kind, Status};
-use crate::handshake::{
-    self, Challenge, Hello, PROTOCOL_VERSION, Proof, RejectCode, Role, Welcome,
-};
-use crate::io::{FrameReader, Spin, poll_write_out, push_bytes, push_frame, read_one};
+use crate::handshake::{self, Challenge, Hello, PROTOCOL_VERSION, Proof, RejectCode, Welcome};
+use crate::io::{FrameReader, ReadBudget, Spin, poll_write_out, push_bytes, push_frame, read_one};
+use crate::metadata::Metadata;
 use crate::service::{DispatchError, Service};
 
 /// Server settings. Start from [`MembraneConfig::default`] and change fields.
@@ -65,6 +65,12 @@ pub struct MembraneConfig {
     /// are longer, such as an idle one). A thread that loses its CPU while spinning
     /// (contention) stops spinning for 10 ms to 1 s. See `docs/rpc.md`.
     pub spin: Duration,
+    /// Most bytes all connections together may hold in read buffers beyond their first
+    /// 64 KiB each: what incomplete large requests can make the server hold. A connection's
+    /// buffer grows as a frame's bytes arrive (never for a length a header merely announces);
+    /// a connection whose growth the budget cannot pay is closed. Requests up to 64 KiB are
+    /// served whatever the budget. Default 256 MiB.
+    pub max_read_buffer_bytes: usize,
 }
 
 impl Default for MembraneConfig {
@@ -77,6 +83,7 @@ impl Default for MembraneConfig {
             secret: None,
             max_connections: 1024,
             spin: crate::io::default_spin(),
+            max_read_buffer_bytes: 256 << 20,
         }
     }
 }
@@ -243,6 +250,7 @@ impl<S: Service> Membrane<S> {
             config.max_connections.max(1) as usize
         ));
         let auth_log = Arc::new(AuthLog::default());
+        let read_budget = Arc::new(ReadBudget::new(config.max_read_buffer_bytes));
         tracing::info!(service = S::NAME, %endpoint, "serving");
         loop {
             tokio::select! {
@@ -258,12 +266,14 @@ impl<S: Service> Membrane<S> {
                         let service = service.clone();
                         let config = config.clone();
                         let auth_log = auth_log.clone();
+                        let read_budget = read_budget.clone();
                         let stop = shutdown.subscribe();
                         let span = tracing::info_span!("connection", service = S::NAME, %peer);
                         connections.spawn(
                             async move {
                                 let _slot = slot;
-                                serve_connection(service, conn, config, stop, &auth_log).await
+                                serve_connection(service, conn, config, stop, &auth_log, read_budget)
+                                    .await
                             }
                             .instrument(span),
                         );
@@ -363,6 +373,7 @@ async fn serve_connection<S: Service>(
     config: Arc<MembraneConfig>,
     stop: watch::Receiver<bool>,
     auth_log: &AuthLog,
+    read_budget: Arc<ReadBudget>,
 ) {
     let tcp = matches!(conn, Conn::Tcp(..));
     let result = match conn {
@@ -381,14 +392,14 @@ async fn serve_connection<S: Service>(
                 },
                 Err(_) => return,
             };
-            run(&*service, stream, &config, stop, peer).await
+            run(&*service, stream, &config, stop, peer, read_budget).await
         }
         Conn::Tcp(stream, addr) => {
             let peer = Peer::Tcp {
                 addr,
                 authenticated: Authenticated::SharedSecret,
             };
-            run(&*service, stream, &config, stop, peer).await
+            run(&*service, stream, &config, stop, peer, read_budget).await
         }
     };
     match result {
@@ -451,10 +462,12 @@ async fn run<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
     config: &MembraneConfig,
     stop: watch::Receiver<bool>,
     peer: Peer,
+    read_budget: Arc<ReadBudget>,
 ) -> io::Result<()> {
     let authenticate = matches!(peer, Peer::Tcp { .. });
     // Small until the peer is known: a hello fits (it grows for the requests afterwards).
     let mut reader = FrameReader::with_capacity(HANDSHAKE_BUFFER, 4096);
+    reader.set_budget(read_budget);
     // On TCP nothing has been proven yet: any failure up to the proof check is the peer's
     // failure to authenticate (and is logged as such, rate-limited).
     let unauthenticated = |e: io::Error| {
@@ -487,15 +500,23 @@ async fn run<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
                 // Nothing for a peer that has not authenticated, not even why.
                 return Err(unauthenticated(invalid(e.to_string())));
             }
-            if let Some(v) = Hello::peek_version(&payload).filter(|v| *v != PROTOCOL_VERSION) {
+            let peeked = Hello::peek_version(&payload);
+            if let Some(v) = peeked.filter(|v| *v != PROTOCOL_VERSION) {
                 let reason = version_reason(v);
-                io.write_all(&handshake::reject_frame(RejectCode::Version, &reason))
-                    .await?;
+                io.write_all(&handshake::reject_frame(
+                    RejectCode::Version,
+                    &reason,
+                    S::FINGERPRINT,
+                    v,
+                ))
+                .await?;
                 return Err(invalid(reason));
             }
             io.write_all(&handshake::reject_frame(
                 RejectCode::Malformed,
                 &e.to_string(),
+                S::FINGERPRINT,
+                peeked.unwrap_or(PROTOCOL_VERSION),
             ))
             .await?;
             return Err(invalid(e.to_string()));
@@ -525,7 +546,7 @@ async fn run<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
             authenticate_client(&mut io, &mut reader, secret, &hello, &challenge, deadline)
                 .await
                 .map_err(unauthenticated)?;
-            server_proof = Some(handshake::prove(secret, Role::Server, &hello, &challenge).0);
+            server_proof = Some(auth::prove(secret, Role::Server, &hello, &challenge).0);
         }
     }
     let stopping = *stop.borrow();
@@ -555,8 +576,13 @@ async fn run<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
         None
     };
     if let Some((code, reason)) = refusal {
-        io.write_all(&handshake::reject_frame(code, &reason))
-            .await?;
+        io.write_all(&handshake::reject_frame(
+            code,
+            &reason,
+            S::FINGERPRINT,
+            hello.version,
+        ))
+        .await?;
         return Err(invalid(format!("handshake refused: {reason}")));
     }
     let welcome = Welcome {
@@ -614,7 +640,7 @@ async fn authenticate_client<IO: AsyncRead + AsyncWrite + Unpin>(
         return Err(invalid(format!("expected a proof, got {}", header.kind)));
     }
     let proof = Proof::parse(&payload).map_err(|e| invalid(e.to_string()))?;
-    if !handshake::verify(secret, Role::Client, hello, challenge, &proof.0) {
+    if !auth::verify(secret, Role::Client, hello, challenge, &proof.0) {
         return Err(invalid("wrong proof (the secrets differ)".into()));
     }
     Ok(())
@@ -717,24 +743,30 @@ impl Cancels {
     }
 }
 
+/// The future of one call: its handler, run with `context` as the task-local
+/// `CallContext::current`, bounded by `deadline` and ended early by a `Cancel`.
 fn call_future<'a, S: Service>(
     service: &'a S,
     cancels: &'a Cancels,
-    connection: &Connection,
-    id: u32,
-    method: u16,
     call: S::Call,
     deadline: Option<Instant>,
+    context: CallContext,
 ) -> impl Future<Output = (u32, Outcome<S::Reply>)> + 'a {
-    let name = S::METHODS.get(method as usize).copied().unwrap_or("?");
-    let span = tracing::debug_span!("call", service = S::NAME, method = name, id);
-    // The handler runs with its call's context as a task-local (`CallContext::current`).
-    let context = CallContext::new(
-        connection.clone(),
-        id,
-        name,
-        deadline.map(Instant::into_std),
-    );
+    let name = context.method();
+    let id = context.request_id();
+    let span = match context.trace().zip(context.span_id()) {
+        // The caller's trace continues here: its id, the caller's span as parent, our span.
+        Some((trace, span_id)) => tracing::debug_span!(
+            "call",
+            service = S::NAME,
+            method = name,
+            id,
+            trace_id = %trace.trace_id_hex(),
+            parent_span = %trace.parent_id_hex(),
+            span_id = %crate::metadata::hex(&span_id),
+        ),
+        None => tracing::debug_span!("call", service = S::NAME, method = name, id),
+    };
     let work = std::panic::AssertUnwindSafe(context.scope(service.call(call))).catch_unwind();
     async move {
         let work = async {
@@ -825,7 +857,9 @@ async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
             // up to the next request so that `Cancel` frames still get through — otherwise a
             // server full of cancelled calls would never learn they were cancelled.
             while !eof {
-                if running.len() >= max_in_flight && reader.next_is(Kind::Request) {
+                if running.len() >= max_in_flight
+                    && (reader.next_is(Kind::Request) || reader.next_is(Kind::MetaRequest))
+                {
                     break;
                 }
                 // A client that sends and never reads must not make the replies pile up here:
@@ -837,47 +871,88 @@ async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
                     Err(e) => return Poll::Ready(Err(invalid(e.to_string()))),
                     Ok(Some((header, range))) => {
                         progress = true;
-                        let payload = &reader.bytes()[range];
+                        // The arguments' range: the payload, after the metadata if any.
+                        let mut args = range.clone();
+                        // Protocol 4: metadata first, bounded; a bad block closes only this
+                        // connection, like any bad frame.
+                        let mut metadata = None;
+                        if header.kind == Kind::MetaRequest && !half_closed {
+                            match Metadata::split(&reader.bytes()[range.clone()]) {
+                                Ok((md, archive)) => {
+                                    metadata = Some(md);
+                                    args.start = args.end - archive.len();
+                                }
+                                Err(e) => {
+                                    return Poll::Ready(Err(invalid(format!(
+                                        "request {}: {e}",
+                                        header.id
+                                    ))));
+                                }
+                            }
+                        }
                         match header.kind {
-                            Kind::Request | Kind::Cancel if half_closed => {}
-                            Kind::Request if draining => {
+                            Kind::Request | Kind::MetaRequest | Kind::Cancel if half_closed => {}
+                            Kind::Request | Kind::MetaRequest if draining => {
                                 let mut h = Header::new(Kind::Response);
                                 h.id = header.id;
                                 h.status = Status::ShuttingDown;
                                 push_bytes(&mut out, h, b"the server is shutting down");
                             }
-                            Kind::Request => match S::decode(header.method, payload) {
-                                Ok(call) => {
-                                    let deadline = (header.budget_ms > 0).then(|| {
-                                        Instant::now()
-                                            + Duration::from_millis(header.budget_ms.into())
-                                    });
-                                    cancels.register(header.id);
-                                    running.push(call_future(
-                                        service,
-                                        &cancels,
-                                        connection,
-                                        header.id,
-                                        header.method,
-                                        call,
-                                        deadline,
-                                    ));
+                            Kind::Request | Kind::MetaRequest => {
+                                // A large request alone in the read buffer is handed over
+                                // whole: a handler borrowing it as an archive reads it where
+                                // it was received (no copy).
+                                let decoded = match reader.take_frame(&range) {
+                                    Some(frame) => S::decode_owned(header.method, frame, args),
+                                    None => S::decode(header.method, &reader.bytes()[args]),
+                                };
+                                match decoded {
+                                    Ok(call) => {
+                                        let deadline = (header.budget_ms > 0).then(|| {
+                                            Instant::now()
+                                                + Duration::from_millis(header.budget_ms.into())
+                                        });
+                                        cancels.register(header.id);
+                                        let context = CallContext::new(
+                                            connection.clone(),
+                                            header.id,
+                                            S::METHODS
+                                                .get(header.method as usize)
+                                                .copied()
+                                                .unwrap_or("?"),
+                                            deadline.map(Instant::into_std),
+                                            metadata.take(),
+                                        );
+                                        // Admission (auth layers): a refusal is
+                                        // answered before the handler runs.
+                                        if let Err(reason) = service.admit(&context) {
+                                            cancels.forget(header.id);
+                                            let mut h = Header::new(Kind::Response);
+                                            h.id = header.id;
+                                            h.status = Status::Refused;
+                                            push_bytes(&mut out, h, reason.as_bytes());
+                                        } else {
+                                            running.push(call_future(
+                                                service, &cancels, call, deadline, context,
+                                            ));
+                                        }
+                                    }
+                                    Err(DispatchError::UnknownMethod(m)) => {
+                                        let mut h = Header::new(Kind::Response);
+                                        h.id = header.id;
+                                        h.status = Status::UnknownMethod;
+                                        let msg = format!("`{}` has no method number {m}", S::NAME);
+                                        push_bytes(&mut out, h, msg.as_bytes());
+                                    }
+                                    Err(DispatchError::Decode(e)) => {
+                                        return Poll::Ready(Err(invalid(format!(
+                                            "request {} ({}): {e}",
+                                            header.id,
+                                            S::METHODS.get(header.method as usize).unwrap_or(&"?")
+                                        ))));
+                                    }
                                 }
-                                Err(DispatchError::UnknownMethod(m)) => {
-                                    let mut h = Header::new(Kind::Response);
-                                    h.id = header.id;
-                                    h.status = Status::UnknownMethod;
-                                    let msg = format!("`{}` has no method number {m}", S::NAME);
-                                    push_bytes(&mut out, h, msg.as_bytes());
-                                }
-                                Err(DispatchError::Decode(e)) => {
-                                    return Poll::Ready(Err(invalid(format!(
-                                        "request {} ({}): {e}",
-                                        header.id,
-                                        S::METHODS.get(header.method as usize).unwrap_or(&"?")
-                                    ))));
-                                }
-                            },
+                            }
                             Kind::Cancel => cancels.cancel(header.id),
                             other => {
                                 return Poll::Ready(Err(invalid(format!(
@@ -923,12 +998,7 @@ async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
                         // all its calls) fails alone instead.
                         let encoded = encoded.map_err(|e| e.to_string()).and_then(|()| {
                             // The unpadded length, as the header just written says.
-                            let len = u32::from_le_bytes([
-                                out[start],
-                                out[start + 1],
-                                out[start + 2],
-                                out[start + 3],
-                            ]);
+                            let len = crate::frame::payload_len(&out[start..]).unwrap_or(0);
                             if len > client_max {
                                 out.resize(start, 0);
                                 return Err(format!(

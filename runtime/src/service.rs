@@ -48,8 +48,40 @@ pub trait Service: Protocol + Send + Sync + 'static {
     /// Unknown method, or arguments that are not a valid archive of the method's types.
     fn decode(method: u16, payload: &[u8]) -> Result<Self::Call, DispatchError>;
 
+    /// As [`Service::decode`], for a request whose bytes the server hands over: `frame` owns
+    /// them and `payload` is the range of the arguments in it (16-byte aligned). A service
+    /// whose handler borrows its argument as an archive keeps `frame` instead of copying the
+    /// bytes (zero-copy); the default decodes from the slice.
+    ///
+    /// # Errors
+    /// As [`Service::decode`].
+    fn decode_owned(
+        method: u16,
+        frame: Bytes,
+        payload: std::ops::Range<usize>,
+    ) -> Result<Self::Call, DispatchError> {
+        match frame.get(payload) {
+            Some(bytes) => Self::decode(method, bytes),
+            None => Err(DispatchError::Decode(crate::codec::DecodeError {
+                type_name: "request".into(),
+                len: frame.len(),
+                reason: "payload range outside the frame".into(),
+            })),
+        }
+    }
+
     /// Runs the handler.
     fn call(&self, call: Self::Call) -> impl Future<Output = Self::Reply> + Send + '_;
+
+    /// Decides, before the handler runs, whether the call may run at all (credentials in
+    /// its metadata, the peer). `Err(reason)` answers [`Status::Refused`] with the reason
+    /// and the handler never runs: the caller sees `CallError::Refused`, a call that is
+    /// safe to retry. The default admits every call; see [`Admission`] to add a check to
+    /// a generated service.
+    fn admit(&self, context: &crate::CallContext) -> Result<(), String> {
+        let _ = context;
+        Ok(())
+    }
 
     /// Appends the reply's archive to `out` and says whether it is the value or the
     /// application error.
@@ -82,4 +114,72 @@ pub trait ServiceClient: Service {
 pub trait ServiceName {
     /// The service's name.
     const NAME: &'static str;
+}
+
+/// `service` with an admission check run before every call (see [`Service::admit`]): a refusal
+/// is answered with [`Status::Refused`] and the reason, and the handler never runs.
+///
+/// ```
+/// use cell_runtime::{Admission, CallContext};
+/// # fn wrap<S: cell_runtime::Service>(service: S) -> impl cell_runtime::Service {
+/// Admission::new(service, |ctx: &CallContext| match ctx.metadata().get("authorization") {
+///     Some(b"token 42") => Ok(()),
+///     _ => Err("a valid `authorization` is required".into()),
+/// })
+/// # }
+/// ```
+pub struct Admission<S, F> {
+    service: S,
+    check: F,
+}
+
+impl<S, F> Admission<S, F>
+where
+    S: Service,
+    F: Fn(&crate::CallContext) -> Result<(), String> + Send + Sync + 'static,
+{
+    /// Wraps `service`; `check` runs before every call, after `service`'s own admission.
+    pub fn new(service: S, check: F) -> Admission<S, F> {
+        Admission { service, check }
+    }
+}
+
+impl<S: Protocol, F> Protocol for Admission<S, F> {
+    const NAME: &'static str = S::NAME;
+    const FINGERPRINT: u64 = S::FINGERPRINT;
+    const METHODS: &'static [&'static str] = S::METHODS;
+}
+
+impl<S, F> Service for Admission<S, F>
+where
+    S: Service,
+    F: Fn(&crate::CallContext) -> Result<(), String> + Send + Sync + 'static,
+{
+    type Call = S::Call;
+    type Reply = S::Reply;
+
+    fn decode(method: u16, payload: &[u8]) -> Result<Self::Call, DispatchError> {
+        S::decode(method, payload)
+    }
+
+    fn decode_owned(
+        method: u16,
+        frame: Bytes,
+        payload: std::ops::Range<usize>,
+    ) -> Result<Self::Call, DispatchError> {
+        S::decode_owned(method, frame, payload)
+    }
+
+    fn call(&self, call: Self::Call) -> impl Future<Output = Self::Reply> + Send + '_ {
+        self.service.call(call)
+    }
+
+    fn admit(&self, context: &crate::CallContext) -> Result<(), String> {
+        self.service.admit(context)?;
+        (self.check)(context)
+    }
+
+    fn encode(reply: &Self::Reply, out: &mut Bytes) -> Result<Status, EncodeError> {
+        S::encode(reply, out)
+    }
 }

@@ -26,12 +26,14 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::auth::{self, Role, Secret};
 use crate::codec::{self, Bytes, Protein};
-use crate::endpoint::{Endpoint, Secret};
+use crate::endpoint::Endpoint;
 use crate::error::{CallError, ConnectError};
 use crate::frame::{self, Header, Kind, Status};
-use crate::handshake::{self, Challenge, Hello, PROTOCOL_VERSION, RejectCode, Role, Welcome};
+use crate::handshake::{self, Challenge, Hello, PROTOCOL_VERSION, RejectCode, Welcome};
 use crate::io::{FrameReader, Spin, poll_write_out, push_bytes, push_frame, read_one};
+use crate::metadata::Metadata;
 use crate::service::Protocol;
 
 /// Client settings. Start from [`SynapseConfig::default`] and change fields.
@@ -81,6 +83,10 @@ impl Default for SynapseConfig {
 pub struct Synapse {
     client: Arc<Client>,
     timeout: Option<Duration>,
+    /// Sent with every call made through this handle (`with_metadata`).
+    metadata: Option<Arc<Metadata>>,
+    /// Calls go to this in-process service instead of a connection (`Synapse::in_process`).
+    local: Option<crate::local::Shared>,
 }
 
 struct Client {
@@ -172,7 +178,39 @@ impl Synapse {
         let conn = client.open().await?;
         *lock(&client.current) = Some(conn);
         let timeout = client.config.timeout;
-        Ok(Synapse { client, timeout })
+        Ok(Synapse {
+            client,
+            timeout,
+            metadata: None,
+            local: None,
+        })
+    }
+
+    /// A client of `service` itself, in this process, with no socket: calls are archived,
+    /// decoded, admitted and answered as a server would, in the same call shape (a test double
+    /// for a remote cell; `testkit::double` wraps it in the typed client). Its handlers see
+    /// `Peer::InProcess`. Call inside a tokio runtime (deadlines use its timer).
+    pub fn in_process<S: crate::Service>(service: S) -> Synapse {
+        static ENDPOINT: std::sync::OnceLock<Endpoint> = std::sync::OnceLock::new();
+        let endpoint = ENDPOINT
+            .get_or_init(|| Endpoint::Unix("<in-process>".into()))
+            .clone();
+        let client = Arc::new(Client {
+            endpoint,
+            service: S::NAME,
+            methods: S::METHODS,
+            fingerprint: S::FINGERPRINT,
+            config: SynapseConfig::default(),
+            current: Mutex::new(None),
+            reconnecting: tokio::sync::Mutex::new(None),
+            attempts: AtomicU64::new(0),
+        });
+        Synapse {
+            client,
+            timeout: None,
+            metadata: None,
+            local: Some(Arc::new(crate::local::Local::new(service))),
+        }
     }
 
     /// The same connection with another per-call deadline for calls made through the result.
@@ -180,6 +218,48 @@ impl Synapse {
         Synapse {
             client: self.client.clone(),
             timeout,
+            metadata: self.metadata.clone(),
+            local: self.local.clone(),
+        }
+    }
+
+    /// The same connection; calls made through the result carry `metadata` (protocol 4,
+    /// bounded: see [`Metadata`]). Replaces the metadata of `self`; an empty one sends none.
+    pub fn with_metadata(&self, metadata: Metadata) -> Synapse {
+        Synapse {
+            client: self.client.clone(),
+            timeout: self.timeout,
+            metadata: (!metadata.is_empty()).then(|| Arc::new(metadata)),
+            local: self.local.clone(),
+        }
+    }
+
+    /// The metadata calls through this handle carry.
+    pub fn metadata(&self) -> Option<&Metadata> {
+        self.metadata.as_deref()
+    }
+
+    /// What a call sends: this handle's metadata, plus the trace of the call being served on
+    /// this task (`CallContext`), continued by a new span, unless the handle sets its own
+    /// `traceparent`. `None` (a plain `Request`) when there is neither.
+    fn outgoing_metadata(&self) -> Option<std::borrow::Cow<'_, Metadata>> {
+        use std::borrow::Cow;
+        let trace = crate::context::CallContext::with_current(|ctx| {
+            ctx.and_then(|c| c.trace().zip(c.span_id()).map(|(t, s)| t.child(s)))
+        });
+        match (&self.metadata, trace) {
+            (None, None) => None,
+            (Some(md), None) => Some(Cow::Borrowed(&**md)),
+            (Some(md), Some(_)) if md.get(crate::metadata::TRACEPARENT).is_some() => {
+                Some(Cow::Borrowed(&**md))
+            }
+            (md, Some(trace)) => {
+                let mut md = md.as_deref().cloned().unwrap_or_default();
+                // A traceparent is 55 bytes: it fits unless the handle's metadata is full,
+                // and then the handle's own entries win.
+                let _ = md.insert(crate::metadata::TRACEPARENT, trace.to_string().as_bytes());
+                Some(Cow::Owned(md))
+            }
         }
     }
 
@@ -248,13 +328,23 @@ impl Synapse {
     ) -> Result<R, CallError<E>> {
         // The deadline covers reconnecting too: a call never waits longer than its timeout.
         let deadline = self.timeout.map(|t| Instant::now() + t);
+        if let Some(local) = &self.local {
+            let request = crate::local::archive(request).map_err(CallError::Encode)?;
+            let metadata = self.outgoing_metadata().map(std::borrow::Cow::into_owned);
+            let (status, reply) = local
+                .call(method, request, metadata, deadline.map(Instant::into_std))
+                .await;
+            return Ok(on_reply(status, &reply));
+        }
+        // Whether the request was queued for the socket: a timeout before it is `NotSent`.
+        let submitted = std::sync::atomic::AtomicBool::new(false);
         let work = async {
             let conn = self.client.connection().await.map_err(CallError::Connect)?;
             let _permit = conn
                 .permits
                 .acquire()
                 .await
-                .map_err(|_| CallError::Disconnected(conn.death_reason()))?;
+                .map_err(|_| CallError::NotSent(conn.death_reason()))?;
             let budget_ms = match deadline {
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now()).as_millis();
@@ -262,7 +352,9 @@ impl Synapse {
                 }
                 None => 0,
             };
-            let id = conn.submit(method, request, budget_ms)?;
+            let metadata = self.outgoing_metadata();
+            let id = conn.submit(method, request, budget_ms, metadata.as_deref())?;
+            submitted.store(true, Ordering::Relaxed);
             let name = self
                 .client
                 .methods
@@ -286,9 +378,14 @@ impl Synapse {
                 .await
         };
         match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline, work)
-                .await
-                .unwrap_or(Err(CallError::Timeout)),
+            Some(deadline) => match tokio::time::timeout_at(deadline, work).await {
+                Ok(result) => result,
+                Err(_) if submitted.load(Ordering::Relaxed) => Err(CallError::Timeout),
+                Err(_) => Err(CallError::NotSent(
+                    "the deadline passed while the call waited for a connection or a free slot"
+                        .into(),
+                )),
+            },
             None => work.await,
         }
     }
@@ -299,6 +396,7 @@ fn remote_error(status: Status, payload: &[u8]) -> CallError {
     match status {
         Status::Panicked => CallError::Panicked(message),
         Status::DeadlineExceeded => CallError::Timeout,
+        Status::Refused => CallError::Refused(message),
         status => CallError::Remote { status, message },
     }
 }
@@ -401,7 +499,7 @@ impl Client {
             };
             let c =
                 Challenge::parse(&payload).map_err(|e| ConnectError::Protocol(e.to_string()))?;
-            let proof = handshake::prove(secret, Role::Client, &hello, &c);
+            let proof = auth::prove(secret, Role::Client, &hello, &c);
             io.write_all(&proof.to_frame()).await.map_err(io_err)?;
             challenge = Some(c);
             (header, payload) = self.read_handshake(&mut io, &mut reader).await?;
@@ -409,25 +507,24 @@ impl Client {
         match header.kind {
             Kind::Welcome => {}
             Kind::Reject => {
-                let (code, reason) = handshake::parse_reject(&payload);
-                tracing::error!(service = self.service, %reason, "handshake refused");
-                return Err(if code == RejectCode::Version as u8 {
+                // Structured (protocol 4): the reason text is only shown, never parsed.
+                let reject = handshake::parse_reject(&header, &payload);
+                tracing::error!(service = self.service, reason = %reject.reason, "handshake refused");
+                return Err(if reject.code == RejectCode::Version as u8 {
                     ConnectError::VersionMismatch {
                         client: PROTOCOL_VERSION,
-                        server: parse_server_version(&reason).unwrap_or(0),
+                        server: reject.server_version,
                     }
-                } else if code == RejectCode::Fingerprint as u8 {
+                } else if reject.code == RejectCode::Fingerprint as u8 {
                     ConnectError::FingerprintMismatch {
                         service: self.service.to_string(),
                         client: crate::fingerprint::hex(self.fingerprint),
-                        server: reason
-                            .rsplit("server ")
-                            .next()
-                            .unwrap_or("unknown")
-                            .to_string(),
+                        server: reject
+                            .server_fingerprint
+                            .map_or_else(|| "unknown".into(), crate::fingerprint::hex),
                     }
                 } else {
-                    ConnectError::Rejected(reason)
+                    ConnectError::Rejected(reject.reason)
                 });
             }
             other => {
@@ -443,10 +540,8 @@ impl Client {
             let refusal = match (&challenge, &welcome.proof) {
                 (None, _) => Some("it welcomed us without a challenge"),
                 (Some(_), None) => Some("its welcome carries no proof"),
-                (Some(c), Some(proof)) => {
-                    (!handshake::verify(secret, Role::Server, &hello, c, proof))
-                        .then_some("its proof is wrong")
-                }
+                (Some(c), Some(proof)) => (!auth::verify(secret, Role::Server, &hello, c, proof))
+                    .then_some("its proof is wrong"),
             };
             if let Some(reason) = refusal {
                 tracing::error!(service = self.service, endpoint = %self.endpoint, reason,
@@ -460,7 +555,7 @@ impl Client {
         if welcome.version != PROTOCOL_VERSION {
             return Err(ConnectError::VersionMismatch {
                 client: PROTOCOL_VERSION,
-                server: welcome.version,
+                server: Some(welcome.version),
             });
         }
         if welcome.fingerprint != self.fingerprint {
@@ -487,6 +582,7 @@ impl Client {
                 dead: None,
                 goodbye: false,
                 closing: false,
+                queued: Vec::new(),
             }),
             permits: Semaphore::new(in_flight),
             capacity: in_flight,
@@ -527,10 +623,6 @@ impl Client {
     }
 }
 
-fn parse_server_version(reason: &str) -> Option<u16> {
-    reason.rsplit("server speaks ").next()?.trim().parse().ok()
-}
-
 /// One connection: the state callers and the I/O task share.
 struct Conn {
     state: Mutex<State>,
@@ -556,6 +648,8 @@ struct State {
     goodbye: bool,
     /// Every client handle is gone: the I/O task should stop.
     closing: bool,
+    /// Slots whose request frames are in `out` (not yet taken by the I/O task).
+    queued: Vec<u16>,
 }
 
 #[derive(PartialEq, Eq)]
@@ -572,6 +666,9 @@ struct Slot {
     waker: Option<Waker>,
     /// The reply's payload, copied here by the I/O task; reused across calls.
     reply: Bytes,
+    /// The request was handed to the I/O task for the socket (it may have reached the
+    /// server): a call failed after this has an unknown outcome, before it was never sent.
+    on_wire: bool,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -607,10 +704,11 @@ impl Conn {
         method: u16,
         request: &Req,
         budget_ms: u32,
+        metadata: Option<&Metadata>,
     ) -> Result<u32, CallError<E>> {
         let mut state = lock(&self.state);
         if let Some(reason) = &state.dead {
-            return Err(CallError::Disconnected(reason.clone()));
+            return Err(CallError::NotSent(reason.clone()));
         }
         let index = match state.free.pop() {
             Some(i) => i,
@@ -621,30 +719,34 @@ impl Conn {
                     state: SlotState::Free,
                     waker: None,
                     reply: Bytes::new(),
+                    on_wire: false,
                 });
                 i
             }
         };
         let slot = &mut state.slots[index as usize];
         slot.state = SlotState::Waiting;
+        slot.on_wire = false;
         let id = (slot.generation as u32) << 16 | index as u32;
-        let mut header = Header::new(Kind::Request);
+        let mut header = Header::new(match metadata {
+            Some(_) => Kind::MetaRequest,
+            None => Kind::Request,
+        });
         header.method = method;
         header.id = id;
         header.budget_ms = budget_ms;
         let start = state.out.len();
         let max = self.max_request as usize;
-        let pushed = push_frame(&mut state.out, header, |out| codec::append(request, out));
+        let pushed = push_frame(&mut state.out, header, |out| {
+            if let Some(metadata) = metadata {
+                metadata.encode(out);
+            }
+            codec::append(request, out)
+        });
         // The unpadded payload length, exactly what the server checks against its limit: a
         // request it would refuse fails here, alone, instead of closing the connection.
         let too_long = pushed.is_ok()
-            && u32::from_le_bytes([
-                state.out[start],
-                state.out[start + 1],
-                state.out[start + 2],
-                state.out[start + 3],
-            ]) as usize
-                > max;
+            && crate::frame::payload_len(&state.out[start..]).unwrap_or(0) as usize > max;
         if pushed.is_err() || too_long {
             state.out.resize(start, 0);
             free_slot(&mut state, index);
@@ -656,6 +758,7 @@ impl Conn {
                 }),
             });
         }
+        state.queued.push(index);
         if let Some(w) = state.writer.take() {
             w.wake();
         }
@@ -700,12 +803,19 @@ impl<F> Pending<'_, F> {
             }
             SlotState::Failed | SlotState::Free => {
                 self.on_reply = None;
+                let on_wire = slot.on_wire;
                 let reason = state
                     .dead
                     .clone()
                     .unwrap_or_else(|| "connection lost".into());
                 free_slot(&mut state, index);
-                Poll::Ready(Err(CallError::Disconnected(reason)))
+                Poll::Ready(Err(if on_wire {
+                    CallError::Disconnected(reason)
+                } else {
+                    CallError::NotSent(format!(
+                        "{reason} (before the request was written to the socket)"
+                    ))
+                }))
             }
             SlotState::Waiting => {
                 match &slot.waker {
@@ -774,6 +884,14 @@ async fn drive<IO: AsyncRead + AsyncWrite + Unpin>(
                 sending.clear();
                 written = 0;
                 std::mem::swap(&mut state.out, &mut sending);
+                // Those requests now go to the socket: from here their outcome is unknown if
+                // the connection dies.
+                let State { queued, slots, .. } = &mut *state;
+                for index in queued.drain(..) {
+                    if let Some(slot) = slots.get_mut(index as usize) {
+                        slot.on_wire = true;
+                    }
+                }
                 // A buffer that grew for one large frame is given back once that frame is
                 // gone: written by the I/O task (below), or here, empty, when it was refused
                 // before it was sent.
@@ -871,7 +989,16 @@ fn deliver(conn: &Conn, reader: &mut FrameReader) -> Result<(), String> {
             Err(e) => return Err(format!("bad frame from the server: {e}")),
         };
         match header.kind {
-            Kind::Response => {
+            Kind::Response | Kind::MetaResponse => {
+                let mut range = range;
+                if header.kind == Kind::MetaResponse {
+                    // Checked (bounds included) like any frame; a bad block closes the
+                    // connection. Reply metadata is not handed to callers yet.
+                    let payload = &reader.bytes()[range.clone()];
+                    let (_metadata, archive) = Metadata::split(payload)
+                        .map_err(|e| format!("bad metadata from the server: {e}"))?;
+                    range.start = range.end - archive.len();
+                }
                 let index = (header.id & 0xffff) as usize;
                 let generation = (header.id >> 16) as u16;
                 let Some(slot) = state.slots.get_mut(index) else {

@@ -23,6 +23,14 @@
 //!   limit: a fake server that relays the real server's challenge gets in as the client.
 //! - `rpc_context`: the call context a handler sees (connection id, Unix and TCP peer, request
 //!   id, deadline) in a real server process, and connection-close notifications.
+//! - `rpc_memory`: memory per connection: many connections announcing max-size frames keep the
+//!   server's resident memory (VmRSS of the real process) bounded; other clients are served.
+//! - `rpc_outcomes`: each call outcome (never sent, unknown — a server SIGKILLed mid-call, a
+//!   deadline —, refused by an admission check, the handler's failure) against real processes.
+//! - `rpc_layers`: handler layers in tower's shapes — their order, tower's timeout and
+//!   concurrency limit used as they are, a refusal instead of the handler, one method alone.
+//! - `rpc_doubles`: a typed client over an in-process fake (`testkit::double`, no socket), driven
+//!   by the same code as a client of a real server process.
 //! - `rpc_handler`: the one-crate form (`#[service] struct` + `#[handler] impl`) through the
 //!   test kit.
 //! - `remote`: `cell_remote!` aliases reaching providers' macros and API, and its compile errors
@@ -85,6 +93,10 @@ mod resolver;
 mod rpc;
 mod rpc_auth;
 mod rpc_context;
+mod rpc_doubles;
 mod rpc_handler;
+mod rpc_layers;
+mod rpc_memory;
+mod rpc_outcomes;
 mod sources;
 mod tidy;

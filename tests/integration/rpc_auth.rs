@@ -15,10 +15,10 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::time::Duration;
 
+use cell_runtime::auth::Role;
 use cell_runtime::frame::{Header, Kind, encode_frame};
 use cell_runtime::handshake::{
-    self, Challenge, Hello, NONCE_LEN, PROOF_LEN, PROTOCOL_VERSION, Proof, RejectCode, Role,
-    Welcome,
+    self, Challenge, Hello, NONCE_LEN, PROOF_LEN, PROTOCOL_VERSION, Proof, RejectCode, Welcome,
 };
 use cell_sdk::{ConnectError, Endpoint, Protocol, Secret, SynapseConfig};
 
@@ -166,14 +166,14 @@ fn the_secret_never_crosses_the_wire() {
     assert_ne!(hello.nonce, challenge.nonce);
     let welcome = Welcome::parse(&down[1].2).unwrap();
     let secret = Secret::new(SECRET);
-    assert!(handshake::verify(
+    assert!(cell_runtime::auth::verify(
         &secret,
         Role::Client,
         &hello,
         &challenge,
         &Proof::parse(&up[1].2).unwrap().0
     ));
-    assert!(handshake::verify(
+    assert!(cell_runtime::auth::verify(
         &secret,
         Role::Server,
         &hello,
@@ -452,12 +452,18 @@ async fn version_mismatches_on_tcp_reach_only_peers_that_know_the_secret() {
     let expect_version_reject = |raw: &mut TcpStream| {
         let (header, payload) = read_frame(raw).unwrap();
         assert_eq!(header.kind, Kind::Reject);
-        let (code, reason) = handshake::parse_reject(&payload);
-        assert_eq!(code, RejectCode::Version as u8, "{reason}");
+        let reject = handshake::parse_reject(&header, &payload);
+        assert_eq!(reject.code, RejectCode::Version as u8, "{reject:?}");
+        // Old clients read the version from the text; newer ones from the header.
         assert!(
-            reason.contains(&format!("server speaks {PROTOCOL_VERSION}")),
-            "{reason}"
+            reject
+                .reason
+                .contains(&format!("server speaks {PROTOCOL_VERSION}")),
+            "{reject:?}"
         );
+        if header.method != 0 {
+            assert_eq!(reject.server_version, Some(PROTOCOL_VERSION));
+        }
         assert_eq!(bytes_until_closed(raw), 0);
     };
 
@@ -481,7 +487,7 @@ async fn version_mismatches_on_tcp_reach_only_peers_that_know_the_secret() {
         let (header, payload) = read_frame(&mut raw).unwrap();
         assert_eq!(header.kind, Kind::Challenge);
         let challenge = Challenge::parse(&payload).unwrap();
-        let proof = handshake::prove(&proof_secret, Role::Client, &hello, &challenge);
+        let proof = cell_runtime::auth::prove(&proof_secret, Role::Client, &hello, &challenge);
         raw.write_all(&proof.to_frame()).unwrap();
         if told {
             expect_version_reject(&mut raw);

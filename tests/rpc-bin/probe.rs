@@ -14,6 +14,8 @@ use cell_sdk::{protein, service};
 pub enum ProbeError {
     /// The argument was negative.
     Negative(i64),
+    /// Something the handler tried failed (`relay`).
+    Failed(String),
 }
 
 /// What a `context` handler saw of its call (`CallContext`), in plain values.
@@ -37,6 +39,21 @@ pub struct SeenContext {
     pub method: String,
     /// Milliseconds left until the call's deadline, if it has one.
     pub deadline_left_ms: Option<u64>,
+    /// The request's metadata.
+    pub metadata: Vec<(String, Vec<u8>)>,
+    /// The caller's trace context (`traceparent`), as the handler read it.
+    pub traceparent: Option<String>,
+    /// This call's span id in that trace (hex).
+    pub span_id: Option<String>,
+}
+
+/// What `relay` saw: its own context, and the context of the call it made to the next hop.
+#[protein]
+pub struct Relayed {
+    /// The relaying handler's context.
+    pub here: SeenContext,
+    /// The next hop's handler's context.
+    pub there: SeenContext,
 }
 
 /// What the probe server can do.
@@ -65,4 +82,7 @@ pub trait Probe {
     /// Ids of the connections seen closing (by `Connection::on_close`, registered by
     /// `context`), in the order they closed.
     async fn closed(&self) -> Vec<u64>;
+    /// Calls `context` on the probe server at the Unix socket `socket` while serving this
+    /// call (so the trace context continues there) and returns both contexts.
+    async fn relay(&self, socket: String) -> Result<Relayed, ProbeError>;
 }

@@ -1,6 +1,7 @@
 //! `rpc-probe-server`: serves the `probe` protocol for the integration tests. Prints
 //! `ready <endpoint>` on stdout once it listens. `--socket PATH` or `--tcp ADDR` (the secret
-//! comes from `$CELL_SECRET`).
+//! comes from `$CELL_SECRET`), then optionally `--max-frame BYTES` (default 64 KiB) and
+//! `--read-budget BYTES` (`MembraneConfig::max_read_buffer_bytes`).
 
 #[path = "probe.rs"]
 mod probe;
@@ -9,8 +10,10 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use cell_sdk::{Authenticated, CallContext, Endpoint, Membrane, MembraneConfig, Peer};
-use probe::{Probe, ProbeError, ProbeServer, SeenContext};
+use cell_sdk::{
+    Admission, Authenticated, CallContext, Endpoint, Membrane, MembraneConfig, Peer, Service,
+};
+use probe::{Probe, ProbeClient, ProbeError, ProbeServer, Relayed, SeenContext};
 
 #[derive(Default)]
 struct ProbeCell {
@@ -93,7 +96,18 @@ impl Probe for ProbeCell {
                 d.saturating_duration_since(std::time::Instant::now())
                     .as_millis() as u64
             }),
+            metadata: ctx
+                .metadata()
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_vec()))
+                .collect(),
+            traceparent: ctx.trace().map(|t| t.to_string()),
+            span_id: ctx
+                .span_id()
+                .map(|id| id.iter().map(|b| format!("{b:02x}")).collect()),
         };
+        // Shown with the call's span (and its trace fields) when the log level allows.
+        tracing::info!(connection = id, "context asked");
         match connection.peer() {
             Peer::Unix { uid, pid, .. } => {
                 seen.transport = "unix".into();
@@ -118,6 +132,15 @@ impl Probe for ProbeCell {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
+    async fn relay(&self, socket: String) -> Result<Relayed, ProbeError> {
+        let here = self.context().await;
+        let failed = |e: &dyn std::fmt::Display| ProbeError::Failed(e.to_string());
+        let next = ProbeClient::connect_to(Endpoint::unix(socket))
+            .await
+            .map_err(|e| failed(&e))?;
+        let there = next.context().await.map_err(|e| failed(&e))?;
+        Ok(Relayed { here, there })
+    }
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -129,17 +152,53 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
+    const USAGE: &str = "usage: rpc-probe-server (--socket PATH | --tcp ADDR) \
+                         [--max-frame BYTES] [--read-budget BYTES] [--require KEY]";
     let mut args = std::env::args().skip(1);
     let endpoint = match (args.next().as_deref(), args.next()) {
         (Some("--socket"), Some(path)) => Endpoint::unix(path),
         (Some("--tcp"), Some(addr)) => Endpoint::tcp(addr),
-        _ => anyhow::bail!("usage: rpc-probe-server (--socket PATH | --tcp ADDR)"),
+        _ => anyhow::bail!(USAGE),
     };
-    let config = MembraneConfig {
+    let mut config = MembraneConfig {
         max_frame_len: 64 * 1024,
         ..MembraneConfig::default()
     };
-    let membrane = Membrane::bind(endpoint, ProbeServer(ProbeCell::default()), config)?;
+    let mut require = None;
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or_else(|| anyhow::anyhow!(USAGE))?;
+        match flag.as_str() {
+            "--max-frame" => config.max_frame_len = value.parse()?,
+            "--read-budget" => config.max_read_buffer_bytes = value.parse()?,
+            "--require" => require = Some(value),
+            _ => anyhow::bail!(USAGE),
+        }
+    }
+    let service = ProbeServer(ProbeCell::default());
+    match require {
+        // An admission check (what an auth layer does): calls without the metadata key are
+        // refused before their handler runs — except `holding`, so tests can look.
+        Some(key) => {
+            let admission = Admission::new(service, move |ctx: &CallContext| {
+                if ctx.method() == "holding" || ctx.metadata().get(&key).is_some() {
+                    Ok(())
+                } else {
+                    Err(format!("metadata `{key}` is required"))
+                }
+            });
+            serve(endpoint, admission, config).await
+        }
+        None => serve(endpoint, service, config).await,
+    }
+}
+
+/// Serves until SIGTERM, after printing `ready <endpoint>`.
+async fn serve<S: Service>(
+    endpoint: Endpoint,
+    service: S,
+    config: MembraneConfig,
+) -> anyhow::Result<()> {
+    let membrane = Membrane::bind(endpoint, service, config)?;
     let shutdown = membrane.shutdown_handle();
     println!("ready {}", membrane.endpoint());
     tokio::spawn(async move {

@@ -19,12 +19,19 @@
 //! `--connections` spreads them over several connections, `--contend` runs one busy thread
 //! per CPU for the whole run (a loaded CI machine). Method and figures: `docs/benchmarks.md`.
 //!
+//! Two more Cell subjects measure protocol 4's extension points against plain `cell` in the
+//! same run: `cell-ctx` (the handler reads its `CallContext`) and `cell-md` (every call carries
+//! 64 B of metadata); treatments (`+spin`, …) apply to them as to `cell`. `cell-owned` and
+//! `cell-borrowed` send the payload to a handler that sums its bytes from a deserialized
+//! `Vec<u8>` or in place from the borrowed archive (run them with `--payload 65536`).
+//!
 //! ```sh
 //! cargo run --release -p cell-bench --bin rpc                # 3 rounds, 64-byte payload
 //! cargo run --release -p cell-bench --bin rpc -- --rounds 5 --requests 20000
 //! cargo run --release -p cell-bench --bin rpc -- --rounds 5 --requests 20000 --cpus 0,1
 //! cargo run --release -p cell-bench --bin rpc -- --subjects raw,tarpc,cell  # defaults only
 //! cargo run --release -p cell-bench --bin rpc -- --rounds 3 --contend --subjects cell,cell+spin
+//! cargo run --release -p cell-bench --bin rpc -- --rounds 3 --requests 5000 --subjects cell,cell-ctx,cell-md
 //! ```
 
 use std::{
@@ -123,13 +130,15 @@ fn parse_subject(subject: &str) -> anyhow::Result<(&str, Idle)> {
         Some((name, "park")) => (name, Idle::Park),
         Some((name, "spin")) => (name, Idle::Spin),
         Some((name, "busy")) => (name, Idle::Busy),
-        Some(("cell", "cspin")) => ("cell", Idle::ClientSpin),
-        Some(("cell", "sspin")) => ("cell", Idle::ServerSpin),
+        Some((cell @ ("cell" | "cell-ctx" | "cell-md"), "cspin")) => (cell, Idle::ClientSpin),
+        Some((cell @ ("cell" | "cell-ctx" | "cell-md"), "sspin")) => (cell, Idle::ServerSpin),
         Some((_, other)) => anyhow::bail!("unknown treatment +{other} in {subject:?}"),
     };
     match (name, idle) {
         ("tarpc", Idle::Spin) => anyhow::bail!("tarpc has no spin hook; use tarpc+busy"),
-        ("raw" | "tarpc" | "cell", _) => Ok((name, idle)),
+        ("raw" | "tarpc" | "cell" | "cell-ctx" | "cell-md" | "cell-owned" | "cell-borrowed", _) => {
+            Ok((name, idle))
+        }
         _ => anyhow::bail!("unknown subject {subject:?}"),
     }
 }
@@ -301,7 +310,7 @@ fn child(subject: &str, args: &Args) -> anyhow::Result<Sample> {
         match name {
             "raw" => raw_client(&socket, args, spin.unwrap_or_default()).await,
             "tarpc" => tarpc_client(&socket, args).await,
-            _ => cell_client(&socket, args, spin).await,
+            cell => cell_client(&socket, args, spin, cell).await,
         }
     };
     let pin_server = move || {
@@ -704,6 +713,12 @@ async fn tarpc_client(socket: &Path, args: &Args) -> anyhow::Result<Sample> {
 pub trait CellEcho {
     /// Returns the payload unchanged.
     async fn echo(&self, payload: Vec<u8>) -> Vec<u8>;
+    /// Returns the payload unchanged after reading the call's context (`cell-ctx`).
+    async fn echo_ctx(&self, payload: Vec<u8>) -> Vec<u8>;
+    /// The payload's byte sum, from a deserialized copy (`cell-owned`).
+    async fn sum_owned(&self, payload: Vec<u8>) -> u64;
+    /// The payload's byte sum, read in place from the archive (`cell-borrowed`).
+    async fn sum_borrowed(&self, payload: &cell_sdk::Archived<Vec<u8>>) -> u64;
 }
 
 struct CellEchoImpl;
@@ -711,6 +726,20 @@ struct CellEchoImpl;
 impl CellEcho for CellEchoImpl {
     async fn echo(&self, payload: Vec<u8>) -> Vec<u8> {
         payload
+    }
+    async fn echo_ctx(&self, payload: Vec<u8>) -> Vec<u8> {
+        // What a handler that uses its context does: read the connection id and request id.
+        let seen = cell_sdk::CallContext::with_current(|ctx| {
+            ctx.map(|c| (c.connection().id().get(), c.request_id()))
+        });
+        std::hint::black_box(seen);
+        payload
+    }
+    async fn sum_owned(&self, payload: Vec<u8>) -> u64 {
+        payload.iter().map(|b| u64::from(*b)).sum()
+    }
+    async fn sum_borrowed(&self, payload: &cell_sdk::Archived<Vec<u8>>) -> u64 {
+        payload.iter().map(|b| u64::from(*b)).sum()
     }
 }
 
@@ -728,7 +757,14 @@ async fn cell_server(socket: std::path::PathBuf, spin: Option<Duration>) -> anyh
     Ok(())
 }
 
-async fn cell_client(socket: &Path, args: &Args, spin: Option<Duration>) -> anyhow::Result<Sample> {
+/// `subject`: `cell` (plain calls), `cell-ctx` (the handler reads its context) or `cell-md`
+/// (every call carries 64 B of metadata).
+async fn cell_client(
+    socket: &Path,
+    args: &Args,
+    spin: Option<Duration>,
+    subject: &str,
+) -> anyhow::Result<Sample> {
     let mut config = cell_sdk::SynapseConfig::default();
     if let Some(spin) = spin {
         config.spin = spin;
@@ -750,12 +786,43 @@ async fn cell_client(socket: &Path, args: &Args, spin: Option<Duration>) -> anyh
             CellEchoClient::connect_with(cell_sdk::Endpoint::unix(socket), config.clone()).await?,
         );
     }
+    if subject == "cell-md" {
+        // 64 bytes of metadata on the wire: 4 (block length) + 1 + 9 ("x-request") + 2 + 48.
+        let mut md = cell_sdk::Metadata::new();
+        md.insert("x-request", &[7u8; 48])?;
+        clients = clients
+            .iter()
+            .map(|c| c.with_metadata(md.clone()))
+            .collect();
+    }
+    let read_context = subject == "cell-ctx";
+    let sum = match subject {
+        "cell-owned" => Some(false),
+        "cell-borrowed" => Some(true),
+        _ => None,
+    };
     let turn = std::cell::Cell::new(0usize);
     measure(args, move |payload| {
         turn.set(turn.get().wrapping_add(1));
         let client = clients[turn.get() % clients.len()].clone();
         async move {
-            let reply = client.echo(payload).await.context("cell call")?;
+            if let Some(borrowed) = sum {
+                let expected: u64 = payload.iter().map(|b| u64::from(*b)).sum();
+                let got = if borrowed {
+                    client.sum_borrowed(payload).await
+                } else {
+                    client.sum_owned(payload).await
+                }
+                .context("cell call")?;
+                anyhow::ensure!(got == expected, "wrong sum");
+                return Ok(());
+            }
+            let reply = if read_context {
+                client.echo_ctx(payload).await
+            } else {
+                client.echo(payload).await
+            }
+            .context("cell call")?;
             anyhow::ensure!(reply.len() == args.payload, "short reply");
             Ok(())
         }

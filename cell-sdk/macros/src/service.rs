@@ -24,11 +24,12 @@ use syn::{
 const MAX_ARGS: usize = 6;
 
 /// Names the generated client (`connect`, …) or service (`serve`) already define.
-const RESERVED: [&str; 5] = [
+const RESERVED: [&str; 6] = [
     "connect",
     "connect_to",
     "connect_with",
     "with_timeout",
+    "with_metadata",
     "serve",
 ];
 
@@ -374,7 +375,7 @@ pub(crate) fn generate(
 
     let call_variants = methods.iter().zip(&variants).map(|(m, v)| {
         if m.borrowed {
-            return quote!(#v(#sdk::codec::Bytes));
+            return quote!(#v(#sdk::codec::Bytes, ::core::ops::Range<usize>));
         }
         let types = m.args.iter().map(|(_, t)| t);
         quote!(#v(#(#types),*))
@@ -397,7 +398,8 @@ pub(crate) fn generate(
                     #sdk::codec::access::<#args>(payload)?;
                     let mut bytes = #sdk::codec::Bytes::with_capacity(payload.len());
                     bytes.extend_from_slice(payload);
-                    ::core::result::Result::Ok(#call_enum::#v(bytes))
+                    let len = bytes.len();
+                    ::core::result::Result::Ok(#call_enum::#v(bytes, 0..len))
                 });
             }
             match idents.as_slice() {
@@ -412,6 +414,27 @@ pub(crate) fn generate(
                 }),
             }
         });
+    // Borrowed archives keep the frame the server hands over: no copy of the request bytes.
+    let decode_owned_arms = methods
+        .iter()
+        .zip(&variants)
+        .zip(&indices)
+        .filter(|((m, _), _)| m.borrowed)
+        .map(|((m, v), i)| {
+            let args = args_type(m);
+            quote!(#i => {
+                match frame.get(payload.clone()) {
+                    ::core::option::Option::Some(bytes) => {
+                        #sdk::codec::access::<#args>(bytes)?;
+                    }
+                    ::core::option::Option::None => {
+                        return <Self as #sdk::Service>::decode(method, &[]);
+                    }
+                }
+                ::core::result::Result::Ok(#call_enum::#v(frame, payload))
+            })
+        })
+        .collect::<Vec<_>>();
     let call_arms = methods.iter().zip(&variants).map(|(m, v)| {
         let name = &m.name;
         let idents: Vec<_> = m.args.iter().map(|(id, _)| id).collect();
@@ -423,10 +446,10 @@ pub(crate) fn generate(
         };
         if m.borrowed {
             let (ident, ty) = &m.args[0];
-            return quote!(#call_enum::#v(bytes) => {
+            return quote!(#call_enum::#v(bytes, range) => {
                 // Validated in `decode`; validating again is cheap and keeps every access
                 // checked (there is no unchecked access anywhere).
-                match #sdk::codec::access::<#ty>(&bytes) {
+                match #sdk::codec::access::<#ty>(&bytes[range]) {
                     ::core::result::Result::Ok(#ident) => #reply_enum::#v(#invoke),
                     ::core::result::Result::Err(e) => {
                         ::core::panic!("a validated request failed validation again: {e}")
@@ -545,6 +568,12 @@ pub(crate) fn generate(
                 Self { synapse: self.synapse.with_timeout(::core::option::Option::Some(timeout)) }
             }
 
+            /// The same connection; calls made through the result carry this metadata
+            /// (bounded key/value pairs the handler reads from its `CallContext`).
+            pub fn with_metadata(&self, metadata: #sdk::Metadata) -> Self {
+                Self { synapse: self.synapse.with_metadata(metadata) }
+            }
+
             #(#client_methods)*
         }
 
@@ -598,6 +627,23 @@ pub(crate) fn generate(
                 match method {
                     #(#decode_arms,)*
                     other => ::core::result::Result::Err(#sdk::DispatchError::UnknownMethod(other)),
+                }
+            }
+
+            fn decode_owned(
+                method: u16,
+                frame: #sdk::codec::Bytes,
+                payload: ::core::ops::Range<usize>,
+            ) -> ::core::result::Result<#call_enum, #sdk::DispatchError> {
+                #[allow(unreachable_code)]
+                match method {
+                    #(#decode_owned_arms,)*
+                    _ => match frame.get(payload) {
+                        ::core::option::Option::Some(bytes) => {
+                            <Self as #sdk::Service>::decode(method, bytes)
+                        }
+                        ::core::option::Option::None => <Self as #sdk::Service>::decode(method, &[]),
+                    },
                 }
             }
 

@@ -1,11 +1,13 @@
 //! Fuzzes everything that reads bytes from a peer before trusting them: the frame decoder
-//! (fed as a stream, frame after frame), the handshake parsers, and validated decoding of the
-//! payloads as a few protein types. None of them may panic, whatever the bytes.
+//! (fed as a stream, frame after frame), the handshake parsers (the structured reject
+//! included), metadata blocks (protocol 4), and validated decoding of the payloads as a few
+//! protein types. None of them may panic, whatever the bytes.
 
 #![no_main]
 
 use cell_runtime::codec::{self, Bytes};
 use cell_runtime::frame::{self, Kind};
+use cell_runtime::Metadata;
 use cell_runtime::handshake::{self, Challenge, Hello, Proof, Welcome};
 use libfuzzer_sys::fuzz_target;
 
@@ -30,7 +32,13 @@ fuzz_target!(|data: &[u8]| {
                 let _ = Welcome::parse(&aligned);
             }
             Kind::Reject => {
-                let _ = handshake::parse_reject(&aligned);
+                let _ = handshake::parse_reject(&header, &aligned);
+            }
+            Kind::MetaRequest | Kind::MetaResponse => {
+                if let Ok((_, archive)) = Metadata::split(&aligned) {
+                    let _ = codec::from_bytes::<String>(archive);
+                    let _ = codec::from_bytes::<(u64, u64)>(archive);
+                }
             }
             Kind::Challenge => {
                 let _ = Challenge::parse(&aligned);
