@@ -204,6 +204,19 @@ pub enum ConnectError {
         /// What was wrong with its side of the handshake.
         reason: String,
     },
+    /// On a Unix socket, the server runs as another user than this client and that uid is not
+    /// allowed ([`crate::SynapseConfig::allowed_server_uids`]): the client sent it nothing. A
+    /// socket path in a shared directory may be served by someone else's relay.
+    #[error(
+        "refusing the server at {endpoint}: it runs as uid {uid}, not as this user; if that is \
+         intended, allow it with `SynapseConfig::allowed_server_uids` or `$CELL_ALLOW_SERVER_UIDS`"
+    )]
+    UntrustedServer {
+        /// Where we connected.
+        endpoint: String,
+        /// The server's uid (SO_PEERCRED).
+        uid: u32,
+    },
     /// The server's answer was not a valid handshake.
     #[error("invalid handshake from the server: {0}")]
     Protocol(String),
@@ -248,6 +261,10 @@ impl ConnectError {
                     reason: reason.clone(),
                 }
             }
+            ConnectError::UntrustedServer { endpoint, uid } => ConnectError::UntrustedServer {
+                endpoint: endpoint.clone(),
+                uid: *uid,
+            },
             ConnectError::Protocol(m) => ConnectError::Protocol(m.clone()),
             ConnectError::Timeout => ConnectError::Timeout,
             ConnectError::MissingSecret => ConnectError::MissingSecret,

@@ -70,7 +70,7 @@ pub use metadata::{Metadata, MetadataError, TraceParent};
 pub use service::{
     Admission, DispatchError, Protocol, Service, ServiceClient, ServiceName, TypedClient,
 };
-pub use synapse::{Synapse, SynapseConfig};
+pub use synapse::{ALLOW_SERVER_UIDS_ENV, Synapse, SynapseConfig};
 
 /// Re-exports used by macro expansions. Not a stable API.
 #[doc(hidden)]

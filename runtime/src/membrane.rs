@@ -11,7 +11,7 @@ use std::fs::File;
 use std::future::Future;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::pin;
 use std::sync::{Arc, Mutex};
@@ -313,16 +313,20 @@ fn take_lock(name: &str, socket: &Path) -> Result<File, ServeError> {
     let mut lock_path = socket.as_os_str().to_owned();
     lock_path.push(".lock");
     let lock_path = PathBuf::from(lock_path);
+    // Never through a symlink: a link planted at this path (by another user in a shared
+    // directory) would make us create, lock or chmod a file of their choosing. The mode is set
+    // at creation, so there is no chmod (which would follow a link) afterwards.
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(&lock_path)
         .map_err(|source| ServeError::Io {
             endpoint: lock_path.display().to_string(),
             source,
         })?;
-    let _ = std::fs::set_permissions(&lock_path, std::fs::Permissions::from_mode(0o600));
     // SAFETY: flock on a file descriptor we own; no memory is involved.
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc != 0 {

@@ -63,7 +63,15 @@ pub struct SynapseConfig {
     /// as with a slow server). A thread that loses its CPU while spinning (contention) stops
     /// spinning for 10 ms to 1 s. See `docs/rpc.md`.
     pub spin: Duration,
+    /// On a Unix socket, the uids besides our own whose server we accept. The client checks
+    /// the server's uid (SO_PEERCRED) before it sends anything: a socket path in a shared
+    /// directory could be served by another user's relay, which would see every call.
+    /// Default: `$CELL_ALLOW_SERVER_UIDS` (comma-separated), else none.
+    pub allowed_server_uids: Vec<u32>,
 }
+
+/// The variable read by [`SynapseConfig::default`] for [`SynapseConfig::allowed_server_uids`].
+pub const ALLOW_SERVER_UIDS_ENV: &str = "CELL_ALLOW_SERVER_UIDS";
 
 impl Default for SynapseConfig {
     fn default() -> Self {
@@ -74,8 +82,32 @@ impl Default for SynapseConfig {
             secret: None,
             max_frame_len: frame::DEFAULT_MAX_FRAME_LEN,
             spin: crate::io::default_spin(),
+            allowed_server_uids: std::env::var(ALLOW_SERVER_UIDS_ENV)
+                .map(|v| parse_uids(&v))
+                .unwrap_or_default(),
         }
     }
+}
+
+/// `"1000, 1001"` → `[1000, 1001]`; what is not a uid is ignored (and logged).
+fn parse_uids(v: &str) -> Vec<u32> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| match s.parse() {
+            Ok(uid) => Some(uid),
+            Err(_) => {
+                tracing::warn!("{ALLOW_SERVER_UIDS_ENV}: `{s}` is not a uid; ignored");
+                None
+            }
+        })
+        .collect()
+}
+
+/// Whether a Unix-socket server running as `server` may be talked to by a client running as
+/// `ours`.
+fn server_uid_allowed(server: u32, ours: u32, allowed: &[u32]) -> bool {
+    server == ours || allowed.contains(&server)
 }
 
 /// A client of one service at one endpoint. Cheap to clone; clones share the connection.
@@ -443,6 +475,14 @@ impl Client {
             match &self.endpoint {
                 Endpoint::Unix(path) => {
                     let stream = UnixStream::connect(path).await.map_err(io_err)?;
+                    let server = stream.peer_cred().map_err(io_err)?.uid();
+                    let ours = crate::endpoint::current_uid();
+                    if !server_uid_allowed(server, ours, &self.config.allowed_server_uids) {
+                        return Err(ConnectError::UntrustedServer {
+                            endpoint: self.endpoint.to_string(),
+                            uid: server,
+                        });
+                    }
                     self.handshake(stream, Vec::new()).await
                 }
                 Endpoint::Tcp(addr) => {
@@ -1020,5 +1060,18 @@ fn deliver(conn: &Conn, reader: &mut FrameReader) -> Result<(), String> {
             }
             other => return Err(format!("unexpected {other} frame from the server")),
         }
+    }
+}
+
+#[cfg(test)]
+mod uid_tests {
+    use super::{parse_uids, server_uid_allowed};
+
+    #[test]
+    fn a_server_of_another_uid_is_refused_unless_allowed() {
+        assert!(server_uid_allowed(1000, 1000, &[]));
+        assert!(!server_uid_allowed(1001, 1000, &[]));
+        assert!(server_uid_allowed(1001, 1000, &[1001]));
+        assert_eq!(parse_uids(" 5, x,,7 "), [5, 7]);
     }
 }

@@ -651,3 +651,90 @@ fn service_macro_errors_point_at_the_users_tokens() {
     let t = trybuild::TestCases::new();
     t.compile_fail("ui/service/*.rs");
 }
+
+/// The client checks who serves a Unix socket (SO_PEERCRED) before it sends anything: a relay
+/// run by another user on a shared path would otherwise receive every call. Needs root to start
+/// a server as another user (CI runs as root); as any other user the rule is covered by
+/// cell-runtime's unit test `a_server_of_another_uid_is_refused_unless_allowed`.
+#[tokio::test(flavor = "current_thread")]
+async fn a_unix_server_of_another_user_is_refused_unless_allowed() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    if cell_runtime::current_uid() != 0 {
+        eprintln!("not root: cannot start a server as another user; see the unit test");
+        return;
+    }
+    const NOBODY: u32 = 65534;
+    let dir = cell_sdk::testkit::temp_socket_dir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A directory of the other user's, holding a copy of the server binary it can run whatever
+    // the permissions on the way to our target directory.
+    let theirs = dir.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    let binary = theirs.join("rpc-probe-server");
+    std::fs::copy(env!("CARGO_BIN_EXE_rpc-probe-server"), &binary).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(NOBODY), Some(NOBODY)).unwrap();
+    std::os::unix::fs::chown(&binary, Some(NOBODY), Some(NOBODY)).unwrap();
+    std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let socket = theirs.join("probe.sock");
+    let mut child = Command::new(&binary)
+        .args(["--socket", socket.to_str().unwrap()])
+        .env_remove("CELL_SECRET")
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert!(ready.starts_with("ready "), "{ready:?}");
+
+    let endpoint = Endpoint::unix(&socket);
+    let err = ProbeClient::connect_with(endpoint.clone(), SynapseConfig::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ConnectError::UntrustedServer { uid: NOBODY, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("CELL_ALLOW_SERVER_UIDS"), "{err}");
+    // Allowed explicitly, the client goes on to the handshake (which this server, serving only
+    // its own user, then refuses: a different error).
+    let allowed = SynapseConfig {
+        allowed_server_uids: vec![NOBODY],
+        ..SynapseConfig::default()
+    };
+    let err = ProbeClient::connect_with(endpoint, allowed)
+        .await
+        .unwrap_err();
+    assert!(
+        !matches!(err, ConnectError::UntrustedServer { .. }),
+        "{err:?}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// `<socket>.lock` planted as a symlink (by another user of a shared socket directory) is
+/// refused, and the file it points to is neither created, locked nor chmod-ed.
+#[test]
+fn a_lock_file_planted_as_a_symlink_is_refused_and_its_target_untouched() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = cell_sdk::testkit::temp_socket_dir().unwrap();
+    let socket = dir.path().join("probe.sock");
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, b"keep").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::os::unix::fs::symlink(&victim, dir.path().join("probe.sock.lock")).unwrap();
+    let (mut child, ready, log) = spawn_server(&["--socket", socket.to_str().unwrap()], &[]);
+    let status = wait_for_exit(&mut child, Duration::from_secs(30));
+    assert!(!status.success(), "the server started: {:?}", ready.try_recv());
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+    let mode = std::fs::metadata(&victim).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644, "the lock's target was chmod-ed");
+    let log = log.lock().unwrap().clone();
+    assert!(log.contains("probe.sock.lock"), "{log}");
+}
