@@ -731,7 +731,11 @@ fn a_lock_file_planted_as_a_symlink_is_refused_and_its_target_untouched() {
     std::os::unix::fs::symlink(&victim, dir.path().join("probe.sock.lock")).unwrap();
     let (mut child, ready, log) = spawn_server(&["--socket", socket.to_str().unwrap()], &[]);
     let status = wait_for_exit(&mut child, Duration::from_secs(30));
-    assert!(!status.success(), "the server started: {:?}", ready.try_recv());
+    assert!(
+        !status.success(),
+        "the server started: {:?}",
+        ready.try_recv()
+    );
     assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
     let mode = std::fs::metadata(&victim).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o644, "the lock's target was chmod-ed");

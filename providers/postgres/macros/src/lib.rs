@@ -9,6 +9,27 @@
 //! `cell_export::attr` (a generated copy lives in `export_decl.rs`), so rustc and cell-lsp
 //! word every argument mistake the same way. Expansions are best effort: on bad input the
 //! struct is emitted with its helpers stripped, plus `compile_error!` at the user's token.
+//!
+//! # Example
+//! ```
+//! use cell_sdk::protein;
+//! cell_sdk::cell_remote!(Postgres = "cell-postgres");
+//!
+//! #[protein]
+//! #[Postgres::table(name = "users")]
+//! pub struct User {
+//!     #[Postgres::primary_key]
+//!     #[Postgres::serial]
+//!     id: u64,
+//!     #[Postgres::unique]
+//!     #[Postgres::varchar(255)]
+//!     email: String,
+//! }
+//! // The DDL `Postgres::migrate` applies, generated at compile time.
+//! let ddl = cell_postgres::schema_sql::<User>();
+//! assert!(ddl.contains("CREATE TABLE"), "{ddl}");
+//! assert!(ddl.contains("users"), "{ddl}");
+//! ```
 
 mod export_decl;
 mod paths;

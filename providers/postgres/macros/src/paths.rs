@@ -1,7 +1,7 @@
 //! How expansions name the cell-postgres runtime crate.
 //!
 //! Every generated path goes through [`runtime_path`], which asks `cell-resolver` how the crate
-//! being compiled names cell-postgres (DESIGN decision 1): `::cell_postgres`, or `::pg` after
+//! being compiled names cell-postgres (a consumer may rename it): `::cell_postgres`, or `::pg` after
 //! `pg = { package = "cell-postgres" }`. The spec is qualified with this macro crate's own
 //! version (the two crates are released together), so a consumer that depends on two versions
 //! gets the runtime matching these macros.
