@@ -10,7 +10,10 @@ use cell_macro_index::{
 };
 
 use cell_export::Spanned;
-use cell_export::args::{ArgRule, Written, WrittenArg, check_args as check_args_shared};
+use cell_export::args::{
+    ArgRule, HelperPosition, Problem as SharedProblem, Written, WrittenArg,
+    check_args as check_args_shared, stray_helper,
+};
 
 use crate::syntax::{AttrUse, CursorContext, Parsed};
 
@@ -723,13 +726,17 @@ pub(crate) fn diagnostics(index: &Index, file: &Path, parsed: &Parsed, text: &st
     }
     let aliases = aliases(index, file, parsed);
     for u in parsed.attr_uses() {
+        if u.name.is_empty() {
+            continue;
+        }
+        if let Some(d) = foreign_helper(&aliases, &u) {
+            out.push(d);
+            continue;
+        }
         let Some(alias) = aliases.iter().find(|a| a.name == u.alias) else {
             continue;
         };
         let Some(p) = alias.provider else { continue };
-        if u.name.is_empty() {
-            continue;
-        }
         check_use(p, &u, &mut out);
     }
     for d in parsed.derive_uses() {
@@ -752,7 +759,7 @@ pub(crate) fn diagnostics(index: &Index, file: &Path, parsed: &Parsed, text: &st
             .map(|e| e.name.as_str())
             .collect();
         let mut diag = Diag::error(
-            None,
+            Some(ProblemCode::UnknownMacro),
             format!(
                 "`{}` ({} {}) exports no derive macro `{}`",
                 d.alias, p.cell, p.version, d.name
@@ -818,16 +825,13 @@ fn check_use(p: &Provider, u: &AttrUse, out: &mut Vec<Diag>) {
                     .iter()
                     .map(|e| format!("`#[{}::{}]`", u.alias, e.name))
                     .collect();
-                out.push(Diag::error(
-                    Some(ProblemCode::ForeignHelper),
-                    format!(
-                        "`#[{}::{}]` is a helper of {} and only works on a field of a struct marked with it",
-                        u.alias,
-                        u.name,
-                        names.join(" or ")
-                    ),
+                out.push(shared_problem(stray_helper(
+                    &u.alias,
+                    &u.name,
+                    &names,
+                    u.position.unwrap_or(HelperPosition::Item),
                     u.name_range,
-                ));
+                )));
             }
             carried => {
                 // Inside a parent (or where that is not certain): the helper's arguments must
@@ -878,8 +882,11 @@ fn check_use(p: &Provider, u: &AttrUse, out: &mut Vec<Diag>) {
     for e in &p.exports {
         names.extend(e.helpers.iter().map(String::as_str));
     }
+    // Celldb declares its helpers as attributes too: each name once.
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| seen.insert(*n));
     let mut d = Diag::error(
-        None,
+        Some(ProblemCode::UnknownMacro),
         format!(
             "`{}` ({} {}) exports no attribute macro `{}`",
             u.alias, p.cell, p.version, u.name
@@ -927,15 +934,53 @@ fn check_args(u: &AttrUse, schema: &[ArgSchema], out: &mut Vec<Diag>) {
     out.extend(
         check_args_shared(&at, &written, &rules)
             .into_iter()
-            .map(|p| Diag {
-                code: p.code,
-                severity: Severity::Error,
-                message: p.message,
-                range: p.span,
-                notes: p.notes,
-                fix: p.fix.map(|f| (f.title, f.replacement, f.span, None)),
-            }),
+            .map(shared_problem),
     );
+}
+
+/// A problem from `cell_export::args` (the words provider macros use) as a diagnostic.
+fn shared_problem(p: SharedProblem<(usize, usize)>) -> Diag {
+    Diag {
+        code: p.code,
+        severity: Severity::Error,
+        message: p.message,
+        range: p.span,
+        notes: p.notes,
+        fix: p.fix.map(|f| (f.title, f.replacement, f.span, None)),
+    }
+}
+
+/// CELL0011 when `u` is a helper of a parent macro on its item but written under another
+/// alias (`#[G::email]` inside `#[Val::schema]`, `#[M2::label]` inside `#[M::track]` with `M`
+/// and `M2` naming one provider): a parent consumes only helpers under its own alias, so the
+/// provider macro reports it at the alias, and so does this, with its words. Not when a parent
+/// under `u`'s own alias consumes the name.
+fn foreign_helper(aliases: &[AliasInfo<'_>], u: &AttrUse) -> Option<Diag> {
+    let attrs = u.parent_attrs.as_ref()?;
+    let declares = |alias: &str, parent: &str| {
+        aliases
+            .iter()
+            .find(|a| a.name == alias)
+            .and_then(|a| a.provider)
+            .and_then(|p| p.export(parent))
+            .is_some_and(|e| e.helpers.contains(&u.name))
+    };
+    if attrs
+        .iter()
+        .any(|(a, n)| *a == u.alias && declares(a, n))
+    {
+        return None;
+    }
+    let (alias, parent) = attrs
+        .iter()
+        .find(|(a, n)| *a != u.alias && declares(a, n))?;
+    Some(shared_problem(cell_export::args::foreign_helper(
+        &u.name,
+        alias,
+        parent,
+        &u.alias,
+        u.alias_range,
+    )))
 }
 
 /// The index stores its own copy of a value kind (serializable for the snapshot).
