@@ -622,6 +622,7 @@ impl Index {
                 declared_at: d.span,
             });
         }
+        check_api(&text, &decl.api, &pkg.name, problems);
         Some(Provider {
             cell,
             package: pkg.name.clone(),
@@ -1196,6 +1197,47 @@ fn exported_items(
             .insert(format!("item {} {n}", provider.package_id));
     }
     items
+}
+
+/// CELL0007 for a declared `api` item the provider's crate root does not have: `export!`
+/// re-exports it with the declared name's span, so rustc reports E0432 there when compiling
+/// the provider. Read from the source, never compiled: only single names (`snapshot`,
+/// `crate::snapshot`) are checked, and nothing when the root has a glob `use` or a macro call
+/// that may define names ([`crate::scan::root_names`]).
+fn check_api(lib_text: &str, api: &[(String, Span)], package: &str, problems: &mut Vec<Problem>) {
+    if api.is_empty() {
+        return;
+    }
+    let Some(names) = crate::scan::root_names(lib_text) else {
+        return;
+    };
+    for (path, span) in api {
+        let name = path.strip_prefix("crate::").unwrap_or(path);
+        if name.contains("::") || names.contains(name) {
+            continue;
+        }
+        let mut p = problem(
+            ProblemCode::MissingExport,
+            Severity::Error,
+            format!(
+                "`{name}` is declared in export!'s `api` but the crate root of `{package}` has no \
+                 item named `{name}`"
+            ),
+            Some(span.clone()),
+        );
+        p.notes
+            .push("note: rustc reports this as E0432 when compiling the provider".to_owned());
+        let candidates: Vec<&str> = names.iter().map(String::as_str).collect();
+        if let Some(best) = did_you_mean(name, &candidates) {
+            p.notes.push(format!("help: did you mean `{best}`?"));
+            p.fix = Some(Fix {
+                title: format!("replace with `{best}`"),
+                replacement: best.to_owned(),
+                span: span.clone(),
+            });
+        }
+        problems.push(p);
+    }
 }
 
 /// The names the library at `lib` defines at its root (read once per check).

@@ -307,6 +307,7 @@ agreement! {
     cell0005_two_versions_of_one_macro_crate_are_different_items: "glob-versions" => GlobAmbiguity;
     cell0005_a_use_inside_cfg_attr_is_a_use: "glob-cfg-attr" => GlobAmbiguity;
     cell0007_missing_export_is_rustc_e0432: "missing-export" => MissingExport;
+    cell0007_a_missing_api_item_is_rustc_e0432: "missing-api" => MissingExport;
     cell0009_not_a_provider: "not-provider" => NotAProvider;
     cell0010_malformed_export: "bad-export" => MalformedExport;
     cell0010_cell_name_is_not_the_package_name: "cell-mismatch" => MalformedExport;
