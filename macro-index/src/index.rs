@@ -765,7 +765,26 @@ impl Index {
                     .filter(|n| provider_names.iter().any(|x| x == n))
                     .collect();
                 candidates.extend(provider_names.iter().map(String::as_str));
-                if let Some(fix) = self.add_dependency_fix(pkg, &alias.cell) {
+                // The crate's own name for a renamed dependency: the words `cell_remote!`
+                // uses (`cell_resolver`), and the package name as the fix.
+                let renamed = pkg
+                    .deps
+                    .iter()
+                    .filter(|d| d.extern_crate == alias.cell.replace('-', "_"))
+                    .filter_map(|d| self.package(&d.package_id))
+                    .find(|d| d.name != alias.cell);
+                if let Some(dep) = renamed {
+                    p.notes.push(format!(
+                        "help: `{}` is this crate's name for the package `{}`; a cell is named \
+                         by its package: write \"{}\"",
+                        alias.cell, dep.name, dep.name
+                    ));
+                    p.fix = Some(Fix {
+                        title: format!("replace with \"{}\"", dep.name),
+                        replacement: format!("\"{}\"", dep.name),
+                        span: alias.literal.clone(),
+                    });
+                } else if let Some(fix) = self.add_dependency_fix(pkg, &alias.cell) {
                     p.notes.push(format!(
                         "help: `{}` is a provider in this workspace's graph: {}",
                         alias.cell,

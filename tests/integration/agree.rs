@@ -315,6 +315,26 @@ agreement! {
     cell0013_unsupported_export_format: "future-format" => UnsupportedExportFormat;
 }
 
+/// The crate's own name for a renamed dependency: `cell_remote!`'s help names the package, and
+/// the index gives the same help line and a fix writing the package name.
+#[test]
+fn cell0001_a_rename_gets_the_compilers_help_and_a_fix_naming_the_package() {
+    let f = fixture();
+    let (errors, problems) = both_sides(f, "renamed-name");
+    let context = format!("compiler: {errors:#?}\nindex: {problems:#?}");
+    let help: Vec<&str> = errors
+        .iter()
+        .flat_map(|e| e.message.lines())
+        .map(str::trim)
+        .filter(|l| l.contains("is this crate's name for the package"))
+        .collect();
+    assert_eq!(help.len(), 1, "{context}");
+    let p = problems.first().expect(&context);
+    assert!(p.notes.iter().any(|n| n == help[0]), "{context}");
+    let fix = p.fix.as_ref().expect(&context);
+    assert_eq!(fix.replacement, "\"greet\"", "{context}");
+}
+
 #[test]
 fn good_consumer_builds_with_zero_problems() {
     builds_with_index_warnings("good", "agree_good", &[]);
