@@ -17,6 +17,9 @@ use cell_export::args::{
 
 use crate::syntax::{AttrUse, CursorContext, Parsed};
 
+/// CELL0015's note: the code rustc reports the same mistake with (docs/problems.md).
+const RUSTC_E0433: &str = "note: rustc reports this as E0433";
+
 /// An alias usable in a file and what it resolves to.
 pub(crate) struct AliasInfo<'a> {
     pub(crate) name: String,
@@ -773,6 +776,7 @@ pub(crate) fn diagnostics(index: &Index, file: &Path, parsed: &Parsed, text: &st
                 format!("help: `{}` derives: {}", d.alias, names.join(", "))
             });
         }
+        diag.notes.push(RUSTC_E0433.to_owned());
         out.push(diag);
     }
     out
@@ -897,6 +901,7 @@ fn check_use(p: &Provider, u: &AttrUse, out: &mut Vec<Diag>) {
         d.notes
             .push(format!("help: `{}` exports: {}", u.alias, names.join(", ")));
     }
+    d.notes.push(RUSTC_E0433.to_owned());
     out.push(d);
 }
 
