@@ -970,10 +970,7 @@ fn foreign_helper(aliases: &[AliasInfo<'_>], u: &AttrUse) -> Option<Diag> {
             .and_then(|p| p.export(parent))
             .is_some_and(|e| e.helpers.contains(&u.name))
     };
-    if attrs
-        .iter()
-        .any(|(a, n)| *a == u.alias && declares(a, n))
-    {
+    if attrs.iter().any(|(a, n)| *a == u.alias && declares(a, n)) {
         return None;
     }
     let (alias, parent) = attrs

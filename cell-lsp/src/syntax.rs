@@ -762,9 +762,7 @@ impl Parsed {
             }
             // A method (or another associated item) of an `impl` or trait.
             FN | CONST | TYPE_ALIAS
-                if parent
-                    .parent()
-                    .is_some_and(|p| p.kind() == ASSOC_ITEM_LIST) =>
+                if parent.parent().is_some_and(|p| p.kind() == ASSOC_ITEM_LIST) =>
             {
                 let owner = parent
                     .ancestors()

@@ -164,7 +164,10 @@ fn agree(member: &str, code: &str) {
             .collect()
     };
     let (compiler, lsp) = (pick(&both.compiler), pick(&both.lsp));
-    assert!(!compiler.is_empty(), "rustc reported no {code} in `{member}`");
+    assert!(
+        !compiler.is_empty(),
+        "rustc reported no {code} in `{member}`"
+    );
     assert_eq!(compiler, lsp, "rustc (left) and cell-lsp (right) differ");
 }
 
@@ -180,7 +183,10 @@ fn agree_native(member: &str, rustc: &str, ours: &str) {
             .collect()
     };
     let (compiler, lsp) = (pick(&both.compiler, rustc), pick(&both.lsp, ours));
-    assert!(!compiler.is_empty(), "rustc reported no {rustc} in `{member}`");
+    assert!(
+        !compiler.is_empty(),
+        "rustc reported no {rustc} in `{member}`"
+    );
     let place = |s: &Said| (s.1.clone(), s.2, s.3, s.4, s.5);
     assert_eq!(
         compiler.iter().map(place).collect::<Vec<_>>(),

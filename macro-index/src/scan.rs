@@ -375,10 +375,10 @@ fn use_tree_names(tts: &[TokenTree], out: &mut std::collections::BTreeSet<String
             .iter()
             .position(|t| matches!(t, TokenTree::Ident(i) if i == "as"))
         {
-            if let Some(TokenTree::Ident(name)) = piece.get(at + 1) {
-                if name != "_" {
-                    out.insert(name.to_string());
-                }
+            if let Some(TokenTree::Ident(name)) = piece.get(at + 1)
+                && name != "_"
+            {
+                out.insert(name.to_string());
             }
             continue;
         }
@@ -386,13 +386,10 @@ fn use_tree_names(tts: &[TokenTree], out: &mut std::collections::BTreeSet<String
             Some(TokenTree::Group(g)) if g.delimiter() == Delimiter::Brace => {
                 let inner: Vec<TokenTree> = g.stream().into_iter().collect();
                 // `a::b::{self, c}`: `self` is `b`.
-                let before = piece[..piece.len() - 1]
-                    .iter()
-                    .rev()
-                    .find_map(|t| match t {
-                        TokenTree::Ident(i) => Some(i.to_string()),
-                        _ => None,
-                    });
+                let before = piece[..piece.len() - 1].iter().rev().find_map(|t| match t {
+                    TokenTree::Ident(i) => Some(i.to_string()),
+                    _ => None,
+                });
                 let mut nested = std::collections::BTreeSet::new();
                 use_tree_names(&inner, &mut nested)?;
                 for n in nested {
@@ -644,7 +641,10 @@ mod tests {
             ["D", "Registry", "b", "f", "inner", "m", "snapshot", "units"]
         );
         assert_eq!(super::root_names("pub use a::*;\npub fn f() {}"), None);
-        assert_eq!(super::root_names("define_items! { x }\npub fn f() {}"), None);
+        assert_eq!(
+            super::root_names("define_items! { x }\npub fn f() {}"),
+            None
+        );
         assert_eq!(super::root_names("pub fn f( {"), None);
     }
 

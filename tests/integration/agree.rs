@@ -10,9 +10,12 @@
 //! One cargo invocation (`--keep-going`) builds every member, one index covers them all; each
 //! problem is its own `#[test]` with a failure message that shows both sides.
 //!
-//! Not covered here, and why: CELL0011 and CELL0014 are reported by provider macros and by
-//! cell-lsp on open files (`cell-lsp/src/analysis.rs`), not by the index library; CELL0012 (an
-//! unreadable manifest) stops cargo before any macro runs.
+//! Not covered here, and why: CELL0011, CELL0014 and CELL0015 are reported by provider macros
+//! (or rustc) and by cell-lsp on open files (`cell-lsp/src/analysis.rs`), not by the index
+//! library: `cell-lsp/tests/agree.rs` compares the same build with `cell-lsp --check
+//! --message-format json` (members `helper-alias`, `bad-argument`, `stray-helper`,
+//! `unknown-macro`, with the `metrics` provider). CELL0012 (an unreadable manifest) stops cargo
+//! before any macro runs.
 
 #![allow(clippy::unwrap_used)] // Test helpers: a fixture that cannot be set up fails the test.
 
