@@ -667,7 +667,18 @@ pub(crate) fn definition(
 
 /// A suggested edit: (title, replacement, byte range, the file to edit when it is not the
 /// diagnostic's own — `Cargo.toml` for "add the dependency").
-pub(crate) type DiagFix = (String, String, (usize, usize), Option<PathBuf>);
+/// A suggested edit, as plain data (the server turns it into a code action).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DiagFix {
+    /// What the edit does (`replace with "raft"`).
+    pub(crate) title: String,
+    /// The new text.
+    pub(crate) replacement: String,
+    /// What it replaces (bytes of `file`, or of the buffer).
+    pub(crate) range: (usize, usize),
+    /// The file it edits, when not the buffer's (a `Cargo.toml`).
+    pub(crate) file: Option<PathBuf>,
+}
 
 /// A diagnostic over a buffer.
 #[derive(Debug, Clone, PartialEq)]
@@ -703,12 +714,12 @@ impl Diag {
             return false;
         };
         self.notes.push(format!("help: did you mean `{best}`?"));
-        self.fix = Some((
-            format!("replace with `{best}`"),
-            best.to_owned(),
+        self.fix = Some(DiagFix {
+            title: format!("replace with `{best}`"),
+            replacement: best.to_owned(),
             range,
-            None,
-        ));
+            file: None,
+        });
         true
     }
 }
@@ -792,12 +803,12 @@ pub(crate) fn from_problem(p: &Problem) -> Diag {
         notes: p.notes.clone(),
         fix: p.fix.as_ref().map(|f| {
             let elsewhere = p.span.as_ref().is_none_or(|s| s.file != f.span.file);
-            (
-                f.title.clone(),
-                f.replacement.clone(),
-                (f.span.start, f.span.end),
-                elsewhere.then(|| f.span.file.clone()),
-            )
+            DiagFix {
+                title: f.title.clone(),
+                replacement: f.replacement.clone(),
+                range: (f.span.start, f.span.end),
+                file: elsewhere.then(|| f.span.file.clone()),
+            }
         }),
     }
 }
@@ -951,7 +962,12 @@ fn shared_problem(p: SharedProblem<(usize, usize)>) -> Diag {
         message: p.message,
         range: p.span,
         notes: p.notes,
-        fix: p.fix.map(|f| (f.title, f.replacement, f.span, None)),
+        fix: p.fix.map(|f| DiagFix {
+            title: f.title,
+            replacement: f.replacement,
+            range: f.span,
+            file: None,
+        }),
     }
 }
 
