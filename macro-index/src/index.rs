@@ -1178,10 +1178,18 @@ type GlobSeen = (String, BTreeMap<String, BTreeSet<ItemId>>, Span);
 
 /// What a name brought in by a glob import refers to, so that two globs bringing one item
 /// under one name are told apart from two globs bringing different items (only the latter is
-/// E0659). Kept as text: a macro is `macro <macro crate's package id> <name>` (the package, not
-/// the crate name, so two versions of one macro crate stay different items), an API item
-/// `item <provider's package id> <name>`.
-type ItemId = String;
+/// E0659).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum ItemId {
+    /// A macro of a macro crate found in the graph: its package id (not the crate name, so two
+    /// versions of one macro crate stay different items) and the macro's name.
+    Macro { package_id: String, name: String },
+    /// A macro whose crate was not found among the provider's dependencies: it counts as the
+    /// provider's own.
+    MacroOf { provider_id: String, name: String },
+    /// An API item the provider defines itself at its root.
+    Item { provider_id: String, name: String },
+}
 
 /// The items a provider's alias brings into scope through a glob, by name.
 ///
@@ -1203,8 +1211,14 @@ fn exported_items(
         .and_then(|m| m.package_id.as_deref());
     for e in &provider.exports {
         let id = match macro_crate {
-            Some(package) => format!("macro {package} {}", e.name),
-            None => format!("macro-of {} {}", provider.package_id, e.name),
+            Some(package) => ItemId::Macro {
+                package_id: package.to_owned(),
+                name: e.name.clone(),
+            },
+            None => ItemId::MacroOf {
+                provider_id: provider.package_id.clone(),
+                name: e.name.clone(),
+            },
         };
         items.entry(e.name.clone()).or_default().insert(id);
     }
@@ -1213,7 +1227,10 @@ fn exported_items(
         items
             .entry(n.clone())
             .or_default()
-            .insert(format!("item {} {n}", provider.package_id));
+            .insert(ItemId::Item {
+                provider_id: provider.package_id.clone(),
+                name: n.clone(),
+            });
     }
     items
 }
