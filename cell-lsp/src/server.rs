@@ -233,7 +233,9 @@ fn to_lsp_diag(uri: &Uri, text: &str, d: analysis::Diag) -> Diagnostic {
             Severity::Error => DiagnosticSeverity::ERROR,
             Severity::Warning => DiagnosticSeverity::WARNING,
         }),
-        code: d.code.map(|c| NumberOrString::String(c.as_str().to_owned())),
+        code: d
+            .code
+            .map(|c| NumberOrString::String(c.as_str().to_owned())),
         source: Some("cell".to_owned()),
         message,
         data: d.fix.and_then(|fix| {
