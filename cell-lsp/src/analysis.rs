@@ -22,6 +22,8 @@ mod completion;
 mod definition;
 mod diagnostics;
 mod hover;
+#[cfg(test)]
+mod tests;
 
 pub(crate) use completion::{ItemKind, complete};
 pub(crate) use definition::definition;
