@@ -229,6 +229,24 @@ pub(super) fn check_use(p: &Provider, u: &AttrUse, out: &mut Vec<Diag>) {
         check_args(u, &e.args, out);
         return;
     }
+    // On the item of a parent under this alias that consumes helpers: an unknown helper of
+    // that parent (CELL0011, in the provider macro's words), not an unknown macro.
+    let parent = u.parent_attrs.iter().flatten().find_map(|(a, n)| {
+        (*a == u.alias)
+            .then(|| p.export(n))
+            .flatten()
+            .filter(|e| !e.helpers.is_empty())
+    });
+    if let Some(parent) = parent {
+        let helpers: Vec<&str> = parent.helpers.iter().map(String::as_str).collect();
+        out.push(shared_problem(cell_export::args::unknown_helper(
+            &u.name,
+            &parent.name,
+            &helpers,
+            u.name_range,
+        )));
+        return;
+    }
     let mut names: Vec<&str> = p
         .exports
         .iter()

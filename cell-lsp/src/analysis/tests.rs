@@ -190,6 +190,19 @@ fn a_misspelt_macro_and_a_bad_value() {
     );
 }
 
+/// A name under the parent's alias that is none of its helpers: CELL0011 in the words provider
+/// macros use (`cell_export::args::unknown_helper`), not an unknown macro.
+#[test]
+fn an_unknown_helper_of_the_parent() {
+    check_diagnostics(
+        "metrics-app",
+        &format!("{METRICS}#[Metrics::track(name = \"x\")]\npub fn f(#[Metrics::lable] a: u64) {{}}\n"),
+        expect![[r#"
+            5:21 CELL0011: `lable` is not a helper of `track` (did you mean `label`?); helpers: label
+                fix at 5:21: replace with `label` → label"#]],
+    );
+}
+
 #[test]
 fn hover_on_a_helper_of_a_function_attribute() {
     check_hover(

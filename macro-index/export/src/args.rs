@@ -338,6 +338,30 @@ pub fn stray_helper<S>(
     )
 }
 
+/// CELL0011 for a name under the parent's own alias that is none of its helpers
+/// (`#[Val::emial]` on a field of a `#[Val::schema]` struct): "did you mean" when a helper is
+/// close (and a fix), and the list of helpers. `span` is the written name.
+pub fn unknown_helper<S: Clone>(name: &str, parent: &str, helpers: &[&str], span: S) -> Problem<S> {
+    let best = did_you_mean(name, helpers);
+    let hint = best.map_or_else(String::new, |b| format!(" (did you mean `{b}`?)"));
+    let mut p = Problem::new(
+        Some(ProblemCode::ForeignHelper),
+        format!(
+            "`{name}` is not a helper of `{parent}`{hint}; helpers: {}",
+            helpers.join(", ")
+        ),
+        span.clone(),
+    );
+    if let Some(best) = best {
+        p.fix = Some(Fix {
+            title: format!("replace with `{best}`"),
+            replacement: best.to_owned(),
+            span,
+        });
+    }
+    p
+}
+
 /// CELL0011 for one of a parent's helpers written under another alias (`#[G::email]` inside
 /// `#[Val::schema]`, or `#[M2::label]` inside `#[M::track]` when `M` and `M2` name one provider):
 /// the parent macro consumes only helpers under its own alias. `span` is the written alias.
