@@ -196,7 +196,9 @@ fn a_misspelt_macro_and_a_bad_value() {
 fn an_unknown_helper_of_the_parent() {
     check_diagnostics(
         "metrics-app",
-        &format!("{METRICS}#[Metrics::track(name = \"x\")]\npub fn f(#[Metrics::lable] a: u64) {{}}\n"),
+        &format!(
+            "{METRICS}#[Metrics::track(name = \"x\")]\npub fn f(#[Metrics::lable] a: u64) {{}}\n"
+        ),
         expect![[r#"
             5:21 CELL0011: `lable` is not a helper of `track` (did you mean `label`?); helpers: label
                 fix at 5:21: replace with `label` → label"#]],
