@@ -270,7 +270,7 @@ fn to_json(index: &Index, f: &Finding, text: &str, rendered: &str) -> serde_json
         .diag
         .fix
         .as_ref()
-        .filter(|fix| fix.2 == f.diag.range && fix.3.is_none());
+        .filter(|fix| fix.range == f.diag.range && fix.file.is_none());
     let children: Vec<serde_json::Value> = f
         .diag
         .notes
@@ -315,7 +315,7 @@ fn to_json(index: &Index, f: &Finding, text: &str, rendered: &str) -> serde_json
                 "is_primary": true,
                 "text": [{ "text": line_text, "highlight_start": cs, "highlight_end": if le == ls { ce } else { line_text.chars().count() + 1 } }],
                 "label": null,
-                "suggested_replacement": suggestion.map(|s| s.1.clone()),
+                "suggested_replacement": suggestion.map(|s| s.replacement.clone()),
                 "suggestion_applicability": suggestion.map(|_| "MaybeIncorrect"),
                 "expansion": null
             }],

@@ -233,21 +233,40 @@ fn to_lsp_diag(uri: &Uri, text: &str, d: analysis::Diag) -> Diagnostic {
             Severity::Error => DiagnosticSeverity::ERROR,
             Severity::Warning => DiagnosticSeverity::WARNING,
         }),
-        code: d.code.map(|c| NumberOrString::String(c.as_str().to_owned())),
+        code: d
+            .code
+            .map(|c| NumberOrString::String(c.as_str().to_owned())),
         source: Some("cell".to_owned()),
         message,
-        data: d.fix.and_then(|(title, replacement, range, elsewhere)| {
-            let (target, range) = match elsewhere {
-                None => (uri.clone(), to_range(text, range)),
+        data: d.fix.and_then(|fix| {
+            let (target, range) = match &fix.file {
+                None => (uri.clone(), to_range(text, fix.range)),
                 Some(file) => {
-                    let other = std::fs::read_to_string(&file).ok()?;
-                    (Uri::from_file_path(&file)?, to_range(&other, range))
+                    let other = std::fs::read_to_string(file).ok()?;
+                    (Uri::from_file_path(file)?, to_range(&other, fix.range))
                 }
             };
-            Some(serde_json::json!({ "uri": target.as_str(), "title": title, "replacement": replacement, "range": range }))
+            serde_json::to_value(FixData {
+                uri: target.as_str().to_owned(),
+                title: fix.title,
+                replacement: fix.replacement,
+                range,
+            })
+            .ok()
         }),
         ..Default::default()
     }
+}
+
+/// A diagnostic's fix as it travels in the diagnostic's `data` and comes back in a code-action
+/// request: typed both ways, so the two ends cannot drift apart.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct FixData {
+    /// The document the edit applies to (the buffer, or a `Cargo.toml`).
+    uri: String,
+    title: String,
+    replacement: String,
+    range: Range,
 }
 
 impl LanguageServer for Backend {
@@ -474,30 +493,32 @@ impl LanguageServer for Backend {
     async fn code_action(&self, params: CodeActionParams) -> Result<Option<CodeActionResponse>> {
         let mut actions = Vec::new();
         for d in &params.context.diagnostics {
-            let Some(data) = &d.data else { continue };
-            let (Some(title), Some(replacement), Some(range)) = (
-                data.get("title").and_then(|t| t.as_str()),
-                data.get("replacement").and_then(|t| t.as_str()),
-                data.get("range")
-                    .and_then(|r| serde_json::from_value::<Range>(r.clone()).ok()),
-            ) else {
+            // Data the client sends back is untrusted: what does not read as ours is skipped.
+            let Some(FixData {
+                uri,
+                title,
+                replacement,
+                range,
+            }) = d
+                .data
+                .clone()
+                .and_then(|data| serde_json::from_value(data).ok())
+            else {
                 continue;
             };
-            let target = data
-                .get("uri")
-                .and_then(|u| u.as_str())
-                .and_then(|u| u.parse::<Uri>().ok())
-                .unwrap_or_else(|| params.text_document.uri.clone());
+            let target = uri
+                .parse::<Uri>()
+                .unwrap_or_else(|_| params.text_document.uri.clone());
             let mut changes = HashMap::new();
             changes.insert(
                 target,
                 vec![TextEdit {
                     range,
-                    new_text: replacement.to_owned(),
+                    new_text: replacement,
                 }],
             );
             actions.push(CodeActionOrCommand::CodeAction(CodeAction {
-                title: title.to_owned(),
+                title,
                 kind: Some(CodeActionKind::QUICKFIX),
                 diagnostics: Some(vec![d.clone()]),
                 edit: Some(WorkspaceEdit {

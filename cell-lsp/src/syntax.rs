@@ -4,6 +4,7 @@
 //! node; inside it, the text before the cursor is read lexically, which is what makes completion
 //! on unfinished input work.
 
+use cell_export::args::HelperPosition;
 use ra_ap_syntax::{
     Edition, GreenNode, Parse, SourceFile, SyntaxKind, SyntaxNode, TextRange, TextSize,
 };
@@ -349,8 +350,14 @@ pub(crate) struct AttrUse {
     pub(crate) range: (usize, usize),
     /// Arguments `name = value` (or positional) inside `( … )`, if any.
     pub(crate) args: Option<Vec<AttrArg>>,
-    /// When on a field: the attributes `(alias, name)` of the enclosing struct.
+    /// Where a helper here would sit (a field, a parameter…), when that is certain, and the
+    /// attributes `(alias, name)` of the item whose parent macro would consume it (empty
+    /// directly on an item).
     pub(crate) parent_attrs: Option<Vec<(String, String)>>,
+    /// The position `parent_attrs` belongs to.
+    pub(crate) position: Option<HelperPosition>,
+    /// Byte range of `alias`.
+    pub(crate) alias_range: (usize, usize),
 }
 
 /// One argument inside an attribute's parentheses.
@@ -685,8 +692,12 @@ impl Parsed {
             let body = after.rfind(')').map_or(after, |i| &after[..i]);
             split_args(body, open)
         });
+        let alias_start = meta.start + head.find(alias).unwrap_or(0);
+        let parent = self.parent_item(attr);
         Some(AttrUse {
             alias: alias.to_owned(),
+            alias_range: (alias_start, alias_start + alias.len()),
+            position: parent.as_ref().map(|(p, _)| *p),
             name: name_trim.to_owned(),
             name_range: (
                 name_start + name_off,
@@ -694,13 +705,36 @@ impl Parsed {
             ),
             range: (start, end),
             args,
-            parent_attrs: self.parent_struct_attrs(attr),
+            parent_attrs: parent.map(|(_, attrs)| attrs),
         })
     }
 
-    /// For an attribute on a record field: the `(alias, name)` attributes of the struct.
+    /// The `(alias, name)` attributes of the item a helper at `attr` belongs to; see
+    /// [`Self::parent_item`].
     fn parent_struct_attrs(&self, attr: &SyntaxNode) -> Option<Vec<(String, String)>> {
+        self.parent_item(attr).map(|(_, attrs)| attrs)
+    }
+
+    /// Where `attr` sits, when that is certain, and the attributes `(alias, name)` of the item
+    /// whose parent macro would consume a helper there: a field's struct (enum, union), a
+    /// parameter's function, a variant's enum, a method's `impl` or trait. Directly on an item:
+    /// no parent at all.
+    fn parent_item(&self, attr: &SyntaxNode) -> Option<(HelperPosition, Vec<(String, String)>)> {
         use SyntaxKind::*;
+        let attrs_of = |owner: &SyntaxNode| -> Vec<(String, String)> {
+            // Those a `cfg_attr` adds count: the parent may be active, and a helper under it
+            // then works (never a false CELL0011).
+            owner
+                .children()
+                .filter(|c| c.kind() == ATTR)
+                .flat_map(|a| {
+                    self.metas(&a)
+                        .into_iter()
+                        .filter_map(move |m| self.attr_use(&a, m))
+                })
+                .map(|u| (u.alias, u.name))
+                .collect()
+        };
         let is_owner = |k: SyntaxKind| matches!(k, STRUCT | ENUM | UNION);
         // On a field (named or tuple): directly, or (half-typed, after error recovery)
         // somewhere inside the item's field list.
@@ -709,33 +743,38 @@ impl Parsed {
             .is_some_and(|p| matches!(p.kind(), RECORD_FIELD | TUPLE_FIELD))
             || attr
                 .ancestors()
-                .take_while(|a| !is_owner(a.kind()))
+                .take_while(|a| !is_owner(a.kind()) && a.kind() != FN)
                 .any(|a| matches!(a.kind(), RECORD_FIELD_LIST | TUPLE_FIELD_LIST));
         if on_field {
             let owner = attr.ancestors().find(|a| is_owner(a.kind()))?;
-            // Those a `cfg_attr` adds count: the parent may be active, and a helper under it
-            // then works (never a false CELL0011).
-            return Some(
-                owner
-                    .children()
-                    .filter(|c| c.kind() == ATTR)
-                    .flat_map(|a| {
-                        self.metas(&a)
-                            .into_iter()
-                            .filter_map(move |m| self.attr_use(&a, m))
-                    })
-                    .map(|u| (u.alias, u.name))
-                    .collect(),
-            );
+            return Some((HelperPosition::Field, attrs_of(&owner)));
         }
-        // Directly on an item: certainly not inside a parent macro's fields.
-        let on_item = attr.parent().is_some_and(|p| {
-            matches!(
-                p.kind(),
-                STRUCT | ENUM | UNION | FN | IMPL | MODULE | CONST | STATIC | TRAIT | TYPE_ALIAS
-            )
-        });
-        on_item.then(Vec::new)
+        let parent = attr.parent()?;
+        match parent.kind() {
+            // A function's parameter (or `self`).
+            PARAM | SELF_PARAM => {
+                let owner = parent.ancestors().find(|a| a.kind() == FN)?;
+                Some((HelperPosition::Parameter, attrs_of(&owner)))
+            }
+            VARIANT => {
+                let owner = parent.ancestors().find(|a| a.kind() == ENUM)?;
+                Some((HelperPosition::Variant, attrs_of(&owner)))
+            }
+            // A method (or another associated item) of an `impl` or trait.
+            FN | CONST | TYPE_ALIAS
+                if parent.parent().is_some_and(|p| p.kind() == ASSOC_ITEM_LIST) =>
+            {
+                let owner = parent
+                    .ancestors()
+                    .find(|a| matches!(a.kind(), IMPL | TRAIT))?;
+                Some((HelperPosition::Method, attrs_of(&owner)))
+            }
+            // Directly on an item: certainly not inside a parent macro's item.
+            STRUCT | ENUM | UNION | FN | IMPL | MODULE | CONST | STATIC | TRAIT | TYPE_ALIAS => {
+                Some((HelperPosition::Item, Vec::new()))
+            }
+            _ => None,
+        }
     }
 
     /// The completion context at byte `offset`, if it is one the server completes.

@@ -555,7 +555,7 @@ fn diagnostics_for_an_unknown_macro_a_bad_value_and_a_stray_helper() {
     assert_eq!(
         summary(&diags),
         [
-            (Value::Null, 3, "`DB` (kvstore 0.3.1) exports no attribute macro `persit`".to_owned()),
+            (json!("CELL0015"), 3, "`DB` (kvstore 0.3.1) exports no attribute macro `persit`".to_owned()),
             (json!("CELL0014"), 8, "invalid value \"rafts\" for `replicate`: expected \"local\" | \"gossip\" | \"raft\"".to_owned()),
             (
                 json!("CELL0011"),
@@ -615,7 +615,7 @@ fn provider_macros_inside_cfg_attr_are_checked_completed_and_hovered() {
                 "invalid value \"rafts\" for `replicate`: expected \"local\" | \"gossip\" | \"raft\"".to_owned()
             ),
             (
-                Value::Null,
+                json!("CELL0015"),
                 12,
                 "`DB` (kvstore 0.3.1) exports no attribute macro `persit`".to_owned()
             ),
@@ -1171,7 +1171,7 @@ fn helper_arguments_are_checked_against_their_declared_schema() {
                 "`#[Val::length]` takes no positional arguments".to_owned()
             ),
             (
-                Value::Null,
+                json!("CELL0015"),
                 23,
                 "`DB` (kvstore 0.3.1) exports no derive macro `Tabel`".to_owned()
             ),
@@ -1242,6 +1242,80 @@ fn a_helper_declared_by_two_parents_is_checked_against_the_parents_its_struct_ca
     lsp.shutdown();
 }
 
+/// Helpers of a function attribute (`#[Metrics::label]` on a parameter of `#[Metrics::track]`
+/// fn) and helpers in every position: what the provider macro says, cell-lsp says (issue 15).
+#[test]
+fn helpers_on_parameters_variants_and_methods_and_under_other_aliases() {
+    let Session {
+        _dir,
+        file,
+        text,
+        mut lsp,
+        ..
+    } = session("metrics-app", "src/lib.rs", None);
+    let diags = lsp.diagnostics();
+    assert_eq!(
+        summary(&diags),
+        [
+            (
+                json!("CELL0011"),
+                8,
+                "`#[Metrics::label]` is a helper of `#[Metrics::track]` and only works on a parameter of a function marked with it".to_owned()
+            ),
+            (
+                json!("CELL0011"),
+                11,
+                "`label` is a helper of `Metrics::track`, but it is written under `M2`, another alias: write `#[Metrics::label]`".to_owned()
+            ),
+            (
+                json!("CELL0011"),
+                14,
+                "`label` is a helper of `Metrics::track`, but it is written under `DB`, another alias: write `#[Metrics::label]`".to_owned()
+            ),
+            (
+                json!("CELL0015"),
+                16,
+                "`Metrics` (metrics 0.1.0) exports no attribute macro `trak`".to_owned()
+            ),
+            (
+                json!("CELL0015"),
+                19,
+                "`DB` (kvstore 0.3.1) exports no attribute macro `frob`".to_owned()
+            ),
+            (
+                json!("CELL0011"),
+                32,
+                "`#[DB::key]` is a helper of `#[DB::persist]` and only works on a method of an `impl` marked with it".to_owned()
+            ),
+        ]
+    );
+    // Under another alias: at the alias, as the provider macro reports it, with a fix.
+    let (l, c) = pos(&text, "M2::label", 0);
+    assert_eq!(
+        diags[1]["range"],
+        json!({ "start": { "line": l, "character": c }, "end": { "line": l, "character": c + 2 } })
+    );
+    let actions = lsp.request(
+        "textDocument/codeAction",
+        json!({
+            "textDocument": { "uri": uri(&file) },
+            "range": diags[1]["range"],
+            "context": { "diagnostics": [diags[1]] }
+        }),
+    );
+    assert_eq!(actions[0]["title"], "write `Metrics`");
+    // The export list names each helper once.
+    let frob = diags[4]["message"].as_str().unwrap();
+    assert!(
+        frob.contains("help: `DB` exports: persist, key, index, unique, column\n"),
+        "{frob}"
+    );
+    // Completion on a parameter of a `track` function offers its helper.
+    let (l, c) = pos(&text, "#[Metrics::label] user: u64) {}\n\npub fn stray", 12);
+    assert_eq!(Lsp::labels(&lsp.completion(&file, l, c)), ["label"]);
+    lsp.shutdown();
+}
+
 #[test]
 fn an_alias_defined_in_a_module_or_twice_is_not_judged_by_one_of_its_calls() {
     // The crate root of `helper-args` defines `DB` (kvstore) and `Val` (checks).
@@ -1262,7 +1336,7 @@ fn an_alias_defined_in_a_module_or_twice_is_not_judged_by_one_of_its_calls() {
     assert_eq!(
         summary(&diags),
         [(
-            Value::Null,
+            json!("CELL0015"),
             18,
             "`V2` (checks 1.2.0) exports no attribute macro `shema`".to_owned()
         )]

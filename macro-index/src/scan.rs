@@ -321,6 +321,98 @@ pub(crate) fn root_definitions(text: &str) -> std::collections::BTreeSet<String>
         .collect()
 }
 
+/// Every name `text` has at its root, as far as reading it can tell: items it defines
+/// ([`root_definitions`]), names its root `use`s bring in (the last segment, or the `as`
+/// rename) and `macro_rules!`s. `None` when that cannot be known without expanding or
+/// resolving: a root glob `use`, a root macro call other than `export!` (it may define
+/// anything), or text that does not lex. Callers then report nothing (never a false problem).
+pub(crate) fn root_names(text: &str) -> Option<std::collections::BTreeSet<String>> {
+    let tokens: TokenStream = text.parse().ok()?;
+    let tts: Vec<TokenTree> = tokens.into_iter().collect();
+    let mut names = root_definitions(text);
+    let mut i = 0;
+    while i < tts.len() {
+        match &tts[i] {
+            TokenTree::Ident(kw) if kw == "use" => {
+                let end = tts[i..]
+                    .iter()
+                    .position(|t| matches!(t, TokenTree::Punct(p) if p.as_char() == ';'))
+                    .map_or(tts.len(), |e| i + e);
+                use_tree_names(&tts[i + 1..end], &mut names)?;
+                i = end;
+            }
+            TokenTree::Ident(kw) if kw == "macro_rules" => {
+                if let Some(TokenTree::Ident(name)) = tts.get(i + 2) {
+                    names.insert(name.to_string());
+                }
+                i += 3;
+            }
+            // `path! { … }` / `path!( … );` at the root: only `export!` is known not to
+            // define names.
+            TokenTree::Punct(p) if p.as_char() == '!' => {
+                // `#![attr]` is no call.
+                let called = match tts.get(i.wrapping_sub(1)) {
+                    Some(TokenTree::Ident(name)) => Some(name.to_string()),
+                    _ => None,
+                };
+                if called.is_some_and(|c| c != "export")
+                    && matches!(tts.get(i + 1), Some(TokenTree::Group(_)))
+                {
+                    return None;
+                }
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    Some(names)
+}
+
+/// The names a `use` tree (the tokens between `use` and `;`) brings in; `None` for a glob.
+fn use_tree_names(tts: &[TokenTree], out: &mut std::collections::BTreeSet<String>) -> Option<()> {
+    for piece in tts.split(|t| matches!(t, TokenTree::Punct(p) if p.as_char() == ',')) {
+        if let Some(at) = piece
+            .iter()
+            .position(|t| matches!(t, TokenTree::Ident(i) if i == "as"))
+        {
+            if let Some(TokenTree::Ident(name)) = piece.get(at + 1)
+                && name != "_"
+            {
+                out.insert(name.to_string());
+            }
+            continue;
+        }
+        match piece.last() {
+            Some(TokenTree::Group(g)) if g.delimiter() == Delimiter::Brace => {
+                let inner: Vec<TokenTree> = g.stream().into_iter().collect();
+                // `a::b::{self, c}`: `self` is `b`.
+                let before = piece[..piece.len() - 1].iter().rev().find_map(|t| match t {
+                    TokenTree::Ident(i) => Some(i.to_string()),
+                    _ => None,
+                });
+                let mut nested = std::collections::BTreeSet::new();
+                use_tree_names(&inner, &mut nested)?;
+                for n in nested {
+                    match (n.as_str(), &before) {
+                        ("self", Some(b)) => {
+                            out.insert(b.clone());
+                        }
+                        _ => {
+                            out.insert(n);
+                        }
+                    }
+                }
+            }
+            Some(TokenTree::Punct(p)) if p.as_char() == '*' => return None,
+            Some(TokenTree::Ident(name)) => {
+                out.insert(name.to_string().trim_start_matches("r#").to_owned());
+            }
+            _ => {}
+        }
+    }
+    Some(())
+}
+
 /// Lexes `text` and collects calls to macros named in `names` (last segment) plus glob `use`s.
 /// A file that does not lex as it is (an unfinished `#[DB::`, an unterminated string) is read
 /// through [`lexable`], so one broken spot loses nothing else; the error is only for a file
@@ -538,6 +630,24 @@ fn collect_globs(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn root_names_are_definitions_imports_renames_and_macros_unless_a_glob_or_call_hides_them() {
+        let text = "#![doc = \"x\"]\ncell_sdk::export! { api = [a]; }\npub use std::collections::BTreeMap as Registry;\n\
+                    pub use a::b::{self, c as D, e::{f, _g as _}};\npub fn snapshot() {}\npub mod units {}\n\
+                    macro_rules! m { () => {} }\nfn inner() { use x::*; }\n";
+        let names: Vec<String> = super::root_names(text).unwrap().into_iter().collect();
+        assert_eq!(
+            names,
+            ["D", "Registry", "b", "f", "inner", "m", "snapshot", "units"]
+        );
+        assert_eq!(super::root_names("pub use a::*;\npub fn f() {}"), None);
+        assert_eq!(
+            super::root_names("define_items! { x }\npub fn f() {}"),
+            None
+        );
+        assert_eq!(super::root_names("pub fn f( {"), None);
+    }
+
     use super::*;
 
     #[test]

@@ -10,9 +10,12 @@
 //! One cargo invocation (`--keep-going`) builds every member, one index covers them all; each
 //! problem is its own `#[test]` with a failure message that shows both sides.
 //!
-//! Not covered here, and why: CELL0011 and CELL0014 are reported by provider macros and by
-//! cell-lsp on open files (`cell-lsp/src/analysis.rs`), not by the index library; CELL0012 (an
-//! unreadable manifest) stops cargo before any macro runs.
+//! Not covered here, and why: CELL0011, CELL0014 and CELL0015 are reported by provider macros
+//! (or rustc) and by cell-lsp on open files (`cell-lsp/src/analysis.rs`), not by the index
+//! library: `cell-lsp/tests/agree.rs` compares the same build with `cell-lsp --check
+//! --message-format json` (members `helper-alias`, `bad-argument`, `stray-helper`,
+//! `unknown-macro`, with the `metrics` provider). CELL0012 (an unreadable manifest) stops cargo
+//! before any macro runs.
 
 #![allow(clippy::unwrap_used)] // Test helpers: a fixture that cannot be set up fails the test.
 
@@ -307,11 +310,32 @@ agreement! {
     cell0005_two_versions_of_one_macro_crate_are_different_items: "glob-versions" => GlobAmbiguity;
     cell0005_a_use_inside_cfg_attr_is_a_use: "glob-cfg-attr" => GlobAmbiguity;
     cell0007_missing_export_is_rustc_e0432: "missing-export" => MissingExport;
+    cell0007_a_missing_api_item_is_rustc_e0432: "missing-api" => MissingExport;
     cell0009_not_a_provider: "not-provider" => NotAProvider;
     cell0010_malformed_export: "bad-export" => MalformedExport;
     cell0010_cell_name_is_not_the_package_name: "cell-mismatch" => MalformedExport;
     cell0010_export_not_at_crate_root_is_rustc_e0080: "not-at-root" => MalformedExport;
     cell0013_unsupported_export_format: "future-format" => UnsupportedExportFormat;
+}
+
+/// The crate's own name for a renamed dependency: `cell_remote!`'s help names the package, and
+/// the index gives the same help line and a fix writing the package name.
+#[test]
+fn cell0001_a_rename_gets_the_compilers_help_and_a_fix_naming_the_package() {
+    let f = fixture();
+    let (errors, problems) = both_sides(f, "renamed-name");
+    let context = format!("compiler: {errors:#?}\nindex: {problems:#?}");
+    let help: Vec<&str> = errors
+        .iter()
+        .flat_map(|e| e.message.lines())
+        .map(str::trim)
+        .filter(|l| l.contains("is this crate's name for the package"))
+        .collect();
+    assert_eq!(help.len(), 1, "{context}");
+    let p = problems.first().expect(&context);
+    assert!(p.notes.iter().any(|n| n == help[0]), "{context}");
+    let fix = p.fix.as_ref().expect(&context);
+    assert_eq!(fix.replacement, "\"greet\"", "{context}");
 }
 
 #[test]

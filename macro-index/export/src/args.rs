@@ -288,6 +288,106 @@ fn check_value<S: Clone>(
     Some(d)
 }
 
+/// Where a helper attribute was written, for the words of a stray helper: helpers may sit on
+/// fields, parameters, variants and methods of the item their parent macro marks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HelperPosition {
+    /// A field of a struct, enum variant or union.
+    Field,
+    /// A parameter of a function.
+    Parameter,
+    /// A variant of an enum.
+    Variant,
+    /// A method (or other associated item) of an `impl` or trait.
+    Method,
+    /// Directly on an item.
+    Item,
+}
+
+impl HelperPosition {
+    /// "a field of a struct", as the stray-helper message says it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            HelperPosition::Field => "a field of a struct",
+            HelperPosition::Parameter => "a parameter of a function",
+            HelperPosition::Variant => "a variant of an enum",
+            HelperPosition::Method => "a method of an `impl`",
+            HelperPosition::Item => "an item inside one",
+        }
+    }
+}
+
+/// CELL0011 for a helper outside every parent that consumes it: `#[M::label]` on a parameter
+/// of a function that carries no `#[M::track]`. `parents` are the attributes as written
+/// (`#[M::track]`); `span` is the helper's name.
+pub fn stray_helper<S>(
+    alias: &str,
+    helper: &str,
+    parents: &[String],
+    position: HelperPosition,
+    span: S,
+) -> Problem<S> {
+    Problem::new(
+        Some(ProblemCode::ForeignHelper),
+        format!(
+            "`#[{alias}::{helper}]` is a helper of {} and only works on {} marked with it",
+            parents.join(" or "),
+            position.describe()
+        ),
+        span,
+    )
+}
+
+/// CELL0011 for a name under the parent's own alias that is none of its helpers
+/// (`#[Val::emial]` on a field of a `#[Val::schema]` struct): "did you mean" when a helper is
+/// close (and a fix), and the list of helpers. `span` is the written name.
+pub fn unknown_helper<S: Clone>(name: &str, parent: &str, helpers: &[&str], span: S) -> Problem<S> {
+    let best = did_you_mean(name, helpers);
+    let hint = best.map_or_else(String::new, |b| format!(" (did you mean `{b}`?)"));
+    let mut p = Problem::new(
+        Some(ProblemCode::ForeignHelper),
+        format!(
+            "`{name}` is not a helper of `{parent}`{hint}; helpers: {}",
+            helpers.join(", ")
+        ),
+        span.clone(),
+    );
+    if let Some(best) = best {
+        p.fix = Some(Fix {
+            title: format!("replace with `{best}`"),
+            replacement: best.to_owned(),
+            span,
+        });
+    }
+    p
+}
+
+/// CELL0011 for one of a parent's helpers written under another alias (`#[G::email]` inside
+/// `#[Val::schema]`, or `#[M2::label]` inside `#[M::track]` when `M` and `M2` name one provider):
+/// the parent macro consumes only helpers under its own alias. `span` is the written alias.
+pub fn foreign_helper<S: Clone>(
+    helper: &str,
+    parent_alias: &str,
+    parent: &str,
+    written_alias: &str,
+    span: S,
+) -> Problem<S> {
+    let mut p = Problem::new(
+        Some(ProblemCode::ForeignHelper),
+        format!(
+            "`{helper}` is a helper of `{parent_alias}::{parent}`, but it is written under \
+             `{written_alias}`, another alias: write `#[{parent_alias}::{helper}]`"
+        ),
+        span.clone(),
+    );
+    p.fix = Some(Fix {
+        title: format!("write `{parent_alias}`"),
+        replacement: parent_alias.to_owned(),
+        span,
+    });
+    p
+}
+
 /// A kind as the docs and messages write it: `str`, `"sync" | "buffered"`, with `?` or
 /// `= "default"` when asked.
 pub fn describe_kind(kind: &ValueKind, optional: bool, default: Option<&str>) -> String {

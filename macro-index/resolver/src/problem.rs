@@ -50,11 +50,13 @@ pub enum ProblemCode {
     UnsupportedExportFormat,
     /// `CELL0014`: a provider macro's argument does not match its declared schema.
     InvalidMacroArgument,
+    /// `CELL0015`: `Alias::name` names no macro the alias's provider exports (rustc: E0433).
+    UnknownMacro,
 }
 
 impl ProblemCode {
     /// Every code, in numeric order.
-    pub const ALL: [ProblemCode; 14] = [
+    pub const ALL: [ProblemCode; 15] = [
         ProblemCode::UnknownCell,
         ProblemCode::AmbiguousVersion,
         ProblemCode::MalformedRemote,
@@ -69,6 +71,7 @@ impl ProblemCode {
         ProblemCode::ManifestUnreadable,
         ProblemCode::UnsupportedExportFormat,
         ProblemCode::InvalidMacroArgument,
+        ProblemCode::UnknownMacro,
     ];
 
     /// The stable code string, e.g. `"CELL0001"`.
@@ -88,6 +91,7 @@ impl ProblemCode {
             ProblemCode::ManifestUnreadable => "CELL0012",
             ProblemCode::UnsupportedExportFormat => "CELL0013",
             ProblemCode::InvalidMacroArgument => "CELL0014",
+            ProblemCode::UnknownMacro => "CELL0015",
         }
     }
 
@@ -108,6 +112,7 @@ impl ProblemCode {
             ProblemCode::ManifestUnreadable => "manifest unreadable",
             ProblemCode::UnsupportedExportFormat => "unsupported export format",
             ProblemCode::InvalidMacroArgument => "invalid macro argument",
+            ProblemCode::UnknownMacro => "unknown provider macro",
         }
     }
 
@@ -118,6 +123,7 @@ impl ProblemCode {
             ProblemCode::GlobAmbiguity => Some("E0659"),
             ProblemCode::MissingExport => Some("E0432"),
             ProblemCode::NotAProvider => Some("E0432"),
+            ProblemCode::UnknownMacro => Some("E0433"),
             _ => None,
         }
     }

@@ -8,9 +8,8 @@ use syn::{Attribute, Expr, Fields, ItemStruct, Type};
 /// The helpers `schema` consumes; keep in sync with the `export!` declaration in `validate`.
 const HELPERS: [&str; 5] = ["email", "non_empty", "range", "length", "custom"];
 
-/// Problem codes (see `cell_resolver::ProblemCode`; spelled out to keep this crate's
-/// dependency on the resolver to the one call it needs).
-const FOREIGN_HELPER: cell_resolver::ProblemCode = cell_resolver::ProblemCode::ForeignHelper;
+/// The problem code of the checks only this macro makes (see `cell_resolver::ProblemCode`;
+/// CELL0011's messages come from `cell_export::args`, shared with cell-lsp).
 const BAD_ARGUMENT: cell_resolver::ProblemCode = cell_resolver::ProblemCode::InvalidMacroArgument;
 
 enum Rule {
@@ -84,13 +83,19 @@ pub(crate) fn expand(
                 Owner::Other => kept.push(attr),
                 Owner::Ours { foreign } => {
                     if let Some(foreign) = foreign {
-                        errors.push(syn::Error::new(
-                            attr.path().span(),
-                            format!(
-                                "{FOREIGN_HELPER}: `{helper}` is a helper of `{a}::schema`, but it \
-                                 is written under `{foreign}`, another alias: write `#[{a}::{helper}]`",
-                                helper = last(attr.path()),
-                                a = alias.as_deref().unwrap_or("Val"),
+                        // The words cell-lsp shows for the same mistake, at the alias.
+                        let at = attr
+                            .path()
+                            .segments
+                            .first()
+                            .map_or_else(|| attr.path().span(), |s| s.ident.span());
+                        errors.push(cell_export::attr::to_syn_error(
+                            &cell_export::args::foreign_helper(
+                                &last(attr.path()),
+                                alias.as_deref().unwrap_or("Val"),
+                                "schema",
+                                &foreign,
+                                cell_export::attr::SpanRange::single(at),
                             ),
                         ));
                     }
@@ -174,23 +179,14 @@ fn classify(attr: &Attribute, alias: Option<&str>, pending: &[String]) -> Owner 
 fn rule(attr: &Attribute) -> Result<Rule, Vec<syn::Error>> {
     let name = last(attr.path());
     if !HELPERS.contains(&name.as_str()) {
-        let close: Vec<&str> = HELPERS
-            .iter()
-            .copied()
-            .filter(|h| h.starts_with(&name[..name.len().min(2)]) || h.contains(name.as_str()))
-            .collect();
-        let hint = if close.is_empty() {
-            String::new()
-        } else {
-            format!(" (did you mean `{}`?)", close.join("` or `"))
-        };
-        return Err(vec![syn::Error::new(
-            name_span(attr),
-            format!(
-                "{FOREIGN_HELPER}: `{name}` is not a helper of `schema`{hint}; helpers: {}",
-                HELPERS.join(", ")
-            ),
-        )]);
+        // The words cell-lsp shows for the same mistake (`cell_export::args`).
+        let p = cell_export::args::unknown_helper(
+            &name,
+            "schema",
+            &HELPERS,
+            cell_export::attr::SpanRange::single(name_span(attr)),
+        );
+        return Err(vec![cell_export::attr::to_syn_error(&p)]);
     }
     let (args, problems) = schema().helper_args("schema", attr);
     if !problems.is_empty() {

@@ -1,0 +1,222 @@
+//! Data-driven in-process tests of the analysis layer: a workspace of `tests/fixtures/lsp/`
+//! (copied to a temp dir, indexed for real), a buffer with `$0` at the cursor, and the answer
+//! written inline with `expect-test`. `UPDATE_EXPECT=1 cargo test -p cell-lsp` rewrites the
+//! expectations after an intended change; review the diff. The stdio tests
+//! (`cell-lsp/tests/stdio.rs`) keep the protocol honest end to end.
+
+#![allow(clippy::unwrap_used)] // Test helpers: a fixture that cannot be set up fails the test.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use cell_macro_index::{Index, IndexOptions};
+use expect_test::{Expect, expect};
+
+use crate::syntax::Parsed;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            if entry.file_name() != "target" {
+                copy_dir(&entry.path(), &target);
+            }
+        } else if entry.file_name() != "Cargo.lock" {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// One copy of the fixtures for the whole run (cargo writes lock files into it).
+fn fixtures() -> &'static (tempfile::TempDir, PathBuf) {
+    static FX: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    FX.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/lsp");
+        copy_dir(&src, &dir.path().join("fx"));
+        let root = dir.path().join("fx").canonicalize().unwrap();
+        (dir, root)
+    })
+}
+
+/// The index of fixture workspace `ws`, and its `src/lib.rs`.
+fn index(ws: &str) -> (Index, PathBuf) {
+    let (dir, root) = fixtures();
+    let mut opts = IndexOptions::new(root.join(ws).join("Cargo.toml"));
+    opts.cargo_home = Some(dir.path().join("no-cargo-home"));
+    opts.target_dir = Some(dir.path().join(format!("target-{ws}")));
+    (
+        Index::build(&opts).unwrap(),
+        root.join(ws).join("src/lib.rs"),
+    )
+}
+
+/// `text` without its `$0`, and the byte offset of the `$0`.
+fn cursor(text: &str) -> (String, usize) {
+    let at = text.find("$0").expect("the fixture text has a `$0` cursor");
+    (text.replacen("$0", "", 1), at)
+}
+
+/// Line and column (1-based, in characters) of byte `offset` of `text`.
+fn line_col(text: &str, offset: usize) -> String {
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before[before.rfind('\n').map_or(0, |i| i + 1)..]
+        .chars()
+        .count()
+        + 1;
+    format!("{line}:{col}")
+}
+
+fn check_completion(ws: &str, text: &str, expect: Expect) {
+    let (index, file) = index(ws);
+    let (text, offset) = cursor(text);
+    let items = super::complete(&index, &file, &Parsed::new(&text), offset);
+    let actual: Vec<String> = items
+        .iter()
+        .map(|i| format!("{} ({:?}) {}", i.label, i.kind, i.detail))
+        .collect();
+    expect.assert_eq(&actual.join("\n"));
+}
+
+fn check_diagnostics(ws: &str, text: &str, expect: Expect) {
+    let (index, file) = index(ws);
+    let diags = super::diagnostics(&index, &file, &Parsed::new(text), text);
+    let actual: Vec<String> = diags
+        .iter()
+        .map(|d| {
+            let mut s = format!(
+                "{} {}: {}",
+                line_col(text, d.range.0),
+                d.code.map_or("-", |c| c.as_str()),
+                d.message
+            );
+            for n in &d.notes {
+                s.push_str(&format!("\n    {n}"));
+            }
+            if let Some(f) = &d.fix {
+                s.push_str(&format!(
+                    "\n    fix at {}: {} → {}",
+                    line_col(text, f.range.0),
+                    f.title,
+                    f.replacement
+                ));
+            }
+            s
+        })
+        .collect();
+    expect.assert_eq(&actual.join("\n"));
+}
+
+fn check_hover(ws: &str, text: &str, expect: Expect) {
+    let (index, file) = index(ws);
+    let (text, offset) = cursor(text);
+    let hover = super::hover(&index, &file, &Parsed::new(&text), offset);
+    expect.assert_eq(&hover.map(|(md, _)| md).unwrap_or_default());
+}
+
+const METRICS: &str = "cell_sdk::cell_remote!(Metrics = \"metrics\");\ncell_sdk::cell_remote!(M2 = \"metrics\");\ncell_sdk::cell_remote!(DB = \"kvstore\");\n";
+
+#[test]
+fn completion_on_a_parameter_of_a_tracked_function_offers_its_helper() {
+    check_completion(
+        "metrics-app",
+        &format!(
+            "{METRICS}#[Metrics::track(name = \"x\")]\npub fn f(#[Metrics::$0] user: u64) {{}}\n"
+        ),
+        expect![[r#"
+            label (Helper) helper of #[Metrics::track] — metrics 0.1.0
+            track (Macro(Attribute)) metrics 0.1.0"#]],
+    );
+}
+
+#[test]
+fn completion_on_a_parameter_without_the_parent_offers_no_helper() {
+    check_completion(
+        "metrics-app",
+        &format!("{METRICS}pub fn f(#[Metrics::$0] user: u64) {{}}\n"),
+        expect!["track (Macro(Attribute)) metrics 0.1.0"],
+    );
+}
+
+#[test]
+fn completion_of_track_arguments() {
+    check_completion(
+        "metrics-app",
+        &format!("{METRICS}#[Metrics::track(name = \"x\", $0)]\npub fn f() {{}}\n"),
+        expect![[r#"
+            buckets (Argument) int = "8"
+            unit (Argument) "s" | "bytes" = "s""#]],
+    );
+}
+
+#[test]
+fn helpers_in_every_position_and_under_other_aliases() {
+    check_diagnostics(
+        "metrics-app",
+        &format!(
+            "{METRICS}#[Metrics::track(name = \"x\")]\npub fn ok(#[Metrics::label] a: u64) {{}}\n\
+             pub fn stray(#[Metrics::label] a: u64) {{}}\n\
+             #[Metrics::track(name = \"x\")]\npub fn two(#[M2::label] a: u64) {{}}\n\
+             #[DB::persist]\npub enum E {{\n    #[DB::key]\n    A,\n}}\n\
+             pub enum F {{\n    #[DB::key]\n    A,\n}}\n"
+        ),
+        expect![[r#"
+            6:25 CELL0011: `#[Metrics::label]` is a helper of `#[Metrics::track]` and only works on a parameter of a function marked with it
+            8:14 CELL0011: `label` is a helper of `Metrics::track`, but it is written under `M2`, another alias: write `#[Metrics::label]`
+                fix at 8:14: write `Metrics` → Metrics
+            15:11 CELL0011: `#[DB::key]` is a helper of `#[DB::persist]` and only works on a variant of an enum marked with it"#]],
+    );
+}
+
+#[test]
+fn a_misspelt_macro_and_a_bad_value() {
+    check_diagnostics(
+        "metrics-app",
+        &format!(
+            "{METRICS}#[Metrics::trak(name = \"x\")]\npub fn a() {{}}\n\
+             #[Metrics::track(name = \"x\", unit = \"bytez\")]\npub fn b() {{}}\n"
+        ),
+        expect![[r#"
+            4:12 CELL0015: `Metrics` (metrics 0.1.0) exports no attribute macro `trak`
+                help: did you mean `track`?
+                note: rustc reports this as E0433
+                fix at 4:12: replace with `track` → track
+            6:37 CELL0014: invalid value "bytez" for `unit`: expected "s" | "bytes"
+                help: did you mean "bytes"?
+                fix at 6:37: replace with "bytes" → "bytes""#]],
+    );
+}
+
+/// A name under the parent's alias that is none of its helpers: CELL0011 in the words provider
+/// macros use (`cell_export::args::unknown_helper`), not an unknown macro.
+#[test]
+fn an_unknown_helper_of_the_parent() {
+    check_diagnostics(
+        "metrics-app",
+        &format!(
+            "{METRICS}#[Metrics::track(name = \"x\")]\npub fn f(#[Metrics::lable] a: u64) {{}}\n"
+        ),
+        expect![[r#"
+            5:21 CELL0011: `lable` is not a helper of `track` (did you mean `label`?); helpers: label
+                fix at 5:21: replace with `label` → label"#]],
+    );
+}
+
+#[test]
+fn hover_on_a_helper_of_a_function_attribute() {
+    check_hover(
+        "metrics-app",
+        &format!(
+            "{METRICS}#[Metrics::track(name = \"x\")]\npub fn f(#[Metrics::la$0bel] user: u64) {{}}\n"
+        ),
+        expect![[r#"
+            ```rust
+            #[Metrics::label]
+            ```
+            helper attribute of `#[Metrics::track]` from **metrics** 0.1.0
+        "#]],
+    );
+}
