@@ -1,7 +1,8 @@
 //! Editor features over one buffer and the index, as plain data with byte ranges — no LSP type
 //! here (`server.rs` alone converts to LSP positions and types, `--check` prints rustc-style):
-//! aliases in scope (this file), and one module per feature: [`completion`], [`hover`],
-//! [`definition`], [`diagnostics`]. Where an alias cannot be resolved, nothing is reported.
+//! aliases in scope (this file), and one module per feature: [`completion`],
+//! [`hover`](mod@hover), [`definition`](mod@definition), [`diagnostics`](mod@diagnostics).
+//! Where an alias cannot be resolved, nothing is reported.
 
 use std::path::{Path, PathBuf};
 
