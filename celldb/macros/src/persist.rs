@@ -385,10 +385,10 @@ fn generate(
             }
         }
     });
-    let table = args.table.as_ref().map_or_else(
-        || cell_export::attr::snake_case(&ident.to_string()),
-        LitStr::value,
-    );
+    let table = args
+        .table
+        .as_ref()
+        .map_or_else(|| snake_case(&ident.to_string()), LitStr::value);
     let indexed: Vec<&Column> = columns.iter().filter(|c| c.role != Role::Key).collect();
 
     // Every key and indexed field must implement `Key`: checked at the field's type, so the
@@ -533,6 +533,21 @@ fn generate(
             }
         }
     }
+}
+
+fn snake_case(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.extend(c.to_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

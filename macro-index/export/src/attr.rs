@@ -388,69 +388,6 @@ impl ToTokens for SpanRange {
     }
 }
 
-/// The path of a provider's runtime crate as the crate being compiled names it, for generated
-/// code: `spec` is `"<package>@<version>"` (the macro crate's own version, so a consumer of two
-/// versions gets the matching runtime), resolved through `cell-resolver` from the consumer's
-/// manifest. On failure the path falls back to `fallback` (`::celldb`) and the error — saying
-/// that `used_by` (`` `#[DB::persist]` ``) calls the package — is for the caller to emit next to
-/// its best-effort expansion.
-pub fn runtime_path(
-    spec: &str,
-    fallback: &str,
-    used_by: &str,
-) -> (TokenStream, Option<syn::Error>) {
-    let fallback_path = || {
-        let ident = proc_macro2::Ident::new(fallback, Span::call_site());
-        quote::quote!(::#ident)
-    };
-    match cell_resolver::resolve_from_env(spec) {
-        // The name comes from a manifest: checked, not trusted (`Ident::new` would panic).
-        Ok(r) => match syn::parse_str::<syn::Ident>(&r.extern_crate)
-            .or_else(|_| syn::parse_str::<syn::Ident>(&format!("r#{}", r.extern_crate)))
-        {
-            Ok(ident) => (quote::quote!(::#ident), None),
-            Err(_) => (
-                fallback_path(),
-                Some(syn::Error::new(
-                    Span::call_site(),
-                    format!(
-                        "`{}` is not a valid crate name in Rust code",
-                        r.extern_crate
-                    ),
-                )),
-            ),
-        },
-        Err(e) => {
-            let package = spec.split('@').next().unwrap_or(spec);
-            (
-                fallback_path(),
-                Some(syn::Error::new(
-                    Span::call_site(),
-                    format!(
-                        "{e}\n  note: {used_by} generates code that calls the `{package}` crate"
-                    ),
-                )),
-            )
-        }
-    }
-}
-
-/// `UserProfile` → `user_profile`: the default name of a table derived from its type.
-pub fn snake_case(name: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in name.chars().enumerate() {
-        if c.is_uppercase() {
-            if i > 0 {
-                out.push('_');
-            }
-            out.extend(c.to_lowercase());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// `#[Val::schema(..)]` → `Val`; `#[validate::schema]` → `validate`; `#[schema]` → none.
 pub fn alias_of(invocation: &str) -> Option<String> {
     let inner = invocation.trim().strip_prefix("#[")?;

@@ -53,7 +53,7 @@ pub(crate) fn expand(
             check_name(&lit.value(), lit.span(), "a table", &mut errors);
             lit.value()
         }
-        None => cell_export::attr::snake_case(&input.ident.to_string()),
+        None => snake_case(&input.ident.to_string()),
     };
     if !input.generics.params.is_empty() {
         errors.push(syn::Error::new(
@@ -532,6 +532,21 @@ fn generate(
             #(#cols)*
         }
     }
+}
+
+fn snake_case(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.extend(c.to_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
