@@ -1,41 +1,17 @@
-//! [`Db`]: an open database directory — fjall, its lock, its tables and its commit log.
+//! [`Db`]: the handle users hold, whichever engine is behind it (the local engine in `local`,
+//! or a celldb server through `remote`), and the tables it has opened.
 
 use crate::error::{Error, Result};
-use crate::log::{CommitLog, LocalLog, LogStats, Write, WriteSet};
+use crate::local::Local;
+use crate::log::LogStats;
+use crate::schema::{META_KEYSPACE, SEQ_KEYSPACE, TableMeta, decode_meta, records_keyspace};
 use crate::table::{Durability, Table};
-use cell_sdk::{Fingerprint, codec, protein};
 use fjall::{Keyspace, KeyspaceCreateOptions, Slice};
 use std::any::TypeId;
 use std::collections::HashMap;
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
 
-/// The keyspace holding one [`TableMeta`] per table.
-const META_KEYSPACE: &str = "celldb.meta";
-/// The keyspace holding `auto_inc` counters (table → the highest key written, big-endian `u64`).
-const SEQ_KEYSPACE: &str = "celldb.seq";
-/// Version of the on-disk layout (keyspace names, key encodings, metadata format).
-pub(crate) const LAYOUT_VERSION: u32 = 1;
-
-/// What the database records about a table, to detect a changed type on open.
-#[protein]
-pub struct TableMeta {
-    /// Layout version that wrote the table.
-    pub layout: u32,
-    /// Structural fingerprint of the record type.
-    pub fingerprint: u64,
-    /// The record type's structure (`struct { id: u64, email: String }`).
-    pub describe: String,
-    /// The record type's name when the table was last opened.
-    pub type_name: String,
-    /// The key type (`u64`).
-    pub key_type: String,
-    /// Fingerprint of the key type.
-    pub key_fingerprint: u64,
-    /// Secondary indexes: `(field, unique)`.
-    pub indexes: Vec<(String, bool)>,
-}
+use std::path::Path;
+use std::sync::{Arc, RwLock};
 
 /// A keyspace as a transaction names it: a local fjall keyspace, or the id of a keyspace on a
 /// celldb server (the server's fjall keyspace id, handed out by `open_table`).
@@ -108,20 +84,6 @@ pub(crate) struct Inner {
 pub(crate) enum Backend {
     Local(Local),
     Remote(crate::remote::Client),
-}
-
-/// An open local database directory.
-pub(crate) struct Local {
-    pub(crate) fjall: fjall::Database,
-    pub(crate) meta: Keyspace,
-    pub(crate) seq: Keyspace,
-    pub(crate) log: LocalLog,
-    registering: Mutex<()>,
-    path: PathBuf,
-    options: Options,
-    // Field order matters: fjall closes before the lock is released, the temp dir goes last.
-    _lock: File,
-    _temp: Option<tempfile::TempDir>,
 }
 
 impl std::fmt::Debug for Db {
@@ -208,7 +170,8 @@ impl Db {
         let view = crate::disk::shadow(&data)?;
         let view_data = view.path().join(crate::disk::DATA);
         crate::journal::cut_torn_tails(&view_data, &torn)?;
-        Self::open_fjall(path, &view_data, Options::default(), lock, Some(view), true)
+        let local = Local::open(path, &view_data, Options::default(), lock, Some(view), true)?;
+        Ok(Self::with_backend(Backend::Local(local)))
     }
 
     fn open_inner(path: &Path, options: Options, temp: Option<tempfile::TempDir>) -> Result<Self> {
@@ -222,82 +185,8 @@ impl Db {
         let torn = crate::disk::validate(&data)?;
         crate::journal::cut_torn_tails(&data, &torn)?;
         crate::disk::restore_fjall_lock(&data)?;
-        Self::open_fjall(path, &data, options, lock, temp, false)
-    }
-
-    fn open_fjall(
-        path: &Path,
-        data: &Path,
-        options: Options,
-        lock: File,
-        temp: Option<tempfile::TempDir>,
-        read_only: bool,
-    ) -> Result<Self> {
-        let shown = path.join(crate::disk::DATA);
-        let fjall = fjall::Database::builder(data)
-            .cache_size(options.cache_bytes)
-            .manual_journal_persist(true)
-            .open()
-            .map_err(|e| Error::storage(format!("opening {}", shown.display()), e))?;
-        let names = fjall.list_keyspace_names();
-        let has = |name: &str| fjall.keyspace_exists(name);
-        if !has(META_KEYSPACE) && (read_only || !names.is_empty()) {
-            return Err(Error::Corrupt {
-                table: "meta".into(),
-                reason: format!(
-                    "celldb's metadata keyspace `{META_KEYSPACE}` is missing from {} though \
-                     it holds {} other keyspace(s): its directory was deleted",
-                    shown.display(),
-                    names.len()
-                ),
-            });
-        }
-        let open = |name: &str| {
-            fjall
-                .keyspace(name, KeyspaceCreateOptions::default)
-                .map_err(|e| Error::storage(format!("opening keyspace {name}"), e))
-        };
-        let meta = open(META_KEYSPACE)?;
-        if !has(SEQ_KEYSPACE) && !meta.is_empty()? {
-            return Err(Error::Corrupt {
-                table: "meta".into(),
-                reason: format!(
-                    "the `auto_inc` counters' keyspace `{SEQ_KEYSPACE}` is missing from {}: \
-                     its directory was deleted",
-                    shown.display()
-                ),
-            });
-        }
-        let seq = open(SEQ_KEYSPACE)?;
-        // Every keyspace the metadata names must be there (metadata that does not decode is
-        // reported when its table is opened).
-        let mut expected = Vec::new();
-        for guard in meta.iter() {
-            let (key, value) = guard
-                .into_inner()
-                .map_err(|e| Error::storage("reading celldb's metadata", e))?;
-            let name = String::from_utf8_lossy(&key).into_owned();
-            let Ok(stored) = codec::from_bytes::<TableMeta>(&value) else {
-                continue;
-            };
-            expected.push((name.clone(), records_keyspace(&name)));
-            for (index, _) in &stored.indexes {
-                expected.push((name.clone(), index_keyspace(&name, index)));
-            }
-        }
-        crate::disk::check_keyspaces(&fjall, &shown, expected)?;
-        let log = LocalLog::start(fjall.clone())?;
-        Ok(Self::with_backend(Backend::Local(Local {
-            fjall,
-            meta,
-            seq,
-            log,
-            registering: Mutex::new(()),
-            path: path.to_path_buf(),
-            options,
-            _lock: lock,
-            _temp: temp,
-        })))
+        let local = Local::open(path, &data, options, lock, temp, false)?;
+        Ok(Self::with_backend(Backend::Local(local)))
     }
 
     pub(crate) fn with_backend(backend: Backend) -> Self {
@@ -439,183 +328,4 @@ impl Db {
             .get(&id)
             .cloned()
     }
-}
-
-/// What [`Local::open_raw`] found for a table.
-pub(crate) enum Opened {
-    /// The stored metadata matches (or the table is new and its metadata was written).
-    Ready,
-    /// The stored metadata differs: the table needs a migration from `stored` (or is refused).
-    Differs(TableMeta),
-}
-
-/// The keyspaces of one table, opened locally.
-pub(crate) struct RawTable {
-    pub(crate) records: Keyspace,
-    pub(crate) indexes: Vec<Keyspace>,
-}
-
-impl Local {
-    fn register<T: Table>(&self) -> Result<TableHandle> {
-        let current = meta_of::<T>();
-        let (raw, opened) = self.open_raw(T::TABLE, &current)?;
-        if let Opened::Differs(stored) = opened {
-            let migrated =
-                crate::migrate::upgrade::<T>(self, &raw.records, &raw.indexes, &stored, &current)?;
-            self.write_meta(T::TABLE, &current, migrated)?;
-        }
-        Ok(TableHandle {
-            records: Ks::Local(raw.records),
-            indexes: raw.indexes.into_iter().map(Ks::Local).collect(),
-            seq: Ks::Local(self.seq.clone()),
-            durability: T::DURABILITY.unwrap_or(self.options.durability),
-        })
-    }
-
-    /// Opens a table's keyspaces by name and compares its stored metadata with `current`
-    /// (writing it when the table is new or only the type's name changed). Shared by local
-    /// tables and by the server, which knows tables only by their metadata.
-    pub(crate) fn open_raw(&self, table: &str, current: &TableMeta) -> Result<(RawTable, Opened)> {
-        let fjall = &self.fjall;
-        let stored = match self
-            .meta
-            .get(table)
-            .map_err(|e| Error::storage(format!("reading the metadata of table {table}"), e))?
-        {
-            Some(bytes) => Some(decode_meta(table, &bytes)?),
-            None => None,
-        };
-        let open = |name: String| {
-            // A stored table's keyspaces were checked when the database opened; one that is
-            // gone now (it cannot be, short of a bug) must not be recreated empty.
-            if let Some(stored) = &stored
-                && !fjall.keyspace_exists(&name)
-                && (name == records_keyspace(table)
-                    || stored
-                        .indexes
-                        .iter()
-                        .any(|(i, _)| index_keyspace(table, i) == name))
-            {
-                return Err(Error::Corrupt {
-                    table: table.to_string(),
-                    reason: format!("its keyspace `{name}` is missing"),
-                });
-            }
-            fjall
-                .keyspace(&name, KeyspaceCreateOptions::default)
-                .map_err(|e| Error::storage(format!("opening keyspace {name} of table {table}"), e))
-        };
-        let records = open(records_keyspace(table))?;
-        let indexes = current
-            .indexes
-            .iter()
-            .map(|(name, _)| open(index_keyspace(table, name)))
-            .collect::<Result<Vec<_>>>()?;
-        let opened = match stored {
-            None => {
-                self.write_meta(table, current, Vec::new())?;
-                Opened::Ready
-            }
-            Some(stored) if same_schema(&stored, current) => {
-                if stored.type_name != current.type_name {
-                    // A renamed Rust type with the same structure: keep the metadata current.
-                    self.write_meta(table, current, Vec::new())?;
-                }
-                Opened::Ready
-            }
-            Some(stored) => Opened::Differs(stored),
-        };
-        Ok((RawTable { records, indexes }, opened))
-    }
-
-    /// True when table `table` has stored metadata.
-    pub(crate) fn has_table(&self, table: &str) -> Result<bool> {
-        self.meta
-            .contains_key(table)
-            .map_err(|e| Error::storage(format!("reading the metadata of table {table}"), e))
-    }
-
-    /// How many tables have stored metadata.
-    pub(crate) fn table_count(&self) -> Result<usize> {
-        self.meta
-            .len()
-            .map_err(|e| Error::storage("counting celldb's tables", e))
-    }
-
-    /// Writes the table's metadata (plus `writes`, a migration) durably through the log.
-    pub(crate) fn write_meta(
-        &self,
-        table: &str,
-        meta: &TableMeta,
-        mut writes: Vec<Write>,
-    ) -> Result<()> {
-        let bytes = codec::to_bytes(meta).map_err(|e| Error::Encode {
-            table: "meta".into(),
-            reason: e.to_string(),
-        })?;
-        writes.push(Write {
-            keyspace: self.meta.clone(),
-            key: Slice::from(table.as_bytes()),
-            value: Some(Slice::from(&bytes[..])),
-        });
-        let ws = WriteSet {
-            distinct_keys: false,
-            version: self.log.version(),
-            reads: Vec::new(),
-            writes,
-            durability: Durability::Sync,
-        };
-        commit_blocking(&self.log, ws)
-    }
-}
-
-/// Submits `ws` and waits on this thread (used while registering a table).
-pub(crate) fn commit_blocking(log: &dyn CommitLog, ws: WriteSet) -> Result<()> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    log.submit(
-        ws,
-        Box::new(move |r| {
-            let _ = tx.send(r);
-        }),
-    );
-    rx.recv()
-        .map_err(|_| Error::Commit("the commit thread has stopped".into()))?
-        .map(|_| ())
-}
-
-pub(crate) fn records_keyspace(table: &str) -> String {
-    format!("t.{table}")
-}
-
-pub(crate) fn index_keyspace(table: &str, index: &str) -> String {
-    format!("i.{table}.{index}")
-}
-
-fn decode_meta(table: &str, bytes: &[u8]) -> Result<TableMeta> {
-    codec::from_bytes::<TableMeta>(bytes).map_err(|e| Error::Corrupt {
-        table: format!("meta of {table}"),
-        reason: e.to_string(),
-    })
-}
-
-pub(crate) fn meta_of<T: Table>() -> TableMeta {
-    TableMeta {
-        layout: LAYOUT_VERSION,
-        fingerprint: T::FINGERPRINT,
-        describe: T::describe(),
-        type_name: T::type_name(),
-        key_type: <T::Key as Fingerprint>::type_name(),
-        key_fingerprint: <T::Key as Fingerprint>::FINGERPRINT,
-        indexes: T::INDEXES
-            .iter()
-            .map(|d| (d.name.to_string(), d.unique))
-            .collect(),
-    }
-}
-
-pub(crate) fn same_schema(a: &TableMeta, b: &TableMeta) -> bool {
-    a.layout == b.layout
-        && a.fingerprint == b.fingerprint
-        && a.key_fingerprint == b.key_fingerprint
-        && a.indexes == b.indexes
 }

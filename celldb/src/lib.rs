@@ -65,6 +65,7 @@
 // Lets `#[persist]` expansions (`::celldb::…`) work inside this crate's own tests and docs.
 extern crate self as celldb;
 
+#[cfg(feature = "cli")]
 #[doc(hidden)]
 pub mod cli;
 pub mod context;
@@ -73,19 +74,22 @@ mod disk;
 mod error;
 mod journal;
 pub mod key;
+mod local;
 mod log;
 mod migrate;
 pub mod remote;
+mod schema;
 pub mod server;
 mod table;
 mod tx;
 pub mod wire;
 
 pub use context::{current, set_default};
-pub use db::{Db, Options, TableMeta};
+pub use db::{Db, Options};
 pub use error::{Error, Result};
 pub use key::{Key, KeyArg, KeyError};
 pub use log::{Ack, CommitLog, LocalLog, LogStats, WriteSet};
+pub use schema::TableMeta;
 pub use table::{Durability, IndexDef, Previous, Table};
 pub use tx::{MAX_ATTEMPTS, Tx};
 
@@ -197,7 +201,7 @@ pub mod __private {
     /// The metadata a table of `T` is stored with (tests of the server speak the protocol
     /// by hand).
     pub fn table_meta<T: crate::Table>() -> crate::TableMeta {
-        crate::db::meta_of::<T>()
+        crate::schema::meta_of::<T>()
     }
     pub use cell_sdk::{Fingerprint, codec, fingerprint};
 }

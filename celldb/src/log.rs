@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use fjall::{Keyspace, PersistMode, Slice};
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
-use std::hash::{Hash, Hasher};
+use std::hash::Hasher;
 use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -671,18 +671,30 @@ fn checking(keyspace: &fjall::Keyspace, e: fjall::Error) -> Error {
     )
 }
 
-/// Hash of the entries a range read saw.
-#[derive(Default)]
-pub(crate) struct RangeDigest(std::collections::hash_map::DefaultHasher);
+/// Hash of the entries a range read saw: xxh3 over length-prefixed keys and values.
+///
+/// It must be stable across processes, builds and Rust releases: the client that read a range
+/// and the server (or, with raft, every replica) that re-checks it compute it separately and
+/// compare. std's `DefaultHasher` promises none of that; xxh3 is a fixed algorithm. The length
+/// prefixes keep `("ab", "c")` and `("a", "bc")` apart.
+pub(crate) struct RangeDigest(xxhash_rust::xxh3::Xxh3);
+
+impl Default for RangeDigest {
+    fn default() -> Self {
+        Self(xxhash_rust::xxh3::Xxh3::new())
+    }
+}
 
 impl RangeDigest {
     pub(crate) fn add(&mut self, key: &[u8], value: &[u8]) {
-        key.hash(&mut self.0);
-        value.hash(&mut self.0);
+        self.0.update(&(key.len() as u64).to_le_bytes());
+        self.0.update(key);
+        self.0.update(&(value.len() as u64).to_le_bytes());
+        self.0.update(value);
     }
 
     pub(crate) fn finish(&self) -> u64 {
-        self.0.finish()
+        self.0.digest()
     }
 }
 
@@ -860,7 +872,7 @@ mod tests {
     #[test]
     fn commits_from_plain_threads_and_multi_thread_runtimes() {
         let (_dir, log, ks) = open();
-        crate::db::commit_blocking(&log, durable_put(&log, &ks, 1)).unwrap();
+        crate::local::commit_blocking(&log, durable_put(&log, &ks, 1)).unwrap();
         let multi = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .build()

@@ -11,9 +11,10 @@
 //!
 //! A migration is one write-set, so it is atomic: a crash in the middle leaves the old table.
 
-use crate::db::{Local, TableMeta, index_keyspace};
 use crate::error::{Error, Result};
+use crate::local::Local;
 use crate::log::Write;
+use crate::schema::{TableMeta, index_keyspace};
 use crate::table::Table;
 use cell_sdk::codec;
 use fjall::{KeyspaceCreateOptions, Slice};

@@ -10,8 +10,9 @@
 //! kept open in a background task. The server ties every transaction to a session and aborts
 //! them all when the connection closes (it drops the `hold` call).
 
-use crate::db::{Backend, Db, Ks, TableHandle, meta_of};
+use crate::db::{Backend, Db, Ks, TableHandle};
 use crate::error::{Error, Result};
+use crate::schema::meta_of;
 use crate::table::{Durability, Table};
 use crate::wire::{
     At, CellDbClient, Commit, Mismatch, OpenTable, PointReply, RangeReply, ServerStats, WireBound,

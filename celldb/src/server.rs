@@ -24,9 +24,11 @@
 //!
 //! [`LocalLog`]: crate::LocalLog
 
-use crate::db::{Db, LAYOUT_VERSION, Local, Opened, same_schema};
+use crate::db::Db;
 use crate::error::Error;
+use crate::local::{Local, Opened};
 use crate::log::{CommitLog, RangeDigest, ReadCheck, Write, WriteSet};
+use crate::schema::{LAYOUT_VERSION, same_schema};
 use crate::table::Durability;
 use crate::wire::{
     At, CellDb, Commit, Mismatch, OpenTable, PointReply, RangeReply, ServerStats, TableIds,
@@ -318,10 +320,10 @@ impl Server {
                 if !valid_name(&name) || meta.indexes.iter().any(|(n, _)| !valid_name(n)) {
                     continue;
                 }
-                let names = std::iter::once(crate::db::records_keyspace(&name)).chain(
+                let names = std::iter::once(crate::schema::records_keyspace(&name)).chain(
                     meta.indexes
                         .iter()
-                        .map(|(index, _)| crate::db::index_keyspace(&name, index)),
+                        .map(|(index, _)| crate::schema::index_keyspace(&name, index)),
                 );
                 for ks_name in names {
                     let ks = local

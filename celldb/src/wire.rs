@@ -8,7 +8,7 @@
 //! it was taken at, and the read checks of every read it served; a commit sends the write-set
 //! and the server validates those reads through its commit log.
 
-use crate::db::TableMeta;
+use crate::schema::TableMeta;
 use cell_sdk::{protein, service};
 
 /// Which tables a client opens: name and the metadata of its type.
