@@ -77,6 +77,7 @@ pub mod key;
 mod local;
 mod log;
 mod migrate;
+pub mod raft;
 pub mod remote;
 mod schema;
 pub mod server;

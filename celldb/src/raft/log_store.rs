@@ -1,0 +1,623 @@
+//! The raft log and the vote, in keyspaces of the node's celldb database, written by one
+//! journal thread.
+//!
+//! Why one thread: openraft requires that log and vote writes become durable in the order they
+//! were made (a vote durable before the entries of its term, never after), and that an append
+//! be reported flushed only after the fsync that covers it. fjall has one journal per database,
+//! so writing every raft operation from one thread, in arrival order, makes the order on disk
+//! the call order; and one `persist(SyncAll)` after a drained queue covers every operation in
+//! it (group commit, like [`LocalLog`](crate::LocalLog)'s committer). No tokio thread ever
+//! waits on an fsync: the async methods hand a job to the thread and await a oneshot.
+//!
+//! Durability per operation: `append`, `save_vote`, `truncate_after` and `purge` are fsynced
+//! before they complete; `save_committed` is not (the log is the durable copy; after a power
+//! loss openraft re-applies from the log).
+//!
+//! Test-only negative control: the `raft-ack-before-fsync` feature completes appends and votes
+//! before the fsync. The fsync-ordering proof (`tests/integration/celldb_raft_fsync.rs`) must
+//! catch it.
+
+use crate::raft::cmd::Cmd;
+use crate::raft::{CellRaft, LOG_KEYSPACE, META_KEYSPACE, io_error};
+use fjall::{Keyspace, KeyspaceCreateOptions, PersistMode};
+use openraft::entry::RaftEntry;
+use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
+use openraft::type_config::alias::{EntryOf, LogIdOf, VoteOf};
+use openraft::{EntryPayload, OptionalSend, RaftLogReader};
+use std::fmt::Debug;
+use std::io;
+use std::io::Write as _;
+use std::ops::{Bound, RangeBounds};
+use std::sync::{Arc, Mutex, mpsc};
+
+type C = CellRaft;
+
+/// Version byte of an encoded entry.
+const ENTRY_VERSION: u8 = 1;
+/// `limited_get_log_entries` stops once the entries it read pass this many bytes (always
+/// returning at least one), so an AppendEntries request stays under the 16 MiB frame limit.
+const READ_BATCH_BYTES: usize = 8 << 20;
+
+const VOTE_KEY: &[u8] = b"vote";
+const COMMITTED_KEY: &[u8] = b"committed";
+const PURGED_KEY: &[u8] = b"last_purged";
+
+/// The raft log store of one node. Cheap to clone: clones share the journal thread.
+#[derive(Clone)]
+pub struct LogStore {
+    shared: Arc<Shared>,
+}
+
+impl Debug for LogStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogStore")
+            .field("node", &self.shared.node)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Shared {
+    node: u64,
+    log: Keyspace,
+    meta: Keyspace,
+    /// `None` once the store is closing.
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    state: Arc<Mutex<Cached>>,
+}
+
+/// What `get_log_state` answers, kept by the journal thread (the only writer).
+#[derive(Default, Clone)]
+struct Cached {
+    last_log_id: Option<LogIdOf<C>>,
+    last_purged: Option<LogIdOf<C>>,
+}
+
+enum Job {
+    Append {
+        entries: Vec<(u64, Vec<u8>)>,
+        last: LogIdOf<C>,
+        written: tokio::sync::oneshot::Sender<io::Result<()>>,
+        flushed: IOFlushed<C>,
+    },
+    Vote {
+        bytes: Vec<u8>,
+        done: tokio::sync::oneshot::Sender<io::Result<()>>,
+    },
+    Truncate {
+        after: Option<LogIdOf<C>>,
+        done: tokio::sync::oneshot::Sender<io::Result<()>>,
+    },
+    Purge {
+        upto: LogIdOf<C>,
+        done: tokio::sync::oneshot::Sender<io::Result<()>>,
+    },
+    Committed {
+        bytes: Vec<u8>,
+        done: tokio::sync::oneshot::Sender<io::Result<()>>,
+    },
+}
+
+/// Completion owed once the fsync covering a job is done.
+enum AfterSync {
+    Flushed { flushed: IOFlushed<C>, last: u64 },
+    Done(tokio::sync::oneshot::Sender<io::Result<()>>, &'static str),
+}
+
+impl LogStore {
+    /// Opens (creating when missing) the raft log of node `node` in `db`'s fjall database, and
+    /// starts its journal thread.
+    ///
+    /// # Errors
+    /// Storage errors; stored log ids that do not decode.
+    pub(crate) fn open(node: u64, fjall: &fjall::Database) -> io::Result<Self> {
+        let open = |name: &str| {
+            fjall
+                .keyspace(name, KeyspaceCreateOptions::default)
+                .map_err(|e| io_error(format!("opening keyspace {name}"), e))
+        };
+        let log = open(LOG_KEYSPACE)?;
+        let meta = open(META_KEYSPACE)?;
+        let last_purged = read_json::<LogIdOf<C>>(&meta, PURGED_KEY)?;
+        let last_log_id = match log.last_key_value() {
+            Some(guard) => {
+                let (k, v) = guard
+                    .into_inner()
+                    .map_err(|e| io_error("reading the last raft entry", e))?;
+                Some(decode_entry(&k, &v)?.log_id())
+            }
+            None => None,
+        };
+        let state = Arc::new(Mutex::new(Cached {
+            last_log_id: last_log_id.or(last_purged),
+            last_purged,
+        }));
+        let (sender, receiver) = mpsc::channel();
+        let journal = Journal {
+            node,
+            db: fjall.clone(),
+            log: log.clone(),
+            meta: meta.clone(),
+            state: state.clone(),
+            markers: Markers::from_env(node),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("celldb-raft-journal-{node}"))
+            .spawn(move || journal.run(receiver))
+            .map_err(|e| io_error("starting the raft journal thread", e))?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                node,
+                log,
+                meta,
+                jobs: Mutex::new(Some(sender)),
+                thread: Mutex::new(Some(thread)),
+                state,
+            }),
+        })
+    }
+
+    fn send(&self, job: Job) -> io::Result<()> {
+        let jobs = self.shared.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        match jobs.as_ref() {
+            Some(sender) => sender
+                .send(job)
+                .map_err(|_| io::Error::other("the raft journal thread has stopped")),
+            None => Err(io::Error::other("the raft log store is closed")),
+        }
+    }
+
+    async fn call(
+        &self,
+        make: impl FnOnce(tokio::sync::oneshot::Sender<io::Result<()>>) -> Job,
+    ) -> io::Result<()> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.send(make(done))?;
+        wait.await
+            .map_err(|_| io::Error::other("the raft journal thread dropped a job"))?
+    }
+
+    /// Stops the journal thread after the jobs already queued (called when the node stops;
+    /// later calls fail).
+    pub(crate) fn close(&self) {
+        self.shared
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(thread) = self
+            .shared
+            .thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(thread) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(ks: &Keyspace, key: &[u8]) -> io::Result<Option<T>> {
+    let Some(bytes) = ks.get(key).map_err(|e| {
+        io_error(
+            format!("reading raft metadata {}", String::from_utf8_lossy(key)),
+            e,
+        )
+    })?
+    else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        io_error(
+            format!("decoding raft metadata {}", String::from_utf8_lossy(key)),
+            e,
+        )
+    })
+}
+
+/// Encodes an entry: version, log id (JSON: rare and small next to the payload), kind,
+/// payload (a normal entry's write-set bytes as they are).
+pub(crate) fn encode_entry(entry: &EntryOf<C>) -> io::Result<Vec<u8>> {
+    let log_id = serde_json::to_vec(&entry.log_id).map_err(|e| io_error("encoding a log id", e))?;
+    let mut out = Vec::with_capacity(8 + log_id.len());
+    out.push(ENTRY_VERSION);
+    out.extend_from_slice(&(log_id.len() as u32).to_le_bytes());
+    out.extend_from_slice(&log_id);
+    match &entry.payload {
+        EntryPayload::Blank => out.push(0),
+        EntryPayload::Normal(cmd) => {
+            out.push(1);
+            out.extend_from_slice(&cmd.0);
+        }
+        EntryPayload::Membership(m) => {
+            out.push(2);
+            serde_json::to_writer(&mut out, m).map_err(|e| io_error("encoding a membership", e))?;
+        }
+    }
+    Ok(out)
+}
+
+/// Decodes an entry stored at key `key`; the key must be its index.
+pub(crate) fn decode_entry(key: &[u8], bytes: &[u8]) -> io::Result<EntryOf<C>> {
+    let corrupt =
+        |why: &str| io::Error::new(io::ErrorKind::InvalidData, format!("raft log entry: {why}"));
+    let index = <[u8; 8]>::try_from(key)
+        .map(u64::from_be_bytes)
+        .map_err(|_| corrupt("its key is not 8 bytes"))?;
+    let (&version, rest) = bytes.split_first().ok_or_else(|| corrupt("empty"))?;
+    if version != ENTRY_VERSION {
+        return Err(corrupt(&format!("unknown version {version}")));
+    }
+    let len = rest
+        .get(..4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .ok_or_else(|| corrupt("truncated header"))?;
+    let log_id_bytes = rest
+        .get(4..4 + len)
+        .ok_or_else(|| corrupt("truncated log id"))?;
+    let log_id: LogIdOf<C> =
+        serde_json::from_slice(log_id_bytes).map_err(|e| corrupt(&format!("log id: {e}")))?;
+    if log_id.index != index {
+        return Err(corrupt(&format!(
+            "stored at index {index} but says {}",
+            log_id.index
+        )));
+    }
+    let (&kind, payload) = rest[4 + len..]
+        .split_first()
+        .ok_or_else(|| corrupt("no payload kind"))?;
+    let payload = match kind {
+        0 => EntryPayload::Blank,
+        1 => EntryPayload::Normal(Cmd(payload.to_vec())),
+        2 => EntryPayload::Membership(
+            serde_json::from_slice(payload).map_err(|e| corrupt(&format!("membership: {e}")))?,
+        ),
+        other => return Err(corrupt(&format!("unknown payload kind {other}"))),
+    };
+    Ok(EntryOf::<C>::new(log_id, payload))
+}
+
+fn index_range<RB: RangeBounds<u64>>(range: &RB) -> (Bound<[u8; 8]>, Bound<[u8; 8]>) {
+    let map = |b: Bound<&u64>| match b {
+        Bound::Included(i) => Bound::Included(i.to_be_bytes()),
+        Bound::Excluded(i) => Bound::Excluded(i.to_be_bytes()),
+        Bound::Unbounded => Bound::Unbounded,
+    };
+    (map(range.start_bound()), map(range.end_bound()))
+}
+
+impl LogStore {
+    fn read_entries(
+        &self,
+        range: (Bound<[u8; 8]>, Bound<[u8; 8]>),
+        byte_limit: Option<usize>,
+    ) -> io::Result<Vec<EntryOf<C>>> {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for guard in self.shared.log.range(range) {
+            let (k, v) = guard
+                .into_inner()
+                .map_err(|e| io_error("reading raft log entries", e))?;
+            bytes += v.len();
+            out.push(decode_entry(&k, &v)?);
+            if byte_limit.is_some_and(|limit| bytes >= limit) {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl RaftLogReader<C> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<EntryOf<C>>, io::Error> {
+        self.read_entries(index_range(&range), None)
+    }
+
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<EntryOf<C>>, io::Error> {
+        self.read_entries(index_range(&(start..end)), Some(READ_BATCH_BYTES))
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<VoteOf<C>>, io::Error> {
+        read_json(&self.shared.meta, VOTE_KEY)
+    }
+}
+
+impl RaftLogStorage<C> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<C>, io::Error> {
+        let state = self
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        Ok(LogState {
+            last_purged_log_id: state.last_purged,
+            last_log_id: state.last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &VoteOf<C>) -> Result<(), io::Error> {
+        let bytes = serde_json::to_vec(vote).map_err(|e| io_error("encoding the vote", e))?;
+        self.call(|done| Job::Vote { bytes, done }).await
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogIdOf<C>>) -> Result<(), io::Error> {
+        let bytes =
+            serde_json::to_vec(&committed).map_err(|e| io_error("encoding the committed id", e))?;
+        self.call(|done| Job::Committed { bytes, done }).await
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogIdOf<C>>, io::Error> {
+        Ok(read_json::<Option<LogIdOf<C>>>(&self.shared.meta, COMMITTED_KEY)?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<C>) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = EntryOf<C>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut encoded = Vec::new();
+        let mut last = None;
+        for entry in entries {
+            encoded.push((entry.log_id.index, encode_entry(&entry)?));
+            last = Some(entry.log_id);
+        }
+        let Some(last) = last else {
+            callback.io_completed(Ok(()));
+            return Ok(());
+        };
+        let (written, wait) = tokio::sync::oneshot::channel();
+        self.send(Job::Append {
+            entries: encoded,
+            last,
+            written,
+            flushed: callback,
+        })?;
+        wait.await
+            .map_err(|_| io::Error::other("the raft journal thread dropped an append"))?
+    }
+
+    async fn truncate_after(&mut self, after: Option<LogIdOf<C>>) -> Result<(), io::Error> {
+        self.call(|done| Job::Truncate { after, done }).await
+    }
+
+    async fn purge(&mut self, upto: LogIdOf<C>) -> Result<(), io::Error> {
+        self.call(|done| Job::Purge { upto, done }).await
+    }
+}
+
+/// The journal thread's state: the only writer of the raft keyspaces.
+struct Journal {
+    node: u64,
+    db: fjall::Database,
+    log: Keyspace,
+    meta: Keyspace,
+    state: Arc<Mutex<Cached>>,
+    markers: Markers,
+}
+
+impl Journal {
+    fn run(mut self, jobs: mpsc::Receiver<Job>) {
+        while let Ok(first) = jobs.recv() {
+            let mut queue = vec![first];
+            while let Ok(more) = jobs.try_recv() {
+                queue.push(more);
+            }
+            let mut after_sync = Vec::new();
+            for job in queue {
+                self.write(job, &mut after_sync);
+            }
+            if after_sync.is_empty() {
+                continue;
+            }
+            let synced = self
+                .db
+                .persist(PersistMode::SyncAll)
+                .map_err(|e| io_error("fsyncing the raft journal", e));
+            for owed in after_sync {
+                let result = match &synced {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(io::Error::other(e.to_string())),
+                };
+                match owed {
+                    AfterSync::Flushed { flushed, last } => {
+                        self.markers
+                            .line(format_args!("FLUSHED n={} i={last}", self.node));
+                        flushed.io_completed(result);
+                    }
+                    AfterSync::Done(done, what) => {
+                        self.markers.line(format_args!("{what}D n={}", self.node));
+                        let _ = done.send(result);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes one job in its own batch (no fsync); what it owes after the fsync goes to
+    /// `after_sync`.
+    fn write(&mut self, job: Job, after_sync: &mut Vec<AfterSync>) {
+        match job {
+            Job::Append {
+                entries,
+                last,
+                written,
+                flushed,
+            } => {
+                let mut batch = self.db.batch().durability(None);
+                for (index, bytes) in entries {
+                    batch.insert(&self.log, index.to_be_bytes(), bytes);
+                }
+                match batch.commit() {
+                    Ok(()) => {
+                        self.cached().last_log_id = Some(last);
+                        self.markers
+                            .line(format_args!("APPEND n={} i={}", self.node, last.index));
+                        let _ = written.send(Ok(()));
+                        if cfg!(feature = "raft-ack-before-fsync") {
+                            self.markers
+                                .line(format_args!("FLUSHED n={} i={}", self.node, last.index));
+                            flushed.io_completed(Ok(()));
+                        } else {
+                            after_sync.push(AfterSync::Flushed {
+                                flushed,
+                                last: last.index,
+                            });
+                        }
+                    }
+                    Err(e) => {
+                        let e = io_error("writing raft entries", e);
+                        let _ = written.send(Err(io::Error::other(e.to_string())));
+                        flushed.io_completed(Err(e));
+                    }
+                }
+            }
+            Job::Vote { bytes, done } => {
+                self.markers.line(format_args!("VOTEW n={}", self.node));
+                let result = self
+                    .meta
+                    .insert(VOTE_KEY, bytes)
+                    .map_err(|e| io_error("writing the vote", e));
+                self.owe(result, done, "VOTE", after_sync);
+            }
+            Job::Committed { bytes, done } => {
+                let result = self
+                    .meta
+                    .insert(COMMITTED_KEY, bytes)
+                    .map_err(|e| io_error("writing the committed log id", e));
+                let _ = done.send(result);
+            }
+            Job::Truncate { after, done } => {
+                let result = self.truncate(after);
+                self.owe(result, done, "TRUNC", after_sync);
+            }
+            Job::Purge { upto, done } => {
+                let result = self.purge(upto);
+                self.owe(result, done, "PURGE", after_sync);
+            }
+        }
+    }
+
+    fn owe(
+        &self,
+        result: io::Result<()>,
+        done: tokio::sync::oneshot::Sender<io::Result<()>>,
+        what: &'static str,
+        after_sync: &mut Vec<AfterSync>,
+    ) {
+        match result {
+            Err(e) => {
+                let _ = done.send(Err(e));
+            }
+            Ok(()) if cfg!(feature = "raft-ack-before-fsync") && what == "VOTE" => {
+                self.markers.line(format_args!("VOTED n={}", self.node));
+                let _ = done.send(Ok(()));
+            }
+            Ok(()) => after_sync.push(AfterSync::Done(done, what)),
+        }
+    }
+
+    fn cached(&self) -> std::sync::MutexGuard<'_, Cached> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Deletes every entry after `after` (all of them for `None`), in one batch.
+    fn truncate(&mut self, after: Option<LogIdOf<C>>) -> io::Result<()> {
+        let from = after.as_ref().map_or(0, |id| id.index + 1);
+        let mut batch = self.db.batch().durability(None);
+        for guard in self.log.range(from.to_be_bytes()..) {
+            let key = guard
+                .key()
+                .map_err(|e| io_error("reading raft entries to truncate", e))?;
+            batch.remove(&self.log, key);
+        }
+        batch
+            .commit()
+            .map_err(|e| io_error("truncating the raft log", e))?;
+        let mut cached = self.cached();
+        // Truncating after a point beyond the last entry deletes nothing and changes nothing.
+        let beyond = match (&after, &cached.last_log_id) {
+            (Some(after), Some(last)) => after.index >= last.index,
+            _ => false,
+        };
+        if !beyond {
+            cached.last_log_id = after.or_else(|| cached.last_purged);
+        }
+        Ok(())
+    }
+
+    /// Deletes every entry up to `upto` and records it as the last purged, in one batch.
+    fn purge(&mut self, upto: LogIdOf<C>) -> io::Result<()> {
+        let bytes = serde_json::to_vec(&upto).map_err(|e| io_error("encoding a log id", e))?;
+        let mut batch = self.db.batch().durability(None);
+        for guard in self.log.range(..=upto.index.to_be_bytes()) {
+            let key = guard
+                .key()
+                .map_err(|e| io_error("reading raft entries to purge", e))?;
+            batch.remove(&self.log, key);
+        }
+        batch.insert(&self.meta, PURGED_KEY, bytes);
+        batch
+            .commit()
+            .map_err(|e| io_error("purging the raft log", e))?;
+        let mut cached = self.cached();
+        if cached
+            .last_log_id
+            .as_ref()
+            .is_none_or(|last| last.index < upto.index)
+        {
+            cached.last_log_id = Some(upto);
+        }
+        cached.last_purged = Some(upto);
+        Ok(())
+    }
+}
+
+/// Marker lines for the fsync-ordering proof: with `CELLDB_RAFT_MARKERS=1`, each node writes
+/// `APPEND`/`FLUSHED`/`VOTEW`/`VOTED` lines to its own `/dev/null` descriptor, so `strace`
+/// shows where each completion happened relative to the fsyncs. Off: nothing is written.
+struct Markers(Option<std::fs::File>);
+
+impl Markers {
+    fn from_env(_node: u64) -> Self {
+        if std::env::var_os("CELLDB_RAFT_MARKERS").is_some() {
+            Self(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open("/dev/null")
+                    .ok(),
+            )
+        } else {
+            Self(None)
+        }
+    }
+
+    fn line(&self, args: std::fmt::Arguments<'_>) {
+        if let Some(mut file) = self.0.as_ref() {
+            // One write call per line: strace shows it whole.
+            let _ = file.write_all(format!("{args}\n").as_bytes());
+        }
+    }
+}

@@ -1,0 +1,591 @@
+//! The replicated state machine: applies committed [`Cmd`]s to the replicated keyspaces of
+//! the node's fjall database, deterministically.
+//!
+//! **Determinism.** The state at log index N is a function of the committed log alone, so
+//! every replica decides the same for every entry. Entry N's reads are checked against the
+//! state after entry N−1 *by comparing values* (a point read: the value now equals the value
+//! seen; a range read: the xxh3 digest of the range now equals the digest seen). Nothing in
+//! memory takes part: not the local log's commit versions, not what a restarted replica would
+//! not have. Entries are applied in fjall batches for speed; a batch keeps an overlay of its
+//! pending writes, and an entry whose checks or writes touch a pending key (or scan a keyspace
+//! with pending writes) first commits the pending batch. The result is the same as one batch
+//! per entry, whatever the batching (the property test `raft_apply_is_batching_invariant`
+//! checks it). A conflict still consumes its index: nothing is written, the answer is
+//! [`Outcome::Conflict`].
+//!
+//! **Durability.** Applies are not fsynced: the raft log is the durable copy. Every batch
+//! writes the applied log id with the data, so after a crash the state and its applied id
+//! agree and openraft re-applies from there.
+//!
+//! **Snapshots** ([`snapshot`](crate::raft::snapshot)): building one is O(1) (a fjall view and
+//! the applied id read through it). Installing one writes an `installing` marker first, and
+//! reopening a node whose marker is set finishes the install from the staged file: a crash in
+//! the middle never leaves a half-installed state machine.
+
+use crate::raft::cmd::{Cmd, CmdBody, Outcome, bound_from_wire};
+use crate::raft::snapshot::{self, Reader, SnapshotData, View};
+use crate::raft::{CellRaft, DATA_PREFIX, SM_KEYSPACE, io_error};
+use fjall::{Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
+use futures::{FutureExt, StreamExt};
+use openraft::storage::{EntryResponder, RaftStateMachine, Snapshot};
+use openraft::type_config::alias::{
+    EntryOf, LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf,
+};
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+type C = CellRaft;
+
+const APPLIED_KEY: &[u8] = b"applied";
+const MEMBERSHIP_KEY: &[u8] = b"membership";
+const INSTALLING_KEY: &[u8] = b"installing";
+/// Entries applied in one blocking batch at most.
+const APPLY_BATCH: usize = 1024;
+/// Records per fjall batch while installing a snapshot.
+const INSTALL_BATCH: usize = 4096;
+
+/// The state machine of one node. Cheap to clone (clones share it).
+#[derive(Clone)]
+pub struct StateMachine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for StateMachine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateMachine")
+            .field("node", &self.inner.node)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    node: u64,
+    db: fjall::Database,
+    sm: Keyspace,
+    staging: PathBuf,
+    /// Replicated keyspaces by name (without the `r.` prefix).
+    data: Mutex<BTreeMap<String, Keyspace>>,
+    /// The applied id and membership; held for a whole apply batch or install, so a snapshot
+    /// is never taken between a batch's data and its applied id.
+    state: Mutex<Applied>,
+    /// Test hook: abort an install after this many record batches (0: never).
+    fail_install_after: AtomicUsize,
+    snapshots: AtomicU64,
+}
+
+#[derive(Clone, Default)]
+struct Applied {
+    applied: Option<LogIdOf<C>>,
+    membership: StoredMembershipOf<C>,
+}
+
+impl StateMachine {
+    /// Opens the state machine of node `node` in `fjall` (the node's celldb database in
+    /// `dir`); finishes an install a crash interrupted, and deletes partial transfers.
+    pub(crate) fn open(node: u64, fjall: &fjall::Database, dir: &Path) -> io::Result<Self> {
+        let sm = fjall
+            .keyspace(SM_KEYSPACE, KeyspaceCreateOptions::default)
+            .map_err(|e| io_error(format!("opening keyspace {SM_KEYSPACE}"), e))?;
+        let mut data = BTreeMap::new();
+        for name in fjall.list_keyspace_names() {
+            let name: &str = name.as_ref();
+            if let Some(logical) = name.strip_prefix(DATA_PREFIX) {
+                let ks = fjall
+                    .keyspace(name, KeyspaceCreateOptions::default)
+                    .map_err(|e| io_error(format!("opening keyspace {name}"), e))?;
+                data.insert(logical.to_string(), ks);
+            }
+        }
+        let staging = dir.join("raft-snapshot");
+        if let Ok(entries) = std::fs::read_dir(&staging) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with("incoming.") {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        let applied = Applied {
+            applied: read_json::<Option<LogIdOf<C>>>(&sm, APPLIED_KEY)?.flatten(),
+            membership: read_json(&sm, MEMBERSHIP_KEY)?.unwrap_or_default(),
+        };
+        let machine = Self {
+            inner: Arc::new(Inner {
+                node,
+                db: fjall.clone(),
+                sm,
+                staging,
+                data: Mutex::new(data),
+                state: Mutex::new(applied),
+                fail_install_after: AtomicUsize::new(0),
+                snapshots: AtomicU64::new(0),
+            }),
+        };
+        if let Some(path) = read_json::<PathBuf>(&machine.inner.sm, INSTALLING_KEY)? {
+            tracing::warn!(node, path = %path.display(), "finishing a snapshot install a crash interrupted");
+            machine.inner.install_staged(&path)?;
+        }
+        Ok(machine)
+    }
+
+    /// Test hook: the next installs abort (with an error) after `batches` record batches,
+    /// leaving the `installing` marker, as a crash would. `0` turns it off.
+    #[doc(hidden)]
+    pub fn fail_install_after(&self, batches: usize) {
+        self.inner
+            .fail_install_after
+            .store(batches, Ordering::SeqCst);
+    }
+
+    /// xxh3 over every replicated `(keyspace, key, value)` in order, and the applied index:
+    /// replicas that applied the same log have the same digest.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn digest(&self) -> io::Result<(Option<u64>, u64)> {
+        let state = self.inner.lock_state();
+        let data = self
+            .inner
+            .data
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        for (name, ks) in &data {
+            for guard in ks.iter() {
+                let (k, v) = guard
+                    .into_inner()
+                    .map_err(|e| io_error("reading replicated data", e))?;
+                if v.is_empty() && k.is_empty() {
+                    continue;
+                }
+                for part in [name.as_bytes(), &k[..], &v[..]] {
+                    hasher.update(&(part.len() as u64).to_le_bytes());
+                    hasher.update(part);
+                }
+            }
+        }
+        Ok((state.applied.as_ref().map(|id| id.index), hasher.digest()))
+    }
+
+    /// The value of `key` in replicated keyspace `keyspace` on this node (as applied here).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn read(&self, keyspace: &str, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
+        self.inner.read(keyspace, key)
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(ks: &Keyspace, key: &[u8]) -> io::Result<Option<T>> {
+    let Some(bytes) = ks
+        .get(key)
+        .map_err(|e| io_error("reading state machine metadata", e))?
+    else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        io_error(
+            format!("decoding state machine {}", String::from_utf8_lossy(key)),
+            e,
+        )
+    })
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> io::Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| io_error("encoding state machine metadata", e))
+}
+
+/// A fjall batch being filled, and an overlay of its writes (see the module docs).
+struct Pending {
+    batch: fjall::OwnedWriteBatch,
+    overlay: HashMap<(String, Vec<u8>), Option<Vec<u8>>>,
+    touched: HashSet<String>,
+    dirty: bool,
+}
+
+impl Inner {
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, Applied> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn keyspace(&self, name: &str) -> Option<Keyspace> {
+        self.data
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    fn keyspace_for_write(&self, name: &str) -> io::Result<Keyspace> {
+        let mut data = self.data.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(ks) = data.get(name) {
+            return Ok(ks.clone());
+        }
+        let full = format!("{DATA_PREFIX}{name}");
+        let ks = self
+            .db
+            .keyspace(&full, KeyspaceCreateOptions::default)
+            .map_err(|e| io_error(format!("creating keyspace {full}"), e))?;
+        data.insert(name.to_string(), ks.clone());
+        Ok(ks)
+    }
+
+    fn read(&self, keyspace: &str, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
+        match self.keyspace(keyspace) {
+            None => Ok(None),
+            Some(ks) => Ok(ks
+                .get(key)
+                .map_err(|e| io_error(format!("reading replicated keyspace {keyspace}"), e))?
+                .map(|v| v.to_vec())),
+        }
+    }
+
+    fn new_pending(&self) -> Pending {
+        Pending {
+            batch: self.db.batch().durability(None),
+            overlay: HashMap::new(),
+            touched: HashSet::new(),
+            dirty: false,
+        }
+    }
+
+    /// Commits `pending` with the applied id and membership of `state`; starts a new one.
+    fn flush(&self, pending: &mut Pending, state: &Applied) -> io::Result<()> {
+        let mut fresh = self.new_pending();
+        std::mem::swap(pending, &mut fresh);
+        let mut batch = fresh.batch;
+        batch.insert(&self.sm, APPLIED_KEY, to_json(&state.applied)?);
+        batch.insert(&self.sm, MEMBERSHIP_KEY, to_json(&state.membership)?);
+        batch
+            .commit()
+            .map_err(|e| io_error("writing applied entries", e))
+    }
+
+    /// Applies entries in order; returns one outcome per entry.
+    fn apply_batch(&self, entries: Vec<EntryOf<C>>) -> io::Result<Vec<Outcome>> {
+        let mut state = self.lock_state();
+        let mut pending = self.new_pending();
+        let mut outcomes = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let index = entry.log_id.index;
+            let outcome = match &entry.payload {
+                EntryPayload::Blank => Outcome::Committed { index },
+                EntryPayload::Membership(m) => {
+                    state.membership =
+                        openraft::StoredMembership::new(Some(entry.log_id), m.clone());
+                    Outcome::Committed { index }
+                }
+                EntryPayload::Normal(cmd) => self.apply_cmd(&mut pending, &state, cmd, index)?,
+            };
+            state.applied = Some(entry.log_id);
+            pending.dirty = true;
+            outcomes.push(outcome);
+        }
+        if pending.dirty {
+            self.flush(&mut pending, &state)?;
+        }
+        Ok(outcomes)
+    }
+
+    fn apply_cmd(
+        &self,
+        pending: &mut Pending,
+        state: &Applied,
+        cmd: &Cmd,
+        index: u64,
+    ) -> io::Result<Outcome> {
+        let body: CmdBody = match cmd.decode() {
+            Ok(body) => body,
+            Err(reason) => return Ok(Outcome::Rejected(reason)),
+        };
+        // Last write wins within one write-set (a fjall batch must not hold one key twice).
+        let mut writes: Vec<(String, Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+        let mut seen_keys: HashMap<(String, Vec<u8>), usize> = HashMap::new();
+        for w in body.writes {
+            let slot = (w.keyspace.clone(), w.key.clone());
+            match seen_keys.get(&slot) {
+                Some(&i) => writes[i].2 = w.value,
+                None => {
+                    seen_keys.insert(slot, writes.len());
+                    writes.push((w.keyspace, w.key, w.value));
+                }
+            }
+        }
+        let must_flush = body
+            .ranges
+            .iter()
+            .any(|r| pending.touched.contains(&r.keyspace))
+            || seen_keys.keys().any(|k| pending.overlay.contains_key(k));
+        if must_flush && pending.dirty {
+            self.flush(pending, state)?;
+        }
+        for point in &body.points {
+            let now = match pending
+                .overlay
+                .get(&(point.keyspace.clone(), point.key.clone()))
+            {
+                Some(value) => value.clone(),
+                None => self.read(&point.keyspace, &point.key)?,
+            };
+            if now != point.seen {
+                return Ok(Outcome::Conflict);
+            }
+        }
+        for range in &body.ranges {
+            let (Some(start), Some(end)) =
+                (bound_from_wire(&range.start), bound_from_wire(&range.end))
+            else {
+                return Ok(Outcome::Rejected("invalid range bound".into()));
+            };
+            let digest = match self.keyspace(&range.keyspace) {
+                None => snapshot::range_digest(std::iter::empty()),
+                Some(ks) => {
+                    let mut digest = crate::log::RangeDigest::default();
+                    for guard in ks.range::<Vec<u8>, _>((start, end)) {
+                        let (k, v) = guard
+                            .into_inner()
+                            .map_err(|e| io_error("re-checking a range read", e))?;
+                        digest.add(&k, &v);
+                    }
+                    digest.finish()
+                }
+            };
+            if digest != range.digest {
+                return Ok(Outcome::Conflict);
+            }
+        }
+        for (name, key, value) in writes {
+            let ks = self.keyspace_for_write(&name)?;
+            match &value {
+                Some(v) => pending.batch.insert(&ks, key.clone(), v.clone()),
+                None => pending.batch.remove(&ks, key.clone()),
+            }
+            pending.touched.insert(name.clone());
+            pending.overlay.insert((name, key), value);
+        }
+        Ok(Outcome::Committed { index })
+    }
+
+    /// A view of the replicated state and the meta that describes it (the same cut).
+    fn view(&self) -> io::Result<(SnapshotMetaOf<C>, View)> {
+        let _state = self.lock_state();
+        let snap = self.db.snapshot();
+        let applied: Option<LogIdOf<C>> = match snap
+            .get(&self.sm, APPLIED_KEY)
+            .map_err(|e| io_error("reading the applied id", e))?
+        {
+            Some(bytes) => serde_json::from_slice::<Option<LogIdOf<C>>>(&bytes)
+                .map_err(|e| io_error("decoding the applied id", e))?,
+            None => None,
+        };
+        let membership: StoredMembershipOf<C> = match snap
+            .get(&self.sm, MEMBERSHIP_KEY)
+            .map_err(|e| io_error("reading the membership", e))?
+        {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| io_error("decoding the membership", e))?,
+            None => Default::default(),
+        };
+        let keyspaces = self
+            .data
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(n, ks)| (n.clone(), ks.clone()))
+            .collect();
+        let meta = SnapshotMetaOf::<C> {
+            last_log_id: applied,
+            last_membership: membership,
+        };
+        Ok((
+            meta,
+            View {
+                snapshot: snap,
+                keyspaces,
+            },
+        ))
+    }
+
+    /// Replaces the replicated state with the staged snapshot at `path`, crash-safely: the
+    /// `installing` marker is durable before anything is cleared, and removed (durably) in
+    /// the batch that writes the snapshot's applied id.
+    fn install_staged(&self, path: &Path) -> io::Result<()> {
+        let mut state = self.lock_state();
+        let mut reader = Reader::open(path)?;
+        self.sm
+            .insert(INSTALLING_KEY, to_json(&path.to_path_buf())?)
+            .map_err(|e| io_error("writing the install marker", e))?;
+        self.db
+            .persist(PersistMode::SyncAll)
+            .map_err(|e| io_error("fsyncing the install marker", e))?;
+        let existing: Vec<Keyspace> = self
+            .data
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for ks in existing {
+            ks.clear()
+                .map_err(|e| io_error("clearing a replicated keyspace", e))?;
+        }
+        let targets: Vec<Keyspace> = reader
+            .keyspaces
+            .clone()
+            .iter()
+            .map(|name| self.keyspace_for_write(name))
+            .collect::<io::Result<_>>()?;
+        let fail_after = self.fail_install_after.load(Ordering::SeqCst);
+        let mut batches = 0;
+        loop {
+            let mut batch = self.db.batch().durability(None);
+            let mut records = 0;
+            while records < INSTALL_BATCH {
+                let Some((ks, key, value)) = reader.next_record()? else {
+                    break;
+                };
+                batch.insert(&targets[ks], key, value);
+                records += 1;
+            }
+            if records == 0 {
+                break;
+            }
+            batch
+                .commit()
+                .map_err(|e| io_error("loading a snapshot", e))?;
+            batches += 1;
+            if fail_after != 0 && batches >= fail_after {
+                return Err(io::Error::other("test hook: snapshot install interrupted"));
+            }
+        }
+        let meta = reader.meta.clone();
+        let mut batch = self.db.batch().durability(Some(PersistMode::SyncAll));
+        batch.insert(&self.sm, APPLIED_KEY, to_json(&meta.last_log_id)?);
+        batch.insert(&self.sm, MEMBERSHIP_KEY, to_json(&meta.last_membership)?);
+        batch.remove(&self.sm, INSTALLING_KEY);
+        batch
+            .commit()
+            .map_err(|e| io_error("finishing a snapshot install", e))?;
+        state.applied = meta.last_log_id;
+        state.membership = meta.last_membership;
+        let _ = std::fs::remove_file(path);
+        Ok(())
+    }
+
+    fn snapshot_id(&self) -> String {
+        format!(
+            "{}.{}.{}",
+            self.node,
+            std::process::id(),
+            self.snapshots.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+}
+
+/// Builds snapshots for openraft (a view: O(1)).
+#[derive(Debug)]
+pub struct SnapshotBuilder(StateMachine);
+
+impl RaftSnapshotBuilder<C> for SnapshotBuilder {
+    type SnapshotData = SnapshotData;
+
+    async fn build_snapshot(&mut self) -> Result<SnapshotOf<C, SnapshotData>, io::Error> {
+        let (meta, view) = self.0.inner.view()?;
+        Ok(Snapshot {
+            meta,
+            snapshot: SnapshotData::View(view),
+        })
+    }
+}
+
+impl RaftStateMachine<C> for StateMachine {
+    type SnapshotData = SnapshotData;
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogIdOf<C>>, StoredMembershipOf<C>), io::Error> {
+        let state = self.inner.lock_state();
+        Ok((state.applied, state.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: futures::Stream<Item = Result<EntryResponder<C>, io::Error>> + Unpin + OptionalSend,
+    {
+        while let Some(first) = entries.next().await {
+            let mut items = vec![first?];
+            while items.len() < APPLY_BATCH {
+                match entries.next().now_or_never() {
+                    Some(Some(item)) => items.push(item?),
+                    _ => break,
+                }
+            }
+            let (batch, responders): (Vec<_>, Vec<_>) = items.into_iter().unzip();
+            let inner = self.inner.clone();
+            // fjall writes can wait on the journal while another thread fsyncs: off the
+            // runtime's threads.
+            let outcomes = tokio::task::spawn_blocking(move || inner.apply_batch(batch))
+                .await
+                .map_err(|e| io_error("the apply task failed", e))??;
+            for (responder, outcome) in responders.into_iter().zip(outcomes) {
+                if let Some(responder) = responder {
+                    responder.send(outcome);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn try_create_snapshot_builder(&mut self, _force: bool) -> Option<SnapshotBuilder> {
+        Some(SnapshotBuilder(self.clone()))
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        SnapshotBuilder(self.clone())
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMetaOf<C>,
+        snapshot: SnapshotData,
+    ) -> Result<(), io::Error> {
+        let inner = self.inner.clone();
+        let meta = meta.clone();
+        tokio::task::spawn_blocking(move || {
+            let path = match snapshot {
+                SnapshotData::Staged(path) => path,
+                SnapshotData::View(view) => {
+                    snapshot::stage_view(&inner.staging, &inner.snapshot_id(), &meta, view)?
+                }
+            };
+            inner.install_staged(&path)
+        })
+        .await
+        .map_err(|e| io_error("the install task failed", e))?
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<SnapshotOf<C, SnapshotData>>, io::Error> {
+        let (meta, view) = self.inner.view()?;
+        if meta.last_log_id.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: SnapshotData::View(view),
+        }))
+    }
+}
+
+impl StateMachine {
+    /// Where received snapshots are staged (`<dir>/raft-snapshot`).
+    pub fn staging_dir(&self) -> &Path {
+        &self.inner.staging
+    }
+}
