@@ -89,3 +89,6 @@ pub(crate) fn io_error(
 ) -> std::io::Error {
     std::io::Error::other(format!("{context}: {e}"))
 }
+
+#[cfg(test)]
+mod tests;

@@ -584,6 +584,12 @@ impl RaftStateMachine<C> for StateMachine {
 }
 
 impl StateMachine {
+    /// Applies entries in one batch, outside openraft (tests of determinism).
+    #[cfg(test)]
+    pub(crate) fn apply_entries(&self, entries: Vec<EntryOf<C>>) -> io::Result<Vec<Outcome>> {
+        self.inner.apply_batch(entries)
+    }
+
     /// Where received snapshots are staged (`<dir>/raft-snapshot`).
     pub fn staging_dir(&self) -> &Path {
         &self.inner.staging

@@ -1,0 +1,200 @@
+//! The state machine's determinism: the same committed log gives the same outcomes and the
+//! same state, however entries are batched and wherever a replica restarts.
+
+use super::CellRaft;
+use super::cmd::{Cmd, CmdBuilder, Outcome};
+use super::snapshot::range_digest;
+use super::state_machine::StateMachine;
+use openraft::entry::RaftEntry;
+use openraft::type_config::alias::EntryOf;
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+const KEYSPACES: [&str; 2] = ["t.a", "t.b"];
+
+/// One generated write-set, in terms of the model's state when it is built.
+#[derive(Debug, Clone)]
+struct Spec {
+    /// `(keyspace, key, fresh, value)`: check `key`; `fresh` uses the value the model holds,
+    /// else `value` (often stale, so conflicts happen).
+    points: Vec<(usize, u8, bool, Option<u8>)>,
+    /// `(keyspace, fresh)`: check the whole keyspace's digest.
+    ranges: Vec<(usize, bool)>,
+    /// `(keyspace, key, value)`: `None` deletes.
+    writes: Vec<(usize, u8, Option<u8>)>,
+    /// Garbage bytes instead of a write-set.
+    garbage: bool,
+}
+
+fn spec() -> impl Strategy<Value = Spec> {
+    (
+        prop::collection::vec(
+            (0..2usize, 0..4u8, any::<bool>(), prop::option::of(0..3u8)),
+            0..3,
+        ),
+        prop::collection::vec((0..2usize, any::<bool>()), 0..2),
+        prop::collection::vec((0..2usize, 0..4u8, prop::option::of(0..3u8)), 0..4),
+        prop::bool::weighted(0.05),
+    )
+        .prop_map(|(points, ranges, writes, garbage)| Spec {
+            points,
+            ranges,
+            writes,
+            garbage,
+        })
+}
+
+type Model = BTreeMap<(usize, Vec<u8>), Vec<u8>>;
+
+fn model_digest(model: &Model, ks: usize) -> u64 {
+    range_digest(
+        model
+            .iter()
+            .filter(|((k, _), _)| *k == ks)
+            .map(|((_, key), value)| (&key[..], &value[..])),
+    )
+}
+
+/// Builds the commands from the specs, and the outcomes a reference model (a map, value
+/// semantics, one entry at a time) gives them.
+fn build(specs: &[Spec]) -> (Vec<Cmd>, Vec<Outcome>) {
+    let mut model = Model::new();
+    let mut cmds = Vec::new();
+    let mut outcomes = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let index = i as u64 + 1;
+        if spec.garbage {
+            cmds.push(Cmd(vec![0xff; 7]));
+            outcomes.push(Outcome::Rejected(String::new()));
+            continue;
+        }
+        let mut cmd = CmdBuilder::new(0);
+        let mut ok = true;
+        for &(ks, key, fresh, value) in &spec.points {
+            let current = model.get(&(ks, vec![key])).cloned();
+            let seen = if fresh {
+                current.clone()
+            } else {
+                value.map(|v| vec![v])
+            };
+            ok &= seen == current;
+            cmd.check(KEYSPACES[ks], &[key], seen.as_deref());
+        }
+        for &(ks, fresh) in &spec.ranges {
+            let digest = model_digest(&model, ks) ^ u64::from(!fresh);
+            ok &= fresh;
+            cmd.check_range(KEYSPACES[ks], Bound::Unbounded, Bound::Unbounded, digest);
+        }
+        for &(ks, key, value) in &spec.writes {
+            match value {
+                Some(v) => cmd.put(KEYSPACES[ks], &[key], &[v]),
+                None => cmd.delete(KEYSPACES[ks], &[key]),
+            };
+        }
+        if ok {
+            for &(ks, key, value) in &spec.writes {
+                match value {
+                    Some(v) => model.insert((ks, vec![key]), vec![v]),
+                    None => model.remove(&(ks, vec![key])),
+                };
+            }
+            outcomes.push(Outcome::Committed { index });
+        } else {
+            outcomes.push(Outcome::Conflict);
+        }
+        cmds.push(cmd.finish().expect("small write-sets encode"));
+    }
+    (cmds, outcomes)
+}
+
+fn entries(cmds: &[Cmd]) -> Vec<EntryOf<CellRaft>> {
+    cmds.iter()
+        .enumerate()
+        .map(|(i, cmd)| {
+            EntryOf::<CellRaft>::new_normal(
+                openraft::testing::log_id::<CellRaft>(1, 1, i as u64 + 1),
+                cmd.clone(),
+            )
+        })
+        .collect()
+}
+
+/// Applies `entries` in batches cut at `cuts`; with `reopen`, the database is closed and
+/// reopened between batches (a replica restarting). Returns outcomes and the final digest.
+fn run(
+    entries: &[EntryOf<CellRaft>],
+    cuts: &[usize],
+    reopen: bool,
+) -> (Vec<Outcome>, (Option<u64>, u64)) {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        let db = crate::Db::open(dir.path()).unwrap();
+        let local = db.local().unwrap();
+        let sm = StateMachine::open(1, &local.fjall, dir.path()).unwrap();
+        (db, sm)
+    };
+    let (mut db, mut sm) = open();
+    let mut outcomes = Vec::new();
+    let mut start = 0;
+    let mut bounds: Vec<usize> = cuts.iter().map(|c| c % (entries.len() + 1)).collect();
+    bounds.push(entries.len());
+    bounds.sort_unstable();
+    for end in bounds {
+        if end <= start {
+            continue;
+        }
+        outcomes.extend(sm.apply_entries(entries[start..end].to_vec()).unwrap());
+        start = end;
+        if reopen {
+            drop(sm);
+            drop(db);
+            (db, sm) = open();
+        }
+    }
+    let digest = sm.digest().unwrap();
+    drop(db);
+    (outcomes, digest)
+}
+
+fn same(a: &[Outcome], b: &[Outcome]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| match (x, y) {
+            (Outcome::Rejected(_), Outcome::Rejected(_)) => true,
+            _ => x == y,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("CELLDB_RAFT_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(16),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn raft_apply_is_batching_invariant(
+        specs in prop::collection::vec(spec(), 1..40),
+        cuts in prop::collection::vec(any::<usize>(), 0..6),
+        cuts2 in prop::collection::vec(any::<usize>(), 0..4),
+    ) {
+        let (cmds, expected) = build(&specs);
+        let entries = entries(&cmds);
+        let one_per_batch: Vec<usize> = (1..entries.len()).collect();
+        let (single, single_digest) = run(&entries, &one_per_batch, false);
+        let (batched, batched_digest) = run(&entries, &cuts, false);
+        let (restarted, restarted_digest) = run(&entries, &cuts2, true);
+        prop_assert!(same(&single, &expected), "one per batch {single:?} vs model {expected:?}");
+        prop_assert!(same(&batched, &expected), "batched {batched:?} vs model {expected:?}");
+        prop_assert!(same(&restarted, &expected), "restarted {restarted:?} vs model {expected:?}");
+        prop_assert_eq!(single_digest, batched_digest);
+        prop_assert_eq!(single_digest, restarted_digest);
+        prop_assert_eq!(single_digest.0, Some(entries.len() as u64));
+    }
+}
+
+#[test]
+fn a_write_set_that_names_an_invalid_keyspace_is_refused_by_the_builder() {
+    let mut cmd = CmdBuilder::new(0);
+    cmd.put("no spaces", b"k", b"v");
+    assert!(cmd.finish().is_err());
+}
