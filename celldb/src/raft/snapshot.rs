@@ -270,6 +270,8 @@ pub(crate) struct Reader {
     bytes: std::io::Cursor<Vec<u8>>,
     pub(crate) meta: SnapshotMetaOf<C>,
     pub(crate) keyspaces: Vec<String>,
+    /// The end mark was read: later calls return `None` (the hash follows the mark).
+    ended: bool,
 }
 
 impl Reader {
@@ -308,13 +310,18 @@ impl Reader {
             bytes: cursor,
             meta: header.meta,
             keyspaces: header.keyspaces,
+            ended: false,
         })
     }
 
     /// The next record `(keyspace index, key, value)`, or `None` at the end mark.
     pub(crate) fn next_record(&mut self) -> io::Result<Option<Record>> {
+        if self.ended {
+            return Ok(None);
+        }
         let index = read_u32(&mut self.bytes)?;
         if index == END {
+            self.ended = true;
             return Ok(None);
         }
         let index = index as usize;

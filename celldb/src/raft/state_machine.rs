@@ -590,6 +590,18 @@ impl StateMachine {
         self.inner.apply_batch(entries)
     }
 
+    /// A snapshot view and its meta (tests of the stream).
+    #[cfg(test)]
+    pub(crate) fn view_for_test(&self) -> (SnapshotMetaOf<C>, View) {
+        self.inner.view().unwrap()
+    }
+
+    /// Installs a staged snapshot file (tests of the stream).
+    #[cfg(test)]
+    pub(crate) fn install_for_test(&self, path: &Path) -> io::Result<()> {
+        self.inner.install_staged(path)
+    }
+
     /// Where received snapshots are staged (`<dir>/raft-snapshot`).
     pub fn staging_dir(&self) -> &Path {
         &self.inner.staging
