@@ -7,6 +7,8 @@
 //! the compacted log caught up by a snapshot, also when the first install is interrupted; a
 //! membership change (learner, then voter; a voter removed) under load.
 
+#![allow(clippy::unwrap_used, reason = "test helpers outside #[test] fns")]
+
 use celldb::raft::snapshot::{ChunkEncoder, SnapshotData, Staging};
 use celldb::raft::{CellRaft, CmdBuilder, Node, Outcome, Raft, RaftNode, StateMachine};
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};

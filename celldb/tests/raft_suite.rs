@@ -2,6 +2,8 @@
 //! purge, applied state, snapshot build and transfer) against celldb's fjall raft storage,
 //! each on a fresh database directory.
 
+#![allow(clippy::unwrap_used, reason = "test helpers outside #[test] fns")]
+
 use celldb::raft::{CellRaft, LogStore, StateMachine, open_storage};
 use openraft::StorageError;
 use openraft::testing::log::{StoreBuilder, Suite};
