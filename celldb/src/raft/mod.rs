@@ -37,6 +37,7 @@ mod log_store;
 mod node;
 pub mod snapshot;
 mod state_machine;
+pub mod testing;
 
 pub use cmd::{Cmd, CmdBuilder, CmdError, Outcome};
 pub use log_store::LogStore;
