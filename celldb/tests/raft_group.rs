@@ -172,7 +172,12 @@ async fn an_interrupted_snapshot_install_is_finished_when_the_node_reopens() {
             })
             .unwrap_or(0)
     };
-    assert_eq!(staged(), 1, "the interrupted install left its staged file");
+    // The interrupted install's file (and possibly a retried transfer's, staged before raft
+    // on that node refused it).
+    assert!(
+        staged() >= 1,
+        "the interrupted install left its staged file"
+    );
     // Reopening finishes the install from the staged file, then raft catches up.
     group.start(lagging).await;
     assert_eq!(

@@ -101,9 +101,14 @@ impl StateMachine {
             }
         }
         let staging = dir.join("raft-snapshot");
+        let installing = read_json::<PathBuf>(&sm, INSTALLING_KEY)?;
+        // Partial transfers, and staged snapshots no install is using (a transfer that
+        // finished as the node stopped): the leader sends again what is still needed.
         if let Ok(entries) = std::fs::read_dir(&staging) {
             for entry in entries.flatten() {
-                if entry.file_name().to_string_lossy().starts_with("incoming.") {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let used = installing.as_deref() == Some(entry.path().as_path());
+                if (name.starts_with("incoming.") || name.starts_with("staged.")) && !used {
                     let _ = std::fs::remove_file(entry.path());
                 }
             }
@@ -124,7 +129,7 @@ impl StateMachine {
                 snapshots: AtomicU64::new(0),
             }),
         };
-        if let Some(path) = read_json::<PathBuf>(&machine.inner.sm, INSTALLING_KEY)? {
+        if let Some(path) = installing {
             tracing::warn!(node, path = %path.display(), "finishing a snapshot install a crash interrupted");
             machine.inner.install_staged(&path)?;
         }
