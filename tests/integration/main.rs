@@ -59,6 +59,8 @@
 //!   transactions per session, never-held sessions ended,
 //!   a second server on one directory, migrations refused, the default database from
 //!   `$CELLDB_URL`, and SIGKILL of the server loses no acknowledged write.
+//! - `celldb_raft`: the fsync-ordering proof of the raft log on every node of a three-node
+//!   group (strace), with its negative control (a store that acknowledges before fsync).
 //! - `celldb_crash`: real child processes: SIGKILL loops (no acknowledged write lost, indexes
 //!   agree with records), also during the creation and recovery of a database, and the fsync
 //!   proof under strace (buffered mode as negative control).
@@ -82,6 +84,7 @@ mod celldb_api;
 mod celldb_crash;
 mod celldb_disk;
 mod celldb_hostile;
+mod celldb_raft;
 mod celldb_remote;
 mod celldb_site;
 mod celldb_sweep;

@@ -13,9 +13,10 @@
 //! before they complete; `save_committed` is not (the log is the durable copy; after a power
 //! loss openraft re-applies from the log).
 //!
-//! Test-only negative control: the `raft-ack-before-fsync` feature completes appends and votes
-//! before the fsync. The fsync-ordering proof (`tests/integration/celldb_raft_fsync.rs`) must
-//! catch it.
+//! Test-only negative control: built with the `raft-ack-before-fsync` feature *and* run with
+//! `CELLDB_RAFT_ACK_BEFORE_FSYNC=1`, the store completes appends and votes before the fsync.
+//! The fsync-ordering proof (`tests/integration/celldb_raft.rs`) must catch it. Without the
+//! feature the switch does not exist.
 
 use crate::raft::cmd::Cmd;
 use crate::raft::{CellRaft, LOG_KEYSPACE, META_KEYSPACE, io_error};
@@ -476,7 +477,7 @@ impl Journal {
                         self.markers
                             .line(format_args!("APPEND n={} i={}", self.node, last.index));
                         let _ = written.send(Ok(()));
-                        if cfg!(feature = "raft-ack-before-fsync") {
+                        if ack_before_fsync() {
                             self.markers
                                 .line(format_args!("FLUSHED n={} i={}", self.node, last.index));
                             flushed.io_completed(Ok(()));
@@ -531,7 +532,7 @@ impl Journal {
             Err(e) => {
                 let _ = done.send(Err(e));
             }
-            Ok(()) if cfg!(feature = "raft-ack-before-fsync") && what == "VOTE" => {
+            Ok(()) if ack_before_fsync() && what == "VOTE" => {
                 self.markers.line(format_args!("VOTED n={}", self.node));
                 let _ = done.send(Ok(()));
             }
@@ -593,6 +594,19 @@ impl Journal {
         cached.last_purged = Some(upto);
         Ok(())
     }
+}
+
+/// The deliberately broken build of the fsync-ordering proof (see the module docs).
+#[cfg(feature = "raft-ack-before-fsync")]
+fn ack_before_fsync() -> bool {
+    static ON: std::sync::LazyLock<bool> =
+        std::sync::LazyLock::new(|| std::env::var_os("CELLDB_RAFT_ACK_BEFORE_FSYNC").is_some());
+    *ON
+}
+
+#[cfg(not(feature = "raft-ack-before-fsync"))]
+fn ack_before_fsync() -> bool {
+    false
 }
 
 /// Marker lines for the fsync-ordering proof: with `CELLDB_RAFT_MARKERS=1`, each node writes
