@@ -298,6 +298,17 @@ impl Db {
         if let Some(handle) = self.cached_table(id) {
             return Ok(handle);
         }
+        // Neither engine behind a `Db` today is a raft group: a raft table refuses to open
+        // rather than silently living on one node.
+        if T::REPLICATE == crate::Replicate::Raft {
+            return Err(Error::NotReplicated {
+                table: T::TABLE.to_string(),
+                database: match &self.inner.backend {
+                    Backend::Local(local) => local.path.display().to_string(),
+                    Backend::Remote(client) => client.endpoint().to_string(),
+                },
+            });
+        }
         let handle = match &self.inner.backend {
             Backend::Local(local) => {
                 let _registering = local

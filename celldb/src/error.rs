@@ -113,6 +113,19 @@ pub enum Error {
     /// commit, the outcome is unknown: it may or may not have been applied.
     #[error("cannot reach the celldb server: {0}")]
     Connection(String),
+    /// A table declared `replicate = "raft"` was opened on a database that is not a raft
+    /// group (a local directory or a single celldb server).
+    #[error(
+        "table `{table}` is declared `replicate = \"raft\"`, but this database ({database}) is a \
+         single node, not a raft group: start the group and open the table through it (see \
+         docs/replication.md), or declare the table `replicate = \"local\"`"
+    )]
+    NotReplicated {
+        /// The table.
+        table: String,
+        /// The database it was opened on (a directory, or a server's address).
+        database: String,
+    },
     /// The default database could not be opened.
     #[error("cannot open the default database: {0}")]
     Default(String),

@@ -91,7 +91,7 @@ pub use error::{Error, Result};
 pub use key::{Key, KeyArg, KeyError};
 pub use log::{Ack, CommitLog, LocalLog, LogStats, WriteSet};
 pub use schema::TableMeta;
-pub use table::{Durability, IndexDef, Previous, Table};
+pub use table::{Durability, IndexDef, Previous, Replicate, Table};
 pub use tx::{MAX_ATTEMPTS, Tx};
 
 use std::ops::RangeBounds;
@@ -181,7 +181,7 @@ cell_sdk::export! {
             table: str?,
             durability: "sync" | "buffered" = "sync",
             prev: expr?,
-            replicate: "local" = "local",
+            replicate: "local" | "raft" = "local",
         }
     }
     // The helpers are macros too, so one written outside `persist` gets a clear error from
@@ -191,7 +191,7 @@ cell_sdk::export! {
     attribute unique {}
     attribute auto_inc {}
 
-    api = [insert, get, update, upsert, delete, scan, count, transaction, Db, Tx, Error, Durability];
+    api = [insert, get, update, upsert, delete, scan, count, transaction, Db, Tx, Error, Durability, Replicate];
 }
 
 /// Re-exports used by macro expansions. Not a stable API.

@@ -17,6 +17,18 @@ pub enum Durability {
     Buffered,
 }
 
+/// Where a table's records live: on this node only, or replicated by raft.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Replicate {
+    /// One node's directory (or one celldb server). The default.
+    #[default]
+    Local,
+    /// A raft group (`#[DB::persist(replicate = "raft")]`): a write is acknowledged once a
+    /// majority of the group has it in its journal, fsynced; the table survives the loss of
+    /// a minority of nodes. Needs a database opened on a raft group (docs/replication.md).
+    Raft,
+}
+
 /// One secondary index of a table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexDef {
@@ -38,6 +50,8 @@ pub trait Table: Protein + Send + Sync + 'static {
     const INDEXES: &'static [IndexDef];
     /// The table's durability; `None` uses the database default ([`Durability::Sync`]).
     const DURABILITY: Option<Durability> = None;
+    /// Where the table's records live ([`Replicate::Local`] unless declared otherwise).
+    const REPLICATE: Replicate = Replicate::Local;
 
     /// The primary key of this record.
     fn key(&self) -> &Self::Key;

@@ -633,3 +633,29 @@ fn macro_misuse_is_a_compile_error_at_the_field() {
     let t = trybuild::TestCases::new();
     t.compile_fail("ui/celldb/*.rs");
 }
+
+/// A table declared replicated by raft.
+#[protein]
+#[DB::persist(table = "ledger", replicate = "raft")]
+pub struct Ledger {
+    #[DB::key]
+    id: u64,
+    amount: i64,
+}
+
+both_modes! {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raft_table_refuses_a_single_node_database(site) {
+    let db = site.open();
+    let error = db.insert(&Ledger { id: 1, amount: 5 }).await.unwrap_err();
+    assert!(
+        matches!(&error, celldb::Error::NotReplicated { table, .. } if table == "ledger"),
+        "{error}"
+    );
+    assert!(error.to_string().contains("docs/replication.md"), "{error}");
+    // Reads refuse too, and local tables of the same database still work.
+    assert!(matches!(db.get::<Ledger>(1).await, Err(celldb::Error::NotReplicated { .. })));
+    db.insert(&user(1, "a@x", "Oslo")).await.unwrap();
+    assert_eq!(db.count::<User>().await.unwrap(), 1);
+}
+}

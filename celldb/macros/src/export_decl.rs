@@ -14,7 +14,7 @@ pub(crate) const EXPORT_DECL: &str = r#"cell_sdk::export! {
             table: str?,
             durability: "sync" | "buffered" = "sync",
             prev: expr?,
-            replicate: "local" = "local",
+            replicate: "local" | "raft" = "local",
         }
     }
     // The helpers are macros too, so one written outside `persist` gets a clear error from
@@ -24,5 +24,5 @@ pub(crate) const EXPORT_DECL: &str = r#"cell_sdk::export! {
     attribute unique {}
     attribute auto_inc {}
 
-    api = [insert, get, update, upsert, delete, scan, count, transaction, Db, Tx, Error, Durability];
+    api = [insert, get, update, upsert, delete, scan, count, transaction, Db, Tx, Error, Durability, Replicate];
 }"#;

@@ -17,6 +17,7 @@ enum Role {
 struct Args {
     table: Option<LitStr>,
     buffered: bool,
+    raft: bool,
     prev: Option<syn::Path>,
 }
 
@@ -127,9 +128,24 @@ fn parse_args(args: TokenStream, invocation: Option<&str>, errors: &mut Vec<syn:
                 None
             }
         });
+    let buffered = parsed.choice("durability").as_deref() == Some("buffered");
+    let raft = parsed.choice("replicate").as_deref() == Some("raft");
+    if raft
+        && buffered
+        && let Some(durability) = parsed.get("durability")
+    {
+        // Reported at the durability argument: it is the one that cannot hold.
+        errors.push(syn::Error::new_spanned(
+            durability.span,
+            "`durability = \"buffered\"` cannot be combined with `replicate = \"raft\"`: a raft \
+             table's write is acknowledged once a majority of the group has fsynced it\n\
+             help: remove `durability`, or use `replicate = \"local\"` for a buffered table",
+        ));
+    }
     Args {
         table,
-        buffered: parsed.choice("durability").as_deref() == Some("buffered"),
+        buffered,
+        raft,
         prev,
     }
 }
@@ -419,6 +435,11 @@ fn generate(
     } else {
         quote!(::core::option::Option::None)
     };
+    let replicate = if args.raft {
+        quote!(#db::Replicate::Raft)
+    } else {
+        quote!(#db::Replicate::Local)
+    };
     let previous = args.prev.as_ref().map(|prev| {
         quote! {
             fn previous() -> ::core::option::Option<#db::Previous<Self>> {
@@ -474,6 +495,7 @@ fn generate(
             const TABLE: &'static str = #table;
             const INDEXES: &'static [#db::IndexDef] = &[#(#index_defs),*];
             const DURABILITY: ::core::option::Option<#db::Durability> = #durability;
+            const REPLICATE: #db::Replicate = #replicate;
 
             fn key(&self) -> &Self::Key {
                 &self.#key_ident
@@ -618,7 +640,7 @@ mod tests {
                 ("prev".into(), ValueKind::Expr, true, None),
                 (
                     "replicate".into(),
-                    one_of(&["local"]),
+                    one_of(&["local", "raft"]),
                     false,
                     Some("\"local\"".into())
                 ),
