@@ -83,7 +83,7 @@ pub(crate) struct Inner {
 /// (encoding, index maintenance, unique checks, own writes) happens above it, in `tx`, for both.
 pub(crate) enum Backend {
     Local(Local),
-    Remote(crate::remote::Client),
+    Remote(Arc<crate::remote::Client>),
 }
 
 impl std::fmt::Debug for Db {

@@ -71,6 +71,7 @@ pub mod cli;
 pub mod context;
 mod db;
 mod disk;
+mod engine;
 mod error;
 mod journal;
 pub mod key;

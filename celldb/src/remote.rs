@@ -96,13 +96,13 @@ impl Db {
     /// A handle on the celldb server at `endpoint`, with explicit client settings (secret,
     /// call deadline, in-flight bound).
     pub fn connect_with(endpoint: Endpoint, config: SynapseConfig) -> Db {
-        Db::with_backend(Backend::Remote(Client {
+        Db::with_backend(Backend::Remote(Arc::new(Client {
             endpoint,
             config,
             rpc: tokio::sync::OnceCell::new(),
             session: Mutex::new(None),
             opening: tokio::sync::Mutex::new(()),
-        }))
+        })))
     }
 
     /// The server's counters (open transactions, sessions, commits, conflicts, fsyncs).
@@ -342,17 +342,27 @@ impl Client {
 /// The server-side transaction a client [`Tx`](crate::Tx) reads in: `id` 0 until its first
 /// read begins it. Dropped without a commit, it is released on the server.
 pub(crate) struct RemoteTx {
-    pub(crate) db: Db,
+    /// The server's client (not a `Db`: a transaction needs the connection, nothing else).
+    pub(crate) client: Arc<Client>,
     pub(crate) session: u64,
     pub(crate) id: u64,
 }
 
+impl RemoteTx {
+    /// A transaction the server has not begun yet.
+    pub(crate) fn new(client: Arc<Client>) -> Self {
+        Self {
+            client,
+            session: 0,
+            id: 0,
+        }
+    }
+}
+
 impl Drop for RemoteTx {
     fn drop(&mut self) {
-        if self.id != 0
-            && let Backend::Remote(client) = &self.db.inner.backend
-        {
-            client.release(self);
+        if self.id != 0 {
+            self.client.release(self);
         }
     }
 }

@@ -15,16 +15,14 @@
 //! its write-set is sent to the server's commit log. Everything typed — encoding, index
 //! entries, unique checks, own writes — stays here, so both modes behave alike.
 
-use crate::db::{Backend, Db, Ks, TableHandle};
+use crate::db::{Db, Ks, TableHandle};
+use crate::engine::{Reader, WriteMap};
 use crate::error::{Error, Result};
 use crate::key::{Key, KeyArg};
-use crate::log::{CommitLog, RangeDigest, ReadCheck, Write, WriteSet};
-use crate::remote::RemoteTx;
 use crate::table::{Durability, Table};
-use crate::wire::WireWrite;
 use cell_sdk::codec;
-use fjall::{Readable, Slice};
-use std::collections::{BTreeMap, HashMap};
+use fjall::Slice;
+use std::collections::BTreeMap;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 use tokio::sync::{Mutex, MutexGuard};
@@ -54,8 +52,6 @@ pub struct Tx {
 struct TxState {
     db: Db,
     reader: Reader,
-    version: u64,
-    reads: Vec<ReadCheck>,
     /// Buffered writes per keyspace id, keyed by `Slice` so lookups by `&[u8]` need no
     /// allocation (`Slice` borrows as `[u8]`; keys up to 20 bytes are stored inline). A hash
     /// map, not a B-tree: the write path is hot and write order does not matter.
@@ -65,14 +61,6 @@ struct TxState {
     buffer: codec::Bytes,
     /// The last table used, so a run of writes to one table skips the registry lookup.
     last_table: Option<(std::any::TypeId, Arc<TableHandle>)>,
-}
-
-/// Where a transaction's reads come from.
-enum Reader {
-    /// A local fjall snapshot; reads are recorded in `TxState::reads`.
-    Local(fjall::Snapshot),
-    /// A snapshot held by the server, which records the reads itself.
-    Remote(RemoteTx),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -90,30 +78,10 @@ impl std::fmt::Debug for Tx {
 
 impl Tx {
     fn begin(db: &Db) -> Self {
-        let (reader, version) = match &db.inner.backend {
-            Backend::Local(local) => {
-                // The version is read *before* the snapshot is taken: a commit in between
-                // makes the write-set look older than its snapshot, so it is validated (safe),
-                // never trusted.
-                let version = local.log.version();
-                (Reader::Local(local.fjall.snapshot()), version)
-            }
-            // The server begins the transaction with its first read.
-            Backend::Remote(_) => (
-                Reader::Remote(RemoteTx {
-                    db: db.clone(),
-                    session: 0,
-                    id: 0,
-                }),
-                0,
-            ),
-        };
         Self {
             state: Arc::new(Mutex::new(TxState {
                 db: db.clone(),
-                reader,
-                version,
-                reads: Vec::new(),
+                reader: Reader::begin(db),
                 writes: BTreeMap::new(),
                 sync: false,
                 buffer: codec::Bytes::new(),
@@ -234,25 +202,7 @@ impl TxState {
         if let Some(value) = self.writes.get(&ks.id()).and_then(|(_, m)| m.get(key)) {
             return Ok(value.clone());
         }
-        match (&mut self.reader, ks) {
-            (Reader::Local(snapshot), Ks::Local(keyspace)) => {
-                let seen = snapshot
-                    .get(keyspace, key)
-                    .map_err(|e| reading(keyspace, e))?;
-                self.reads.push(ReadCheck::Point {
-                    keyspace: keyspace.clone(),
-                    key: Slice::from(key),
-                    seen: seen.clone(),
-                });
-                Ok(seen)
-            }
-            (Reader::Remote(tx), Ks::Remote(id)) => {
-                let db = tx.db.clone();
-                let client = remote_client(&db)?;
-                Ok(client.point(tx, *id, key).await?.map(Slice::from))
-            }
-            _ => Err(mixed()),
-        }
+        self.reader.point(ks, key).await
     }
 
     async fn range(
@@ -262,30 +212,7 @@ impl TxState {
         end: Bound<Vec<u8>>,
     ) -> Result<Vec<(Vec<u8>, Slice)>> {
         let mut merged = BTreeMap::new();
-        match (&mut self.reader, ks) {
-            (Reader::Local(snapshot), Ks::Local(keyspace)) => {
-                let mut digest = RangeDigest::default();
-                for guard in snapshot.range::<Vec<u8>, _>(keyspace, (start.clone(), end.clone())) {
-                    let (k, v) = guard.into_inner().map_err(|e| reading(keyspace, e))?;
-                    digest.add(&k, &v);
-                    merged.insert(k.to_vec(), v);
-                }
-                self.reads.push(ReadCheck::Range {
-                    keyspace: keyspace.clone(),
-                    start: start.clone(),
-                    end: end.clone(),
-                    digest: digest.finish(),
-                });
-            }
-            (Reader::Remote(tx), Ks::Remote(id)) => {
-                let db = tx.db.clone();
-                let client = remote_client(&db)?;
-                for (k, v) in client.range(tx, *id, &start, &end).await? {
-                    merged.insert(k, Slice::from(v));
-                }
-            }
-            _ => return Err(mixed()),
-        }
+        self.reader.range(ks, &start, &end, &mut merged).await?;
         if let Some((_, own)) = self.writes.get(&ks.id()) {
             let bounds = (start.clone(), end.clone());
             for (k, value) in own {
@@ -475,79 +402,6 @@ impl TxState {
         }
         Ok(out)
     }
-
-    fn into_write_set(self) -> Result<WriteSet> {
-        let mut writes = Vec::new();
-        for (keyspace, keys) in self.writes.into_values() {
-            let Ks::Local(keyspace) = keyspace else {
-                return Err(mixed());
-            };
-            // Key order: the memtable skiplist inserts sorted runs much faster (locality).
-            // Sorted on the first eight bytes (zero-padded, so their order is the keys' order)
-            // before the whole keys: most comparisons are then one integer compare instead of
-            // a `Slice` comparison, which cost as much as the sort saved.
-            let mut keys: Vec<(u64, Slice, Option<Slice>)> = keys
-                .into_iter()
-                .map(|(key, value)| (key_prefix(&key), key, value))
-                .collect();
-            keys.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1[..].cmp(&b.1[..])));
-            writes.extend(keys.into_iter().map(|(_, key, value)| Write {
-                keyspace: keyspace.clone(),
-                key,
-                value,
-            }));
-        }
-        Ok(WriteSet {
-            distinct_keys: true,
-            version: self.version,
-            reads: self.reads,
-            writes,
-            durability: if self.sync {
-                Durability::Sync
-            } else {
-                Durability::Buffered
-            },
-        })
-    }
-
-    /// The writes as the wire carries them (remote mode), in key order per keyspace.
-    fn into_wire_writes(writes: BTreeMap<u64, (Ks, WriteMap)>) -> Vec<WireWrite> {
-        let mut out = Vec::new();
-        for (id, (_, keys)) in writes {
-            let mut keys: Vec<(Slice, Option<Slice>)> = keys.into_iter().collect();
-            keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            out.extend(keys.into_iter().map(|(key, value)| WireWrite {
-                keyspace: id,
-                key: key.to_vec(),
-                value: value.map(|v| v.to_vec()),
-            }));
-        }
-        out
-    }
-}
-
-fn remote_client(db: &Db) -> Result<&crate::remote::Client> {
-    match &db.inner.backend {
-        Backend::Remote(client) => Ok(client),
-        Backend::Local(_) => Err(mixed()),
-    }
-}
-
-/// A local keyspace in a remote transaction or the reverse: a bug in celldb, never data.
-fn mixed() -> Error {
-    Error::Commit("internal error: a transaction mixed local and remote keyspaces".into())
-}
-
-/// A transaction's buffered writes to one keyspace.
-type WriteMap = HashMap<Slice, Option<Slice>, crate::log::KeyHashBuild>;
-
-/// The first eight bytes of `key`, big-endian and zero-padded: `a < b` implies
-/// `key_prefix(a) <= key_prefix(b)`.
-fn key_prefix(key: &[u8]) -> u64 {
-    let mut word = [0u8; 8];
-    let n = key.len().min(8);
-    word[..n].copy_from_slice(&key[..n]);
-    u64::from_be_bytes(word)
 }
 
 /// The smallest key greater than every key starting with `prefix`.
@@ -642,19 +496,9 @@ impl Db {
     async fn commit_tx(&self, tx: Tx) -> Result<()> {
         let state = {
             let mut guard = tx.lock().await;
-            let reader = match &guard.reader {
-                Reader::Local(snapshot) => Reader::Local(snapshot.clone()),
-                Reader::Remote(_) => Reader::Remote(RemoteTx {
-                    db: guard.db.clone(),
-                    session: 0,
-                    id: 0,
-                }),
-            };
             let empty = TxState {
                 db: guard.db.clone(),
-                reader,
-                version: guard.version,
-                reads: Vec::new(),
+                reader: guard.reader.emptied(),
                 writes: BTreeMap::new(),
                 sync: false,
                 buffer: codec::Bytes::new(),
@@ -667,34 +511,7 @@ impl Db {
             // one releases its server-side snapshot when `state` drops.)
             return Ok(());
         }
-        let local = match &self.inner.backend {
-            Backend::Local(local) => local,
-            Backend::Remote(client) => {
-                let TxState {
-                    reader,
-                    writes,
-                    sync,
-                    ..
-                } = state;
-                let Reader::Remote(mut remote) = reader else {
-                    return Err(mixed());
-                };
-                let writes = TxState::into_wire_writes(writes);
-                return client.commit(&mut remote, writes, sync).await.map(drop);
-            }
-        };
-        let ws = state.into_write_set()?;
-        let (send, receive) = tokio::sync::oneshot::channel();
-        local.log.submit(
-            ws,
-            Box::new(move |result| {
-                let _ = send.send(result);
-            }),
-        );
-        receive
-            .await
-            .map_err(|_| Error::Commit("the commit thread has stopped".into()))?
-            .map(|_| ())
+        crate::engine::commit(self, state.reader, state.writes, state.sync).await
     }
 
     /// The record of `T` with primary key `key` (latest committed state).
@@ -705,14 +522,7 @@ impl Db {
         let table = self.table::<T>().await?;
         let mut pk = Vec::with_capacity(16);
         key.encode_arg(&mut pk);
-        let found = match (&self.inner.backend, &table.records) {
-            (Backend::Local(_), Ks::Local(records)) => records.get(&pk)?,
-            (Backend::Remote(client), Ks::Remote(id)) => {
-                client.latest(*id, &pk).await?.map(Slice::from)
-            }
-            _ => return Err(mixed()),
-        };
-        match found {
+        match crate::engine::latest(self, &table.records, &pk).await? {
             Some(bytes) => decode::<T>(&bytes).map(Some),
             None => Ok(None),
         }
@@ -775,11 +585,7 @@ impl Db {
     /// Storage errors.
     pub async fn count<T: Table>(&self) -> Result<usize> {
         let table = self.table::<T>().await?;
-        match (&self.inner.backend, &table.records) {
-            (Backend::Local(_), Ks::Local(records)) => Ok(records.len()?),
-            (Backend::Remote(client), Ks::Remote(id)) => client.count(*id).await,
-            _ => Err(mixed()),
-        }
+        crate::engine::count(self, &table.records).await
     }
 
     /// Records whose index number `index` has the encoded value `value` (generated `by_*`).
@@ -790,19 +596,6 @@ impl Db {
     pub async fn by_index<T: Table>(&self, index: usize, value: Vec<u8>) -> Result<Vec<T>> {
         Tx::begin(self).by_index::<T>(index, value).await
     }
-}
-
-/// A fjall error of a read, naming the keyspace (`t.<table>` or `i.<table>.<index>`) and its
-/// directory.
-fn reading(keyspace: &fjall::Keyspace, e: fjall::Error) -> Error {
-    Error::storage(
-        format!(
-            "reading keyspace {} ({})",
-            keyspace.name().as_ref() as &str,
-            keyspace.path().display()
-        ),
-        e,
-    )
 }
 
 #[cfg(test)]
