@@ -335,7 +335,20 @@ pub(crate) type SyntaxError = (String, (usize, usize));
 pub(crate) struct Parsed {
     root: SyntaxNode,
     text: String,
+    /// The trees that answer for the text after an attribute left open, computed when first
+    /// needed (see [`Parsed::segments`]).
+    segments: std::cell::OnceCell<Vec<Segment>>,
 }
+
+/// A tree that answers for the text from `start` on (to the next segment's start).
+struct Segment {
+    start: usize,
+    root: SyntaxNode,
+}
+
+/// At most this many trees per buffer: past that many open attributes, the last tree answers
+/// for the rest of the buffer.
+const MAX_SEGMENTS: usize = 16;
 
 /// An attribute written `#[Alias::name …]` (or `#[Alias::` half-typed).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -358,6 +371,9 @@ pub(crate) struct AttrUse {
     pub(crate) position: Option<HelperPosition>,
     /// Byte range of `alias`.
     pub(crate) alias_range: (usize, usize),
+    /// `false` for an attribute left open (`#[DB::persist(` half-typed, or an unterminated
+    /// string in it): its arguments are not all written yet, so they are not checked.
+    pub(crate) closed: bool,
 }
 
 /// One argument inside an attribute's parentheses.
@@ -449,9 +465,14 @@ impl Parsed {
     /// Parses `text` (never fails: errors become error nodes).
     pub(crate) fn new(text: &str) -> Parsed {
         let parse = SourceFile::parse(text, Edition::CURRENT);
+        Parsed::from_root(parse.syntax_node(), text)
+    }
+
+    fn from_root(root: SyntaxNode, text: &str) -> Parsed {
         Parsed {
-            root: parse.syntax_node(),
+            root,
             text: text.to_owned(),
+            segments: std::cell::OnceCell::new(),
         }
     }
 
@@ -471,11 +492,7 @@ impl Parsed {
                 )
             })
             .collect();
-        let parsed = Parsed {
-            root: parse.syntax_node(),
-            text: text.to_owned(),
-        };
-        (parsed, errors)
+        (Parsed::from_root(parse.syntax_node(), text), errors)
     }
 
     /// A kept tree and its text; parses afresh if they disagree (never trust a tree whose length
@@ -485,10 +502,7 @@ impl Parsed {
         if usize::from(root.text_range().end()) != text.len() {
             return Parsed::new(text);
         }
-        Parsed {
-            root,
-            text: text.to_owned(),
-        }
+        Parsed::from_root(root, text)
     }
 
     /// The parsed text.
@@ -506,7 +520,7 @@ impl Parsed {
             let Ok(offset) = TextSize::try_from(at) else {
                 continue;
             };
-            let Some(token) = self.root.token_at_offset(offset).right_biased() else {
+            let Some(token) = self.root_at(at).token_at_offset(offset).right_biased() else {
                 continue;
             };
             if let Some(call) = token
@@ -547,9 +561,7 @@ impl Parsed {
     /// Every attribute whose path has at least two segments (`#[A::b …]`), also those a
     /// `cfg_attr` adds (see [`Parsed::metas`]).
     pub(crate) fn attr_uses(&self) -> Vec<AttrUse> {
-        self.root
-            .descendants()
-            .filter(|n| n.kind() == SyntaxKind::ATTR)
+        self.attrs()
             .flat_map(|attr| {
                 self.metas(&attr)
                     .into_iter()
@@ -568,9 +580,7 @@ impl Parsed {
 
     /// Every `Alias::Name` inside `#[derive(…)]` attributes (also one a `cfg_attr` adds).
     pub(crate) fn derive_uses(&self) -> Vec<DeriveUse> {
-        self.root
-            .descendants()
-            .filter(|n| n.kind() == SyntaxKind::ATTR)
+        self.attrs()
             .flat_map(|attr| self.metas(&attr))
             .flat_map(|m| self.derives_in(m))
             .collect()
@@ -588,7 +598,7 @@ impl Parsed {
     /// The `ATTR` node around byte `offset`.
     fn attr_at(&self, offset: usize) -> Option<SyntaxNode> {
         let at = TextSize::try_from(offset.min(self.text.len())).ok()?;
-        let token = self.root.token_at_offset(at).right_biased()?;
+        let token = self.root_at(offset).token_at_offset(at).right_biased()?;
         token
             .parent_ancestors()
             .find(|n| n.kind() == SyntaxKind::ATTR)
@@ -602,8 +612,7 @@ impl Parsed {
     /// may add is treated as active — as rust-analyzer does for an enabled cfg — and gets the
     /// same completion, hover and checks as one written alone.
     fn metas(&self, attr: &SyntaxNode) -> Vec<Meta> {
-        let range = attr.text_range();
-        let (start, end) = (usize::from(range.start()), usize::from(range.end()));
+        let (start, end, _) = self.extent(attr);
         if !self.text[start..end].starts_with("#[") {
             return Vec::new();
         }
@@ -675,8 +684,7 @@ impl Parsed {
 
     /// The use `A::b …` that `meta` (one of `attr`'s [`Parsed::metas`]) reads as.
     fn attr_use(&self, attr: &SyntaxNode, meta: Meta) -> Option<AttrUse> {
-        let range = attr.text_range();
-        let (start, end) = (usize::from(range.start()), usize::from(range.end()));
+        let (start, end, closed) = self.extent(attr);
         let inner = &self.text[meta.start..meta.end];
         let (head, rest) = split_path(inner);
         let (alias, name) = head.split_once("::")?;
@@ -706,7 +714,121 @@ impl Parsed {
             range: (start, end),
             args,
             parent_attrs: parent.map(|(_, attrs)| attrs),
+            closed,
         })
+    }
+
+    /// Every `ATTR` node, each from the tree that answers for where it starts.
+    fn attrs(&self) -> impl Iterator<Item = SyntaxNode> + '_ {
+        let segments = self.segments();
+        segments.iter().enumerate().flat_map(move |(i, seg)| {
+            let end = segments.get(i + 1).map_or(usize::MAX, |next| next.start);
+            seg.root
+                .descendants()
+                .filter(|n| n.kind() == SyntaxKind::ATTR)
+                .filter(move |n| {
+                    let at = usize::from(n.text_range().start());
+                    seg.start <= at && at < end
+                })
+        })
+    }
+
+    /// The tree that answers at byte `offset`: the buffer's own, unless `offset` lies past the
+    /// end of an attribute left open (which rust-analyzer's parser runs on to the end of the
+    /// file as one token tree), where it is the tree of the text after that attribute.
+    fn root_at(&self, offset: usize) -> &SyntaxNode {
+        let Ok(at) = TextSize::try_from(offset.min(self.text.len())) else {
+            return &self.root;
+        };
+        let overrun = self.root.token_at_offset(at).any(|t| {
+            t.parent_ancestors()
+                .filter(|n| n.kind() == SyntaxKind::ATTR)
+                .any(|a| self.extent(&a).1 < offset)
+        });
+        if !overrun {
+            return &self.root;
+        }
+        self.segments()
+            .iter()
+            .rev()
+            .find(|s| s.start < offset)
+            .map_or(&self.root, |s| &s.root)
+    }
+
+    /// The buffer's tree, then, after each attribute left open whose node runs past its
+    /// [extent](Parsed::extent), a tree of the text with that attribute's overrun rewritten as
+    /// an attribute without arguments followed by blanks (`#[DB::persist]`, same length, so
+    /// every offset stays the text's): what follows parses as it would once the attribute is
+    /// finished, and the item under it still carries it (its helpers are helpers).
+    fn segments(&self) -> &[Segment] {
+        self.segments.get_or_init(|| {
+            let mut segments = vec![Segment {
+                start: 0,
+                root: self.root.clone(),
+            }];
+            let mut text: Option<Vec<u8>> = None;
+            while segments.len() < MAX_SEGMENTS {
+                let Some(last) = segments.last() else { break };
+                let open = last
+                    .root
+                    .descendants()
+                    .filter(|n| n.kind() == SyntaxKind::ATTR)
+                    .filter(|n| usize::from(n.text_range().start()) >= last.start)
+                    .find_map(|a| {
+                        let (start, end, _) = self.extent(&a);
+                        (end < usize::from(a.text_range().end())).then_some((start, end))
+                    });
+                let Some((start, end)) = open else { break };
+                let bytes = text.get_or_insert_with(|| self.text.as_bytes().to_vec());
+                for b in &mut bytes[start..end] {
+                    if *b != b'\n' {
+                        *b = b' ';
+                    }
+                }
+                // `#[` and the attribute's path, then `]`, when there is room for them.
+                let (head, _) = split_path(&self.text[start + 2..end]);
+                if !head.is_empty() && !head.ends_with(':') && start + 2 + head.len() < end {
+                    let path_end = start + 2 + head.len();
+                    bytes[start..path_end].copy_from_slice(&self.text.as_bytes()[start..path_end]);
+                    bytes[path_end] = b']';
+                }
+                // Only ASCII bytes were written over whole characters: still UTF-8.
+                let Ok(rewritten) = std::str::from_utf8(bytes) else {
+                    break;
+                };
+                let root = SourceFile::parse(rewritten, Edition::CURRENT).syntax_node();
+                segments.push(Segment { start: end, root });
+            }
+            segments
+        })
+    }
+
+    /// The bytes an `ATTR` node stands for, and whether it is closed. A closed attribute is
+    /// its whole node. One left open (its `[` or `(` unclosed, or a string in it unterminated)
+    /// ends, for everything here, before the first line that reads as code rather than as more
+    /// arguments (an item, a field, a statement, another attribute, a brace): half-typed input
+    /// gets local answers, never the rest of the file read as its arguments.
+    fn extent(&self, attr: &SyntaxNode) -> (usize, usize, bool) {
+        let range = attr.text_range();
+        let (start, end) = (usize::from(range.start()), usize::from(range.end()));
+        let Some(written) = self.text.get(start..end) else {
+            return (start, start, false);
+        };
+        if closes_at_end(written) {
+            return (start, end, true);
+        }
+        let mut at = start + written.find('\n').unwrap_or(written.len());
+        while at < end {
+            let line_start = at + 1;
+            let line_end = self.text[line_start..]
+                .find('\n')
+                .map_or(self.text.len(), |i| line_start + i);
+            if reads_as_code(&self.text[line_start..line_end]) {
+                break;
+            }
+            at = line_end;
+        }
+        (start, at.min(end), false)
     }
 
     /// The `(alias, name)` attributes of the item a helper at `attr` belongs to; see
@@ -784,7 +906,7 @@ impl Parsed {
             return None;
         }
         let token = self
-            .root
+            .root_at(offset)
             .token_at_offset(TextSize::try_from(offset).ok()?)
             .left_biased()?;
         // Inside an attribute (complete or not)?
@@ -929,6 +1051,129 @@ impl Parsed {
             replace: (offset - prefix.len(), offset),
         })
     }
+}
+
+/// Whether `written` (an `ATTR` node's text) is `#[…]` with its `[` closed by its last byte:
+/// delimiters balanced, skipping string, raw string and char literals and comments.
+fn closes_at_end(written: &str) -> bool {
+    let b = written.as_bytes();
+    if !written.starts_with("#[") {
+        return false;
+    }
+    let mut stack: Vec<u8> = vec![b']'];
+    let mut i = 2;
+    while i < b.len() {
+        match b[i] {
+            b'"' => match skip_string(b, i + 1) {
+                Some(next) => i = next,
+                None => return false,
+            },
+            b'r' if matches!(b.get(i + 1), Some(b'"' | b'#'))
+                && (i == 0 || !is_ident_byte(b[i - 1])) =>
+            {
+                let hashes = b[i + 1..].iter().take_while(|&&c| c == b'#').count();
+                if b.get(i + 1 + hashes) != Some(&b'"') {
+                    i += 1;
+                    continue;
+                }
+                let close: Vec<u8> = std::iter::once(b'"')
+                    .chain(std::iter::repeat_n(b'#', hashes))
+                    .collect();
+                let body = i + 2 + hashes;
+                match b[body..].windows(close.len()).position(|w| w == close) {
+                    Some(p) => i = body + p + close.len(),
+                    None => return false,
+                }
+            }
+            b'\'' => {
+                // A char literal (`'x'`, `'\''`), else a lifetime or label: one byte.
+                let close = if b.get(i + 1) == Some(&b'\\') {
+                    b[i + 2..]
+                        .iter()
+                        .skip(1)
+                        .position(|&c| c == b'\'')
+                        .map(|p| i + 3 + p)
+                } else {
+                    let len = written[i + 1..].chars().next().map_or(0, char::len_utf8);
+                    (b.get(i + 1 + len) == Some(&b'\'')).then_some(i + 1 + len)
+                };
+                i = close.map_or(i + 1, |c| c + 1);
+            }
+            b'/' if b.get(i + 1) == Some(&b'/') => {
+                i = b[i..]
+                    .iter()
+                    .position(|&c| c == b'\n')
+                    .map_or(b.len(), |p| i + p);
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                match b[i + 2..].windows(2).position(|w| w == b"*/") {
+                    Some(p) => i = i + 2 + p + 2,
+                    None => return false,
+                }
+            }
+            open @ (b'(' | b'[' | b'{') => {
+                stack.push(match open {
+                    b'(' => b')',
+                    b'[' => b']',
+                    _ => b'}',
+                });
+                i += 1;
+            }
+            close @ (b')' | b']' | b'}') => {
+                if stack.pop() != Some(close) {
+                    return false;
+                }
+                if stack.is_empty() {
+                    return i + 1 == b.len();
+                }
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    false
+}
+
+/// The index just past the `"` closing a string whose body starts at `from`, or `None` when
+/// it is unterminated.
+fn skip_string(b: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+fn is_ident_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
+}
+
+/// Whether a line after an open attribute reads as code rather than as more of its arguments:
+/// it starts another attribute, a comment or a brace, with a keyword that starts an item or a
+/// statement, or as a field (`id: u64`) or a macro call (`m!`). Argument lines (`name = value,`,
+/// a literal, an expression) read as neither.
+fn reads_as_code(line: &str) -> bool {
+    const KEYWORDS: &[&str] = &[
+        "pub", "fn", "struct", "enum", "union", "impl", "trait", "mod", "use", "const", "static",
+        "type", "let", "async", "unsafe", "extern", "return", "if", "match", "for", "while",
+        "loop", "where",
+    ];
+    let line = line.trim_start();
+    if line.starts_with(['#', '}', '{', ';']) || line.starts_with("//") || line.starts_with("/*") {
+        return true;
+    }
+    let word = &line[..ident_len(line)];
+    if word.is_empty() {
+        return false;
+    }
+    let rest = line[word.len()..].trim_start();
+    KEYWORDS.contains(&word)
+        || rest.starts_with('!')
+        || (rest.starts_with(':') && !rest.starts_with("::"))
 }
 
 /// One attribute inside an `ATTR` node (see [`Parsed::metas`]): `start..end` is its text

@@ -279,6 +279,10 @@ pub(super) fn check_use(p: &Provider, u: &AttrUse, out: &mut Vec<Diag>) {
 /// with `cell_export::args::check_args`: the same check, codes and words as the provider's
 /// macro reports through rustc.
 pub(super) fn check_args(u: &AttrUse, schema: &[ArgSchema], out: &mut Vec<Diag>) {
+    // An attribute left open is still being typed: its arguments are not all there yet.
+    if !u.closed {
+        return;
+    }
     let written: Vec<WrittenArg<(usize, usize)>> = u
         .args
         .iter()

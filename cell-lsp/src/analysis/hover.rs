@@ -10,7 +10,16 @@ pub(crate) fn hover(
     offset: usize,
 ) -> Option<(String, (usize, usize))> {
     let aliases = aliases(index, file, parsed);
-    if let Some(u) = parsed.attr_use_at(offset) {
+    // On the attribute's path or one of its argument names: what the cursor is on, never the
+    // attribute for any offset inside it.
+    if let Some(u) = parsed.attr_use_at(offset).filter(|u| {
+        let on = |r: (usize, usize)| r.0 <= offset && offset <= r.1;
+        on((u.alias_range.0, u.name_range.1))
+            || u.args
+                .iter()
+                .flatten()
+                .any(|a| a.name.is_some() && on(a.name_range))
+    }) {
         let alias = aliases.iter().find(|a| a.name == u.alias)?;
         let p = alias.provider?;
         if let Some(e) = p.export(&u.name) {

@@ -220,3 +220,83 @@ fn hover_on_a_helper_of_a_function_attribute() {
         "#]],
     );
 }
+
+/// The lines after an unclosed `#[DB::persist(` and after an unterminated string in one.
+const AFTER_BROKEN: &str = "pub struct User {\n    #[DB::uniqe]\n    id: u64,\n}\n\npub fn f() {\n    let _ = User::get(1);\n}\n#[Metrics::trak(name = \"x\")]\npub fn g() {}\n";
+
+/// Half-typed input gets local answers: an unclosed attribute ends before the next item, so
+/// the lines after it are not read as its arguments ("takes no positional arguments"), and the
+/// attributes after it are still checked (the helper typo under the half-typed parent, the
+/// misspelt macro below).
+#[test]
+fn an_unclosed_attribute_is_not_read_across_the_next_lines() {
+    check_diagnostics(
+        "metrics-app",
+        &format!("{METRICS}#[DB::persist(\n{AFTER_BROKEN}"),
+        expect![[r#"
+            6:11 CELL0011: `uniqe` is not a helper of `persist` (did you mean `unique`?); helpers: key, index, unique
+                fix at 6:11: replace with `unique` → unique
+            13:12 CELL0015: `Metrics` (metrics 0.1.0) exports no attribute macro `trak`
+                help: did you mean `track`?
+                note: rustc reports this as E0433
+                fix at 13:12: replace with `track` → track"#]],
+    );
+}
+
+#[test]
+fn an_unterminated_string_in_an_attribute_is_not_read_across_the_next_lines() {
+    check_diagnostics(
+        "metrics-app",
+        &format!("{METRICS}#[DB::persist(table = \"u)]\n{AFTER_BROKEN}"),
+        expect![[r#"
+            6:11 CELL0011: `uniqe` is not a helper of `persist` (did you mean `unique`?); helpers: key, index, unique
+                fix at 6:11: replace with `unique` → unique
+            13:12 CELL0015: `Metrics` (metrics 0.1.0) exports no attribute macro `trak`
+                help: did you mean `track`?
+                note: rustc reports this as E0433
+                fix at 13:12: replace with `track` → track"#]],
+    );
+}
+
+#[test]
+fn hover_after_an_unclosed_attribute_is_not_the_attributes() {
+    for broken in ["#[DB::persist(\n", "#[DB::persist(table = \"u)]\n"] {
+        let text = format!("{METRICS}{broken}{AFTER_BROKEN}");
+        let at = text.find("User::get").unwrap() + 7;
+        let text = format!("{}$0{}", &text[..at], &text[at..]);
+        check_hover("metrics-app", &text, expect![[""]]);
+    }
+}
+
+#[test]
+fn completion_after_an_unclosed_attribute_is_local() {
+    // Arguments written over several lines are still the attribute's.
+    check_completion(
+        "metrics-app",
+        &format!(
+            "{METRICS}#[DB::persist(\n    table = \"u\",\n    $0\npub struct User {{\n    id: u64,\n}}\n"
+        ),
+        expect![[r#"
+            replicate (Argument) "local" | "gossip" | "raft" = "local"
+            durability (Argument) "sync" | "buffered" = "sync""#]],
+    );
+    check_completion(
+        "metrics-app",
+        &format!("{METRICS}#[DB::persist(\npub struct User {{\n    #[DB::$0]\n    id: u64,\n}}\n"),
+        expect![[r#"
+            key (Helper) helper of #[DB::persist] — kvstore 0.3.1
+            index (Helper) helper of #[DB::persist] — kvstore 0.3.1
+            unique (Helper) helper of #[DB::persist] — kvstore 0.3.1
+            persist (Macro(Attribute)) kvstore 0.3.1"#]],
+    );
+    check_completion(
+        "metrics-app",
+        &format!("{METRICS}#[DB::persist(table = \"u)]\npub struct User;\nfn f() {{ DB::$0 }}\n"),
+        expect![[r#"
+            query! (Macro(Function)) kvstore 0.3.1
+            insert (Api) kvstore 0.3.1 API
+            get (Api) kvstore 0.3.1 API
+            Db (Api) kvstore 0.3.1 API
+            Error (Api) kvstore 0.3.1 API"#]],
+    );
+}
