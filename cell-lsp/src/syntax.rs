@@ -558,6 +558,43 @@ impl Parsed {
         out
     }
 
+    /// `Alias::name` in code (not in an attribute) with the cursor on `name`: the alias, the
+    /// name and its byte range. Only a path of exactly two segments there (`DB::insert`,
+    /// `DB::Db::open`'s `Db`), as [`CursorContext::AliasPath`] completes.
+    pub(crate) fn alias_path_at(&self, offset: usize) -> Option<(String, String, (usize, usize))> {
+        let at = TextSize::try_from(offset.min(self.text.len())).ok()?;
+        let token = self
+            .root_at(offset)
+            .token_at_offset(at)
+            .find(|t| t.kind() == SyntaxKind::IDENT)?;
+        if token
+            .parent_ancestors()
+            .any(|n| n.kind() == SyntaxKind::ATTR)
+        {
+            return None;
+        }
+        let segment = token
+            .parent()
+            .filter(|n| n.kind() == SyntaxKind::NAME_REF)?
+            .parent()
+            .filter(|n| n.kind() == SyntaxKind::PATH_SEGMENT)?;
+        let path = segment.parent().filter(|n| n.kind() == SyntaxKind::PATH)?;
+        let qualifier = path.children().find(|c| c.kind() == SyntaxKind::PATH)?;
+        if qualifier.children().any(|c| c.kind() == SyntaxKind::PATH) {
+            return None;
+        }
+        let alias = qualifier.text().to_string();
+        if !is_ident(&alias) {
+            return None;
+        }
+        let r = token.text_range();
+        Some((
+            alias,
+            token.text().to_owned(),
+            (usize::from(r.start()), usize::from(r.end())),
+        ))
+    }
+
     /// Every attribute whose path has at least two segments (`#[A::b …]`), also those a
     /// `cfg_attr` adds (see [`Parsed::metas`]).
     pub(crate) fn attr_uses(&self) -> Vec<AttrUse> {
@@ -1051,6 +1088,47 @@ impl Parsed {
             replace: (offset - prefix.len(), offset),
         })
     }
+}
+
+/// The docs (outer doc comments, one line each, the space after `///` dropped) and the
+/// declaration line (`pub fn insert()`, without its body) of the top-level item called `name`
+/// in a crate root's `source`: what hover shows for an API item. `None` when the root does not
+/// define it itself (a `pub use` re-export, a glob).
+pub(crate) fn item_docs(source: &str, name: &str) -> Option<(String, String)> {
+    use SyntaxKind::*;
+    let root = SourceFile::parse(source, Edition::CURRENT).syntax_node();
+    let item = root.children().find(|n| {
+        is_item_kind(n.kind())
+            && n.children()
+                .find(|c| c.kind() == NAME)
+                .is_some_and(|c| c.text() == name)
+    })?;
+    let docs: Vec<String> = ra_ap_syntax::ast::DocCommentIter::from_syntax_node(&item)
+        .filter(|c| c.is_outer())
+        .filter_map(|c| {
+            c.doc_comment()
+                .map(|(t, _)| t.strip_prefix(' ').unwrap_or(t).trim_end().to_owned())
+        })
+        .collect();
+    let start = item
+        .children_with_tokens()
+        .find(|c| !matches!(c.kind(), COMMENT | WHITESPACE | ATTR))
+        .map_or(item.text_range().start(), |c| c.text_range().start());
+    let end = item
+        .children()
+        .find(|c| {
+            matches!(
+                c.kind(),
+                BLOCK_EXPR | RECORD_FIELD_LIST | VARIANT_LIST | ASSOC_ITEM_LIST | ITEM_LIST
+            )
+        })
+        .map_or(item.text_range().end(), |c| c.text_range().start());
+    let declaration = source
+        .get(usize::from(start)..usize::from(end.max(start)))?
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    Some((docs.join("\n"), declaration))
 }
 
 /// Whether `written` (an `ATTR` node's text) is `#[…]` with its `[` closed by its last byte:

@@ -114,7 +114,13 @@ fn check_hover(ws: &str, text: &str, expect: Expect) {
     let (index, file) = index(ws);
     let (text, offset) = cursor(text);
     let hover = super::hover(&index, &file, &Parsed::new(&text), offset);
-    expect.assert_eq(&hover.map(|(md, _)| md).unwrap_or_default());
+    // The fixtures' temp dir varies between runs.
+    let root = fixtures().1.display().to_string();
+    expect.assert_eq(
+        &hover
+            .map(|(md, _)| md.replace(&root, "$FX"))
+            .unwrap_or_default(),
+    );
 }
 
 const METRICS: &str = "cell_sdk::cell_remote!(Metrics = \"metrics\");\ncell_sdk::cell_remote!(M2 = \"metrics\");\ncell_sdk::cell_remote!(DB = \"kvstore\");\n";
@@ -299,4 +305,86 @@ fn completion_after_an_unclosed_attribute_is_local() {
             Db (Api) kvstore 0.3.1 API
             Error (Api) kvstore 0.3.1 API"#]],
     );
+}
+
+/// Hover on what completion offers after `Alias::` in code: API items (declaration and docs
+/// from the provider's crate root) and function-like macros.
+#[test]
+fn hover_on_api_items_and_function_macros() {
+    check_hover(
+        "metrics-app",
+        &format!("{METRICS}pub fn f() {{ Metrics::snap$0shot(); }}\n"),
+        expect![[r#"
+            ```rust
+            Metrics::snapshot
+            ```
+            API item of **metrics** 0.1.0 (path: $FX/providers/metrics)
+
+            ```rust
+            pub fn snapshot()
+            ```
+
+            ---
+
+            The counters recorded so far.
+        "#]],
+    );
+    check_hover(
+        "metrics-app",
+        &format!("{METRICS}pub fn f() {{ let _ = DB::ins$0ert; let _: DB::Db; }}\n"),
+        expect![[r#"
+            ```rust
+            DB::insert
+            ```
+            API item of **kvstore** 0.3.1 (path: $FX/providers/kvstore)
+
+            ```rust
+            pub fn insert()
+            ```
+
+            ---
+
+            Inserts a record.
+        "#]],
+    );
+    check_hover(
+        "metrics-app",
+        &format!("{METRICS}pub fn f() {{ let _: DB::D$0b; }}\n"),
+        expect![[r#"
+            ```rust
+            DB::Db
+            ```
+            API item of **kvstore** 0.3.1 (path: $FX/providers/kvstore)
+
+            ```rust
+            pub struct Db;
+            ```
+
+            ---
+
+            The database handle.
+        "#]],
+    );
+    check_hover(
+        "metrics-app",
+        &format!("{METRICS}pub fn f() {{ DB::que$0ry!(); }}\n"),
+        expect![[r#"
+            ```rust
+            DB::query!
+            ```
+            function-like macro from **kvstore** 0.3.1 (path: $FX/providers/kvstore)
+
+            ---
+
+            Builds a query.
+        "#]],
+    );
+    // Not an API item, not an alias, not a two-segment path: nothing.
+    for text in [
+        "pub fn f() { DB::nothi$0ng(); }\n",
+        "pub fn f() { User::ge$0t(); }\n",
+        "pub fn f() { a::DB::ins$0ert(); }\n",
+    ] {
+        check_hover("metrics-app", &format!("{METRICS}{text}"), expect![[""]]);
+    }
 }
