@@ -2,12 +2,15 @@
 
 use super::*;
 
-/// Hover markdown and the hovered range.
+/// Hover markdown and the hovered range. Beside rust-analyzer, nothing on `Alias::item` in
+/// code: it resolves those itself (an attribute macro's hover stays; rust-analyzer loses it
+/// under another attribute macro).
 pub(crate) fn hover(
     index: &Index,
     file: &Path,
     parsed: &Parsed,
     offset: usize,
+    companion: Companion,
 ) -> Option<(String, (usize, usize))> {
     let aliases = aliases(index, file, parsed);
     // On the attribute's path or one of its argument names: what the cursor is on, never the
@@ -103,6 +106,9 @@ pub(crate) fn hover(
         return Some((md, d.name_range));
     }
     if let Some((alias, name, range)) = parsed.alias_path_at(offset) {
+        if companion == Companion::RustAnalyzer {
+            return None;
+        }
         let p = aliases.iter().find(|a| a.name == alias)?.provider?;
         return api_hover(p, &alias, &name).map(|md| (md, range));
     }

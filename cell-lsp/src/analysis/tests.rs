@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 use cell_macro_index::{Index, IndexOptions};
 use expect_test::{Expect, expect};
 
+use super::Companion;
 use crate::syntax::Parsed;
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -71,9 +72,13 @@ fn line_col(text: &str, offset: usize) -> String {
 }
 
 fn check_completion(ws: &str, text: &str, expect: Expect) {
+    check_completion_beside(Companion::Alone, ws, text, expect);
+}
+
+fn check_completion_beside(companion: Companion, ws: &str, text: &str, expect: Expect) {
     let (index, file) = index(ws);
     let (text, offset) = cursor(text);
-    let items = super::complete(&index, &file, &Parsed::new(&text), offset);
+    let items = super::complete(&index, &file, &Parsed::new(&text), offset, companion);
     let actual: Vec<String> = items
         .iter()
         .map(|i| format!("{} ({:?}) {}", i.label, i.kind, i.detail))
@@ -82,8 +87,12 @@ fn check_completion(ws: &str, text: &str, expect: Expect) {
 }
 
 fn check_diagnostics(ws: &str, text: &str, expect: Expect) {
+    check_diagnostics_beside(Companion::Alone, ws, text, expect);
+}
+
+fn check_diagnostics_beside(companion: Companion, ws: &str, text: &str, expect: Expect) {
     let (index, file) = index(ws);
-    let diags = super::diagnostics(&index, &file, &Parsed::new(text), text);
+    let diags = super::diagnostics(&index, &file, &Parsed::new(text), text, companion);
     let actual: Vec<String> = diags
         .iter()
         .map(|d| {
@@ -111,9 +120,13 @@ fn check_diagnostics(ws: &str, text: &str, expect: Expect) {
 }
 
 fn check_hover(ws: &str, text: &str, expect: Expect) {
+    check_hover_beside(Companion::Alone, ws, text, expect);
+}
+
+fn check_hover_beside(companion: Companion, ws: &str, text: &str, expect: Expect) {
     let (index, file) = index(ws);
     let (text, offset) = cursor(text);
-    let hover = super::hover(&index, &file, &Parsed::new(&text), offset);
+    let hover = super::hover(&index, &file, &Parsed::new(&text), offset, companion);
     // The fixtures' temp dir varies between runs.
     let root = fixtures().1.display().to_string();
     expect.assert_eq(
@@ -387,4 +400,129 @@ fn hover_on_api_items_and_function_macros() {
     ] {
         check_hover("metrics-app", &format!("{METRICS}{text}"), expect![[""]]);
     }
+}
+
+/// Beside rust-analyzer: what it completes by name resolution (macro names, a helper the
+/// provider also exports as an attribute, function macros and API items) is left out; helpers
+/// that are not items, argument names and values, and cell names stay.
+#[test]
+fn beside_rust_analyzer_completion_leaves_out_what_it_offers() {
+    let ra = Companion::RustAnalyzer;
+    check_completion_beside(
+        ra,
+        "metrics-app",
+        &format!("{METRICS}#[DB::persist]\npub struct User {{\n    #[DB::$0]\n    id: u64,\n}}\n"),
+        expect![[r#"
+            index (Helper) helper of #[DB::persist] — kvstore 0.3.1
+            unique (Helper) helper of #[DB::persist] — kvstore 0.3.1"#]],
+    );
+    check_completion_beside(
+        ra,
+        "metrics-app",
+        &format!("{METRICS}#[DB::$0]\npub struct User;\n"),
+        expect![[r#""#]],
+    );
+    check_completion_beside(
+        ra,
+        "metrics-app",
+        &format!("{METRICS}pub fn f() {{ DB::$0 }}\n"),
+        expect![[r#""#]],
+    );
+    check_completion_beside(
+        ra,
+        "metrics-app",
+        &format!("{METRICS}#[DB::persist(replicate = \"$0\")]\npub struct User;\n"),
+        expect![[r#"
+            local (Value) default
+            gossip (Value) 
+            raft (Value) "#]],
+    );
+    check_completion_beside(
+        ra,
+        "metrics-app",
+        &format!("{METRICS}#[DB::persist(table = \"u\", $0)]\npub struct User;\n"),
+        expect![[r#"
+            replicate (Argument) "local" | "gossip" | "raft" = "local"
+            durability (Argument) "sync" | "buffered" = "sync""#]],
+    );
+    check_completion_beside(
+        ra,
+        "metrics-app",
+        "cell_sdk::cell_remote!(X = \"kv$0\");\n",
+        expect!["kvstore (Cell) kvstore 0.3.1"],
+    );
+}
+
+/// Beside rust-analyzer: the argument errors the macro reports in its expansion are left out;
+/// an unknown helper (which the parent macro strips without a word) and an unknown macro stay.
+#[test]
+fn beside_rust_analyzer_diagnostics_leave_out_the_macros_own() {
+    let text = format!(
+        "{METRICS}#[DB::persist(tabel = \"u\", durability = \"fast\")]\npub struct User {{\n    #[DB::uniqe]\n    id: u64,\n}}\n#[Metrics::trak(name = \"x\")]\npub fn g() {{}}\n"
+    );
+    check_diagnostics_beside(
+        Companion::RustAnalyzer,
+        "metrics-app",
+        &text,
+        expect![[r#"
+        6:11 CELL0011: `uniqe` is not a helper of `persist` (did you mean `unique`?); helpers: key, index, unique
+            fix at 6:11: replace with `unique` → unique
+        9:12 CELL0015: `Metrics` (metrics 0.1.0) exports no attribute macro `trak`
+            help: did you mean `track`?
+            note: rustc reports this as E0433
+            fix at 9:12: replace with `track` → track"#]],
+    );
+    check_diagnostics_beside(
+        Companion::Alone,
+        "metrics-app",
+        &text,
+        expect![[r#"
+        4:15 CELL0014: `#[DB::persist]` has no argument `tabel`
+            help: did you mean `table`?
+            fix at 4:15: replace with `table` → table
+        4:41 CELL0014: invalid value "fast" for `durability`: expected "sync" | "buffered"
+        6:11 CELL0011: `uniqe` is not a helper of `persist` (did you mean `unique`?); helpers: key, index, unique
+            fix at 6:11: replace with `unique` → unique
+        9:12 CELL0015: `Metrics` (metrics 0.1.0) exports no attribute macro `trak`
+            help: did you mean `track`?
+            note: rustc reports this as E0433
+            fix at 9:12: replace with `track` → track"#]],
+    );
+}
+
+/// Beside rust-analyzer: hover on an API item in code is its own; on an attribute macro ours.
+#[test]
+fn beside_rust_analyzer_hover_stays_on_attributes_only() {
+    let ra = Companion::RustAnalyzer;
+    check_hover_beside(
+        ra,
+        "metrics-app",
+        &format!("{METRICS}pub fn f() {{ DB::ins$0ert(); }}\n"),
+        expect![[""]],
+    );
+    check_hover_beside(
+        ra,
+        "metrics-app",
+        &format!("{METRICS}#[Metrics::tr$0ack(name = \"x\")]\npub fn f() {{}}\n"),
+        expect![[r#"
+            ```rust
+            #[Metrics::track]
+            ```
+            attribute macro from **metrics** 0.1.0 (path: $FX/providers/metrics)
+
+            ---
+
+            Times the function; its parameters marked `#[label]` label the samples.
+
+            **Arguments**
+
+            - `name`: str
+            - `buckets`: int = "8"
+            - `unit`: "s" | "bytes" = "s"
+
+            **Helpers**: `label`
+
+            source: `$FX/providers/metrics-macros/src/lib.rs:7`
+        "#]],
+    );
 }
