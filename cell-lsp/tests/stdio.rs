@@ -93,6 +93,11 @@ impl Lsp {
 
     /// [`Lsp::start`] with the server's stderr going to `stderr`.
     fn start_with(root: &Path, target: &Path, stderr: Stdio) -> Lsp {
+        Lsp::start_full(root, target, stderr, Value::Null)
+    }
+
+    /// [`Lsp::start`] with `options` as `initializationOptions`.
+    fn start_full(root: &Path, target: &Path, stderr: Stdio, options: Value) -> Lsp {
         let mut child = Command::new(env!("CARGO_BIN_EXE_cell-lsp"))
             .arg("--stdio")
             .env("CARGO_TARGET_DIR", target)
@@ -139,7 +144,12 @@ impl Lsp {
         };
         let init = lsp.request(
             "initialize",
-            json!({ "processId": null, "rootUri": uri(root), "capabilities": {} }),
+            json!({
+                "processId": null,
+                "rootUri": uri(root),
+                "capabilities": {},
+                "initializationOptions": options,
+            }),
         );
         assert_eq!(init["serverInfo"]["name"], "cell-lsp");
         lsp.notify("initialized", json!({}));
@@ -1463,4 +1473,51 @@ fn index_watch_prints_the_index_again_after_a_provider_edit() {
     .unwrap();
     std::fs::rename(&tmp, &lib).unwrap();
     wait_for("  attribute archive");
+}
+
+/// With `initializationOptions.rustAnalyzer` (what the VS Code extension sends when the
+/// rust-analyzer extension is active), the server leaves out what rust-analyzer gives itself:
+/// macro names after `#[DB::`, API items after `DB::`, and the argument errors the macro reports
+/// in its expansion. What only cell-lsp gives stays (see `analysis/tests.rs` for each case).
+#[test]
+fn beside_rust_analyzer_each_answer_is_given_once() {
+    let (dir, fx) = fixtures();
+    let root = fx.join("typos");
+    let file = root.join("src/lib.rs");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let text = format!("{text}\npub fn f() {{ DB:: }}\n");
+    let mut lsp = Lsp::start_full(
+        &root,
+        &dir.path().join("target"),
+        Stdio::null(),
+        json!({ "rustAnalyzer": true }),
+    );
+    lsp.open(&file, &text);
+    let diags = lsp.diagnostics();
+    assert_eq!(
+        summary(&diags),
+        [
+            (json!("CELL0015"), 3, "`DB` (kvstore 0.3.1) exports no attribute macro `persit`".to_owned()),
+            (
+                json!("CELL0011"),
+                15,
+                "`#[DB::key]` is a helper of `#[DB::persist]` and only works on a field of a struct marked with it".to_owned()
+            ),
+        ]
+    );
+    // `#[DB::` on an item: persist is rust-analyzer's; on a field of B: the helpers that are
+    // not items of `DB`; after `DB::` in code: nothing of ours.
+    let (l, c) = pos(&text, "#[DB::persist(", 6);
+    assert_eq!(Lsp::labels(&lsp.completion(&file, l, c)), Vec::<String>::new());
+    let (l, c) = pos(&text, "#[DB::key]\n    id: u64,\n}\n\npub struct C", 6);
+    assert_eq!(Lsp::labels(&lsp.completion(&file, l, c)), ["index", "unique"]);
+    let (l, c) = pos(&text, "DB:: }", 4);
+    assert_eq!(Lsp::labels(&lsp.completion(&file, l, c)), Vec::<String>::new());
+    // Argument values stay.
+    let (l, c) = pos(&text, "rafts", 0);
+    assert_eq!(
+        Lsp::labels(&lsp.completion(&file, l, c)),
+        ["local", "gossip", "raft"]
+    );
+    lsp.shutdown();
 }
