@@ -1045,6 +1045,43 @@ fn index_subcommand_prints_json() {
         .map(|p| p["version"].as_str().unwrap())
         .collect();
     assert_eq!(versions, ["0.3.1", "0.4.0"]);
+    // The summary: counts for the graph, names for what uses Cell.
+    assert_eq!(index["status"], "complete");
+    assert!(index["packages"].is_u64(), "{index}");
+    let exports: Vec<&str> = index["providers"][0]["exports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert!(exports.contains(&"persist"), "{exports:?}");
+    assert!(index.get("input_stamps").is_none());
+
+    // `--full`: the whole index, every package of the graph.
+    let (code, full) = check(
+        &fx,
+        &dir.path().join("t"),
+        &["index", "two-versions", "--json", "--full"],
+    );
+    assert_eq!(code, 0);
+    let full: Value = serde_json::from_str(&full).unwrap();
+    assert_eq!(
+        full["packages"].as_array().unwrap().len() as u64,
+        index["packages"].as_u64().unwrap()
+    );
+    assert!(full.get("input_stamps").is_some());
+    assert!(out.len() < full.to_string().len());
+
+    // `--full` means nothing without `--json`: a usage error, and `--help` says what it does.
+    let (code, _) = check(
+        &fx,
+        &dir.path().join("t"),
+        &["index", "two-versions", "--full"],
+    );
+    assert_eq!(code, 2);
+    let (code, help) = check(&fx, &dir.path().join("t"), &["index", "--help"]);
+    assert_eq!(code, 0);
+    assert!(help.contains("--full"), "{help}");
 }
 
 #[test]
@@ -1508,11 +1545,20 @@ fn beside_rust_analyzer_each_answer_is_given_once() {
     // `#[DB::` on an item: persist is rust-analyzer's; on a field of B: the helpers that are
     // not items of `DB`; after `DB::` in code: nothing of ours.
     let (l, c) = pos(&text, "#[DB::persist(", 6);
-    assert_eq!(Lsp::labels(&lsp.completion(&file, l, c)), Vec::<String>::new());
+    assert_eq!(
+        Lsp::labels(&lsp.completion(&file, l, c)),
+        Vec::<String>::new()
+    );
     let (l, c) = pos(&text, "#[DB::key]\n    id: u64,\n}\n\npub struct C", 6);
-    assert_eq!(Lsp::labels(&lsp.completion(&file, l, c)), ["index", "unique"]);
+    assert_eq!(
+        Lsp::labels(&lsp.completion(&file, l, c)),
+        ["index", "unique"]
+    );
     let (l, c) = pos(&text, "DB:: }", 4);
-    assert_eq!(Lsp::labels(&lsp.completion(&file, l, c)), Vec::<String>::new());
+    assert_eq!(
+        Lsp::labels(&lsp.completion(&file, l, c)),
+        Vec::<String>::new()
+    );
     // Argument values stay.
     let (l, c) = pos(&text, "rafts", 0);
     assert_eq!(
