@@ -1760,3 +1760,85 @@ fn beside_the_real_rust_analyzer_each_completion_and_diagnostic_appears_once() {
     alone.shutdown();
     ra.shutdown();
 }
+
+/// `--check` runs `cargo metadata` again only when a manifest or `Cargo.lock` changed: after an
+/// edit of a source file it re-reads that file's package from the snapshot, and still sees
+/// what the edit changed. Real cargo behind a logging wrapper (`$CARGO`, which the index runs).
+#[test]
+fn check_runs_cargo_metadata_again_only_after_a_manifest_or_lockfile_change() {
+    let (dir, fx) = fixtures();
+    let root = fx.join("good");
+    let target = dir.path().join("target-metadata");
+    let log = dir.path().join("cargo.log");
+    let wrapper = dir.path().join("cargo-wrapper");
+    let real = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{real}' \"$@\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let mut perms = std::fs::metadata(&wrapper).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&wrapper, perms).unwrap();
+    let runs = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("metadata"))
+            .count()
+    };
+    let check = || check_env(&root, &target, &["--check", "."], &[("CARGO", &wrapper)]);
+
+    let (code, cold, _) = check();
+    assert_eq!(code, 0, "{cold}");
+    let cold_runs = runs();
+    assert!(cold_runs >= 1, "the cold check runs cargo metadata");
+    let (code, _, _) = check();
+    assert_eq!((code, runs()), (0, cold_runs), "nothing changed: no cargo");
+
+    // A source edit the index must see: an alias of a cell nobody provides (CELL0001).
+    let lib = root.join("src/lib.rs");
+    let text = std::fs::read_to_string(&lib).unwrap();
+    std::fs::write(
+        &lib,
+        format!("{text}\ncell_remote!(Nope = \"no-such-cell\");\n"),
+    )
+    .unwrap();
+    let (code, out, _) = check();
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("CELL0001"), "{out}");
+    assert_eq!(
+        runs(),
+        cold_runs,
+        "a source edit re-reads the file, not the graph"
+    );
+    std::fs::write(&lib, &text).unwrap();
+    let (code, out, _) = check();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(runs(), cold_runs);
+
+    // A manifest or lockfile edit: cargo again.
+    let manifest = root.join("Cargo.toml");
+    let original = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, format!("{original}\n# edited\n")).unwrap();
+    let (code, _, _) = check();
+    assert_eq!(code, 0);
+    let after_manifest = runs();
+    assert!(
+        after_manifest > cold_runs,
+        "a manifest edit runs cargo metadata"
+    );
+    let lock = root.join("Cargo.lock");
+    let locked = std::fs::read_to_string(&lock).unwrap();
+    std::fs::write(&lock, format!("{locked}\n")).unwrap();
+    let (code, _, _) = check();
+    assert_eq!(code, 0);
+    assert!(
+        runs() > after_manifest,
+        "a lockfile edit runs cargo metadata"
+    );
+    std::fs::write(&manifest, original).unwrap();
+}
