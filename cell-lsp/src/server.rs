@@ -381,6 +381,7 @@ impl LanguageServer for Backend {
                         let e = idx.offset(r.end.line, r.end.character).max(s);
                         doc.text.replace_range(s..e, &change.text);
                         doc.tree = doc.tree.edit(s, e, &change.text, &doc.text);
+                        tracing::trace!(relexed = doc.tree.relexed(), "edit reparsed");
                     }
                 }
             }

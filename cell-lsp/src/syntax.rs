@@ -19,6 +19,9 @@ pub(crate) struct Tree {
     /// rust-analyzer's parse, while `green` came from it (its incremental reparse needs one; it
     /// cannot be rebuilt from a green tree).
     parse: Option<Parse<SourceFile>>,
+    /// How many bytes of text the parser read to make this tree from the previous one (the
+    /// whole text for a full parse): what "the reparse stays local" means, measurably.
+    relexed: usize,
 }
 
 /// How many times a window that does not parse alone is widened by one item.
@@ -42,10 +45,17 @@ impl Tree {
     }
 
     fn from_parse(parse: Parse<SourceFile>) -> Tree {
+        let green = parse.syntax_node().green().to_owned();
         Tree {
-            green: parse.syntax_node().green().to_owned(),
+            relexed: usize::from(green.text_len()),
+            green,
             parse: Some(parse),
         }
+    }
+
+    /// Bytes the parser read to make this tree (see the field).
+    pub(crate) fn relexed(&self) -> usize {
+        self.relexed
     }
 
     /// The tree after replacing bytes `start..end` of the old text by `insert`; `new_text` is
@@ -69,7 +79,14 @@ impl Tree {
             };
         }
         // An edit that breaks its item (`use` → `xuse`) often parses cleanly together with the
-        // next item or two: widen the window a few times before parsing everything.
+        // next item or two: widen the window a few times before parsing everything. First from
+        // the edit itself when only blank space lies between it and a complete item (a
+        // keystroke in a run of blank lines: the run before it is kept, never re-read).
+        for extra in 0..WIDENINGS {
+            if let Some(tree) = self.edit_after_blank(start, end, insert, extra) {
+                return tree;
+            }
+        }
         for extra in 0..WIDENINGS {
             let Some(window) = Window::around(&self.green, start, end, extra) else {
                 break;
@@ -87,7 +104,11 @@ impl Tree {
                 break;
             }
             if let Some(green) = window.reparse(&self.green, start, end, insert) {
-                return Tree { green, parse: None };
+                return Tree {
+                    green,
+                    parse: None,
+                    relexed: window.range.1 - window.range.0 - (end - start) + insert.len(),
+                };
             }
             if !window.bounded {
                 break;
@@ -95,6 +116,158 @@ impl Tree {
         }
         Tree::new(new_text)
     }
+}
+
+impl Tree {
+    /// The edit reparsed from a window that starts inside (or right after) a top-level run of
+    /// whitespace which follows a complete item: the run's part before the window is kept as it
+    /// is (one whitespace token again when the window's text starts with whitespace), so a
+    /// keystroke in 20,000 blank lines reads only from the keystroke to the next item(s).
+    /// `None` when the edit is not in such a place or the window does not parse alone.
+    fn edit_after_blank(
+        &self,
+        start: usize,
+        end: usize,
+        insert: &str,
+        extra: usize,
+    ) -> Option<Tree> {
+        use SyntaxKind::{COMMENT, WHITESPACE};
+        let children = top_level(&self.green);
+        // The whitespace run `w` and where the window starts: inside it (split at the edit),
+        // or at the child right after it.
+        let c = children
+            .iter()
+            .position(|(r, _, _)| r.0 <= start && start < r.1)?;
+        let (w, window_start) = if children[c].2 == WHITESPACE && children[c].0.0 < start {
+            (c, start)
+        } else if c > 0 && children[c - 1].2 == WHITESPACE {
+            (c - 1, children[c].0.0)
+        } else {
+            return None;
+        };
+        // Right before the run: a complete item (the parser starts afresh after it), or the
+        // file's start. Not a comment: one that the window's first item would take as its own
+        // (no blank line left between them) would be outside the window.
+        if w > 0 && !(children[w - 1].1 && complete_item(&self.green, &children, w - 1)) {
+            return None;
+        }
+        let last = (w + 1..children.len())
+            .filter(|&i| children[i].1 && children[i].0.1 > end)
+            .nth(extra)?;
+        let clean_after = children[last + 1..]
+            .iter()
+            .find(|(_, _, kind)| !matches!(kind, WHITESPACE | COMMENT))
+            .is_none_or(|(_, item, _)| *item);
+        let window_end = children[last].0.1;
+        if !clean_after || end > window_end || window_end - window_start > WINDOW_LIMIT {
+            return None;
+        }
+        let old = SyntaxNode::new_root(self.green.clone()).text().to_string();
+        let mut text = old.get(window_start..window_end)?.to_owned();
+        text.replace_range(start - window_start..end - window_start, insert);
+        if text.starts_with("#!") {
+            return None;
+        }
+        let parsed = SourceFile::parse(&text, Edition::CURRENT).syntax_node();
+        if !parses_alone(&parsed, true) {
+            return None;
+        }
+        // The run's kept part, merged with the window's leading whitespace (one token, as the
+        // lexer makes it).
+        let mut kept = old.get(children[w].0.0..window_start)?.to_owned();
+        let mut new_children: Vec<_> = parsed.green().children().map(|c| c.to_owned()).collect();
+        if let Some(ra_ap_syntax::NodeOrToken::Token(t)) = new_children.first()
+            && SyntaxKind::from(t.kind().0) == WHITESPACE
+        {
+            kept.push_str(t.text());
+            new_children.remove(0);
+        }
+        let ws = rowan::GreenToken::new(rowan::SyntaxKind(WHITESPACE as u16), &kept);
+        let green = self.green.splice_children(
+            w..=last,
+            std::iter::once(rowan::NodeOrToken::Token(ws)).chain(new_children),
+        );
+        (usize::from(green.text_len())
+            == usize::from(self.green.text_len()) - (end - start) + insert.len())
+        .then_some(Tree {
+            green,
+            parse: None,
+            relexed: text.len(),
+        })
+    }
+}
+
+/// (byte range, is an item, kind) of each top-level child.
+fn top_level(root: &GreenNode) -> Vec<((usize, usize), bool, SyntaxKind)> {
+    let mut offset = 0;
+    root.children()
+        .map(|c| {
+            let len = usize::from(c.text_len());
+            let range = (offset, offset + len);
+            offset += len;
+            let kind = SyntaxKind::from(c.kind().0);
+            (range, c.as_node().is_some() && is_item_kind(kind), kind)
+        })
+        .collect()
+}
+
+/// Whether top-level child `i` is an item closed by `}` or `;` (not a `const`/`static` whose
+/// `}` may be followed by more of its expression).
+fn complete_item(
+    root: &GreenNode,
+    children: &[((usize, usize), bool, SyntaxKind)],
+    i: usize,
+) -> bool {
+    let mut node = root.children().nth(i).and_then(|c| c.into_node());
+    let mut last = None;
+    while let Some(n) = node {
+        match n.children().last() {
+            Some(ra_ap_syntax::NodeOrToken::Node(child)) => node = Some(child),
+            Some(ra_ap_syntax::NodeOrToken::Token(t)) => {
+                last = Some(SyntaxKind::from(t.kind().0));
+                node = None;
+            }
+            None => node = None,
+        }
+    }
+    match last {
+        Some(SyntaxKind::SEMICOLON) => true,
+        Some(SyntaxKind::R_CURLY) => {
+            !matches!(children[i].2, SyntaxKind::CONST | SyntaxKind::STATIC)
+        }
+        _ => false,
+    }
+}
+
+/// The checks a window's parse must pass to stand for the same text in the file (see
+/// [`Window::reparse`]): not at the file's start, it holds no shebang or inner attribute;
+/// `bounded`, it ends with a complete item and leaves nothing open.
+fn parses_alone(parsed: &SyntaxNode, bounded: bool) -> bool {
+    if parsed.children_with_tokens().any(|c| {
+        matches!(c.kind(), SyntaxKind::SHEBANG | SyntaxKind::ATTR)
+            || (c.kind() == SyntaxKind::ERROR
+                && c.as_node()
+                    .is_some_and(|n| n.children().any(|n| n.kind() == SyntaxKind::ATTR)))
+    }) {
+        return false;
+    }
+    if !bounded {
+        return true;
+    }
+    let Some(last) = parsed.children_with_tokens().last() else {
+        return false;
+    };
+    let Some(node) = last.as_node() else {
+        return false;
+    };
+    let Some(closing) = node.last_token().map(|t| t.kind()) else {
+        return false;
+    };
+    is_item_kind(node.kind())
+        && matches!(closing, SyntaxKind::R_CURLY | SyntaxKind::SEMICOLON)
+        && !(closing == SyntaxKind::R_CURLY
+            && matches!(node.kind(), SyntaxKind::CONST | SyntaxKind::STATIC))
+        && closed(parsed)
 }
 
 /// An item the top-level parser starts and ends by itself (not an error node, nor an attribute
@@ -1876,6 +2049,77 @@ mod edit_tests {
             0,
             "#![x]\n",
         );
+    }
+
+    /// A keystroke in a run of 20,000 blank lines (and deleting it again, and a newline) is
+    /// reparsed from the keystroke to the next item: the 3,000 lines before the run and the run
+    /// before the keystroke are not read again. Structural, not timed (the benchmark times it).
+    #[test]
+    fn a_keystroke_in_blank_lines_reparses_from_the_keystroke_to_the_next_item() {
+        let mut text = String::new();
+        for i in 0..1000 {
+            text.push_str(&format!("/// Doc.\nfn f{i}() {{\n    let x = {i};\n}}\n"));
+        }
+        let run_start = text.len();
+        text.push_str(&"\n".repeat(20_000));
+        text.push_str("fn last() {}\n");
+        let at = run_start + 10_000;
+        let mut tree = Tree::new(&text);
+        for (insert, del) in [("x", 0), ("", 1), ("\n", 0), ("", 1), ("fn g() {}", 0)] {
+            text.replace_range(at..at + del, insert);
+            tree = tree.edit(at, at + del, insert, &text);
+            assert_same(&tree, &text, &format!("{insert:?} (-{del})"));
+            assert!(
+                tree.relexed() <= 10_000 + 64,
+                "{insert:?} (-{del}): {} bytes re-read of {}",
+                tree.relexed(),
+                text.len()
+            );
+        }
+    }
+
+    #[test]
+    fn edits_in_blank_runs_after_items_and_comments_match_a_full_parse() {
+        let inits = [
+            "fn a() {}\n\n\n\nfn b() {}\n\n\nfn c() {}\n",
+            "// c\n\n\nfn a() {}\n",
+            "fn a() {}\n// c\n\n   \n/// d\nfn b() {}\n\nfn c() {}\n",
+            "const C: u8 = {1}\n\n\n\nfn b() {}\nfn c() {}\n",
+            "\n\n\n#[x]\n\n\nfn b() {}\nfn c() {}\n",
+        ];
+        let snippets = [
+            "x",
+            "\n",
+            " ",
+            "",
+            "#!",
+            "#![a]",
+            "//",
+            "/* ",
+            "}",
+            "{",
+            "fn g() {}",
+            "\"",
+            "/",
+            "*",
+            "as u8;",
+            ".f()",
+            "#[y]",
+        ];
+        for init in inits {
+            let tree = Tree::new(init);
+            for at in 0..=init.len() {
+                for del in 0..3 {
+                    let e = (at + del).min(init.len());
+                    for sn in snippets {
+                        let mut new = init.to_owned();
+                        new.replace_range(at..e, sn);
+                        let kept = tree.edit(at, e, sn, &new);
+                        assert_same(&kept, &new, &format!("{sn:?} at {at}..{e} in {init:?}"));
+                    }
+                }
+            }
+        }
     }
 
     #[test]
