@@ -162,8 +162,16 @@ impl Tree {
         if !clean_after || end > window_end || window_end - window_start > WINDOW_LIMIT {
             return None;
         }
-        let old = SyntaxNode::new_root(self.green.clone()).text().to_string();
-        let mut text = old.get(window_start..window_end)?.to_owned();
+        // The old text of the run and the window (not of the whole buffer).
+        let mut old = String::with_capacity(window_end - children[w].0.0);
+        for child in self.green.children().skip(w).take(last + 1 - w) {
+            match child {
+                ra_ap_syntax::NodeOrToken::Node(n) => old.push_str(&n.to_string()),
+                ra_ap_syntax::NodeOrToken::Token(t) => old.push_str(t.text()),
+            }
+        }
+        let base = children[w].0.0;
+        let mut text = old.get(window_start - base..)?.to_owned();
         text.replace_range(start - window_start..end - window_start, insert);
         if text.starts_with("#!") {
             return None;
@@ -174,7 +182,7 @@ impl Tree {
         }
         // The run's kept part, merged with the window's leading whitespace (one token, as the
         // lexer makes it).
-        let mut kept = old.get(children[w].0.0..window_start)?.to_owned();
+        let mut kept = old.get(..window_start - base)?.to_owned();
         let mut new_children: Vec<_> = parsed.green().children().map(|c| c.to_owned()).collect();
         if let Some(ra_ap_syntax::NodeOrToken::Token(t)) = new_children.first()
             && SyntaxKind::from(t.kind().0) == WHITESPACE
