@@ -1137,29 +1137,6 @@ fn unknown_cell_offers_to_add_the_dependency_to_cargo_toml() {
 }
 
 #[test]
-fn raw_and_escaped_string_values_are_read_not_rejected() {
-    let text = "cell_sdk::cell_remote!(DB = \"kvstore\");\n\
-        #[DB::persist(table = r\"users\", replicate = r#\"raft\"#)]\npub struct A;\n\
-        #[DB::persist(table = \"u\\\"s\", replicate = \"r\\x61ft\", durability = \"s\\u{79}nc\")]\npub struct B;\n\
-        #[DB::persist(table = b\"users\", replicate = r##\"gossip\"##)]\npub struct C;\n\
-        #[DB::persist(replicate = r\"rafts\")]\npub struct D;\n";
-    let Session { _dir, mut lsp, .. } = session("typos", "src/lib.rs", Some(text));
-    let diags = lsp.diagnostics();
-    // Only the raw string whose value is wrong; a byte string may or may not be accepted by the
-    // macro: nothing said.
-    assert_eq!(
-        summary(&diags),
-        [(
-            json!("CELL0014"),
-            7,
-            "invalid value r\"rafts\" for `replicate`: expected \"local\" | \"gossip\" | \"raft\""
-                .to_owned()
-        )]
-    );
-    lsp.shutdown();
-}
-
-#[test]
 fn check_on_this_repository_reports_nothing_false() {
     // Every `cell_remote!` consumer of this repository (examples, integration tests) is valid
     // code that compiles: --check must find no problem in it.
@@ -1276,30 +1253,6 @@ fn helper_arguments_are_checked_against_their_declared_schema() {
     let md = hover_md(&mut lsp, &file, pos(&text, "length(min", 2));
     assert!(md.contains("helper attribute of `#[Val::schema]`"), "{md}");
     assert!(md.contains("- `min`: int?"), "{md}");
-    lsp.shutdown();
-}
-
-#[test]
-fn a_helper_declared_by_two_parents_is_checked_against_the_parents_its_struct_carries() {
-    let Session { _dir, mut lsp, .. } = session("helper-parents", "src/lib.rs", None);
-    let diags = lsp.diagnostics();
-    // `order` is valid under `form` (first and third structs), not under `schema` alone; a
-    // field of a struct with neither parent is CELL0011 naming both.
-    assert_eq!(
-        summary(&diags),
-        [
-            (
-                json!("CELL0014"),
-                11,
-                "`#[F::label]` has no argument `order`".to_owned()
-            ),
-            (
-                json!("CELL0011"),
-                23,
-                "`#[F::label]` is a helper of `#[F::schema]` or `#[F::form]` and only works on a field of a struct marked with it".to_owned()
-            ),
-        ]
-    );
     lsp.shutdown();
 }
 

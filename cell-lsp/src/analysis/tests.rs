@@ -526,3 +526,40 @@ fn beside_rust_analyzer_hover_stays_on_attributes_only() {
         "#]],
     );
 }
+
+/// The fixture `ws`'s `src/lib.rs` as it is on disk (the index's own problems count then).
+fn lib_text(ws: &str) -> String {
+    std::fs::read_to_string(fixtures().1.join(ws).join("src/lib.rs")).unwrap()
+}
+
+/// Raw and escaped string values are read as the macro reads them: only the raw string whose
+/// value is wrong is reported; a byte string may or may not be accepted by the macro, so
+/// nothing is said about it. (Was a stdio test; the protocol adds nothing here.)
+#[test]
+fn raw_and_escaped_string_values_are_read_not_rejected() {
+    check_diagnostics(
+        "typos",
+        "cell_sdk::cell_remote!(DB = \"kvstore\");\n\
+         #[DB::persist(table = r\"users\", replicate = r#\"raft\"#)]\npub struct A;\n\
+         #[DB::persist(table = \"u\\\"s\", replicate = \"r\\x61ft\", durability = \"s\\u{79}nc\")]\npub struct B;\n\
+         #[DB::persist(table = b\"users\", replicate = r##\"gossip\"##)]\npub struct C;\n\
+         #[DB::persist(replicate = r\"rafts\")]\npub struct D;\n",
+        expect![[
+            r#"8:27 CELL0014: invalid value r"rafts" for `replicate`: expected "local" | "gossip" | "raft""#
+        ]],
+    );
+}
+
+/// `order` is valid under `form` (first and third structs), not under `schema` alone; a field
+/// of a struct with neither parent is CELL0011 naming both. (Was a stdio test.)
+#[test]
+fn a_helper_declared_by_two_parents_is_checked_against_the_parents_its_struct_carries() {
+    check_diagnostics(
+        "helper-parents",
+        &lib_text("helper-parents"),
+        expect![[r#"
+        12:28 CELL0014: `#[F::label]` has no argument `order`
+            help: arguments: text
+        24:10 CELL0011: `#[F::label]` is a helper of `#[F::schema]` or `#[F::form]` and only works on a field of a struct marked with it"#]],
+    );
+}
