@@ -1327,8 +1327,11 @@ fn closes_at_end(written: &str) -> bool {
                 Some(next) => i = next,
                 None => return false,
             },
+            // `r"…"`, `r#"…"#`, also `br"…"`: no escapes inside.
             b'r' if matches!(b.get(i + 1), Some(b'"' | b'#'))
-                && (i == 0 || !is_ident_byte(b[i - 1])) =>
+                && (i == 0
+                    || !is_ident_byte(b[i - 1])
+                    || (b[i - 1] == b'b' && (i < 2 || !is_ident_byte(b[i - 2])))) =>
             {
                 let hashes = b[i + 1..].iter().take_while(|&&c| c == b'#').count();
                 if b.get(i + 1 + hashes) != Some(&b'"') {
@@ -2231,6 +2234,65 @@ mod edit_tests {
                     }
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod extent_tests {
+    //! Which attributes are closed, and where an open one ends.
+    use super::*;
+
+    #[test]
+    fn closed_attributes_with_literals_and_comments_are_closed() {
+        for text in [
+            "#[DB::persist]",
+            "#[DB::persist(table = \"a)]\")]",
+            "#[DB::persist(table = r#\"a\")]\"#)]",
+            "#[DB::persist(table = br\"a\\\")]",
+            "#[DB::p(c = ']', d = '\\'', e = 'a)]",
+            "#[DB::p(/* ) */ x = 1, // )\n y = 2)]",
+            "#[DB::p(\n    a = \"x\",\n    b = [1, 2],\n)]",
+        ] {
+            assert!(closes_at_end(text), "{text}");
+        }
+        for text in [
+            "#[DB::persist(",
+            "#[DB::persist(table = \"u)]",
+            "#[DB::persist(table = r#\"u\")]",
+            "#[DB::p(x = (1]",
+            "#[DB::p] extra",
+        ] {
+            assert!(!closes_at_end(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn an_open_attribute_ends_before_the_first_line_that_reads_as_code() {
+        let text =
+            "#[DB::persist(\n    table = \"u\",\n    replicate = \"raft\"\n    id: u64,\n}\n";
+        let p = Parsed::new(text);
+        let u = p.attr_uses();
+        assert_eq!(u.len(), 1, "{u:?}");
+        assert!(!u[0].closed);
+        assert_eq!(
+            &text[u[0].range.0..u[0].range.1],
+            "#[DB::persist(\n    table = \"u\",\n    replicate = \"raft\""
+        );
+        for line in [
+            "pub struct U;",
+            "#[x]",
+            "// c",
+            "}",
+            "fn f() {}",
+            "m!(x);",
+            "let x = 1;",
+            "id: u64,",
+        ] {
+            assert!(reads_as_code(line), "{line}");
+        }
+        for line in ["table = \"u\",", "\"x\"", "1..=2,", "a::b", ")]", ""] {
+            assert!(!reads_as_code(line), "{line}");
         }
     }
 }
