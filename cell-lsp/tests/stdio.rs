@@ -1628,6 +1628,17 @@ fn beside_the_real_rust_analyzer_each_completion_and_diagnostic_appears_once() {
             break;
         }
     }
+    // Quiescent can come before the provider's macros are loaded on a slow machine: wait (up
+    // to two minutes) until rust-analyzer completes the macro after `#[Val::`.
+    let (l, c) = pos(text, "#[Val::schema]", 7);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !Lsp::labels(&ra.completion(&file, l, c)).contains(&"schema".to_owned()) {
+        assert!(
+            Instant::now() < deadline,
+            "rust-analyzer never resolved `Val::schema`"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let target_lsp = dir.path().join("cell-target");
     let mut beside = Lsp::start_full(
         &root,
