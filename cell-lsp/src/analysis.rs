@@ -32,6 +32,23 @@ use diagnostics::export_kind;
 pub(crate) use diagnostics::{Diag, diagnostics, from_problem};
 pub(crate) use hover::hover;
 
+/// Who else answers in the editor. Alone, cell-lsp offers and reports everything it knows.
+/// Beside rust-analyzer (the client says so in `initializationOptions.rustAnalyzer`), it leaves
+/// out what rust-analyzer gives by itself, so that each item appears once: the names that
+/// resolve as items of the alias's module (macro names after `#[Alias::`, derives, function
+/// macros and API items after `Alias::`, and hover on those in code), and the argument errors
+/// a provider macro reports in its own expansion (which rust-analyzer shows at the same token).
+/// What only cell-lsp knows stays: argument names and values, helpers that are not items,
+/// hover on attribute macros and helpers, unknown helpers and macros, cell names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Companion {
+    /// No other server: everything.
+    #[default]
+    Alone,
+    /// rust-analyzer runs beside cell-lsp on the same files.
+    RustAnalyzer,
+}
+
 /// An alias usable in a file and what it resolves to.
 pub(crate) struct AliasInfo<'a> {
     pub(crate) name: String,

@@ -182,7 +182,13 @@ fn collect(index: &Index) -> (Vec<Finding>, Vec<String>) {
                 }
                 diags.push(Diag::error(None, format!("syntax error: {message}"), range));
             }
-            diags.extend(analysis::diagnostics(index, &file, &parsed, &text));
+            diags.extend(analysis::diagnostics(
+                index,
+                &file,
+                &parsed,
+                &text,
+                analysis::Companion::Alone,
+            ));
             diags.sort_by_key(|d| d.range.0);
             for diag in diags {
                 findings.push(Finding {

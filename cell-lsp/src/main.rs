@@ -4,7 +4,8 @@
 //!   `#[Alias::`, arguments, helpers and cell names; hover; go to definition; diagnostics).
 //! - `cell-lsp --check [PATH] [--message-format human|json]`: the same diagnostics over a
 //!   workspace, for CI (exit 0 clean, 1 errors, 2 usage/I/O error).
-//! - `cell-lsp index [PATH] [--json] [--watch]`: print the index.
+//! - `cell-lsp index [PATH] [--json [--full]] [--watch]`: print the index (`--json`: a
+//!   summary; `--full`: the whole index).
 //!
 //! Design: every feature is computed from `cell-macro-index` (in-process, warm-started from its
 //! snapshot) and a parse of the buffer with `ra_ap_syntax`, confined to `syntax.rs`.
@@ -47,9 +48,14 @@ enum Command {
     Index {
         /// The workspace (directory or Cargo.toml); default: the current directory.
         path: Option<PathBuf>,
-        /// Print the whole index as JSON.
+        /// Print a JSON summary: status, providers (exports, API), consumers' aliases and
+        /// problems — proportionate to what uses Cell, not to the dependency graph.
         #[arg(long)]
         json: bool,
+        /// With `--json`: print the whole index instead (every package of the dependency
+        /// graph, parse problems, globs, input stamps: the snapshot's contents).
+        #[arg(long, requires = "json")]
+        full: bool,
         /// Keep watching and print the index again after every change.
         #[arg(long)]
         watch: bool,
@@ -76,8 +82,19 @@ fn main() -> ExitCode {
             }
         };
     }
-    if let Some(Command::Index { path, json, watch }) = cli.command {
-        return match index_command(path.unwrap_or_else(|| PathBuf::from(".")), json, watch) {
+    if let Some(Command::Index {
+        path,
+        json,
+        full,
+        watch,
+    }) = cli.command
+    {
+        let format = match (json, full) {
+            (false, _) => IndexFormat::Text,
+            (true, false) => IndexFormat::Summary,
+            (true, true) => IndexFormat::Full,
+        };
+        return match index_command(path.unwrap_or_else(|| PathBuf::from(".")), format, watch) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -125,7 +142,18 @@ fn init_logging() {
         .init();
 }
 
-fn index_command(path: PathBuf, json: bool, watch: bool) -> anyhow::Result<()> {
+/// How `index` prints the index.
+#[derive(Clone, Copy)]
+enum IndexFormat {
+    /// Lines for a human.
+    Text,
+    /// `--json`: [`summary`].
+    Summary,
+    /// `--json --full`: the whole serialized index.
+    Full,
+}
+
+fn index_command(path: PathBuf, json: IndexFormat, watch: bool) -> anyhow::Result<()> {
     let manifest = if path.is_dir() {
         path.join("Cargo.toml")
     } else {
@@ -160,10 +188,17 @@ fn index_command(path: PathBuf, json: bool, watch: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_index(index: &cell_macro_index::Index, json: bool) -> anyhow::Result<()> {
-    if json {
-        println!("{}", serde_json::to_string(index)?);
-        return Ok(());
+fn print_index(index: &cell_macro_index::Index, format: IndexFormat) -> anyhow::Result<()> {
+    match format {
+        IndexFormat::Full => {
+            println!("{}", serde_json::to_string(index)?);
+            return Ok(());
+        }
+        IndexFormat::Summary => {
+            println!("{}", serde_json::to_string(&summary(index))?);
+            return Ok(());
+        }
+        IndexFormat::Text => {}
     }
     println!(
         "{} packages, {} providers",
@@ -214,4 +249,57 @@ fn print_index(index: &cell_macro_index::Index, json: bool) -> anyhow::Result<()
         }
     }
     Ok(())
+}
+
+/// `index --json`: what a tool or a person asks the index about — its status, the providers
+/// with their exports and API, the consumers' aliases and what they resolve to, the problems —
+/// and not the dependency graph's every package, the globs or the input stamps (the full dump,
+/// `--full`, is mostly those: 183 KB for a three-crate workspace). Its size grows with what
+/// uses Cell, not with the dependencies.
+fn summary(index: &cell_macro_index::Index) -> serde_json::Value {
+    use serde_json::json;
+    let span = |s: &cell_macro_index::Span| json!({ "file": s.file, "line": s.line, "col": s.col });
+    json!({
+        "workspace_root": index.workspace_root,
+        "status": match index.status.reason() {
+            Some(reason) => json!({ "degraded": reason.trim_end() }),
+            None => json!("complete"),
+        },
+        "members": index.members.len(),
+        "packages": index.packages.len(),
+        "providers": index.providers.iter().map(|p| json!({
+            "cell": p.cell,
+            "package": p.package,
+            "version": p.version,
+            "source": p.source,
+            "manifest_path": p.manifest_path,
+            "exports": p.exports.iter().map(|e| json!({
+                "kind": e.kind.keyword(),
+                "name": e.name,
+                "helpers": e.helpers,
+                "args": e.args.iter().filter_map(|a| a.name.as_deref()).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "api": p.api,
+        })).collect::<Vec<_>>(),
+        "consumers": index.consumers.iter().filter(|c| !c.aliases.is_empty()).map(|c| json!({
+            "package": c.package,
+            "aliases": c.aliases.iter().map(|a| json!({
+                "name": a.name,
+                "cell": a.cell,
+                "version": a.version,
+                "at": span(&a.span),
+                "resolved": a.resolved.as_ref().map(|r| json!({
+                    "package": r.package,
+                    "version": r.version,
+                    "extern_crate": r.extern_crate,
+                })),
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "problems": index.problems.iter().map(|p| json!({
+            "code": p.code.as_str(),
+            "severity": p.severity,
+            "message": p.message,
+            "at": p.span.as_ref().map(span),
+        })).collect::<Vec<_>>(),
+    })
 }

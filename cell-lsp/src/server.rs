@@ -42,6 +42,8 @@ struct State {
     /// The degraded reason last shown to the user (`None`: complete, or nothing shown yet), so
     /// a degraded index is announced once, and again only when its reason changes.
     shown_status: Mutex<Option<String>>,
+    /// Who else answers in this editor (`initializationOptions.rustAnalyzer`).
+    companion: Mutex<analysis::Companion>,
 }
 
 struct Backend {
@@ -58,6 +60,7 @@ pub(crate) async fn run_stdio() -> u8 {
         options: Mutex::new(None),
         watcher: Mutex::new(None),
         shown_status: Mutex::new(None),
+        companion: Mutex::new(analysis::Companion::Alone),
     });
     let (service, socket) = LspService::new(|client| Backend { client, state });
     let ending = crate::transport::serve(
@@ -89,6 +92,23 @@ fn range_in(idx: &LineIndex<'_>, (s, e): (usize, usize)) -> Range {
     let (sl, sc) = idx.position(s);
     let (el, ec) = idx.position(e);
     Range::new(Position::new(sl, sc), Position::new(el, ec))
+}
+
+/// `initializationOptions.rustAnalyzer: true` (the VS Code extension sets it when the
+/// rust-analyzer extension is active): leave out what rust-analyzer gives by itself. Anything
+/// else, a missing option included, means alone.
+fn companion_of(params: &InitializeParams) -> analysis::Companion {
+    let beside = params
+        .initialization_options
+        .as_ref()
+        .and_then(|o| o.get("rustAnalyzer"))
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    if beside {
+        analysis::Companion::RustAnalyzer
+    } else {
+        analysis::Companion::Alone
+    }
 }
 
 fn root_of(params: &InitializeParams) -> Option<PathBuf> {
@@ -166,9 +186,10 @@ impl Backend {
 
     async fn publish(&self, uri: Uri) {
         let version = lock(&self.state.docs).get(&uri).map(|d| d.version);
+        let companion = *lock(&self.state.companion);
         let diags = self
             .with_doc(&uri, |index, path, text, parsed| {
-                analysis::diagnostics(index, path, parsed, text)
+                analysis::diagnostics(index, path, parsed, text, companion)
                     .into_iter()
                     .map(|d| to_lsp_diag(&uri, text, d))
                     .collect::<Vec<_>>()
@@ -271,6 +292,7 @@ struct FixData {
 
 impl LanguageServer for Backend {
     async fn initialize(&self, params: InitializeParams) -> Result<InitializeResult> {
+        *lock(&self.state.companion) = companion_of(&params);
         if let Some(root) = root_of(&params) {
             let manifest = root.join("Cargo.toml");
             if manifest.exists() {
@@ -359,6 +381,7 @@ impl LanguageServer for Backend {
                         let e = idx.offset(r.end.line, r.end.character).max(s);
                         doc.text.replace_range(s..e, &change.text);
                         doc.tree = doc.tree.edit(s, e, &change.text, &doc.text);
+                        tracing::trace!(relexed = doc.tree.relexed(), "edit reparsed");
                     }
                 }
             }
@@ -409,10 +432,11 @@ impl LanguageServer for Backend {
     async fn completion(&self, params: CompletionParams) -> Result<Option<CompletionResponse>> {
         let uri = params.text_document_position.text_document.uri;
         let pos = params.text_document_position.position;
+        let companion = *lock(&self.state.companion);
         let items = self.with_doc(&uri, |index, path, text, parsed| {
             let lines = LineIndex::new(text);
             let offset = lines.offset(pos.line, pos.character);
-            analysis::complete(index, path, parsed, offset)
+            analysis::complete(index, path, parsed, offset, companion)
                 .into_iter()
                 .enumerate()
                 .map(|(i, item)| CompletionItem {
@@ -448,11 +472,12 @@ impl LanguageServer for Backend {
     async fn hover(&self, params: HoverParams) -> Result<Option<Hover>> {
         let uri = params.text_document_position_params.text_document.uri;
         let pos = params.text_document_position_params.position;
+        let companion = *lock(&self.state.companion);
         Ok(self
             .with_doc(&uri, |index, path, text, parsed| {
                 let lines = LineIndex::new(text);
                 let offset = lines.offset(pos.line, pos.character);
-                analysis::hover(index, path, parsed, offset).map(|(md, range)| Hover {
+                analysis::hover(index, path, parsed, offset, companion).map(|(md, range)| Hover {
                     contents: HoverContents::Markup(MarkupContent {
                         kind: MarkupKind::Markdown,
                         value: md,

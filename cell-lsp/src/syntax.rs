@@ -19,6 +19,9 @@ pub(crate) struct Tree {
     /// rust-analyzer's parse, while `green` came from it (its incremental reparse needs one; it
     /// cannot be rebuilt from a green tree).
     parse: Option<Parse<SourceFile>>,
+    /// How many bytes of text the parser read to make this tree from the previous one (the
+    /// whole text for a full parse): what "the reparse stays local" means, measurably.
+    relexed: usize,
 }
 
 /// How many times a window that does not parse alone is widened by one item.
@@ -42,10 +45,17 @@ impl Tree {
     }
 
     fn from_parse(parse: Parse<SourceFile>) -> Tree {
+        let green = parse.syntax_node().green().to_owned();
         Tree {
-            green: parse.syntax_node().green().to_owned(),
+            relexed: usize::from(green.text_len()),
+            green,
             parse: Some(parse),
         }
+    }
+
+    /// Bytes the parser read to make this tree (see the field).
+    pub(crate) fn relexed(&self) -> usize {
+        self.relexed
     }
 
     /// The tree after replacing bytes `start..end` of the old text by `insert`; `new_text` is
@@ -69,7 +79,14 @@ impl Tree {
             };
         }
         // An edit that breaks its item (`use` → `xuse`) often parses cleanly together with the
-        // next item or two: widen the window a few times before parsing everything.
+        // next item or two: widen the window a few times before parsing everything. First from
+        // the edit itself when only blank space lies between it and a complete item (a
+        // keystroke in a run of blank lines: the run before it is kept, never re-read).
+        for extra in 0..WIDENINGS {
+            if let Some(tree) = self.edit_after_blank(start, end, insert, extra) {
+                return tree;
+            }
+        }
         for extra in 0..WIDENINGS {
             let Some(window) = Window::around(&self.green, start, end, extra) else {
                 break;
@@ -87,7 +104,11 @@ impl Tree {
                 break;
             }
             if let Some(green) = window.reparse(&self.green, start, end, insert) {
-                return Tree { green, parse: None };
+                return Tree {
+                    green,
+                    parse: None,
+                    relexed: window.range.1 - window.range.0 - (end - start) + insert.len(),
+                };
             }
             if !window.bounded {
                 break;
@@ -95,6 +116,166 @@ impl Tree {
         }
         Tree::new(new_text)
     }
+}
+
+impl Tree {
+    /// The edit reparsed from a window that starts inside (or right after) a top-level run of
+    /// whitespace which follows a complete item: the run's part before the window is kept as it
+    /// is (one whitespace token again when the window's text starts with whitespace), so a
+    /// keystroke in 20,000 blank lines reads only from the keystroke to the next item(s).
+    /// `None` when the edit is not in such a place or the window does not parse alone.
+    fn edit_after_blank(
+        &self,
+        start: usize,
+        end: usize,
+        insert: &str,
+        extra: usize,
+    ) -> Option<Tree> {
+        use SyntaxKind::{COMMENT, WHITESPACE};
+        let children = top_level(&self.green);
+        // The whitespace run `w` and where the window starts: inside it (split at the edit),
+        // or at the child right after it.
+        let c = children
+            .iter()
+            .position(|(r, _, _)| r.0 <= start && start < r.1)?;
+        let (w, window_start) = if children[c].2 == WHITESPACE && children[c].0.0 < start {
+            (c, start)
+        } else if c > 0 && children[c - 1].2 == WHITESPACE {
+            (c - 1, children[c].0.0)
+        } else {
+            return None;
+        };
+        // Right before the run: a complete item (the parser starts afresh after it), or the
+        // file's start. Not a comment: one that the window's first item would take as its own
+        // (no blank line left between them) would be outside the window.
+        if w > 0 && !(children[w - 1].1 && complete_item(&self.green, &children, w - 1)) {
+            return None;
+        }
+        let last = (w + 1..children.len())
+            .filter(|&i| children[i].1 && children[i].0.1 > end)
+            .nth(extra)?;
+        let clean_after = children[last + 1..]
+            .iter()
+            .find(|(_, _, kind)| !matches!(kind, WHITESPACE | COMMENT))
+            .is_none_or(|(_, item, _)| *item);
+        let window_end = children[last].0.1;
+        if !clean_after || end > window_end || window_end - window_start > WINDOW_LIMIT {
+            return None;
+        }
+        // The old text of the run and the window (not of the whole buffer).
+        let mut old = String::with_capacity(window_end - children[w].0.0);
+        for child in self.green.children().skip(w).take(last + 1 - w) {
+            match child {
+                ra_ap_syntax::NodeOrToken::Node(n) => old.push_str(&n.to_string()),
+                ra_ap_syntax::NodeOrToken::Token(t) => old.push_str(t.text()),
+            }
+        }
+        let base = children[w].0.0;
+        let mut text = old.get(window_start - base..)?.to_owned();
+        text.replace_range(start - window_start..end - window_start, insert);
+        if text.starts_with("#!") {
+            return None;
+        }
+        let parsed = SourceFile::parse(&text, Edition::CURRENT).syntax_node();
+        if !parses_alone(&parsed, true) {
+            return None;
+        }
+        // The run's kept part, merged with the window's leading whitespace (one token, as the
+        // lexer makes it).
+        let mut kept = old.get(..window_start - base)?.to_owned();
+        let mut new_children: Vec<_> = parsed.green().children().map(|c| c.to_owned()).collect();
+        if let Some(ra_ap_syntax::NodeOrToken::Token(t)) = new_children.first()
+            && SyntaxKind::from(t.kind().0) == WHITESPACE
+        {
+            kept.push_str(t.text());
+            new_children.remove(0);
+        }
+        let ws = rowan::GreenToken::new(rowan::SyntaxKind(WHITESPACE as u16), &kept);
+        let green = self.green.splice_children(
+            w..=last,
+            std::iter::once(rowan::NodeOrToken::Token(ws)).chain(new_children),
+        );
+        (usize::from(green.text_len())
+            == usize::from(self.green.text_len()) - (end - start) + insert.len())
+        .then_some(Tree {
+            green,
+            parse: None,
+            relexed: text.len(),
+        })
+    }
+}
+
+/// (byte range, is an item, kind) of each top-level child.
+fn top_level(root: &GreenNode) -> Vec<((usize, usize), bool, SyntaxKind)> {
+    let mut offset = 0;
+    root.children()
+        .map(|c| {
+            let len = usize::from(c.text_len());
+            let range = (offset, offset + len);
+            offset += len;
+            let kind = SyntaxKind::from(c.kind().0);
+            (range, c.as_node().is_some() && is_item_kind(kind), kind)
+        })
+        .collect()
+}
+
+/// Whether top-level child `i` is an item closed by `}` or `;` (not a `const`/`static` whose
+/// `}` may be followed by more of its expression).
+fn complete_item(
+    root: &GreenNode,
+    children: &[((usize, usize), bool, SyntaxKind)],
+    i: usize,
+) -> bool {
+    let mut node = root.children().nth(i).and_then(|c| c.into_node());
+    let mut last = None;
+    while let Some(n) = node {
+        match n.children().last() {
+            Some(ra_ap_syntax::NodeOrToken::Node(child)) => node = Some(child),
+            Some(ra_ap_syntax::NodeOrToken::Token(t)) => {
+                last = Some(SyntaxKind::from(t.kind().0));
+                node = None;
+            }
+            None => node = None,
+        }
+    }
+    match last {
+        Some(SyntaxKind::SEMICOLON) => true,
+        Some(SyntaxKind::R_CURLY) => {
+            !matches!(children[i].2, SyntaxKind::CONST | SyntaxKind::STATIC)
+        }
+        _ => false,
+    }
+}
+
+/// The checks a window's parse must pass to stand for the same text in the file (see
+/// [`Window::reparse`]): not at the file's start, it holds no shebang or inner attribute;
+/// `bounded`, it ends with a complete item and leaves nothing open.
+fn parses_alone(parsed: &SyntaxNode, bounded: bool) -> bool {
+    if parsed.children_with_tokens().any(|c| {
+        matches!(c.kind(), SyntaxKind::SHEBANG | SyntaxKind::ATTR)
+            || (c.kind() == SyntaxKind::ERROR
+                && c.as_node()
+                    .is_some_and(|n| n.children().any(|n| n.kind() == SyntaxKind::ATTR)))
+    }) {
+        return false;
+    }
+    if !bounded {
+        return true;
+    }
+    let Some(last) = parsed.children_with_tokens().last() else {
+        return false;
+    };
+    let Some(node) = last.as_node() else {
+        return false;
+    };
+    let Some(closing) = node.last_token().map(|t| t.kind()) else {
+        return false;
+    };
+    is_item_kind(node.kind())
+        && matches!(closing, SyntaxKind::R_CURLY | SyntaxKind::SEMICOLON)
+        && !(closing == SyntaxKind::R_CURLY
+            && matches!(node.kind(), SyntaxKind::CONST | SyntaxKind::STATIC))
+        && closed(parsed)
 }
 
 /// An item the top-level parser starts and ends by itself (not an error node, nor an attribute
@@ -335,7 +516,20 @@ pub(crate) type SyntaxError = (String, (usize, usize));
 pub(crate) struct Parsed {
     root: SyntaxNode,
     text: String,
+    /// The trees that answer for the text after an attribute left open, computed when first
+    /// needed (see [`Parsed::segments`]).
+    segments: std::cell::OnceCell<Vec<Segment>>,
 }
+
+/// A tree that answers for the text from `start` on (to the next segment's start).
+struct Segment {
+    start: usize,
+    root: SyntaxNode,
+}
+
+/// At most this many trees per buffer: past that many open attributes, the last tree answers
+/// for the rest of the buffer.
+const MAX_SEGMENTS: usize = 16;
 
 /// An attribute written `#[Alias::name …]` (or `#[Alias::` half-typed).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -358,6 +552,9 @@ pub(crate) struct AttrUse {
     pub(crate) position: Option<HelperPosition>,
     /// Byte range of `alias`.
     pub(crate) alias_range: (usize, usize),
+    /// `false` for an attribute left open (`#[DB::persist(` half-typed, or an unterminated
+    /// string in it): its arguments are not all written yet, so they are not checked.
+    pub(crate) closed: bool,
 }
 
 /// One argument inside an attribute's parentheses.
@@ -449,9 +646,14 @@ impl Parsed {
     /// Parses `text` (never fails: errors become error nodes).
     pub(crate) fn new(text: &str) -> Parsed {
         let parse = SourceFile::parse(text, Edition::CURRENT);
+        Parsed::from_root(parse.syntax_node(), text)
+    }
+
+    fn from_root(root: SyntaxNode, text: &str) -> Parsed {
         Parsed {
-            root: parse.syntax_node(),
+            root,
             text: text.to_owned(),
+            segments: std::cell::OnceCell::new(),
         }
     }
 
@@ -471,11 +673,7 @@ impl Parsed {
                 )
             })
             .collect();
-        let parsed = Parsed {
-            root: parse.syntax_node(),
-            text: text.to_owned(),
-        };
-        (parsed, errors)
+        (Parsed::from_root(parse.syntax_node(), text), errors)
     }
 
     /// A kept tree and its text; parses afresh if they disagree (never trust a tree whose length
@@ -485,10 +683,7 @@ impl Parsed {
         if usize::from(root.text_range().end()) != text.len() {
             return Parsed::new(text);
         }
-        Parsed {
-            root,
-            text: text.to_owned(),
-        }
+        Parsed::from_root(root, text)
     }
 
     /// The parsed text.
@@ -506,7 +701,7 @@ impl Parsed {
             let Ok(offset) = TextSize::try_from(at) else {
                 continue;
             };
-            let Some(token) = self.root.token_at_offset(offset).right_biased() else {
+            let Some(token) = self.root_at(at).token_at_offset(offset).right_biased() else {
                 continue;
             };
             if let Some(call) = token
@@ -544,12 +739,47 @@ impl Parsed {
         out
     }
 
+    /// `Alias::name` in code (not in an attribute) with the cursor on `name`: the alias, the
+    /// name and its byte range. Only a path of exactly two segments there (`DB::insert`,
+    /// `DB::Db::open`'s `Db`), as [`CursorContext::AliasPath`] completes.
+    pub(crate) fn alias_path_at(&self, offset: usize) -> Option<(String, String, (usize, usize))> {
+        let at = TextSize::try_from(offset.min(self.text.len())).ok()?;
+        let token = self
+            .root_at(offset)
+            .token_at_offset(at)
+            .find(|t| t.kind() == SyntaxKind::IDENT)?;
+        if token
+            .parent_ancestors()
+            .any(|n| n.kind() == SyntaxKind::ATTR)
+        {
+            return None;
+        }
+        let segment = token
+            .parent()
+            .filter(|n| n.kind() == SyntaxKind::NAME_REF)?
+            .parent()
+            .filter(|n| n.kind() == SyntaxKind::PATH_SEGMENT)?;
+        let path = segment.parent().filter(|n| n.kind() == SyntaxKind::PATH)?;
+        let qualifier = path.children().find(|c| c.kind() == SyntaxKind::PATH)?;
+        if qualifier.children().any(|c| c.kind() == SyntaxKind::PATH) {
+            return None;
+        }
+        let alias = qualifier.text().to_string();
+        if !is_ident(&alias) {
+            return None;
+        }
+        let r = token.text_range();
+        Some((
+            alias,
+            token.text().to_owned(),
+            (usize::from(r.start()), usize::from(r.end())),
+        ))
+    }
+
     /// Every attribute whose path has at least two segments (`#[A::b …]`), also those a
     /// `cfg_attr` adds (see [`Parsed::metas`]).
     pub(crate) fn attr_uses(&self) -> Vec<AttrUse> {
-        self.root
-            .descendants()
-            .filter(|n| n.kind() == SyntaxKind::ATTR)
+        self.attrs()
             .flat_map(|attr| {
                 self.metas(&attr)
                     .into_iter()
@@ -568,9 +798,7 @@ impl Parsed {
 
     /// Every `Alias::Name` inside `#[derive(…)]` attributes (also one a `cfg_attr` adds).
     pub(crate) fn derive_uses(&self) -> Vec<DeriveUse> {
-        self.root
-            .descendants()
-            .filter(|n| n.kind() == SyntaxKind::ATTR)
+        self.attrs()
             .flat_map(|attr| self.metas(&attr))
             .flat_map(|m| self.derives_in(m))
             .collect()
@@ -588,7 +816,7 @@ impl Parsed {
     /// The `ATTR` node around byte `offset`.
     fn attr_at(&self, offset: usize) -> Option<SyntaxNode> {
         let at = TextSize::try_from(offset.min(self.text.len())).ok()?;
-        let token = self.root.token_at_offset(at).right_biased()?;
+        let token = self.root_at(offset).token_at_offset(at).right_biased()?;
         token
             .parent_ancestors()
             .find(|n| n.kind() == SyntaxKind::ATTR)
@@ -602,8 +830,7 @@ impl Parsed {
     /// may add is treated as active — as rust-analyzer does for an enabled cfg — and gets the
     /// same completion, hover and checks as one written alone.
     fn metas(&self, attr: &SyntaxNode) -> Vec<Meta> {
-        let range = attr.text_range();
-        let (start, end) = (usize::from(range.start()), usize::from(range.end()));
+        let (start, end, _) = self.extent(attr);
         if !self.text[start..end].starts_with("#[") {
             return Vec::new();
         }
@@ -675,8 +902,7 @@ impl Parsed {
 
     /// The use `A::b …` that `meta` (one of `attr`'s [`Parsed::metas`]) reads as.
     fn attr_use(&self, attr: &SyntaxNode, meta: Meta) -> Option<AttrUse> {
-        let range = attr.text_range();
-        let (start, end) = (usize::from(range.start()), usize::from(range.end()));
+        let (start, end, closed) = self.extent(attr);
         let inner = &self.text[meta.start..meta.end];
         let (head, rest) = split_path(inner);
         let (alias, name) = head.split_once("::")?;
@@ -706,7 +932,121 @@ impl Parsed {
             range: (start, end),
             args,
             parent_attrs: parent.map(|(_, attrs)| attrs),
+            closed,
         })
+    }
+
+    /// Every `ATTR` node, each from the tree that answers for where it starts.
+    fn attrs(&self) -> impl Iterator<Item = SyntaxNode> + '_ {
+        let segments = self.segments();
+        segments.iter().enumerate().flat_map(move |(i, seg)| {
+            let end = segments.get(i + 1).map_or(usize::MAX, |next| next.start);
+            seg.root
+                .descendants()
+                .filter(|n| n.kind() == SyntaxKind::ATTR)
+                .filter(move |n| {
+                    let at = usize::from(n.text_range().start());
+                    seg.start <= at && at < end
+                })
+        })
+    }
+
+    /// The tree that answers at byte `offset`: the buffer's own, unless `offset` lies past the
+    /// end of an attribute left open (which rust-analyzer's parser runs on to the end of the
+    /// file as one token tree), where it is the tree of the text after that attribute.
+    fn root_at(&self, offset: usize) -> &SyntaxNode {
+        let Ok(at) = TextSize::try_from(offset.min(self.text.len())) else {
+            return &self.root;
+        };
+        let overrun = self.root.token_at_offset(at).any(|t| {
+            t.parent_ancestors()
+                .filter(|n| n.kind() == SyntaxKind::ATTR)
+                .any(|a| self.extent(&a).1 < offset)
+        });
+        if !overrun {
+            return &self.root;
+        }
+        self.segments()
+            .iter()
+            .rev()
+            .find(|s| s.start < offset)
+            .map_or(&self.root, |s| &s.root)
+    }
+
+    /// The buffer's tree, then, after each attribute left open whose node runs past its
+    /// [extent](Parsed::extent), a tree of the text with that attribute's overrun rewritten as
+    /// an attribute without arguments followed by blanks (`#[DB::persist]`, same length, so
+    /// every offset stays the text's): what follows parses as it would once the attribute is
+    /// finished, and the item under it still carries it (its helpers are helpers).
+    fn segments(&self) -> &[Segment] {
+        self.segments.get_or_init(|| {
+            let mut segments = vec![Segment {
+                start: 0,
+                root: self.root.clone(),
+            }];
+            let mut text: Option<Vec<u8>> = None;
+            while segments.len() < MAX_SEGMENTS {
+                let Some(last) = segments.last() else { break };
+                let open = last
+                    .root
+                    .descendants()
+                    .filter(|n| n.kind() == SyntaxKind::ATTR)
+                    .filter(|n| usize::from(n.text_range().start()) >= last.start)
+                    .find_map(|a| {
+                        let (start, end, _) = self.extent(&a);
+                        (end < usize::from(a.text_range().end())).then_some((start, end))
+                    });
+                let Some((start, end)) = open else { break };
+                let bytes = text.get_or_insert_with(|| self.text.as_bytes().to_vec());
+                for b in &mut bytes[start..end] {
+                    if *b != b'\n' {
+                        *b = b' ';
+                    }
+                }
+                // `#[` and the attribute's path, then `]`, when there is room for them.
+                let (head, _) = split_path(&self.text[start + 2..end]);
+                if !head.is_empty() && !head.ends_with(':') && start + 2 + head.len() < end {
+                    let path_end = start + 2 + head.len();
+                    bytes[start..path_end].copy_from_slice(&self.text.as_bytes()[start..path_end]);
+                    bytes[path_end] = b']';
+                }
+                // Only ASCII bytes were written over whole characters: still UTF-8.
+                let Ok(rewritten) = std::str::from_utf8(bytes) else {
+                    break;
+                };
+                let root = SourceFile::parse(rewritten, Edition::CURRENT).syntax_node();
+                segments.push(Segment { start: end, root });
+            }
+            segments
+        })
+    }
+
+    /// The bytes an `ATTR` node stands for, and whether it is closed. A closed attribute is
+    /// its whole node. One left open (its `[` or `(` unclosed, or a string in it unterminated)
+    /// ends, for everything here, before the first line that reads as code rather than as more
+    /// arguments (an item, a field, a statement, another attribute, a brace): half-typed input
+    /// gets local answers, never the rest of the file read as its arguments.
+    fn extent(&self, attr: &SyntaxNode) -> (usize, usize, bool) {
+        let range = attr.text_range();
+        let (start, end) = (usize::from(range.start()), usize::from(range.end()));
+        let Some(written) = self.text.get(start..end) else {
+            return (start, start, false);
+        };
+        if closes_at_end(written) {
+            return (start, end, true);
+        }
+        let mut at = start + written.find('\n').unwrap_or(written.len());
+        while at < end {
+            let line_start = at + 1;
+            let line_end = self.text[line_start..]
+                .find('\n')
+                .map_or(self.text.len(), |i| line_start + i);
+            if reads_as_code(&self.text[line_start..line_end]) {
+                break;
+            }
+            at = line_end;
+        }
+        (start, at.min(end), false)
     }
 
     /// The `(alias, name)` attributes of the item a helper at `attr` belongs to; see
@@ -784,7 +1124,7 @@ impl Parsed {
             return None;
         }
         let token = self
-            .root
+            .root_at(offset)
             .token_at_offset(TextSize::try_from(offset).ok()?)
             .left_biased()?;
         // Inside an attribute (complete or not)?
@@ -929,6 +1269,173 @@ impl Parsed {
             replace: (offset - prefix.len(), offset),
         })
     }
+}
+
+/// The docs (outer doc comments, one line each, the space after `///` dropped) and the
+/// declaration line (`pub fn insert()`, without its body) of the top-level item called `name`
+/// in a crate root's `source`: what hover shows for an API item. `None` when the root does not
+/// define it itself (a `pub use` re-export, a glob).
+pub(crate) fn item_docs(source: &str, name: &str) -> Option<(String, String)> {
+    use SyntaxKind::*;
+    let root = SourceFile::parse(source, Edition::CURRENT).syntax_node();
+    let item = root.children().find(|n| {
+        is_item_kind(n.kind())
+            && n.children()
+                .find(|c| c.kind() == NAME)
+                .is_some_and(|c| c.text() == name)
+    })?;
+    let docs: Vec<String> = ra_ap_syntax::ast::DocCommentIter::from_syntax_node(&item)
+        .filter(|c| c.is_outer())
+        .filter_map(|c| {
+            c.doc_comment()
+                .map(|(t, _)| t.strip_prefix(' ').unwrap_or(t).trim_end().to_owned())
+        })
+        .collect();
+    let start = item
+        .children_with_tokens()
+        .find(|c| !matches!(c.kind(), COMMENT | WHITESPACE | ATTR))
+        .map_or(item.text_range().start(), |c| c.text_range().start());
+    let end = item
+        .children()
+        .find(|c| {
+            matches!(
+                c.kind(),
+                BLOCK_EXPR | RECORD_FIELD_LIST | VARIANT_LIST | ASSOC_ITEM_LIST | ITEM_LIST
+            )
+        })
+        .map_or(item.text_range().end(), |c| c.text_range().start());
+    let declaration = source
+        .get(usize::from(start)..usize::from(end.max(start)))?
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    Some((docs.join("\n"), declaration))
+}
+
+/// Whether `written` (an `ATTR` node's text) is `#[…]` with its `[` closed by its last byte:
+/// delimiters balanced, skipping string, raw string and char literals and comments.
+fn closes_at_end(written: &str) -> bool {
+    let b = written.as_bytes();
+    if !written.starts_with("#[") {
+        return false;
+    }
+    let mut stack: Vec<u8> = vec![b']'];
+    let mut i = 2;
+    while i < b.len() {
+        match b[i] {
+            b'"' => match skip_string(b, i + 1) {
+                Some(next) => i = next,
+                None => return false,
+            },
+            // `r"…"`, `r#"…"#`, also `br"…"`: no escapes inside.
+            b'r' if matches!(b.get(i + 1), Some(b'"' | b'#'))
+                && (i == 0
+                    || !is_ident_byte(b[i - 1])
+                    || (b[i - 1] == b'b' && (i < 2 || !is_ident_byte(b[i - 2])))) =>
+            {
+                let hashes = b[i + 1..].iter().take_while(|&&c| c == b'#').count();
+                if b.get(i + 1 + hashes) != Some(&b'"') {
+                    i += 1;
+                    continue;
+                }
+                let close: Vec<u8> = std::iter::once(b'"')
+                    .chain(std::iter::repeat_n(b'#', hashes))
+                    .collect();
+                let body = i + 2 + hashes;
+                match b[body..].windows(close.len()).position(|w| w == close) {
+                    Some(p) => i = body + p + close.len(),
+                    None => return false,
+                }
+            }
+            b'\'' => {
+                // A char literal (`'x'`, `'\''`), else a lifetime or label: one byte.
+                let close = if b.get(i + 1) == Some(&b'\\') {
+                    b[i + 2..]
+                        .iter()
+                        .skip(1)
+                        .position(|&c| c == b'\'')
+                        .map(|p| i + 3 + p)
+                } else {
+                    let len = written[i + 1..].chars().next().map_or(0, char::len_utf8);
+                    (b.get(i + 1 + len) == Some(&b'\'')).then_some(i + 1 + len)
+                };
+                i = close.map_or(i + 1, |c| c + 1);
+            }
+            b'/' if b.get(i + 1) == Some(&b'/') => {
+                i = b[i..]
+                    .iter()
+                    .position(|&c| c == b'\n')
+                    .map_or(b.len(), |p| i + p);
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                match b[i + 2..].windows(2).position(|w| w == b"*/") {
+                    Some(p) => i = i + 2 + p + 2,
+                    None => return false,
+                }
+            }
+            open @ (b'(' | b'[' | b'{') => {
+                stack.push(match open {
+                    b'(' => b')',
+                    b'[' => b']',
+                    _ => b'}',
+                });
+                i += 1;
+            }
+            close @ (b')' | b']' | b'}') => {
+                if stack.pop() != Some(close) {
+                    return false;
+                }
+                if stack.is_empty() {
+                    return i + 1 == b.len();
+                }
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    false
+}
+
+/// The index just past the `"` closing a string whose body starts at `from`, or `None` when
+/// it is unterminated.
+fn skip_string(b: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+fn is_ident_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
+}
+
+/// Whether a line after an open attribute reads as code rather than as more of its arguments:
+/// it starts another attribute, a comment or a brace, with a keyword that starts an item or a
+/// statement, or as a field (`id: u64`) or a macro call (`m!`). Argument lines (`name = value,`,
+/// a literal, an expression) read as neither.
+fn reads_as_code(line: &str) -> bool {
+    const KEYWORDS: &[&str] = &[
+        "pub", "fn", "struct", "enum", "union", "impl", "trait", "mod", "use", "const", "static",
+        "type", "let", "async", "unsafe", "extern", "return", "if", "match", "for", "while",
+        "loop", "where",
+    ];
+    let line = line.trim_start();
+    if line.starts_with(['#', '}', '{', ';']) || line.starts_with("//") || line.starts_with("/*") {
+        return true;
+    }
+    let word = &line[..ident_len(line)];
+    if word.is_empty() {
+        return false;
+    }
+    let rest = line[word.len()..].trim_start();
+    KEYWORDS.contains(&word)
+        || rest.starts_with('!')
+        || (rest.starts_with(':') && !rest.starts_with("::"))
 }
 
 /// One attribute inside an `ATTR` node (see [`Parsed::metas`]): `start..end` is its text
@@ -1555,6 +2062,77 @@ mod edit_tests {
         );
     }
 
+    /// A keystroke in a run of 20,000 blank lines (and deleting it again, and a newline) is
+    /// reparsed from the keystroke to the next item: the 3,000 lines before the run and the run
+    /// before the keystroke are not read again. Structural, not timed (the benchmark times it).
+    #[test]
+    fn a_keystroke_in_blank_lines_reparses_from_the_keystroke_to_the_next_item() {
+        let mut text = String::new();
+        for i in 0..1000 {
+            text.push_str(&format!("/// Doc.\nfn f{i}() {{\n    let x = {i};\n}}\n"));
+        }
+        let run_start = text.len();
+        text.push_str(&"\n".repeat(20_000));
+        text.push_str("fn last() {}\n");
+        let at = run_start + 10_000;
+        let mut tree = Tree::new(&text);
+        for (insert, del) in [("x", 0), ("", 1), ("\n", 0), ("", 1), ("fn g() {}", 0)] {
+            text.replace_range(at..at + del, insert);
+            tree = tree.edit(at, at + del, insert, &text);
+            assert_same(&tree, &text, &format!("{insert:?} (-{del})"));
+            assert!(
+                tree.relexed() <= 10_000 + 64,
+                "{insert:?} (-{del}): {} bytes re-read of {}",
+                tree.relexed(),
+                text.len()
+            );
+        }
+    }
+
+    #[test]
+    fn edits_in_blank_runs_after_items_and_comments_match_a_full_parse() {
+        let inits = [
+            "fn a() {}\n\n\n\nfn b() {}\n\n\nfn c() {}\n",
+            "// c\n\n\nfn a() {}\n",
+            "fn a() {}\n// c\n\n   \n/// d\nfn b() {}\n\nfn c() {}\n",
+            "const C: u8 = {1}\n\n\n\nfn b() {}\nfn c() {}\n",
+            "\n\n\n#[x]\n\n\nfn b() {}\nfn c() {}\n",
+        ];
+        let snippets = [
+            "x",
+            "\n",
+            " ",
+            "",
+            "#!",
+            "#![a]",
+            "//",
+            "/* ",
+            "}",
+            "{",
+            "fn g() {}",
+            "\"",
+            "/",
+            "*",
+            "as u8;",
+            ".f()",
+            "#[y]",
+        ];
+        for init in inits {
+            let tree = Tree::new(init);
+            for at in 0..=init.len() {
+                for del in 0..3 {
+                    let e = (at + del).min(init.len());
+                    for sn in snippets {
+                        let mut new = init.to_owned();
+                        new.replace_range(at..e, sn);
+                        let kept = tree.edit(at, e, sn, &new);
+                        assert_same(&kept, &new, &format!("{sn:?} at {at}..{e} in {init:?}"));
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_shebang_is_not_reparsed_alone() {
         same("fn a() {}\n#[x]\nfn b() {}\nfn c() {}\n", "#[x]", 1, 1, "!");
@@ -1656,6 +2234,65 @@ mod edit_tests {
                     }
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod extent_tests {
+    //! Which attributes are closed, and where an open one ends.
+    use super::*;
+
+    #[test]
+    fn closed_attributes_with_literals_and_comments_are_closed() {
+        for text in [
+            "#[DB::persist]",
+            "#[DB::persist(table = \"a)]\")]",
+            "#[DB::persist(table = r#\"a\")]\"#)]",
+            "#[DB::persist(table = br\"a\\\")]",
+            "#[DB::p(c = ']', d = '\\'', e = 'a)]",
+            "#[DB::p(/* ) */ x = 1, // )\n y = 2)]",
+            "#[DB::p(\n    a = \"x\",\n    b = [1, 2],\n)]",
+        ] {
+            assert!(closes_at_end(text), "{text}");
+        }
+        for text in [
+            "#[DB::persist(",
+            "#[DB::persist(table = \"u)]",
+            "#[DB::persist(table = r#\"u\")]",
+            "#[DB::p(x = (1]",
+            "#[DB::p] extra",
+        ] {
+            assert!(!closes_at_end(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn an_open_attribute_ends_before_the_first_line_that_reads_as_code() {
+        let text =
+            "#[DB::persist(\n    table = \"u\",\n    replicate = \"raft\"\n    id: u64,\n}\n";
+        let p = Parsed::new(text);
+        let u = p.attr_uses();
+        assert_eq!(u.len(), 1, "{u:?}");
+        assert!(!u[0].closed);
+        assert_eq!(
+            &text[u[0].range.0..u[0].range.1],
+            "#[DB::persist(\n    table = \"u\",\n    replicate = \"raft\""
+        );
+        for line in [
+            "pub struct U;",
+            "#[x]",
+            "// c",
+            "}",
+            "fn f() {}",
+            "m!(x);",
+            "let x = 1;",
+            "id: u64,",
+        ] {
+            assert!(reads_as_code(line), "{line}");
+        }
+        for line in ["table = \"u\",", "\"x\"", "1..=2,", "a::b", ")]", ""] {
+            assert!(!reads_as_code(line), "{line}");
         }
     }
 }

@@ -159,23 +159,48 @@ pub enum IndexError {
     },
 }
 
-/// The fresh snapshot if there is one (warm start), else a cold [`Index::build`] whose result is
-/// saved as the next snapshot (a failure to save is logged, not fatal). A degraded index
+/// The fresh snapshot if there is one (warm start); a snapshot whose only changed inputs are
+/// source files, with those files' packages re-read ([`Index::apply_changes`], no `cargo
+/// metadata`); else a cold [`Index::build`]. What was re-read or built is saved as the next
+/// snapshot (a failure to save is logged, not fatal). A degraded index
 /// ([`IndexStatus::Degraded`]) is returned but never saved: the next call runs cargo again.
 pub fn load_or_build(options: &IndexOptions) -> Result<Index, IndexError> {
     let target = options.snapshot_target_dir();
-    if let Some(index) = snapshot::load_fresh(&target, &options.manifest_path) {
-        return Ok(index);
-    }
     let mut opts = options.clone();
-    opts.target_dir = Some(target);
-    let index = Index::build(&opts)?;
+    opts.target_dir = Some(target.clone());
+    let index = match snapshot::load(&target, &options.manifest_path) {
+        Some((index, changed)) if changed.is_empty() => return Ok(index),
+        // Only sources changed, no manifest or lockfile: the graph `cargo metadata` gave is
+        // still the graph, so re-read just the packages owning the changed files (what the
+        // watcher does in the editor) instead of running cargo again.
+        Some((mut index, changed)) if !changed.iter().any(|p| is_manifest(p)) => {
+            match index.apply_changes(&changed, &opts) {
+                Ok(_) if settled(&index, &changed) => index,
+                // A change no re-read accounts for (a deleted file, a file owned by no
+                // package): index afresh rather than save a snapshot that is still stale.
+                _ => Index::build(&opts)?,
+            }
+        }
+        _ => Index::build(&opts)?,
+    };
     if let Some(reason) = index.status.reason() {
         tracing::info!("the index is degraded (not saved as a snapshot): {reason}");
     } else if let Err(e) = snapshot::save(&index) {
         tracing::warn!("cannot save the index snapshot: {e}");
     }
     Ok(index)
+}
+
+/// `true` when every input among `changed` that is still an input was re-read (its stamp is
+/// the file's now).
+fn settled(index: &Index, changed: &[PathBuf]) -> bool {
+    let inputs = index.inputs();
+    changed.iter().filter(|p| inputs.contains(p)).all(|p| {
+        index
+            .input_stamps
+            .get(p)
+            .is_some_and(|s| *s == snapshot::stamp_of(p))
+    })
 }
 
 /// `true` when `path` is a manifest or lockfile (a change means a full re-index).

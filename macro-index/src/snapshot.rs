@@ -109,6 +109,13 @@ pub fn save(index: &Index) -> std::io::Result<PathBuf> {
 
 /// Loads the snapshot for `manifest_path` if it exists and every input is unchanged.
 pub fn load_fresh(target_dir: &Path, manifest_path: &Path) -> Option<Index> {
+    load(target_dir, manifest_path).and_then(|(index, changed)| changed.is_empty().then_some(index))
+}
+
+/// Loads the snapshot for `manifest_path` if it exists and is of this version, with the inputs
+/// whose stamps no longer match (empty: fresh). The caller decides what a change costs: a
+/// source file is re-read alone, a manifest or lockfile means `cargo metadata` again.
+pub fn load(target_dir: &Path, manifest_path: &Path) -> Option<(Index, Vec<PathBuf>)> {
     let manifest_path =
         std::fs::canonicalize(manifest_path).unwrap_or_else(|_| manifest_path.to_path_buf());
     let bytes = std::fs::read(snapshot_path(target_dir, &manifest_path)).ok()?;
@@ -120,9 +127,11 @@ pub fn load_fresh(target_dir: &Path, manifest_path: &Path) -> Option<Index> {
     {
         return None;
     }
-    if snapshot.stamps.iter().all(|s| stamp(&s.path) == *s) {
-        Some(snapshot.index)
-    } else {
-        None
-    }
+    let changed = snapshot
+        .stamps
+        .iter()
+        .filter(|s| stamp(&s.path) != **s)
+        .map(|s| s.path.clone())
+        .collect();
+    Some((snapshot.index, changed))
 }

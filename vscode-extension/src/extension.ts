@@ -32,6 +32,7 @@ import {
   StreamMessageReader,
   StreamMessageWriter,
 } from "vscode-languageclient/node";
+import { RUST_ANALYZER_EXTENSION, besideRustAnalyzer } from "./companion";
 import { type Discovery, describeFailure, discover, execute, skippedOverrides } from "./discovery";
 import { mentionsCellSdk } from "./manifest";
 
@@ -64,7 +65,12 @@ export interface CellApi {
 
 const SECTION = "cell";
 /** Settings that change how the server process is started: a change restarts it. */
-const RESTART_SETTINGS = ["cell.server.path", "cell.server.env", "cell.server.enable"];
+const RESTART_SETTINGS = [
+  "cell.server.path",
+  "cell.server.env",
+  "cell.server.enable",
+  "cell.rustAnalyzer.deduplicate",
+];
 /** Directories never searched for `Cargo.toml` (build output, vendored JS, VCS data). */
 const MANIFEST_EXCLUDE = "**/{target,node_modules,.git}/**";
 const MANIFEST_LIMIT = 500;
@@ -100,6 +106,8 @@ class CellExtension {
   private readonly output: vscode.OutputChannel;
   private readonly traceOutput: vscode.OutputChannel;
   private readonly status: vscode.LanguageStatusItem;
+  /** The `rustAnalyzer` initialization option the running server was started with. */
+  private startedBesideRustAnalyzer = false;
   /** Serializes start/stop so a restart racing a settings change cannot start two servers. */
   private queue: Promise<void> = Promise.resolve();
 
@@ -136,6 +144,18 @@ class CellExtension {
       // that failed or was not found is not retried on every save of a manifest.
       manifests.onDidChange(() => this.startIfNewlyCell()),
       manifests.onDidCreate(() => this.startIfNewlyCell()),
+      // rust-analyzer installed, enabled or removed while the server runs: the server learns
+      // it only at initialization, so restart it when the answer changes.
+      vscode.extensions.onDidChange(() => {
+        if (this.client && this.besideRustAnalyzer() !== this.startedBesideRustAnalyzer) {
+          this.log("rust-analyzer was installed or removed; restarting.");
+          return this.serialized(async () => {
+            await this.stop();
+            await this.start({ force: false });
+          });
+        }
+        return undefined;
+      }),
     );
   }
 
@@ -257,7 +277,14 @@ class CellExtension {
     return { ...process.env, ...extra };
   }
 
+  /** Whether the server should leave out what rust-analyzer gives (see `companion.ts`). */
+  private besideRustAnalyzer(): boolean {
+    const installed = vscode.extensions.getExtension(RUST_ANALYZER_EXTENSION) !== undefined;
+    return besideRustAnalyzer(this.config().get<string>("rustAnalyzer.deduplicate", "auto"), installed);
+  }
+
   private createClient(server: ServerProcess, policy: CrashPolicy): LanguageClient {
+    this.startedBesideRustAnalyzer = this.besideRustAnalyzer();
     // We spawn the process ourselves (rather than `{ command, transport }`) to keep its exit
     // status and last stderr line for the error message when it dies during startup.
     const serverOptions: ServerOptions = async () => server.start();
@@ -274,6 +301,7 @@ class CellExtension {
       },
       initializationOptions: {
         checkOnSave: this.config().get<boolean>("check.onSave", true),
+        rustAnalyzer: this.startedBesideRustAnalyzer,
       },
       outputChannel: this.output,
       traceOutputChannel: this.traceOutput,

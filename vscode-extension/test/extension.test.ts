@@ -12,7 +12,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { type TestContext, test } from "node:test";
-import { changeSettings, fireFileEvent, install, output, reset, stub } from "./support/vscode-stub";
+import { changeSettings, fireFileEvent, install, output, reset, setExtensions, stub } from "./support/vscode-stub";
 import {
   EXTENSION_ROOT,
   cargoVersion,
@@ -56,6 +56,8 @@ interface Setup {
   /** Workspace folder; by default one whose Cargo.toml depends on cell-sdk. */
   folder?: string;
   settings?: Record<string, unknown>;
+  /** Other extensions installed and enabled (`rust-lang.rust-analyzer`). */
+  extensions?: string[];
   /** `CELL_LSP_PATH` for this test (unset when undefined). */
   envPath?: string;
   /** Extension root; by default an empty directory (no bundled server). */
@@ -69,6 +71,7 @@ interface Setup {
 function activate(t: TestContext, setup: Setup = {}): { api: CellApi; folder: string } {
   const folder = setup.folder ?? cargoWorkspace(t, true);
   reset([folder], setup.settings);
+  stub.extensions = setup.extensions ?? [];
   const saved = { path: process.env.PATH, env: process.env.CELL_LSP_PATH };
   process.env.PATH = tempDir(t, "cell-path-");
   if (setup.envPath === undefined) {
@@ -122,6 +125,7 @@ test("package.json declares the settings the extension reads", () => {
   const props = Object.keys(manifest.contributes.configuration.properties).sort();
   assert.deepEqual(props, [
     "cell.check.onSave",
+    "cell.rustAnalyzer.deduplicate",
     "cell.server.enable",
     "cell.server.env",
     "cell.server.path",
@@ -190,7 +194,7 @@ test("in a cell-sdk workspace it starts `cell-lsp --stdio` and initializes it", 
   const events = fixtureLog(log);
   assert.deepEqual(events.filter((e) => e.argv).map((e) => e.argv), [["--version"], ["--stdio"]]);
   const init = events.find((e) => e.method === "initialize");
-  assert.deepEqual(init?.params?.initializationOptions, { checkOnSave: true });
+  assert.deepEqual(init?.params?.initializationOptions, { checkOnSave: true, rustAnalyzer: false });
   assert.equal(init?.params?.rootPath, folder);
   await waitForMethod(log, "initialized");
   assert.ok(methods(log).includes("initialized"));
@@ -206,7 +210,49 @@ test("cell.check.onSave reaches the server as an initialization option", async (
   });
   await api.ready;
   const init = fixtureLog(log).find((e) => e.method === "initialize");
-  assert.deepEqual(init?.params?.initializationOptions, { checkOnSave: false });
+  assert.deepEqual(init?.params?.initializationOptions, { checkOnSave: false, rustAnalyzer: false });
+});
+
+test("with the rust-analyzer extension installed, the server is told to leave out what it gives", async (t) => {
+  const dir = tempDir(t);
+  const log = path.join(dir, "log.jsonl");
+  const { api } = activate(t, {
+    envPath: fixtureServer(dir, "cell-lsp", log),
+    extensions: ["rust-lang.rust-analyzer"],
+  });
+  await api.ready;
+  const init = fixtureLog(log).find((e) => e.method === "initialize");
+  assert.deepEqual(init?.params?.initializationOptions, { checkOnSave: true, rustAnalyzer: true });
+});
+
+test("cell.rustAnalyzer.deduplicate = never keeps everything even beside rust-analyzer", async (t) => {
+  const dir = tempDir(t);
+  const log = path.join(dir, "log.jsonl");
+  const { api } = activate(t, {
+    envPath: fixtureServer(dir, "cell-lsp", log),
+    extensions: ["rust-lang.rust-analyzer"],
+    settings: { "cell.rustAnalyzer.deduplicate": "never" },
+  });
+  await api.ready;
+  const init = fixtureLog(log).find((e) => e.method === "initialize");
+  assert.deepEqual(init?.params?.initializationOptions, { checkOnSave: true, rustAnalyzer: false });
+});
+
+test("installing rust-analyzer while the server runs restarts it beside rust-analyzer", async (t) => {
+  const dir = tempDir(t);
+  const log = path.join(dir, "log.jsonl");
+  const { api } = activate(t, { envPath: fixtureServer(dir, "cell-lsp", log) });
+  await api.ready;
+  await setExtensions(["rust-lang.rust-analyzer"]);
+  assert.equal(api.state(), "running");
+  const inits = fixtureLog(log).filter((e) => e.method === "initialize");
+  assert.deepEqual(
+    inits.map((e) => (e.params?.initializationOptions as { rustAnalyzer?: boolean } | undefined)?.rustAnalyzer),
+    [false, true],
+  );
+  // Another extension changing does not restart it again.
+  await setExtensions(["rust-lang.rust-analyzer", "someone.else"]);
+  assert.equal(fixtureLog(log).filter((e) => e.method === "initialize").length, 2);
 });
 
 test("cell.trace.server and cell.server.env reach the server process", async (t) => {

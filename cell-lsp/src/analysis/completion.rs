@@ -23,10 +23,28 @@ pub(crate) struct Item {
     pub(crate) docs: String,
     pub(crate) insert: String,
     pub(crate) replace: (usize, usize),
+    /// A real item of the alias's module (a macro, an API item, a helper the provider also
+    /// exports as an attribute), which rust-analyzer completes by name resolution.
+    pub(crate) resolvable: bool,
 }
 
-/// Completion at byte `offset`.
-pub(crate) fn complete(index: &Index, file: &Path, parsed: &Parsed, offset: usize) -> Vec<Item> {
+/// Completion at byte `offset`; beside rust-analyzer, without what it offers itself.
+pub(crate) fn complete(
+    index: &Index,
+    file: &Path,
+    parsed: &Parsed,
+    offset: usize,
+    companion: Companion,
+) -> Vec<Item> {
+    let mut items = complete_all(index, file, parsed, offset);
+    if companion == Companion::RustAnalyzer {
+        items.retain(|i| !i.resolvable);
+    }
+    items
+}
+
+/// Every completion cell-lsp knows at byte `offset`.
+fn complete_all(index: &Index, file: &Path, parsed: &Parsed, offset: usize) -> Vec<Item> {
     let Some(ctx) = parsed.cursor_context(offset) else {
         return Vec::new();
     };
@@ -67,6 +85,7 @@ pub(crate) fn complete(index: &Index, file: &Path, parsed: &Parsed, offset: usiz
                             docs: String::new(),
                             insert: h.clone(),
                             replace,
+                            resolvable: p.export(h).is_some(),
                         });
                     }
                 }
@@ -89,6 +108,7 @@ pub(crate) fn complete(index: &Index, file: &Path, parsed: &Parsed, offset: usiz
                     docs: e.docs.clone(),
                     insert: e.name.clone(),
                     replace,
+                    resolvable: true,
                 });
             }
             items.retain(|i| i.label.starts_with(&prefix));
@@ -118,6 +138,7 @@ pub(crate) fn complete(index: &Index, file: &Path, parsed: &Parsed, offset: usiz
                             ),
                             docs: String::new(),
                             replace,
+                            resolvable: false,
                         });
                     }
                 }
@@ -151,6 +172,7 @@ pub(crate) fn complete(index: &Index, file: &Path, parsed: &Parsed, offset: usiz
                             docs: String::new(),
                             insert: format!("{n} = "),
                             replace,
+                            resolvable: false,
                         });
                     }
                 }
@@ -193,6 +215,7 @@ pub(crate) fn complete(index: &Index, file: &Path, parsed: &Parsed, offset: usiz
                             },
                             replace,
                             label,
+                            resolvable: false,
                         });
                     }
                 }
@@ -215,6 +238,7 @@ pub(crate) fn complete(index: &Index, file: &Path, parsed: &Parsed, offset: usiz
                         docs: e.docs.clone(),
                         insert: format!("{}!", e.name),
                         replace,
+                        resolvable: true,
                     });
                 }
             }
@@ -226,6 +250,7 @@ pub(crate) fn complete(index: &Index, file: &Path, parsed: &Parsed, offset: usiz
                     docs: String::new(),
                     insert: a.clone(),
                     replace,
+                    resolvable: true,
                 });
             }
         }
@@ -246,6 +271,7 @@ pub(crate) fn complete(index: &Index, file: &Path, parsed: &Parsed, offset: usiz
                         docs: e.docs.clone(),
                         insert: e.name.clone(),
                         replace,
+                        resolvable: true,
                     });
                 }
             }
@@ -273,6 +299,7 @@ pub(crate) fn complete(index: &Index, file: &Path, parsed: &Parsed, offset: usiz
                     detail: format!("{} {}", p.package, p.version),
                     docs: format!("exports: {}", exports.join(", ")),
                     replace,
+                    resolvable: false,
                 });
             }
         }

@@ -32,6 +32,9 @@ pub(crate) struct Diag {
     /// (title, replacement, range)
     /// A suggested edit, where there is one.
     pub(crate) fix: Option<DiagFix>,
+    /// The provider's macro reports it too, in its expansion (`compile_error!` at the same
+    /// token), which rust-analyzer shows when it expands the macro.
+    pub(crate) in_expansion: bool,
 }
 
 impl Diag {
@@ -44,6 +47,7 @@ impl Diag {
             range,
             notes: Vec::new(),
             fix: None,
+            in_expansion: false,
         }
     }
 
@@ -66,8 +70,23 @@ impl Diag {
 }
 
 /// Diagnostics for a buffer: the index's problems in this file (only while the buffer equals
-/// the file on disk, so their spans are right) plus macro uses checked against the schemas.
-pub(crate) fn diagnostics(index: &Index, file: &Path, parsed: &Parsed, text: &str) -> Vec<Diag> {
+/// the file on disk, so their spans are right) plus macro uses checked against the schemas;
+/// beside rust-analyzer, without those it shows from the macros' expansions.
+pub(crate) fn diagnostics(
+    index: &Index,
+    file: &Path,
+    parsed: &Parsed,
+    text: &str,
+    companion: Companion,
+) -> Vec<Diag> {
+    let mut out = all_diagnostics(index, file, parsed, text);
+    if companion == Companion::RustAnalyzer {
+        out.retain(|d| !d.in_expansion);
+    }
+    out
+}
+
+fn all_diagnostics(index: &Index, file: &Path, parsed: &Parsed, text: &str) -> Vec<Diag> {
     let mut out = Vec::new();
     let on_disk = std::fs::read_to_string(file).ok();
     if on_disk.as_deref() == Some(text) {
@@ -142,6 +161,7 @@ pub(crate) fn from_problem(p: &Problem) -> Diag {
         message: p.message.clone(),
         range,
         notes: p.notes.clone(),
+        in_expansion: false,
         fix: p.fix.as_ref().map(|f| {
             let elsewhere = p.span.as_ref().is_none_or(|s| s.file != f.span.file);
             DiagFix {
@@ -279,6 +299,10 @@ pub(super) fn check_use(p: &Provider, u: &AttrUse, out: &mut Vec<Diag>) {
 /// with `cell_export::args::check_args`: the same check, codes and words as the provider's
 /// macro reports through rustc.
 pub(super) fn check_args(u: &AttrUse, schema: &[ArgSchema], out: &mut Vec<Diag>) {
+    // An attribute left open is still being typed: its arguments are not all there yet.
+    if !u.closed {
+        return;
+    }
     let written: Vec<WrittenArg<(usize, usize)>> = u
         .args
         .iter()
@@ -306,10 +330,16 @@ pub(super) fn check_args(u: &AttrUse, schema: &[ArgSchema], out: &mut Vec<Diag>)
         name: &u.name,
         name_span: &u.name_range,
     };
+    // The provider's macro runs this same check on the same tokens and reports it in its
+    // expansion.
     out.extend(
         check_args_shared(&at, &written, &rules)
             .into_iter()
-            .map(shared_problem),
+            .map(shared_problem)
+            .map(|d| Diag {
+                in_expansion: true,
+                ..d
+            }),
     );
 }
 
@@ -321,6 +351,7 @@ pub(super) fn shared_problem(p: SharedProblem<(usize, usize)>) -> Diag {
         message: p.message,
         range: p.span,
         notes: p.notes,
+        in_expansion: false,
         fix: p.fix.map(|f| DiagFix {
             title: f.title,
             replacement: f.replacement,

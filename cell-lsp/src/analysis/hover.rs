@@ -2,15 +2,27 @@
 
 use super::*;
 
-/// Hover markdown and the hovered range.
+/// Hover markdown and the hovered range. Beside rust-analyzer, nothing on `Alias::item` in
+/// code: it resolves those itself (an attribute macro's hover stays; rust-analyzer loses it
+/// under another attribute macro).
 pub(crate) fn hover(
     index: &Index,
     file: &Path,
     parsed: &Parsed,
     offset: usize,
+    companion: Companion,
 ) -> Option<(String, (usize, usize))> {
     let aliases = aliases(index, file, parsed);
-    if let Some(u) = parsed.attr_use_at(offset) {
+    // On the attribute's path or one of its argument names: what the cursor is on, never the
+    // attribute for any offset inside it.
+    if let Some(u) = parsed.attr_use_at(offset).filter(|u| {
+        let on = |r: (usize, usize)| r.0 <= offset && offset <= r.1;
+        on((u.alias_range.0, u.name_range.1))
+            || u.args
+                .iter()
+                .flatten()
+                .any(|a| a.name.is_some() && on(a.name_range))
+    }) {
         let alias = aliases.iter().find(|a| a.name == u.alias)?;
         let p = alias.provider?;
         if let Some(e) = p.export(&u.name) {
@@ -93,6 +105,13 @@ pub(crate) fn hover(
         }
         return Some((md, d.name_range));
     }
+    if let Some((alias, name, range)) = parsed.alias_path_at(offset) {
+        if companion == Companion::RustAnalyzer {
+            return None;
+        }
+        let p = aliases.iter().find(|a| a.name == alias)?.provider?;
+        return api_hover(p, &alias, &name).map(|md| (md, range));
+    }
     for call in parsed.remote_calls() {
         if offset < call.range.0 || offset > call.range.1 {
             continue;
@@ -120,6 +139,42 @@ pub(crate) fn hover(
         return Some((md, call.range));
     }
     None
+}
+
+/// Hover on `Alias::name` in code: an API item (its declaration and docs, read from the
+/// provider's crate root) or a function-like macro the provider exports — what completion
+/// offers after `Alias::`.
+fn api_hover(p: &Provider, alias: &str, name: &str) -> Option<String> {
+    let source = source_word(p);
+    if let Some(e) = p.export(name).filter(|e| e.kind == ExportKind::Function) {
+        let mut md = format!(
+            "```rust\n{alias}::{}!\n```\nfunction-like macro from **{}** {} ({source})\n",
+            e.name, p.cell, p.version
+        );
+        if !e.docs.is_empty() {
+            md.push_str(&format!("\n---\n\n{}\n", shown_docs(&e.docs)));
+        }
+        return Some(md);
+    }
+    if !p.api.iter().any(|a| a == name) {
+        return None;
+    }
+    // The crate root is read as it is on disk now; an item it re-exports from elsewhere is
+    // shown without docs (`item_docs` reads the root only).
+    let found = std::fs::read_to_string(&p.lib_path)
+        .ok()
+        .and_then(|text| crate::syntax::item_docs(&text, name));
+    let mut md = format!(
+        "```rust\n{alias}::{name}\n```\nAPI item of **{}** {} ({source})\n",
+        p.cell, p.version
+    );
+    if let Some((docs, declaration)) = found {
+        md.push_str(&format!("\n```rust\n{declaration}\n```\n"));
+        if !docs.is_empty() {
+            md.push_str(&format!("\n---\n\n{}\n", shown_docs(&docs)));
+        }
+    }
+    Some(md)
 }
 
 /// Docs as rustdoc shows them: in Rust code blocks the hidden lines (`# use …`, a lone `#`) are

@@ -47,6 +47,9 @@ export interface StubState {
   configListeners: Listener[];
   /** The file of the active editor, if any. */
   activeFile: string | undefined;
+  /** Identifiers of the other extensions installed and enabled (`extensions.getExtension`). */
+  extensions: string[];
+  extensionListeners: Listener[];
   /** File system watchers created, by glob, with their listeners per event kind. */
   watchers: { glob: string; listeners: Record<"change" | "create" | "delete", Listener[]> }[];
 }
@@ -64,6 +67,8 @@ export const stub: StubState = {
   unknown: new Set(),
   configListeners: [],
   activeFile: undefined,
+  extensions: [],
+  extensionListeners: [],
   watchers: [],
 };
 
@@ -80,7 +85,15 @@ export function reset(folders: string[], settings: Record<string, unknown> = {})
   stub.answer = () => undefined;
   stub.configListeners = [];
   stub.activeFile = undefined;
+  stub.extensions = [];
+  stub.extensionListeners = [];
   stub.watchers = [];
+}
+
+/** Installs or removes other extensions and fires `extensions.onDidChange` like VS Code does. */
+export async function setExtensions(ids: string[]): Promise<void> {
+  stub.extensions = ids;
+  await Promise.all(stub.extensionListeners.map((l) => l(undefined)));
 }
 
 /** Fires a file event on every watcher created for `glob`, like VS Code does after a save. */
@@ -344,6 +357,18 @@ const vscodeModule = {
       dispose: () => undefined,
     }),
     match: () => 0,
+  }),
+  extensions: loose("extensions", {
+    getExtension: (id: string) => (stub.extensions.includes(id) ? { id, isActive: false } : undefined),
+    get all() {
+      return stub.extensions.map((id) => ({ id, isActive: false }));
+    },
+    onDidChange: (l: Listener) => {
+      stub.extensionListeners.push(l);
+      return new Disposable(() => {
+        stub.extensionListeners = stub.extensionListeners.filter((x) => x !== l);
+      });
+    },
   }),
   workspace: loose("workspace", {
     get workspaceFolders() {
