@@ -5,6 +5,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use deadpool_postgres::{ClientWrapper, Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::types::ToSql;
 
 use crate::column::{Column, KeyArg, refs};
 use crate::error::{Error, Result};
@@ -480,8 +481,9 @@ async fn get_on<T: Table>(client: &ClientWrapper, key: &T::Key) -> Result<Option
         .prepare_cached(T::SQL.get)
         .await
         .map_err(stmt_error)?;
+    // One parameter: borrowed in place, not collected into a `Vec` as `refs` would.
     let row = client
-        .query_opt(&stmt, &refs(std::slice::from_ref(&key)))
+        .query_opt(&stmt, &[&key as &(dyn ToSql + Sync)])
         .await
         .map_err(stmt_error)?;
     row.as_ref().map(T::from_row).transpose()
@@ -514,7 +516,7 @@ async fn delete_on<T: Table>(client: &ClientWrapper, key: &T::Key) -> Result<boo
         .await
         .map_err(stmt_error)?;
     let n = client
-        .execute(&stmt, &refs(std::slice::from_ref(&key)))
+        .execute(&stmt, &[&key as &(dyn ToSql + Sync)])
         .await
         .map_err(stmt_error)?;
     Ok(n > 0)
