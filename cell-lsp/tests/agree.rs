@@ -9,7 +9,10 @@
 //! including rustc's native codes). This lives in the cell-lsp package because only a
 //! package's own tests get `CARGO_BIN_EXE_cell-lsp`.
 
-#![allow(clippy::unwrap_used)] // Test helpers: a fixture that cannot be set up fails the test.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a fixture that cannot be set up fails the test"
+)]
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

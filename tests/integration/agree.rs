@@ -17,7 +17,10 @@
 //! `unknown-macro`, with the `metrics` provider, and the `pg-*` members on `cell-postgres`). CELL0012 (an unreadable manifest) stops cargo
 //! before any macro runs.
 
-#![allow(clippy::unwrap_used)] // Test helpers: a fixture that cannot be set up fails the test.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a fixture that cannot be set up fails the test"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

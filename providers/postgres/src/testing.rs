@@ -49,6 +49,7 @@ pub struct Server {
 /// # Panics
 /// When the server cannot start (or the binaries are missing under `CI=true`): tests must not
 /// pass silently.
+#[expect(unsafe_code, reason = "atexit, which std does not wrap")]
 pub fn shared() -> Option<&'static Server> {
     SHARED
         .get_or_init(|| match Server::start() {
@@ -227,6 +228,10 @@ impl Server {
     ///
     /// # Errors
     /// When it does not start within 60 s.
+    #[expect(
+        unsafe_code,
+        reason = "pre_exec + prctl(PR_SET_PDEATHSIG): no server outlives the tests"
+    )]
     pub fn launch(&self) -> Result<(), String> {
         // A crash leaves postmaster.pid behind, still saying "ready": remove it, so waiting
         // for readiness waits for the new server (its processes are gone: `kill` reaped them).
@@ -301,6 +306,10 @@ impl Server {
 
     /// SIGKILLs every process of the server at once (a crash: the postmaster, its backends,
     /// the WAL writer), and reaps the postmaster.
+    #[expect(
+        unsafe_code,
+        reason = "kill(2) of the server's processes, which std cannot signal"
+    )]
     pub fn kill(&self) {
         if let Ok(mut child) = self.child.lock()
             && let Some(mut c) = child.take()
@@ -329,6 +338,7 @@ impl Server {
 
     /// Stops the server at once (SIGQUIT: immediate shutdown; the postmaster takes its
     /// backends down with it) and waits for it.
+    #[expect(unsafe_code, reason = "kill(2) with SIGQUIT, which std cannot send")]
     pub fn stop(&self) {
         if let Ok(mut child) = self.child.lock()
             && let Some(mut c) = child.take()
@@ -473,6 +483,7 @@ fn debian_server_dir() -> Option<PathBuf> {
     versions.pop().map(|(_, p)| p)
 }
 
+#[expect(unsafe_code, reason = "geteuid, which std does not wrap")]
 fn is_root() -> bool {
     // SAFETY: geteuid cannot fail and has no preconditions.
     unsafe { libc::geteuid() == 0 }
