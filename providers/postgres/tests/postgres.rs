@@ -11,7 +11,8 @@
 //! - transactions: `a_transaction_commits_all_or_nothing`, `concurrent_serializable_*`;
 //! - migrations: `migrate_*`;
 //! - the query builder: `query_builder_matches_hand_written_sql`;
-//! - crashes: `a_server_killed_mid_transaction_*`.
+//! - crashes: `a_server_killed_mid_transaction_*`;
+//! - TLS (`sslmode`, certificate checks): `tls_require_encrypts_and_checks_the_servers_certificate`.
 //!
 //! Compile errors are snapshot-tested in the macro crate (`macros/tests/ui`).
 
