@@ -288,6 +288,10 @@ pub mod spin {
         true
     }
 
+    #[expect(
+        unsafe_code,
+        reason = "getrusage(RUSAGE_THREAD), which std does not wrap"
+    )]
     fn involuntary_switches() -> libc::c_long {
         let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
         // SAFETY: `usage` is a valid, writable `rusage`; RUSAGE_THREAD reads this thread only.
@@ -301,6 +305,7 @@ pub mod spin {
 /// One busy thread per CPU (`--contend`): the CPU contention of a loaded CI machine, where
 /// every core has a runnable process. The threads belong to this process, so they cannot
 /// outlive it, and they stop when the guard is dropped.
+#[derive(Debug)]
 pub struct Contention {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,

@@ -2,14 +2,17 @@
 //! workspace `tests/fixtures/agree/` is built with real `cargo build --message-format json`,
 //! and checked with `cell-lsp --check --message-format json`. Every compiler error that
 //! carries one of our codes in its text (`CELL0011: …`, from `cell_remote!`, `export!` or a
-//! provider macro such as the fixture's `metrics`, written with `cell_export::attr`) must be
-//! reported by cell-lsp with the same code, the same primary span (file, line, columns) and
-//! the same words. CELL0011 and CELL0014 come from cell-lsp's own analysis of the files; the
+//! provider macro such as the fixture's `metrics` or the real `cell-postgres`, both written
+//! with `cell_export::attr`) must be reported by cell-lsp with the same code, the same
+//! primary span (file, line, columns) and the same words. CELL0011 and CELL0014 come from cell-lsp's own analysis of the files; the
 //! rest from the index it serves (`tests/integration/agree.rs` compares the index directly,
 //! including rustc's native codes). This lives in the cell-lsp package because only a
 //! package's own tests get `CARGO_BIN_EXE_cell-lsp`.
 
-#![allow(clippy::unwrap_used)] // Test helpers: a fixture that cannot be set up fails the test.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a fixture that cannot be set up fails the test"
+)]
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -17,6 +20,10 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use serde_json::Value;
+
+/// The code of a rustc error that has none (`expected non-macro attribute, found attribute
+/// macro`).
+const UNCODED: &str = "uncoded";
 
 /// One error, reduced to what is compared: (code, file, line, column, end line, end column,
 /// our words).
@@ -74,9 +81,10 @@ fn errors(root: &Path, out: &[u8], code_field: bool) -> BTreeSet<Said> {
                 (c.to_owned(), first.to_owned())
             })
         } else {
-            // rustc's native error: its code, and its message and label (which name the item).
+            // rustc's native error: its code (or `UNCODED`), and its message and label (which
+            // name the item).
             ours(text).or_else(|| {
-                let code = message["code"]["code"].as_str()?;
+                let code = message["code"]["code"].as_str().unwrap_or(UNCODED);
                 let label = message["spans"]
                     .as_array()?
                     .iter()
@@ -222,6 +230,68 @@ fn cell0011_a_helper_under_a_second_alias_of_its_provider() {
 #[test]
 fn cell0014_an_undeclared_value_and_an_unknown_argument_name() {
     agree("bad-argument", "CELL0014");
+}
+
+/// `#[Postgres::tabel]`: a misspelt macro of a second provider, with helpers of its own.
+#[test]
+fn cell0015_a_misspelt_postgres_macro_is_rustc_e0433() {
+    agree_native("pg-unknown-macro", "E0433", "CELL0015");
+}
+
+/// `#[Postgres::table(nme = …)]`, `#[Postgres::column(nam = …)]` (so `name` is missing too),
+/// `#[Postgres::varchar]` without its length: cell-postgres' macro and cell-lsp read them
+/// against the same declaration.
+#[test]
+fn cell0014_postgres_argument_errors() {
+    agree("pg-bad-argument", "CELL0014");
+}
+
+/// `#[Postgres::primary_ky]`, `#[Postgres::uniqe]` on fields of a `table` struct: the same
+/// "did you mean" from both.
+#[test]
+fn cell0011_postgres_helper_typos() {
+    agree("pg-helper-typo", "CELL0011");
+}
+
+#[test]
+fn cell0011_a_postgres_helper_under_a_second_alias() {
+    agree("pg-helper-alias", "CELL0011");
+}
+
+/// `#[Postgres::auto_inc]` (celldb's helper) on a field of a `table` struct.
+#[test]
+fn cell0011_an_unknown_postgres_helper() {
+    agree("pg-unknown-helper", "CELL0011");
+}
+
+/// `#[Postgres::unique]` on a field of a struct without `table`: rustc's error has no code
+/// (the helper is an attribute macro too, which a field cannot carry: "expected non-macro
+/// attribute, found attribute macro `Postgres::unique`"); cell-lsp says CELL0011 there, naming
+/// the helper. rustc underlines the whole path, cell-lsp the helper's name (where it reports a
+/// helper that is no macro, as rustc's E0433 does): checked as "within rustc's span" until
+/// cell-lsp underlines the path for a helper that is also a macro.
+#[test]
+fn cell0011_a_postgres_helper_outside_its_table_is_rustcs_uncoded_error() {
+    let both = both();
+    let dir = root().join("pg-stray-helper");
+    let pick = |set: &BTreeSet<Said>, code: &str| -> Vec<Said> {
+        set.iter()
+            .filter(|s| s.1.starts_with(&dir) && s.0 == code)
+            .cloned()
+            .collect()
+    };
+    let (compiler, lsp) = (pick(&both.compiler, UNCODED), pick(&both.lsp, "CELL0011"));
+    assert_eq!(compiler.len(), 1, "{compiler:#?}");
+    assert_eq!(lsp.len(), 1, "{lsp:#?}");
+    let (c, l) = (&compiler[0], &lsp[0]);
+    assert!(
+        c.1 == l.1 && (c.2, c.3) <= (l.2, l.3) && (l.4, l.5) <= (c.4, c.5),
+        "cell-lsp's span is not within rustc's: {c:#?} {l:#?}"
+    );
+    assert!(
+        c.6.contains("`Postgres::unique`") && l.6.contains("`#[Postgres::unique]`"),
+        "{c:#?} {l:#?}"
+    );
 }
 
 /// Every error the compiler reports with our code in its text, cell-lsp reports the same.

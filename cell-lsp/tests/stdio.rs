@@ -3,7 +3,10 @@
 //! `tests/integration/`) because `env!("CARGO_BIN_EXE_cell-lsp")` is only set for a package's
 //! own integration tests.
 
-#![allow(clippy::unwrap_used)] // Test harness helpers: a failure should just fail the test.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test harness helpers: a failure should just fail the test"
+)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};

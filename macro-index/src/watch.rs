@@ -26,8 +26,20 @@ pub struct IndexWatcher {
     pub watched: Vec<PathBuf>,
 }
 
-// The debouncers are held only so that dropping the watcher stops them.
-#[allow(dead_code)]
+impl std::fmt::Debug for IndexWatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The debouncer itself has nothing worth printing (and no `Debug`).
+        f.debug_struct("IndexWatcher")
+            .field("polling", &self.polling)
+            .field("watched", &self.watched)
+            .finish_non_exhaustive()
+    }
+}
+
+#[expect(
+    dead_code,
+    reason = "the debouncers are held only so that dropping the watcher stops them"
+)]
 enum WatcherKind {
     Native(Debouncer<RecommendedWatcher, RecommendedCache>),
     Poll(Debouncer<PollWatcher, FileIdMap>),

@@ -14,10 +14,13 @@
 //! (or rustc) and by cell-lsp on open files (`cell-lsp/src/analysis.rs`), not by the index
 //! library: `cell-lsp/tests/agree.rs` compares the same build with `cell-lsp --check
 //! --message-format json` (members `helper-alias`, `bad-argument`, `stray-helper`,
-//! `unknown-macro`, with the `metrics` provider). CELL0012 (an unreadable manifest) stops cargo
+//! `unknown-macro`, with the `metrics` provider, and the `pg-*` members on `cell-postgres`). CELL0012 (an unreadable manifest) stops cargo
 //! before any macro runs.
 
-#![allow(clippy::unwrap_used)] // Test helpers: a fixture that cannot be set up fails the test.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a fixture that cannot be set up fails the test"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

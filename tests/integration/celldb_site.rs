@@ -27,9 +27,9 @@ pub(crate) enum Mode {
 macro_rules! both_modes {
     ($(#[$attr:meta])* async fn $name:ident($site:ident) $body:block) => {
         mod $name {
-            #[allow(unused_imports)]
+            #[allow(unused_imports, reason = "not every test of the module uses every import")]
             use super::*;
-            #[allow(unused_imports)]
+            #[allow(unused_imports, reason = "not every test of the module uses every import")]
             use $crate::celldb_site::{Mode, Site};
 
             $(#[$attr])*
@@ -131,6 +131,7 @@ impl ServerProcess {
     }
 
     /// SIGTERM (graceful shutdown) and wait; SIGKILL after 20 s.
+    #[expect(unsafe_code, reason = "kill(2) with SIGTERM, which std cannot send")]
     pub(crate) fn stop(mut self) {
         // SAFETY: plain kill(2) on our own child's pid.
         unsafe {

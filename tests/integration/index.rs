@@ -3,7 +3,10 @@
 //! cargo's lockfiles and the tests' edits never touch the repository. The fixtures are parsed,
 //! never compiled (`cell_sdk::export!` there is only read by the index).
 
-#![allow(clippy::unwrap_used)] // Test helpers: a failed fixture copy should just fail the test.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a failed fixture copy should just fail the test"
+)]
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;

@@ -117,7 +117,12 @@ fn compile_errors_point_at_the_users_tokens() {
 /// absolute path, so none of them is picked up. (Not `#![no_implicit_prelude]`: rkyv's derives,
 /// which `#[protein]` uses, need the prelude.)
 mod shadowed_prelude {
-    #![allow(dead_code, unused_macros, unreachable_pub)]
+    #![allow(
+        dead_code,
+        unused_macros,
+        unreachable_pub,
+        reason = "the items only have to compile next to the shadowing names"
+    )]
 
     use cell_sdk::protein;
 

@@ -172,7 +172,10 @@ fn fixture_export_declarations_parse_without_compiling() {
 /// must be one the Cell workspace itself locks (and therefore downloads). When this fails after
 /// a dependency update: `cp Cargo.lock tests/fixtures/<name>/ && (cd tests/fixtures/<name>
 /// && cargo metadata --offline --format-version 1 >/dev/null)`, then commit the result.
-#[allow(clippy::unwrap_used)] // A test helper: an unreadable lock file fails the test.
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test helper: an unreadable lock file fails the test"
+)]
 fn assert_lock_uses_only_packages_the_workspace_locks(name: &str) {
     fn registry_packages(path: PathBuf) -> Vec<(String, String)> {
         let text = std::fs::read_to_string(&path).unwrap();

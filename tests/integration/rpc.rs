@@ -69,7 +69,11 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
-    fn signal(&self, signal: i32) {
+    #[expect(
+        unsafe_code,
+        reason = "kill(2) with any signal; std sends only SIGKILL"
+    )]
+    pub(super) fn signal(&self, signal: i32) {
         // SAFETY: sending a signal to our own child process.
         unsafe { libc::kill(self.child.id() as i32, signal) };
     }
@@ -270,7 +274,11 @@ async fn many_calls_in_flight_from_many_tasks() {
 
 mod v2 {
     //! The probe protocol as a newer build would see it: `add` takes three numbers.
-    #![allow(unreachable_pub, dead_code)]
+    #![allow(
+        unreachable_pub,
+        dead_code,
+        reason = "only the generated client is used, by the tests above"
+    )]
     use cell_sdk::service;
 
     #[service(name = "probe")]

@@ -35,8 +35,7 @@ async fn a_server_killed_in_the_middle_of_a_call_leaves_its_outcome_unknown() {
     }
     assert!(running, "the call never started");
     // ...when the server dies.
-    // SAFETY: signalling our own child process.
-    unsafe { libc::kill(server.child.id() as i32, libc::SIGKILL) };
+    server.signal(libc::SIGKILL);
     let err = call.await.unwrap().unwrap_err();
     assert!(matches!(err, CallError::Disconnected(_)), "{err:?}");
     assert_eq!(err.outcome(), CallOutcome::Unknown);

@@ -19,7 +19,10 @@
 //!   reports version skew (CELL0008) against the local cargo cache, with a fix that raises the
 //!   requirement; applied, the skew is gone.
 
-#![allow(clippy::unwrap_used)] // Test helpers: a fixture that cannot be set up fails the test.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a fixture that cannot be set up fails the test"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -4,8 +4,10 @@
 //! `#[path]` by the test server binary and by `integration/rpc.rs`, so both compile the same
 //! declaration and share its fingerprint.
 
-// `pub` so the generated client and server types are usable from the including module.
-#![allow(unreachable_pub)]
+#![allow(
+    unreachable_pub,
+    reason = "`pub` so the generated client and server types are usable from the including module"
+)]
 
 use cell_sdk::{protein, service};
 

@@ -349,6 +349,7 @@ fn child(subject: &str, args: &Args) -> anyhow::Result<Sample> {
 }
 
 /// Pins the calling thread to one CPU.
+#[expect(unsafe_code, reason = "sched_setaffinity, which std does not wrap")]
 fn pin_to(cpu: usize) -> anyhow::Result<()> {
     // SAFETY: `set` is a plain bit set on the stack, fully initialised by CPU_ZERO, and
     // sched_setaffinity only reads it; pid 0 is the calling thread.

@@ -1,9 +1,89 @@
-//! Resolution: each alias against the consumer's dependencies (CELL0001, CELL0002) and the
-//! versions around (CELL0008).
+//! Resolution, the step after reading: [`Index::recompute`] takes every consumer's aliases
+//! (clashes, CELL0004; shadowed names, CELL0006), resolves each against the consumer's
+//! dependencies (CELL0001, CELL0002) and the versions around (CELL0008), runs the glob checks
+//! (`globs.rs`) and sets [`Index::problems`].
 
 use super::*;
 
+/// Crate names an alias would shadow in paths.
+const PRELUDE_CRATES: &[&str] = &["alloc", "cell_sdk", "core", "proc_macro", "std", "test"];
+
 impl Index {
+    /// Resolves every alias and recomputes [`Index::problems`].
+    pub fn recompute(&mut self) {
+        let cache = self
+            .cargo_home
+            .as_deref()
+            .map(CacheListing::read)
+            .unwrap_or_default();
+        let mut problems: Vec<Problem> = self.parse_problems.values().flatten().cloned().collect();
+        let provider_names: Vec<String> = {
+            let mut v: Vec<String> = self.providers.iter().map(|p| p.package.clone()).collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        let mut consumers = std::mem::take(&mut self.consumers);
+        for consumer in &mut consumers {
+            let pkg = self.package(&consumer.package_id).cloned();
+            let mut seen: HashMap<(PathBuf, Vec<String>, String), Span> = HashMap::new();
+            for alias in &mut consumer.aliases {
+                alias.resolved = None;
+                // Alias clash: the same alias twice in one module.
+                let key = (
+                    alias.span.file.clone(),
+                    alias.module.clone(),
+                    alias.name.clone(),
+                );
+                if let Some(first) = seen.get(&key) {
+                    let mut p = problem(
+                        ProblemCode::AliasClash,
+                        Severity::Error,
+                        format!("the alias `{}` is defined twice in this module", alias.name),
+                        Some(alias.span.clone()),
+                    );
+                    p.notes.push(format!(
+                        "note: first defined at {}:{}:{} (rustc reports this as E0428)",
+                        first.file.display(),
+                        first.line,
+                        first.col
+                    ));
+                    problems.push(p);
+                } else {
+                    seen.insert(key, alias.span.clone());
+                }
+                if CELL_SDK_NAMES.contains(&alias.name.as_str())
+                    || PRELUDE_CRATES.contains(&alias.name.as_str())
+                    || BUILTIN_ATTRIBUTES.contains(&alias.name.as_str())
+                {
+                    problems.push(problem(
+                        ProblemCode::BuiltinShadowing,
+                        Severity::Warning,
+                        format!(
+                            "the alias `{}` shadows the builtin or cell-sdk name `{}`",
+                            alias.name, alias.name
+                        ),
+                        Some(alias.span.clone()),
+                    ));
+                }
+                let Some(pkg) = &pkg else { continue };
+                if self.status.is_degraded() {
+                    continue; // Never a false problem: dependencies are unknown.
+                }
+                self.resolve_alias(pkg, alias, &provider_names, &cache, &mut problems);
+            }
+        }
+        self.consumers = consumers;
+        self.check_globs(&mut problems);
+        problems.sort_by(|a, b| {
+            let ka = a.span.as_ref().map(|s| (s.file.clone(), s.start));
+            let kb = b.span.as_ref().map(|s| (s.file.clone(), s.start));
+            ka.cmp(&kb).then_with(|| a.code.cmp(&b.code))
+        });
+        problems.dedup();
+        self.problems = problems;
+    }
+
     pub(super) fn resolve_alias(
         &self,
         pkg: &Package,

@@ -5,6 +5,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use deadpool_postgres::{ClientWrapper, Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::types::ToSql;
 
 use crate::column::{Column, KeyArg, refs};
 use crate::error::{Error, Result};
@@ -62,20 +63,72 @@ impl Pg {
     /// A pool for `url` (`postgres://user@host:port/db` or `host=… dbname=…`). Connects lazily:
     /// the first statement opens the first connection.
     ///
+    /// TLS follows the URL's `sslmode`: `disable`; `prefer` (the default: TLS when the server
+    /// offers it); `require`. Without the `tls` feature, `prefer` connects in plain text (as a
+    /// libpq built without SSL does) and `require` is refused here. With it, the server's
+    /// certificate is always verified — against the system's roots, plus the PEM file
+    /// `$PGSSLROOTCERT` names (libpq's variable) — and so is its name (the URL's host);
+    /// libpq's `require` checks neither (see `docs/postgres.md`). TCP only: a Unix socket
+    /// never uses TLS.
+    ///
     /// # Errors
-    /// [`Error::Config`] for a URL that does not parse.
+    /// [`Error::Config`] for a URL that does not parse, `sslmode=require` without the `tls`
+    /// feature, or a `$PGSSLROOTCERT` that cannot be read.
     pub fn connect(url: &str) -> Result<Pg> {
+        #[cfg(feature = "tls")]
+        let roots = match std::env::var_os("PGSSLROOTCERT") {
+            Some(path) => vec![std::fs::read(&path).map_err(|e| {
+                Error::Config(format!(
+                    "$PGSSLROOTCERT ({}) cannot be read: {e}",
+                    std::path::Path::new(&path).display()
+                ))
+            })?],
+            None => Vec::new(),
+        };
+        #[cfg(not(feature = "tls"))]
+        let roots = Vec::new();
+        Pg::connect_with_roots(url, &roots)
+    }
+
+    /// [`Pg::connect`], trusting the server certificates signed by `root_pem` (a PEM
+    /// certificate: a private CA, or a self-signed server certificate) besides the system's
+    /// roots; `$PGSSLROOTCERT` is not read.
+    ///
+    /// # Errors
+    /// As [`Pg::connect`], and [`Error::Config`] for a certificate that does not parse.
+    #[cfg(feature = "tls")]
+    pub fn connect_with_root_certificate(url: &str, root_pem: &[u8]) -> Result<Pg> {
+        Pg::connect_with_roots(url, &[root_pem.to_vec()])
+    }
+
+    fn connect_with_roots(url: &str, roots: &[Vec<u8>]) -> Result<Pg> {
         let config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| Error::Config(format!("bad database URL: {e}")))?;
         // `Fast` recycling: a connection the driver saw close is replaced; no extra round trip.
-        let manager = Manager::from_config(
-            config,
-            tokio_postgres::NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = || ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match config.get_ssl_mode() {
+            tokio_postgres::config::SslMode::Disable => {
+                Manager::from_config(config, tokio_postgres::NoTls, manager_config())
+            }
+            #[cfg(feature = "tls")]
+            _ => Manager::from_config(config, tls_connector(roots)?, manager_config()),
+            #[cfg(not(feature = "tls"))]
+            tokio_postgres::config::SslMode::Prefer => {
+                let _ = roots;
+                Manager::from_config(config, tokio_postgres::NoTls, manager_config())
+            }
+            #[cfg(not(feature = "tls"))]
+            _ => {
+                return Err(Error::Config(
+                    "the database URL asks for TLS (sslmode=require), and cell-postgres was \
+                     built without it: enable its `tls` feature"
+                        .to_owned(),
+                ));
+            }
+        };
         let pool = Pool::builder(manager)
             .max_size(16)
             .build()
@@ -334,6 +387,22 @@ impl Drop for OpenTx {
     }
 }
 
+/// The TLS side of a connection: native-tls (the system's OpenSSL), verifying the server's
+/// certificate and name against the system's roots and `roots` (PEM).
+#[cfg(feature = "tls")]
+fn tls_connector(roots: &[Vec<u8>]) -> Result<postgres_native_tls::MakeTlsConnector> {
+    let mut builder = native_tls::TlsConnector::builder();
+    for pem in roots {
+        let cert = native_tls::Certificate::from_pem(pem)
+            .map_err(|e| Error::Config(format!("a root certificate that is not PEM: {e}")))?;
+        builder.add_root_certificate(cert);
+    }
+    let connector = builder
+        .build()
+        .map_err(|e| Error::Config(format!("TLS: {e}")))?;
+    Ok(postgres_native_tls::MakeTlsConnector::new(connector))
+}
+
 fn stored_schema(row: &tokio_postgres::Row) -> Result<(i32, String, String)> {
     let version: i32 = row.try_get(0).map_err(|e| stored_error(&e))?;
     let fingerprint: String = row.try_get(1).map_err(|e| stored_error(&e))?;
@@ -480,8 +549,9 @@ async fn get_on<T: Table>(client: &ClientWrapper, key: &T::Key) -> Result<Option
         .prepare_cached(T::SQL.get)
         .await
         .map_err(stmt_error)?;
+    // One parameter: borrowed in place, not collected into a `Vec` as `refs` would.
     let row = client
-        .query_opt(&stmt, &refs(std::slice::from_ref(&key)))
+        .query_opt(&stmt, &[&key as &(dyn ToSql + Sync)])
         .await
         .map_err(stmt_error)?;
     row.as_ref().map(T::from_row).transpose()
@@ -514,7 +584,7 @@ async fn delete_on<T: Table>(client: &ClientWrapper, key: &T::Key) -> Result<boo
         .await
         .map_err(stmt_error)?;
     let n = client
-        .execute(&stmt, &refs(std::slice::from_ref(&key)))
+        .execute(&stmt, &[&key as &(dyn ToSql + Sync)])
         .await
         .map_err(stmt_error)?;
     Ok(n > 0)

@@ -49,6 +49,7 @@ pub struct Server {
 /// # Panics
 /// When the server cannot start (or the binaries are missing under `CI=true`): tests must not
 /// pass silently.
+#[expect(unsafe_code, reason = "atexit, which std does not wrap")]
 pub fn shared() -> Option<&'static Server> {
     SHARED
         .get_or_init(|| match Server::start() {
@@ -227,6 +228,10 @@ impl Server {
     ///
     /// # Errors
     /// When it does not start within 60 s.
+    #[expect(
+        unsafe_code,
+        reason = "pre_exec + prctl(PR_SET_PDEATHSIG): no server outlives the tests"
+    )]
     pub fn launch(&self) -> Result<(), String> {
         // A crash leaves postmaster.pid behind, still saying "ready": remove it, so waiting
         // for readiness waits for the new server (its processes are gone: `kill` reaped them).
@@ -301,6 +306,10 @@ impl Server {
 
     /// SIGKILLs every process of the server at once (a crash: the postmaster, its backends,
     /// the WAL writer), and reaps the postmaster.
+    #[expect(
+        unsafe_code,
+        reason = "kill(2) of the server's processes, which std cannot signal"
+    )]
     pub fn kill(&self) {
         if let Ok(mut child) = self.child.lock()
             && let Some(mut c) = child.take()
@@ -329,6 +338,7 @@ impl Server {
 
     /// Stops the server at once (SIGQUIT: immediate shutdown; the postmaster takes its
     /// backends down with it) and waits for it.
+    #[expect(unsafe_code, reason = "kill(2) with SIGQUIT, which std cannot send")]
     pub fn stop(&self) {
         if let Ok(mut child) = self.child.lock()
             && let Some(mut c) = child.take()
@@ -374,6 +384,100 @@ impl Server {
         drop(client);
         let _ = task.await;
         self.url(&name)
+    }
+
+    /// Turns TLS on (`ssl = on`, reloaded: no restart) with a new self-signed certificate for
+    /// `127.0.0.1` and `localhost`, made by the `openssl` command; returns the certificate
+    /// (PEM), which a client must trust to connect with `sslmode=require`.
+    ///
+    /// # Errors
+    /// When `openssl` is missing or fails, or the server refuses the configuration.
+    pub async fn enable_tls(&self) -> Result<Vec<u8>, String> {
+        let (cert, key) = (
+            self.dir.path().join("server.crt"),
+            self.dir.path().join("server.key"),
+        );
+        let out = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ])
+            .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("openssl: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "openssl req failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        // The server refuses a key that others can read or that is not its user's.
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .map_err(|e| format!("chmod {}: {e}", key.display()))?;
+        if let Some((uid, gid)) = self.run_as {
+            for file in [&cert, &key] {
+                chown(file, Some(uid), Some(gid))
+                    .map_err(|e| format!("chown {}: {e}", file.display()))?;
+            }
+        }
+        let (client, connection) =
+            tokio_postgres::connect(&self.url("postgres"), tokio_postgres::NoTls)
+                .await
+                .map_err(|e| format!("connect: {e}"))?;
+        let task = tokio::spawn(connection);
+        // Paths from our own temp dir: no quote can be in them, but escape anyway.
+        let quoted =
+            |p: &std::path::Path| format!("'{}'", p.display().to_string().replace('\'', "''"));
+        // One statement at a time: ALTER SYSTEM refuses the implicit transaction of several.
+        for statement in [
+            format!("ALTER SYSTEM SET ssl_cert_file = {}", quoted(&cert)),
+            format!("ALTER SYSTEM SET ssl_key_file = {}", quoted(&key)),
+            "ALTER SYSTEM SET ssl = on".to_owned(),
+            "SELECT pg_reload_conf()".to_owned(),
+        ] {
+            client
+                .batch_execute(&statement)
+                .await
+                .map_err(|e| format!("{statement}: {e}\n{}", self.log_tail()))?;
+        }
+        drop(client);
+        let _ = task.await;
+        // The reload is a signal to the postmaster: wait until a new backend sees TLS on.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (client, connection) =
+                tokio_postgres::connect(&self.url("postgres"), tokio_postgres::NoTls)
+                    .await
+                    .map_err(|e| format!("connect: {e}"))?;
+            let task = tokio::spawn(connection);
+            let on = client
+                .query_one("SHOW ssl", &[])
+                .await
+                .map_err(|e| format!("SHOW ssl: {e}"))?
+                .try_get::<_, String>(0)
+                .is_ok_and(|v| v == "on");
+            drop(client);
+            let _ = task.await;
+            if on {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("TLS still off after 30 s: {}", self.log_tail()));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        std::fs::read(&cert).map_err(|e| format!("{}: {e}", cert.display()))
     }
 
     /// A fresh database, connected.
@@ -473,6 +577,7 @@ fn debian_server_dir() -> Option<PathBuf> {
     versions.pop().map(|(_, p)| p)
 }
 
+#[expect(unsafe_code, reason = "geteuid, which std does not wrap")]
 fn is_root() -> bool {
     // SAFETY: geteuid cannot fail and has no preconditions.
     unsafe { libc::geteuid() == 0 }

@@ -11,7 +11,8 @@
 //! - transactions: `a_transaction_commits_all_or_nothing`, `concurrent_serializable_*`;
 //! - migrations: `migrate_*`;
 //! - the query builder: `query_builder_matches_hand_written_sql`;
-//! - crashes: `a_server_killed_mid_transaction_*`.
+//! - crashes: `a_server_killed_mid_transaction_*`;
+//! - TLS (`sslmode`, certificate checks): `tls_require_encrypts_and_checks_the_servers_certificate`.
 //!
 //! Compile errors are snapshot-tested in the macro crate (`macros/tests/ui`).
 
@@ -855,4 +856,56 @@ async fn a_transaction_that_always_conflicts_stops_after_max_attempts() {
     assert_eq!(attempts.load(Ordering::SeqCst), cell_postgres::MAX_ATTEMPTS);
     let n = pg.get::<Counter>("n").await.unwrap().unwrap().value;
     assert_eq!(n, 1000 * i64::from(cell_postgres::MAX_ATTEMPTS));
+}
+
+/// How many connections to `url`'s database are (or are not) encrypted, seen by the server.
+async fn connections_with_tls(url: &str, database: &str, tls: bool) -> i64 {
+    let client = raw(url).await;
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+             WHERE datname = $1 AND ssl = $2",
+            &[&database, &tls],
+        )
+        .await
+        .unwrap();
+    row.get(0)
+}
+
+/// `sslmode=require`: the pool's connections are encrypted, the server's certificate is
+/// checked (refused without its root, accepted with it), and `sslmode=disable` still works
+/// in plain text against the same server.
+#[tokio::test]
+async fn tls_require_encrypts_and_checks_the_servers_certificate() {
+    if testing::shared().is_none() {
+        return;
+    }
+    // Its own server: TLS on would change what every other test connects with.
+    let server = testing::Server::start().unwrap();
+    let root = server.enable_tls().await.unwrap();
+    let url = server.database().await;
+    let database = url.rsplit('/').next().unwrap().to_owned();
+    let counter = |value| Counter {
+        name: "tls".into(),
+        value,
+    };
+
+    // Not trusted (only the system's roots): refused, and said so.
+    let untrusted = Pg::connect(&format!("{url}?sslmode=require")).unwrap();
+    let err = untrusted.migrate::<Counter>().await.unwrap_err();
+    assert!(
+        format!("{err} {err:?}").contains("certificate"),
+        "not a certificate error: {err} / {err:?}"
+    );
+
+    let pg = Pg::connect_with_root_certificate(&format!("{url}?sslmode=require"), &root).unwrap();
+    pg.migrate::<Counter>().await.unwrap();
+    pg.insert(&counter(7)).await.unwrap();
+    assert_eq!(pg.get::<Counter>("tls").await.unwrap().unwrap().value, 7);
+    // The pool keeps its connection open: the server sees it encrypted.
+    assert!(connections_with_tls(&url, &database, true).await >= 1);
+
+    let plain = Pg::connect(&format!("{url}?sslmode=disable")).unwrap();
+    assert_eq!(plain.get::<Counter>("tls").await.unwrap().unwrap().value, 7);
+    assert!(connections_with_tls(&url, &database, false).await >= 1);
 }

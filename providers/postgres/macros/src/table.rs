@@ -245,18 +245,18 @@ fn classify(
     }
     if alias == Some(prefix.as_str()) {
         if !known {
-            let hint = cell_export::args::did_you_mean(&last, &HELPERS)
-                .map(|h| format!(" (did you mean `{h}`?)"))
-                .unwrap_or_default();
-            errors.push(syn::Error::new(
-                attr.path()
-                    .segments
-                    .last()
-                    .map_or_else(Span::call_site, |s| s.ident.span()),
-                format!(
-                    "{}: `{last}` is not a helper of `{prefix}::table`{hint}; helpers: {}",
-                    cell_resolver::ProblemCode::ForeignHelper,
-                    HELPERS.join(", ")
+            // The words cell-lsp shows for the same mistake (`cell_export::args`).
+            let at = attr
+                .path()
+                .segments
+                .last()
+                .map_or_else(Span::call_site, |s| s.ident.span());
+            errors.push(cell_export::attr::to_syn_error(
+                &cell_export::args::unknown_helper(
+                    &last,
+                    "table",
+                    &HELPERS,
+                    cell_export::attr::SpanRange::single(at),
                 ),
             ));
             // Reported: taken off the field (kept, rustc would add "cannot find `uniqe`").
@@ -268,12 +268,19 @@ fn classify(
         return None;
     }
     if let Some(alias) = alias {
-        errors.push(syn::Error::new(
-            attr.path().span(),
-            format!(
-                "{}: `{last}` is a helper of `{alias}::table`, but it is written under \
-                 `{prefix}`, another alias: write `#[{alias}::{last}]`",
-                cell_resolver::ProblemCode::ForeignHelper
+        // At the alias written, in cell-lsp's words (`cell_export::args`).
+        let at = attr
+            .path()
+            .segments
+            .first()
+            .map_or_else(|| attr.path().span(), |s| s.ident.span());
+        errors.push(cell_export::attr::to_syn_error(
+            &cell_export::args::foreign_helper(
+                &last,
+                alias,
+                "table",
+                &prefix,
+                cell_export::attr::SpanRange::single(at),
             ),
         ));
     }
