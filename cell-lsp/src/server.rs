@@ -117,7 +117,10 @@ fn root_of(params: &InitializeParams) -> Option<PathBuf> {
     {
         return f.uri.to_file_path().map(|p| p.into_owned());
     }
-    #[allow(deprecated)]
+    #[allow(
+        deprecated,
+        reason = "`root_uri` is deprecated for `workspace_folders`, which older clients omit"
+    )]
     params
         .root_uri
         .as_ref()

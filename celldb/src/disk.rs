@@ -60,6 +60,7 @@ fn corrupt(path: &Path, reason: impl std::fmt::Display) -> Error {
 }
 
 /// The effective uid of this process.
+#[expect(unsafe_code, reason = "geteuid, which std does not wrap")]
 fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }

@@ -452,6 +452,7 @@ fn scan(window: &mut [u8; 4], chunk: &[u8]) -> bool {
 
 /// The start of the next data region at or after `at` (`None`: only a hole follows).
 #[cfg(target_os = "linux")]
+#[expect(unsafe_code, reason = "lseek(SEEK_DATA), which std does not wrap")]
 fn next_data(file: &File, at: u64) -> std::io::Result<Option<u64>> {
     use std::os::fd::AsRawFd;
     let Ok(offset) = libc::off_t::try_from(at) else {

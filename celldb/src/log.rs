@@ -77,6 +77,12 @@ pub struct WriteSet {
     pub(crate) durability: Durability,
 }
 
+impl std::fmt::Debug for WriteSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteSet").finish_non_exhaustive()
+    }
+}
+
 impl WriteSet {
     /// Number of keys written.
     pub fn len(&self) -> usize {
@@ -123,6 +129,12 @@ pub struct LocalLog {
     queued: Arc<AtomicUsize>,
     /// How many writers are active, for the committer's pacing.
     writers: Arc<Writers>,
+}
+
+impl std::fmt::Debug for LocalLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalLog").finish_non_exhaustive()
+    }
 }
 
 /// The committer's estimate of how many writers are active: write-sets submitted and not yet

@@ -116,6 +116,12 @@ pub struct Server {
     state: Arc<State>,
 }
 
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").finish_non_exhaustive()
+    }
+}
+
 struct State {
     db: Db,
     config: ServerConfig,
@@ -1027,6 +1033,12 @@ fn to_wire(e: Error) -> WireError {
 ///
 /// Build it with [`Server::service`].
 pub struct Strict(crate::wire::CellDbServer<Server>);
+
+impl std::fmt::Debug for Strict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Strict").finish_non_exhaustive()
+    }
+}
 
 impl Server {
     /// This server as the service `celldb serve` binds (see [`Strict`]).

@@ -560,6 +560,10 @@ fn a_client_whose_runtime_shut_down_closes_its_socket() {
 /// A fake `echo` server on a fresh socket that welcomes one client and then never reads:
 /// the thread returns whether the client hung up (seen without reading, `POLLRDHUP`)
 /// within 20 s.
+#[expect(
+    unsafe_code,
+    reason = "poll(POLLRDHUP): a hang-up seen without reading"
+)]
 fn silent_server() -> (TempDir, Endpoint, std::thread::JoinHandle<bool>) {
     use std::os::fd::AsRawFd;
     let dir = temp_socket_dir().unwrap();

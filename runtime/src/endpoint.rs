@@ -66,6 +66,7 @@ pub fn socket_dir() -> PathBuf {
 }
 
 /// The effective uid of this process.
+#[expect(unsafe_code, reason = "geteuid, which std does not wrap")]
 pub fn current_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }

@@ -245,7 +245,10 @@ pub enum FrameError {
 /// assert_eq!((parsed.id, &wire[payload], used), (7, &b"abc"[..], 32));
 /// assert!(decode(&wire[..20], 1024).unwrap().is_none());
 /// ```
-#[allow(clippy::type_complexity)]
+#[allow(
+    clippy::type_complexity,
+    reason = "the parsed header, the payload's range and the bytes used: named where used"
+)]
 pub fn decode(
     bytes: &[u8],
     max_len: u32,

@@ -620,6 +620,10 @@ fn yield_cpu() -> Yield {
 /// This thread's involuntary context switches (a `sched_yield` that ran another thread counts
 /// as one), or `None` where the platform cannot tell (then a long yield counts as lost).
 #[cfg(target_os = "linux")]
+#[expect(
+    unsafe_code,
+    reason = "getrusage(RUSAGE_THREAD), which std does not wrap"
+)]
 fn involuntary_switches() -> Option<libc::c_long> {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: `usage` is a valid, writable `rusage`; RUSAGE_THREAD only reads this thread.

@@ -63,6 +63,12 @@ pub struct Handler<S> {
     service: Arc<S>,
 }
 
+impl<S> std::fmt::Debug for Handler<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handler").finish_non_exhaustive()
+    }
+}
+
 impl<S> Clone for Handler<S> {
     fn clone(&self) -> Self {
         Handler {
@@ -97,6 +103,12 @@ impl<S: Service> tower::Service<CallRequest<S::Call>> for Handler<S> {
 pub struct Layered<S, T> {
     service: Arc<S>,
     stack: T,
+}
+
+impl<S, T> std::fmt::Debug for Layered<S, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Layered").finish_non_exhaustive()
+    }
 }
 
 impl<S: Service> Layered<S, Handler<S>> {

@@ -119,6 +119,14 @@ pub struct Membrane<S: Service> {
     socket_path: Option<PathBuf>,
 }
 
+impl<S: Service> std::fmt::Debug for Membrane<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Membrane")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<S: Service> Membrane<S> {
     /// Binds `service` at `endpoint`. Must be called inside a tokio runtime (any flavor).
     ///
@@ -309,6 +317,10 @@ impl<S: Service> Membrane<S> {
 }
 
 /// Takes `<socket>.lock` exclusively, or reports the live server holding it.
+#[expect(
+    unsafe_code,
+    reason = "flock(LOCK_EX | LOCK_NB) on the socket's lock file"
+)]
 fn take_lock(name: &str, socket: &Path) -> Result<File, ServeError> {
     let mut lock_path = socket.as_os_str().to_owned();
     lock_path.push(".lock");

@@ -133,6 +133,12 @@ pub struct Admission<S, F> {
     check: F,
 }
 
+impl<S, F> std::fmt::Debug for Admission<S, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admission").finish_non_exhaustive()
+    }
+}
+
 impl<S, F> Admission<S, F>
 where
     S: Service,

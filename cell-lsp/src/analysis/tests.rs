@@ -4,7 +4,10 @@
 //! expectations after an intended change; review the diff. The stdio tests
 //! (`cell-lsp/tests/stdio.rs`) keep the protocol honest end to end.
 
-#![allow(clippy::unwrap_used)] // Test helpers: a fixture that cannot be set up fails the test.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a fixture that cannot be set up fails the test"
+)]
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

@@ -54,6 +54,16 @@ pub struct View {
     pub(crate) keyspaces: Vec<(String, Keyspace)>,
 }
 
+impl std::fmt::Debug for View {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.keyspaces.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("View")
+            .field("seqno", &self.snapshot.seqno())
+            .field("keyspaces", &names)
+            .finish()
+    }
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Header {
     meta: SnapshotMetaOf<C>,

@@ -98,7 +98,21 @@ impl Router {
     }
 }
 
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut nodes: Vec<u64> = self.nodes.lock().unwrap().keys().copied().collect();
+        nodes.sort_unstable();
+        f.debug_struct("Router")
+            .field("nodes", &nodes)
+            .field("cut", &*self.cut.lock().unwrap())
+            .field("delay_ms", &self.delay_ms)
+            .field("drop_every", &self.drop_every)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Creates a node's clients on the [`Router`].
+#[derive(Debug)]
 pub struct NetFactory {
     /// The node that sends.
     pub from: u64,
@@ -118,6 +132,7 @@ impl RaftNetworkFactory<C> for NetFactory {
 }
 
 /// One node's client to another, over the [`Router`].
+#[derive(Debug)]
 pub struct Net {
     from: u64,
     to: u64,
@@ -235,6 +250,7 @@ impl RaftNetworkV2<C> for Net {
 }
 
 /// A group of in-process nodes on real directories.
+#[derive(Debug)]
 pub struct Group {
     /// The network between the nodes.
     pub router: Arc<Router>,
