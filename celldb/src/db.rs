@@ -81,6 +81,10 @@ pub(crate) struct Inner {
 
 /// The engine behind a [`Db`]: the local fjall directory, or a celldb server. Typed work
 /// (encoding, index maintenance, unique checks, own writes) happens above it, in `tx`, for both.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per `Db`, inside its `Arc`: the size is paid once"
+)]
 pub(crate) enum Backend {
     Local(Local),
     Remote(Arc<crate::remote::Client>),
@@ -199,6 +203,11 @@ impl Db {
         }
     }
 
+    /// The raft side of a member database (see `raft::member`), if this is one.
+    pub(crate) fn member(&self) -> Option<&crate::raft::member::Member> {
+        self.local().and_then(|local| local.member.get())
+    }
+
     /// The local engine, or `None` for a handle on a celldb server.
     pub(crate) fn local(&self) -> Option<&Local> {
         match &self.inner.backend {
@@ -298,9 +307,22 @@ impl Db {
         if let Some(handle) = self.cached_table(id) {
             return Ok(handle);
         }
-        // Neither engine behind a `Db` today is a raft group: a raft table refuses to open
-        // rather than silently living on one node.
+        // A raft table opens through the group on a member's database, and refuses to open
+        // anywhere else rather than silently living on one node.
         if T::REPLICATE == crate::Replicate::Raft {
+            if let Backend::Local(local) = &self.inner.backend
+                && let Some(member) = local.member.get()
+            {
+                // Boxed: raft's futures are deep, and every `DB::insert` in a user's crate
+                // would otherwise carry them in its own layout (rustc's query depth limit).
+                let handle = Arc::new(Box::pin(member.register::<T>(&local.fjall)).await?);
+                self.inner
+                    .tables
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(id, handle.clone());
+                return Ok(handle);
+            }
             return Err(Error::NotReplicated {
                 table: T::TABLE.to_string(),
                 database: match &self.inner.backend {

@@ -69,6 +69,15 @@ impl Reader {
         }
     }
 
+    /// Takes a fresh snapshot for the reads to come (a raft member, after its read barrier).
+    /// Reads already made stay recorded, and the version stays the older one, so they are
+    /// still validated at commit.
+    pub(crate) fn refresh(&mut self, db: &Db) {
+        if let (Reader::Local { snapshot, .. }, Backend::Local(local)) = (self, &db.inner.backend) {
+            *snapshot = local.fjall.snapshot();
+        }
+    }
+
     /// The value of `key` in `ks` as of this reader, recorded for validation at commit.
     pub(crate) async fn point(&mut self, ks: &Ks, key: &[u8]) -> Result<Option<Slice>> {
         match (self, ks) {
@@ -147,6 +156,24 @@ pub(crate) async fn commit(
 ) -> Result<()> {
     match (&db.inner.backend, reader) {
         (Backend::Local(local), Reader::Local { version, reads, .. }) => {
+            if let Some(member) = local.member.get() {
+                let replicated = writes
+                    .values()
+                    .filter(|(ks, _)| crate::raft::member::is_replicated(ks))
+                    .count();
+                if replicated == writes.len() {
+                    // Boxed, as in `Db::table`: keeps raft's deep futures out of callers'.
+                    return Box::pin(member.commit(reads, writes)).await;
+                }
+                if replicated > 0 {
+                    return Err(Error::MixedReplication {
+                        detail: "it writes both raft and local tables; one commit cannot \
+                                 span the raft log and the local log. Write them in separate \
+                                 transactions"
+                            .into(),
+                    });
+                }
+            }
             let ws = local_write_set(version, reads, writes, sync)?;
             let (send, receive) = tokio::sync::oneshot::channel();
             local.log.submit(
@@ -170,6 +197,7 @@ pub(crate) async fn commit(
 
 /// The latest committed value of `key` in `ks`, outside any transaction.
 pub(crate) async fn latest(db: &Db, ks: &Ks, key: &[u8]) -> Result<Option<Slice>> {
+    linearize(db, ks).await?;
     match (&db.inner.backend, ks) {
         (Backend::Local(_), Ks::Local(records)) => Ok(records.get(key)?),
         (Backend::Remote(client), Ks::Remote(id)) => {
@@ -181,10 +209,19 @@ pub(crate) async fn latest(db: &Db, ks: &Ks, key: &[u8]) -> Result<Option<Slice>
 
 /// The number of entries in `ks`, outside any transaction.
 pub(crate) async fn count(db: &Db, ks: &Ks) -> Result<usize> {
+    linearize(db, ks).await?;
     match (&db.inner.backend, ks) {
         (Backend::Local(_), Ks::Local(records)) => Ok(records.len()?),
         (Backend::Remote(client), Ks::Remote(id)) => client.count(*id).await,
         _ => Err(mixed()),
+    }
+}
+
+/// Before a read of a raft table outside a transaction: the member's read barrier.
+async fn linearize(db: &Db, ks: &Ks) -> Result<()> {
+    match db.member() {
+        Some(member) if crate::raft::member::is_replicated(ks) => Box::pin(member.barrier()).await,
+        _ => Ok(()),
     }
 }
 

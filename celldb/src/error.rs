@@ -126,6 +126,22 @@ pub enum Error {
         /// The database it was opened on (a directory, or a server's address).
         database: String,
     },
+    /// A raft write or linearizable read reached a node that is not the group's leader.
+    #[error(
+        "this node is not the raft group's leader{}: writes and linearizable reads go to the \
+         leader",
+        match .leader { Some(id) => format!(" (node {id} is)"), None => " (none is known yet)".to_string() }
+    )]
+    NotLeader {
+        /// The leader, when this node knows it.
+        leader: Option<u64>,
+    },
+    /// A transaction mixed raft and local tables in a way one commit cannot honour.
+    #[error("a transaction cannot combine raft and local tables this way: {detail}")]
+    MixedReplication {
+        /// What it did.
+        detail: String,
+    },
     /// The default database could not be opened.
     #[error("cannot open the default database: {0}")]
     Default(String),

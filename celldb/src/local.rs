@@ -26,6 +26,9 @@ pub(crate) struct Local {
     pub(crate) registering: Mutex<()>,
     pub(crate) path: PathBuf,
     pub(crate) options: Options,
+    /// Set when this database is a raft group member (`RaftNode`): its raft tables go through
+    /// the group.
+    pub(crate) member: std::sync::OnceLock<crate::raft::member::Member>,
     // Field order matters: fjall closes before the lock is released, the temp dir goes last.
     pub(crate) _lock: File,
     pub(crate) _temp: Option<tempfile::TempDir>,
@@ -104,6 +107,7 @@ impl Local {
             registering: Mutex::new(()),
             path: path.to_path_buf(),
             options,
+            member: std::sync::OnceLock::new(),
             _lock: lock,
             _temp: temp,
         })

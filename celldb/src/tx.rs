@@ -59,6 +59,8 @@ struct TxState {
     sync: bool,
     /// Reused rkyv buffer.
     buffer: codec::Bytes,
+    /// The read barrier of a raft member ran for this transaction (see `raft::member`).
+    linearized: bool,
     /// The last table used, so a run of writes to one table skips the registry lookup.
     last_table: Option<(std::any::TypeId, Arc<TableHandle>)>,
 }
@@ -85,6 +87,7 @@ impl Tx {
                 writes: BTreeMap::new(),
                 sync: false,
                 buffer: codec::Bytes::new(),
+                linearized: false,
                 last_table: None,
             })),
         }
@@ -194,6 +197,15 @@ impl TxState {
             return Ok(handle.clone());
         }
         let handle = self.db.table::<T>().await?;
+        if !self.linearized
+            && crate::raft::member::is_replicated(&handle.records)
+            && let Some(member) = self.db.member()
+        {
+            // The first raft table of this transaction: read at a linearizable point.
+            Box::pin(member.barrier()).await?;
+            self.reader.refresh(&self.db);
+            self.linearized = true;
+        }
         self.last_table = Some((id, handle.clone()));
         Ok(handle)
     }
@@ -502,6 +514,7 @@ impl Db {
                 writes: BTreeMap::new(),
                 sync: false,
                 buffer: codec::Bytes::new(),
+                linearized: false,
                 last_table: None,
             };
             std::mem::replace(&mut *guard, empty)

@@ -34,6 +34,7 @@
 
 mod cmd;
 mod log_store;
+pub(crate) mod member;
 mod node;
 pub mod snapshot;
 mod state_machine;

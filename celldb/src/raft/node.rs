@@ -96,6 +96,12 @@ impl RaftNode {
         let raft = Raft::new(id, config, network, log.clone(), state_machine.clone())
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
+        if let Some(local) = db.local() {
+            // `db` was opened just above: nothing else can have set it.
+            let _ = local
+                .member
+                .set(crate::raft::member::Member::new(raft.clone()));
+        }
         Ok(Self {
             id,
             raft,
