@@ -388,6 +388,7 @@ pub async fn write(router: &Router, key: u64, value: u64, extra: usize) -> Optio
     let cmd = cmd.finish().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut target = None;
+    let mut attempt = 0usize;
     while Instant::now() < deadline {
         let rafts: Vec<(u64, Raft)> = router
             .nodes
@@ -396,16 +397,31 @@ pub async fn write(router: &Router, key: u64, value: u64, extra: usize) -> Optio
             .iter()
             .map(|(id, (raft, _))| (*id, raft.clone()))
             .collect();
-        let raft = match target.and_then(|t| rafts.iter().find(|(id, _)| *id == t)) {
-            Some((_, raft)) => raft.clone(),
-            None => rafts[(key as usize) % rafts.len()].1.clone(),
-        };
-        match raft.client_write(cmd.clone()).await {
-            Ok(response) => return Some(response.data),
-            Err(e) => {
-                target = e.forward_to_leader().and_then(|f| f.leader_id).or(None);
+        if rafts.is_empty() {
+            return None;
+        }
+        // The hinted leader, else a node that says it leads, else the next node in turn (a
+        // removed or isolated node may know no leader: never ask it twice in a row).
+        let raft = target
+            .and_then(|t| rafts.iter().find(|(id, _)| *id == t))
+            .or_else(|| {
+                rafts
+                    .iter()
+                    .find(|(_, r)| r.metrics().borrow_watched().state == ServerState::Leader)
+            })
+            .map_or_else(
+                || rafts[(key as usize + attempt) % rafts.len()].1.clone(),
+                |(_, raft)| raft.clone(),
+            );
+        attempt += 1;
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, raft.client_write(cmd.clone())).await {
+            Ok(Ok(response)) => return Some(response.data),
+            Ok(Err(e)) => {
+                target = e.forward_to_leader().and_then(|f| f.leader_id);
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
+            Err(_) => break,
         }
     }
     None
