@@ -163,6 +163,9 @@ pub(crate) struct Method {
     pub(crate) ret: Type,
     /// `Some((T, E))` when the return type is `Result<T, E>`: `E` is the application error.
     pub(crate) result: Option<(Type, Type)>,
+    /// `Some((T, E))` when the handler returns `Streaming<T>` (`E` is `None`) or
+    /// `Streaming<T, E>`: a server-to-client stream of `T`.
+    pub(crate) stream: Option<(Type, Option<Type>)>,
 }
 
 /// Reads a handler signature, reporting what cannot be an RPC method at the user's token.
@@ -257,12 +260,14 @@ pub(crate) fn parse_method(sig: &Signature, errors: &mut Vec<syn::Error>) -> Opt
         ));
     }
     let result = result_parts(&ret);
+    let stream = stream_parts(&ret);
     (errors.len() == before).then(|| Method {
         name: sig.ident.clone(),
         args,
         borrowed,
         ret,
         result,
+        stream,
     })
 }
 
@@ -280,6 +285,25 @@ fn archived_inner(ty: &Type) -> Option<Type> {
         GenericArgument::Type(t) if args.args.len() == 1 => Some(t.clone()),
         _ => None,
     }
+}
+
+/// `Streaming<T>` / `Streaming<T, E>` (by its last path segment) → `(T, E)`.
+fn stream_parts(ty: &Type) -> Option<(Type, Option<Type>)> {
+    let Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    if last.ident != "Streaming" {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    let mut types = args.args.iter().filter_map(|a| match a {
+        GenericArgument::Type(t) => Some(t.clone()),
+        _ => None,
+    });
+    let item = types.next()?;
+    let error = types.next();
+    types.next().is_none().then_some((item, error))
 }
 
 /// `Result<T, E>` (by its last path segment) → `(T, E)`.
@@ -360,10 +384,15 @@ pub(crate) fn generate(
             .args
             .iter()
             .map(|(_, t)| quote_spanned!(t.span()=> __assert_protein::<#t>();));
-        let ret_check = match &m.result {
-            Some((ok, err)) => quote_spanned!(m.ret.span()=>
+        let ret_check = match (&m.result, &m.stream) {
+            (_, Some((item, error))) => {
+                let error = error.iter();
+                quote_spanned!(m.ret.span()=>
+                    __assert_protein::<#item>(); #(__assert_protein::<#error>();)*)
+            }
+            (Some((ok, err)), None) => quote_spanned!(m.ret.span()=>
                 __assert_protein::<#ok>(); __assert_protein::<#err>();),
-            None => {
+            (None, None) => {
                 let ret = &m.ret;
                 quote_spanned!(ret.span()=> __assert_protein::<#ret>();)
             }
@@ -460,6 +489,19 @@ pub(crate) fn generate(
         quote!(#call_enum::#v(#(#idents),*) => #reply_enum::#v(#invoke))
     });
     let encode_arms = methods.iter().zip(&variants).map(|(m, v)| match &m.result {
+        // Never reached: the runtime takes a stream through `into_stream` and sends it item by
+        // item. Still an error rather than a panic.
+        _ if m.stream.is_some() => {
+            let name = m.name.to_string();
+            quote! {
+                #reply_enum::#v(_) => ::core::result::Result::Err(#sdk::codec::EncodeError {
+                    type_name: ::std::string::String::from(#name),
+                    reason: ::std::string::String::from(
+                        "a stream is sent item by item, not encoded as one reply",
+                    ),
+                }),
+            }
+        }
         Some(_) => quote! {
             #reply_enum::#v(::core::result::Result::Ok(value)) =>
                 #sdk::codec::append(value, out).map(|()| #rt::Status::Ok),
@@ -488,6 +530,32 @@ pub(crate) fn generate(
         };
         let args = args_type(m);
         let doc = format!("Calls `{name}` on the service.");
+        if let Some((item, error)) = &m.stream {
+            let doc = format!(
+                "Calls the streaming `{name}` on the service: its items arrive through the \
+                 returned stream (dropping it cancels the call)."
+            );
+            return match error {
+                Some(error) => quote! {
+                    #[doc = #doc]
+                    pub async fn #name(&self, #(#params),*) -> ::core::result::Result<
+                        #sdk::CallStream<#item, #error>,
+                        #sdk::CallError<#error>,
+                    > {
+                        self.synapse.call_stream::<#args, #item, #error>(#i, #request).await
+                    }
+                },
+                None => quote! {
+                    #[doc = #doc]
+                    pub async fn #name(&self, #(#params),*) -> ::core::result::Result<
+                        #sdk::CallStream<#item>,
+                        #sdk::CallError,
+                    > {
+                        self.synapse.call_stream_infallible::<#args, #item>(#i, #request).await
+                    }
+                },
+            };
+        }
         match &m.result {
             Some((ok, err)) => quote! {
                 #[doc = #doc]
@@ -509,6 +577,30 @@ pub(crate) fn generate(
         }
     });
 
+    // Streaming methods hand their stream to the runtime instead of one encoded reply.
+    let stream_arms: Vec<_> = methods
+        .iter()
+        .zip(&variants)
+        .filter(|(m, _)| m.stream.is_some())
+        .map(|(_, v)| {
+            quote!(#reply_enum::#v(stream) => ::core::result::Result::Ok(::std::boxed::Box::new(stream)))
+        })
+        .collect();
+    let into_stream = if stream_arms.is_empty() {
+        quote!()
+    } else {
+        quote! {
+            fn into_stream(
+                reply: #reply_enum,
+            ) -> ::core::result::Result<#rt::stream::BoxedStream, #reply_enum> {
+                #[allow(unreachable_patterns)]
+                match reply {
+                    #(#stream_arms,)*
+                    other => ::core::result::Result::Err(other),
+                }
+            }
+        }
+    };
     let (service_ty, impl_generics) = match target {
         Target::Inherent { ty } => (quote!(#ty), quote!()),
         Target::Trait { trait_ident } => {
@@ -664,6 +756,8 @@ pub(crate) fn generate(
             ) -> ::core::result::Result<#rt::Status, #sdk::codec::EncodeError> {
                 #encode_body
             }
+
+            #into_stream
         }
 
         impl #impl_generics #sdk::ServiceClient for #service_ty {
