@@ -27,7 +27,7 @@
 extern crate self as cell_sdk;
 
 pub use cell_runtime::codec::Archived;
-pub use cell_runtime::{Fingerprint, Protein, codec, fingerprint};
+pub use cell_runtime::{Fingerprint, Protein, codec, fingerprint, metadata};
 pub use cell_sdk_macros::{cell_remote, export, protein};
 
 // Typed RPC: the macros, the runtime types their expansions and users name, and the entry

@@ -22,8 +22,9 @@ use crate::metadata::Metadata;
 use crate::service::{DispatchError, Service};
 use crate::stream::{BoxedStream, Frame, Step};
 
-/// A boxed reply: the status and the reply's bytes.
-pub(crate) type LocalReply<'a> = Pin<Box<dyn Future<Output = (Status, Bytes)> + Send + 'a>>;
+/// A boxed reply: the status, the reply's bytes, and the metadata the handler set for it.
+pub(crate) type LocalReply<'a> =
+    Pin<Box<dyn Future<Output = (Status, Bytes, Option<Metadata>)> + Send + 'a>>;
 
 /// A service reachable by in-process calls (object-safe, so a `Synapse` holds any service).
 pub(crate) trait LocalCall: Send + Sync {
@@ -56,6 +57,8 @@ pub(crate) struct Local<S> {
     service: S,
     connection: Connection,
     _open: ConnectionGuard,
+    /// Request ids of in-process calls: unique among the calls in flight, as on a connection.
+    next_id: std::sync::atomic::AtomicU32,
 }
 
 impl<S: Service> Local<S> {
@@ -67,6 +70,7 @@ impl<S: Service> Local<S> {
             service,
             connection,
             _open: guard,
+            next_id: std::sync::atomic::AtomicU32::new(0),
         }
     }
 }
@@ -86,7 +90,7 @@ impl<S: Service> Local<S> {
         request: Bytes,
         metadata: Option<Metadata>,
         deadline: Option<std::time::Instant>,
-    ) -> Result<S::Reply, (Status, Bytes)> {
+    ) -> Result<(S::Reply, Option<Metadata>), (Status, Bytes)> {
         let call = match S::decode(method, &request) {
             Ok(call) => call,
             Err(DispatchError::UnknownMethod(m)) => {
@@ -102,7 +106,10 @@ impl<S: Service> Local<S> {
         };
         drop(request);
         let name = S::METHODS.get(method as usize).copied().unwrap_or("?");
-        let context = CallContext::new(self.connection.clone(), 0, name, deadline, metadata);
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let context = CallContext::new(self.connection.clone(), id, name, deadline, metadata);
         if let Err(reason) = self.service.admit(&context) {
             return Err(text(Status::Refused, &reason));
         }
@@ -120,7 +127,9 @@ impl<S: Service> Local<S> {
             },
             None => work.await,
         };
-        done.map_err(|panic| text(Status::Panicked, &panic_message(panic.as_ref())))
+        let reply_metadata = self.connection.take_reply_metadata(id);
+        done.map(|reply| (reply, reply_metadata))
+            .map_err(|panic| text(Status::Panicked, &panic_message(panic.as_ref())))
     }
 }
 
@@ -143,7 +152,7 @@ impl<S: Service> LocalCall for Local<S> {
         deadline: Option<std::time::Instant>,
     ) -> LocalStart {
         Box::pin(async move {
-            let reply = self.run(method, request, metadata, deadline).await?;
+            let (reply, _) = self.run(method, request, metadata, deadline).await?;
             match S::into_stream(reply) {
                 Ok(stream) => Ok(stream),
                 // A client asked a unary method for a stream: its one reply ends it.
@@ -167,14 +176,17 @@ impl<S: Service> LocalCall for Local<S> {
     ) -> LocalReply<'_> {
         Box::pin(async move {
             match self.run(method, request, metadata, deadline).await {
-                Ok(reply) => {
+                Ok((reply, reply_metadata)) => {
                     let mut out = Bytes::new();
                     match S::encode(&reply, &mut out) {
-                        Ok(status) => (status, out),
-                        Err(e) => text(Status::EncodeFailed, &e.to_string()),
+                        Ok(status) => (status, out, reply_metadata),
+                        Err(e) => {
+                            let (status, out) = text(Status::EncodeFailed, &e.to_string());
+                            (status, out, None)
+                        }
                     }
                 }
-                Err(ended) => ended,
+                Err((status, out)) => (status, out, None),
             }
         })
     }

@@ -1161,6 +1161,8 @@ async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
             while let Poll::Ready(Some((id, outcome, deadline))) = running.poll_next_unpin(cx) {
                 progress = true;
                 let credit = early_credit.remove(&id).unwrap_or(0);
+                // Whatever the outcome, the handler's reply metadata leaves the connection.
+                let reply_metadata = connection.take_reply_metadata(id);
                 let mut h = Header::new(Kind::Response);
                 h.id = id;
                 let outcome = match outcome {
@@ -1187,7 +1189,13 @@ async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
                     Outcome::Reply(reply) => {
                         let mut status = Status::Ok;
                         let start = out.len();
+                        if reply_metadata.is_some() {
+                            h.kind = Kind::MetaResponse;
+                        }
                         let encoded = push_frame(&mut out, h, |out| {
+                            if let Some(metadata) = &reply_metadata {
+                                metadata.encode(out);
+                            }
                             status = S::encode(&reply, out)?;
                             Ok::<_, crate::codec::EncodeError>(())
                         });

@@ -479,9 +479,10 @@ impl Synapse {
         if let Some(local) = &self.local {
             let request = crate::local::archive(request).map_err(CallError::Encode)?;
             let metadata = self.outgoing_metadata().map(std::borrow::Cow::into_owned);
-            let (status, reply) = local
+            let (status, reply, reply_metadata) = local
                 .call(method, request, metadata, deadline.map(Instant::into_std))
                 .await;
+            crate::metadata::deliver_reply(reply_metadata);
             return Ok(on_reply(status, &reply));
         }
         // Whether the request was queued for the socket: a timeout before it is `NotSent`.
@@ -831,6 +832,8 @@ struct Slot {
     items: std::collections::VecDeque<Bytes>,
     /// Item buffers for reuse.
     spare: Vec<Bytes>,
+    /// The metadata the reply carried (`MetaResponse`), for `metadata::capture_reply`.
+    reply_metadata: Option<Metadata>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -886,6 +889,7 @@ impl Conn {
                     stream_window: None,
                     items: std::collections::VecDeque::new(),
                     spare: Vec::new(),
+                    reply_metadata: None,
                 });
                 i
             }
@@ -983,6 +987,7 @@ impl<F> Pending<'_, F> {
                     return Poll::Pending;
                 };
                 let result = on_reply(status, &slot.reply);
+                crate::metadata::deliver_reply(slot.reply_metadata.take());
                 if slot.reply.capacity() > crate::io::SHRINK_ABOVE {
                     slot.reply = Bytes::new();
                 }
@@ -1295,13 +1300,15 @@ fn deliver(conn: &Conn, reader: &mut FrameReader) -> Result<(), String> {
         match header.kind {
             Kind::Response | Kind::MetaResponse => {
                 let mut range = range;
+                let mut reply_metadata = None;
                 if header.kind == Kind::MetaResponse {
                     // Checked (bounds included) like any frame; a bad block closes the
-                    // connection. Reply metadata is not handed to callers yet.
+                    // connection.
                     let payload = &reader.bytes()[range.clone()];
-                    let (_metadata, archive) = Metadata::split(payload)
+                    let (metadata, archive) = Metadata::split(payload)
                         .map_err(|e| format!("bad metadata from the server: {e}"))?;
                     range.start = range.end - archive.len();
+                    reply_metadata = Some(metadata);
                 }
                 let index = (header.id & 0xffff) as usize;
                 let generation = (header.id >> 16) as u16;
@@ -1310,6 +1317,7 @@ fn deliver(conn: &Conn, reader: &mut FrameReader) -> Result<(), String> {
                 };
                 // A reply to a cancelled call whose slot was reused is simply late: drop it.
                 if slot.generation == generation && slot.state == SlotState::Waiting {
+                    slot.reply_metadata = reply_metadata;
                     slot.reply.clear();
                     slot.reply.extend_from_slice(&reader.bytes()[range]);
                     slot.state = SlotState::Done(header.status);

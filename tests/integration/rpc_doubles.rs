@@ -105,6 +105,17 @@ impl Probe for FakeProbe {
     async fn producers(&self) -> u64 {
         self.producing.load(Ordering::SeqCst)
     }
+    async fn stamp(&self, text: String) -> String {
+        if !text.is_empty() {
+            let mut md = cell_sdk::Metadata::new();
+            md.insert("x-stamp", text.as_bytes())
+                .expect("a short stamp");
+            CallContext::current()
+                .expect("inside a call")
+                .set_reply_metadata(md);
+        }
+        text
+    }
 }
 
 /// Code under test: takes a client, whatever is behind it.
@@ -208,4 +219,32 @@ async fn a_double_streams_to_the_typed_client_as_a_server_does() {
         0,
         "the producer kept running"
     );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn reply_metadata_reaches_the_caller_from_a_double_and_from_a_server() {
+    use cell_sdk::metadata::capture_reply;
+    let fake: ProbeClient = testkit::double(ProbeServer(FakeProbe::default()));
+    let dir = testkit::temp_socket_dir().unwrap();
+    let server = Server::unix(&dir);
+    let real = ProbeClient::connect_to(server.endpoint.clone())
+        .await
+        .unwrap();
+    for probe in [&fake, &real] {
+        let (reply, md) = capture_reply(probe.stamp("s1".into())).await;
+        assert_eq!(reply.unwrap(), "s1");
+        let md = md.expect("the handler set reply metadata");
+        assert_eq!(md.get("x-stamp"), Some(&b"s1"[..]));
+        // A reply without metadata captures none; concurrent calls keep theirs apart.
+        let (_, md) = capture_reply(probe.stamp(String::new())).await;
+        assert!(md.is_none());
+        let (a, b) = futures::join!(
+            capture_reply(probe.stamp("a".into())),
+            capture_reply(probe.stamp("b".into())),
+        );
+        assert_eq!(a.1.unwrap().get("x-stamp"), Some(&b"a"[..]));
+        assert_eq!(b.1.unwrap().get("x-stamp"), Some(&b"b"[..]));
+        // Outside `capture_reply` the call works as ever.
+        assert_eq!(probe.stamp("c".into()).await.unwrap(), "c");
+    }
 }

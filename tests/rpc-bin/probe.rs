@@ -96,4 +96,7 @@ pub trait Probe {
     async fn produced(&self) -> u64;
     /// `produce` producer tasks still running.
     async fn producers(&self) -> u64;
+    /// Returns `text` and sets the reply's metadata `x-stamp` to it (an empty `text` sets
+    /// none).
+    async fn stamp(&self, text: String) -> String;
 }

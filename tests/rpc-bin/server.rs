@@ -181,6 +181,17 @@ impl Probe for ProbeCell {
     async fn producers(&self) -> u64 {
         self.producers.load(Ordering::SeqCst)
     }
+    async fn stamp(&self, text: String) -> String {
+        if !text.is_empty() {
+            let mut md = cell_sdk::Metadata::new();
+            md.insert("x-stamp", text.as_bytes())
+                .expect("a short stamp");
+            CallContext::current()
+                .expect("inside a call")
+                .set_reply_metadata(md);
+        }
+        text
+    }
 }
 
 #[tokio::main(flavor = "current_thread")]
