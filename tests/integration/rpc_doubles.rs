@@ -170,7 +170,10 @@ async fn a_double_gives_handlers_their_context_and_reports_failures_as_a_server_
 
 /// Code under test for streams: the items of `count_then_fail` and how the stream ended.
 async fn drain(probe: &ProbeClient, fail_at: u64) -> (Vec<u64>, Option<CallError<ProbeError>>) {
-    let mut stream = probe.count_then_fail(fail_at).await.unwrap();
+    let mut stream = probe
+        .count_then_fail(fail_at)
+        .await
+        .expect("the stream call is sent");
     let mut items = Vec::new();
     let mut failure = None;
     while let Some(item) = stream.next().await {

@@ -24,13 +24,13 @@ async fn client(server: &Server, window: u32) -> ProbeClient {
     };
     ProbeClient::connect_with(server.endpoint.clone(), config)
         .await
-        .unwrap()
+        .expect("the probe server accepts clients")
 }
 
 /// Waits (up to 10 s) until the server reports no running `produce` producer.
 async fn producers_stop(probe: &ProbeClient) -> bool {
     for _ in 0..400 {
-        if probe.producers().await.unwrap() == 0 {
+        if probe.producers().await.expect("producers answers") == 0 {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
