@@ -147,6 +147,41 @@ pub fn from_bytes<T: Protein>(bytes: &[u8]) -> Result<T, DecodeError> {
     }
 }
 
+/// Checks that `payload` is *exactly* the archive of `value` (encoding `value` again gives the
+/// same bytes). rkyv's validation checks the root and everything it points to, but accepts
+/// bytes before them; a strict service (`#[service(strict)]`) refuses such payloads too.
+///
+/// ```
+/// use cell_runtime::codec;
+/// let exact = codec::to_bytes(&7u64).unwrap();
+/// assert!(codec::check_exact(&7u64, &exact).is_ok());
+/// let mut padded = codec::Bytes::new();
+/// padded.extend_from_slice(&[0u8; 16]);
+/// padded.extend_from_slice(&exact);
+/// assert_eq!(codec::from_bytes::<u64>(&padded).unwrap(), 7); // valid...
+/// assert!(codec::check_exact(&7u64, &padded).is_err());      // ...but not exact
+/// ```
+///
+/// # Errors
+/// When the bytes differ (or `value` cannot be encoded).
+pub fn check_exact<T: Protein>(value: &T, payload: &[u8]) -> Result<(), DecodeError> {
+    let mismatch = |reason: String| DecodeError {
+        type_name: T::type_name(),
+        len: payload.len(),
+        reason,
+    };
+    let canonical = to_bytes(value).map_err(|e| mismatch(e.to_string()))?;
+    if canonical[..] == *payload {
+        Ok(())
+    } else {
+        Err(mismatch(format!(
+            "not exactly the archive of its value ({} bytes, the archive has {})",
+            payload.len(),
+            canonical.len()
+        )))
+    }
+}
+
 /// Deserializes an already validated archive into an owned value.
 ///
 /// # Errors

@@ -121,6 +121,10 @@ pub trait ServiceClient: Service {
 pub trait ServiceName {
     /// The service's name.
     const NAME: &'static str;
+    /// `#[service(strict)]`: a request is served only when its payload is exactly the archive
+    /// of the method's arguments ([`crate::codec::check_exact`]); anything else is a decode
+    /// error, which closes the connection.
+    const STRICT: bool = false;
 }
 
 /// `service` with an admission check run before every call (see [`Service::admit`]): a refusal

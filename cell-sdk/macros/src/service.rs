@@ -35,7 +35,7 @@ const RESERVED: [&str; 6] = [
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Vec::new();
-    let name = parse_args(args, &mut errors);
+    let (name, strict) = parse_args(args, &mut errors);
     let parsed: Item = match syn::parse2(item.clone()) {
         Ok(item) => item,
         Err(e) => {
@@ -61,15 +61,21 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             let (sdk, sdk_error) = crate::paths::cell_sdk();
             errors.extend(sdk_error);
             let ident = &s.ident;
+            let strict = strict.then(|| {
+                quote!(
+                    const STRICT: bool = true;
+                )
+            });
             let expansion = quote! {
                 #s
                 impl #sdk::__private::ServiceName for #ident {
                     const NAME: &'static str = #name;
+                    #strict
                 }
             };
             with_errors(expansion, &errors)
         }
-        Item::Trait(t) => expand_trait(t, name, errors),
+        Item::Trait(t) => expand_trait(t, name, strict, errors),
         other => {
             let e = syn::Error::new(
                 item_keyword_span(&other),
@@ -101,14 +107,18 @@ pub(crate) fn with_errors(tokens: TokenStream, errors: &[syn::Error]) -> TokenSt
     quote!(#tokens #(#errors)*)
 }
 
-/// `name = "…"` (optional).
-fn parse_args(args: TokenStream, errors: &mut Vec<syn::Error>) -> Option<String> {
+/// `name = "…"` and `strict` (both optional).
+fn parse_args(args: TokenStream, errors: &mut Vec<syn::Error>) -> (Option<String>, bool) {
     if args.is_empty() {
-        return None;
+        return (None, false);
     }
     let mut name = None;
+    let mut strict = false;
     let parser = syn::meta::parser(|meta| {
-        if meta.path.is_ident("name") {
+        if meta.path.is_ident("strict") {
+            strict = true;
+            Ok(())
+        } else if meta.path.is_ident("name") {
             let lit: LitStr = meta.value()?.parse()?;
             let value = lit.value();
             if value.is_empty()
@@ -124,13 +134,13 @@ fn parse_args(args: TokenStream, errors: &mut Vec<syn::Error>) -> Option<String>
             name = Some(value);
             Ok(())
         } else {
-            Err(meta.error("unknown `#[service]` argument; expected `name = \"...\"`"))
+            Err(meta.error("unknown `#[service]` argument; expected `name = \"...\"` or `strict`"))
         }
     });
     if let Err(e) = syn::parse::Parser::parse2(parser, args) {
         errors.push(e);
     }
-    name
+    (name, strict)
 }
 
 /// `UserStore` → `user-store`: the default service (and socket) name.
@@ -346,6 +356,7 @@ pub(crate) enum Target<'a> {
 pub(crate) fn generate(
     target: &Target<'_>,
     name: TokenStream,
+    strict: TokenStream,
     base: &Ident,
     methods: &[Method],
     vis: &syn::Visibility,
@@ -425,20 +436,38 @@ pub(crate) fn generate(
                 // handler, which reads the archive in place: no deserialization.
                 return quote!(#i => {
                     #sdk::codec::access::<#args>(payload)?;
+                    if #strict {
+                        let value = #sdk::codec::from_bytes::<#args>(payload)?;
+                        #sdk::codec::check_exact(&value, payload)?;
+                    }
                     let mut bytes = #sdk::codec::Bytes::with_capacity(payload.len());
                     bytes.extend_from_slice(payload);
                     let len = bytes.len();
                     ::core::result::Result::Ok(#call_enum::#v(bytes, 0..len))
                 });
             }
+            // Strict services also refuse payloads that validate but are not exactly the
+            // arguments' archive (bytes before the root, or any payload for no arguments).
             match idents.as_slice() {
-                [] => quote!(#i => ::core::result::Result::Ok(#call_enum::#v())),
+                [] => quote!(#i => {
+                    if #strict {
+                        #sdk::codec::check_exact(&(), payload)?;
+                    }
+                    ::core::result::Result::Ok(#call_enum::#v())
+                }),
                 [one] => quote!(#i => {
                     let #one = #sdk::codec::from_bytes::<#args>(payload)?;
+                    if #strict {
+                        #sdk::codec::check_exact(&#one, payload)?;
+                    }
                     ::core::result::Result::Ok(#call_enum::#v(#one))
                 }),
                 many => quote!(#i => {
-                    let (#(#many,)*) = #sdk::codec::from_bytes::<#args>(payload)?;
+                    let __args = #sdk::codec::from_bytes::<#args>(payload)?;
+                    if #strict {
+                        #sdk::codec::check_exact(&__args, payload)?;
+                    }
+                    let (#(#many,)*) = __args;
                     ::core::result::Result::Ok(#call_enum::#v(#(#many),*))
                 }),
             }
@@ -455,6 +484,10 @@ pub(crate) fn generate(
                 match frame.get(payload.clone()) {
                     ::core::option::Option::Some(bytes) => {
                         #sdk::codec::access::<#args>(bytes)?;
+                        if #strict {
+                            let value = #sdk::codec::from_bytes::<#args>(bytes)?;
+                            #sdk::codec::check_exact(&value, bytes)?;
+                        }
                     }
                     ::core::option::Option::None => {
                         return <Self as #sdk::Service>::decode(method, &[]);
@@ -770,6 +803,7 @@ pub(crate) fn generate(
 fn expand_trait(
     mut t: syn::ItemTrait,
     name: Option<String>,
+    strict: bool,
     mut errors: Vec<syn::Error>,
 ) -> TokenStream {
     if !t.generics.params.is_empty() {
@@ -832,6 +866,7 @@ fn expand_trait(
             trait_ident: &t.ident,
         },
         quote!(#name),
+        quote!(#strict),
         &base,
         &methods,
         &vis,
