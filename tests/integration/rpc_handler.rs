@@ -56,6 +56,11 @@ impl Users {
         let email: &str = u.email.as_str();
         email.split('@').nth(1).map_or(0, |d| d.len() as u64)
     }
+
+    /// Zero-copy for any argument: borrows the second of three.
+    async fn tagged(&self, tag: String, u: &Archived<User>, times: u32) -> String {
+        format!("{tag}:{}x{times}", u.name.as_str())
+    }
 }
 
 fn user(name: &str, email: &str) -> User {
@@ -101,6 +106,24 @@ async fn struct_services_serve_typed_calls_and_application_errors() {
             .unwrap(),
         11
     );
+    assert_eq!(
+        users
+            .tagged("t".into(), user("eve", "eve@x"), 3)
+            .await
+            .unwrap(),
+        "t:evex3"
+    );
+    // The same call shape through a test double.
+    let double: UsersClient = testkit::double(Users {
+        names: Mutex::new(Vec::new()),
+    });
+    assert_eq!(
+        double
+            .tagged("d".into(), user("fay", "fay@x"), 1)
+            .await
+            .unwrap(),
+        "d:fayx1"
+    );
     cell.stop().await.unwrap();
 }
 
@@ -109,7 +132,14 @@ fn service_names_default_to_kebab_case() {
     assert_eq!(<UsersClient as cell_sdk::Protocol>::NAME, "users");
     assert_eq!(
         <UsersClient as cell_sdk::Protocol>::METHODS,
-        ["create", "ping", "rename", "nothing", "domain_len"]
+        [
+            "create",
+            "ping",
+            "rename",
+            "nothing",
+            "domain_len",
+            "tagged"
+        ]
     );
 }
 

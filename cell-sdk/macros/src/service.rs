@@ -166,9 +166,10 @@ pub(crate) struct Method {
     pub(crate) name: Ident,
     /// The wire types of the arguments (for a borrowed archive `&Archived<T>`, `T`).
     pub(crate) args: Vec<(Ident, Type)>,
-    /// The only argument is a borrowed archive: the request bytes are kept (validated) and the
+    /// Per argument: a borrowed archive (`&Archived<T>`). With any, the request bytes are kept
+    /// (validated), owned arguments are deserialized from their fields, and the handler reads
     /// handler reads them in place instead of receiving a deserialized value.
-    pub(crate) borrowed: bool,
+    pub(crate) borrowed: Vec<bool>,
     /// The declared return type (`()` when omitted).
     pub(crate) ret: Type,
     /// `Some((T, E))` when the return type is `Result<T, E>`: `E` is the application error.
@@ -176,6 +177,23 @@ pub(crate) struct Method {
     /// `Some((T, E))` when the handler returns `Streaming<T>` (`E` is `None`) or
     /// `Streaming<T, E>`: a server-to-client stream of `T`.
     pub(crate) stream: Option<(Type, Option<Type>)>,
+}
+
+impl Method {
+    /// Whether any argument is a borrowed archive (the request's bytes are kept for the call).
+    pub(crate) fn any_borrowed(&self) -> bool {
+        self.borrowed.iter().any(|b| *b)
+    }
+
+    /// The owned arguments of a method with borrowed ones: `(index, ident, type)`.
+    fn owned_args(&self) -> impl Iterator<Item = (usize, &Ident, &Type)> {
+        self.args
+            .iter()
+            .zip(&self.borrowed)
+            .enumerate()
+            .filter(|(_, (_, b))| !**b)
+            .map(|(i, ((id, ty), _))| (i, id, ty))
+    }
 }
 
 /// Reads a handler signature, reporting what cannot be an RPC method at the user's token.
@@ -217,17 +235,16 @@ pub(crate) fn parse_method(sig: &Signature, errors: &mut Vec<syn::Error>) -> Opt
         )),
     }
     let mut args = Vec::new();
-    let mut borrowed = false;
-    let mut borrowed_span = None;
+    let mut borrowed = Vec::new();
     for (i, input) in inputs.enumerate() {
         if let FnArg::Typed(pt) = input {
             let mut ty = (*pt.ty).clone();
+            let mut is_borrowed = false;
             if let Type::Reference(r) = &*pt.ty {
                 match archived_inner(&r.elem) {
                     Some(inner) if r.mutability.is_none() => {
                         // `&Archived<T>`: the handler reads the validated archive in place.
-                        borrowed = true;
-                        borrowed_span = Some(r.span());
+                        is_borrowed = true;
                         ty = inner;
                     }
                     _ => errors.push(syn::Error::new(
@@ -242,14 +259,8 @@ pub(crate) fn parse_method(sig: &Signature, errors: &mut Vec<syn::Error>) -> Opt
                 _ => format_ident!("arg{}", i),
             };
             args.push((ident, ty));
+            borrowed.push(is_borrowed);
         }
-    }
-    if borrowed && args.len() != 1 {
-        errors.push(syn::Error::new(
-            borrowed_span.unwrap_or_else(|| sig.inputs.span()),
-            "a borrowed archive `&Archived<T>` must be the handler's only argument; put the \
-             other values in the same `#[protein]` struct",
-        ));
     }
     if args.len() > MAX_ARGS {
         errors.push(syn::Error::new(
@@ -344,6 +355,49 @@ fn args_type(method: &Method) -> TokenStream {
     }
 }
 
+/// For a method with borrowed arguments, the statements that validate the archived arguments
+/// in `src` (strictly, when asked) and bind each owned argument, deserialized from its field.
+fn borrowed_decode(
+    m: &Method,
+    sdk: &TokenStream,
+    args: &TokenStream,
+    strict: &TokenStream,
+    src: TokenStream,
+) -> TokenStream {
+    let lone = m.args.len() == 1;
+    let owned = m.owned_args().map(|(index, _, ty)| {
+        let value = format_ident!("__owned{}", index);
+        let index = syn::Index::from(index);
+        quote! {
+            let #value = #sdk::codec::deserialize::<#ty>(&__archived.#index).map_err(|e| {
+                #sdk::codec::DecodeError {
+                    type_name: <#ty as #sdk::Fingerprint>::type_name(),
+                    len: #src.len(),
+                    reason: e.to_string(),
+                }
+            })?;
+        }
+    });
+    let owned: Vec<_> = if lone { Vec::new() } else { owned.collect() };
+    quote! {
+        let __archived = #sdk::codec::access::<#args>(#src)?;
+        if #strict {
+            let value = #sdk::codec::from_bytes::<#args>(#src)?;
+            #sdk::codec::check_exact(&value, #src)?;
+        }
+        #(#owned)*
+        let _ = __archived;
+    }
+}
+
+/// The names `borrowed_decode` binds the owned arguments to (ours, not the user's: an argument
+/// may be called `payload` or `frame`).
+fn owned_values(m: &Method) -> Vec<Ident> {
+    m.owned_args()
+        .map(|(index, _, _)| format_ident!("__owned{}", index))
+        .collect()
+}
+
 /// How the generated service reaches its handlers.
 pub(crate) enum Target<'a> {
     /// `#[handler] impl Users`: the service type is `Users`, handlers are inherent methods.
@@ -414,8 +468,10 @@ pub(crate) fn generate(
     });
 
     let call_variants = methods.iter().zip(&variants).map(|(m, v)| {
-        if m.borrowed {
-            return quote!(#v(#sdk::codec::Bytes, ::core::ops::Range<usize>));
+        if m.any_borrowed() {
+            // The owned arguments, deserialized, then the request bytes for the borrowed ones.
+            let owned = m.owned_args().map(|(_, _, t)| t);
+            return quote!(#v(#(#owned,)* #sdk::codec::Bytes, ::core::ops::Range<usize>));
         }
         let types = m.args.iter().map(|(_, t)| t);
         quote!(#v(#(#types),*))
@@ -431,19 +487,20 @@ pub(crate) fn generate(
         .map(|((m, v), i)| {
             let args = args_type(m);
             let idents: Vec<_> = m.args.iter().map(|(id, _)| id).collect();
-            if m.borrowed {
-                // Validate now (a bad request closes the connection), keep the bytes for the
-                // handler, which reads the archive in place: no deserialization.
+            if m.any_borrowed() {
+                // Validate now (a bad request closes the connection), deserialize the owned
+                // arguments, keep the bytes for the borrowed ones, which the handler reads in
+                // place. A small request shares the read buffer: it is copied once here.
+                let owned = borrowed_decode(m, &sdk, &args, &strict, quote!(payload));
+                let owned_values = owned_values(m);
                 return quote!(#i => {
-                    #sdk::codec::access::<#args>(payload)?;
-                    if #strict {
-                        let value = #sdk::codec::from_bytes::<#args>(payload)?;
-                        #sdk::codec::check_exact(&value, payload)?;
-                    }
-                    let mut bytes = #sdk::codec::Bytes::with_capacity(payload.len());
-                    bytes.extend_from_slice(payload);
-                    let len = bytes.len();
-                    ::core::result::Result::Ok(#call_enum::#v(bytes, 0..len))
+                    #owned
+                    let mut __bytes = #sdk::codec::Bytes::with_capacity(payload.len());
+                    __bytes.extend_from_slice(payload);
+                    let __len = __bytes.len();
+                    ::core::result::Result::Ok(
+                        #call_enum::#v(#(#owned_values,)* __bytes, 0..__len)
+                    )
                 });
             }
             // Strict services also refuse payloads that validate but are not exactly the
@@ -455,12 +512,13 @@ pub(crate) fn generate(
                     }
                     ::core::result::Result::Ok(#call_enum::#v())
                 }),
-                [one] => quote!(#i => {
-                    let #one = #sdk::codec::from_bytes::<#args>(payload)?;
+                // Bound to a name of ours: an argument may be called `payload` too.
+                [_] => quote!(#i => {
+                    let __value = #sdk::codec::from_bytes::<#args>(payload)?;
                     if #strict {
-                        #sdk::codec::check_exact(&#one, payload)?;
+                        #sdk::codec::check_exact(&__value, payload)?;
                     }
-                    ::core::result::Result::Ok(#call_enum::#v(#one))
+                    ::core::result::Result::Ok(#call_enum::#v(__value))
                 }),
                 many => quote!(#i => {
                     let __args = #sdk::codec::from_bytes::<#args>(payload)?;
@@ -477,23 +535,22 @@ pub(crate) fn generate(
         .iter()
         .zip(&variants)
         .zip(&indices)
-        .filter(|((m, _), _)| m.borrowed)
+        .filter(|((m, _), _)| m.any_borrowed())
         .map(|((m, v), i)| {
             let args = args_type(m);
+            let owned = borrowed_decode(m, &sdk, &args, &strict, quote!(__bytes));
+            let owned_values = owned_values(m);
             quote!(#i => {
-                match frame.get(payload.clone()) {
-                    ::core::option::Option::Some(bytes) => {
-                        #sdk::codec::access::<#args>(bytes)?;
-                        if #strict {
-                            let value = #sdk::codec::from_bytes::<#args>(bytes)?;
-                            #sdk::codec::check_exact(&value, bytes)?;
-                        }
+                let (#(#owned_values,)*) = match frame.get(payload.clone()) {
+                    ::core::option::Option::Some(__bytes) => {
+                        #owned
+                        (#(#owned_values,)*)
                     }
                     ::core::option::Option::None => {
                         return <Self as #sdk::Service>::decode(method, &[]);
                     }
-                }
-                ::core::result::Result::Ok(#call_enum::#v(frame, payload))
+                };
+                ::core::result::Result::Ok(#call_enum::#v(#(#owned_values,)* frame, payload))
             })
         })
         .collect::<Vec<_>>();
@@ -506,13 +563,34 @@ pub(crate) fn generate(
                 quote!(<__T as #trait_ident>::#name(&self.0, #(#idents),*).await)
             }
         };
-        if m.borrowed {
-            let (ident, ty) = &m.args[0];
-            return quote!(#call_enum::#v(bytes, range) => {
+        if m.any_borrowed() {
+            let args = args_type(m);
+            let owned_idents = m.owned_args().map(|(_, id, _)| id);
+            // Each borrowed argument is its field of the archived arguments (the archive
+            // itself for a lone argument).
+            let lone = m.args.len() == 1;
+            let borrows = m
+                .args
+                .iter()
+                .zip(&m.borrowed)
+                .enumerate()
+                .filter(|(_, (_, b))| **b)
+                .map(|(index, ((ident, _), _))| {
+                    if lone {
+                        quote!(let #ident = __archived;)
+                    } else {
+                        let index = syn::Index::from(index);
+                        quote!(let #ident = &__archived.#index;)
+                    }
+                });
+            return quote!(#call_enum::#v(#(#owned_idents,)* __bytes, __range) => {
                 // Validated in `decode`; validating again is cheap and keeps every access
                 // checked (there is no unchecked access anywhere).
-                match #sdk::codec::access::<#ty>(&bytes[range]) {
-                    ::core::result::Result::Ok(#ident) => #reply_enum::#v(#invoke),
+                match #sdk::codec::access::<#args>(&__bytes[__range]) {
+                    ::core::result::Result::Ok(__archived) => {
+                        #(#borrows)*
+                        #reply_enum::#v(#invoke)
+                    }
                     ::core::result::Result::Err(e) => {
                         ::core::panic!("a validated request failed validation again: {e}")
                     }
