@@ -186,10 +186,10 @@ fn raw_call(
     let cell_sdk::Endpoint::Unix(path) = endpoint else {
         panic!("unix only")
     };
-    let mut stream = std::os::unix::net::UnixStream::connect(path).unwrap();
+    let mut stream = std::os::unix::net::UnixStream::connect(path).expect("connect");
     stream
         .set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
+        .expect("a read timeout");
     let hello = Hello {
         version: PROTOCOL_VERSION,
         service: name.into(),
@@ -197,7 +197,7 @@ fn raw_call(
         nonce: Vec::new(),
         max_frame_len: 1 << 20,
     };
-    stream.write_all(&hello.to_frame()).unwrap();
+    stream.write_all(&hello.to_frame()).expect("hello sent");
     let (welcome, _) = super::rpc::read_frame(&mut stream).expect("a welcome");
     assert_eq!(welcome.kind, Kind::Welcome);
     let mut wire = Vec::new();
@@ -205,7 +205,7 @@ fn raw_call(
     header.method = method;
     header.id = 1;
     encode_frame(&mut wire, header, payload);
-    stream.write_all(&wire).unwrap();
+    stream.write_all(&wire).expect("request sent");
     let (reply, payload) = super::rpc::read_frame(&mut stream)?;
     assert_eq!(reply.kind, Kind::Response);
     Some(payload)

@@ -540,11 +540,22 @@ pub(crate) fn generate(
             let args = args_type(m);
             let owned = borrowed_decode(m, &sdk, &args, &strict, quote!(__bytes));
             let owned_values = owned_values(m);
+            // A lone borrowed argument binds nothing (no `let () = …`, which clippy flags).
+            let bind = if owned_values.is_empty() {
+                quote!()
+            } else {
+                quote!(let (#(#owned_values,)*) =)
+            };
+            let values = if owned_values.is_empty() {
+                quote!()
+            } else {
+                quote!((#(#owned_values,)*))
+            };
             quote!(#i => {
-                let (#(#owned_values,)*) = match frame.get(payload.clone()) {
+                #bind match frame.get(payload.clone()) {
                     ::core::option::Option::Some(__bytes) => {
                         #owned
-                        (#(#owned_values,)*)
+                        #values
                     }
                     ::core::option::Option::None => {
                         return <Self as #sdk::Service>::decode(method, &[]);
