@@ -1359,3 +1359,47 @@ fn a_server_sending_past_the_credit_is_cut_off() {
     assert!(failure.contains("credit"), "{failure}");
     server.join().unwrap();
 }
+
+/// A stream through handler layers (tower's shapes) and an admission check: the layers see the
+/// handler return its stream, which then streams as ever; a refusal ends the stream at once.
+#[test]
+fn streams_pass_through_layers_and_refusals_end_them() {
+    use futures::StreamExt;
+    let runtime = current_thread_runtime();
+    runtime.block_on(async {
+        let stack = tower::ServiceBuilder::new()
+            .layer(tower::limit::ConcurrencyLimitLayer::new(4))
+            .into_inner();
+        let layered = crate::layer::Layered::new(Counter, stack);
+        let cell = TestCell::start(layered).unwrap();
+        let client = Synapse::connect::<Counter>(cell.endpoint().clone(), SynapseConfig::default())
+            .await
+            .unwrap();
+        let items: Vec<u64> = client
+            .call_stream_infallible::<u64, u64>(0, &50)
+            .await
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+            .await;
+        assert_eq!(items, (0..50).collect::<Vec<_>>());
+
+        let refusing = crate::Admission::new(Counter, |_: &crate::CallContext| {
+            Err("no streams for you".to_string())
+        });
+        let cell = TestCell::start(refusing).unwrap();
+        let client = Synapse::connect::<Counter>(cell.endpoint().clone(), SynapseConfig::default())
+            .await
+            .unwrap();
+        let mut stream = client
+            .call_stream_infallible::<u64, u64>(0, &50)
+            .await
+            .unwrap();
+        let first = stream.next().await;
+        assert!(
+            matches!(&first, Some(Err(CallError::Refused(reason))) if reason == "no streams for you"),
+            "{first:?}"
+        );
+        assert!(stream.next().await.is_none());
+    });
+}
