@@ -182,6 +182,33 @@ pub fn check_exact<T: Protein>(value: &T, payload: &[u8]) -> Result<(), DecodeEr
     }
 }
 
+/// What generated decoders call: [`from_bytes`], and with `strict` also [`check_exact`] (one
+/// function, so a type that is not a protein is reported once).
+///
+/// # Errors
+/// As [`from_bytes`] and [`check_exact`].
+pub fn decode_args<T: Protein>(payload: &[u8], strict: bool) -> Result<T, DecodeError> {
+    let value = from_bytes::<T>(payload)?;
+    if strict {
+        check_exact(&value, payload)?;
+    }
+    Ok(value)
+}
+
+/// What generated decoders call for borrowed arguments: [`access`], and with `strict` also
+/// [`check_exact`] (which deserializes a copy to encode it again).
+///
+/// # Errors
+/// As [`access`] and [`check_exact`].
+pub fn access_args<T: Protein>(payload: &[u8], strict: bool) -> Result<&Archived<T>, DecodeError> {
+    let archived = access::<T>(payload)?;
+    if strict {
+        let value = deserialize::<T>(archived).map_err(|e| decode_error::<T>(payload, e))?;
+        check_exact(&value, payload)?;
+    }
+    Ok(archived)
+}
+
 /// Deserializes an already validated archive into an owned value.
 ///
 /// # Errors

@@ -380,11 +380,7 @@ fn borrowed_decode(
     });
     let owned: Vec<_> = if lone { Vec::new() } else { owned.collect() };
     quote! {
-        let __archived = #sdk::codec::access::<#args>(#src)?;
-        if #strict {
-            let value = #sdk::codec::from_bytes::<#args>(#src)?;
-            #sdk::codec::check_exact(&value, #src)?;
-        }
+        let __archived = #sdk::codec::access_args::<#args>(#src, #strict)?;
         #(#owned)*
         let _ = __archived;
     }
@@ -514,17 +510,11 @@ pub(crate) fn generate(
                 }),
                 // Bound to a name of ours: an argument may be called `payload` too.
                 [_] => quote!(#i => {
-                    let __value = #sdk::codec::from_bytes::<#args>(payload)?;
-                    if #strict {
-                        #sdk::codec::check_exact(&__value, payload)?;
-                    }
+                    let __value = #sdk::codec::decode_args::<#args>(payload, #strict)?;
                     ::core::result::Result::Ok(#call_enum::#v(__value))
                 }),
                 many => quote!(#i => {
-                    let __args = #sdk::codec::from_bytes::<#args>(payload)?;
-                    if #strict {
-                        #sdk::codec::check_exact(&__args, payload)?;
-                    }
+                    let __args = #sdk::codec::decode_args::<#args>(payload, #strict)?;
                     let (#(#many,)*) = __args;
                     ::core::result::Result::Ok(#call_enum::#v(#(#many),*))
                 }),
