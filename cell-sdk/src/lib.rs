@@ -27,16 +27,17 @@
 extern crate self as cell_sdk;
 
 pub use cell_runtime::codec::Archived;
-pub use cell_runtime::{Fingerprint, Protein, codec, fingerprint};
+pub use cell_runtime::{Fingerprint, Protein, codec, fingerprint, metadata};
 pub use cell_sdk_macros::{cell_remote, export, protein};
 
 // Typed RPC: the macros, the runtime types their expansions and users name, and the entry
 // points.
 pub use cell_runtime::{
-    Admission, Authenticated, CallContext, CallError, CallOutcome, ConnectError, Connection,
-    ConnectionId, DispatchError, Endpoint, Membrane, MembraneConfig, Metadata, MetadataError,
-    Never, Peer, Protocol, Secret, ServeError, Service, ServiceClient, Shutdown, Status, Synapse,
-    SynapseConfig, TraceParent, TypedClient, serve, serve_at, shutdown_signal, socket_dir, testkit,
+    Admission, Authenticated, CallContext, CallError, CallOutcome, CallStream, ConnectError,
+    Connection, ConnectionId, DispatchError, Endpoint, Membrane, MembraneConfig, Metadata,
+    MetadataError, Never, Peer, Protocol, Secret, ServeError, Service, ServiceClient, Shutdown,
+    Status, StreamClosed, StreamSender, Streaming, Synapse, SynapseConfig, TraceParent,
+    TypedClient, serve, serve_at, shutdown_signal, socket_dir, testkit,
 };
 pub use cell_sdk_macros::{handler, service};
 

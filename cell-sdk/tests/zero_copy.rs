@@ -68,6 +68,16 @@ impl Docs {
         doc.iter().map(|b| u64::from(*b)).sum()
     }
 
+    /// Borrows one argument of several; the others arrive owned.
+    async fn mixed(&self, weight: u64, doc: &Archived<Vec<u8>>, label: String) -> u64 {
+        weight * doc.iter().map(|b| u64::from(*b)).sum::<u64>() + label.len() as u64
+    }
+
+    /// Borrows two arguments of three.
+    async fn pair(&self, a: &Archived<Vec<u8>>, b: &Archived<String>, c: u32) -> u64 {
+        a.len() as u64 + b.len() as u64 + u64::from(c)
+    }
+
     /// Receives a deserialized copy.
     async fn owned(&self, doc: Vec<u8>) -> u64 {
         doc.iter().map(|b| u64::from(*b)).sum()
@@ -118,6 +128,20 @@ fn a_borrowed_argument_is_never_copied_on_the_server() {
         assert_eq!(
             borrowed, 0,
             "the server allocated {borrowed} argument-sized buffers for 3 borrowed calls"
+        );
+        // Any argument may be borrowed, next to owned ones: still no copy of the large one.
+        let before = docs.hits().await.unwrap();
+        for _ in 0..3 {
+            let sum = docs.mixed(2, doc.clone(), "abc".into()).await.unwrap();
+            assert_eq!(sum, 2 * SIZE as u64 + 3);
+            let len = docs.pair(doc.clone(), "xy".into(), 5).await.unwrap();
+            assert_eq!(len, SIZE as u64 + 2 + 5);
+        }
+        let mixed = docs.hits().await.unwrap() - before;
+        assert_eq!(
+            mixed, 0,
+            "the server allocated {mixed} argument-sized buffers for 6 calls borrowing one \
+             argument of several"
         );
         let before = docs.hits().await.unwrap();
         assert_eq!(docs.owned(doc.clone()).await.unwrap(), SIZE as u64);

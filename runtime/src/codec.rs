@@ -147,6 +147,68 @@ pub fn from_bytes<T: Protein>(bytes: &[u8]) -> Result<T, DecodeError> {
     }
 }
 
+/// Checks that `payload` is *exactly* the archive of `value` (encoding `value` again gives the
+/// same bytes). rkyv's validation checks the root and everything it points to, but accepts
+/// bytes before them; a strict service (`#[service(strict)]`) refuses such payloads too.
+///
+/// ```
+/// use cell_runtime::codec;
+/// let exact = codec::to_bytes(&7u64).unwrap();
+/// assert!(codec::check_exact(&7u64, &exact).is_ok());
+/// let mut padded = codec::Bytes::new();
+/// padded.extend_from_slice(&[0u8; 16]);
+/// padded.extend_from_slice(&exact);
+/// assert_eq!(codec::from_bytes::<u64>(&padded).unwrap(), 7); // valid...
+/// assert!(codec::check_exact(&7u64, &padded).is_err());      // ...but not exact
+/// ```
+///
+/// # Errors
+/// When the bytes differ (or `value` cannot be encoded).
+pub fn check_exact<T: Protein>(value: &T, payload: &[u8]) -> Result<(), DecodeError> {
+    let mismatch = |reason: String| DecodeError {
+        type_name: T::type_name(),
+        len: payload.len(),
+        reason,
+    };
+    let canonical = to_bytes(value).map_err(|e| mismatch(e.to_string()))?;
+    if canonical[..] == *payload {
+        Ok(())
+    } else {
+        Err(mismatch(format!(
+            "not exactly the archive of its value ({} bytes, the archive has {})",
+            payload.len(),
+            canonical.len()
+        )))
+    }
+}
+
+/// What generated decoders call: [`from_bytes`], and with `strict` also [`check_exact`] (one
+/// function, so a type that is not a protein is reported once).
+///
+/// # Errors
+/// As [`from_bytes`] and [`check_exact`].
+pub fn decode_args<T: Protein>(payload: &[u8], strict: bool) -> Result<T, DecodeError> {
+    let value = from_bytes::<T>(payload)?;
+    if strict {
+        check_exact(&value, payload)?;
+    }
+    Ok(value)
+}
+
+/// What generated decoders call for borrowed arguments: [`access`], and with `strict` also
+/// [`check_exact`] (which deserializes a copy to encode it again).
+///
+/// # Errors
+/// As [`access`] and [`check_exact`].
+pub fn access_args<T: Protein>(payload: &[u8], strict: bool) -> Result<&Archived<T>, DecodeError> {
+    let archived = access::<T>(payload)?;
+    if strict {
+        let value = deserialize::<T>(archived).map_err(|e| decode_error::<T>(payload, e))?;
+        check_exact(&value, payload)?;
+    }
+    Ok(archived)
+}
+
 /// Deserializes an already validated archive into an owned value.
 ///
 /// # Errors

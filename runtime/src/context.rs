@@ -116,6 +116,25 @@ impl CallContext {
         self.trace.map(|(_, s)| s)
     }
 
+    /// Sets the metadata sent back with this call's reply (protocol 5; replaces what was set
+    /// before; bounded like any [`Metadata`]). The caller reads it with
+    /// [`crate::metadata::capture_reply`]. For a unary call; a stream's reply carries none.
+    ///
+    /// ```
+    /// # async fn handler() {
+    /// use cell_runtime::{CallContext, Metadata};
+    /// let mut md = Metadata::new();
+    /// md.insert("x-served-by", b"replica-2").unwrap();
+    /// if let Some(ctx) = CallContext::current() {
+    ///     ctx.set_reply_metadata(md);
+    /// }
+    /// # }
+    /// ```
+    pub fn set_reply_metadata(&self, metadata: Metadata) {
+        self.connection
+            .set_reply_metadata(self.request_id, metadata);
+    }
+
     /// Runs `future` with `self` as the current context (what the server does around every
     /// handler). For test doubles and layers that call a handler themselves.
     pub fn scope<F: Future>(self, future: F) -> impl Future<Output = F::Output> {
@@ -243,6 +262,11 @@ struct ConnectionInner {
     closed: watch::Sender<bool>,
     /// `None` once the connection closed (the callbacks ran).
     on_close: Mutex<Option<Vec<CloseCallback>>>,
+    /// Reply metadata set by handlers (`CallContext::set_reply_metadata`), by request id,
+    /// until the server sends their replies. `replying` counts the entries, so a call whose
+    /// handler set none costs one relaxed atomic load.
+    replies: Mutex<Vec<(u32, Metadata)>>,
+    replying: std::sync::atomic::AtomicUsize,
 }
 
 type CloseCallback = Box<dyn FnOnce() + Send>;
@@ -289,6 +313,29 @@ impl Connection {
         }
     }
 
+    /// The reply metadata a handler set for request `id`, taken (the server sends it with the
+    /// reply).
+    pub(crate) fn take_reply_metadata(&self, id: u32) -> Option<Metadata> {
+        if self.0.replying.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let mut replies = self.0.replies.lock().unwrap_or_else(|p| p.into_inner());
+        let at = replies.iter().position(|(r, _)| *r == id)?;
+        self.0.replying.fetch_sub(1, Ordering::Relaxed);
+        Some(replies.swap_remove(at).1)
+    }
+
+    fn set_reply_metadata(&self, id: u32, metadata: Metadata) {
+        let mut replies = self.0.replies.lock().unwrap_or_else(|p| p.into_inner());
+        match replies.iter_mut().find(|(r, _)| *r == id) {
+            Some(entry) => entry.1 = metadata,
+            None => {
+                replies.push((id, metadata));
+                self.0.replying.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     pub(crate) fn open(peer: Peer) -> (Connection, ConnectionGuard) {
         let (closed, _) = watch::channel(false);
         let connection = Connection(Arc::new(ConnectionInner {
@@ -296,6 +343,8 @@ impl Connection {
             peer,
             closed,
             on_close: Mutex::new(Some(Vec::new())),
+            replies: Mutex::new(Vec::new()),
+            replying: std::sync::atomic::AtomicUsize::new(0),
         }));
         let guard = ConnectionGuard(connection.clone());
         (connection, guard)

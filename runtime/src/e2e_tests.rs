@@ -1218,3 +1218,192 @@ async fn graceful_stop_removes_the_socket_and_a_new_server_binds() {
         );
     }
 }
+
+/// A hand-written streaming service: method 0 streams `0..n` (what `#[handler]` generates for
+/// `async fn count(&self, n: u64) -> Streaming<u64>`).
+struct Counter;
+
+impl Protocol for Counter {
+    const NAME: &'static str = "counter";
+    const FINGERPRINT: u64 = 7;
+    const METHODS: &'static [&'static str] = &["count"];
+}
+
+impl Service for Counter {
+    type Call = u64;
+    type Reply = crate::Streaming<u64>;
+
+    fn decode(method: u16, payload: &[u8]) -> Result<u64, DispatchError> {
+        match method {
+            0 => Ok(codec::from_bytes(payload)?),
+            m => Err(DispatchError::UnknownMethod(m)),
+        }
+    }
+
+    async fn call(&self, n: u64) -> crate::Streaming<u64> {
+        crate::Streaming::iter(0..n)
+    }
+
+    fn encode(_: &Self::Reply, _: &mut Bytes) -> Result<Status, EncodeError> {
+        Err(EncodeError {
+            type_name: "Streaming<u64>".into(),
+            reason: "sent item by item".into(),
+        })
+    }
+
+    fn into_stream(reply: Self::Reply) -> Result<crate::stream::BoxedStream, Self::Reply> {
+        Ok(Box::new(reply))
+    }
+}
+
+/// Any window, any stream length, any consumer rhythm (yielding to the runtime between
+/// items, or not): the client receives exactly `0..n`, in order, then the end.
+#[test]
+fn streams_deliver_every_item_in_order_for_any_window_and_consumer() {
+    use futures::StreamExt;
+    use proptest::prelude::*;
+    let runtime = current_thread_runtime();
+    let cell = runtime
+        .block_on(async { TestCell::start(Counter) })
+        .unwrap();
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 48,
+        ..ProptestConfig::default()
+    });
+    let strategy = (
+        1u32..20,
+        0u64..300,
+        proptest::collection::vec(0u8..4, 1..16),
+    );
+    runner
+        .run(&strategy, |(window, n, rhythm)| {
+            let got = runtime.block_on(async {
+                let config = SynapseConfig {
+                    stream_window: window,
+                    ..SynapseConfig::default()
+                };
+                let client = Synapse::connect::<Counter>(cell.endpoint().clone(), config)
+                    .await
+                    .unwrap();
+                let mut stream = client
+                    .call_stream_infallible::<u64, u64>(0, &n)
+                    .await
+                    .unwrap();
+                let mut got = Vec::new();
+                while let Some(item) = stream.next().await {
+                    got.push(item.unwrap());
+                    for _ in 0..rhythm[got.len() % rhythm.len()] {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                got
+            });
+            prop_assert_eq!(got, (0..n).collect::<Vec<_>>());
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// A server that sends more items than the client's credit is out of step: the client drops
+/// the connection (its memory does not grow past its window), and the stream reports it.
+#[test]
+fn a_server_sending_past_the_credit_is_cut_off() {
+    use crate::frame::{Header, Kind, encode_frame};
+    use futures::StreamExt;
+    use std::io::Write;
+    let dir = temp_socket_dir().unwrap();
+    let path = dir.path().join("flood.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    const WINDOW: u32 = 4;
+    let server = std::thread::spawn(move || {
+        let mut stream = accept_and_welcome(&listener, 1 << 20);
+        // Wait for the request (its id is 0: slot 0, generation 0), then flood it with items.
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 256];
+        while crate::frame::decode(&seen, 4096).unwrap().is_none() {
+            let n = std::io::Read::read(&mut stream, &mut buf).unwrap();
+            assert!(n > 0, "the client hung up before its request");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        let item = codec::to_bytes(&7u64).unwrap();
+        let mut wire = Vec::new();
+        for _ in 0..WINDOW * 4 {
+            let mut header = Header::new(Kind::StreamItem);
+            header.id = 0;
+            encode_frame(&mut wire, header, &item);
+        }
+        let _ = stream.write_all(&wire);
+        // Keep the socket open until the client hangs up.
+        let mut buf = [0u8; 256];
+        while matches!(std::io::Read::read(&mut stream, &mut buf), Ok(n) if n > 0) {}
+    });
+    let runtime = current_thread_runtime();
+    let (items, failure) = runtime.block_on(async {
+        let config = SynapseConfig {
+            stream_window: WINDOW,
+            ..SynapseConfig::default()
+        };
+        let client = Synapse::connect_raw(Endpoint::Unix(path), "echo", 42, config)
+            .await
+            .unwrap();
+        let mut stream = client
+            .call_stream_infallible::<u64, u64>(0, &1)
+            .await
+            .unwrap();
+        let mut items = 0u32;
+        loop {
+            match stream.next().await {
+                Some(Ok(_)) => items += 1,
+                Some(Err(e)) => return (items, e.to_string()),
+                None => return (items, "ended cleanly".into()),
+            }
+        }
+    });
+    assert!(items <= WINDOW, "{items} items for a window of {WINDOW}");
+    assert!(failure.contains("credit"), "{failure}");
+    server.join().unwrap();
+}
+
+/// A stream through handler layers (tower's shapes) and an admission check: the layers see the
+/// handler return its stream, which then streams as ever; a refusal ends the stream at once.
+#[test]
+fn streams_pass_through_layers_and_refusals_end_them() {
+    use futures::StreamExt;
+    let runtime = current_thread_runtime();
+    runtime.block_on(async {
+        let stack = tower::ServiceBuilder::new()
+            .layer(tower::limit::ConcurrencyLimitLayer::new(4))
+            .into_inner();
+        let layered = crate::layer::Layered::new(Counter, stack);
+        let cell = TestCell::start(layered).unwrap();
+        let client = Synapse::connect::<Counter>(cell.endpoint().clone(), SynapseConfig::default())
+            .await
+            .unwrap();
+        let items: Vec<u64> = client
+            .call_stream_infallible::<u64, u64>(0, &50)
+            .await
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+            .await;
+        assert_eq!(items, (0..50).collect::<Vec<_>>());
+
+        let refusing = crate::Admission::new(Counter, |_: &crate::CallContext| {
+            Err("no streams for you".to_string())
+        });
+        let cell = TestCell::start(refusing).unwrap();
+        let client = Synapse::connect::<Counter>(cell.endpoint().clone(), SynapseConfig::default())
+            .await
+            .unwrap();
+        let mut stream = client
+            .call_stream_infallible::<u64, u64>(0, &50)
+            .await
+            .unwrap();
+        let first = stream.next().await;
+        assert!(
+            matches!(&first, Some(Err(CallError::Refused(reason))) if reason == "no streams for you"),
+            "{first:?}"
+        );
+        assert!(stream.next().await.is_none());
+    });
+}

@@ -21,6 +21,16 @@ impl fmt::Display for Never {
     }
 }
 
+/// `Never` is part of a stream's type (`Streaming<T>` is `Streaming<T, Never>`), so it has a
+/// fingerprint; it is never archived.
+impl crate::Fingerprint for Never {
+    const FINGERPRINT: u64 = crate::fingerprint::mix_str(crate::fingerprint::SEED, "never");
+
+    fn type_name() -> String {
+        "Never".into()
+    }
+}
+
 /// Why a call did not return the method's value.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError<E = Never> {

@@ -9,7 +9,7 @@
 //! | 5      | `status`   | [`Status`] of a response, 0 otherwise                      |
 //! | 6..8   | `method`   | method index of a request                                  |
 //! | 8..12  | `id`       | request id, chosen by the client, echoed by the server     |
-//! | 12..16 | `budget`   | a request's remaining deadline in milliseconds (0 = none)  |
+//! | 12..16 | `budget`   | a request's remaining deadline in milliseconds (0 = none); a `Credit`'s item count |
 //!
 //! Why this shape: rkyv archives must start 16-byte aligned and end exactly where the data
 //! ends. A 16-byte header plus padding keeps every payload at a 16-aligned offset of the
@@ -57,6 +57,12 @@ pub enum Kind {
     MetaRequest = 10,
     /// Server → client: a `Response` whose payload starts with a metadata block (protocol 4).
     MetaResponse = 11,
+    /// Server → client: one item of the stream that request `id` returns; the payload is the
+    /// item's archive. Sent only against the client's credit (protocol 5).
+    StreamItem = 12,
+    /// Client → server: the caller of stream `id` takes `budget` more items (the header's
+    /// `budget` field carries the count; no payload). Protocol 5.
+    Credit = 13,
 }
 
 impl Kind {
@@ -73,6 +79,8 @@ impl Kind {
             9 => Kind::Proof,
             10 => Kind::MetaRequest,
             11 => Kind::MetaResponse,
+            12 => Kind::StreamItem,
+            13 => Kind::Credit,
             _ => return None,
         })
     }
@@ -290,7 +298,7 @@ mod tests {
     fn any_header() -> impl Strategy<Value = Header> {
         (
             0u32..200,
-            1u8..=11,
+            1u8..=13,
             0u8..=8,
             any::<u16>(),
             any::<u32>(),

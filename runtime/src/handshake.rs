@@ -66,7 +66,10 @@ use crate::frame::{Header, Kind};
 /// the archive; W3C `traceparent` travels in it) and a structured `Reject` (the server's
 /// version in the frame header's `method` field, its fingerprint in the payload: a client
 /// never parses the reason text). The hello, challenge, proof and welcome are unchanged.
-pub const PROTOCOL_VERSION: u16 = 4;
+/// 5: server-to-client streams (`StreamItem` and `Credit` frames: a stream call's items,
+/// sent against the client's credit, end with the call's ordinary `Response`) and reply
+/// metadata sent by servers. Handshake frames unchanged.
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// The first version whose `Reject` is structured (see [`reject_frame`]).
 pub const STRUCTURED_REJECT_SINCE: u16 = 4;

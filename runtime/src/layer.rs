@@ -208,6 +208,13 @@ where
             }
         }
     }
+
+    fn into_stream(reply: Self::Reply) -> Result<crate::stream::BoxedStream, Self::Reply> {
+        match reply {
+            Ok(reply) => S::into_stream(reply).map_err(Ok),
+            Err(e) => Err(Err(e)),
+        }
+    }
 }
 
 impl<S, T> ServiceClient for Layered<S, T>

@@ -13,6 +13,9 @@
 //!   a shared secret that never crosses the wire), with many calls in flight per
 //!   connection, deadlines, cancellation, backpressure and graceful shutdown; the traits
 //!   [`Protocol`] / [`Service`] that `#[service]` implements; a [`testkit`];
+//! - server-to-client streams: a handler returns [`Streaming`], the client gets a
+//!   [`CallStream`] (a `futures::Stream`), with credit-based backpressure and cancellation
+//!   when the client drops it;
 //! - [`CallContext`]: what a handler can know about its call (the [`Connection`] with its id,
 //!   [`Peer`] and close notification; the request id, method and deadline).
 //!
@@ -52,6 +55,7 @@ mod local;
 mod membrane;
 pub mod metadata;
 mod service;
+pub mod stream;
 mod synapse;
 pub mod testkit;
 
@@ -70,6 +74,7 @@ pub use metadata::{Metadata, MetadataError, TraceParent};
 pub use service::{
     Admission, DispatchError, Protocol, Service, ServiceClient, ServiceName, TypedClient,
 };
+pub use stream::{CallStream, StreamClosed, StreamSender, Streaming};
 pub use synapse::{ALLOW_SERVER_UIDS_ENV, Synapse, SynapseConfig};
 
 /// Re-exports used by macro expansions. Not a stable API.

@@ -13,7 +13,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -36,6 +36,7 @@ use crate::handshake::{self, Challenge, Hello, PROTOCOL_VERSION, Proof, RejectCo
 use crate::io::{FrameReader, ReadBudget, Spin, poll_write_out, push_bytes, push_frame, read_one};
 use crate::metadata::Metadata;
 use crate::service::{DispatchError, Service};
+use crate::stream::{BoxedStream, Step};
 
 /// Server settings. Start from [`MembraneConfig::default`] and change fields.
 #[derive(Debug, Clone)]
@@ -748,6 +749,18 @@ impl Cancels {
         Poll::Pending
     }
 
+    /// Whether a call (or stream) with this id is running.
+    fn contains(&self, id: u32) -> bool {
+        self.lock().contains_key(&id)
+    }
+
+    /// The call finished: its id is free again. Says whether it was cancelled meanwhile.
+    fn finish(&self, id: u32) -> bool {
+        self.lock()
+            .remove(&id)
+            .is_some_and(|(cancelled, _)| cancelled)
+    }
+
     /// The call finished (or was cancelled): its id is free again.
     fn forget(&self, id: u32) {
         self.lock().remove(&id);
@@ -767,7 +780,7 @@ fn call_future<'a, S: Service>(
     call: S::Call,
     deadline: Option<Instant>,
     context: CallContext,
-) -> impl Future<Output = (u32, Outcome<S::Reply>)> + 'a {
+) -> impl Future<Output = (u32, Outcome<S::Reply>, Option<Instant>)> + 'a {
     let name = context.method();
     let id = context.request_id();
     let span = match context.trace().zip(context.span_id()) {
@@ -806,13 +819,138 @@ fn call_future<'a, S: Service>(
             cancels.poll_cancelled(id, cx).map(|()| Outcome::Cancelled)
         })
         .await;
-        cancels.forget(id);
+        // A cancel that arrived while the handler finished wins: the caller is gone, and a
+        // stream the handler returned must not start (its producer stops when it is dropped).
+        let outcome = if cancels.finish(id) {
+            Outcome::Cancelled
+        } else {
+            outcome
+        };
         if let Outcome::Panicked(message) = &outcome {
             tracing::error!(panic = %message, "handler panicked; the caller gets an error");
         }
-        (id, outcome)
+        (id, outcome, deadline)
     }
     .instrument(span)
+}
+
+/// A stream a handler returned, while it runs.
+struct StreamEntry {
+    /// Items the client still takes (its credit).
+    credit: u32,
+    /// The stream, while it is not being polled (no credit, or no room in the output).
+    parked: Option<BoxedStream>,
+    /// The call's deadline, which bounds the whole stream.
+    deadline: Option<Instant>,
+}
+
+/// Why a [`StreamStep`] finished.
+enum StepReady {
+    /// The stream's next item (or its end) is ready to be encoded.
+    Item,
+    /// The client cancelled the call.
+    Cancelled,
+    /// The call's deadline passed.
+    DeadlineExceeded,
+    /// Polling the stream panicked.
+    Panicked(String),
+}
+
+/// Waits for one stream's next item (or end), its cancellation or its deadline. Lives in the
+/// connection's `FuturesUnordered`, so only streams that were woken are polled.
+struct StreamStep<'a> {
+    id: u32,
+    stream: Option<BoxedStream>,
+    cancels: &'a Cancels,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<'a> StreamStep<'a> {
+    fn new(
+        id: u32,
+        stream: BoxedStream,
+        cancels: &'a Cancels,
+        deadline: Option<Instant>,
+    ) -> StreamStep<'a> {
+        StreamStep {
+            id,
+            stream: Some(stream),
+            cancels,
+            deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
+        }
+    }
+}
+
+impl Future for StreamStep<'_> {
+    type Output = (u32, Option<BoxedStream>, StepReady);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let Some(stream) = this.stream.as_mut() else {
+            return Poll::Pending; // Finished: never polled again by `FuturesUnordered`.
+        };
+        // The deadline first: a producer that always has an item ready must still end.
+        if let Some(deadline) = this.deadline.as_mut()
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            this.stream = None;
+            return Poll::Ready((this.id, None, StepReady::DeadlineExceeded));
+        }
+        let polled =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stream.poll_ready(cx)));
+        match polled {
+            Ok(Poll::Ready(())) => {
+                return Poll::Ready((this.id, this.stream.take(), StepReady::Item));
+            }
+            Ok(Poll::Pending) => {}
+            Err(panic) => {
+                let message = panic_message(panic.as_ref());
+                this.stream = None;
+                return Poll::Ready((this.id, None, StepReady::Panicked(message)));
+            }
+        }
+        if this.cancels.poll_cancelled(this.id, cx).is_ready() {
+            this.stream = None;
+            return Poll::Ready((this.id, None, StepReady::Cancelled));
+        }
+        Poll::Pending
+    }
+}
+
+/// Appends the stream's ready item as a `StreamItem` frame, or its end as the call's
+/// `Response` (`Ok` and empty, or `AppError` with the error). `Err(message)` when it cannot
+/// be encoded or exceeds the client's frame limit (nothing appended; the stream must end).
+fn push_stream_step(
+    out: &mut Bytes,
+    id: u32,
+    stream: &mut dyn crate::stream::EncodedStream,
+    client_max: u32,
+) -> Result<Step, String> {
+    let mut header = Header::new(Kind::StreamItem);
+    header.id = id;
+    let start = out.len();
+    let mut step = Step::End;
+    push_frame(out, header, |out| {
+        step = stream.encode_next(out)?;
+        Ok::<_, crate::codec::EncodeError>(())
+    })
+    .map_err(|e| e.to_string())?;
+    let len = crate::frame::payload_len(&out[start..]).unwrap_or(0);
+    if len > client_max {
+        out.resize(start, 0);
+        return Err(format!(
+            "a stream item ({len} bytes) exceeds the client's {client_max}-byte frame limit"
+        ));
+    }
+    // The frame's kind and status are known only after encoding: patch bytes 4 and 5.
+    let (kind, status) = match step {
+        Step::Item => (Kind::StreamItem, Status::Ok),
+        Step::End => (Kind::Response, Status::Ok),
+        Step::Error => (Kind::Response, Status::AppError),
+    };
+    out[start + 4] = kind as u8;
+    out[start + 5] = status as u8;
+    Ok(step)
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
@@ -844,6 +982,16 @@ async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
 ) -> io::Result<()> {
     let cancels = Cancels::default();
     let mut running = FuturesUnordered::new();
+    // Streams (protocol 5): every stream a handler returned, by request id, with its credit;
+    // a stream is either `pumping` (waiting for its next item) or parked in its entry (no
+    // credit, or the output is over the high-water mark).
+    let mut streams: HashMap<u32, StreamEntry> = HashMap::new();
+    let mut pumping: FuturesUnordered<StreamStep<'_>> = FuturesUnordered::new();
+    // Credit that arrived while the call's handler still ran (the client sends its window
+    // right behind the request). Only for running calls, so bounded by `max_in_flight`.
+    let mut early_credit: HashMap<u32, u32> = HashMap::new();
+    // Parked streams may have credit and room again: look at them.
+    let mut resume = false;
     let mut out = Bytes::with_capacity(4096);
     let mut written = 0usize;
     let mut draining = false;
@@ -873,7 +1021,7 @@ async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
             // up to the next request so that `Cancel` frames still get through — otherwise a
             // server full of cancelled calls would never learn they were cancelled.
             while !eof {
-                if running.len() >= max_in_flight
+                if running.len() + streams.len() >= max_in_flight
                     && (reader.next_is(Kind::Request) || reader.next_is(Kind::MetaRequest))
                 {
                     break;
@@ -907,7 +1055,8 @@ async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
                             }
                         }
                         match header.kind {
-                            Kind::Request | Kind::MetaRequest | Kind::Cancel if half_closed => {}
+                            Kind::Request | Kind::MetaRequest | Kind::Cancel | Kind::Credit
+                                if half_closed => {}
                             Kind::Request | Kind::MetaRequest if draining => {
                                 let mut h = Header::new(Kind::Response);
                                 h.id = header.id;
@@ -969,7 +1118,30 @@ async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
                                     }
                                 }
                             }
-                            Kind::Cancel => cancels.cancel(header.id),
+                            Kind::Cancel => {
+                                cancels.cancel(header.id);
+                                // A parked stream is not polled: drop it here (its producer
+                                // stops). A pumping one sees the cancel itself.
+                                if streams
+                                    .get(&header.id)
+                                    .is_some_and(|entry| entry.parked.is_some())
+                                {
+                                    streams.remove(&header.id);
+                                    cancels.forget(header.id);
+                                }
+                            }
+                            Kind::Credit => {
+                                let more = header.budget_ms;
+                                if let Some(entry) = streams.get_mut(&header.id) {
+                                    entry.credit = entry.credit.saturating_add(more);
+                                    resume |= entry.parked.is_some();
+                                } else if cancels.contains(header.id) {
+                                    let credit = early_credit.entry(header.id).or_insert(0);
+                                    *credit = credit.saturating_add(more);
+                                }
+                                // Otherwise the stream ended (or was never one): the credit
+                                // crossed its end on the wire.
+                            }
                             other => {
                                 return Poll::Ready(Err(invalid(format!(
                                     "unexpected {other} frame from a client"
@@ -997,16 +1169,45 @@ async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
                 return Poll::Ready(Ok(()));
             }
 
-            // Finished calls become replies.
-            while let Poll::Ready(Some((id, outcome))) = running.poll_next_unpin(cx) {
+            // Finished calls become replies (or streams).
+            while let Poll::Ready(Some((id, outcome, deadline))) = running.poll_next_unpin(cx) {
                 progress = true;
+                let credit = early_credit.remove(&id).unwrap_or(0);
+                // Whatever the outcome, the handler's reply metadata leaves the connection.
+                let reply_metadata = connection.take_reply_metadata(id);
                 let mut h = Header::new(Kind::Response);
                 h.id = id;
+                let outcome = match outcome {
+                    Outcome::Reply(reply) => match S::into_stream(reply) {
+                        Ok(stream) => {
+                            // Cancellable again until the stream ends.
+                            cancels.register(id);
+                            streams.insert(
+                                id,
+                                StreamEntry {
+                                    credit,
+                                    parked: Some(stream),
+                                    deadline,
+                                },
+                            );
+                            resume = true;
+                            continue;
+                        }
+                        Err(reply) => Outcome::Reply(reply),
+                    },
+                    other => other,
+                };
                 match outcome {
                     Outcome::Reply(reply) => {
                         let mut status = Status::Ok;
                         let start = out.len();
+                        if reply_metadata.is_some() {
+                            h.kind = Kind::MetaResponse;
+                        }
                         let encoded = push_frame(&mut out, h, |out| {
+                            if let Some(metadata) = &reply_metadata {
+                                metadata.encode(out);
+                            }
                             status = S::encode(&reply, out)?;
                             Ok::<_, crate::codec::EncodeError>(())
                         });
@@ -1049,6 +1250,63 @@ async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
 
+            // Streams: each ready item goes out against its credit; an ended stream sends
+            // the call's response.
+            while let Poll::Ready(Some((id, stream, ready))) = pumping.poll_next_unpin(cx) {
+                progress = true;
+                let mut h = Header::new(Kind::Response);
+                h.id = id;
+                let stream = match (ready, stream) {
+                    (StepReady::Item, Some(stream)) => stream,
+                    (StepReady::Cancelled, _) | (StepReady::Item, None) => {
+                        streams.remove(&id);
+                        cancels.forget(id);
+                        continue;
+                    }
+                    (StepReady::DeadlineExceeded, _) => {
+                        streams.remove(&id);
+                        cancels.forget(id);
+                        h.status = Status::DeadlineExceeded;
+                        push_bytes(&mut out, h, b"deadline exceeded on the server");
+                        continue;
+                    }
+                    (StepReady::Panicked(message), _) => {
+                        tracing::error!(panic = %message, "stream panicked; the caller gets an error");
+                        streams.remove(&id);
+                        cancels.forget(id);
+                        h.status = Status::Panicked;
+                        push_bytes(&mut out, h, message.as_bytes());
+                        continue;
+                    }
+                };
+                let mut stream = stream;
+                match push_stream_step(&mut out, id, &mut *stream, client_max) {
+                    Ok(Step::Item) => {
+                        let Some(entry) = streams.get_mut(&id) else {
+                            continue;
+                        };
+                        entry.credit = entry.credit.saturating_sub(1);
+                        if entry.credit > 0 && out.len() - written <= OUT_HIGH_WATER {
+                            pumping.push(StreamStep::new(id, stream, &cancels, entry.deadline));
+                        } else {
+                            entry.parked = Some(stream);
+                            // Out of room (not of credit): look again once output drains.
+                            resume |= entry.credit > 0;
+                        }
+                    }
+                    Ok(Step::End | Step::Error) => {
+                        streams.remove(&id);
+                        cancels.forget(id);
+                    }
+                    Err(message) => {
+                        streams.remove(&id);
+                        cancels.forget(id);
+                        h.status = Status::EncodeFailed;
+                        push_bytes(&mut out, h, message.as_bytes());
+                    }
+                }
+            }
+
             if written < out.len() {
                 match poll_write_out(&mut io, &out, &mut written, cx) {
                     Poll::Ready(Ok(())) => {
@@ -1067,7 +1325,25 @@ async fn requests<S: Service, IO: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
 
-            if draining && !half_closed && running.is_empty() && out.is_empty() {
+            // Parked streams that have credit again, while the output has room.
+            if resume && out.len() - written <= OUT_HIGH_WATER {
+                resume = false;
+                for (id, entry) in &mut streams {
+                    if entry.credit > 0
+                        && let Some(stream) = entry.parked.take()
+                    {
+                        pumping.push(StreamStep::new(*id, stream, &cancels, entry.deadline));
+                        progress = true;
+                    }
+                }
+            }
+
+            if draining
+                && !half_closed
+                && running.is_empty()
+                && streams.is_empty()
+                && out.is_empty()
+            {
                 match std::pin::Pin::new(&mut io).poll_shutdown(cx) {
                     Poll::Ready(Ok(())) => {
                         half_closed = true;

@@ -332,6 +332,37 @@ fn hex_array<const N: usize>(text: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
+tokio::task_local! {
+    static REPLY: std::cell::RefCell<Option<Metadata>>;
+}
+
+/// Runs `future` and returns its output with the metadata the server sent with the last reply
+/// received inside it (protocol 5; `None` when that reply carried none). A handler sets it with
+/// [`crate::CallContext::set_reply_metadata`].
+///
+/// ```no_run
+/// # async fn run(client: cell_runtime::Synapse) {
+/// let (reply, metadata) =
+///     cell_runtime::metadata::capture_reply(client.call_infallible::<u64, u64>(0, &1)).await;
+/// let served_by = metadata.as_ref().and_then(|md| md.get("x-served-by"));
+/// # let _ = (reply, served_by);
+/// # }
+/// ```
+pub async fn capture_reply<F: Future>(future: F) -> (F::Output, Option<Metadata>) {
+    REPLY
+        .scope(std::cell::RefCell::new(None), async move {
+            let output = future.await;
+            let metadata = REPLY.with(|slot| slot.borrow_mut().take());
+            (output, metadata)
+        })
+        .await
+}
+
+/// Hands a reply's metadata to the [`capture_reply`] around the caller, if any.
+pub(crate) fn deliver_reply(metadata: Option<Metadata>) {
+    let _ = REPLY.try_with(|slot| *slot.borrow_mut() = metadata);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -89,6 +89,13 @@ pub trait Service: Protocol + Send + Sync + 'static {
     /// # Errors
     /// When the reply cannot be encoded.
     fn encode(reply: &Self::Reply, out: &mut Bytes) -> Result<Status, EncodeError>;
+
+    /// The stream a streaming method's handler returned ([`crate::Streaming`]), which the
+    /// runtime sends item by item against the client's credit; `Err(reply)` for a reply
+    /// that is one value ([`Service::encode`]). The default: no method streams.
+    fn into_stream(reply: Self::Reply) -> Result<crate::stream::BoxedStream, Self::Reply> {
+        Err(reply)
+    }
 }
 
 /// A generated typed client (`UsersClient`): a thin wrapper over a [`crate::Synapse`].
@@ -114,6 +121,10 @@ pub trait ServiceClient: Service {
 pub trait ServiceName {
     /// The service's name.
     const NAME: &'static str;
+    /// `#[service(strict)]`: a request is served only when its payload is exactly the archive
+    /// of the method's arguments ([`crate::codec::check_exact`]); anything else is a decode
+    /// error, which closes the connection.
+    const STRICT: bool = false;
 }
 
 /// `service` with an admission check run before every call (see [`Service::admit`]): a refusal
@@ -187,5 +198,9 @@ where
 
     fn encode(reply: &Self::Reply, out: &mut Bytes) -> Result<Status, EncodeError> {
         S::encode(reply, out)
+    }
+
+    fn into_stream(reply: Self::Reply) -> Result<crate::stream::BoxedStream, Self::Reply> {
+        S::into_stream(reply)
     }
 }

@@ -68,6 +68,12 @@ pub struct SynapseConfig {
     /// directory could be served by another user's relay, which would see every call.
     /// Default: `$CELL_ALLOW_SERVER_UIDS` (comma-separated), else none.
     pub allowed_server_uids: Vec<u32>,
+    /// Items a stream call may have on their way or waiting in this client before its
+    /// consumer takes them (the credit window, protocol 5; default 32, at least 1). The
+    /// server sends an item only against this credit, and the client grants more each time
+    /// its consumer has taken half a window: a slow consumer holds at most this many items
+    /// here, and the server's producer is not polled meanwhile.
+    pub stream_window: u32,
 }
 
 /// The variable read by [`SynapseConfig::default`] for [`SynapseConfig::allowed_server_uids`].
@@ -85,6 +91,7 @@ impl Default for SynapseConfig {
             allowed_server_uids: std::env::var(ALLOW_SERVER_UIDS_ENV)
                 .map(|v| parse_uids(&v))
                 .unwrap_or_default(),
+            stream_window: 32,
         }
     }
 }
@@ -350,6 +357,115 @@ impl Synapse {
         .and_then(|r| r)
     }
 
+    /// Calls the streaming `method` with `request`, for a handler returning
+    /// [`crate::Streaming`]`<T, E>`: the stream's items arrive in order, and `Err(e)` ends it
+    /// as [`CallError::App`]. The future completes once the request is queued (or failed to
+    /// be); the server's answers, refusals included, arrive through the stream.
+    ///
+    /// # Errors
+    /// A call that could not be sent (no connection, arguments not encodable, the deadline
+    /// passed while waiting for a connection or a free slot).
+    pub async fn call_stream<Req: Protein, T: Protein, E: Protein>(
+        &self,
+        method: u16,
+        request: &Req,
+    ) -> Result<crate::CallStream<T, E>, CallError<E>> {
+        self.open_stream(method, request, crate::stream::decode_app_error::<E>)
+            .await
+    }
+
+    /// As [`Synapse::call_stream`], for a stream without an application error
+    /// (`Streaming<T>`).
+    ///
+    /// # Errors
+    /// As [`Synapse::call_stream`].
+    pub async fn call_stream_infallible<Req: Protein, T: Protein>(
+        &self,
+        method: u16,
+        request: &Req,
+    ) -> Result<crate::CallStream<T>, CallError> {
+        self.open_stream(method, request, crate::stream::no_app_error)
+            .await
+    }
+
+    async fn open_stream<Req: Protein, T: Protein, E>(
+        &self,
+        method: u16,
+        request: &Req,
+        decode_error: crate::stream::DecodeError<E>,
+    ) -> Result<crate::CallStream<T, E>, CallError<E>> {
+        use crate::stream::{CallStream, Source};
+        // The deadline bounds the whole stream, opening included.
+        let deadline = self.timeout.map(|t| Instant::now() + t);
+        let source = if let Some(local) = &self.local {
+            let request = crate::local::archive(request).map_err(CallError::Encode)?;
+            let metadata = self.outgoing_metadata().map(std::borrow::Cow::into_owned);
+            Source::Local(crate::local::LocalStream::new(
+                local.clone().open_stream(
+                    method,
+                    request,
+                    metadata,
+                    deadline.map(Instant::into_std),
+                ),
+                deadline,
+            ))
+        } else {
+            let open = async {
+                let conn = self.client.connection().await.map_err(CallError::Connect)?;
+                let permit = conn
+                    .permits
+                    .acquire()
+                    .await
+                    .map_err(|_| CallError::NotSent(conn.death_reason()))?;
+                let budget_ms = match deadline {
+                    Some(d) => {
+                        let left = d.saturating_duration_since(Instant::now()).as_millis();
+                        left.clamp(1, u32::MAX as u128) as u32
+                    }
+                    None => 0,
+                };
+                let window = self.client.config.stream_window.clamp(1, u16::MAX as u32);
+                let metadata = self.outgoing_metadata();
+                let id = conn.submit(
+                    method,
+                    request,
+                    budget_ms,
+                    metadata.as_deref(),
+                    Some(window),
+                )?;
+                // The stream holds its in-flight permit until it ends (`RemoteStream::finish`).
+                permit.forget();
+                Ok::<_, CallError<E>>(RemoteStream {
+                    conn: conn.clone(),
+                    id,
+                    window,
+                    taken: 0,
+                    deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
+                    released: false,
+                })
+            };
+            let remote = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, open)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(CallError::NotSent(
+                            "the deadline passed while the stream waited for a connection or a \
+                             free slot"
+                                .into(),
+                        ))
+                    })?,
+                None => open.await?,
+            };
+            Source::Remote(remote)
+        };
+        Ok(CallStream {
+            source,
+            decode_error,
+            done: false,
+            _types: std::marker::PhantomData,
+        })
+    }
+
     /// Sends one request and hands the reply's status and bytes to `on_reply` (which runs
     /// while the reply is still in its slot, so validation reads it in place).
     async fn exchange<Req: Protein, R, E>(
@@ -363,9 +479,10 @@ impl Synapse {
         if let Some(local) = &self.local {
             let request = crate::local::archive(request).map_err(CallError::Encode)?;
             let metadata = self.outgoing_metadata().map(std::borrow::Cow::into_owned);
-            let (status, reply) = local
+            let (status, reply, reply_metadata) = local
                 .call(method, request, metadata, deadline.map(Instant::into_std))
                 .await;
+            crate::metadata::deliver_reply(reply_metadata);
             return Ok(on_reply(status, &reply));
         }
         // Whether the request was queued for the socket: a timeout before it is `NotSent`.
@@ -385,7 +502,7 @@ impl Synapse {
                 None => 0,
             };
             let metadata = self.outgoing_metadata();
-            let id = conn.submit(method, request, budget_ms, metadata.as_deref())?;
+            let id = conn.submit(method, request, budget_ms, metadata.as_deref(), None)?;
             submitted.store(true, Ordering::Relaxed);
             let name = self
                 .client
@@ -423,7 +540,7 @@ impl Synapse {
     }
 }
 
-fn remote_error(status: Status, payload: &[u8]) -> CallError {
+pub(crate) fn remote_error(status: Status, payload: &[u8]) -> CallError {
     let message = String::from_utf8_lossy(payload).into_owned();
     match status {
         Status::Panicked => CallError::Panicked(message),
@@ -709,6 +826,14 @@ struct Slot {
     /// The request was handed to the I/O task for the socket (it may have reached the
     /// server): a call failed after this has an unknown outcome, before it was never sent.
     on_wire: bool,
+    /// A stream call: its credit window (items it may hold at once).
+    stream_window: Option<u32>,
+    /// A stream's items, received and not yet taken by its consumer (at most the window).
+    items: std::collections::VecDeque<Bytes>,
+    /// Item buffers for reuse.
+    spare: Vec<Bytes>,
+    /// The metadata the reply carried (`MetaResponse`), for `metadata::capture_reply`.
+    reply_metadata: Option<Metadata>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -745,6 +870,7 @@ impl Conn {
         request: &Req,
         budget_ms: u32,
         metadata: Option<&Metadata>,
+        stream_window: Option<u32>,
     ) -> Result<u32, CallError<E>> {
         let mut state = lock(&self.state);
         if let Some(reason) = &state.dead {
@@ -760,6 +886,10 @@ impl Conn {
                     waker: None,
                     reply: Bytes::new(),
                     on_wire: false,
+                    stream_window: None,
+                    items: std::collections::VecDeque::new(),
+                    spare: Vec::new(),
+                    reply_metadata: None,
                 });
                 i
             }
@@ -798,6 +928,11 @@ impl Conn {
                 }),
             });
         }
+        if let Some(window) = stream_window {
+            // The stream's first credit travels right behind its request.
+            state.slots[index as usize].stream_window = Some(window);
+            push_credit(&mut state.out, id, window);
+        }
         state.queued.push(index);
         if let Some(w) = state.writer.take() {
             w.wake();
@@ -806,8 +941,25 @@ impl Conn {
     }
 }
 
+/// Appends a `Credit` frame: stream `id` takes `items` more.
+fn push_credit(out: &mut Bytes, id: u32, items: u32) {
+    let mut header = Header::new(Kind::Credit);
+    header.id = id;
+    header.budget_ms = items;
+    push_bytes(out, header, &[]);
+}
+
+/// Item buffers a slot keeps for reuse (the steady state of a stream allocates nothing).
+const SPARE_ITEMS: usize = 64;
+
 fn free_slot(state: &mut State, index: u16) {
     let slot = &mut state.slots[index as usize];
+    slot.stream_window = None;
+    while let Some(item) = slot.items.pop_front() {
+        if slot.spare.len() < SPARE_ITEMS && item.capacity() <= crate::io::SHRINK_ABOVE {
+            slot.spare.push(item);
+        }
+    }
     slot.state = SlotState::Free;
     slot.waker = None;
     slot.generation = slot.generation.wrapping_add(1);
@@ -835,6 +987,7 @@ impl<F> Pending<'_, F> {
                     return Poll::Pending;
                 };
                 let result = on_reply(status, &slot.reply);
+                crate::metadata::deliver_reply(slot.reply_metadata.take());
                 if slot.reply.capacity() > crate::io::SHRINK_ABOVE {
                     slot.reply = Bytes::new();
                 }
@@ -885,6 +1038,122 @@ impl<F> Drop for Pending<'_, F> {
                 w.wake();
             }
         }
+    }
+}
+
+/// A stream call's hold on its connection slot: the client side of [`crate::CallStream`].
+pub(crate) struct RemoteStream {
+    conn: Arc<Conn>,
+    id: u32,
+    window: u32,
+    /// Items taken since the last credit was granted.
+    taken: u32,
+    deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    /// The slot and the permit were given back.
+    released: bool,
+}
+
+impl RemoteStream {
+    /// Hands the stream's next frame to `on_frame`, which reads it in place.
+    pub(crate) fn poll_frame<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        on_frame: impl FnOnce(crate::stream::Frame<'_>) -> Option<R>,
+    ) -> Poll<Option<R>> {
+        use crate::stream::Frame;
+        if self.released {
+            return Poll::Ready(None);
+        }
+        // The deadline bounds the whole stream: once it passed, nothing more is taken, even
+        // items already here.
+        if let Some(deadline) = self.deadline.as_mut()
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(on_frame(Frame::Failed(CallError::Timeout)));
+        }
+        let index = (self.id & 0xffff) as usize;
+        let mut guard = lock(&self.conn.state);
+        let state = &mut *guard;
+        let Some(slot) = state.slots.get_mut(index) else {
+            return Poll::Ready(on_frame(Frame::Failed(CallError::Disconnected(
+                "the stream's slot is gone".into(),
+            ))));
+        };
+        if let Some(item) = slot.items.pop_front() {
+            let result = on_frame(Frame::Item(&item));
+            if slot.spare.len() < SPARE_ITEMS && item.capacity() <= crate::io::SHRINK_ABOVE {
+                slot.spare.push(item);
+            }
+            self.taken += 1;
+            // Credit in batches of half a window: one small frame per many items.
+            if self.taken >= self.window.div_ceil(2)
+                && slot.state == SlotState::Waiting
+                && state.dead.is_none()
+            {
+                push_credit(&mut state.out, self.id, self.taken);
+                self.taken = 0;
+                if let Some(w) = state.writer.take() {
+                    w.wake();
+                }
+            }
+            return Poll::Ready(result);
+        }
+        match slot.state {
+            SlotState::Done(status) => Poll::Ready(on_frame(Frame::End(status, &slot.reply))),
+            SlotState::Failed | SlotState::Free => {
+                let reason = state
+                    .dead
+                    .clone()
+                    .unwrap_or_else(|| "connection lost".into());
+                let error = if slot.on_wire {
+                    CallError::Disconnected(reason)
+                } else {
+                    CallError::NotSent(format!(
+                        "{reason} (before the request was written to the socket)"
+                    ))
+                };
+                Poll::Ready(on_frame(Frame::Failed(error)))
+            }
+            SlotState::Waiting => {
+                match &slot.waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => slot.waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Gives the slot and the in-flight permit back; a stream still running is cancelled
+    /// (the server drops it, which stops its producer).
+    pub(crate) fn finish(&mut self) {
+        if std::mem::replace(&mut self.released, true) {
+            return;
+        }
+        let index = (self.id & 0xffff) as u16;
+        let mut state = lock(&self.conn.state);
+        if let Some(slot) = state.slots.get(index as usize)
+            && slot.generation == (self.id >> 16) as u16
+        {
+            let waiting = slot.state == SlotState::Waiting;
+            free_slot(&mut state, index);
+            if waiting && state.dead.is_none() {
+                let mut header = Header::new(Kind::Cancel);
+                header.id = self.id;
+                push_bytes(&mut state.out, header, &[]);
+                if let Some(w) = state.writer.take() {
+                    w.wake();
+                }
+            }
+        }
+        drop(state);
+        self.conn.permits.add_permits(1);
+    }
+}
+
+impl Drop for RemoteStream {
+    fn drop(&mut self) {
+        self.finish();
     }
 }
 
@@ -1031,13 +1300,15 @@ fn deliver(conn: &Conn, reader: &mut FrameReader) -> Result<(), String> {
         match header.kind {
             Kind::Response | Kind::MetaResponse => {
                 let mut range = range;
+                let mut reply_metadata = None;
                 if header.kind == Kind::MetaResponse {
                     // Checked (bounds included) like any frame; a bad block closes the
-                    // connection. Reply metadata is not handed to callers yet.
+                    // connection.
                     let payload = &reader.bytes()[range.clone()];
-                    let (_metadata, archive) = Metadata::split(payload)
+                    let (metadata, archive) = Metadata::split(payload)
                         .map_err(|e| format!("bad metadata from the server: {e}"))?;
                     range.start = range.end - archive.len();
+                    reply_metadata = Some(metadata);
                 }
                 let index = (header.id & 0xffff) as usize;
                 let generation = (header.id >> 16) as u16;
@@ -1046,9 +1317,40 @@ fn deliver(conn: &Conn, reader: &mut FrameReader) -> Result<(), String> {
                 };
                 // A reply to a cancelled call whose slot was reused is simply late: drop it.
                 if slot.generation == generation && slot.state == SlotState::Waiting {
+                    slot.reply_metadata = reply_metadata;
                     slot.reply.clear();
                     slot.reply.extend_from_slice(&reader.bytes()[range]);
                     slot.state = SlotState::Done(header.status);
+                    if let Some(w) = slot.waker.take() {
+                        w.wake();
+                    }
+                }
+            }
+            Kind::StreamItem => {
+                let index = (header.id & 0xffff) as usize;
+                let generation = (header.id >> 16) as u16;
+                let Some(slot) = state.slots.get_mut(index) else {
+                    return Err(format!("stream item for unknown request {}", header.id));
+                };
+                // Items of a cancelled stream whose slot was reused are late: drop them.
+                if slot.generation == generation && slot.state == SlotState::Waiting {
+                    let Some(window) = slot.stream_window else {
+                        return Err(format!(
+                            "a stream item for request {}, which is not a stream",
+                            header.id
+                        ));
+                    };
+                    // The server sends only against credit: more than a window is a server
+                    // out of step, and must not make this client's memory grow.
+                    if slot.items.len() >= window as usize {
+                        return Err(format!(
+                            "the server sent more than the stream's credit of {window} items"
+                        ));
+                    }
+                    let mut item = slot.spare.pop().unwrap_or_default();
+                    item.clear();
+                    item.extend_from_slice(&reader.bytes()[range]);
+                    slot.items.push_back(item);
                     if let Some(w) = slot.waker.take() {
                         w.wake();
                     }

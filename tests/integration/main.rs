@@ -31,6 +31,10 @@
 //!   concurrency limit used as they are, a refusal instead of the handler, one method alone.
 //! - `rpc_doubles`: a typed client over an in-process fake (`testkit::double`, no socket), driven
 //!   by the same code as a client of a real server process.
+//! - `rpc_streams`: server-to-client streams against a real server process: order and clean
+//!   end (Unix and TCP), an error mid-stream, a slow consumer bounding the producer (credit),
+//!   cancel on drop stopping the producer, a server killed mid-stream, a stream's deadline,
+//!   and a protocol-4 peer refused.
 //! - `rpc_handler`: the one-crate form (`#[service] struct` + `#[handler] impl`) through the
 //!   test kit.
 //! - `remote`: `cell_remote!` aliases reaching providers' macros and API, and its compile errors
@@ -101,5 +105,6 @@ mod rpc_handler;
 mod rpc_layers;
 mod rpc_memory;
 mod rpc_outcomes;
+mod rpc_streams;
 mod sources;
 mod tidy;

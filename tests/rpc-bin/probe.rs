@@ -9,7 +9,7 @@
     reason = "`pub` so the generated client and server types are usable from the including module"
 )]
 
-use cell_sdk::{protein, service};
+use cell_sdk::{Streaming, protein, service};
 
 /// The application error of `check`.
 #[protein]
@@ -87,4 +87,18 @@ pub trait Probe {
     /// Calls `context` on the probe server at the Unix socket `socket` while serving this
     /// call (so the trace context continues there) and returns both contexts.
     async fn relay(&self, socket: String) -> Result<Relayed, ProbeError>;
+    /// A stream of `0..n`, then a clean end.
+    async fn count(&self, n: u64) -> Streaming<u64>;
+    /// A stream of `0..fail_at`, then the application error `Negative(fail_at)`.
+    async fn count_then_fail(&self, fail_at: u64) -> Streaming<u64, ProbeError>;
+    /// An endless stream of `size`-byte items from a producer task, which counts what it
+    /// produced (`produced`) and stops once the client is gone (`producers`).
+    async fn produce(&self, size: u32) -> Streaming<Vec<u8>>;
+    /// Items produced by `produce` streams so far.
+    async fn produced(&self) -> u64;
+    /// `produce` producer tasks still running.
+    async fn producers(&self) -> u64;
+    /// Returns `text` and sets the reply's metadata `x-stamp` to it (an empty `text` sets
+    /// none).
+    async fn stamp(&self, text: String) -> String;
 }

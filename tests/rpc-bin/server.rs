@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use cell_sdk::{
     Admission, Authenticated, CallContext, Endpoint, Membrane, MembraneConfig, Peer, Service,
+    Streaming,
 };
 use probe::{Probe, ProbeClient, ProbeError, ProbeServer, Relayed, SeenContext};
 
@@ -23,6 +24,10 @@ struct ProbeCell {
     watched: Mutex<HashSet<u64>>,
     /// Connections seen closing, in order.
     closed: Arc<Mutex<Vec<u64>>>,
+    /// Items produced by `produce` streams.
+    produced: Arc<AtomicU64>,
+    /// `produce` producer tasks running.
+    producers: Arc<AtomicU64>,
 }
 
 /// Decrements a counter of running calls when the call's future ends or is dropped.
@@ -140,6 +145,52 @@ impl Probe for ProbeCell {
             .map_err(|e| failed(&e))?;
         let there = next.context().await.map_err(|e| failed(&e))?;
         Ok(Relayed { here, there })
+    }
+    async fn count(&self, n: u64) -> Streaming<u64> {
+        Streaming::iter(0..n)
+    }
+    async fn count_then_fail(&self, fail_at: u64) -> Streaming<u64, ProbeError> {
+        let items = (0..fail_at)
+            .map(Ok)
+            .chain(std::iter::once(Err(ProbeError::Negative(fail_at as i64))));
+        Streaming::new(futures::stream::iter(items))
+    }
+    async fn produce(&self, size: u32) -> Streaming<Vec<u8>> {
+        // A small channel: what the producer may run ahead of the client's credit.
+        let (sender, stream) = Streaming::channel(4);
+        let produced = self.produced.clone();
+        self.producers.fetch_add(1, Ordering::SeqCst);
+        let running = Held(self.producers.clone());
+        tokio::spawn(async move {
+            let _running = running;
+            let mut n = 0u8;
+            loop {
+                let item = vec![n; size as usize];
+                if sender.send(item).await.is_err() {
+                    return; // The client is gone.
+                }
+                produced.fetch_add(1, Ordering::SeqCst);
+                n = n.wrapping_add(1);
+            }
+        });
+        stream
+    }
+    async fn produced(&self) -> u64 {
+        self.produced.load(Ordering::SeqCst)
+    }
+    async fn producers(&self) -> u64 {
+        self.producers.load(Ordering::SeqCst)
+    }
+    async fn stamp(&self, text: String) -> String {
+        if !text.is_empty() {
+            let mut md = cell_sdk::Metadata::new();
+            md.insert("x-stamp", text.as_bytes())
+                .expect("a short stamp");
+            CallContext::current()
+                .expect("inside a call")
+                .set_reply_metadata(md);
+        }
+        text
     }
 }
 

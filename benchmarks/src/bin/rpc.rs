@@ -24,6 +24,10 @@
 //! 64 B of metadata); treatments (`+spin`, …) apply to them as to `cell`. `cell-owned` and
 //! `cell-borrowed` send the payload to a handler that sums its bytes from a deserialized
 //! `Vec<u8>` or in place from the borrowed archive (run them with `--payload 65536`).
+//! `cell-stream` (protocol 5) measures its latency like `cell` and its throughput as items per
+//! second of one server-to-client stream of `--thr-requests` items of `--payload` bytes
+//! (default credit window, 32): the report prints its ratio to `cell`'s pipelined unary calls
+//! (`--depth` in flight) when both ran.
 //!
 //! ```sh
 //! cargo run --release -p cell-bench --bin rpc                # 3 rounds, 64-byte payload
@@ -32,6 +36,7 @@
 //! cargo run --release -p cell-bench --bin rpc -- --subjects raw,tarpc,cell  # defaults only
 //! cargo run --release -p cell-bench --bin rpc -- --rounds 3 --contend --subjects cell,cell+spin
 //! cargo run --release -p cell-bench --bin rpc -- --rounds 3 --requests 5000 --subjects cell,cell-ctx,cell-md
+//! cargo run --release -p cell-bench --bin rpc -- --rounds 3 --requests 2000 --subjects cell,cell-stream
 //! ```
 
 use std::{
@@ -136,9 +141,11 @@ fn parse_subject(subject: &str) -> anyhow::Result<(&str, Idle)> {
     };
     match (name, idle) {
         ("tarpc", Idle::Spin) => anyhow::bail!("tarpc has no spin hook; use tarpc+busy"),
-        ("raw" | "tarpc" | "cell" | "cell-ctx" | "cell-md" | "cell-owned" | "cell-borrowed", _) => {
-            Ok((name, idle))
-        }
+        (
+            "raw" | "tarpc" | "cell" | "cell-ctx" | "cell-md" | "cell-owned" | "cell-borrowed"
+            | "cell-stream",
+            _,
+        ) => Ok((name, idle)),
         _ => anyhow::bail!("unknown subject {subject:?}"),
     }
 }
@@ -275,6 +282,17 @@ fn report(results: &[(String, Vec<Sample>)], args: &Args) {
         "tarpc/p50, thr/tarpc: against tarpc with the same idle treatment (parking subjects: \
          tarpc; +spin, +busy: tarpc+busy); - when that tarpc subject was not run"
     );
+    if measured("cell") && measured("cell-stream") {
+        let (unary, _, _) = stat("cell", &|s| s.throughput);
+        let (stream, lo, hi) = stat("cell-stream", &|s| s.throughput);
+        println!(
+            "stream of {} B items: {stream:.0} items/s ({lo:.0}-{hi:.0}) = {:.2}x cell's \
+             pipelined unary calls ({unary:.0}/s, {} in flight)",
+            args.payload,
+            stream / unary,
+            args.depth
+        );
+    }
 }
 
 /// One measurement in this process: a server thread and a client on the main thread.
@@ -720,6 +738,8 @@ pub trait CellEcho {
     async fn sum_owned(&self, payload: Vec<u8>) -> u64;
     /// The payload's byte sum, read in place from the archive (`cell-borrowed`).
     async fn sum_borrowed(&self, payload: &cell_sdk::Archived<Vec<u8>>) -> u64;
+    /// `n` items of `size` bytes (`cell-stream`).
+    async fn items(&self, n: u64, size: u32) -> cell_sdk::Streaming<Vec<u8>>;
 }
 
 struct CellEchoImpl;
@@ -741,6 +761,10 @@ impl CellEcho for CellEchoImpl {
     }
     async fn sum_borrowed(&self, payload: &cell_sdk::Archived<Vec<u8>>) -> u64 {
         payload.iter().map(|b| u64::from(*b)).sum()
+    }
+    async fn items(&self, n: u64, size: u32) -> cell_sdk::Streaming<Vec<u8>> {
+        // One fresh item per step, as an echo handler has one fresh payload per call.
+        cell_sdk::Streaming::iter((0..n).map(move |_| vec![7u8; size as usize]))
     }
 }
 
@@ -795,6 +819,37 @@ async fn cell_client(
             .iter()
             .map(|c| c.with_metadata(md.clone()))
             .collect();
+    }
+    if subject == "cell-stream" {
+        // Latency as `cell` (one echo in flight), throughput as one stream's items per second.
+        let client = clients[0].clone();
+        let mut sample = measure(args, |payload| {
+            let client = client.clone();
+            async move {
+                client.echo(payload).await.context("cell call")?;
+                Ok(())
+            }
+        })
+        .await?;
+        let n = args.thr_requests as u64;
+        let before = Usage::now();
+        let start = Instant::now();
+        let mut stream = client
+            .items(n, args.payload as u32)
+            .await
+            .context("opening the stream")?;
+        let mut got = 0u64;
+        while let Some(item) = stream.next().await {
+            anyhow::ensure!(
+                item.context("stream item")?.len() == args.payload,
+                "short item"
+            );
+            got += 1;
+        }
+        anyhow::ensure!(got == n, "the stream ended after {got} of {n} items");
+        sample.throughput = n as f64 / start.elapsed().as_secs_f64();
+        sample.thr_cpu_ns = Usage::now().since(before).cpu_ns as f64 / n as f64;
+        return Ok(sample);
     }
     let read_context = subject == "cell-ctx";
     let sum = match subject {

@@ -76,9 +76,11 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let (sdk, sdk_error) = crate::paths::cell_sdk();
     errors.extend(sdk_error);
     let name = quote!(<#ident as #sdk::__private::ServiceName>::NAME);
+    let strict = quote!(<#ident as #sdk::__private::ServiceName>::STRICT);
     let generated = generate(
         &Target::Inherent { ty: &ident },
         name,
+        strict,
         &ident,
         &methods,
         &syn::parse_quote!(pub),

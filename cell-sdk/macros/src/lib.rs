@@ -75,6 +75,9 @@ pub fn protein(args: TokenStream, item: TokenStream) -> TokenStream {
 ///   client `PingClient` and the server adapter `PingServer<T: Ping>`; the server crate writes
 ///   a plain `impl Ping for MyPing` and runs `PingServer(MyPing).serve().await`.
 ///
+/// `#[service(strict)]` (either form) serves a request only when its payload is exactly the
+/// archive of the method's arguments (`docs/rpc.md`, "Exact payloads").
+///
 /// ```
 /// use cell_sdk::{protein, service, handler, CallError};
 ///
@@ -112,8 +115,10 @@ pub fn service(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// The handlers of a `#[service]` struct: an inherent `impl` of `async fn`s taking `&self` and
-/// owned protein arguments, returning a protein or `Result<T, E>` with `E` a protein (the
-/// application error the caller receives as `CallError::App(e)`).
+/// protein arguments — owned, or any of them borrowed as `&Archived<T>` (read in place) —
+/// returning a protein, `Result<T, E>` with `E` a protein (the application error the caller
+/// receives as `CallError::App(e)`), or a server-to-client stream `Streaming<T>` /
+/// `Streaming<T, E>` (the client's method returns a `CallStream`).
 ///
 /// It generates the service's dispatch, its structural fingerprint (method names, argument
 /// and return fingerprints), `Users::connect()` (a typed `UsersClient`) and

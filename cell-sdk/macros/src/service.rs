@@ -35,7 +35,7 @@ const RESERVED: [&str; 6] = [
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Vec::new();
-    let name = parse_args(args, &mut errors);
+    let (name, strict) = parse_args(args, &mut errors);
     let parsed: Item = match syn::parse2(item.clone()) {
         Ok(item) => item,
         Err(e) => {
@@ -61,15 +61,21 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             let (sdk, sdk_error) = crate::paths::cell_sdk();
             errors.extend(sdk_error);
             let ident = &s.ident;
+            let strict = strict.then(|| {
+                quote!(
+                    const STRICT: bool = true;
+                )
+            });
             let expansion = quote! {
                 #s
                 impl #sdk::__private::ServiceName for #ident {
                     const NAME: &'static str = #name;
+                    #strict
                 }
             };
             with_errors(expansion, &errors)
         }
-        Item::Trait(t) => expand_trait(t, name, errors),
+        Item::Trait(t) => expand_trait(t, name, strict, errors),
         other => {
             let e = syn::Error::new(
                 item_keyword_span(&other),
@@ -101,14 +107,18 @@ pub(crate) fn with_errors(tokens: TokenStream, errors: &[syn::Error]) -> TokenSt
     quote!(#tokens #(#errors)*)
 }
 
-/// `name = "…"` (optional).
-fn parse_args(args: TokenStream, errors: &mut Vec<syn::Error>) -> Option<String> {
+/// `name = "…"` and `strict` (both optional).
+fn parse_args(args: TokenStream, errors: &mut Vec<syn::Error>) -> (Option<String>, bool) {
     if args.is_empty() {
-        return None;
+        return (None, false);
     }
     let mut name = None;
+    let mut strict = false;
     let parser = syn::meta::parser(|meta| {
-        if meta.path.is_ident("name") {
+        if meta.path.is_ident("strict") {
+            strict = true;
+            Ok(())
+        } else if meta.path.is_ident("name") {
             let lit: LitStr = meta.value()?.parse()?;
             let value = lit.value();
             if value.is_empty()
@@ -124,13 +134,13 @@ fn parse_args(args: TokenStream, errors: &mut Vec<syn::Error>) -> Option<String>
             name = Some(value);
             Ok(())
         } else {
-            Err(meta.error("unknown `#[service]` argument; expected `name = \"...\"`"))
+            Err(meta.error("unknown `#[service]` argument; expected `name = \"...\"` or `strict`"))
         }
     });
     if let Err(e) = syn::parse::Parser::parse2(parser, args) {
         errors.push(e);
     }
-    name
+    (name, strict)
 }
 
 /// `UserStore` → `user-store`: the default service (and socket) name.
@@ -156,13 +166,34 @@ pub(crate) struct Method {
     pub(crate) name: Ident,
     /// The wire types of the arguments (for a borrowed archive `&Archived<T>`, `T`).
     pub(crate) args: Vec<(Ident, Type)>,
-    /// The only argument is a borrowed archive: the request bytes are kept (validated) and the
+    /// Per argument: a borrowed archive (`&Archived<T>`). With any, the request bytes are kept
+    /// (validated), owned arguments are deserialized from their fields, and the handler reads
     /// handler reads them in place instead of receiving a deserialized value.
-    pub(crate) borrowed: bool,
+    pub(crate) borrowed: Vec<bool>,
     /// The declared return type (`()` when omitted).
     pub(crate) ret: Type,
     /// `Some((T, E))` when the return type is `Result<T, E>`: `E` is the application error.
     pub(crate) result: Option<(Type, Type)>,
+    /// `Some((T, E))` when the handler returns `Streaming<T>` (`E` is `None`) or
+    /// `Streaming<T, E>`: a server-to-client stream of `T`.
+    pub(crate) stream: Option<(Type, Option<Type>)>,
+}
+
+impl Method {
+    /// Whether any argument is a borrowed archive (the request's bytes are kept for the call).
+    pub(crate) fn any_borrowed(&self) -> bool {
+        self.borrowed.iter().any(|b| *b)
+    }
+
+    /// The owned arguments of a method with borrowed ones: `(index, ident, type)`.
+    fn owned_args(&self) -> impl Iterator<Item = (usize, &Ident, &Type)> {
+        self.args
+            .iter()
+            .zip(&self.borrowed)
+            .enumerate()
+            .filter(|(_, (_, b))| !**b)
+            .map(|(i, ((id, ty), _))| (i, id, ty))
+    }
 }
 
 /// Reads a handler signature, reporting what cannot be an RPC method at the user's token.
@@ -204,17 +235,16 @@ pub(crate) fn parse_method(sig: &Signature, errors: &mut Vec<syn::Error>) -> Opt
         )),
     }
     let mut args = Vec::new();
-    let mut borrowed = false;
-    let mut borrowed_span = None;
+    let mut borrowed = Vec::new();
     for (i, input) in inputs.enumerate() {
         if let FnArg::Typed(pt) = input {
             let mut ty = (*pt.ty).clone();
+            let mut is_borrowed = false;
             if let Type::Reference(r) = &*pt.ty {
                 match archived_inner(&r.elem) {
                     Some(inner) if r.mutability.is_none() => {
                         // `&Archived<T>`: the handler reads the validated archive in place.
-                        borrowed = true;
-                        borrowed_span = Some(r.span());
+                        is_borrowed = true;
                         ty = inner;
                     }
                     _ => errors.push(syn::Error::new(
@@ -229,14 +259,8 @@ pub(crate) fn parse_method(sig: &Signature, errors: &mut Vec<syn::Error>) -> Opt
                 _ => format_ident!("arg{}", i),
             };
             args.push((ident, ty));
+            borrowed.push(is_borrowed);
         }
-    }
-    if borrowed && args.len() != 1 {
-        errors.push(syn::Error::new(
-            borrowed_span.unwrap_or_else(|| sig.inputs.span()),
-            "a borrowed archive `&Archived<T>` must be the handler's only argument; put the \
-             other values in the same `#[protein]` struct",
-        ));
     }
     if args.len() > MAX_ARGS {
         errors.push(syn::Error::new(
@@ -257,12 +281,14 @@ pub(crate) fn parse_method(sig: &Signature, errors: &mut Vec<syn::Error>) -> Opt
         ));
     }
     let result = result_parts(&ret);
+    let stream = stream_parts(&ret);
     (errors.len() == before).then(|| Method {
         name: sig.ident.clone(),
         args,
         borrowed,
         ret,
         result,
+        stream,
     })
 }
 
@@ -280,6 +306,25 @@ fn archived_inner(ty: &Type) -> Option<Type> {
         GenericArgument::Type(t) if args.args.len() == 1 => Some(t.clone()),
         _ => None,
     }
+}
+
+/// `Streaming<T>` / `Streaming<T, E>` (by its last path segment) → `(T, E)`.
+fn stream_parts(ty: &Type) -> Option<(Type, Option<Type>)> {
+    let Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    if last.ident != "Streaming" {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    let mut types = args.args.iter().filter_map(|a| match a {
+        GenericArgument::Type(t) => Some(t.clone()),
+        _ => None,
+    });
+    let item = types.next()?;
+    let error = types.next();
+    types.next().is_none().then_some((item, error))
 }
 
 /// `Result<T, E>` (by its last path segment) → `(T, E)`.
@@ -310,6 +355,45 @@ fn args_type(method: &Method) -> TokenStream {
     }
 }
 
+/// For a method with borrowed arguments, the statements that validate the archived arguments
+/// in `src` (strictly, when asked) and bind each owned argument, deserialized from its field.
+fn borrowed_decode(
+    m: &Method,
+    sdk: &TokenStream,
+    args: &TokenStream,
+    strict: &TokenStream,
+    src: TokenStream,
+) -> TokenStream {
+    let lone = m.args.len() == 1;
+    let owned = m.owned_args().map(|(index, _, ty)| {
+        let value = format_ident!("__owned{}", index);
+        let index = syn::Index::from(index);
+        quote! {
+            let #value = #sdk::codec::deserialize::<#ty>(&__archived.#index).map_err(|e| {
+                #sdk::codec::DecodeError {
+                    type_name: <#ty as #sdk::Fingerprint>::type_name(),
+                    len: #src.len(),
+                    reason: e.to_string(),
+                }
+            })?;
+        }
+    });
+    let owned: Vec<_> = if lone { Vec::new() } else { owned.collect() };
+    quote! {
+        let __archived = #sdk::codec::access_args::<#args>(#src, #strict)?;
+        #(#owned)*
+        let _ = __archived;
+    }
+}
+
+/// The names `borrowed_decode` binds the owned arguments to (ours, not the user's: an argument
+/// may be called `payload` or `frame`).
+fn owned_values(m: &Method) -> Vec<Ident> {
+    m.owned_args()
+        .map(|(index, _, _)| format_ident!("__owned{}", index))
+        .collect()
+}
+
 /// How the generated service reaches its handlers.
 pub(crate) enum Target<'a> {
     /// `#[handler] impl Users`: the service type is `Users`, handlers are inherent methods.
@@ -322,6 +406,7 @@ pub(crate) enum Target<'a> {
 pub(crate) fn generate(
     target: &Target<'_>,
     name: TokenStream,
+    strict: TokenStream,
     base: &Ident,
     methods: &[Method],
     vis: &syn::Visibility,
@@ -360,10 +445,15 @@ pub(crate) fn generate(
             .args
             .iter()
             .map(|(_, t)| quote_spanned!(t.span()=> __assert_protein::<#t>();));
-        let ret_check = match &m.result {
-            Some((ok, err)) => quote_spanned!(m.ret.span()=>
+        let ret_check = match (&m.result, &m.stream) {
+            (_, Some((item, error))) => {
+                let error = error.iter();
+                quote_spanned!(m.ret.span()=>
+                    __assert_protein::<#item>(); #(__assert_protein::<#error>();)*)
+            }
+            (Some((ok, err)), None) => quote_spanned!(m.ret.span()=>
                 __assert_protein::<#ok>(); __assert_protein::<#err>();),
-            None => {
+            (None, None) => {
                 let ret = &m.ret;
                 quote_spanned!(ret.span()=> __assert_protein::<#ret>();)
             }
@@ -374,8 +464,10 @@ pub(crate) fn generate(
     });
 
     let call_variants = methods.iter().zip(&variants).map(|(m, v)| {
-        if m.borrowed {
-            return quote!(#v(#sdk::codec::Bytes, ::core::ops::Range<usize>));
+        if m.any_borrowed() {
+            // The owned arguments, deserialized, then the request bytes for the borrowed ones.
+            let owned = m.owned_args().map(|(_, _, t)| t);
+            return quote!(#v(#(#owned,)* #sdk::codec::Bytes, ::core::ops::Range<usize>));
         }
         let types = m.args.iter().map(|(_, t)| t);
         quote!(#v(#(#types),*))
@@ -391,25 +483,39 @@ pub(crate) fn generate(
         .map(|((m, v), i)| {
             let args = args_type(m);
             let idents: Vec<_> = m.args.iter().map(|(id, _)| id).collect();
-            if m.borrowed {
-                // Validate now (a bad request closes the connection), keep the bytes for the
-                // handler, which reads the archive in place: no deserialization.
+            if m.any_borrowed() {
+                // Validate now (a bad request closes the connection), deserialize the owned
+                // arguments, keep the bytes for the borrowed ones, which the handler reads in
+                // place. A small request shares the read buffer: it is copied once here.
+                let owned = borrowed_decode(m, &sdk, &args, &strict, quote!(payload));
+                let owned_values = owned_values(m);
                 return quote!(#i => {
-                    #sdk::codec::access::<#args>(payload)?;
-                    let mut bytes = #sdk::codec::Bytes::with_capacity(payload.len());
-                    bytes.extend_from_slice(payload);
-                    let len = bytes.len();
-                    ::core::result::Result::Ok(#call_enum::#v(bytes, 0..len))
+                    #owned
+                    let mut __bytes = #sdk::codec::Bytes::with_capacity(payload.len());
+                    __bytes.extend_from_slice(payload);
+                    let __len = __bytes.len();
+                    ::core::result::Result::Ok(
+                        #call_enum::#v(#(#owned_values,)* __bytes, 0..__len)
+                    )
                 });
             }
+            // Strict services also refuse payloads that validate but are not exactly the
+            // arguments' archive (bytes before the root, or any payload for no arguments).
             match idents.as_slice() {
-                [] => quote!(#i => ::core::result::Result::Ok(#call_enum::#v())),
-                [one] => quote!(#i => {
-                    let #one = #sdk::codec::from_bytes::<#args>(payload)?;
-                    ::core::result::Result::Ok(#call_enum::#v(#one))
+                [] => quote!(#i => {
+                    if #strict {
+                        #sdk::codec::check_exact(&(), payload)?;
+                    }
+                    ::core::result::Result::Ok(#call_enum::#v())
+                }),
+                // Bound to a name of ours: an argument may be called `payload` too.
+                [_] => quote!(#i => {
+                    let __value = #sdk::codec::decode_args::<#args>(payload, #strict)?;
+                    ::core::result::Result::Ok(#call_enum::#v(__value))
                 }),
                 many => quote!(#i => {
-                    let (#(#many,)*) = #sdk::codec::from_bytes::<#args>(payload)?;
+                    let __args = #sdk::codec::decode_args::<#args>(payload, #strict)?;
+                    let (#(#many,)*) = __args;
                     ::core::result::Result::Ok(#call_enum::#v(#(#many),*))
                 }),
             }
@@ -419,19 +525,33 @@ pub(crate) fn generate(
         .iter()
         .zip(&variants)
         .zip(&indices)
-        .filter(|((m, _), _)| m.borrowed)
+        .filter(|((m, _), _)| m.any_borrowed())
         .map(|((m, v), i)| {
             let args = args_type(m);
+            let owned = borrowed_decode(m, &sdk, &args, &strict, quote!(__bytes));
+            let owned_values = owned_values(m);
+            // A lone borrowed argument binds nothing (no `let () = …`, which clippy flags).
+            let bind = if owned_values.is_empty() {
+                quote!()
+            } else {
+                quote!(let (#(#owned_values,)*) =)
+            };
+            let values = if owned_values.is_empty() {
+                quote!()
+            } else {
+                quote!((#(#owned_values,)*))
+            };
             quote!(#i => {
-                match frame.get(payload.clone()) {
-                    ::core::option::Option::Some(bytes) => {
-                        #sdk::codec::access::<#args>(bytes)?;
+                #bind match frame.get(payload.clone()) {
+                    ::core::option::Option::Some(__bytes) => {
+                        #owned
+                        #values
                     }
                     ::core::option::Option::None => {
                         return <Self as #sdk::Service>::decode(method, &[]);
                     }
-                }
-                ::core::result::Result::Ok(#call_enum::#v(frame, payload))
+                };
+                ::core::result::Result::Ok(#call_enum::#v(#(#owned_values,)* frame, payload))
             })
         })
         .collect::<Vec<_>>();
@@ -444,13 +564,34 @@ pub(crate) fn generate(
                 quote!(<__T as #trait_ident>::#name(&self.0, #(#idents),*).await)
             }
         };
-        if m.borrowed {
-            let (ident, ty) = &m.args[0];
-            return quote!(#call_enum::#v(bytes, range) => {
+        if m.any_borrowed() {
+            let args = args_type(m);
+            let owned_idents = m.owned_args().map(|(_, id, _)| id);
+            // Each borrowed argument is its field of the archived arguments (the archive
+            // itself for a lone argument).
+            let lone = m.args.len() == 1;
+            let borrows = m
+                .args
+                .iter()
+                .zip(&m.borrowed)
+                .enumerate()
+                .filter(|(_, (_, b))| **b)
+                .map(|(index, ((ident, _), _))| {
+                    if lone {
+                        quote!(let #ident = __archived;)
+                    } else {
+                        let index = syn::Index::from(index);
+                        quote!(let #ident = &__archived.#index;)
+                    }
+                });
+            return quote!(#call_enum::#v(#(#owned_idents,)* __bytes, __range) => {
                 // Validated in `decode`; validating again is cheap and keeps every access
                 // checked (there is no unchecked access anywhere).
-                match #sdk::codec::access::<#ty>(&bytes[range]) {
-                    ::core::result::Result::Ok(#ident) => #reply_enum::#v(#invoke),
+                match #sdk::codec::access::<#args>(&__bytes[__range]) {
+                    ::core::result::Result::Ok(__archived) => {
+                        #(#borrows)*
+                        #reply_enum::#v(#invoke)
+                    }
                     ::core::result::Result::Err(e) => {
                         ::core::panic!("a validated request failed validation again: {e}")
                     }
@@ -460,6 +601,19 @@ pub(crate) fn generate(
         quote!(#call_enum::#v(#(#idents),*) => #reply_enum::#v(#invoke))
     });
     let encode_arms = methods.iter().zip(&variants).map(|(m, v)| match &m.result {
+        // Never reached: the runtime takes a stream through `into_stream` and sends it item by
+        // item. Still an error rather than a panic.
+        _ if m.stream.is_some() => {
+            let name = m.name.to_string();
+            quote! {
+                #reply_enum::#v(_) => ::core::result::Result::Err(#sdk::codec::EncodeError {
+                    type_name: ::std::string::String::from(#name),
+                    reason: ::std::string::String::from(
+                        "a stream is sent item by item, not encoded as one reply",
+                    ),
+                }),
+            }
+        }
         Some(_) => quote! {
             #reply_enum::#v(::core::result::Result::Ok(value)) =>
                 #sdk::codec::append(value, out).map(|()| #rt::Status::Ok),
@@ -488,6 +642,32 @@ pub(crate) fn generate(
         };
         let args = args_type(m);
         let doc = format!("Calls `{name}` on the service.");
+        if let Some((item, error)) = &m.stream {
+            let doc = format!(
+                "Calls the streaming `{name}` on the service: its items arrive through the \
+                 returned stream (dropping it cancels the call)."
+            );
+            return match error {
+                Some(error) => quote! {
+                    #[doc = #doc]
+                    pub async fn #name(&self, #(#params),*) -> ::core::result::Result<
+                        #sdk::CallStream<#item, #error>,
+                        #sdk::CallError<#error>,
+                    > {
+                        self.synapse.call_stream::<#args, #item, #error>(#i, #request).await
+                    }
+                },
+                None => quote! {
+                    #[doc = #doc]
+                    pub async fn #name(&self, #(#params),*) -> ::core::result::Result<
+                        #sdk::CallStream<#item>,
+                        #sdk::CallError,
+                    > {
+                        self.synapse.call_stream_infallible::<#args, #item>(#i, #request).await
+                    }
+                },
+            };
+        }
         match &m.result {
             Some((ok, err)) => quote! {
                 #[doc = #doc]
@@ -509,6 +689,30 @@ pub(crate) fn generate(
         }
     });
 
+    // Streaming methods hand their stream to the runtime instead of one encoded reply.
+    let stream_arms: Vec<_> = methods
+        .iter()
+        .zip(&variants)
+        .filter(|(m, _)| m.stream.is_some())
+        .map(|(_, v)| {
+            quote!(#reply_enum::#v(stream) => ::core::result::Result::Ok(::std::boxed::Box::new(stream)))
+        })
+        .collect();
+    let into_stream = if stream_arms.is_empty() {
+        quote!()
+    } else {
+        quote! {
+            fn into_stream(
+                reply: #reply_enum,
+            ) -> ::core::result::Result<#rt::stream::BoxedStream, #reply_enum> {
+                #[allow(unreachable_patterns)]
+                match reply {
+                    #(#stream_arms,)*
+                    other => ::core::result::Result::Err(other),
+                }
+            }
+        }
+    };
     let (service_ty, impl_generics) = match target {
         Target::Inherent { ty } => (quote!(#ty), quote!()),
         Target::Trait { trait_ident } => {
@@ -664,6 +868,8 @@ pub(crate) fn generate(
             ) -> ::core::result::Result<#rt::Status, #sdk::codec::EncodeError> {
                 #encode_body
             }
+
+            #into_stream
         }
 
         impl #impl_generics #sdk::ServiceClient for #service_ty {
@@ -676,6 +882,7 @@ pub(crate) fn generate(
 fn expand_trait(
     mut t: syn::ItemTrait,
     name: Option<String>,
+    strict: bool,
     mut errors: Vec<syn::Error>,
 ) -> TokenStream {
     if !t.generics.params.is_empty() {
@@ -738,6 +945,7 @@ fn expand_trait(
             trait_ident: &t.ident,
         },
         quote!(#name),
+        quote!(#strict),
         &base,
         &methods,
         &vis,

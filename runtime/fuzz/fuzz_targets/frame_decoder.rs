@@ -1,6 +1,6 @@
 //! Fuzzes everything that reads bytes from a peer before trusting them: the frame decoder
 //! (fed as a stream, frame after frame), the handshake parsers (the structured reject
-//! included), metadata blocks (protocol 4), and validated decoding of the payloads as a few
+//! included), metadata blocks (protocol 4), stream items and credits (protocol 5), and validated decoding of the payloads as a few
 //! protein types. None of them may panic, whatever the bytes.
 
 #![no_main]
@@ -45,6 +45,13 @@ fuzz_target!(|data: &[u8]| {
             }
             Kind::Proof => {
                 let _ = Proof::parse(&aligned);
+            }
+            // Protocol 5: a credit is its header alone; a stream item is an archive like any
+            // reply's.
+            Kind::Credit => {}
+            Kind::StreamItem => {
+                let _ = codec::from_bytes::<u64>(&aligned);
+                let _ = codec::from_bytes::<Vec<u8>>(&aligned);
             }
             _ => {
                 let _ = codec::from_bytes::<String>(&aligned);

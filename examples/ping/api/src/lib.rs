@@ -13,7 +13,7 @@
 //! # Ok(()) }
 //! ```
 
-use cell_sdk::{protein, service};
+use cell_sdk::{Streaming, protein, service};
 
 /// A message the ping cell echoes back.
 #[protein]
@@ -42,4 +42,7 @@ pub trait Ping {
     async fn echo(&self, message: Message) -> Result<Message, EchoError>;
     /// How many calls this server has answered.
     async fn served(&self) -> u64;
+    /// A server-to-client stream: `from`, `from - 1`, …, `0`. The client receives a
+    /// `CallStream<u64>` (a `futures::Stream`); dropping it stops the countdown.
+    async fn countdown(&self, from: u64) -> Streaming<u64>;
 }

@@ -1,12 +1,13 @@
 //! `ping-demo`: the quickest way to see two cells talk. It serves the ping cell on a socket in
 //! a private temporary directory, connects a typed client over that socket (a real Unix
 //! socket, the same path as between processes), and calls it: plain values, an application
-//! error, and 1,000 calls with 32 in flight on one connection.
+//! error, 1,000 calls with 32 in flight on one connection, and a server-to-client stream.
 
 use std::time::Instant;
 
 use anyhow::Context;
 use cell_sdk::{CallError, Endpoint, Membrane, MembraneConfig};
+use futures::StreamExt;
 use ping_api::{EchoError, Message, PingClient, PingServer};
 use ping_server::PingCell;
 
@@ -71,6 +72,16 @@ async fn main() -> anyhow::Result<()> {
         "{calls} pings, 32 in flight -> {:.0} calls/s (debug builds are slower; see the benchmark)",
         calls as f64 / elapsed.as_secs_f64()
     );
+    // A server-to-client stream: items arrive as the consumer takes them.
+    let countdown: Vec<u64> = ping
+        .countdown(5)
+        .await?
+        .map(|item| item.map_err(anyhow::Error::from))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    println!("countdown(5) (a stream) -> {countdown:?}");
     println!("served                  -> {}", ping.served().await?);
 
     shutdown.shutdown();

@@ -10,6 +10,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use cell_sdk::Streaming;
 use ping_api::{EchoError, Message, Ping};
 
 /// Longest text `echo` accepts.
@@ -43,5 +44,11 @@ impl Ping for PingCell {
 
     async fn served(&self) -> u64 {
         self.served.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    async fn countdown(&self, from: u64) -> Streaming<u64> {
+        self.served.fetch_add(1, Ordering::Relaxed);
+        // Items are produced only as the client's credit allows (backpressure).
+        Streaming::iter((0..=from).rev())
     }
 }
