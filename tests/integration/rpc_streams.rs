@@ -151,8 +151,7 @@ async fn a_server_killed_in_the_middle_of_a_stream_leaves_its_outcome_unknown() 
     let probe = client(&server, 4).await;
     let mut stream = probe.produce(8).await.unwrap();
     assert!(stream.next().await.unwrap().is_ok());
-    // SAFETY: signalling our own child process.
-    unsafe { libc::kill(server.child.id() as i32, libc::SIGKILL) };
+    server.signal(libc::SIGKILL);
     // Items already received come first, then the failure, then the end.
     let err = loop {
         match stream.next().await {
