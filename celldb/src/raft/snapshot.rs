@@ -156,10 +156,19 @@ impl ChunkEncoder {
                 None => self.view.snapshot.iter(keyspace),
             };
             let mut last = None;
+            let mut full = false;
             for guard in range {
                 let (k, v) = guard
                     .into_inner()
                     .map_err(|e| io_error("reading a snapshot view", e))?;
+                // A record that would take the chunk past its size starts the next chunk
+                // (unless the chunk is empty: a record larger than a chunk goes alone), so a
+                // chunk is never larger than the larger of its size and one record.
+                let record = 12 + k.len() + v.len();
+                if !self.pending.is_empty() && self.pending.len() + record > self.chunk_bytes {
+                    full = true;
+                    break;
+                }
                 self.pending
                     .extend_from_slice(&(index as u32).to_le_bytes());
                 self.pending
@@ -169,15 +178,12 @@ impl ChunkEncoder {
                     .extend_from_slice(&(v.len() as u32).to_le_bytes());
                 self.pending.extend_from_slice(&v);
                 last = Some(k.to_vec());
-                if self.pending.len() >= self.chunk_bytes {
-                    break;
-                }
             }
-            if self.pending.len() >= self.chunk_bytes {
-                self.position = (index, last);
-            } else {
-                self.position = (index + 1, None);
+            if full {
+                self.position = (index, last.or(after));
+                break;
             }
+            self.position = (index + 1, None);
         }
         self.hasher.update(&self.pending);
         Ok(Some(std::mem::take(&mut self.pending)))
