@@ -115,20 +115,26 @@ pub(crate) fn bound_from_wire((kind, key): &(u8, Vec<u8>)) -> Option<Bound<Vec<u
     }
 }
 
+/// The first keyspace name a replica would refuse, among a write-set's checks and writes.
+fn invalid_name<'a>(
+    points: &'a [PointCheck],
+    ranges: &'a [RangeCheck],
+    writes: &'a [NamedWrite],
+) -> Option<&'a str> {
+    points
+        .iter()
+        .map(|p| p.keyspace.as_str())
+        .chain(ranges.iter().map(|r| r.keyspace.as_str()))
+        .chain(writes.iter().map(|w| w.keyspace.as_str()))
+        .find(|name| !valid_keyspace_name(name))
+}
+
 impl Cmd {
     /// Decodes and validates the archive; every keyspace name must be one a replica accepts.
     pub(crate) fn decode(&self) -> Result<CmdBody, String> {
         let body = codec::from_bytes::<CmdBody>(&self.0).map_err(|e| e.to_string())?;
-        let names = body
-            .points
-            .iter()
-            .map(|p| &p.keyspace)
-            .chain(body.ranges.iter().map(|r| &r.keyspace))
-            .chain(body.writes.iter().map(|w| &w.keyspace));
-        for name in names {
-            if !valid_keyspace_name(name) {
-                return Err(format!("invalid keyspace name {name:?}"));
-            }
+        if let Some(name) = invalid_name(&body.points, &body.ranges, &body.writes) {
+            return Err(format!("invalid keyspace name {name:?}"));
         }
         for range in &body.ranges {
             if bound_from_wire(&range.start).is_none() || bound_from_wire(&range.end).is_none() {
@@ -225,16 +231,8 @@ impl CmdBuilder {
     /// [`CmdError::KeyspaceName`] for a name replicas refuse, [`CmdError::TooLarge`] over
     /// 12 MiB.
     pub fn finish(&self) -> Result<Cmd, CmdError> {
-        let names = self
-            .points
-            .iter()
-            .map(|p| &p.keyspace)
-            .chain(self.ranges.iter().map(|r| &r.keyspace))
-            .chain(self.writes.iter().map(|w| &w.keyspace));
-        for name in names {
-            if !valid_keyspace_name(name) {
-                return Err(CmdError::KeyspaceName(name.clone()));
-            }
+        if let Some(name) = invalid_name(&self.points, &self.ranges, &self.writes) {
+            return Err(CmdError::KeyspaceName(name.to_string()));
         }
         let body = CmdBody {
             read_index: self.read_index,

@@ -19,7 +19,7 @@
 //! feature the switch does not exist.
 
 use crate::raft::cmd::Cmd;
-use crate::raft::{CellRaft, LOG_KEYSPACE, META_KEYSPACE, io_error};
+use crate::raft::{CellRaft, LOG_KEYSPACE, META_KEYSPACE, io_error, read_json};
 use fjall::{Keyspace, KeyspaceCreateOptions, PersistMode};
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
@@ -119,7 +119,7 @@ impl LogStore {
         };
         let log = open(LOG_KEYSPACE)?;
         let meta = open(META_KEYSPACE)?;
-        let last_purged = read_json::<LogIdOf<C>>(&meta, PURGED_KEY)?;
+        let last_purged = read_json::<LogIdOf<C>>(&meta, PURGED_KEY, "raft metadata")?;
         let last_log_id = match log.last_key_value() {
             Some(guard) => {
                 let (k, v) = guard
@@ -140,7 +140,7 @@ impl LogStore {
             log: log.clone(),
             meta: meta.clone(),
             state: state.clone(),
-            markers: Markers::from_env(node),
+            markers: Markers::from_env(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("celldb-raft-journal-{node}"))
@@ -181,25 +181,13 @@ impl LogStore {
     /// Stops the journal thread after the jobs already queued (called when the node stops;
     /// later calls fail).
     pub(crate) fn close(&self) {
-        self.shared
-            .jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(thread) = self
-            .shared
-            .thread
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
-            let _ = thread.join();
-        }
+        self.shared.stop();
     }
 }
 
-impl Drop for Shared {
-    fn drop(&mut self) {
+impl Shared {
+    /// Closes the job channel (the thread ends after the queued jobs) and joins the thread.
+    fn stop(&self) {
         self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(thread) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = thread.join();
@@ -207,22 +195,10 @@ impl Drop for Shared {
     }
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(ks: &Keyspace, key: &[u8]) -> io::Result<Option<T>> {
-    let Some(bytes) = ks.get(key).map_err(|e| {
-        io_error(
-            format!("reading raft metadata {}", String::from_utf8_lossy(key)),
-            e,
-        )
-    })?
-    else {
-        return Ok(None);
-    };
-    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-        io_error(
-            format!("decoding raft metadata {}", String::from_utf8_lossy(key)),
-            e,
-        )
-    })
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 /// Encodes an entry: version, log id (JSON: rare and small next to the payload), kind,
@@ -335,7 +311,7 @@ impl RaftLogReader<C> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<VoteOf<C>>, io::Error> {
-        read_json(&self.shared.meta, VOTE_KEY)
+        read_json(&self.shared.meta, VOTE_KEY, "raft metadata")
     }
 }
 
@@ -371,7 +347,10 @@ impl RaftLogStorage<C> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogIdOf<C>>, io::Error> {
-        Ok(read_json::<Option<LogIdOf<C>>>(&self.shared.meta, COMMITTED_KEY)?.flatten())
+        Ok(
+            read_json::<Option<LogIdOf<C>>>(&self.shared.meta, COMMITTED_KEY, "raft metadata")?
+                .flatten(),
+        )
     }
 
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<C>) -> Result<(), io::Error>
@@ -615,7 +594,7 @@ fn ack_before_fsync() -> bool {
 struct Markers(Option<std::fs::File>);
 
 impl Markers {
-    fn from_env(_node: u64) -> Self {
+    fn from_env() -> Self {
         if std::env::var_os("CELLDB_RAFT_MARKERS").is_some() {
             Self(
                 std::fs::OpenOptions::new()

@@ -84,6 +84,25 @@ pub(crate) fn valid_keyspace_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'#' | b'$'))
 }
 
+/// A JSON value stored at `key` of `ks` (raft's small metadata: vote, log ids, membership);
+/// `None` when absent. `what` names the store in errors.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
+    ks: &fjall::Keyspace,
+    key: &[u8],
+    what: &str,
+) -> std::io::Result<Option<T>> {
+    let name = String::from_utf8_lossy(key);
+    let Some(bytes) = ks
+        .get(key)
+        .map_err(|e| io_error(format!("reading {what} {name}"), e))?
+    else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| io_error(format!("decoding {what} {name}"), e))
+}
+
 /// An I/O error for openraft (every storage error it sees is an `io::Error`, and fatal).
 pub(crate) fn io_error(
     context: impl std::fmt::Display,

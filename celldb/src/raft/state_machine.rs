@@ -24,7 +24,7 @@
 
 use crate::raft::cmd::{Cmd, CmdBody, Outcome, bound_from_wire};
 use crate::raft::snapshot::{self, Reader, SnapshotData, View};
-use crate::raft::{CellRaft, DATA_PREFIX, SM_KEYSPACE, io_error};
+use crate::raft::{CellRaft, DATA_PREFIX, SM_KEYSPACE, io_error, read_json};
 use fjall::{Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 use futures::{FutureExt, StreamExt};
 use openraft::storage::{EntryResponder, RaftStateMachine, Snapshot};
@@ -101,7 +101,7 @@ impl StateMachine {
             }
         }
         let staging = dir.join("raft-snapshot");
-        let installing = read_json::<PathBuf>(&sm, INSTALLING_KEY)?;
+        let installing = read_json::<PathBuf>(&sm, INSTALLING_KEY, "state machine")?;
         // Partial transfers, and staged snapshots no install is using (a transfer that
         // finished as the node stopped): the leader sends again what is still needed.
         if let Ok(entries) = std::fs::read_dir(&staging) {
@@ -114,8 +114,8 @@ impl StateMachine {
             }
         }
         let applied = Applied {
-            applied: read_json::<Option<LogIdOf<C>>>(&sm, APPLIED_KEY)?.flatten(),
-            membership: read_json(&sm, MEMBERSHIP_KEY)?.unwrap_or_default(),
+            applied: read_json::<Option<LogIdOf<C>>>(&sm, APPLIED_KEY, "state machine")?.flatten(),
+            membership: read_json(&sm, MEMBERSHIP_KEY, "state machine")?.unwrap_or_default(),
         };
         let machine = Self {
             inner: Arc::new(Inner {
@@ -164,9 +164,6 @@ impl StateMachine {
                 let (k, v) = guard
                     .into_inner()
                     .map_err(|e| io_error("reading replicated data", e))?;
-                if v.is_empty() && k.is_empty() {
-                    continue;
-                }
                 for part in [name.as_bytes(), &k[..], &v[..]] {
                     hasher.update(&(part.len() as u64).to_le_bytes());
                     hasher.update(part);
@@ -183,21 +180,6 @@ impl StateMachine {
     pub fn read(&self, keyspace: &str, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
         self.inner.read(keyspace, key)
     }
-}
-
-fn read_json<T: serde::de::DeserializeOwned>(ks: &Keyspace, key: &[u8]) -> io::Result<Option<T>> {
-    let Some(bytes) = ks
-        .get(key)
-        .map_err(|e| io_error("reading state machine metadata", e))?
-    else {
-        return Ok(None);
-    };
-    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-        io_error(
-            format!("decoding state machine {}", String::from_utf8_lossy(key)),
-            e,
-        )
-    })
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> io::Result<Vec<u8>> {

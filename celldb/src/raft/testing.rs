@@ -139,6 +139,18 @@ pub struct Net {
     router: Arc<Router>,
 }
 
+impl Net {
+    /// The target's raft handle after the link's delay, or `Unreachable` (cut, dropped, down).
+    async fn reach(&self) -> Result<Raft, RPCError<C>> {
+        self.router.delay().await;
+        let (raft, _) = self
+            .router
+            .target(self.from, self.to)
+            .map_err(RPCError::Unreachable)?;
+        Ok(raft)
+    }
+}
+
 fn network_error(e: impl std::error::Error + 'static) -> RPCError<C> {
     RPCError::Network(NetworkError::new(&e))
 }
@@ -151,12 +163,11 @@ impl RaftNetworkV2<C> for Net {
         rpc: AppendEntriesRequest<C>,
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
-        self.router.delay().await;
-        let (raft, _) = self
-            .router
-            .target(self.from, self.to)
-            .map_err(RPCError::Unreachable)?;
-        raft.append_entries(rpc).await.map_err(network_error)
+        self.reach()
+            .await?
+            .append_entries(rpc)
+            .await
+            .map_err(network_error)
     }
 
     async fn vote(
@@ -164,12 +175,7 @@ impl RaftNetworkV2<C> for Net {
         rpc: VoteRequest<C>,
         _option: RPCOption,
     ) -> Result<VoteResponse<C>, RPCError<C>> {
-        self.router.delay().await;
-        let (raft, _) = self
-            .router
-            .target(self.from, self.to)
-            .map_err(RPCError::Unreachable)?;
-        raft.vote(rpc).await.map_err(network_error)
+        self.reach().await?.vote(rpc).await.map_err(network_error)
     }
 
     async fn pre_vote(
@@ -177,12 +183,11 @@ impl RaftNetworkV2<C> for Net {
         rpc: VoteRequest<C>,
         _option: RPCOption,
     ) -> Result<VoteResponse<C>, RPCError<C>> {
-        self.router.delay().await;
-        let (raft, _) = self
-            .router
-            .target(self.from, self.to)
-            .map_err(RPCError::Unreachable)?;
-        raft.pre_vote(rpc).await.map_err(network_error)
+        self.reach()
+            .await?
+            .pre_vote(rpc)
+            .await
+            .map_err(network_error)
     }
 
     /// Streams the snapshot through the real chunk encoder into the target's staging
