@@ -24,6 +24,10 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once at start-up; boxing clap's flags buys nothing"
+)]
 enum Command {
     /// List tables: record counts, fingerprints, key types, indexes.
     Inspect {
@@ -109,7 +113,99 @@ enum Command {
         /// Indexes one table may declare.
         #[arg(long, default_value_t = crate::server::ServerConfig::default().max_indexes_per_table)]
         max_indexes_per_table: usize,
+        /// Run as node N of a replicated cluster (raft) instead of a single server. Needs
+        /// --listen and $CELL_SECRET (the same on every node and client).
+        #[arg(long, requires = "listen")]
+        node_id: Option<u64>,
+        /// The node's address for raft traffic and clients (cluster mode).
+        #[arg(long, requires = "node_id")]
+        listen: Option<String>,
+        /// The founding members, `1=host:port,2=host:port,3=host:port`: the smallest id
+        /// founds the group on first start. Leave it out on a node that `celldb cluster add`
+        /// will add.
+        #[arg(long, requires = "node_id", value_parser = parse_node_map)]
+        cluster: Option<NodeMap>,
+        /// The cluster id every node shares; nodes refuse messages of another cluster.
+        #[arg(long, default_value = "celldb", requires = "node_id")]
+        cluster_id: String,
+        /// Dial these peers at these addresses instead of their membership address
+        /// (`2=host:port,…`; a proxy or tunnel between nodes).
+        #[arg(long, requires = "node_id", value_parser = parse_node_map)]
+        dial: Option<NodeMap>,
     },
+    /// Look at or change the membership of a cluster (`celldb serve --node-id`).
+    #[command(
+        subcommand,
+        long_about = "Look at or change the membership of a running cluster. Every command         takes --url raft://host:port,host:port (any nodes; the leader is found) and needs         $CELL_SECRET.\n\n\
+        Adding a node, while writes continue:\n  \
+        celldb cluster add --url raft://127.0.0.1:7001 --addr 127.0.0.1:7004\n  \
+        # prints `node id 4`; start it:\n  \
+        celldb serve --dir ./n4 --node-id 4 --listen 127.0.0.1:7004\n  \
+        # `cluster add` waits until it has caught up, then makes it a voter."
+    )]
+    Cluster(Box<ClusterCommand>),
+}
+
+/// `celldb cluster …`.
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Print every node's view: role, leader, term, log and applied index, members.
+    Status {
+        /// The nodes to ask: raft://host:port,host:port,…
+        #[arg(long)]
+        url: String,
+    },
+    /// Allocate a node id for a new node at ADDR, add it as a learner, wait until it has
+    /// caught up (start it with the printed id meanwhile), then make it a voter.
+    Add {
+        /// The cluster: raft://host:port,…
+        #[arg(long)]
+        url: String,
+        /// The new node's --listen address.
+        #[arg(long)]
+        addr: String,
+        /// Add it as a learner only (it serves stale reads and does not vote).
+        #[arg(long)]
+        learner: bool,
+        /// Give up waiting for it to catch up after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Remove node ID from the group (its id is never reused).
+    Remove {
+        /// The cluster: raft://host:port,…
+        #[arg(long)]
+        url: String,
+        /// The node to remove.
+        #[arg(long)]
+        node_id: u64,
+    },
+}
+
+type NodeMap = std::collections::BTreeMap<u64, String>;
+
+/// Parses `1=host:port,2=host:port`.
+fn parse_node_map(text: &str) -> Result<NodeMap, String> {
+    let mut map = NodeMap::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part
+            .split_once('=')
+            .ok_or_else(|| format!("{part:?} is not ID=HOST:PORT"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("{id:?} in {part:?} is not a node id (a positive number)"))?;
+        if id == 0 {
+            return Err("node ids start at 1".into());
+        }
+        if map.insert(id, addr.trim().to_string()).is_some() {
+            return Err(format!("node {id} is listed twice"));
+        }
+    }
+    if map.is_empty() {
+        return Err("no node listed: ID=HOST:PORT,…".into());
+    }
+    Ok(map)
 }
 
 /// The `celldb` binary.
@@ -120,6 +216,7 @@ pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Inspect { dir } => inspect(&dir),
+        Command::Cluster(command) => cluster(*command),
         Command::Dump { dir, table } => dump(&dir, &table),
         Command::Serve {
             dir,
@@ -137,8 +234,27 @@ pub fn main() -> anyhow::Result<()> {
             max_read_bytes,
             max_tables,
             max_indexes_per_table,
+            node_id,
+            listen,
+            cluster,
+            cluster_id,
+            dial,
         } => {
             init_logging();
+            if let (Some(node), Some(listen)) = (node_id, listen) {
+                let dir = dir.unwrap_or_else(crate::context::default_path);
+                let mut raft = crate::raft::config();
+                raft.cluster_name = cluster_id.clone();
+                let config = crate::raft::cluster::ClusterConfig {
+                    cluster: cluster_id,
+                    node,
+                    listen,
+                    founders: cluster.unwrap_or_default(),
+                    dial: dial.unwrap_or_default(),
+                    raft,
+                };
+                return serve_cluster(&dir, config);
+            }
             let endpoint = match (tcp, socket) {
                 (Some(addr), _) => cell_sdk::Endpoint::tcp(addr),
                 (None, Some(path)) => cell_sdk::Endpoint::unix(path),
@@ -231,6 +347,137 @@ fn serve(
         signals.abort();
         reaper.abort();
         served.with_context(|| format!("serving {endpoint}"))
+    })
+}
+
+fn serve_cluster(
+    dir: &std::path::Path,
+    config: crate::raft::cluster::ClusterConfig,
+) -> anyhow::Result<()> {
+    if let Some(addr) = config.founders.get(&config.node)
+        && *addr != config.listen
+    {
+        anyhow::bail!(
+            "--cluster lists node {} at {addr}, but --listen is {}: they must agree",
+            config.node,
+            config.listen
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(async {
+        let endpoint = cell_sdk::Endpoint::tcp(config.listen.clone());
+        let (node_id, cluster_id) = (config.node, config.cluster.clone());
+        let node = crate::raft::cluster::ClusterNode::start(dir, config)
+            .await
+            .with_context(|| format!("starting node {node_id} on {}", dir.display()))?;
+        let membrane = cell_sdk::Membrane::bind(
+            endpoint.clone(),
+            crate::raft::cluster::wire::CellDbClusterServer(node.handler()),
+            cell_sdk::MembraneConfig::default(),
+        )
+        .with_context(|| format!("binding {endpoint}"))?;
+        let shutdown = membrane.shutdown_handle();
+        let signals = tokio::spawn(async move {
+            cell_sdk::shutdown_signal().await;
+            shutdown.shutdown();
+        });
+        // Tests and scripts wait for this line: the port is bound when it appears.
+        println!(
+            "celldb: node {node_id} of cluster {cluster_id} serving {} at {endpoint}",
+            dir.display()
+        );
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        let served = membrane.serve().await;
+        signals.abort();
+        node.shutdown().await.context("stopping raft")?;
+        served.with_context(|| format!("serving {endpoint}"))
+    })
+}
+
+fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
+    init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(async {
+        match command {
+            ClusterCommand::Status { url } => {
+                let db = crate::Db::connect(&url)?;
+                let mut answered = 0;
+                for (addr, status) in db.cluster_status().await? {
+                    match status {
+                        None => println!("{addr}: no answer"),
+                        Some(s) => {
+                            answered += 1;
+                            println!(
+                                "{addr}: node {} of cluster {}: {} (leader {}), term {}, log {}, \
+                                 applied {}, fsyncs {}, refused {}",
+                                s.id,
+                                s.cluster,
+                                s.state,
+                                s.leader.map_or("unknown".into(), |l| l.to_string()),
+                                s.term,
+                                s.last_log_index.map_or("-".into(), |i| i.to_string()),
+                                s.applied.map_or("-".into(), |i| i.to_string()),
+                                s.fsyncs,
+                                s.refused
+                            );
+                            println!("  voters:   {:?}", s.voters);
+                            println!("  learners: {:?}", s.learners);
+                        }
+                    }
+                }
+                anyhow::ensure!(answered > 0, "no node of {url} answered");
+                Ok(())
+            }
+            ClusterCommand::Add {
+                url,
+                addr,
+                learner,
+                timeout,
+            } => {
+                let db = crate::Db::connect(&url)?;
+                let id = db.cluster_add_learner(&addr).await?;
+                println!("node id {id}");
+                println!(
+                    "start it now: celldb serve --dir <DIR> --node-id {id} --listen {addr} \
+                     (same --cluster-id and $CELL_SECRET)"
+                );
+                use std::io::Write as _;
+                let _ = std::io::stdout().flush();
+                if learner {
+                    return Ok(());
+                }
+                let deadline = std::time::Instant::now() + Duration::from_secs(timeout);
+                loop {
+                    match db.cluster_promote(id).await {
+                        Ok(()) => break,
+                        Err(e) if std::time::Instant::now() < deadline => {
+                            eprintln!("waiting for node {id} to catch up: {e}");
+                        }
+                        Err(e) => {
+                            return Err(e).context(format!(
+                                "node {id} did not catch up within {timeout} s; it stays a \
+                                 learner (remove it with `celldb cluster remove --node-id {id}`)"
+                            ));
+                        }
+                    }
+                }
+                println!("node {id} is a voter");
+                Ok(())
+            }
+            ClusterCommand::Remove { url, node_id } => {
+                let db = crate::Db::connect(&url)?;
+                db.cluster_remove(node_id).await?;
+                println!("node {node_id} removed");
+                Ok(())
+            }
+        }
     })
 }
 

@@ -19,6 +19,8 @@ use std::sync::{Arc, RwLock};
 pub(crate) enum Ks {
     Local(Keyspace),
     Remote(u64),
+    /// A replicated keyspace of a cluster, by the client's number for its name.
+    Cluster(u64),
 }
 
 impl Ks {
@@ -26,7 +28,7 @@ impl Ks {
     pub(crate) fn id(&self) -> u64 {
         match self {
             Ks::Local(ks) => ks.id(),
-            Ks::Remote(id) => *id,
+            Ks::Remote(id) | Ks::Cluster(id) => *id,
         }
     }
 }
@@ -88,6 +90,7 @@ pub(crate) struct Inner {
 pub(crate) enum Backend {
     Local(Local),
     Remote(Arc<crate::remote::Client>),
+    Cluster(Arc<crate::raft::cluster::client::Client>),
 }
 
 impl std::fmt::Debug for Db {
@@ -100,6 +103,10 @@ impl std::fmt::Debug for Db {
             Backend::Remote(client) => f
                 .debug_struct("Db")
                 .field("remote", &client.endpoint().to_string())
+                .finish_non_exhaustive(),
+            Backend::Cluster(client) => f
+                .debug_struct("Db")
+                .field("cluster", &client.describe())
                 .finish_non_exhaustive(),
         }
     }
@@ -212,7 +219,7 @@ impl Db {
     pub(crate) fn local(&self) -> Option<&Local> {
         match &self.inner.backend {
             Backend::Local(local) => Some(local),
-            Backend::Remote(_) => None,
+            Backend::Remote(_) | Backend::Cluster(_) => None,
         }
     }
 
@@ -236,7 +243,7 @@ impl Db {
     pub fn path(&self) -> &Path {
         match &self.inner.backend {
             Backend::Local(local) => &local.path,
-            Backend::Remote(_) => Path::new(""),
+            Backend::Remote(_) | Backend::Cluster(_) => Path::new(""),
         }
     }
 
@@ -247,7 +254,7 @@ impl Db {
         static NONE: std::sync::LazyLock<LogStats> = std::sync::LazyLock::new(LogStats::default);
         match &self.inner.backend {
             Backend::Local(local) => local.log.stats(),
-            Backend::Remote(_) => &NONE,
+            Backend::Remote(_) | Backend::Cluster(_) => &NONE,
         }
     }
 
@@ -309,6 +316,16 @@ impl Db {
         }
         // A raft table opens through the group on a member's database, and refuses to open
         // anywhere else rather than silently living on one node.
+        // A cluster client keeps every table in the group: it has no directory of its own.
+        if let Backend::Cluster(client) = &self.inner.backend {
+            let handle = Arc::new(Box::pin(client.open_table::<T>()).await?);
+            self.inner
+                .tables
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(id, handle.clone());
+            return Ok(handle);
+        }
         if T::REPLICATE == crate::Replicate::Raft {
             if let Backend::Local(local) = &self.inner.backend
                 && let Some(member) = local.member.get()
@@ -328,6 +345,7 @@ impl Db {
                 database: match &self.inner.backend {
                     Backend::Local(local) => local.path.display().to_string(),
                     Backend::Remote(client) => client.endpoint().to_string(),
+                    Backend::Cluster(client) => client.describe(),
                 },
             });
         }
@@ -344,6 +362,11 @@ impl Db {
             }
             // Two tasks opening one table at once both ask the server; it answers both alike.
             Backend::Remote(client) => Arc::new(client.open_table::<T>().await?),
+            Backend::Cluster(_) => {
+                return Err(Error::Commit(
+                    "internal error: a cluster table reached the local path".into(),
+                ));
+            }
         };
         self.inner
             .tables

@@ -11,6 +11,7 @@
 use crate::db::{Backend, Db, Ks};
 use crate::error::{Error, Result};
 use crate::log::{CommitLog, RangeDigest, ReadCheck, Write, WriteSet};
+use crate::raft::cluster::client::ClusterTx;
 use crate::remote::RemoteTx;
 use crate::table::Durability;
 use crate::wire::WireWrite;
@@ -32,6 +33,8 @@ pub(crate) enum Reader {
     },
     /// A snapshot held by the server, which records the reads itself.
     Remote(RemoteTx),
+    /// Reads from a cluster's leader, each recorded as a check of the write-set to be.
+    Cluster(ClusterTx),
 }
 
 impl Reader {
@@ -51,6 +54,7 @@ impl Reader {
             }
             // The server begins the transaction with its first read.
             Backend::Remote(client) => Reader::Remote(RemoteTx::new(client.clone())),
+            Backend::Cluster(client) => Reader::Cluster(ClusterTx::new(client.clone())),
         }
     }
 
@@ -66,6 +70,7 @@ impl Reader {
                 reads: Vec::new(),
             },
             Reader::Remote(tx) => Reader::Remote(RemoteTx::new(tx.client.clone())),
+            Reader::Cluster(tx) => Reader::Cluster(ClusterTx::new(tx.client.clone())),
         }
     }
 
@@ -101,6 +106,7 @@ impl Reader {
                 let client = tx.client.clone();
                 Ok(client.point(tx, *id, key).await?.map(Slice::from))
             }
+            (Reader::Cluster(tx), Ks::Cluster(_)) => Ok(tx.point(ks, key).await?.map(Slice::from)),
             _ => Err(mixed()),
         }
     }
@@ -137,6 +143,11 @@ impl Reader {
             (Reader::Remote(tx), Ks::Remote(id)) => {
                 let client = tx.client.clone();
                 for (k, v) in client.range(tx, *id, start, end).await? {
+                    out.insert(k, Slice::from(v));
+                }
+            }
+            (Reader::Cluster(tx), Ks::Cluster(_)) => {
+                for (k, v) in tx.range(ks, start, end).await? {
                     out.insert(k, Slice::from(v));
                 }
             }
@@ -191,7 +202,34 @@ pub(crate) async fn commit(
             .commit(&mut remote, wire_writes(writes), sync)
             .await
             .map(drop),
+        (Backend::Cluster(client), Reader::Cluster(tx)) => {
+            let mut cmd = tx.cmd;
+            for (ks, keys) in writes.into_values() {
+                let name = client.name(&ks)?;
+                let mut keys: Vec<(Slice, Option<Slice>)> = keys.into_iter().collect();
+                keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                for (key, value) in keys {
+                    match value {
+                        Some(v) => cmd.put(&name, &key, &v),
+                        None => cmd.delete(&name, &key),
+                    };
+                }
+            }
+            Box::pin(client.commit(cmd)).await
+        }
         _ => Err(mixed()),
+    }
+}
+
+/// Ends a transaction that wrote nothing. Its reads were consistent in every engine but a
+/// cluster's, whose reads each happen at the latest state: there they are re-checked after a
+/// read barrier (a conflict re-runs the transaction).
+pub(crate) async fn finish_read_only(db: &Db, reader: Reader) -> Result<()> {
+    match (&db.inner.backend, reader) {
+        (Backend::Cluster(client), Reader::Cluster(tx)) if tx.reads > 1 => {
+            Box::pin(client.verify(tx.cmd)).await
+        }
+        _ => Ok(()),
     }
 }
 
@@ -203,6 +241,9 @@ pub(crate) async fn latest(db: &Db, ks: &Ks, key: &[u8]) -> Result<Option<Slice>
         (Backend::Remote(client), Ks::Remote(id)) => {
             Ok(client.latest(*id, key).await?.map(Slice::from))
         }
+        (Backend::Cluster(client), Ks::Cluster(_)) => {
+            Ok(Box::pin(client.point(ks, key)).await?.map(Slice::from))
+        }
         _ => Err(mixed()),
     }
 }
@@ -213,6 +254,7 @@ pub(crate) async fn count(db: &Db, ks: &Ks) -> Result<usize> {
     match (&db.inner.backend, ks) {
         (Backend::Local(_), Ks::Local(records)) => Ok(records.len()?),
         (Backend::Remote(client), Ks::Remote(id)) => client.count(*id).await,
+        (Backend::Cluster(client), Ks::Cluster(_)) => Box::pin(client.count(ks)).await,
         _ => Err(mixed()),
     }
 }

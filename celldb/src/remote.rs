@@ -87,6 +87,14 @@ impl Db {
     /// assert!(db.is_remote());
     /// ```
     pub fn connect(url: &str) -> Result<Db> {
+        if url.trim().starts_with("raft://") {
+            let (addrs, stale) = crate::raft::cluster::client::parse_raft_url(url)?;
+            return Ok(Self::connect_cluster(
+                addrs,
+                stale,
+                SynapseConfig::default(),
+            ));
+        }
         Ok(Self::connect_with(
             parse_url(url)?,
             SynapseConfig::default(),
@@ -115,7 +123,7 @@ impl Db {
                 let rpc = client.rpc().await?;
                 rpc.stats().await.map_err(|e| client.call_error(e))
             }
-            Backend::Local(_) => Err(Error::Remote(
+            Backend::Local(_) | Backend::Cluster(_) => Err(Error::Remote(
                 "server_stats is for a handle on a celldb server".into(),
             )),
         }

@@ -520,9 +520,10 @@ impl Db {
             std::mem::replace(&mut *guard, empty)
         };
         if state.writes.is_empty() {
-            // Read-only: its snapshot was consistent; nothing to validate or write. (A remote
-            // one releases its server-side snapshot when `state` drops.)
-            return Ok(());
+            // Read-only: nothing to write. Its snapshot was consistent, except on a cluster,
+            // where its reads are re-checked. (A remote one releases its server-side snapshot
+            // when `state` drops.)
+            return crate::engine::finish_read_only(self, state.reader).await;
         }
         crate::engine::commit(self, state.reader, state.writes, state.sync).await
     }

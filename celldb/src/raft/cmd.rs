@@ -41,6 +41,10 @@ pub enum Outcome {
     Conflict,
     /// The bytes are not a valid write-set (or name an invalid keyspace). Nothing was written.
     Rejected(String),
+    /// The request names a client session the group does not hold (it expired, or it never
+    /// existed). Nothing was written *by this entry*; whether an earlier attempt of the same
+    /// request was applied is unknown (the session's answers expired with it).
+    SessionExpired,
 }
 
 /// A command that cannot be built.
@@ -93,6 +97,17 @@ pub(crate) struct CmdBody {
     /// The applied index of the state the transaction read (for diagnostics and, later,
     /// a deterministic fast path).
     pub(crate) read_index: u64,
+    /// The client session the request belongs to (0: none, no deduplication), or, with
+    /// `open_session`, nothing (the new session's id is this entry's index).
+    pub(crate) session: u64,
+    /// The request's number in its session: a retry carries the same number and gets the
+    /// first attempt's outcome instead of being applied again.
+    pub(crate) seq: u64,
+    /// Every request of the session numbered below this has its answer: their outcomes may be
+    /// forgotten.
+    pub(crate) done_below: u64,
+    /// This entry opens a client session (and carries nothing else).
+    pub(crate) open_session: bool,
     pub(crate) points: Vec<PointCheck>,
     pub(crate) ranges: Vec<RangeCheck>,
     pub(crate) writes: Vec<NamedWrite>,
@@ -161,6 +176,10 @@ impl Cmd {
 #[derive(Debug)]
 pub struct CmdBuilder {
     read_index: u64,
+    session: u64,
+    seq: u64,
+    done_below: u64,
+    open_session: bool,
     points: Vec<PointCheck>,
     ranges: Vec<RangeCheck>,
     writes: Vec<NamedWrite>,
@@ -171,10 +190,31 @@ impl CmdBuilder {
     pub fn new(read_index: u64) -> Self {
         Self {
             read_index,
+            session: 0,
+            seq: 0,
+            done_below: 0,
+            open_session: false,
             points: Vec::new(),
             ranges: Vec::new(),
             writes: Vec::new(),
         }
+    }
+
+    /// The entry that opens a client session; its outcome's index is the session id.
+    pub fn open_session() -> Self {
+        let mut cmd = Self::new(0);
+        cmd.open_session = true;
+        cmd
+    }
+
+    /// Makes this write-set request `seq` of client session `session`: applied at most once
+    /// (a retry gets the first attempt's [`Outcome`]). `done_below`: every request numbered
+    /// below it has been answered, so the group may forget those outcomes.
+    pub fn request(&mut self, session: u64, seq: u64, done_below: u64) -> &mut Self {
+        self.session = session;
+        self.seq = seq;
+        self.done_below = done_below;
+        self
     }
 
     /// Re-check at apply that `key` in `keyspace` still holds `seen`.
@@ -236,6 +276,10 @@ impl CmdBuilder {
         }
         let body = CmdBody {
             read_index: self.read_index,
+            session: self.session,
+            seq: self.seq,
+            done_below: self.done_below,
+            open_session: self.open_session,
             points: self.points.clone(),
             ranges: self.ranges.clone(),
             writes: self.writes.clone(),

@@ -65,6 +65,8 @@ struct Shared {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     state: Arc<Mutex<Cached>>,
+    /// fsyncs of the journal since the store opened.
+    fsyncs: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// What `get_log_state` answers, kept by the journal thread (the only writer).
@@ -134,7 +136,9 @@ impl LogStore {
             last_purged,
         }));
         let (sender, receiver) = mpsc::channel();
+        let fsyncs = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let journal = Journal {
+            fsyncs: fsyncs.clone(),
             node,
             db: fjall.clone(),
             log: log.clone(),
@@ -154,6 +158,7 @@ impl LogStore {
                 jobs: Mutex::new(Some(sender)),
                 thread: Mutex::new(Some(thread)),
                 state,
+                fsyncs,
             }),
         })
     }
@@ -176,6 +181,14 @@ impl LogStore {
         self.send(make(done))?;
         wait.await
             .map_err(|_| io::Error::other("the raft journal thread dropped a job"))?
+    }
+
+    /// fsyncs of the raft journal since this store opened (benchmarks report them per
+    /// acknowledged write).
+    pub fn fsyncs(&self) -> u64 {
+        self.shared
+            .fsyncs
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Stops the journal thread after the jobs already queued (called when the node stops;
@@ -390,6 +403,7 @@ impl RaftLogStorage<C> for LogStore {
 
 /// The journal thread's state: the only writer of the raft keyspaces.
 struct Journal {
+    fsyncs: Arc<std::sync::atomic::AtomicU64>,
     node: u64,
     db: fjall::Database,
     log: Keyspace,
@@ -416,6 +430,8 @@ impl Journal {
                 .db
                 .persist(PersistMode::SyncAll)
                 .map_err(|e| io_error("fsyncing the raft journal", e));
+            self.fsyncs
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             for owed in after_sync {
                 let result = match &synced {
                     Ok(()) => Ok(()),

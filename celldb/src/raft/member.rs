@@ -71,48 +71,7 @@ impl Member {
                 .keyspace(&full, KeyspaceCreateOptions::default)
                 .map_err(|e| Error::storage(format!("opening keyspace {full}"), e))
         };
-        let meta_ks = open(META)?;
-        let current = meta_of::<T>();
-        let bytes = codec::to_bytes(&current).map_err(|e| Error::Encode {
-            table: "meta".into(),
-            reason: e.to_string(),
-        })?;
-        loop {
-            self.barrier().await?;
-            let stored = meta_ks
-                .get(T::TABLE)
-                .map_err(|e| Error::storage(format!("reading the metadata of {}", T::TABLE), e))?;
-            match stored {
-                Some(stored) => {
-                    let stored =
-                        codec::from_bytes::<TableMeta>(&stored).map_err(|e| Error::Corrupt {
-                            table: format!("meta of {}", T::TABLE),
-                            reason: e.to_string(),
-                        })?;
-                    if !same_schema(&stored, &current) {
-                        return Err(Error::SchemaMismatch {
-                            table: T::TABLE.into(),
-                            what: "the replicated table's record type (migrations of raft \
-                                   tables are not supported yet)"
-                                .into(),
-                            stored: stored.describe,
-                            current: current.describe,
-                        });
-                    }
-                    break;
-                }
-                None => {
-                    let mut cmd = CmdBuilder::new(0);
-                    cmd.check(META, T::TABLE.as_bytes(), None);
-                    cmd.put(META, T::TABLE.as_bytes(), &bytes);
-                    // Conflict: another node registered it first; check what it wrote.
-                    self.submit(&cmd).await.or_else(|e| match e {
-                        Error::Conflict { .. } => Ok(()),
-                        e => Err(e),
-                    })?;
-                }
-            }
-        }
+        self.register_meta(fjall, T::TABLE, &meta_of::<T>()).await?;
         Ok(TableHandle {
             records: Ks::Local(open(&records_keyspace(T::TABLE))?),
             indexes: T::INDEXES
@@ -122,6 +81,60 @@ impl Member {
             seq: Ks::Local(open(SEQ)?),
             durability: Durability::Sync,
         })
+    }
+
+    /// Writes table `table`'s metadata through the group if no node has, or checks it against
+    /// what is replicated (a cluster node does this for its clients too).
+    pub(crate) async fn register_meta(
+        &self,
+        fjall: &fjall::Database,
+        table: &str,
+        current: &TableMeta,
+    ) -> Result<()> {
+        let full = format!("{DATA_PREFIX}{META}");
+        let meta_ks = fjall
+            .keyspace(&full, KeyspaceCreateOptions::default)
+            .map_err(|e| Error::storage(format!("opening keyspace {full}"), e))?;
+        let bytes = codec::to_bytes(current).map_err(|e| Error::Encode {
+            table: "meta".into(),
+            reason: e.to_string(),
+        })?;
+        loop {
+            self.barrier().await?;
+            let stored = meta_ks
+                .get(table)
+                .map_err(|e| Error::storage(format!("reading the metadata of {table}"), e))?;
+            match stored {
+                Some(stored) => {
+                    let stored =
+                        codec::from_bytes::<TableMeta>(&stored).map_err(|e| Error::Corrupt {
+                            table: format!("meta of {table}"),
+                            reason: e.to_string(),
+                        })?;
+                    if !same_schema(&stored, current) {
+                        return Err(Error::SchemaMismatch {
+                            table: table.into(),
+                            what: "the replicated table's record type (migrations of raft \
+                                   tables are not supported yet)"
+                                .into(),
+                            stored: stored.describe,
+                            current: current.describe.clone(),
+                        });
+                    }
+                    return Ok(());
+                }
+                None => {
+                    let mut cmd = CmdBuilder::new(0);
+                    cmd.check(META, table.as_bytes(), None);
+                    cmd.put(META, table.as_bytes(), &bytes);
+                    // Conflict: another node registered it first; check what it wrote.
+                    self.submit(&cmd).await.or_else(|e| match e {
+                        Error::Conflict { .. } => Ok(()),
+                        e => Err(e),
+                    })?;
+                }
+            }
+        }
     }
 
     /// Commits a transaction's writes to raft tables as one entry, with its reads of raft
@@ -182,6 +195,9 @@ impl Member {
                 Outcome::Rejected(reason) => Err(Error::Commit(format!(
                     "every replica rejected the write-set: {reason}"
                 ))),
+                Outcome::SessionExpired => Err(Error::Commit(
+                    "internal error: a member's write-set named a client session".into(),
+                )),
             },
             Err(e) => match e.forward_to_leader() {
                 Some(forward) => Err(Error::NotLeader {

@@ -32,6 +32,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cluster;
 mod cmd;
 mod log_store;
 pub(crate) mod member;

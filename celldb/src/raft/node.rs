@@ -86,7 +86,24 @@ impl RaftNode {
         N: RaftNetworkFactory<C>,
         N::Network: openraft::network::NetSnapshot<C, SnapshotData = crate::raft::SnapshotData>,
     {
-        let db = Db::open(dir)?;
+        Self::start_on(id, Db::open(dir)?, config, network).await
+    }
+
+    /// [`RaftNode::start`] on a database already open (a cluster node reads its identity from
+    /// the directory before its network exists).
+    ///
+    /// # Errors
+    /// [`NodeError`] when the storage or raft cannot start.
+    pub async fn start_on<N>(
+        id: u64,
+        db: Db,
+        config: openraft::Config,
+        network: N,
+    ) -> Result<Self, NodeError>
+    where
+        N: RaftNetworkFactory<C>,
+        N::Network: openraft::network::NetSnapshot<C, SnapshotData = crate::raft::SnapshotData>,
+    {
         let (log, state_machine) = open_storage(id, &db)?;
         let config = Arc::new(
             config

@@ -34,6 +34,7 @@ use openraft::type_config::alias::{
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -47,6 +48,25 @@ const INSTALLING_KEY: &[u8] = b"installing";
 const APPLY_BATCH: usize = 1024;
 /// Records per fjall batch while installing a snapshot.
 const INSTALL_BATCH: usize = 4096;
+/// The replicated keyspace of client sessions (without `r.`): key = session id (8 bytes,
+/// big-endian), value = a [`SessionRecord`]. Carried in snapshots like any replicated data.
+pub(crate) const SESSIONS: &str = "celldb.sessions";
+/// A session that commits nothing for this many entries expires (with its answers).
+pub(crate) const SESSION_EXPIRY_ENTRIES: u64 = 1_000_000;
+/// How often (in log indexes) the sessions are scanned for expiry.
+const SESSION_SCAN_EVERY: u64 = 4096;
+
+/// A key and its value.
+pub(crate) type Entry = (Vec<u8>, Vec<u8>);
+
+/// What the group remembers of a client session: when it last committed, and the outcome
+/// of each request it may still retry (those numbered `done_below` and up).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SessionRecord {
+    last_index: u64,
+    done_below: u64,
+    answers: BTreeMap<u64, Outcome>,
+}
 
 /// The state machine of one node. Cheap to clone (clones share it).
 #[derive(Clone)]
@@ -180,6 +200,96 @@ impl StateMachine {
     pub fn read(&self, keyspace: &str, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
         self.inner.read(keyspace, key)
     }
+
+    /// The entries of `[start, end)` in `keyspace` as applied here, up to about `max_bytes`
+    /// of keys and values (at least one entry); `true` when the range was cut there.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn read_range(
+        &self,
+        keyspace: &str,
+        start: Bound<Vec<u8>>,
+        end: Bound<Vec<u8>>,
+        max_bytes: usize,
+    ) -> io::Result<(Vec<Entry>, bool)> {
+        let Some(ks) = self.inner.keyspace(keyspace) else {
+            return Ok((Vec::new(), false));
+        };
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for guard in ks.range::<Vec<u8>, _>((start, end)) {
+            if bytes >= max_bytes && !out.is_empty() {
+                return Ok((out, true));
+            }
+            let (k, v) = guard
+                .into_inner()
+                .map_err(|e| io_error(format!("reading replicated keyspace {keyspace}"), e))?;
+            bytes += k.len() + v.len() + 16;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok((out, false))
+    }
+
+    /// The number of entries of `keyspace` as applied here.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn count(&self, keyspace: &str) -> io::Result<u64> {
+        match self.inner.keyspace(keyspace) {
+            None => Ok(0),
+            Some(ks) => ks
+                .len()
+                .map(|n| n as u64)
+                .map_err(|e| io_error(format!("counting replicated keyspace {keyspace}"), e)),
+        }
+    }
+
+    /// Whether every read check of `cmd` holds in one consistent view of this node's state
+    /// (a read-only transaction's validation, after a read barrier). `Err(reason)` inside
+    /// for a malformed command.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn reads_hold(&self, cmd: &Cmd) -> io::Result<Result<bool, String>> {
+        let body = match cmd.decode() {
+            Ok(body) => body,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        let snapshot = self.inner.db.snapshot();
+        for point in &body.points {
+            let now = match self.inner.keyspace(&point.keyspace) {
+                None => None,
+                Some(ks) => snapshot
+                    .get(&ks, &point.key)
+                    .map_err(|e| io_error("re-checking a read", e))?
+                    .map(|v| v.to_vec()),
+            };
+            if now != point.seen {
+                return Ok(Ok(false));
+            }
+        }
+        for range in &body.ranges {
+            let (Some(start), Some(end)) =
+                (bound_from_wire(&range.start), bound_from_wire(&range.end))
+            else {
+                return Ok(Err("invalid range bound".into()));
+            };
+            let mut digest = crate::log::RangeDigest::default();
+            if let Some(ks) = self.inner.keyspace(&range.keyspace) {
+                for guard in snapshot.range::<Vec<u8>, _>(&ks, (start, end)) {
+                    let (k, v) = guard
+                        .into_inner()
+                        .map_err(|e| io_error("re-checking a range read", e))?;
+                    digest.add(&k, &v);
+                }
+            }
+            if digest.finish() != range.digest {
+                return Ok(Ok(false));
+            }
+        }
+        Ok(Ok(true))
+    }
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> io::Result<Vec<u8>> {
@@ -289,6 +399,136 @@ impl Inner {
             Ok(body) => body,
             Err(reason) => return Ok(Outcome::Rejected(reason)),
         };
+        if index.is_multiple_of(SESSION_SCAN_EVERY) {
+            self.expire_sessions(pending, state, index)?;
+        }
+        if body.open_session {
+            let key = index.to_be_bytes();
+            self.flush_if_pending(pending, state, SESSIONS, &key)?;
+            let record = SessionRecord {
+                last_index: index,
+                done_below: 0,
+                answers: BTreeMap::new(),
+            };
+            self.stage(pending, SESSIONS, &key, Some(to_json(&record)?))?;
+            return Ok(Outcome::Committed { index });
+        }
+        if body.session == 0 {
+            return self.apply_body(pending, state, body, index);
+        }
+        // Every flush happens before this entry writes anything (see `flush_if_pending`).
+        let key = body.session.to_be_bytes();
+        self.flush_if_pending(pending, state, SESSIONS, &key)?;
+        let Some(bytes) = self.read(SESSIONS, &key)? else {
+            return Ok(Outcome::SessionExpired);
+        };
+        let Ok(mut record) = serde_json::from_slice::<SessionRecord>(&bytes) else {
+            return Err(io_error(
+                format!("decoding client session {}", body.session),
+                "not a session record",
+            ));
+        };
+        if let Some(answer) = record.answers.get(&body.seq) {
+            return Ok(answer.clone());
+        }
+        if body.seq < record.done_below {
+            return Ok(Outcome::Rejected(format!(
+                "request {} of session {} was answered already",
+                body.seq, body.session
+            )));
+        }
+        let (seq, done_below) = (body.seq, body.done_below);
+        let outcome = self.apply_body(pending, state, body, index)?;
+        record.done_below = record.done_below.max(done_below);
+        let floor = record.done_below;
+        record.answers.retain(|s, _| *s >= floor);
+        record.answers.insert(seq, outcome.clone());
+        record.last_index = index;
+        self.stage(pending, SESSIONS, &key, Some(to_json(&record)?))?;
+        Ok(outcome)
+    }
+
+    /// Commits the pending batch if it holds `key` of `keyspace`: a fjall batch must not hold
+    /// one key twice. Called at the start of an entry, before it stages anything, so that a
+    /// batch never ends in the middle of an entry (a crash there would re-apply half of it).
+    fn flush_if_pending(
+        &self,
+        pending: &mut Pending,
+        state: &Applied,
+        keyspace: &str,
+        key: &[u8],
+    ) -> io::Result<()> {
+        if pending.dirty
+            && pending
+                .overlay
+                .contains_key(&(keyspace.to_string(), key.to_vec()))
+        {
+            self.flush(pending, state)?;
+        }
+        Ok(())
+    }
+
+    /// Stages one write of the entry being applied.
+    fn stage(
+        &self,
+        pending: &mut Pending,
+        name: &str,
+        key: &[u8],
+        value: Option<Vec<u8>>,
+    ) -> io::Result<()> {
+        let ks = self.keyspace_for_write(name)?;
+        match &value {
+            Some(v) => pending.batch.insert(&ks, key.to_vec(), v.clone()),
+            None => pending.batch.remove(&ks, key.to_vec()),
+        }
+        pending.touched.insert(name.to_string());
+        pending
+            .overlay
+            .insert((name.to_string(), key.to_vec()), value);
+        Ok(())
+    }
+
+    /// Forgets the sessions that committed nothing in the last [`SESSION_EXPIRY_ENTRIES`]
+    /// entries (a function of the log: every replica expires the same sessions at the same
+    /// index).
+    fn expire_sessions(
+        &self,
+        pending: &mut Pending,
+        state: &Applied,
+        index: u64,
+    ) -> io::Result<()> {
+        let Some(ks) = self.keyspace(SESSIONS) else {
+            return Ok(());
+        };
+        if pending.dirty {
+            self.flush(pending, state)?;
+        }
+        let mut expired = Vec::new();
+        for guard in ks.iter() {
+            let (k, v) = guard
+                .into_inner()
+                .map_err(|e| io_error("reading client sessions", e))?;
+            let last = serde_json::from_slice::<SessionRecord>(&v)
+                .map(|r| r.last_index)
+                .unwrap_or(0);
+            if last.saturating_add(SESSION_EXPIRY_ENTRIES) < index {
+                expired.push(k.to_vec());
+            }
+        }
+        for key in expired {
+            self.stage(pending, SESSIONS, &key, None)?;
+        }
+        Ok(())
+    }
+
+    /// Checks `body`'s reads and stages its writes (or nothing, on a conflict).
+    fn apply_body(
+        &self,
+        pending: &mut Pending,
+        state: &Applied,
+        body: CmdBody,
+        index: u64,
+    ) -> io::Result<Outcome> {
         // Last write wins within one write-set (a fjall batch must not hold one key twice).
         let mut writes: Vec<(String, Vec<u8>, Option<Vec<u8>>)> = Vec::new();
         let mut seen_keys: HashMap<(String, Vec<u8>), usize> = HashMap::new();
@@ -346,13 +586,7 @@ impl Inner {
             }
         }
         for (name, key, value) in writes {
-            let ks = self.keyspace_for_write(&name)?;
-            match &value {
-                Some(v) => pending.batch.insert(&ks, key.clone(), v.clone()),
-                None => pending.batch.remove(&ks, key.clone()),
-            }
-            pending.touched.insert(name.clone());
-            pending.overlay.insert((name, key), value);
+            self.stage(pending, &name, &key, value)?;
         }
         Ok(Outcome::Committed { index })
     }
