@@ -48,6 +48,9 @@ pub struct ClusterConfig {
 /// The replicated keyspace of cluster bookkeeping (the next node id to allocate).
 const NODES: &str = "celldb.nodes";
 const NEXT_ID: &[u8] = b"next_id";
+/// How long a write or a read barrier may wait for a quorum before the client is told to try
+/// elsewhere.
+const ANSWER_WITHIN: Duration = Duration::from_secs(3);
 /// Bytes of keys and values in one range page.
 const PAGE_BYTES: usize = 4 << 20;
 
@@ -194,11 +197,19 @@ impl Shared {
     /// The read barrier: this node is the leader and has applied everything committed before
     /// the call.
     async fn barrier(&self) -> Result<(), ClusterError> {
-        match self
+        if broken::read_without_barrier() {
+            return self.is_leader();
+        }
+        let barrier = self
             .raft
-            .ensure_linearizable(openraft::ReadPolicy::ReadIndex)
-            .await
-        {
+            .ensure_linearizable(openraft::ReadPolicy::ReadIndex);
+        let Ok(result) = tokio::time::timeout(ANSWER_WITHIN, barrier).await else {
+            return Err(ClusterError::Unavailable(format!(
+                "no quorum confirmed this node's leadership within {} s",
+                ANSWER_WITHIN.as_secs()
+            )));
+        };
+        match result {
             Ok(_) => Ok(()),
             Err(e) => match e.forward_to_leader() {
                 Some(forward) => Err(self.redirect(forward.leader_id)),
@@ -208,7 +219,22 @@ impl Shared {
     }
 
     async fn propose(&self, cmd: Cmd) -> Result<Outcome, ClusterError> {
-        match self.raft.client_write(cmd).await {
+        if broken::reply_before_commit() {
+            self.is_leader()?;
+            let raft = self.raft.clone();
+            tokio::spawn(async move { raft.client_write(cmd).await });
+            return Ok(Outcome::Committed { index: 0 });
+        }
+        // A leader cut off from its quorum cannot commit: the client hears so (and retries
+        // elsewhere with the same request id) instead of waiting for the partition to heal.
+        let Ok(result) = tokio::time::timeout(ANSWER_WITHIN, self.raft.client_write(cmd)).await
+        else {
+            return Err(ClusterError::Unavailable(format!(
+                "not committed within {} s (no quorum?); the outcome is decided by the log",
+                ANSWER_WITHIN.as_secs()
+            )));
+        };
+        match result {
             Ok(response) => Ok(response.data),
             Err(e) => match e.forward_to_leader() {
                 Some(forward) => Err(self.redirect(forward.leader_id)),
@@ -383,6 +409,11 @@ impl CellDbCluster for Handler {
                 .refused
                 .load(std::sync::atomic::Ordering::Relaxed),
         }
+    }
+
+    async fn digest(&self) -> Result<(u64, u64), ClusterError> {
+        let (applied, digest) = self.shared.sm.digest().map_err(storage)?;
+        Ok((applied.unwrap_or(0), digest))
     }
 
     async fn open_session(&self) -> Result<u64, ClusterError> {
@@ -574,5 +605,31 @@ impl CellDbCluster for Handler {
             })?;
         tracing::info!(node = s.identity.node, removed = id, "removed a node");
         Ok(())
+    }
+}
+
+/// The deliberately broken builds the linearizability tests must catch. Each is compiled in
+/// only with its test-only cargo feature, and inert unless `CELLDB_BROKEN` names it.
+mod broken {
+    #[cfg(any(feature = "raft-read-without-barrier", feature = "raft-reply-before-commit"))]
+    fn named(what: &str) -> bool {
+        std::env::var("CELLDB_BROKEN").is_ok_and(|v| v.split(',').any(|w| w == what))
+    }
+
+    /// Linearizable reads served by whoever believes it leads, without a read barrier.
+    pub(super) fn read_without_barrier() -> bool {
+        #[cfg(feature = "raft-read-without-barrier")]
+        return named("read-without-barrier");
+        #[cfg(not(feature = "raft-read-without-barrier"))]
+        false
+    }
+
+    /// Commits answered as soon as they are handed to raft, before the entry is in any
+    /// journal (let alone on a majority).
+    pub(super) fn reply_before_commit() -> bool {
+        #[cfg(feature = "raft-reply-before-commit")]
+        return named("reply-before-commit");
+        #[cfg(not(feature = "raft-reply-before-commit"))]
+        false
     }
 }

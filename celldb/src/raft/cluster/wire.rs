@@ -145,6 +145,9 @@ pub trait CellDbCluster {
 
     /// This node's view of the group.
     async fn status(&self) -> NodeStatus;
+    /// This node's applied index and the xxh3 digest of its replicated data (replicas that
+    /// applied the same log agree). Reads every record: for tests and audits.
+    async fn digest(&self) -> Result<(u64, u64), ClusterError>;
     /// Opens a client session (on the leader): requests carry its id and a sequence number,
     /// and a retried request gets its first outcome instead of being applied twice.
     async fn open_session(&self) -> Result<u64, ClusterError>;
