@@ -142,11 +142,7 @@ impl Verdict {
 ///
 /// # Examples
 /// See the [crate documentation](crate) and [`Model`].
-pub fn check<M>(
-    model: &M,
-    history: &[Operation<M::Input, M::Output>],
-    timeout: Duration,
-) -> Verdict
+pub fn check<M>(model: &M, history: &[Operation<M::Input, M::Output>], timeout: Duration) -> Verdict
 where
     M: Model + Sync,
     M::Input: Sync,
@@ -293,7 +289,7 @@ impl<'a, M: Model> Search<'a, M> {
         let mut steps: u64 = 0;
         let mut node = self.next[head];
         while self.next[head] != NIL {
-            if steps % 1024 == 0 && out_of_time(deadline, stop) {
+            if steps.is_multiple_of(1024) && out_of_time(deadline, stop) {
                 return Outcome::OutOfTime;
             }
             steps += 1;
@@ -314,7 +310,10 @@ impl<'a, M: Model> Search<'a, M> {
             } else {
                 // A return of a pending operation: it must have taken effect by now, so the
                 // last choice was wrong. Remember how far we got, then backtrack.
-                if furthest.as_ref().is_none_or(|f| calls.len() > f.prefix.len()) {
+                if furthest
+                    .as_ref()
+                    .is_none_or(|f| calls.len() > f.prefix.len())
+                {
                     furthest = Some(Stuck {
                         prefix: calls.iter().map(|(op, _)| *op).collect(),
                         state: state.clone(),
@@ -399,7 +398,11 @@ impl<S: Debug> Stuck<S> {
             text,
             "The longest linearizable prefix has {} operations{}",
             longest_prefix.len(),
-            if longest_prefix.is_empty() { "." } else { ", ending with:" }
+            if longest_prefix.is_empty() {
+                "."
+            } else {
+                ", ending with:"
+            }
         );
         const SHOWN: usize = 8;
         if longest_prefix.len() > SHOWN {

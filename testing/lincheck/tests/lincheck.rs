@@ -8,12 +8,12 @@
 //!   linearizable), and the same with one injected stale read or wrong balance (always caught);
 //! - `big_history_checks_within_its_timeout`: 2,000 operations, 8 clients, 20 keys.
 
+#![allow(clippy::unwrap_used, reason = "test helpers outside #[test] fns")]
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use cell_lincheck::models::{
-    Bank, BankInput, BankOutput, Register, RegisterInput, RegisterOutput,
-};
+use cell_lincheck::models::{Bank, BankInput, BankOutput, Register, RegisterInput, RegisterOutput};
 use cell_lincheck::{Model, Operation, Recorder, Verdict, check};
 use proptest::prelude::*;
 
@@ -81,8 +81,16 @@ fn register_sequential_history_is_linearizable() {
 
 #[test]
 fn register_read_concurrent_with_a_write_may_see_either_value() {
-    let old = [put(1, 0, 1, 0, 1), put(1, 0, 2, 2, 10), get(2, 0, Some(1), 3, 4)];
-    let new = [put(1, 0, 1, 0, 1), put(1, 0, 2, 2, 10), get(2, 0, Some(2), 3, 4)];
+    let old = [
+        put(1, 0, 1, 0, 1),
+        put(1, 0, 2, 2, 10),
+        get(2, 0, Some(1), 3, 4),
+    ];
+    let new = [
+        put(1, 0, 1, 0, 1),
+        put(1, 0, 2, 2, 10),
+        get(2, 0, Some(2), 3, 4),
+    ];
     assert_eq!(check_register(&old), Verdict::Linearizable);
     assert_eq!(check_register(&new), Verdict::Linearizable);
 }
@@ -97,8 +105,14 @@ fn register_stale_read_after_a_completed_write_is_caught() {
     let (partition, prefix, explanation) = violation(check_register(&history));
     assert_eq!(partition, 0);
     assert_eq!(prefix, vec![0, 1]);
-    assert!(explanation.contains("op 2 (client 2: Get(0)"), "{explanation}");
-    assert!(explanation.contains("impossible in that state"), "{explanation}");
+    assert!(
+        explanation.contains("op 2 (client 2: Get(0)"),
+        "{explanation}"
+    );
+    assert!(
+        explanation.contains("impossible in that state"),
+        "{explanation}"
+    );
 }
 
 #[test]
@@ -190,7 +204,15 @@ fn register_output_of_the_wrong_kind_is_caught() {
 // ---------------------------------------------------------------------------------------------
 // Bank
 
-fn transfer(client: u64, from: usize, to: usize, amount: i64, ok: bool, call: u64, ret: u64) -> BankOp {
+fn transfer(
+    client: u64,
+    from: usize,
+    to: usize,
+    amount: i64,
+    ok: bool,
+    call: u64,
+    ret: u64,
+) -> BankOp {
     Operation {
         client,
         input: BankInput::Transfer { from, to, amount },
@@ -415,7 +437,9 @@ fn checker_explanation_names_the_stuck_operation_and_the_state() {
         "{explanation}"
     );
     assert!(
-        explanation.contains("op 2 (client 2: Get(0) -> Read(Some(1)), called 4, returned 10): impossible"),
+        explanation.contains(
+            "op 2 (client 2: Get(0) -> Read(Some(1)), called 4, returned 10): impossible"
+        ),
         "{explanation}"
     );
 }
@@ -441,8 +465,20 @@ impl Model for Sloppy {
 
 #[test]
 fn checker_ignores_partition_indices_out_of_range() {
-    let ok = [Operation { client: 0, input: 1, call: 0, output: Some(1), ret: 1 }];
-    let bad = [Operation { client: 0, input: 1, call: 0, output: Some(2), ret: 1 }];
+    let ok = [Operation {
+        client: 0,
+        input: 1,
+        call: 0,
+        output: Some(1),
+        ret: 1,
+    }];
+    let bad = [Operation {
+        client: 0,
+        input: 1,
+        call: 0,
+        output: Some(2),
+        ret: 1,
+    }];
     assert_eq!(check(&Sloppy, &ok, TIMEOUT), Verdict::Linearizable);
     violation(check(&Sloppy, &bad, TIMEOUT));
 }
@@ -573,7 +609,13 @@ fn simulate<I: Clone, O: Clone>(
     history
 }
 
-fn simulate_register(seed: u64, clients: u64, keys: u64, ops: usize, unknown_pct: u64) -> Vec<RegOp> {
+fn simulate_register(
+    seed: u64,
+    clients: u64,
+    keys: u64,
+    ops: usize,
+    unknown_pct: u64,
+) -> Vec<RegOp> {
     let mut state: BTreeMap<u64, u64> = BTreeMap::new();
     let mut next_value = 0;
     simulate(
