@@ -112,6 +112,7 @@ pub enum Verdict {
         partition: usize,
         /// The longest linearizable sequence found in that part, as indices into the history,
         /// in linearization order: after these, no pending operation could take effect next.
+        /// (Every order of the part fails; this is the one that got furthest.)
         longest_prefix: Vec<usize>,
         /// A readable account: the state after that prefix, the operation that had to take
         /// effect before its return, and why each candidate could not.
@@ -391,13 +392,14 @@ impl<S: Debug> Stuck<S> {
         // Writing to a String cannot fail; the results are ignored below for that reason.
         let _ = writeln!(
             text,
-            "partition {partition} ({} operations) is not linearizable.",
-            part.len()
+            "partition {partition} ({}) is not linearizable: no order of its operations within \
+             their call and return times is a run of the model.",
+            count(part.len())
         );
         let _ = writeln!(
             text,
-            "The longest linearizable prefix has {} operations{}",
-            longest_prefix.len(),
+            "The furthest any order got is {}{}",
+            count(longest_prefix.len()),
             if longest_prefix.is_empty() {
                 "."
             } else {
@@ -411,11 +413,11 @@ impl<S: Debug> Stuck<S> {
         for &op in longest_prefix.iter().rev().take(SHOWN).rev() {
             let _ = writeln!(text, "  {}", Shown(op, &history[op]));
         }
-        let _ = writeln!(text, "State after the prefix: {:?}", self.state);
+        let _ = writeln!(text, "State after them: {:?}", self.state);
         let blocking = global(self.blocking);
         let _ = writeln!(
             text,
-            "{} must take effect before its return, but no pending operation can take effect next:",
+            "Then {} must take effect before its return, but no pending operation can:",
             Shown(blocking, &history[blocking])
         );
         for &candidate in &self.candidates {
@@ -445,6 +447,15 @@ impl<I: Debug, O: Debug> fmt::Display for Shown<'_, I, O> {
             Some(output) => write!(f, "{output:?}, called {}, returned {})", op.call, op.ret),
             None => write!(f, "unknown, called {})", op.call),
         }
+    }
+}
+
+/// "1 operation", "2 operations".
+fn count(n: usize) -> String {
+    if n == 1 {
+        "1 operation".to_owned()
+    } else {
+        format!("{n} operations")
     }
 }
 

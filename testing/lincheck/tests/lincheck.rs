@@ -6,7 +6,8 @@
 //! - `recorder_*`: histories recorded from threads;
 //! - `simulated_*`: proptest over histories of a simulated correct register and bank (always
 //!   linearizable), and the same with one injected stale read or wrong balance (always caught);
-//! - `big_history_checks_within_its_timeout`: 2,000 operations, 8 clients, 20 keys.
+//! - `big_*`: a register history of 2,000 operations, 8 clients, 20 keys, and a bank history
+//!   of 1,000 operations in one partition, each checked within the check's own timeout.
 
 #![allow(clippy::unwrap_used, reason = "test helpers outside #[test] fns")]
 
@@ -374,6 +375,13 @@ fn unknown_transfer_may_or_may_not_take_effect() {
         unknown(transfer(1, 0, 1, 30, true, 0, 0)),
         read_all(2, &[70, 50, 0], 5, 6),
     ];
+    let unknown_read = unknown(read_all(2, &[1, 2, 3], 5, 6));
+    assert_eq!(
+        Bank::new(vec![100, 50, 0]).partition(&[took[0].clone(), unknown_read.clone()]),
+        vec![vec![0]],
+        "an unknown read constrains nothing"
+    );
+    assert_eq!(check_bank(&[unknown_read]), Verdict::Linearizable);
     assert_eq!(check_bank(&took), Verdict::Linearizable);
     assert_eq!(check_bank(&not), Verdict::Linearizable);
     violation(check_bank(&half));
@@ -427,7 +435,7 @@ fn checker_explanation_names_the_stuck_operation_and_the_state() {
     // The concurrent write of 3 can go before the read; the read fails either way.
     assert_eq!(prefix, vec![0, 1, 3]);
     assert!(
-        explanation.contains("State after the prefix: {0: 3}"),
+        explanation.contains("State after them: {0: 3}"),
         "{explanation}"
     );
     assert!(
@@ -768,4 +776,11 @@ fn big_history_checks_within_its_timeout() {
     let history = simulate_register(18, 8, 20, 2_000, 2);
     assert_eq!(history.len(), 2_000);
     assert_eq!(check_register(&history), Verdict::Linearizable);
+}
+
+#[test]
+fn big_bank_history_checks_within_its_timeout() {
+    // One partition: every transfer and read in one search.
+    let history = simulate_bank(18, 8, 1_000, 1);
+    assert_eq!(check_bank(&history), Verdict::Linearizable);
 }
