@@ -422,7 +422,7 @@ async fn pump(
     forwarded: &AtomicU64,
 ) -> Result<(), Stop> {
     const CHUNK: usize = 16 * 1024;
-    let (queue, mut queued) = mpsc::channel::<(Instant, Vec<u8>)>(64);
+    let (queue, mut queued) = mpsc::channel::<(Option<Instant>, Vec<u8>)>(64);
     let mut reader_settings = settings.clone();
     let reading = async move {
         let mut buf = vec![0; CHUNK];
@@ -438,11 +438,9 @@ async fn pump(
             if now.loss > 0.0 && rng.random_bool(now.loss) {
                 return Err(Stop::Loss);
             }
-            if queue
-                .send((Instant::now() + now.delay, buf[..n].to_vec()))
-                .await
-                .is_err()
-            {
+            // A delay past the clock's range holds the chunk for good.
+            let due = Instant::now().checked_add(now.delay);
+            if queue.send((due, buf[..n].to_vec())).await.is_err() {
                 return Ok(());
             }
         }
@@ -450,7 +448,10 @@ async fn pump(
     let mut writer_settings = settings;
     let writing = async move {
         while let Some((due, chunk)) = queued.recv().await {
-            tokio::time::sleep_until(due).await;
+            match due {
+                Some(due) => tokio::time::sleep_until(due).await,
+                None => std::future::pending().await,
+            }
             usable(&mut writer_settings, birth).await?;
             // Counted before the write, so a peer that has the bytes sees them counted.
             forwarded.fetch_add(chunk.len() as u64, Ordering::Relaxed);

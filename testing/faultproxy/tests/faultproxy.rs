@@ -1,6 +1,6 @@
 //! cell-faultproxy's tests, one binary, real sockets on loopback. Contents:
 //! - `link_*`: one link in front of an echo server: pass, blackhole and heal, reset, loss,
-//!   delay, half-close, an absent target, dropping the link;
+//!   delay (also past the clock's range), half-close, an absent target, dropping the link;
 //! - `mesh_*`: links between echo "nodes": dial maps, a one-direction cut, partitions,
 //!   isolation, heal, settings for all links.
 //!
@@ -411,4 +411,17 @@ async fn mesh_settings_apply_to_every_link() {
     conn.write_all(b"x").await.unwrap();
     closed(&mut conn).await;
     assert_eq!(mesh.stats()[&(1, 2)].closed_by_fault, 1);
+}
+
+#[tokio::test]
+async fn link_delay_beyond_the_clock_holds_bytes_for_good() {
+    let link = Link::start(echo_server().await).await.unwrap();
+    link.set_delay(Duration::MAX);
+    let mut held = connect(link.addr()).await;
+    // Held, and the connection stays up (a panicking task would have closed it).
+    assert!(probe_is_silent(&mut held).await);
+    link.set_delay(Duration::ZERO);
+    let mut conn = connect(link.addr()).await;
+    round_trip(&mut conn, b"prompt").await;
+    assert!(is_silent(&mut held).await);
 }
