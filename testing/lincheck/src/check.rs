@@ -323,11 +323,8 @@ impl<'a, M: Model> Search<'a, M> {
                     });
                 }
                 let Some((op, before)) = calls.pop() else {
-                    return match furthest {
-                        Some(stuck) => Outcome::Stuck(stuck),
-                        // Unreachable: `furthest` was just set.
-                        None => Outcome::OutOfTime,
-                    };
+                    // Nothing left to undo: every order failed. (`furthest` was set above.)
+                    return furthest.map_or(Outcome::OutOfTime, Outcome::Stuck);
                 };
                 state = before;
                 linearized.clear(op);
