@@ -63,6 +63,10 @@
 //!   transactions per session, never-held sessions ended,
 //!   a second server on one directory, migrations refused, the default database from
 //!   `$CELLDB_URL`, and SIGKILL of the server loses no acknowledged write.
+//! - `celldb_cluster`: celldb as a cluster of real `celldb serve --node-id` processes: the
+//!   leader SIGKILLed under writes (nothing lost, nothing doubled), partitions through a fault
+//!   proxy, linearizability checked by `cell-lincheck` (which catches two broken builds), bad
+//!   input on the raft port, membership changes.
 //! - `celldb_raft`: the fsync-ordering proof of the raft log on every node of a three-node
 //!   group (strace), with its negative control (a store that acknowledges before fsync).
 //! - `celldb_crash`: real child processes: SIGKILL loops (no acknowledged write lost, indexes
@@ -85,6 +89,7 @@
 
 mod agree;
 mod celldb_api;
+mod celldb_cluster;
 mod celldb_crash;
 mod celldb_disk;
 mod celldb_hostile;

@@ -611,7 +611,10 @@ impl CellDbCluster for Handler {
 /// The deliberately broken builds the linearizability tests must catch. Each is compiled in
 /// only with its test-only cargo feature, and inert unless `CELLDB_BROKEN` names it.
 mod broken {
-    #[cfg(any(feature = "raft-read-without-barrier", feature = "raft-reply-before-commit"))]
+    #[cfg(any(
+        feature = "raft-read-without-barrier",
+        feature = "raft-reply-before-commit"
+    ))]
     fn named(what: &str) -> bool {
         std::env::var("CELLDB_BROKEN").is_ok_and(|v| v.split(',').any(|w| w == what))
     }
