@@ -730,7 +730,7 @@ pub struct User {
 /// docs — not `key`, which kvstore also declares as an attribute but is only a helper of
 /// `persist`; in the argument list the names not yet written, then the allowed values; on a
 /// field of a `#[DB::persist]` struct its helpers first; in `cell_remote!` the cells this
-/// crate can use. (Was the stdio test `completion_hover_and_definition_on_complete_and_half_typed_code`.)
+/// crate can use.
 #[test]
 fn completion_on_complete_code() {
     let fx = Fixture::new("good");
@@ -814,7 +814,7 @@ fn hover_on_an_attribute_macro_and_on_a_cell_remote_call() {
 }
 
 /// A docs example is shown as rustdoc shows it: without its hidden lines (`# use …`), and
-/// labelled `rust` for highlighting. (Was the stdio test `hover_leaves_out_rustdoc_hidden_lines`.)
+/// labelled `rust` for highlighting.
 #[test]
 fn hover_shows_docs_without_rustdoc_hidden_lines() {
     Fixture::new("good").hover(
@@ -892,8 +892,7 @@ fn completion_on_half_typed_code_at_the_end_of_the_buffer() {
 }
 
 /// Garbage gets an answer (no panic) at positions on and past its lines' ends (as the server
-/// converts them), and a 50,000-line buffer a correct one at its end. (Was the stdio test
-/// `garbage_and_a_50k_line_buffer_still_get_correct_answers`.)
+/// converts them), and a 50,000-line buffer a correct one at its end.
 #[test]
 fn garbage_and_a_50k_line_buffer_still_get_answers() {
     let fx = Fixture::new("good");
@@ -927,7 +926,7 @@ fn garbage_and_a_50k_line_buffer_still_get_answers() {
 }
 
 /// The `typos` fixture as saved: the index's problems in it and the macro uses checked, each
-/// typo with its fix. (Was the stdio test `diagnostics_for_an_unknown_macro_a_bad_value_and_a_stray_helper`.)
+/// typo with its fix.
 #[test]
 fn diagnostics_for_an_unknown_macro_a_bad_value_and_a_stray_helper() {
     let fx = Fixture::new("typos");
@@ -942,9 +941,7 @@ fn diagnostics_for_an_unknown_macro_a_bad_value_and_a_stray_helper() {
         16:11-16:14 CELL0011: `#[DB::key]` is a helper of `#[DB::persist]` and only works on a field of a struct marked with it"#]]);
 }
 
-/// Provider macros behind `cfg_attr`: the cfg is not evaluated (features are unknown), so each
-/// attribute it adds is treated as active — checked, completed and hovered like one written
-/// alone — and a helper under a parent behind `cfg_attr` is not a stray helper.
+/// Provider macros behind `cfg_attr`, on an item, on a field, among other attributes.
 const CFG_ATTR: &str = r#"use cell_sdk::cell_remote;
 
 cell_remote!(DB = "kvstore");
@@ -961,7 +958,9 @@ pub struct User {
 pub struct Other;
 "#;
 
-/// (Was the stdio test `provider_macros_inside_cfg_attr_are_checked_completed_and_hovered`.)
+/// Provider macros behind `cfg_attr`: the cfg is not evaluated (features are unknown), so each
+/// attribute it adds is treated as active — checked, completed and hovered like one written
+/// alone — and a helper under a parent behind `cfg_attr` is not a stray helper.
 #[test]
 fn provider_macros_inside_cfg_attr_are_checked_completed_and_hovered() {
     let fx = Fixture::new("good");
@@ -1035,8 +1034,7 @@ fn provider_macros_inside_cfg_attr_are_checked_completed_and_hovered() {
 }
 
 /// CELL0001 on a cell that is a provider in the graph but not a dependency of this crate: the
-/// fix adds it to this crate's `Cargo.toml`. (Was the stdio test
-/// `unknown_cell_offers_to_add_the_dependency_to_cargo_toml`; `stdio.rs` keeps its code action.)
+/// fix adds it to this crate's `Cargo.toml`. (Its code action: a smoke session in `stdio.rs`.)
 #[test]
 fn unknown_cell_offers_to_add_the_dependency_to_cargo_toml() {
     let fx = Fixture::at("missing-dep", "app/src/lib.rs");
@@ -1048,8 +1046,7 @@ fn unknown_cell_offers_to_add_the_dependency_to_cargo_toml() {
 }
 
 /// `range(1..=100)` and `length(min = 2, max = 32)` are valid; each other helper use is
-/// reported at the argument, with a fix where one is close. (Was the stdio test
-/// `helper_arguments_are_checked_against_their_declared_schema`.)
+/// reported at the argument, with a fix where one is close.
 #[test]
 fn helper_arguments_are_checked_against_their_declared_schema() {
     let fx = Fixture::new("helper-args");
@@ -1120,8 +1117,7 @@ fn helper_arguments_are_checked_against_their_declared_schema() {
 /// The `metrics-app` fixture as saved: helpers of a function attribute (`#[Metrics::label]` on
 /// a parameter of a `#[Metrics::track]` fn) and helpers in every position — what the provider
 /// macro says, cell-lsp says (issue 15); under another alias, at the alias with a fix; the
-/// export list names each helper once. (Was the stdio test
-/// `helpers_on_parameters_variants_and_methods_and_under_other_aliases`.)
+/// export list names each helper once.
 #[test]
 fn helpers_on_parameters_variants_and_methods_and_under_other_aliases() {
     let fx = Fixture::new("metrics-app");
@@ -1150,8 +1146,7 @@ fn helpers_on_parameters_variants_and_methods_and_under_other_aliases() {
 /// An alias defined in a module, or twice, has a meaning that depends on where it is used:
 /// nothing is said about its uses. Only the typo under the alias defined once, at the top
 /// level, is reported. The file is on disk, as a module file of the crate (whose root defines
-/// `DB` as kvstore and `Val` as checks) would be. (Was the stdio test
-/// `an_alias_defined_in_a_module_or_twice_is_not_judged_by_one_of_its_calls`.)
+/// `DB` as kvstore and `Val` as checks) would be.
 #[test]
 fn an_alias_defined_in_a_module_or_twice_is_not_judged_by_one_of_its_calls() {
     let text = "mod a {\n    cell_sdk::cell_remote!(DB = \"checks\");\n    #[DB::schema]\n    pub struct S;\n}\n\
@@ -1171,7 +1166,7 @@ fn an_alias_defined_in_a_module_or_twice_is_not_judged_by_one_of_its_calls() {
 }
 
 /// `#[derive(Clone, DB::Ta|ble)]`: the provider's derive macros only, also half-typed; hover
-/// and definition on the derive. (Was the stdio test `derive_completion_hover_and_definition`.)
+/// and definition on the derive.
 #[test]
 fn derive_completion_hover_and_definition() {
     let fx = Fixture::new("helper-args");
@@ -1212,8 +1207,7 @@ fn derive_completion_hover_and_definition() {
 /// Beside rust-analyzer, on the `typos` fixture with `DB::` in code (not as saved: the index's
 /// own problems are left out): the macro's argument error is rust-analyzer's; `#[DB::` on an
 /// item offers nothing of ours, on a field the helpers that are not items of `DB`, after `DB::`
-/// in code nothing; argument values stay. (The analysis part of the stdio test
-/// `beside_rust_analyzer_each_answer_is_given_once`, which keeps the option's plumbing.)
+/// in code nothing; argument values stay. (The option's way in: `stdio.rs`.)
 #[test]
 fn beside_rust_analyzer_each_answer_is_given_once() {
     let ra = Companion::RustAnalyzer;
