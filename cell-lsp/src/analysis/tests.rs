@@ -85,7 +85,11 @@ impl Fixture {
         static INDEXES: OnceLock<Mutex<HashMap<String, Arc<Index>>>> = OnceLock::new();
         let (dir, root) = fixtures();
         let index = {
-            let mut indexes = INDEXES.get_or_init(Default::default).lock().unwrap();
+            // A failed build fails its own test, not every later one.
+            let mut indexes = INDEXES
+                .get_or_init(Default::default)
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             indexes
                 .entry(ws.to_owned())
                 .or_insert_with(|| Arc::new(build_index(dir.path(), root, ws)))
