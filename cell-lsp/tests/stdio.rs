@@ -1,7 +1,17 @@
-//! The real `cell-lsp` binary driven over stdio with JSON-RPC, against copies of the fixture
-//! workspaces in `tests/fixtures/lsp/`. These tests live in the cell-lsp package (not in
-//! `tests/integration/`) because `env!("CARGO_BIN_EXE_cell-lsp")` is only set for a package's
-//! own integration tests.
+//! The real `cell-lsp` process, driven over stdio with JSON-RPC or run as a command, against
+//! copies of the fixture workspaces in `tests/fixtures/lsp/`. Only what needs the process is
+//! tested here; what completion, hover, definition and diagnostics answer is tested in process,
+//! data-driven, in `src/analysis/tests.rs`. Two kinds of test:
+//!
+//! - **LSP sessions** (a handful): two smoke sessions (diagnostics, quick fixes, completion,
+//!   hover, definition arriving as LSP types at the right positions, and a fix that edits
+//!   `Cargo.toml`), and what only a session shows: framing and malformed messages, exit codes,
+//!   edits applied in order, provider edits seen without client events, the degraded-index
+//!   notice, the rust-analyzer option, and the real rust-analyzer side by side;
+//! - **the command line** (`--check`, `index`, logs): process tests by nature.
+//!
+//! They live in the cell-lsp package (not in `tests/integration/`) because
+//! `env!("CARGO_BIN_EXE_cell-lsp")` is only set for a package's own integration tests.
 
 #![allow(
     clippy::unwrap_used,
@@ -333,27 +343,6 @@ pub struct User {
 }
 "#;
 
-/// A docs example is shown as rustdoc shows it: without its hidden lines (`# use …`), and
-/// labelled `rust` for highlighting.
-#[test]
-fn hover_leaves_out_rustdoc_hidden_lines() {
-    let buffer = format!("{BUFFER}\n#[Val::schema]\nstruct Signup {{}}\n");
-    let Session {
-        _dir,
-        file,
-        mut lsp,
-        ..
-    } = session("good", "src/lib.rs", Some(&buffer));
-    let (l, c) = pos(&buffer, "Val::schema", 6);
-    let hover = lsp.request(
-        "textDocument/hover",
-        json!({ "textDocument": { "uri": uri(&file) }, "position": { "line": l, "character": c } }),
-    );
-    let md = hover["contents"]["value"].as_str().unwrap();
-    assert!(md.contains("```rust\n#[schema]\nstruct Signup"), "{md}");
-    assert!(!md.contains("# use"), "{md}");
-}
-
 /// (line, character) of the first occurrence of `needle` in `text`, plus `delta` characters.
 fn pos(text: &str, needle: &str, delta: usize) -> (u32, u32) {
     let at = text.find(needle).unwrap() + delta;
@@ -362,73 +351,89 @@ fn pos(text: &str, needle: &str, delta: usize) -> (u32, u32) {
     (line as u32, col as u32)
 }
 
+/// Kills the child when dropped, also when the test fails (a watcher never exits by itself).
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+// LSP sessions.
+
+/// A smoke session: each kind of answer arrives as LSP types at the right positions (what the
+/// answers contain is tested in `src/analysis/tests.rs`). Diagnostics on open, the typo's fix
+/// as a code action on the buffer, completion, hover, definition, a full-text change, shutdown.
 #[test]
-fn completion_hover_and_definition_on_complete_and_half_typed_code() {
+fn smoke_diagnostics_quick_fix_completion_hover_and_definition() {
+    let buffer = format!("{BUFFER}\n#[DB::persit]\npub struct T;\n");
     let Session {
         _dir,
         file,
+        text,
         mut lsp,
         ..
-    } = session("good", "src/lib.rs", Some(BUFFER));
+    } = session("good", "src/lib.rs", Some(&buffer));
+    let range = |(l, c): (u32, u32), len: u32| json!({ "start": { "line": l, "character": c }, "end": { "line": l, "character": c + len } });
 
-    // `#[DB::` on a complete attribute: the attribute macros, with provider version and docs —
-    // not `key`, which kvstore also declares as an attribute but is only a helper of `persist`.
-    let (l, c) = pos(BUFFER, "#[DB::persist(", 6);
+    let diags = lsp.diagnostics();
+    assert_eq!(diags.len(), 1, "{diags:?}");
+    assert_eq!(diags[0]["range"], range(pos(&text, "persit", 0), 6));
+    assert_eq!(diags[0]["severity"], 1); // Error.
+    assert_eq!(diags[0]["code"], "CELL0015");
+    assert_eq!(diags[0]["source"], "cell");
+    assert_eq!(
+        diags[0]["message"],
+        "`DB` (kvstore 0.3.1) exports no attribute macro `persit`\n\
+         help: did you mean `persist`?\nnote: rustc reports this as E0433"
+    );
+    let actions = lsp.request(
+        "textDocument/codeAction",
+        json!({
+            "textDocument": { "uri": uri(&file) },
+            "range": diags[0]["range"],
+            "context": { "diagnostics": [diags[0]] }
+        }),
+    );
+    assert_eq!(actions.as_array().map(Vec::len), Some(1), "{actions}");
+    assert_eq!(actions[0]["title"], "replace with `persist`");
+    assert_eq!(actions[0]["kind"], "quickfix");
+    assert_eq!(
+        actions[0]["edit"]["changes"][uri(&file)],
+        json!([{ "range": diags[0]["range"], "newText": "persist" }])
+    );
+
+    // `#[DB::pe|rsist(`: the item replaces the whole name.
+    let (l, c) = pos(&text, "#[DB::persist(", 8);
     let items = lsp.completion(&file, l, c);
     assert_eq!(Lsp::labels(&items), ["persist"]);
+    assert_eq!(items[0]["kind"], 3); // Function.
     assert_eq!(items[0]["detail"], "kvstore 0.3.1");
-    assert!(
-        items[0]["documentation"]["value"]
-            .as_str()
-            .unwrap()
-            .starts_with("Stores this struct")
+    assert_eq!(items[0]["documentation"]["kind"], "markdown");
+    assert_eq!(
+        items[0]["documentation"]["value"],
+        "Stores this struct in a kvstore table.\n\nFields marked `#[DB::key]` form the primary key."
+    );
+    assert_eq!(
+        items[0]["textEdit"],
+        json!({ "range": range(pos(&text, "persist(", 0), 7), "newText": "persist" })
     );
 
-    // Inside the argument list: names not yet written, then allowed values.
-    let (l, c) = pos(BUFFER, "replicate = \"raft\"", 0);
-    let names = Lsp::labels(&lsp.completion(&file, l, c));
-    assert_eq!(names, ["table", "durability"]);
-    let (l, c) = pos(BUFFER, "replicate = \"raft\"", 13);
-    let values = Lsp::labels(&lsp.completion(&file, l, c));
-    assert_eq!(values, ["local", "gossip", "raft"]);
-
-    // A field of a `#[DB::persist]` struct: helpers first.
-    let (l, c) = pos(BUFFER, "#[DB::key]", 6);
-    let helpers = Lsp::labels(&lsp.completion(&file, l, c));
-    assert_eq!(helpers[..3], ["key", "index", "unique"]);
-
-    // `cell_remote!(X = "`: the cells this crate can use.
-    let (l, c) = pos(BUFFER, "\"kvstore\"", 1);
-    let cells = Lsp::labels(&lsp.completion(&file, l, c));
-    assert_eq!(cells, ["checks", "kvstore"]);
-
-    // Hover: docs, provider, version, source.
-    let (l, c) = pos(BUFFER, "persist(", 2);
+    let at = pos(&text, "persist(", 2);
     let hover = lsp.request(
         "textDocument/hover",
-        json!({ "textDocument": { "uri": uri(&file) }, "position": { "line": l, "character": c } }),
+        json!({ "textDocument": { "uri": uri(&file) }, "position": { "line": at.0, "character": at.1 } }),
     );
+    assert_eq!(hover["contents"]["kind"], "markdown");
     let md = hover["contents"]["value"].as_str().unwrap();
-    assert!(md.contains("**kvstore** 0.3.1"), "{md}");
-    assert!(
-        md.contains("Stores this struct in a kvstore table."),
-        "{md}"
-    );
-    assert!(md.contains("`replicate`"), "{md}");
-    // Hover on the cell_remote! call: what it resolved to.
-    let (l, c) = pos(BUFFER, "cell_remote!(DB", 3);
-    let hover = lsp.request(
-        "textDocument/hover",
-        json!({ "textDocument": { "uri": uri(&file) }, "position": { "line": l, "character": c } }),
-    );
-    let md = hover["contents"]["value"].as_str().unwrap();
-    assert!(md.starts_with("`DB` → **kvstore** 0.3.1"), "{md}");
-    assert!(md.contains("as `::db`"), "{md}");
+    assert!(md.starts_with("```rust\n#[DB::persist]\n```\n"), "{md}");
+    assert_eq!(hover["range"], range(pos(&text, "persist(", 0), 7));
 
-    // Definition: the #[proc_macro_attribute] fn in the provider's macro crate.
     let def = lsp.request(
         "textDocument/definition",
-        json!({ "textDocument": { "uri": uri(&file) }, "position": { "line": l + 3, "character": 8 } }),
+        json!({ "textDocument": { "uri": uri(&file) }, "position": { "line": at.0, "character": at.1 } }),
     );
     assert!(
         def["uri"]
@@ -437,9 +442,10 @@ fn completion_hover_and_definition_on_complete_and_half_typed_code() {
             .ends_with("providers/kvstore-macros/src/lib.rs"),
         "{def}"
     );
-    assert_eq!(def["range"]["start"], json!({ "line": 8, "character": 7 }));
+    // `pub fn persist` is line 9 of the macro crate.
+    assert_eq!(def["range"], range((8, 7), 7));
 
-    // Half-typed input: `#[DB::` and `#[DB::persist(rep` at the end of the buffer.
+    // A full-text change replaces the buffer: its answers are the new text's.
     let half = format!("{BUFFER}\n#[DB::");
     lsp.notify(
         "textDocument/didChange",
@@ -447,21 +453,46 @@ fn completion_hover_and_definition_on_complete_and_half_typed_code() {
     );
     let last = half.lines().count() as u32 - 1;
     assert_eq!(Lsp::labels(&lsp.completion(&file, last, 6)), ["persist"]);
-    let half = format!("{BUFFER}\n#[DB::persist(rep");
-    lsp.notify(
-        "textDocument/didChange",
-        json!({ "textDocument": { "uri": uri(&file), "version": 3 }, "contentChanges": [{ "text": half }] }),
+    assert!(lsp.diagnostics().is_empty());
+    lsp.shutdown();
+}
+
+/// A smoke session for a fix in another file: CELL0001's code action edits the crate's
+/// `Cargo.toml`, its range computed in that file.
+#[test]
+fn smoke_a_quick_fix_that_edits_cargo_toml() {
+    let Session {
+        _dir,
+        root,
+        file,
+        mut lsp,
+        ..
+    } = session("missing-dep", "app/src/lib.rs", None);
+    let diags = lsp.diagnostics();
+    assert_eq!(diags.len(), 1, "{diags:?}");
+    assert_eq!(diags[0]["code"], "CELL0001");
+    let actions = lsp.request(
+        "textDocument/codeAction",
+        json!({
+            "textDocument": { "uri": uri(&file) },
+            "range": diags[0]["range"],
+            "context": { "diagnostics": diags }
+        }),
     );
-    assert_eq!(Lsp::labels(&lsp.completion(&file, last, 17)), ["replicate"]);
-    // `Alias::` in expression position: function-like macros and API items.
-    let half = format!("{BUFFER}\nfn f() {{ DB:: }}");
-    lsp.notify(
-        "textDocument/didChange",
-        json!({ "textDocument": { "uri": uri(&file), "version": 4 }, "contentChanges": [{ "text": half }] }),
+    let action = &actions[0];
+    assert_eq!(
+        action["title"],
+        "Add `checks = { path = \"../../providers/checks\" }` to Cargo.toml"
+    );
+    let manifest_uri = uri(&root.join("app/Cargo.toml"));
+    let edit = &action["edit"]["changes"][&manifest_uri][0];
+    assert_eq!(
+        edit["newText"],
+        "\nchecks = { path = \"../../providers/checks\" }"
     );
     assert_eq!(
-        Lsp::labels(&lsp.completion(&file, last, 13)),
-        ["query!", "insert", "get", "Db", "Error"]
+        edit["range"]["start"],
+        json!({ "line": 5, "character": 14 })
     );
     lsp.shutdown();
 }
@@ -541,323 +572,6 @@ fn a_provider_edited_on_disk_shows_up_without_client_file_events() {
 }
 
 #[test]
-fn garbage_and_a_50k_line_buffer_still_get_correct_answers() {
-    let garbage =
-        "#[[[(((\"\u{0}\u{1F600} ]]] #[DB:: persist((( cell_remote!(= \" \n}}}{{{ \\\\ '\n"
-            .repeat(50);
-    let Session {
-        _dir,
-        file,
-        mut lsp,
-        ..
-    } = session("good", "src/lib.rs", Some(&garbage));
-    for line in [0u32, 1, 10, 49, 200] {
-        for character in [0u32, 3, 12, 30, 1000] {
-            let _ = lsp.completion(&file, line, character);
-        }
-    }
-    let mut big = String::from(BUFFER);
-    for i in 0..50_000 {
-        big.push_str(&format!("fn f{i}() {{}}\n"));
-    }
-    big.push_str("#[DB::");
-    lsp.notify(
-        "textDocument/didChange",
-        json!({ "textDocument": { "uri": uri(&file), "version": 2 }, "contentChanges": [{ "text": big }] }),
-    );
-    let last = big.lines().count() as u32 - 1;
-    assert_eq!(Lsp::labels(&lsp.completion(&file, last, 6)), ["persist"]);
-    lsp.shutdown();
-}
-
-#[test]
-fn diagnostics_for_an_unknown_macro_a_bad_value_and_a_stray_helper() {
-    let Session {
-        _dir,
-        file,
-        mut lsp,
-        ..
-    } = session("typos", "src/lib.rs", None);
-    let diags = lsp.diagnostics();
-    assert_eq!(
-        summary(&diags),
-        [
-            (json!("CELL0015"), 3, "`DB` (kvstore 0.3.1) exports no attribute macro `persit`".to_owned()),
-            (json!("CELL0014"), 8, "invalid value \"rafts\" for `replicate`: expected \"local\" | \"gossip\" | \"raft\"".to_owned()),
-            (
-                json!("CELL0011"),
-                15,
-                "`#[DB::key]` is a helper of `#[DB::persist]` and only works on a field of a struct marked with it".to_owned()
-            ),
-        ]
-    );
-    // The typo's fix becomes a code action.
-    let actions = lsp.request(
-        "textDocument/codeAction",
-        json!({
-            "textDocument": { "uri": uri(&file) },
-            "range": diags[0]["range"],
-            "context": { "diagnostics": [diags[0]] }
-        }),
-    );
-    assert_eq!(actions[0]["title"], "replace with `persist`");
-    lsp.shutdown();
-}
-
-/// Provider macros behind `cfg_attr`: the cfg is not evaluated (features are unknown), so each
-/// attribute it adds is treated as active — checked, completed and hovered like one written
-/// alone — and a helper under a parent behind `cfg_attr` is not a stray helper.
-const CFG_ATTR_BUFFER: &str = r#"use cell_sdk::cell_remote;
-
-cell_remote!(DB = "kvstore");
-
-#[cfg_attr(feature = "db", DB::persist(replicate = "rafts"))]
-pub struct User {
-    #[DB::key]
-    id: u64,
-    #[cfg_attr(feature = "db", DB::index)]
-    email: String,
-}
-
-#[cfg_attr(all(unix, feature = "db"), derive(Debug), cfg_attr(test, DB::persit))]
-pub struct Other;
-"#;
-
-#[test]
-fn provider_macros_inside_cfg_attr_are_checked_completed_and_hovered() {
-    let Session {
-        _dir,
-        file,
-        mut lsp,
-        ..
-    } = session("good", "src/lib.rs", Some(CFG_ATTR_BUFFER));
-    let diags = lsp.diagnostics();
-    // No CELL0011 on `#[DB::key]`: its parent is behind `cfg_attr`.
-    assert_eq!(
-        summary(&diags),
-        [
-            (
-                json!("CELL0014"),
-                4,
-                "invalid value \"rafts\" for `replicate`: expected \"local\" | \"gossip\" | \"raft\"".to_owned()
-            ),
-            (
-                json!("CELL0015"),
-                12,
-                "`DB` (kvstore 0.3.1) exports no attribute macro `persit`".to_owned()
-            ),
-        ]
-    );
-    let (l, c) = pos(CFG_ATTR_BUFFER, "DB::persit", 4);
-    assert_eq!(
-        diags[1]["range"],
-        json!({ "start": { "line": l, "character": c }, "end": { "line": l, "character": c + 6 } })
-    );
-    // Completion after `DB::` inside `cfg_attr`, on the item and on a field.
-    let (l, c) = pos(CFG_ATTR_BUFFER, "DB::persist(", 4);
-    assert_eq!(Lsp::labels(&lsp.completion(&file, l, c)), ["persist"]);
-    let (l, c) = pos(CFG_ATTR_BUFFER, "DB::index", 4);
-    let helpers = Lsp::labels(&lsp.completion(&file, l, c));
-    assert_eq!(helpers[..3], ["key", "index", "unique"]);
-    let (l, c) = pos(CFG_ATTR_BUFFER, "\"rafts\"", 2);
-    assert_eq!(Lsp::labels(&lsp.completion(&file, l, c)), ["raft"]);
-    // Hover on the macro inside `cfg_attr`.
-    let md = hover_md(&mut lsp, &file, pos(CFG_ATTR_BUFFER, "persist(", 2));
-    assert!(md.contains("**kvstore** 0.3.1"), "{md}");
-    assert!(
-        md.contains("Stores this struct in a kvstore table."),
-        "{md}"
-    );
-    // Half-typed, at the end of the buffer.
-    let half = format!("{CFG_ATTR_BUFFER}\n#[cfg_attr(feature = \"db\", DB::");
-    lsp.notify(
-        "textDocument/didChange",
-        json!({ "textDocument": { "uri": uri(&file), "version": 2 }, "contentChanges": [{ "text": half }] }),
-    );
-    let last = half.lines().count() as u32 - 1;
-    assert_eq!(Lsp::labels(&lsp.completion(&file, last, 31)), ["persist"]);
-    lsp.shutdown();
-}
-
-fn check(fx: &Path, target: &Path, args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cell-lsp"))
-        .args(args)
-        .current_dir(fx)
-        .env("CARGO_TARGET_DIR", target)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8(out.stdout).unwrap(),
-    )
-}
-
-/// `cell-lsp ARGS` in `dir` with `env` added: (exit code, stdout, stderr).
-fn check_env(
-    dir: &Path,
-    target: &Path,
-    args: &[&str],
-    env: &[(&str, &Path)],
-) -> (i32, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cell-lsp"));
-    cmd.args(args)
-        .current_dir(dir)
-        .env("CARGO_TARGET_DIR", target);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
-
-/// Adds `line` under `[dependencies]` of `manifest`; returns the original text.
-fn add_dependency(manifest: &Path, line: &str) -> String {
-    let text = std::fs::read_to_string(manifest).unwrap();
-    std::fs::write(
-        manifest,
-        text.replace("[dependencies]", &format!("[dependencies]\n{line}")),
-    )
-    .unwrap();
-    text
-}
-
-/// The three errors of the `typos` fixture, as `--check` summarises them.
-const TYPOS_SUMMARY: &str = "cell-lsp: 3 error(s), 0 warning(s)\n";
-
-#[test]
-fn check_fails_with_2_on_an_unresolvable_dependency_and_recovers_once_it_is_fixed() {
-    let (dir, fx) = fixtures();
-    let target = dir.path().join("t");
-    let manifest = fx.join("typos/Cargo.toml");
-    let original = add_dependency(&manifest, "no-such-crate-in-any-cache = \"1\"");
-    for run in 0..2 {
-        let (code, out, err) = check_env(&fx, &target, &["--check", "typos"], &[]);
-        assert_eq!(code, 2, "run {run}: {out}{err}");
-        assert!(!out.contains("no problems"), "{out}");
-        assert!(err.contains("incomplete check"), "{err}");
-        assert!(err.contains("no-such-crate-in-any-cache"), "{err}");
-    }
-    // Never saved as a snapshot: there is nothing to serve later.
-    assert!(!target.join("cell-macro-index").exists());
-    std::fs::write(&manifest, original).unwrap();
-    let (code, out, err) = check_env(&fx, &target, &["--check", "typos"], &[]);
-    assert_eq!(code, 1, "{out}{err}");
-    assert!(out.ends_with(TYPOS_SUMMARY), "{out}");
-}
-
-#[test]
-fn check_with_a_cold_registry_cache_fails_with_2_and_a_warm_run_is_not_served_the_cold_one() {
-    let (dir, fx) = fixtures();
-    let target = dir.path().join("t");
-    // A registry dependency this machine's cargo cache holds (the workspace uses serde), and a
-    // CARGO_HOME with nothing in it: a fresh CI runner before `cargo fetch`.
-    add_dependency(&fx.join("typos/Cargo.toml"), "serde = \"1\"");
-    let cold = dir.path().join("empty-cargo-home");
-    std::fs::create_dir_all(&cold).unwrap();
-    let (code, out, err) = check_env(
-        &fx,
-        &target,
-        &["--check", "typos"],
-        &[("CARGO_HOME", &cold)],
-    );
-    assert_eq!(code, 2, "{out}{err}");
-    assert!(err.contains("incomplete check"), "{err}");
-    assert!(err.contains("cargo fetch"), "{err}");
-    // Same manifest, same stamps, a warm cache: resolved afresh, so the typos are found.
-    let (code, out, err) = check_env(&fx, &target, &["--check", "typos"], &[]);
-    assert_eq!(code, 1, "{out}{err}");
-    assert!(out.ends_with(TYPOS_SUMMARY), "{out}");
-    // That complete index was saved: a later cold run is served it (it holds the whole graph).
-    let (code, out, err) = check_env(
-        &fx,
-        &target,
-        &["--check", "typos"],
-        &[("CARGO_HOME", &cold)],
-    );
-    assert!(out.ends_with(TYPOS_SUMMARY), "{out}");
-    assert_eq!(code, 1, "{err}");
-}
-
-#[test]
-fn an_unfinished_attribute_does_not_hide_the_rest_of_the_file_from_check() {
-    let (dir, fx) = fixtures();
-    let lib = fx.join("typos/src/lib.rs");
-    let text = std::fs::read_to_string(&lib).unwrap();
-    // Before the misspelt `#[DB::persit]`: proc-macro2 cannot lex this file at all.
-    std::fs::write(
-        &lib,
-        text.replace("#[DB::persit]", "#[DB::\n\n#[DB::persit]"),
-    )
-    .unwrap();
-    let (code, out, err) = check_env(&fx, &dir.path().join("t"), &["--check", "typos"], &[]);
-    assert_eq!(code, 1, "{out}{err}");
-    assert!(out.contains("error: syntax error"), "{out}");
-    assert!(out.contains("--> src/lib.rs:4:"), "{out}");
-    assert!(out.contains("`persit`"), "{out}");
-    assert!(out.contains("CELL0014"), "{out}");
-    assert!(
-        out.ends_with("cell-lsp: 4 error(s), 0 warning(s)\n"),
-        "{out}"
-    );
-}
-
-#[test]
-fn check_names_the_real_cause_when_a_path_cannot_be_read() {
-    let (dir, fx) = fixtures();
-    let target = dir.path().join("t");
-    // A path through a file: ENOTDIR, also for root.
-    let (code, out, err) = check_env(&fx, &target, &["--check", "good/Cargo.toml/sub"], &[]);
-    assert_eq!(code, 2, "{out}{err}");
-    assert!(err.contains("Not a directory"), "{err}");
-    assert!(!err.contains("no Cargo.toml"), "{err}");
-    // A manifest that is a symlink loop: ELOOP, also for root.
-    let looped = fx.join("looped");
-    std::fs::create_dir_all(&looped).unwrap();
-    std::os::unix::fs::symlink("Cargo.toml", looped.join("Cargo.toml")).unwrap();
-    let (code, out, err) = check_env(&fx, &target, &["--check", "looped"], &[]);
-    assert_eq!(code, 2, "{out}{err}");
-    assert!(err.contains("symbolic links"), "{err}");
-    assert!(!err.contains("no Cargo.toml"), "{err}");
-    // A source file that cannot be read (a symlink loop, for root too) is no clean check.
-    let looping = fx.join("good/src/looping.rs");
-    std::os::unix::fs::symlink("looping.rs", &looping).unwrap();
-    let (code, out, err) = check_env(&fx, &target, &["--check", "good"], &[]);
-    assert_eq!(code, 2, "{out}{err}");
-    assert!(!out.contains("no problems"), "{out}");
-    assert!(err.contains("cannot read 1 source file"), "{err}");
-    assert!(
-        err.contains("looping.rs: Too many levels of symbolic links"),
-        "{err}"
-    );
-    std::fs::remove_file(&looping).unwrap();
-    // What does not exist is still "no Cargo.toml".
-    let (code, _, err) = check_env(&fx, &target, &["--check", "no-such-dir"], &[]);
-    assert_eq!(code, 2);
-    assert!(err.contains("no Cargo.toml"), "{err}");
-    // A directory without permissions: EACCES, unless this process may read anything.
-    use std::os::unix::fs::PermissionsExt;
-    let locked = fx.join("good");
-    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
-    let privileged = std::fs::read_dir(&locked).is_ok();
-    let (code, out, err) = check_env(&fx, &target, &["--check", "good"], &[]);
-    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
-    if privileged {
-        eprintln!(
-            "skipped the permission-denied assertion: this process reads a mode-000 directory \
-             (root or CAP_DAC_OVERRIDE); the ENOTDIR and ELOOP cases above cover the same path"
-        );
-    } else {
-        assert_eq!(code, 2, "{out}{err}");
-        assert!(err.contains("Permission denied"), "{err}");
-        assert!(!err.contains("no Cargo.toml"), "{err}");
-    }
-}
-
-#[test]
 fn the_editor_is_told_when_the_index_is_degraded() {
     let (dir, fx) = fixtures();
     let root = fx.join("typos");
@@ -931,42 +645,6 @@ fn a_broken_content_length_header_ends_the_server_with_an_error() {
 }
 
 #[test]
-fn logs_follow_rust_log_then_cell_lsp_log_without_colours_in_a_pipe() {
-    let (dir, fx) = fixtures();
-    let target = dir.path().join("t");
-    let manifest = fx.join("typos/Cargo.toml");
-    add_dependency(&manifest, "no-such-crate-in-any-cache = \"1\"");
-    let none: &[(&str, &Path)] = &[];
-    let run = |env: &[(&str, &Path)]| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cell-lsp"));
-        cmd.args(["--check", "typos"])
-            .current_dir(&fx)
-            .env("CARGO_TARGET_DIR", &target)
-            .env_remove("RUST_LOG")
-            .env_remove("CELL_LSP_LOG");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        String::from_utf8(cmd.output().unwrap().stderr).unwrap()
-    };
-    // The fallback to `--no-deps` is logged at info: not shown by default (the check's own
-    // error says it), shown with RUST_LOG, and without escape codes in a pipe.
-    let default = run(none);
-    assert!(!default.contains("retrying with --no-deps"), "{default}");
-    assert!(default.contains("incomplete check"), "{default}");
-    let info = Path::new("info");
-    let shown = run(&[("RUST_LOG", info)]);
-    assert!(shown.contains(" INFO "), "{shown}");
-    assert!(shown.contains("retrying with --no-deps"), "{shown}");
-    assert!(!shown.contains("\x1b["), "{shown}");
-    let shown = run(&[("CELL_LSP_LOG", info)]);
-    assert!(shown.contains("retrying with --no-deps"), "{shown}");
-    // RUST_LOG wins over the old name.
-    let both = run(&[("RUST_LOG", Path::new("warn")), ("CELL_LSP_LOG", info)]);
-    assert!(!both.contains("retrying with --no-deps"), "{both}");
-}
-
-#[test]
 fn exit_without_shutdown_exits_1() {
     let (dir, fx) = fixtures();
     let mut lsp = Lsp::start(&fx.join("good"), &dir.path().join("target"));
@@ -974,525 +652,16 @@ fn exit_without_shutdown_exits_1() {
     assert_eq!(lsp.wait_exit(), Some(1));
 }
 
+/// `initializationOptions.rustAnalyzer` (what the VS Code extension sends when the
+/// rust-analyzer extension is active) reaches the analysis: the argument error the macro reports
+/// in its expansion (CELL0014 on `"rafts"`) and the macro names after `#[DB::` are left out.
+/// What is left out where: `src/analysis/tests.rs`.
 #[test]
-fn check_prints_rustc_style_output_and_exits_1_on_errors() {
-    let (dir, fx) = fixtures();
-    let (code, out) = check(&fx, &dir.path().join("t"), &["--check", "unknown-cell"]);
-    assert_eq!(code, 1);
-    assert_eq!(
-        out,
-        r#"error[CELL0001]: unknown cell `kvstor`: no dependency of this crate is the package `kvstor`
- --> src/lib.rs:2:29
-  |
-2 | cell_sdk::cell_remote!(DB = "kvstor");
-  |                             ^^^^^^^^
-  |
-  = help: did you mean "kvstore"?
-  = help: providers this crate depends on: `kvstore` 0.3.1
-cell-lsp: 1 error(s), 0 warning(s)
-"#
-    );
-}
-
-#[test]
-fn check_json_is_cargo_compatible() {
-    let (dir, fx) = fixtures();
-    let (code, out) = check(
-        &fx,
-        &dir.path().join("t"),
-        &["--check", "typos", "--message-format", "json"],
-    );
-    assert_eq!(code, 1);
-    let lines: Vec<Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(lines.len(), 4);
-    assert_eq!(lines[0]["reason"], "compiler-message");
-    assert_eq!(lines[0]["message"]["level"], "error");
-    assert_eq!(lines[0]["message"]["spans"][0]["line_start"], 4);
-    assert_eq!(lines[0]["message"]["spans"][0]["column_start"], 7);
-    assert_eq!(
-        lines[0]["message"]["spans"][0]["suggested_replacement"],
-        "persist"
-    );
-    assert_eq!(lines[1]["message"]["code"]["code"], "CELL0014");
-    assert!(
-        lines[1]["message"]["rendered"]
-            .as_str()
-            .unwrap()
-            .starts_with("error[CELL0014]")
-    );
-    assert_eq!(
-        lines[3],
-        json!({ "reason": "build-finished", "success": false })
-    );
-}
-
-#[test]
-fn check_exit_codes_for_clean_and_unusable_input() {
-    let (dir, fx) = fixtures();
-    let (code, out) = check(&fx, &dir.path().join("t"), &["--check", "good"]);
-    assert_eq!((code, out.as_str()), (0, "cell-lsp: no problems\n"));
-    let (code, _) = check(&fx, &dir.path().join("t"), &["--check", "no-such-dir"]);
-    assert_eq!(code, 2);
-    let (code, _) = check(&fx, &dir.path().join("t"), &["--no-such-flag"]);
-    assert_eq!(code, 2);
-    let (code, out) = check(&fx, &dir.path().join("t"), &["--version"]);
-    assert_eq!(
-        (code, out.as_str()),
-        (0, concat!("cell-lsp ", env!("CARGO_PKG_VERSION"), "\n"))
-    );
-}
-
-#[test]
-fn index_subcommand_prints_json() {
-    let (dir, fx) = fixtures();
-    let (code, out) = check(
-        &fx,
-        &dir.path().join("t"),
-        &["index", "two-versions", "--json"],
-    );
-    assert_eq!(code, 0);
-    let index: Value = serde_json::from_str(&out).unwrap();
-    let versions: Vec<&str> = index["providers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["version"].as_str().unwrap())
-        .collect();
-    assert_eq!(versions, ["0.3.1", "0.4.0"]);
-    // The summary: counts for the graph, names for what uses Cell.
-    assert_eq!(index["status"], "complete");
-    assert!(index["packages"].is_u64(), "{index}");
-    let exports: Vec<&str> = index["providers"][0]["exports"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["name"].as_str().unwrap())
-        .collect();
-    assert!(exports.contains(&"persist"), "{exports:?}");
-    assert!(index.get("input_stamps").is_none());
-
-    // `--full`: the whole index, every package of the graph.
-    let (code, full) = check(
-        &fx,
-        &dir.path().join("t"),
-        &["index", "two-versions", "--json", "--full"],
-    );
-    assert_eq!(code, 0);
-    let full: Value = serde_json::from_str(&full).unwrap();
-    assert_eq!(
-        full["packages"].as_array().unwrap().len() as u64,
-        index["packages"].as_u64().unwrap()
-    );
-    assert!(full.get("input_stamps").is_some());
-    assert!(out.len() < full.to_string().len());
-
-    // `--full` means nothing without `--json`: a usage error, and `--help` says what it does.
-    let (code, _) = check(
-        &fx,
-        &dir.path().join("t"),
-        &["index", "two-versions", "--full"],
-    );
-    assert_eq!(code, 2);
-    let (code, help) = check(&fx, &dir.path().join("t"), &["index", "--help"]);
-    assert_eq!(code, 0);
-    assert!(help.contains("--full"), "{help}");
-}
-
-#[test]
-fn unknown_cell_offers_to_add_the_dependency_to_cargo_toml() {
-    let Session {
-        _dir,
-        root,
-        file,
-        mut lsp,
-        ..
-    } = session("missing-dep", "app/src/lib.rs", None);
-    let diags = lsp.diagnostics();
-    assert_eq!(diags.len(), 1, "{diags:?}");
-    assert_eq!(diags[0]["code"], "CELL0001");
-    let actions = lsp.request(
-        "textDocument/codeAction",
-        json!({
-            "textDocument": { "uri": uri(&file) },
-            "range": diags[0]["range"],
-            "context": { "diagnostics": diags }
-        }),
-    );
-    let action = &actions[0];
-    assert_eq!(
-        action["title"],
-        "Add `checks = { path = \"../../providers/checks\" }` to Cargo.toml"
-    );
-    let manifest_uri = uri(&root.join("app/Cargo.toml"));
-    let edit = &action["edit"]["changes"][&manifest_uri][0];
-    assert_eq!(
-        edit["newText"],
-        "\nchecks = { path = \"../../providers/checks\" }"
-    );
-    assert_eq!(
-        edit["range"]["start"],
-        json!({ "line": 5, "character": 14 })
-    );
-    lsp.shutdown();
-}
-
-#[test]
-fn check_on_this_repository_reports_nothing_false() {
-    // Every `cell_remote!` consumer of this repository (examples, integration tests) is valid
-    // code that compiles: --check must find no problem in it.
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (code, out) = check(repo, dir.path(), &["--check", "."]);
-    assert_eq!((code, out.as_str()), (0, "cell-lsp: no problems\n"));
-}
-
-/// (code, 0-based line, first line of the message) of each diagnostic.
-fn summary(diags: &[Value]) -> Vec<(Value, u64, String)> {
-    diags
-        .iter()
-        .map(|d| {
-            (
-                d["code"].clone(),
-                d["range"]["start"]["line"].as_u64().unwrap(),
-                d["message"]
-                    .as_str()
-                    .unwrap()
-                    .lines()
-                    .next()
-                    .unwrap()
-                    .to_owned(),
-            )
-        })
-        .collect()
-}
-
-fn hover_md(lsp: &mut Lsp, file: &Path, (line, character): (u32, u32)) -> String {
-    let hover = lsp.request(
-        "textDocument/hover",
-        json!({ "textDocument": { "uri": uri(file) }, "position": { "line": line, "character": character } }),
-    );
-    hover["contents"]["value"].as_str().unwrap_or("").to_owned()
-}
-
-#[test]
-fn helper_arguments_are_checked_against_their_declared_schema() {
-    let Session {
-        _dir,
-        file,
-        text,
-        mut lsp,
-        ..
-    } = session("helper-args", "src/lib.rs", None);
-    let diags = lsp.diagnostics();
-    // `range(1..=100)` and `length(min = 2, max = 32)` are valid: nothing on lines 6 and 8.
-    assert_eq!(
-        summary(&diags),
-        [
-            (
-                json!("CELL0014"),
-                10,
-                "`#[Val::length]` has no argument `mim`".to_owned()
-            ),
-            (
-                json!("CELL0014"),
-                12,
-                "invalid value \"long\" for `max`: expected int".to_owned()
-            ),
-            (
-                json!("CELL0014"),
-                14,
-                "`#[Val::range]` needs a positional argument (expr)".to_owned()
-            ),
-            (
-                json!("CELL0014"),
-                16,
-                "`#[Val::length]` takes no positional arguments".to_owned()
-            ),
-            (
-                json!("CELL0015"),
-                23,
-                "`DB` (kvstore 0.3.1) exports no derive macro `Tabel`".to_owned()
-            ),
-        ]
-    );
-    // The span is the argument's name, and its fix a code action.
-    let (l, c) = pos(&text, "mim = 2", 0);
-    assert_eq!(
-        diags[0]["range"],
-        json!({ "start": { "line": l, "character": c }, "end": { "line": l, "character": c + 3 } })
-    );
-    let actions = lsp.request(
-        "textDocument/codeAction",
-        json!({
-            "textDocument": { "uri": uri(&file) },
-            "range": diags[0]["range"],
-            "context": { "diagnostics": [diags[0]] }
-        }),
-    );
-    assert_eq!(actions[0]["title"], "replace with `min`");
-
-    // Completion inside a helper's parentheses: its declared argument names, minus those
-    // written elsewhere in the attribute; on a field, the helper's signature in the detail.
-    let (l, c) = pos(&text, "mim = 2", 0);
-    assert_eq!(Lsp::labels(&lsp.completion(&file, l, c)), ["min", "max"]);
-    let (l, c) = pos(&text, "mim = 2", 2);
-    assert_eq!(Lsp::labels(&lsp.completion(&file, l, c)), ["min"]);
-    let (l, c) = pos(&text, "max = \"long\"", 0);
-    assert_eq!(Lsp::labels(&lsp.completion(&file, l, c)), ["min"]);
-    let (l, c) = pos(&text, "#[Val::range(1", 7);
-    let items = lsp.completion(&file, l, c);
-    let length = items.iter().find(|i| i["label"] == "length").unwrap();
-    assert!(
-        length["detail"]
-            .as_str()
-            .unwrap()
-            .starts_with("length(min: int?, max: int?) — helper of #[Val::schema]"),
-        "{length}"
-    );
-    // Hover on a helper lists its arguments.
-    let md = hover_md(&mut lsp, &file, pos(&text, "length(min", 2));
-    assert!(md.contains("helper attribute of `#[Val::schema]`"), "{md}");
-    assert!(md.contains("- `min`: int?"), "{md}");
-    lsp.shutdown();
-}
-
-/// Helpers of a function attribute (`#[Metrics::label]` on a parameter of `#[Metrics::track]`
-/// fn) and helpers in every position: what the provider macro says, cell-lsp says (issue 15).
-#[test]
-fn helpers_on_parameters_variants_and_methods_and_under_other_aliases() {
-    let Session {
-        _dir,
-        file,
-        text,
-        mut lsp,
-        ..
-    } = session("metrics-app", "src/lib.rs", None);
-    let diags = lsp.diagnostics();
-    assert_eq!(
-        summary(&diags),
-        [
-            (
-                json!("CELL0011"),
-                8,
-                "`#[Metrics::label]` is a helper of `#[Metrics::track]` and only works on a parameter of a function marked with it".to_owned()
-            ),
-            (
-                json!("CELL0011"),
-                11,
-                "`label` is a helper of `Metrics::track`, but it is written under `M2`, another alias: write `#[Metrics::label]`".to_owned()
-            ),
-            (
-                json!("CELL0011"),
-                14,
-                "`label` is a helper of `Metrics::track`, but it is written under `DB`, another alias: write `#[Metrics::label]`".to_owned()
-            ),
-            (
-                json!("CELL0015"),
-                16,
-                "`Metrics` (metrics 0.1.0) exports no attribute macro `trak`".to_owned()
-            ),
-            (
-                json!("CELL0015"),
-                19,
-                "`DB` (kvstore 0.3.1) exports no attribute macro `frob`".to_owned()
-            ),
-            (
-                json!("CELL0011"),
-                32,
-                "`#[DB::key]` is a helper of `#[DB::persist]` and only works on a method of an `impl` marked with it".to_owned()
-            ),
-        ]
-    );
-    // Under another alias: at the alias, as the provider macro reports it, with a fix.
-    let (l, c) = pos(&text, "M2::label", 0);
-    assert_eq!(
-        diags[1]["range"],
-        json!({ "start": { "line": l, "character": c }, "end": { "line": l, "character": c + 2 } })
-    );
-    let actions = lsp.request(
-        "textDocument/codeAction",
-        json!({
-            "textDocument": { "uri": uri(&file) },
-            "range": diags[1]["range"],
-            "context": { "diagnostics": [diags[1]] }
-        }),
-    );
-    assert_eq!(actions[0]["title"], "write `Metrics`");
-    // The export list names each helper once.
-    let frob = diags[4]["message"].as_str().unwrap();
-    assert!(
-        frob.contains("help: `DB` exports: persist, key, index, unique, column\n"),
-        "{frob}"
-    );
-    // Completion on a parameter of a `track` function offers its helper.
-    let (l, c) = pos(&text, "#[Metrics::label] user: u64) {}\n\npub fn stray", 12);
-    assert_eq!(Lsp::labels(&lsp.completion(&file, l, c)), ["label"]);
-    lsp.shutdown();
-}
-
-#[test]
-fn an_alias_defined_in_a_module_or_twice_is_not_judged_by_one_of_its_calls() {
-    // The crate root of `helper-args` defines `DB` (kvstore) and `Val` (checks).
-    let text = "mod a {\n    cell_sdk::cell_remote!(DB = \"checks\");\n    #[DB::schema]\n    pub struct S;\n}\n\
-        #[DB::persist]\npub struct T;\n\
-        mod b {\n    cell_sdk::cell_remote!(X = \"checks\");\n    #[X::schema]\n    pub struct S;\n}\n\
-        mod c {\n    cell_sdk::cell_remote!(X = \"kvstore\");\n    #[X::persist]\n    pub struct T;\n}\n\
-        cell_sdk::cell_remote!(V2 = \"checks\");\n#[V2::shema]\npub struct U;\n";
-    // On disk before the server starts, as a module file of the crate would be.
-    let (dir, fx) = fixtures();
-    let root = fx.join("helper-args");
-    let file = root.join("src/other.rs");
-    std::fs::write(&file, text).unwrap();
-    let mut lsp = Lsp::start(&root, &dir.path().join("target"));
-    lsp.open(&file, text);
-    let diags = lsp.diagnostics();
-    // Only the typo under the alias defined once, at the top level.
-    assert_eq!(
-        summary(&diags),
-        [(
-            json!("CELL0015"),
-            18,
-            "`V2` (checks 1.2.0) exports no attribute macro `shema`".to_owned()
-        )]
-    );
-    lsp.shutdown();
-}
-
-#[test]
-fn derive_completion_hover_and_definition() {
-    let Session {
-        _dir,
-        file,
-        text,
-        mut lsp,
-        ..
-    } = session("helper-args", "src/lib.rs", None);
-    // `#[derive(Clone, DB::Ta|ble)]`: the provider's derive macros only.
-    let (l, c) = pos(&text, "DB::Table", 6);
-    let items = lsp.completion(&file, l, c);
-    assert_eq!(Lsp::labels(&items), ["Table"]);
-    assert_eq!(items[0]["detail"], "derive — kvstore 0.3.1");
-    assert_eq!(
-        items[0]["documentation"]["value"],
-        "Derives table metadata."
-    );
-    // Half-typed at the end of the buffer.
-    let half = format!("{text}\n#[derive(Debug, DB::");
-    lsp.notify(
-        "textDocument/didChange",
-        json!({ "textDocument": { "uri": uri(&file), "version": 2 }, "contentChanges": [{ "text": half }] }),
-    );
-    let last = half.lines().count() as u32 - 1;
-    assert_eq!(Lsp::labels(&lsp.completion(&file, last, 20)), ["Table"]);
-    // Hover and definition on `Table`.
-    let at = pos(&text, "DB::Table", 5);
-    let md = hover_md(&mut lsp, &file, at);
-    assert!(
-        md.starts_with("```rust\n#[derive(DB::Table)]\n```\nderive macro from **kvstore** 0.3.1"),
-        "{md}"
-    );
-    assert!(md.contains("Derives table metadata."), "{md}");
-    let def = lsp.request(
-        "textDocument/definition",
-        json!({ "textDocument": { "uri": uri(&file) }, "position": { "line": at.0, "character": at.1 } }),
-    );
-    assert!(
-        def["uri"]
-            .as_str()
-            .unwrap()
-            .ends_with("providers/kvstore-macros/src/lib.rs"),
-        "{def}"
-    );
-    // `#[proc_macro_derive(Table, …)]` is line 26 of the macro crate: the derive's name.
-    assert_eq!(
-        def["range"]["start"],
-        json!({ "line": 25, "character": 20 })
-    );
-    lsp.shutdown();
-}
-
-/// Kills the child when dropped, also when the test fails (a watcher never exits by itself).
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-#[test]
-fn index_watch_prints_the_index_again_after_a_provider_edit() {
-    let (dir, fx) = fixtures();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cell-lsp"))
-        .args(["index", "good", "--watch"])
-        .current_dir(&fx)
-        .env("CARGO_TARGET_DIR", dir.path().join("t"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let _child = KillOnDrop(child);
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    // Lines until `want` is seen (a generous timeout: the machine may be busy).
-    let wait_for = |want: &str| {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) if line == want => return seen,
-                Ok(line) => seen.push(line),
-                Err(_) => panic!("never printed {want:?}; printed: {seen:#?}"),
-            }
-        }
-    };
-    let first = wait_for("  attribute persist");
-    assert!(
-        first
-            .iter()
-            .any(|l| l.starts_with("provider kvstore 0.3.1")),
-        "{first:?}"
-    );
-    // An editor-style atomic save adding an attribute macro to the provider's declaration.
-    let lib = fx.join("providers/kvstore/src/lib.rs");
-    let text = std::fs::read_to_string(&lib).unwrap();
-    let tmp = lib.with_extension("rs.tmp");
-    std::fs::write(
-        &tmp,
-        text.replace(
-            "    function query {}",
-            "    attribute archive {}\n    function query {}",
-        ),
-    )
-    .unwrap();
-    std::fs::rename(&tmp, &lib).unwrap();
-    wait_for("  attribute archive");
-}
-
-/// With `initializationOptions.rustAnalyzer` (what the VS Code extension sends when the
-/// rust-analyzer extension is active), the server leaves out what rust-analyzer gives itself:
-/// macro names after `#[DB::`, API items after `DB::`, and the argument errors the macro reports
-/// in its expansion. What only cell-lsp gives stays (see `analysis/tests.rs` for each case).
-#[test]
-fn beside_rust_analyzer_each_answer_is_given_once() {
+fn the_rust_analyzer_option_leaves_out_what_rust_analyzer_gives() {
     let (dir, fx) = fixtures();
     let root = fx.join("typos");
     let file = root.join("src/lib.rs");
     let text = std::fs::read_to_string(&file).unwrap();
-    let text = format!("{text}\npub fn f() {{ DB:: }}\n");
     let mut lsp = Lsp::start_full(
         &root,
         &dir.path().join("target"),
@@ -1501,39 +670,12 @@ fn beside_rust_analyzer_each_answer_is_given_once() {
     );
     lsp.open(&file, &text);
     let diags = lsp.diagnostics();
-    assert_eq!(
-        summary(&diags),
-        [
-            (json!("CELL0015"), 3, "`DB` (kvstore 0.3.1) exports no attribute macro `persit`".to_owned()),
-            (
-                json!("CELL0011"),
-                15,
-                "`#[DB::key]` is a helper of `#[DB::persist]` and only works on a field of a struct marked with it".to_owned()
-            ),
-        ]
-    );
-    // `#[DB::` on an item: persist is rust-analyzer's; on a field of B: the helpers that are
-    // not items of `DB`; after `DB::` in code: nothing of ours.
+    let codes: Vec<&str> = diags.iter().filter_map(|d| d["code"].as_str()).collect();
+    assert_eq!(codes, ["CELL0015", "CELL0011"], "{diags:?}");
     let (l, c) = pos(&text, "#[DB::persist(", 6);
     assert_eq!(
         Lsp::labels(&lsp.completion(&file, l, c)),
         Vec::<String>::new()
-    );
-    let (l, c) = pos(&text, "#[DB::key]\n    id: u64,\n}\n\npub struct C", 6);
-    assert_eq!(
-        Lsp::labels(&lsp.completion(&file, l, c)),
-        ["index", "unique"]
-    );
-    let (l, c) = pos(&text, "DB:: }", 4);
-    assert_eq!(
-        Lsp::labels(&lsp.completion(&file, l, c)),
-        Vec::<String>::new()
-    );
-    // Argument values stay.
-    let (l, c) = pos(&text, "rafts", 0);
-    assert_eq!(
-        Lsp::labels(&lsp.completion(&file, l, c)),
-        ["local", "gossip", "raft"]
     );
     lsp.shutdown();
 }
@@ -1728,6 +870,293 @@ fn beside_the_real_rust_analyzer_each_completion_and_diagnostic_appears_once() {
     ra.shutdown();
 }
 
+// The command line: `--check`, `index`, logs.
+
+fn check(fx: &Path, target: &Path, args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cell-lsp"))
+        .args(args)
+        .current_dir(fx)
+        .env("CARGO_TARGET_DIR", target)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+    )
+}
+
+/// `cell-lsp ARGS` in `dir` with `env` added: (exit code, stdout, stderr).
+fn check_env(
+    dir: &Path,
+    target: &Path,
+    args: &[&str],
+    env: &[(&str, &Path)],
+) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cell-lsp"));
+    cmd.args(args)
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", target);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// Adds `line` under `[dependencies]` of `manifest`; returns the original text.
+fn add_dependency(manifest: &Path, line: &str) -> String {
+    let text = std::fs::read_to_string(manifest).unwrap();
+    std::fs::write(
+        manifest,
+        text.replace("[dependencies]", &format!("[dependencies]\n{line}")),
+    )
+    .unwrap();
+    text
+}
+
+/// The three errors of the `typos` fixture, as `--check` summarises them.
+const TYPOS_SUMMARY: &str = "cell-lsp: 3 error(s), 0 warning(s)\n";
+
+#[test]
+fn check_prints_rustc_style_output_and_exits_1_on_errors() {
+    let (dir, fx) = fixtures();
+    let (code, out) = check(&fx, &dir.path().join("t"), &["--check", "unknown-cell"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        out,
+        r#"error[CELL0001]: unknown cell `kvstor`: no dependency of this crate is the package `kvstor`
+ --> src/lib.rs:2:29
+  |
+2 | cell_sdk::cell_remote!(DB = "kvstor");
+  |                             ^^^^^^^^
+  |
+  = help: did you mean "kvstore"?
+  = help: providers this crate depends on: `kvstore` 0.3.1
+cell-lsp: 1 error(s), 0 warning(s)
+"#
+    );
+}
+
+#[test]
+fn check_json_is_cargo_compatible() {
+    let (dir, fx) = fixtures();
+    let (code, out) = check(
+        &fx,
+        &dir.path().join("t"),
+        &["--check", "typos", "--message-format", "json"],
+    );
+    assert_eq!(code, 1);
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[0]["reason"], "compiler-message");
+    assert_eq!(lines[0]["message"]["level"], "error");
+    assert_eq!(lines[0]["message"]["spans"][0]["line_start"], 4);
+    assert_eq!(lines[0]["message"]["spans"][0]["column_start"], 7);
+    assert_eq!(
+        lines[0]["message"]["spans"][0]["suggested_replacement"],
+        "persist"
+    );
+    assert_eq!(lines[1]["message"]["code"]["code"], "CELL0014");
+    assert!(
+        lines[1]["message"]["rendered"]
+            .as_str()
+            .unwrap()
+            .starts_with("error[CELL0014]")
+    );
+    assert_eq!(
+        lines[3],
+        json!({ "reason": "build-finished", "success": false })
+    );
+}
+
+#[test]
+fn check_exit_codes_for_clean_and_unusable_input() {
+    let (dir, fx) = fixtures();
+    let (code, out) = check(&fx, &dir.path().join("t"), &["--check", "good"]);
+    assert_eq!((code, out.as_str()), (0, "cell-lsp: no problems\n"));
+    let (code, _) = check(&fx, &dir.path().join("t"), &["--check", "no-such-dir"]);
+    assert_eq!(code, 2);
+    let (code, _) = check(&fx, &dir.path().join("t"), &["--no-such-flag"]);
+    assert_eq!(code, 2);
+    let (code, out) = check(&fx, &dir.path().join("t"), &["--version"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, concat!("cell-lsp ", env!("CARGO_PKG_VERSION"), "\n"))
+    );
+}
+
+#[test]
+fn check_fails_with_2_on_an_unresolvable_dependency_and_recovers_once_it_is_fixed() {
+    let (dir, fx) = fixtures();
+    let target = dir.path().join("t");
+    let manifest = fx.join("typos/Cargo.toml");
+    let original = add_dependency(&manifest, "no-such-crate-in-any-cache = \"1\"");
+    for run in 0..2 {
+        let (code, out, err) = check_env(&fx, &target, &["--check", "typos"], &[]);
+        assert_eq!(code, 2, "run {run}: {out}{err}");
+        assert!(!out.contains("no problems"), "{out}");
+        assert!(err.contains("incomplete check"), "{err}");
+        assert!(err.contains("no-such-crate-in-any-cache"), "{err}");
+    }
+    // Never saved as a snapshot: there is nothing to serve later.
+    assert!(!target.join("cell-macro-index").exists());
+    std::fs::write(&manifest, original).unwrap();
+    let (code, out, err) = check_env(&fx, &target, &["--check", "typos"], &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.ends_with(TYPOS_SUMMARY), "{out}");
+}
+
+#[test]
+fn check_with_a_cold_registry_cache_fails_with_2_and_a_warm_run_is_not_served_the_cold_one() {
+    let (dir, fx) = fixtures();
+    let target = dir.path().join("t");
+    // A registry dependency this machine's cargo cache holds (the workspace uses serde), and a
+    // CARGO_HOME with nothing in it: a fresh CI runner before `cargo fetch`.
+    add_dependency(&fx.join("typos/Cargo.toml"), "serde = \"1\"");
+    let cold = dir.path().join("empty-cargo-home");
+    std::fs::create_dir_all(&cold).unwrap();
+    let (code, out, err) = check_env(
+        &fx,
+        &target,
+        &["--check", "typos"],
+        &[("CARGO_HOME", &cold)],
+    );
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("incomplete check"), "{err}");
+    assert!(err.contains("cargo fetch"), "{err}");
+    // Same manifest, same stamps, a warm cache: resolved afresh, so the typos are found.
+    let (code, out, err) = check_env(&fx, &target, &["--check", "typos"], &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.ends_with(TYPOS_SUMMARY), "{out}");
+    // That complete index was saved: a later cold run is served it (it holds the whole graph).
+    let (code, out, err) = check_env(
+        &fx,
+        &target,
+        &["--check", "typos"],
+        &[("CARGO_HOME", &cold)],
+    );
+    assert!(out.ends_with(TYPOS_SUMMARY), "{out}");
+    assert_eq!(code, 1, "{err}");
+}
+
+#[test]
+fn an_unfinished_attribute_does_not_hide_the_rest_of_the_file_from_check() {
+    let (dir, fx) = fixtures();
+    let lib = fx.join("typos/src/lib.rs");
+    let text = std::fs::read_to_string(&lib).unwrap();
+    // Before the misspelt `#[DB::persit]`: proc-macro2 cannot lex this file at all.
+    std::fs::write(
+        &lib,
+        text.replace("#[DB::persit]", "#[DB::\n\n#[DB::persit]"),
+    )
+    .unwrap();
+    let (code, out, err) = check_env(&fx, &dir.path().join("t"), &["--check", "typos"], &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("error: syntax error"), "{out}");
+    assert!(out.contains("--> src/lib.rs:4:"), "{out}");
+    assert!(out.contains("`persit`"), "{out}");
+    assert!(out.contains("CELL0014"), "{out}");
+    assert!(
+        out.ends_with("cell-lsp: 4 error(s), 0 warning(s)\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_names_the_real_cause_when_a_path_cannot_be_read() {
+    let (dir, fx) = fixtures();
+    let target = dir.path().join("t");
+    // A path through a file: ENOTDIR, also for root.
+    let (code, out, err) = check_env(&fx, &target, &["--check", "good/Cargo.toml/sub"], &[]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("Not a directory"), "{err}");
+    assert!(!err.contains("no Cargo.toml"), "{err}");
+    // A manifest that is a symlink loop: ELOOP, also for root.
+    let looped = fx.join("looped");
+    std::fs::create_dir_all(&looped).unwrap();
+    std::os::unix::fs::symlink("Cargo.toml", looped.join("Cargo.toml")).unwrap();
+    let (code, out, err) = check_env(&fx, &target, &["--check", "looped"], &[]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("symbolic links"), "{err}");
+    assert!(!err.contains("no Cargo.toml"), "{err}");
+    // A source file that cannot be read (a symlink loop, for root too) is no clean check.
+    let looping = fx.join("good/src/looping.rs");
+    std::os::unix::fs::symlink("looping.rs", &looping).unwrap();
+    let (code, out, err) = check_env(&fx, &target, &["--check", "good"], &[]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(!out.contains("no problems"), "{out}");
+    assert!(err.contains("cannot read 1 source file"), "{err}");
+    assert!(
+        err.contains("looping.rs: Too many levels of symbolic links"),
+        "{err}"
+    );
+    std::fs::remove_file(&looping).unwrap();
+    // What does not exist is still "no Cargo.toml".
+    let (code, _, err) = check_env(&fx, &target, &["--check", "no-such-dir"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no Cargo.toml"), "{err}");
+    // A directory without permissions: EACCES, unless this process may read anything.
+    use std::os::unix::fs::PermissionsExt;
+    let locked = fx.join("good");
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let privileged = std::fs::read_dir(&locked).is_ok();
+    let (code, out, err) = check_env(&fx, &target, &["--check", "good"], &[]);
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+    if privileged {
+        eprintln!(
+            "skipped the permission-denied assertion: this process reads a mode-000 directory \
+             (root or CAP_DAC_OVERRIDE); the ENOTDIR and ELOOP cases above cover the same path"
+        );
+    } else {
+        assert_eq!(code, 2, "{out}{err}");
+        assert!(err.contains("Permission denied"), "{err}");
+        assert!(!err.contains("no Cargo.toml"), "{err}");
+    }
+}
+
+#[test]
+fn logs_follow_rust_log_then_cell_lsp_log_without_colours_in_a_pipe() {
+    let (dir, fx) = fixtures();
+    let target = dir.path().join("t");
+    let manifest = fx.join("typos/Cargo.toml");
+    add_dependency(&manifest, "no-such-crate-in-any-cache = \"1\"");
+    let none: &[(&str, &Path)] = &[];
+    let run = |env: &[(&str, &Path)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cell-lsp"));
+        cmd.args(["--check", "typos"])
+            .current_dir(&fx)
+            .env("CARGO_TARGET_DIR", &target)
+            .env_remove("RUST_LOG")
+            .env_remove("CELL_LSP_LOG");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        String::from_utf8(cmd.output().unwrap().stderr).unwrap()
+    };
+    // The fallback to `--no-deps` is logged at info: not shown by default (the check's own
+    // error says it), shown with RUST_LOG, and without escape codes in a pipe.
+    let default = run(none);
+    assert!(!default.contains("retrying with --no-deps"), "{default}");
+    assert!(default.contains("incomplete check"), "{default}");
+    let info = Path::new("info");
+    let shown = run(&[("RUST_LOG", info)]);
+    assert!(shown.contains(" INFO "), "{shown}");
+    assert!(shown.contains("retrying with --no-deps"), "{shown}");
+    assert!(!shown.contains("\x1b["), "{shown}");
+    let shown = run(&[("CELL_LSP_LOG", info)]);
+    assert!(shown.contains("retrying with --no-deps"), "{shown}");
+    // RUST_LOG wins over the old name.
+    let both = run(&[("RUST_LOG", Path::new("warn")), ("CELL_LSP_LOG", info)]);
+    assert!(!both.contains("retrying with --no-deps"), "{both}");
+}
+
 /// `--check` runs `cargo metadata` again only when a manifest or `Cargo.lock` changed: after an
 /// edit of a source file it re-reads that file's package from the snapshot, and still sees
 /// what the edit changed. Real cargo behind a logging wrapper (`$CARGO`, which the index runs).
@@ -1808,4 +1237,128 @@ fn check_runs_cargo_metadata_again_only_after_a_manifest_or_lockfile_change() {
         "a lockfile edit runs cargo metadata"
     );
     std::fs::write(&manifest, original).unwrap();
+}
+
+#[test]
+fn check_on_this_repository_reports_nothing_false() {
+    // Every `cell_remote!` consumer of this repository (examples, integration tests) is valid
+    // code that compiles: --check must find no problem in it.
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out) = check(repo, dir.path(), &["--check", "."]);
+    assert_eq!((code, out.as_str()), (0, "cell-lsp: no problems\n"));
+}
+
+#[test]
+fn index_subcommand_prints_json() {
+    let (dir, fx) = fixtures();
+    let (code, out) = check(
+        &fx,
+        &dir.path().join("t"),
+        &["index", "two-versions", "--json"],
+    );
+    assert_eq!(code, 0);
+    let index: Value = serde_json::from_str(&out).unwrap();
+    let versions: Vec<&str> = index["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["0.3.1", "0.4.0"]);
+    // The summary: counts for the graph, names for what uses Cell.
+    assert_eq!(index["status"], "complete");
+    assert!(index["packages"].is_u64(), "{index}");
+    let exports: Vec<&str> = index["providers"][0]["exports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert!(exports.contains(&"persist"), "{exports:?}");
+    assert!(index.get("input_stamps").is_none());
+
+    // `--full`: the whole index, every package of the graph.
+    let (code, full) = check(
+        &fx,
+        &dir.path().join("t"),
+        &["index", "two-versions", "--json", "--full"],
+    );
+    assert_eq!(code, 0);
+    let full: Value = serde_json::from_str(&full).unwrap();
+    assert_eq!(
+        full["packages"].as_array().unwrap().len() as u64,
+        index["packages"].as_u64().unwrap()
+    );
+    assert!(full.get("input_stamps").is_some());
+    assert!(out.len() < full.to_string().len());
+
+    // `--full` means nothing without `--json`: a usage error, and `--help` says what it does.
+    let (code, _) = check(
+        &fx,
+        &dir.path().join("t"),
+        &["index", "two-versions", "--full"],
+    );
+    assert_eq!(code, 2);
+    let (code, help) = check(&fx, &dir.path().join("t"), &["index", "--help"]);
+    assert_eq!(code, 0);
+    assert!(help.contains("--full"), "{help}");
+}
+
+#[test]
+fn index_watch_prints_the_index_again_after_a_provider_edit() {
+    let (dir, fx) = fixtures();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cell-lsp"))
+        .args(["index", "good", "--watch"])
+        .current_dir(&fx)
+        .env("CARGO_TARGET_DIR", dir.path().join("t"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _child = KillOnDrop(child);
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // Lines until `want` is seen (a generous timeout: the machine may be busy).
+    let wait_for = |want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line == want => return seen,
+                Ok(line) => seen.push(line),
+                Err(_) => panic!("never printed {want:?}; printed: {seen:#?}"),
+            }
+        }
+    };
+    let first = wait_for("  attribute persist");
+    assert!(
+        first
+            .iter()
+            .any(|l| l.starts_with("provider kvstore 0.3.1")),
+        "{first:?}"
+    );
+    // An editor-style atomic save adding an attribute macro to the provider's declaration.
+    let lib = fx.join("providers/kvstore/src/lib.rs");
+    let text = std::fs::read_to_string(&lib).unwrap();
+    let tmp = lib.with_extension("rs.tmp");
+    std::fs::write(
+        &tmp,
+        text.replace(
+            "    function query {}",
+            "    attribute archive {}\n    function query {}",
+        ),
+    )
+    .unwrap();
+    std::fs::rename(&tmp, &lib).unwrap();
+    wait_for("  attribute archive");
 }
