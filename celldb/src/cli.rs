@@ -132,6 +132,10 @@ enum Command {
         /// (`2=host:port,…`; a proxy or tunnel between nodes).
         #[arg(long, requires = "node_id", value_parser = parse_node_map)]
         dial: Option<NodeMap>,
+        /// Take a raft snapshot every N applied entries (and keep N entries of log behind
+        /// it); a node that falls further behind catches up by snapshot.
+        #[arg(long, default_value_t = 5000, requires = "node_id")]
+        snapshot_every: u64,
     },
     /// Look at or change the membership of a cluster (`celldb serve --node-id`).
     #[command(
@@ -239,12 +243,16 @@ pub fn main() -> anyhow::Result<()> {
             cluster,
             cluster_id,
             dial,
+            snapshot_every,
         } => {
             init_logging();
             if let (Some(node), Some(listen)) = (node_id, listen) {
                 let dir = dir.unwrap_or_else(crate::context::default_path);
                 let mut raft = crate::raft::config();
                 raft.cluster_name = cluster_id.clone();
+                raft.snapshot_policy =
+                    openraft::SnapshotPolicy::LogsSinceLast(snapshot_every.max(1));
+                raft.max_in_snapshot_log_to_keep = snapshot_every.max(1);
                 let config = crate::raft::cluster::ClusterConfig {
                     cluster: cluster_id,
                     node,
