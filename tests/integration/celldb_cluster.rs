@@ -60,6 +60,14 @@ pub struct ClCounter {
 }
 
 #[protein]
+#[DB::persist(table = "cl_accounts")]
+pub struct ClAccount {
+    #[DB::key]
+    id: u64,
+    balance: i64,
+}
+
+#[protein]
 #[DB::persist(table = "cl_registers")]
 pub struct ClRegister {
     #[DB::key]
@@ -215,10 +223,6 @@ impl Cluster {
             let _ = child.kill();
             let _ = child.wait();
         }
-    }
-
-    pub(crate) fn is_running(&self, id: u64) -> bool {
-        self.children.contains_key(&id)
     }
 
     /// A client of the whole group.
@@ -423,4 +427,336 @@ async fn the_leader_is_killed_while_writes_continue_and_no_order_is_lost_or_doub
     check_orders(&db, &acked).await;
     let digests = cluster.converged().await;
     assert_eq!(digests.len(), 3);
+}
+
+/// A client that knows only node `id` (it follows redirects, but while `id` answers it stays).
+fn pinned(cluster: &Cluster, id: u64) -> Db {
+    Db::connect_cluster(vec![cluster.addrs[&id].to_string()], false, config())
+}
+
+async fn wait_for_other_leader(cluster: &Cluster, old: u64, alive: &[u64]) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        for &id in alive {
+            if let Some(s) = cluster.status(id).await
+                && s.state == "Leader"
+                && s.id != old
+            {
+                return s.id;
+            }
+        }
+        assert!(Instant::now() < deadline, "no new leader within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_lose_no_acknowledged_write_and_replicas_agree_after_healing() {
+    let cluster = Cluster::new(3, true, &[]).await;
+    let mesh = cluster.mesh.as_ref().unwrap();
+    let db = cluster.client();
+    let progress = Arc::new(Mutex::new(0));
+    let per_writer = 50 * scale() as u64;
+    let work = {
+        let (db, progress) = (db.clone(), progress.clone());
+        tokio::spawn(async move { writers(&db, 3, per_writer, progress).await })
+    };
+    wait_progress(&progress, 15).await;
+
+    // An isolated leader: the other two elect a new one and writes go on there.
+    let leader = cluster.leader().await;
+    mesh.isolate(leader);
+    let others: Vec<u64> = (1..=3).filter(|&id| id != leader).collect();
+    let second = wait_for_other_leader(&cluster, leader, &others).await;
+    let before = *progress.lock().unwrap();
+    wait_progress(&progress, before + 10).await;
+    mesh.heal();
+
+    // A minority side and a majority side: the leader with one follower keeps committing.
+    let lonely = (1..=3).find(|&id| id != second && id != leader).unwrap();
+    let majority: Vec<u64> = (1..=3).filter(|&id| id != lonely).collect();
+    mesh.partition(&[&[lonely], &majority]);
+    let before = *progress.lock().unwrap();
+    wait_progress(&progress, before + 10).await;
+    mesh.heal();
+
+    // A one-way cut: the leader cannot reach one follower, which still reaches the leader
+    // (pre-vote keeps the follower from deposing a leader the others still hear).
+    let current = cluster.leader().await;
+    let follower = (1..=3).find(|&id| id != current).unwrap();
+    mesh.cut(current, follower);
+    let before = *progress.lock().unwrap();
+    wait_progress(&progress, before + 10).await;
+    mesh.heal();
+
+    let (acked, _) = work.await.unwrap();
+    check_orders(&db, &acked).await;
+    cluster.converged().await;
+}
+
+type RegIn = cell_lincheck::models::RegisterInput<u64, u64>;
+type RegOut = cell_lincheck::models::RegisterOutput<u64>;
+
+/// One register operation through `db`, recorded.
+async fn register_op(
+    rec: &cell_lincheck::Recorder<RegIn, RegOut>,
+    client: u64,
+    db: &Db,
+    input: RegIn,
+) {
+    let call = rec.call(client, input.clone());
+    let result = match input {
+        RegIn::Put(key, value) => db
+            .upsert(&ClRegister { key, value })
+            .await
+            .map(|()| RegOut::Written),
+        RegIn::Get(key) => db
+            .get::<ClRegister>(key)
+            .await
+            .map(|r| RegOut::Read(r.map(|r| r.value))),
+    };
+    match result {
+        Ok(output) => rec.ret(call, output),
+        Err(_) => rec.unknown(call),
+    }
+}
+
+/// A register workload around a leader partition, checked for linearizability. Besides
+/// random operations from clients of the whole group, two probes run through a client that
+/// knows only the old leader while it is cut off: a write there, and a read there after a
+/// write that completed on the new leader. Returns the checker's verdict.
+async fn register_history_under_a_leader_partition(env: &[(&str, &str)]) -> cell_lincheck::Verdict {
+    let cluster = Cluster::new(3, true, env).await;
+    let mesh = cluster.mesh.as_ref().unwrap();
+    let rec = cell_lincheck::Recorder::<RegIn, RegOut>::new();
+    let leader = cluster.leader().await;
+    let old = pinned(&cluster, leader);
+    let full = cluster.client();
+    // Key 0 starts at 1, known to everyone.
+    register_op(&rec, 100, &full, RegIn::Put(0, 1)).await;
+    register_op(&rec, 101, &old, RegIn::Get(0)).await;
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut background = Vec::new();
+    for client in 0..3u64 {
+        let (db, rec, stop) = (cluster.client(), rec.clone(), stop.clone());
+        background.push(tokio::spawn(async move {
+            let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ client;
+            let mut ops = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && ops < 60 * scale() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let key = 1 + x % 3;
+                let input = if x % 2 == 0 {
+                    RegIn::Put(key, (client << 32) | ops as u64)
+                } else {
+                    RegIn::Get(key)
+                };
+                register_op(&rec, client, &db, input).await;
+                ops += 1;
+            }
+        }));
+    }
+
+    mesh.isolate(leader);
+    let others: Vec<u64> = (1..=3).filter(|&id| id != leader).collect();
+    wait_for_other_leader(&cluster, leader, &others).await;
+    // Probe 1: a write through the cut-off leader (it cannot commit: a correct build answers
+    // only after healing, through the new leader), then a read through the new one.
+    let pending_write = {
+        let (rec, old) = (rec.clone(), old.clone());
+        tokio::spawn(async move { register_op(&rec, 101, &old, RegIn::Put(0, 2)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    register_op(&rec, 100, &full, RegIn::Get(0)).await;
+    // Probe 2: a write on the new leader, then a read through the cut-off one.
+    register_op(&rec, 100, &full, RegIn::Put(0, 3)).await;
+    let pending_read = {
+        let (rec, old) = (rec.clone(), old.clone());
+        tokio::spawn(async move { register_op(&rec, 102, &old, RegIn::Get(0)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    mesh.heal();
+    pending_write.await.unwrap();
+    pending_read.await.unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in background {
+        task.await.unwrap();
+    }
+    register_op(&rec, 100, &full, RegIn::Get(0)).await;
+    let history = rec.finish();
+    let answered = history.iter().filter(|op| op.output.is_some()).count();
+    assert!(answered >= 60, "only {answered} operations were answered");
+    cell_lincheck::check(
+        &cell_lincheck::models::Register::new(),
+        &history,
+        Duration::from_secs(60),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_register_history_across_a_leader_partition_is_linearizable() {
+    let verdict = register_history_under_a_leader_partition(&[]).await;
+    assert!(verdict.is_linearizable(), "{verdict:?}");
+}
+
+/// The checker is trusted because it catches this broken build: reads served by whoever
+/// believes it leads, without a read barrier (the cut-off leader answers with stale data).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checker_catches_reads_served_without_a_barrier() {
+    let verdict =
+        register_history_under_a_leader_partition(&[("CELLDB_BROKEN", "read-without-barrier")])
+            .await;
+    assert!(
+        matches!(verdict, cell_lincheck::Verdict::NotLinearizable { .. }),
+        "the broken build passed: {verdict:?}"
+    );
+}
+
+/// … and this one: commits answered before their entry reaches any journal (the cut-off
+/// leader acknowledges a write that is never committed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checker_catches_replies_sent_before_the_entry_is_journaled() {
+    let verdict =
+        register_history_under_a_leader_partition(&[("CELLDB_BROKEN", "reply-before-commit")])
+            .await;
+    assert!(
+        matches!(verdict, cell_lincheck::Verdict::NotLinearizable { .. }),
+        "the broken build passed: {verdict:?}"
+    );
+}
+
+type BankIn = cell_lincheck::models::BankInput;
+type BankOut = cell_lincheck::models::BankOutput;
+const ACCOUNTS: u64 = 4;
+
+/// One bank operation through `db`, recorded: a transfer (a read-write transaction) or a read
+/// of every balance (a read-only transaction, validated after a read barrier).
+async fn bank_op(
+    rec: &cell_lincheck::Recorder<BankIn, BankOut>,
+    client: u64,
+    db: &Db,
+    input: BankIn,
+) {
+    let call = rec.call(client, input.clone());
+    let result = match input {
+        BankIn::Transfer { from, to, amount } => {
+            db.transaction(|tx| async move {
+                let mut a = tx
+                    .get::<ClAccount>(from as u64)
+                    .await?
+                    .ok_or_else(|| DB::Error::abort("no account"))?;
+                let mut b = tx
+                    .get::<ClAccount>(to as u64)
+                    .await?
+                    .ok_or_else(|| DB::Error::abort("no account"))?;
+                if a.balance < amount {
+                    return Ok(BankOut::Insufficient);
+                }
+                a.balance -= amount;
+                b.balance += amount;
+                tx.update(&a).await?;
+                tx.update(&b).await?;
+                Ok(BankOut::Transferred)
+            })
+            .await
+        }
+        BankIn::ReadAll => {
+            db.transaction(|tx| async move {
+                let mut balances = Vec::new();
+                for id in 0..ACCOUNTS {
+                    let account = tx
+                        .get::<ClAccount>(id)
+                        .await?
+                        .ok_or_else(|| DB::Error::abort("no account"))?;
+                    balances.push(account.balance);
+                }
+                Ok(BankOut::Balances(balances))
+            })
+            .await
+        }
+    };
+    match result {
+        Ok(output) => rec.ret(call, output),
+        Err(_) => rec.unknown(call),
+    }
+}
+
+/// A bank workload while the leader is SIGKILLed and restarted: linearizable, and the money
+/// is all there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bank_history_across_a_leader_kill_is_linearizable() {
+    let mut cluster = Cluster::new(3, false, &[]).await;
+    let db = cluster.client();
+    db.transaction(|tx| async move {
+        for id in 0..ACCOUNTS {
+            tx.insert(&ClAccount { id, balance: 100 }).await?;
+        }
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let rec = cell_lincheck::Recorder::<BankIn, BankOut>::new();
+    let progress = Arc::new(Mutex::new(0usize));
+    let mut clients = Vec::new();
+    for client in 0..3u64 {
+        let (db, rec, progress) = (cluster.client(), rec.clone(), progress.clone());
+        clients.push(tokio::spawn(async move {
+            let mut x = 0x2545_f491_4f6c_dd1du64 ^ (client + 1);
+            for _ in 0..40 * scale() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let input = if x % 3 == 0 {
+                    BankIn::ReadAll
+                } else {
+                    let from = (x % ACCOUNTS) as usize;
+                    let to = ((x / 7 + 1 + from as u64) % ACCOUNTS) as usize;
+                    let to = if to == from {
+                        (from + 1) % ACCOUNTS as usize
+                    } else {
+                        to
+                    };
+                    BankIn::Transfer {
+                        from,
+                        to,
+                        amount: (x % 60) as i64,
+                    }
+                };
+                bank_op(&rec, client, &db, input).await;
+                *progress.lock().unwrap() += 1;
+            }
+        }));
+    }
+    wait_progress(&progress, 30).await;
+    let leader = cluster.leader().await;
+    cluster.kill(leader);
+    wait_progress(&progress, 60).await;
+    cluster.start(leader);
+    for client in clients {
+        client.await.unwrap();
+    }
+    let history = rec.finish();
+    let answered = history.iter().filter(|op| op.output.is_some()).count();
+    assert!(answered >= 60, "only {answered} operations were answered");
+    let verdict = cell_lincheck::check(
+        &cell_lincheck::models::Bank::new(vec![100; ACCOUNTS as usize]),
+        &history,
+        Duration::from_secs(60),
+    );
+    assert!(verdict.is_linearizable(), "{verdict:?}");
+    let total: i64 = db
+        .scan::<ClAccount>(..)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.balance)
+        .sum();
+    assert_eq!(
+        total,
+        100 * ACCOUNTS as i64,
+        "money was created or destroyed"
+    );
+    cluster.converged().await;
 }
