@@ -548,7 +548,7 @@ async fn register_history_under_a_leader_partition(env: &[(&str, &str)]) -> cell
                 x ^= x >> 7;
                 x ^= x << 17;
                 let key = 1 + x % 3;
-                let input = if x % 2 == 0 {
+                let input = if x.is_multiple_of(2) {
                     RegIn::Put(key, (client << 32) | ops as u64)
                 } else {
                     RegIn::Get(key)
@@ -708,7 +708,7 @@ async fn a_bank_history_across_a_leader_kill_is_linearizable() {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
-                let input = if x % 3 == 0 {
+                let input = if x.is_multiple_of(3) {
                     BankIn::ReadAll
                 } else {
                     let from = (x % ACCOUNTS) as usize;
