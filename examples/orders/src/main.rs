@@ -8,6 +8,17 @@
 //! ```text
 //! cargo run -p orders
 //! ```
+//!
+//! **Load mode** (`orders --load N`): places N orders one after the other, each tagged with
+//! this run and its number, printing each acknowledgement; a failed order is reported and
+//! counted as *unknown* (it may or may not have happened). At the end it reads every order of
+//! the run back and checks that each acknowledged one is there exactly once and no order is
+//! there twice; it exits 1 otherwise. Run it against a cluster and kill the leader meanwhile
+//! (docs/replication.md):
+//!
+//! ```text
+//! CELLDB_URL=raft://127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 cargo run -p orders -- --load 2000
+//! ```
 
 use cell_sdk::{cell_remote, protein};
 
@@ -49,8 +60,88 @@ pub struct Stock {
     units: u64,
 }
 
+/// `--load N` on the command line, if given.
+fn load_count() -> anyhow::Result<Option<u64>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [] => Ok(None),
+        [flag, n] if flag == "--load" => {
+            Ok(Some(n.parse().map_err(|_| {
+                anyhow::anyhow!("--load takes a number of orders, not {n:?}")
+            })?))
+        }
+        _ => anyhow::bail!("usage: orders [--load N]  (see the crate docs)"),
+    }
+}
+
+/// Load mode: N tagged orders, then the exactly-once check (see the crate docs).
+async fn load(count: u64) -> anyhow::Result<()> {
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos();
+    let tag = |i: u64| format!("load-{run}-{i}");
+    let (mut acked, mut unknown) = (Vec::new(), 0u64);
+    for i in 0..count {
+        let product = tag(i);
+        let placed = DB::transaction(|tx| {
+            let product = product.clone();
+            async move {
+                let mut ada = tx
+                    .get::<Customer>(1)
+                    .await?
+                    .ok_or_else(|| DB::Error::abort("customer 1 is missing"))?;
+                ada.total_cents += 450;
+                let id = tx
+                    .insert(&Order {
+                        id: 0,
+                        customer: ada.id,
+                        product,
+                        cents: 450,
+                    })
+                    .await?;
+                tx.update(&ada).await?;
+                Ok(id)
+            }
+        })
+        .await;
+        match placed {
+            Ok(id) => {
+                acked.push(i);
+                println!("order {i} acknowledged as #{id}");
+            }
+            Err(e) => {
+                unknown += 1;
+                println!("order {i} outcome unknown: {e}");
+            }
+        }
+    }
+    let mut seen = std::collections::HashMap::<String, u64>::new();
+    for order in Order::by_customer(1).await? {
+        *seen.entry(order.product).or_default() += 1;
+    }
+    let twice = (0..count)
+        .filter(|&i| seen.get(&tag(i)).copied().unwrap_or(0) > 1)
+        .count();
+    let missing = acked
+        .iter()
+        .filter(|&&i| !seen.contains_key(&tag(i)))
+        .count();
+    println!(
+        "load: {} acknowledged, {unknown} unknown; acknowledged but missing: {missing}; \
+         present twice: {twice}",
+        acked.len()
+    );
+    anyhow::ensure!(
+        missing == 0 && twice == 0,
+        "an acknowledged order is missing or an order is there twice"
+    );
+    println!("every acknowledged order is there exactly once");
+    Ok(())
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
+    let load_mode = load_count()?;
     match std::env::var(celldb::remote::URL_ENV) {
         // Remote mode: the same code below talks to a `celldb serve` process.
         Ok(url) => println!("database: the celldb server at {url}"),
@@ -72,6 +163,9 @@ async fn main() -> anyhow::Result<()> {
         .save()
         .await?;
         println!("first run: created customer Ada and stocked 1000 notebooks");
+    }
+    if let Some(count) = load_mode {
+        return load(count).await;
     }
 
     // One transaction across three tables and an index. It may re-run on a conflict, so it
