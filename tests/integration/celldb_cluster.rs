@@ -760,3 +760,58 @@ async fn a_bank_history_across_a_leader_kill_is_linearizable() {
     );
     cluster.converged().await;
 }
+
+/// The request ids themselves: the same request sent twice (a retry after a lost answer) is
+/// answered with the first outcome — the same log index, not a conflict — and applied once;
+/// a request of a session the group does not hold is refused, not applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_request_gets_its_first_outcome_and_is_applied_once() {
+    use celldb::raft::CmdBuilder;
+    use celldb::raft::cluster::wire::{ClusterError, CommitReply};
+    let cluster = Cluster::new(3, false, &[]).await;
+    let leader = cluster.leader().await;
+    let node = cluster.node(leader).await.unwrap();
+    let session = node.open_session().await.unwrap();
+    // Insert-if-absent: applied a second time, its check would fail (a conflict).
+    let mut cmd = CmdBuilder::new(0);
+    cmd.check("t.dedup", b"k", None).put("t.dedup", b"k", b"v1");
+    cmd.request(session, 1, 1);
+    let bytes = cmd.finish().unwrap().0;
+    let first = node.commit(bytes.clone()).await.unwrap();
+    let CommitReply::Committed(index) = first else {
+        panic!("the first attempt was not committed: {first:?}")
+    };
+    let retry = node.commit(bytes.clone()).await.unwrap();
+    assert!(
+        matches!(retry, CommitReply::Committed(i) if i == index),
+        "the retry was not answered with the first outcome: {retry:?}"
+    );
+    // A new request with the same check does conflict: the key is there once.
+    let mut again = CmdBuilder::new(0);
+    again
+        .check("t.dedup", b"k", None)
+        .put("t.dedup", b"k", b"v2");
+    again.request(session, 2, 2);
+    let second = node.commit(again.finish().unwrap().0).await.unwrap();
+    assert!(matches!(second, CommitReply::Conflict), "{second:?}");
+    // A session nobody opened.
+    let mut stray = CmdBuilder::new(0);
+    stray.put("t.dedup", b"x", b"1").request(u64::MAX - 7, 1, 1);
+    match node.commit(stray.finish().unwrap().0).await {
+        Err(cell_sdk::CallError::App(ClusterError::SessionExpired)) => {}
+        other => panic!("a request of an unknown session was not refused: {other:?}"),
+    }
+    assert_eq!(
+        node.read("t.dedup".into(), b"x".to_vec(), false)
+            .await
+            .unwrap(),
+        None,
+        "the refused request was applied"
+    );
+    assert_eq!(
+        node.read("t.dedup".into(), b"k".to_vec(), false)
+            .await
+            .unwrap(),
+        Some(b"v1".to_vec())
+    );
+}
