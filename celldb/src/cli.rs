@@ -260,6 +260,7 @@ pub fn main() -> anyhow::Result<()> {
                     founders: cluster.unwrap_or_default(),
                     dial: dial.unwrap_or_default(),
                     raft,
+                    secret: None,
                 };
                 return serve_cluster(&dir, config);
             }

@@ -32,6 +32,7 @@ use crate::table::{Durability, Table};
 use cell_sdk::codec;
 use fjall::{Keyspace, KeyspaceCreateOptions};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The replicated keyspace of table metadata (without the `r.` prefix).
 const META: &str = "celldb.meta";
@@ -41,26 +42,50 @@ const SEQ: &str = "celldb.seq";
 /// The raft side of a member database.
 pub(crate) struct Member {
     raft: Raft,
+    /// On a node of a process cluster: a client of the group, through which a follower or
+    /// learner forwards its writes to the leader and asks it for read indexes.
+    remote: std::sync::OnceLock<Arc<crate::raft::cluster::client::Client>>,
 }
 
 impl Member {
     pub(crate) fn new(raft: Raft) -> Self {
-        Self { raft }
+        Self {
+            raft,
+            remote: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Lets this member forward writes and read barriers to the leader through `client`.
+    pub(crate) fn set_remote(&self, client: Arc<crate::raft::cluster::client::Client>) {
+        let _ = self.remote.set(client);
     }
 
     /// Waits until this node's state machine holds every write committed before the call
-    /// (ReadIndex); fails on a follower.
+    /// (ReadIndex). On a follower or learner of a process cluster, the leader gives the read
+    /// index and this node waits until it has applied that far (a follower read); elsewhere a
+    /// follower fails with `NotLeader`.
     pub(crate) async fn barrier(&self) -> Result<()> {
-        self.raft
+        let local = self
+            .raft
             .ensure_linearizable(openraft::ReadPolicy::ReadIndex)
+            .await;
+        let leader = match local {
+            Ok(_) => return Ok(()),
+            Err(e) => match e.forward_to_leader() {
+                Some(forward) => forward.leader_id,
+                None => return Err(Error::Commit(format!("raft read barrier: {e}"))),
+            },
+        };
+        let Some(remote) = self.remote.get() else {
+            return Err(Error::NotLeader { leader });
+        };
+        let index = Box::pin(remote.read_index()).await?;
+        self.raft
+            .wait(Some(std::time::Duration::from_secs(30)))
+            .applied_index_at_least(Some(index), "a follower read catches up")
             .await
             .map(drop)
-            .map_err(|e| match e.forward_to_leader() {
-                Some(forward) => Error::NotLeader {
-                    leader: forward.leader_id,
-                },
-                None => Error::Commit(format!("raft read barrier: {e}")),
-            })
+            .map_err(|e| Error::Commit(format!("waiting to apply index {index}: {e}")))
     }
 
     /// Opens the raft table of `T` on this node, writing or checking its replicated metadata.
@@ -128,7 +153,7 @@ impl Member {
                     cmd.check(META, table.as_bytes(), None);
                     cmd.put(META, table.as_bytes(), &bytes);
                     // Conflict: another node registered it first; check what it wrote.
-                    self.submit(&cmd).await.or_else(|e| match e {
+                    self.submit(cmd).await.or_else(|e| match e {
                         Error::Conflict { .. } => Ok(()),
                         e => Err(e),
                     })?;
@@ -181,14 +206,14 @@ impl Member {
                 };
             }
         }
-        self.submit(&cmd).await
+        self.submit(cmd).await
     }
 
-    async fn submit(&self, cmd: &CmdBuilder) -> Result<()> {
-        let cmd = cmd
+    async fn submit(&self, cmd: CmdBuilder) -> Result<()> {
+        let encoded = cmd
             .finish()
             .map_err(|e| Error::Commit(format!("encoding the write-set for raft: {e}")))?;
-        match self.raft.client_write(cmd).await {
+        match self.raft.client_write(encoded).await {
             Ok(response) => match response.data {
                 Outcome::Committed { .. } => Ok(()),
                 Outcome::Conflict => Err(Error::Conflict { attempts: 1 }),
@@ -199,11 +224,13 @@ impl Member {
                     "internal error: a member's write-set named a client session".into(),
                 )),
             },
-            Err(e) => match e.forward_to_leader() {
-                Some(forward) => Err(Error::NotLeader {
+            Err(e) => match (e.forward_to_leader(), self.remote.get()) {
+                // Not proposed here: forward it, with a request id, to the leader.
+                (Some(_), Some(remote)) => Box::pin(remote.commit(cmd)).await,
+                (Some(forward), None) => Err(Error::NotLeader {
                     leader: forward.leader_id,
                 }),
-                None => Err(Error::Commit(format!("raft write: {e}"))),
+                (None, _) => Err(Error::Commit(format!("raft write: {e}"))),
             },
         }
     }

@@ -103,19 +103,9 @@ impl Db {
     /// A handle on the celldb cluster whose nodes are at `addrs` (any of them; the client
     /// finds the leader). TCP needs the cluster's secret in `$CELL_SECRET`. `stale`: serve
     /// reads from any node (see the module docs of `raft::cluster::client`).
+    /// An empty `addrs` gives a handle whose calls fail with [`Error::Connection`].
     pub fn connect_cluster(addrs: Vec<String>, stale: bool, config: SynapseConfig) -> Db {
-        Db::with_backend(Backend::Cluster(Arc::new(Client {
-            addrs,
-            config,
-            stale,
-            conns: Mutex::new(HashMap::new()),
-            current: Mutex::new(None),
-            rotate: AtomicUsize::new(0),
-            session: tokio::sync::Mutex::new(None),
-            seq: AtomicU64::new(0),
-            in_flight: Mutex::new(BTreeSet::new()),
-            names: Mutex::new((HashMap::new(), Vec::new())),
-        })))
+        Db::with_backend(Backend::Cluster(Client::new(addrs, stale, config)))
     }
 
     /// The status of every node of a cluster handle, as each reports it (`None`: no answer).
@@ -201,6 +191,27 @@ enum Attempt<T> {
 }
 
 impl Client {
+    pub(crate) fn new(addrs: Vec<String>, stale: bool, config: SynapseConfig) -> Arc<Self> {
+        Arc::new(Client {
+            addrs,
+            config,
+            stale,
+            conns: Mutex::new(HashMap::new()),
+            current: Mutex::new(None),
+            rotate: AtomicUsize::new(0),
+            session: tokio::sync::Mutex::new(None),
+            seq: AtomicU64::new(0),
+            in_flight: Mutex::new(BTreeSet::new()),
+            names: Mutex::new((HashMap::new(), Vec::new())),
+        })
+    }
+
+    /// The leader's applied index after a read barrier (a follower read waits for it).
+    pub(crate) async fn read_index(&self) -> Result<u64> {
+        self.run("a read index", |c| async move { c.read_index().await })
+            .await
+    }
+
     pub(crate) fn describe(&self) -> String {
         format!("raft://{}", self.addrs.join(","))
     }

@@ -43,6 +43,9 @@ pub struct ClusterConfig {
     pub dial: BTreeMap<u64, String>,
     /// Raft settings ([`crate::raft::config`] by default).
     pub raft: openraft::Config,
+    /// The cluster's shared secret for calls to peers (`None`: `$CELL_SECRET`). Bind the
+    /// node's own port with the same one.
+    pub secret: Option<cell_sdk::Secret>,
 }
 
 /// The replicated keyspace of cluster bookkeeping (the next node id to allocate).
@@ -107,12 +110,33 @@ impl ClusterNode {
             dial: Arc::new(config.dial.clone()),
             config: cell_sdk::SynapseConfig {
                 connect_timeout: Duration::from_secs(2),
+                secret: config.secret.clone(),
                 ..Default::default()
             },
             transfers: Arc::new(AtomicU64::new(0)),
         };
         let node =
             RaftNode::start_on(config.node, db.clone(), config.raft.clone(), network).await?;
+        if let Some(member) = db.member() {
+            // The node's own address first: it answers with the leader's, so a node that
+            // joined without a founders list still finds the leader.
+            let mut addrs = vec![config.listen.clone()];
+            addrs.extend(
+                config
+                    .founders
+                    .values()
+                    .filter(|a| **a != config.listen)
+                    .cloned(),
+            );
+            member.set_remote(crate::raft::cluster::client::Client::new(
+                addrs,
+                false,
+                cell_sdk::SynapseConfig {
+                    secret: config.secret.clone(),
+                    ..Default::default()
+                },
+            ));
+        }
         let shared = Arc::new(Shared {
             raft: node.raft.clone(),
             sm: node.state_machine().clone(),
@@ -147,6 +171,12 @@ impl ClusterNode {
         Handler {
             shared: self.shared.clone(),
         }
+    }
+
+    /// The node's database: the `DB::` API on it reads this node's replica (follower reads
+    /// ask the leader for a read index first) and forwards writes to the leader.
+    pub fn db(&self) -> &Db {
+        &self.shared.db
     }
 
     /// The raft handle.
@@ -426,6 +456,15 @@ impl CellDbCluster for Handler {
                 "opening a session: {other:?}"
             ))),
         }
+    }
+
+    async fn read_index(&self) -> Result<u64, ClusterError> {
+        let s = &self.shared;
+        s.barrier().await?;
+        // The barrier returned once this leader applied its read index: what it has applied
+        // now is at least that (a follower waiting for it waits a little longer, safely).
+        let applied = s.raft.metrics().borrow_watched().last_applied.clone();
+        Ok(applied.map_or(0, |l| l.index))
     }
 
     async fn open_table(&self, table: String, meta: TableMeta) -> Result<(), ClusterError> {

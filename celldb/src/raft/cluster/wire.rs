@@ -151,6 +151,9 @@ pub trait CellDbCluster {
     /// Opens a client session (on the leader): requests carry its id and a sequence number,
     /// and a retried request gets its first outcome instead of being applied twice.
     async fn open_session(&self) -> Result<u64, ClusterError>;
+    /// The leader's applied index after a read barrier: a follower that has applied this far
+    /// serves a linearizable read.
+    async fn read_index(&self) -> Result<u64, ClusterError>;
     /// Registers (or checks) a table's replicated schema.
     async fn open_table(&self, table: String, meta: TableMeta) -> Result<(), ClusterError>;
     /// A linearizable point read (on the leader, after a read barrier), or with `stale`, the
