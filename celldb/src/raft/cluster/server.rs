@@ -463,7 +463,7 @@ impl CellDbCluster for Handler {
         s.barrier().await?;
         // The barrier returned once this leader applied its read index: what it has applied
         // now is at least that (a follower waiting for it waits a little longer, safely).
-        let applied = s.raft.metrics().borrow_watched().last_applied.clone();
+        let applied = s.raft.metrics().borrow_watched().last_applied;
         Ok(applied.map_or(0, |l| l.index))
     }
 
