@@ -1089,17 +1089,16 @@ fn helper_arguments_are_checked_against_their_declared_schema() {
     fx.completion(
         &cursor_at(&text, "#[Val::range(1", 7),
         expect![[r#"
-        email (Helper) helper of #[Val::schema] — checks 1.2.0
-        range (Helper) range(_: expr) — helper of #[Val::schema] — checks 1.2.0
-        length (Helper) length(min: int?, max: int?) — helper of #[Val::schema] — checks 1.2.0
-        schema (Macro(Attribute)) checks 1.2.0
-            Generates `validate()` from the field rules.
+            email (Helper) helper of #[Val::schema] — checks 1.2.0
+            range (Helper) range(_: expr) — helper of #[Val::schema] — checks 1.2.0
+            length (Helper) length(min: int?, max: int?) — helper of #[Val::schema] — checks 1.2.0
+            schema (Macro(Attribute)) checks 1.2.0
+                Generates `validate()` from the field rules.
 
-            ```
-            # use checks_macros::schema;
-            #[schema]
-            struct Signup { email: String }
-            ```"#]],
+                ```rust
+                #[schema]
+                struct Signup { email: String }
+                ```"#]],
     );
     // Hover on a helper lists its arguments.
     fx.hover(
