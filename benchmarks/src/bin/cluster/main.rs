@@ -1,0 +1,502 @@
+//! Replicated writes and linearizable reads: a 3-node celldb raft group against three etcd 3.4
+//! members on loopback (the anchor, measured in the same run) and against single-node celldb
+//! (the cost of replication). Issue 18, "Benchmark"; method and figures in
+//! `docs/benchmarks.md`.
+//!
+//! Every subject is a [`Subject`]: `put` returns once the write is durable on a majority of
+//! its nodes, `get` is a linearizable read, and `fsyncs` reads each node's fsync counter. The
+//! same harness drives all of them at the same concurrency, one subject after the other (each
+//! started fresh, in temporary directories under `--dir`, and stopped before the next):
+//!
+//! 1. preload `--read-keys` keys (16 clients);
+//! 2. for each N of `--clients`: a write phase, N clients (tasks) each doing sequential puts of
+//!    `--value-bytes`-byte values to keys of its own for `--seconds` (after a warm-up of a
+//!    tenth of that, not counted), with every node's fsync counter read at the start and the
+//!    end of the measured window; then a read phase, N clients each doing sequential gets of
+//!    random preloaded keys (checked) for as long, every completed get's latency recorded.
+//!
+//! It prints a markdown table (writes/s, fsyncs per acknowledged write on each node, read
+//! p50/p99 and reads/s per subject and N) and each celldb subject's ratios to etcd at the same N.
+//! Progress goes to stderr. The client runs in this process, on a tokio runtime with one worker
+//! per CPU; servers and client share the machine's CPUs and disk.
+//!
+//! ```sh
+//! benchmarks/scripts/setup-etcd.sh   # etcd 3.4, etcdctl and protoc, from Debian's packages
+//! cargo build --release -p celldb --features cli --bin celldb
+//! cargo run --release -p cell-bench --features etcd --bin cluster -- --seconds 10
+//! cargo run --release -p cell-bench --features etcd --bin cluster -- --subjects etcd --clients 64
+//! ```
+
+mod celldb;
+#[cfg(feature = "etcd")]
+mod etcd;
+mod process;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use cell_bench::{histogram, nanos};
+use clap::Parser;
+use futures::future::BoxFuture;
+
+cell_sdk::cell_remote!(DB = "celldb");
+
+#[derive(Parser, Debug)]
+#[command(
+    about = "Replicated writes and linearizable reads: celldb (single node, raft group) against \
+             three etcd 3.4 members on loopback"
+)]
+struct Args {
+    /// Subjects, comma-separated, run in this order: etcd (the anchor of the ratios; needs
+    /// the `etcd` feature), celldb-single, celldb-raft.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "etcd,celldb-single,celldb-raft"
+    )]
+    subjects: Vec<String>,
+    /// Concurrent clients of the write and read phases, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    clients: Vec<usize>,
+    /// Measured seconds of each phase (a tenth more runs first as a warm-up).
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Bytes of each written value.
+    #[arg(long, default_value_t = 100)]
+    value_bytes: usize,
+    /// Keys written before the read phases, which read them at random.
+    #[arg(long, default_value_t = 10_000)]
+    read_keys: u64,
+    /// Members of the etcd cluster.
+    #[arg(long, default_value_t = 3)]
+    etcd_members: usize,
+    /// The etcd server (3.4; `benchmarks/scripts/setup-etcd.sh` installs it).
+    #[arg(long, default_value = "etcd")]
+    etcd: PathBuf,
+    /// The `celldb` command line (default: the one beside this executable, built with `cargo
+    /// build --release -p celldb --features cli --bin celldb`, else `celldb` on $PATH).
+    #[arg(long)]
+    celldb: Option<PathBuf>,
+    /// Where the servers' data directories go (temporary, deleted at the end). Use a real
+    /// disk, not tmpfs: fsync is what is measured. Default: the system's temporary directory.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+/// A system under test, running, with a client of it. Dropping it stops its servers.
+///
+/// Futures are boxed so that subjects can be trait objects; the box costs the same for all
+/// of them and far less than a round trip.
+pub(crate) trait Subject: Send + Sync {
+    /// What the report calls it (with a version or node count).
+    fn describe(&self) -> String;
+
+    /// Stores `value` under `key` (insert or replace); returns once it is durable on a
+    /// majority of the subject's nodes.
+    fn put<'a>(&'a self, key: u64, value: &'a [u8]) -> BoxFuture<'a, anyhow::Result<()>>;
+
+    /// The value under `key`, read linearizably (it reflects every put acknowledged before
+    /// the get began).
+    fn get(&self, key: u64) -> BoxFuture<'_, anyhow::Result<Option<Vec<u8>>>>;
+
+    /// Each node's fsync count so far (counters since the node started, in node order).
+    fn fsyncs(&self) -> BoxFuture<'_, anyhow::Result<Vec<u64>>>;
+}
+
+/// Starts the subject `name`; `None` when it is not available (said on stderr).
+async fn start(name: &str, args: &Args, base: &Path) -> anyhow::Result<Option<Arc<dyn Subject>>> {
+    Ok(match name {
+        "etcd" => Some(start_etcd(args, base).await?),
+        "celldb-single" => Some(Arc::new(
+            celldb::start_single(&celldb::binary(args.celldb.as_deref()), base).await?,
+        )),
+        "celldb-raft" => celldb::start_raft(&celldb::binary(args.celldb.as_deref()), base)
+            .await?
+            .map(|s| Arc::new(s) as Arc<dyn Subject>),
+        other => bail!("unknown subject {other:?} (etcd, celldb-single, celldb-raft)"),
+    })
+}
+
+#[cfg(feature = "etcd")]
+async fn start_etcd(args: &Args, base: &Path) -> anyhow::Result<Arc<dyn Subject>> {
+    Ok(Arc::new(
+        etcd::Etcd::start(&args.etcd, base, args.etcd_members).await?,
+    ))
+}
+
+#[cfg(not(feature = "etcd"))]
+async fn start_etcd(_args: &Args, _base: &Path) -> anyhow::Result<Arc<dyn Subject>> {
+    bail!(
+        "the etcd subject needs the `etcd` feature: run benchmarks/scripts/setup-etcd.sh, then \
+         cargo run --release -p cell-bench --features etcd --bin cluster"
+    )
+}
+
+/// One line of the report.
+#[derive(Debug, Clone)]
+struct Row {
+    subject: String,
+    /// The name given in `--subjects`.
+    key: String,
+    clients: usize,
+    writes_per_s: f64,
+    /// fsyncs of each node per acknowledged write in the measured window.
+    fsyncs_per_ack: Vec<f64>,
+    read_p50_us: f64,
+    read_p99_us: f64,
+    reads_per_s: f64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(args.seconds > 0.0, "--seconds must be positive");
+    anyhow::ensure!(args.read_keys > 0, "--read-keys must be positive");
+    anyhow::ensure!(
+        args.clients.iter().all(|&n| (1..=100_000).contains(&n)),
+        "--clients takes counts from 1 to 100000"
+    );
+    let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let rows = runtime.block_on(async {
+        let mut rows = Vec::new();
+        for name in &args.subjects {
+            let Some(subject) = start(name, &args, &base).await? else {
+                continue;
+            };
+            eprintln!("{name}: {} started", subject.describe());
+            rows.extend(
+                measure(name, &subject, &args)
+                    .await
+                    .with_context(|| format!("measuring {name}"))?,
+            );
+            // Stops its servers before the next subject starts.
+            drop(subject);
+        }
+        anyhow::Ok(rows)
+    })?;
+    report(&rows, &args);
+    Ok(())
+}
+
+/// Keys of the write phases start here (the preloaded keys are `0..--read-keys`); each phase
+/// and client has a range of its own.
+const WRITE_KEYS: u64 = 1 << 48;
+
+async fn measure(name: &str, subject: &Arc<dyn Subject>, args: &Args) -> anyhow::Result<Vec<Row>> {
+    let measured = Duration::from_secs_f64(args.seconds);
+    let warmup = measured / 10;
+    eprintln!("{name}: preloading {} keys", args.read_keys);
+    preload(subject, args.read_keys, args.value_bytes).await?;
+    let mut rows = Vec::new();
+    for (phase, &clients) in args.clients.iter().enumerate() {
+        eprintln!("{name}: writes, {clients} clients, {measured:?}");
+        let key_base = WRITE_KEYS + ((phase as u64) << 40);
+        let (writes_per_s, fsyncs_per_ack) = writes(
+            subject,
+            clients,
+            warmup,
+            measured,
+            key_base,
+            args.value_bytes,
+        )
+        .await?;
+        eprintln!("{name}: reads, {clients} clients, {measured:?}");
+        let (hist, reads) = reads(
+            subject,
+            clients,
+            warmup,
+            measured,
+            args.read_keys,
+            args.value_bytes,
+        )
+        .await?;
+        let us = |q: f64| hist.value_at_quantile(q) as f64 / 1e3;
+        let row = Row {
+            subject: subject.describe(),
+            key: name.to_string(),
+            clients,
+            writes_per_s,
+            fsyncs_per_ack,
+            read_p50_us: us(0.5),
+            read_p99_us: us(0.99),
+            reads_per_s: reads as f64 / measured.as_secs_f64(),
+        };
+        eprintln!(
+            "{name}: {clients} clients: {:.0} writes/s, fsyncs/ack {}, reads p50 {:.0} µs \
+             p99 {:.0} µs, {:.0} reads/s",
+            row.writes_per_s,
+            per_node(&row.fsyncs_per_ack),
+            row.read_p50_us,
+            row.read_p99_us,
+            row.reads_per_s
+        );
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// Writes keys `0..keys` with 16 clients.
+async fn preload(subject: &Arc<dyn Subject>, keys: u64, value_bytes: usize) -> anyhow::Result<()> {
+    const CLIENTS: u64 = 16;
+    let mut tasks = Vec::new();
+    for client in 0..CLIENTS {
+        let subject = subject.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut key = client;
+            while key < keys {
+                subject.put(key, &value(key, value_bytes)).await?;
+                key += CLIENTS;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(())
+}
+
+/// The measured window of a phase: operations that complete inside it count.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    start: Instant,
+    end: Instant,
+}
+
+impl Window {
+    fn after(warmup: Duration, measured: Duration) -> Window {
+        let start = Instant::now() + warmup;
+        Window {
+            start,
+            end: start + measured,
+        }
+    }
+
+    fn contains(&self, t: Instant) -> bool {
+        self.start <= t && t < self.end
+    }
+}
+
+/// `clients` tasks of sequential puts to keys of their own: (acknowledged writes per second,
+/// each node's fsyncs per acknowledged write), both over the measured window.
+///
+/// The window is bounded by the two readings of the fsync counters, and the writes counted are
+/// those acknowledged between them (the acknowledgement counter is read on both sides of each
+/// reading, and the midpoints taken): on a loaded machine a reading can take a while, and
+/// counting writes by a clock instead would skew the ratio.
+async fn writes(
+    subject: &Arc<dyn Subject>,
+    clients: usize,
+    warmup: Duration,
+    measured: Duration,
+    key_base: u64,
+    value_bytes: usize,
+) -> anyhow::Result<(f64, Vec<f64>)> {
+    let acked = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for client in 0..clients as u64 {
+        let (subject, acked, stop) = (subject.clone(), acked.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut key = key_base + (client << 24);
+            while !stop.load(Ordering::Relaxed) {
+                subject.put(key, &value(key, value_bytes)).await?;
+                acked.fetch_add(1, Ordering::Relaxed);
+                key += 1;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    let reading = || async {
+        let (acks_before, start) = (acked.load(Ordering::Relaxed), Instant::now());
+        let fsyncs = subject.fsyncs().await;
+        let (acks_after, end) = (acked.load(Ordering::Relaxed), Instant::now());
+        let at = start + (end - start) / 2;
+        fsyncs.map(|f| (f, (acks_before + acks_after) as f64 / 2.0, at))
+    };
+    tokio::time::sleep(warmup).await;
+    let first = reading().await;
+    tokio::time::sleep(measured).await;
+    let last = reading().await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await??;
+    }
+    let ((before, acks_0, t0), (after, acks_1, t1)) = (first?, last?);
+    let acks = acks_1 - acks_0;
+    anyhow::ensure!(acks > 0.0, "no write was acknowledged in {measured:?}");
+    anyhow::ensure!(before.len() == after.len(), "the number of nodes changed");
+    let per_ack = before
+        .iter()
+        .zip(&after)
+        .map(|(b, a)| a.saturating_sub(*b) as f64 / acks)
+        .collect();
+    Ok((acks / (t1 - t0).as_secs_f64(), per_ack))
+}
+
+/// `clients` tasks of sequential gets of random keys of `0..keys`, each checked: the latency
+/// histogram (ns) of the gets completed in the measured window, and their number.
+async fn reads(
+    subject: &Arc<dyn Subject>,
+    clients: usize,
+    warmup: Duration,
+    measured: Duration,
+    keys: u64,
+    value_bytes: usize,
+) -> anyhow::Result<(hdrhistogram::Histogram<u64>, u64)> {
+    let window = Window::after(warmup, measured);
+    let mut tasks = Vec::new();
+    for client in 0..clients as u64 {
+        let subject = subject.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut hist = histogram();
+            let mut rng = SplitMix(client.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xC3E1);
+            loop {
+                let key = rng.next() % keys;
+                let start = Instant::now();
+                let found = subject.get(key).await?;
+                let done = Instant::now();
+                if found.as_deref() != Some(&value(key, value_bytes)[..]) {
+                    bail!(
+                        "get({key}) returned {:?} bytes, not the preloaded value",
+                        found.map(|v| v.len())
+                    );
+                }
+                if done >= window.end {
+                    return anyhow::Ok(hist);
+                }
+                if window.contains(done) {
+                    hist.record(nanos(done - start).max(1))?;
+                }
+            }
+        }));
+    }
+    let mut total = histogram();
+    for task in tasks {
+        total.add(task.await??)?;
+    }
+    let count = total.len();
+    anyhow::ensure!(count > 0, "no read completed in {measured:?}");
+    Ok((total, count))
+}
+
+/// The value written under `key`: `bytes` pseudo-random bytes (incompressible, like most
+/// values; a constant pattern would flatter a store that compresses).
+fn value(key: u64, bytes: usize) -> Vec<u8> {
+    let mut rng = SplitMix(key);
+    let mut out = Vec::with_capacity(bytes + 8);
+    while out.len() < bytes {
+        out.extend_from_slice(&rng.next().to_le_bytes());
+    }
+    out.truncate(bytes);
+    out
+}
+
+/// splitmix64: a tiny deterministic generator (keys and values, not security).
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+fn per_node(values: &[f64]) -> String {
+    values
+        .iter()
+        .map(|v| format!("{v:.2}"))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+fn report(rows: &[Row], args: &Args) {
+    println!(
+        "Cluster benchmark: {} s per phase (+10% warm-up), {}-byte values, {} preloaded keys, \
+         {} CPUs",
+        args.seconds,
+        args.value_bytes,
+        args.read_keys,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!();
+    println!(
+        "| subject | clients | writes/s | fsyncs/ack per node | read p50 µs | read p99 µs | reads/s |"
+    );
+    println!("|---|---:|---:|---|---:|---:|---:|");
+    for r in rows {
+        println!(
+            "| {} | {} | {:.0} | {} | {:.0} | {:.0} | {:.0} |",
+            r.subject,
+            r.clients,
+            r.writes_per_s,
+            per_node(&r.fsyncs_per_ack),
+            r.read_p50_us,
+            r.read_p99_us,
+            r.reads_per_s
+        );
+    }
+    let anchor = |clients: usize| {
+        rows.iter()
+            .find(|r| r.key == "etcd" && r.clients == clients)
+    };
+    let compared: Vec<(&Row, &Row)> = rows
+        .iter()
+        .filter(|r| r.key != "etcd")
+        .filter_map(|r| Some((r, anchor(r.clients)?)))
+        .collect();
+    if compared.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "Against etcd at the same concurrency (writes: higher is better, aim ≥ 3× at 64 \
+         clients; read p50: lower is better, aim ≤ 0.5×):"
+    );
+    println!();
+    println!("| subject | clients | writes/s vs etcd | read p50 vs etcd | read p99 vs etcd |");
+    println!("|---|---:|---:|---:|---:|");
+    for (r, e) in compared {
+        println!(
+            "| {} | {} | {:.2}× | {:.2}× | {:.2}× |",
+            r.subject,
+            r.clients,
+            r.writes_per_s / e.writes_per_s,
+            r.read_p50_us / e.read_p50_us,
+            r.read_p99_us / e.read_p99_us
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_deterministic_per_key_and_sized() {
+        assert_eq!(value(7, 100), value(7, 100));
+        assert_ne!(value(7, 100), value(8, 100));
+        assert_eq!(value(7, 100).len(), 100);
+        assert_eq!(value(7, 3).len(), 3);
+    }
+
+    #[test]
+    fn a_window_holds_its_start_and_not_its_end() {
+        let w = Window::after(Duration::ZERO, Duration::from_secs(1));
+        assert!(w.contains(w.start));
+        assert!(!w.contains(w.end));
+        assert!(!w.contains(w.start - Duration::from_nanos(1)));
+    }
+}
