@@ -5,25 +5,29 @@
 //!
 //! Every subject is a [`Subject`]: `put` returns once the write is durable on a majority of
 //! its nodes, `get` is a linearizable read, and `fsyncs` reads each node's fsync counter. The
-//! same harness drives all of them at the same concurrency, one subject after the other (each
-//! started fresh, in temporary directories under `--dir`, and stopped before the next):
+//! same harness drives all of them at the same concurrency. All subjects are started first
+//! (fresh, in temporary directories under `--dir`) and run side by side, taking turns phase
+//! by phase, so that load from elsewhere on a shared machine falls on all of them alike (an
+//! idle subject costs little: etcd's heartbeats, celldb's nothing):
 //!
-//! 1. preload `--read-keys` keys (16 clients);
-//! 2. for each N of `--clients`: a write phase, N clients (tasks) each doing sequential puts of
-//!    `--value-bytes`-byte values to keys of its own for `--seconds` (after a warm-up of a
-//!    tenth of that, not counted), with every node's fsync counter read at the start and the
-//!    end of the measured window; then a read phase, N clients each doing sequential gets of
-//!    random preloaded keys (checked) for as long, every completed get's latency recorded.
+//! 1. each subject: preload `--read-keys` keys (16 clients);
+//! 2. for each round and each N of `--clients`, each subject in turn: a write phase, N clients
+//!    (tasks) each doing sequential puts of `--value-bytes`-byte values to keys of its own for
+//!    `--seconds` (after a warm-up of a tenth of that, not counted), every node's fsync counter
+//!    read at the start and the end of the measured window; then each subject in turn: a read
+//!    phase, N clients each doing sequential gets of random preloaded keys (checked) for as
+//!    long, the latency of every get completed in the window recorded.
 //!
 //! It prints a markdown table (writes/s, fsyncs per acknowledged write on each node, read
-//! p50/p99 and reads/s per subject and N) and each celldb subject's ratios to etcd at the same N.
-//! Progress goes to stderr. The client runs in this process, on a tokio runtime with one worker
-//! per CPU; servers and client share the machine's CPUs and disk.
+//! p50/p99 and reads/s per subject and N; medians over `--rounds`) and each celldb subject's
+//! ratios to etcd at the same N. Progress goes to stderr. The client runs in this process, on
+//! a tokio runtime with one worker per CPU; servers and client share the machine's CPUs and
+//! disk.
 //!
 //! ```sh
 //! benchmarks/scripts/setup-etcd.sh   # etcd 3.4, etcdctl and protoc, from Debian's packages
 //! cargo build --release -p celldb --features cli --bin celldb
-//! cargo run --release -p cell-bench --features etcd --bin cluster -- --seconds 10
+//! cargo run --release -p cell-bench --features etcd --bin cluster -- --seconds 5 --rounds 3
 //! cargo run --release -p cell-bench --features etcd --bin cluster -- --subjects etcd --clients 64
 //! ```
 
@@ -74,6 +78,10 @@ struct Args {
     /// Keys written before the read phases, which read them at random.
     #[arg(long, default_value_t = 10_000)]
     read_keys: u64,
+    /// Rounds: every phase runs this many times per subject, and the report gives each
+    /// figure's median.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
     /// Members of the etcd cluster.
     #[arg(long, default_value_t = 3)]
     etcd_members: usize,
@@ -158,30 +166,27 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     anyhow::ensure!(args.seconds > 0.0, "--seconds must be positive");
     anyhow::ensure!(args.read_keys > 0, "--read-keys must be positive");
+    anyhow::ensure!(args.rounds > 0, "--rounds must be positive");
     anyhow::ensure!(
-        args.clients.iter().all(|&n| (1..=100_000).contains(&n)),
-        "--clients takes counts from 1 to 100000"
+        args.clients.iter().all(|&n| (1..=65_536).contains(&n)),
+        "--clients takes counts from 1 to 65536"
     );
     let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let rows = runtime.block_on(async {
-        let mut rows = Vec::new();
+        let mut subjects = Vec::new();
         for name in &args.subjects {
-            let Some(subject) = start(name, &args, &base).await? else {
-                continue;
-            };
-            eprintln!("{name}: {} started", subject.describe());
-            rows.extend(
-                measure(name, &subject, &args)
-                    .await
-                    .with_context(|| format!("measuring {name}"))?,
-            );
-            // Stops its servers before the next subject starts.
-            drop(subject);
+            if let Some(subject) = start(name, &args, &base).await? {
+                eprintln!("{name}: {} started", subject.describe());
+                subjects.push((name.clone(), subject));
+            }
         }
-        anyhow::Ok(rows)
+        let rows = measure(&subjects, &args).await;
+        // Stops every subject's servers (also when measuring failed).
+        drop(subjects);
+        rows
     })?;
     report(&rows, &args);
     Ok(())
@@ -191,57 +196,126 @@ fn main() -> anyhow::Result<()> {
 /// and client has a range of its own.
 const WRITE_KEYS: u64 = 1 << 48;
 
-async fn measure(name: &str, subject: &Arc<dyn Subject>, args: &Args) -> anyhow::Result<Vec<Row>> {
+/// What one round measured of one subject at one concurrency.
+#[derive(Debug, Clone)]
+struct Sample {
+    writes_per_s: f64,
+    fsyncs_per_ack: Vec<f64>,
+    read_p50_us: f64,
+    read_p99_us: f64,
+    reads_per_s: f64,
+}
+
+/// Preloads every subject, then runs the phases: for each round and each concurrency, the
+/// write phase of every subject, then the read phase of every subject (subjects take turns,
+/// in reverse order every other round, so that load from elsewhere on the machine falls on
+/// all of them alike). A row is the median of each figure over the rounds.
+async fn measure(subjects: &[(String, Arc<dyn Subject>)], args: &Args) -> anyhow::Result<Vec<Row>> {
     let measured = Duration::from_secs_f64(args.seconds);
     let warmup = measured / 10;
-    eprintln!("{name}: preloading {} keys", args.read_keys);
-    preload(subject, args.read_keys, args.value_bytes).await?;
+    for (name, subject) in subjects {
+        eprintln!("{name}: preloading {} keys", args.read_keys);
+        preload(subject, args.read_keys, args.value_bytes)
+            .await
+            .with_context(|| format!("preloading {name}"))?;
+    }
+    // samples[subject][concurrency]
+    let mut samples: Vec<Vec<Vec<Sample>>> =
+        vec![vec![Vec::new(); args.clients.len()]; subjects.len()];
+    let mut phase = 0u64;
+    for round in 0..args.rounds {
+        let mut order: Vec<usize> = (0..subjects.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for (c, &clients) in args.clients.iter().enumerate() {
+            let mut written = Vec::new();
+            for &i in &order {
+                let (name, subject) = &subjects[i];
+                eprintln!(
+                    "round {}/{}: {name}: writes, {clients} clients, {measured:?}",
+                    round + 1,
+                    args.rounds
+                );
+                let key_base = WRITE_KEYS + (phase << 40);
+                phase += 1;
+                let figures = writes(
+                    subject,
+                    clients,
+                    warmup,
+                    measured,
+                    key_base,
+                    args.value_bytes,
+                )
+                .await
+                .with_context(|| format!("{name}: writes with {clients} clients"))?;
+                written.push((i, figures));
+            }
+            for (i, (writes_per_s, fsyncs_per_ack)) in written {
+                let (name, subject) = &subjects[i];
+                eprintln!(
+                    "round {}/{}: {name}: reads, {clients} clients, {measured:?}",
+                    round + 1,
+                    args.rounds
+                );
+                let (hist, reads) = reads(
+                    subject,
+                    clients,
+                    warmup,
+                    measured,
+                    args.read_keys,
+                    args.value_bytes,
+                )
+                .await
+                .with_context(|| format!("{name}: reads with {clients} clients"))?;
+                let us = |q: f64| hist.value_at_quantile(q) as f64 / 1e3;
+                let sample = Sample {
+                    writes_per_s,
+                    fsyncs_per_ack,
+                    read_p50_us: us(0.5),
+                    read_p99_us: us(0.99),
+                    reads_per_s: reads as f64 / measured.as_secs_f64(),
+                };
+                eprintln!(
+                    "round {}/{}: {name}: {clients} clients: {:.0} writes/s, fsyncs/ack {}, \
+                     reads p50 {:.0} µs p99 {:.0} µs, {:.0} reads/s",
+                    round + 1,
+                    args.rounds,
+                    sample.writes_per_s,
+                    per_node(&sample.fsyncs_per_ack),
+                    sample.read_p50_us,
+                    sample.read_p99_us,
+                    sample.reads_per_s
+                );
+                samples[i][c].push(sample);
+            }
+        }
+    }
     let mut rows = Vec::new();
-    for (phase, &clients) in args.clients.iter().enumerate() {
-        eprintln!("{name}: writes, {clients} clients, {measured:?}");
-        let key_base = WRITE_KEYS + ((phase as u64) << 40);
-        let (writes_per_s, fsyncs_per_ack) = writes(
-            subject,
-            clients,
-            warmup,
-            measured,
-            key_base,
-            args.value_bytes,
-        )
-        .await?;
-        eprintln!("{name}: reads, {clients} clients, {measured:?}");
-        let (hist, reads) = reads(
-            subject,
-            clients,
-            warmup,
-            measured,
-            args.read_keys,
-            args.value_bytes,
-        )
-        .await?;
-        let us = |q: f64| hist.value_at_quantile(q) as f64 / 1e3;
-        let row = Row {
-            subject: subject.describe(),
-            key: name.to_string(),
-            clients,
-            writes_per_s,
-            fsyncs_per_ack,
-            read_p50_us: us(0.5),
-            read_p99_us: us(0.99),
-            reads_per_s: reads as f64 / measured.as_secs_f64(),
-        };
-        eprintln!(
-            "{name}: {clients} clients: {:.0} writes/s, fsyncs/ack {}, reads p50 {:.0} µs \
-             p99 {:.0} µs, {:.0} reads/s",
-            row.writes_per_s,
-            per_node(&row.fsyncs_per_ack),
-            row.read_p50_us,
-            row.read_p99_us,
-            row.reads_per_s
-        );
-        rows.push(row);
+    for (i, (name, subject)) in subjects.iter().enumerate() {
+        for (c, &clients) in args.clients.iter().enumerate() {
+            let runs = &samples[i][c];
+            let median_of = |f: &dyn Fn(&Sample) -> f64| median(runs.iter().map(f).collect());
+            let nodes = runs.first().map_or(0, |s| s.fsyncs_per_ack.len());
+            rows.push(Row {
+                subject: subject.describe(),
+                key: name.clone(),
+                clients,
+                writes_per_s: median_of(&|s| s.writes_per_s),
+                fsyncs_per_ack: (0..nodes)
+                    .map(|n| median_of(&|s| s.fsyncs_per_ack.get(n).copied().unwrap_or(f64::NAN)))
+                    .collect(),
+                read_p50_us: median_of(&|s| s.read_p50_us),
+                read_p99_us: median_of(&|s| s.read_p99_us),
+                reads_per_s: median_of(&|s| s.reads_per_s),
+            });
+        }
     }
     Ok(rows)
+}
+
+fn median(values: Vec<f64>) -> f64 {
+    cell_bench::median_range(values).0
 }
 
 /// Writes keys `0..keys` with 16 clients.
@@ -424,9 +498,10 @@ fn per_node(values: &[f64]) -> String {
 
 fn report(rows: &[Row], args: &Args) {
     println!(
-        "Cluster benchmark: {} s per phase (+10% warm-up), {}-byte values, {} preloaded keys, \
-         {} CPUs",
+        "Cluster benchmark: {} s per phase (+10% warm-up), median of {} round(s), {}-byte values, \
+         {} preloaded keys, {} CPUs",
         args.seconds,
+        args.rounds,
         args.value_bytes,
         args.read_keys,
         std::thread::available_parallelism().map_or(0, |n| n.get())
