@@ -88,10 +88,12 @@ pub(crate) async fn start_single(binary: &Path, base: &Path) -> anyhow::Result<C
     })
 }
 
-/// `celldb-raft`: TODO(lead) — start three `celldb serve` nodes forming a group (data
-/// directories under `base`, each with [`Processes::spawn`], ports from [`free_port`], ready
-/// when [`wait_until`] says so), then connect with their `raft://host:port,…` addresses
-/// ([`connect_raft`]) and return a [`Celldb`] whose `fsyncs` reads every node's counter.
+/// `celldb-raft`: TODO(lead) — start three `celldb serve` nodes forming a group, as
+/// [`start_single`] starts one (data directories under `base`, each node with
+/// [`Processes::spawn`], e.g. `celldb serve --dir D/n1 --node-id 1 --listen 127.0.0.1:P1
+/// --cluster 1=127.0.0.1:P1,2=…,3=…`, ports from [`free_port`], ready when [`wait_until`] says
+/// so), then connect with their `raft://host:port,…` addresses ([`connect_raft`]) and return a
+/// [`Celldb`] whose `fsyncs` reads every node's counter, in node order.
 pub(crate) async fn start_raft(_binary: &Path, _base: &Path) -> anyhow::Result<Option<Celldb>> {
     eprintln!("celldb-raft: not available yet (the celldb cluster server is being built); skipped");
     Ok(None)

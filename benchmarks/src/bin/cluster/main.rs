@@ -523,25 +523,43 @@ fn report(rows: &[Row], args: &Args) {
             r.reads_per_s
         );
     }
-    let anchor = |clients: usize| {
-        rows.iter()
-            .find(|r| r.key == "etcd" && r.clients == clients)
+    ratios(
+        rows,
+        "etcd",
+        "Against etcd at the same concurrency (writes: higher is better, aim \
+        ≥ 3× at 64 clients; read p50: lower is better, aim ≤ 0.5×):",
+    );
+    ratios(
+        rows.iter().filter(|r| r.key != "etcd"),
+        "celldb-single",
+        "The cost of replication: \
+        the raft group against single-node celldb at the same concurrency:",
+    );
+}
+
+/// A table of each row's ratios to the row of subject `anchor` at the same concurrency (none
+/// when no row has an anchor).
+fn ratios<'a>(rows: impl IntoIterator<Item = &'a Row> + Clone, anchor: &str, title: &str) {
+    let find = |clients: usize| {
+        rows.clone()
+            .into_iter()
+            .find(|r| r.key == anchor && r.clients == clients)
     };
     let compared: Vec<(&Row, &Row)> = rows
-        .iter()
-        .filter(|r| r.key != "etcd")
-        .filter_map(|r| Some((r, anchor(r.clients)?)))
+        .clone()
+        .into_iter()
+        .filter(|r| r.key != anchor)
+        .filter_map(|r| Some((r, find(r.clients)?)))
         .collect();
     if compared.is_empty() {
         return;
     }
     println!();
-    println!(
-        "Against etcd at the same concurrency (writes: higher is better, aim ≥ 3× at 64 \
-         clients; read p50: lower is better, aim ≤ 0.5×):"
-    );
+    println!("{title}");
     println!();
-    println!("| subject | clients | writes/s vs etcd | read p50 vs etcd | read p99 vs etcd |");
+    println!(
+        "| subject | clients | writes/s vs {anchor} | read p50 vs {anchor} | read p99 vs {anchor} |"
+    );
     println!("|---|---:|---:|---:|---:|");
     for (r, e) in compared {
         println!(
