@@ -3,8 +3,9 @@
 //!
 //! - `celldb-single`: one `celldb serve --tcp` process (acknowledged = fsynced on its one node:
 //!   the cost of replication is the difference to `celldb-raft`).
-//! - `celldb-raft`: three `celldb serve` nodes forming a raft group, reached with
-//!   `raft://host:port,…` — not available yet: [`start_raft`] is where it plugs in.
+//! - `celldb-raft`: three `celldb serve --node-id` nodes forming a raft group, reached with
+//!   `raft://host:port,…` (`Db::connect_cluster`): acknowledged = in the fsynced raft journal
+//!   of a majority; reads linearizable (a read barrier on the leader).
 
 use std::{
     path::{Path, PathBuf},
@@ -36,6 +37,8 @@ pub(crate) struct Entry {
 pub(crate) struct Celldb {
     db: Db,
     description: String,
+    /// A raft group (fsyncs from every node's status) or one server (from its stats).
+    cluster: bool,
     // Dropped in this order: the servers, then their data directories.
     _processes: Processes,
     _dir: tempfile::TempDir,
@@ -83,32 +86,94 @@ pub(crate) async fn start_single(binary: &Path, base: &Path) -> anyhow::Result<C
     Ok(Celldb {
         db,
         description: "celldb (1 node)".to_string(),
+        cluster: false,
         _processes: processes,
         _dir: dir,
     })
 }
 
-/// `celldb-raft`: TODO(lead) — start three `celldb serve` nodes forming a group, as
-/// [`start_single`] starts one (data directories under `base`, each node with
-/// [`Processes::spawn`], e.g. `celldb serve --dir D/n1 --node-id 1 --listen 127.0.0.1:P1
-/// --cluster 1=127.0.0.1:P1,2=…,3=…`, ports from [`free_port`], ready when [`wait_until`] says
-/// so), then connect with their `raft://host:port,…` addresses ([`connect_raft`]) and return a
-/// [`Celldb`] whose `fsyncs` reads every node's counter, in node order.
-pub(crate) async fn start_raft(_binary: &Path, _base: &Path) -> anyhow::Result<Option<Celldb>> {
-    eprintln!("celldb-raft: not available yet (the celldb cluster server is being built); skipped");
-    Ok(None)
+/// `celldb-raft`: starts `nodes` `celldb serve --node-id N --listen 127.0.0.1:PORT --cluster
+/// 1=…,2=…,3=…` processes (data directories under `base`, one shared secret), waits until a
+/// majority agrees on a leader, and connects with their `raft://` addresses (linearizable
+/// reads: the default).
+pub(crate) async fn start_raft(binary: &Path, base: &Path, nodes: usize) -> anyhow::Result<Celldb> {
+    let dir = tempfile::Builder::new()
+        .prefix("cluster-celldb-raft-")
+        .tempdir_in(base)
+        .with_context(|| format!("creating a directory in {}", base.display()))?;
+    let secret = format!("cell-bench-{}-{}", std::process::id(), free_port()?);
+    let mut addrs = Vec::new();
+    for _ in 0..nodes {
+        addrs.push(format!("127.0.0.1:{}", free_port()?));
+    }
+    let founders = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| format!("{}={addr}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut processes = Processes::default();
+    for (i, addr) in addrs.iter().enumerate() {
+        let id = i + 1;
+        let mut cmd = Command::new(binary);
+        cmd.arg("serve")
+            .arg("--dir")
+            .arg(dir.path().join(format!("n{id}")))
+            .args(["--node-id", &id.to_string()])
+            .args(["--listen", addr])
+            .args(["--cluster", &founders])
+            .env("CELL_SECRET", &secret)
+            .env("RUST_LOG", "warn");
+        processes
+            .spawn(
+                &format!("celldb node {id}"),
+                cmd,
+                &dir.path().join(format!("n{id}.log")),
+            )
+            .context(
+                "build it with `cargo build --release -p celldb --features cli --bin celldb`, \
+                 or name it with --celldb",
+            )?;
+    }
+    let config = SynapseConfig {
+        secret: Some(Secret::new(secret.into_bytes())),
+        ..SynapseConfig::default()
+    };
+    let db = Db::connect_cluster(addrs.clone(), false, config);
+    wait_until(
+        &mut processes,
+        &format!("a leader among the celldb nodes at {}", addrs.join(",")),
+        Duration::from_secs(60),
+        || {
+            let db = db.clone();
+            async move { has_leader(&db, nodes).await }
+        },
+    )
+    .await?;
+    Ok(Celldb {
+        db,
+        description: format!("celldb raft ({nodes} nodes)"),
+        cluster: true,
+        _processes: processes,
+        _dir: dir,
+    })
 }
 
-/// TODO(lead): the client of a raft group, from its nodes' `raft://host:port` addresses.
-#[expect(
-    dead_code,
-    reason = "the plug for the celldb cluster client, which does not exist yet"
-)]
-pub(crate) fn connect_raft(addresses: &[String]) -> anyhow::Result<Db> {
-    anyhow::bail!(
-        "celldb-raft: no cluster client yet (addresses {})",
-        addresses.join(",")
-    )
+/// Whether a majority of the nodes name the same leader, and that node says it leads.
+async fn has_leader(db: &Db, nodes: usize) -> bool {
+    let Ok(statuses) = db.cluster_status().await else {
+        return false;
+    };
+    let statuses: Vec<_> = statuses.into_iter().filter_map(|(_, s)| s).collect();
+    let majority = nodes / 2 + 1;
+    statuses.iter().any(|leader| {
+        leader.state == "Leader"
+            && statuses
+                .iter()
+                .filter(|s| s.leader == Some(leader.id))
+                .count()
+                >= majority
+    })
 }
 
 impl Subject for Celldb {
@@ -132,9 +197,19 @@ impl Subject for Celldb {
     }
 
     fn fsyncs(&self) -> BoxFuture<'_, anyhow::Result<Vec<u64>>> {
-        // One node. (A group reads each node's counter: a handle per node, or a cluster
-        // status call.)
-        Box::pin(async move { Ok(vec![self.db.server_stats().await?.syncs]) })
+        Box::pin(async move {
+            if !self.cluster {
+                return Ok(vec![self.db.server_stats().await?.syncs]);
+            }
+            // Each node's raft-journal fsyncs, in node order (the order of the addresses).
+            let mut counts = Vec::new();
+            for (addr, status) in self.db.cluster_status().await? {
+                let status =
+                    status.with_context(|| format!("the node at {addr} did not answer"))?;
+                counts.push(status.fsyncs);
+            }
+            Ok(counts)
+        })
     }
 }
 

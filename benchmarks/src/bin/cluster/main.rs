@@ -82,9 +82,9 @@ struct Args {
     /// figure's median.
     #[arg(long, default_value_t = 1)]
     rounds: usize,
-    /// Members of the etcd cluster.
+    /// Members of the etcd cluster and nodes of the celldb raft group.
     #[arg(long, default_value_t = 3)]
-    etcd_members: usize,
+    nodes: usize,
     /// The etcd server (3.4; `benchmarks/scripts/setup-etcd.sh` installs it).
     #[arg(long, default_value = "etcd")]
     etcd: PathBuf,
@@ -118,16 +118,13 @@ pub(crate) trait Subject: Send + Sync {
     fn fsyncs(&self) -> BoxFuture<'_, anyhow::Result<Vec<u64>>>;
 }
 
-/// Starts the subject `name`; `None` when it is not available (said on stderr).
-async fn start(name: &str, args: &Args, base: &Path) -> anyhow::Result<Option<Arc<dyn Subject>>> {
+/// Starts the subject `name`.
+async fn start(name: &str, args: &Args, base: &Path) -> anyhow::Result<Arc<dyn Subject>> {
+    let celldb = || celldb::binary(args.celldb.as_deref());
     Ok(match name {
-        "etcd" => Some(start_etcd(args, base).await?),
-        "celldb-single" => Some(Arc::new(
-            celldb::start_single(&celldb::binary(args.celldb.as_deref()), base).await?,
-        )),
-        "celldb-raft" => celldb::start_raft(&celldb::binary(args.celldb.as_deref()), base)
-            .await?
-            .map(|s| Arc::new(s) as Arc<dyn Subject>),
+        "etcd" => start_etcd(args, base).await?,
+        "celldb-single" => Arc::new(celldb::start_single(&celldb(), base).await?),
+        "celldb-raft" => Arc::new(celldb::start_raft(&celldb(), base, args.nodes).await?),
         other => bail!("unknown subject {other:?} (etcd, celldb-single, celldb-raft)"),
     })
 }
@@ -135,7 +132,7 @@ async fn start(name: &str, args: &Args, base: &Path) -> anyhow::Result<Option<Ar
 #[cfg(feature = "etcd")]
 async fn start_etcd(args: &Args, base: &Path) -> anyhow::Result<Arc<dyn Subject>> {
     Ok(Arc::new(
-        etcd::Etcd::start(&args.etcd, base, args.etcd_members).await?,
+        etcd::Etcd::start(&args.etcd, base, args.nodes).await?,
     ))
 }
 
@@ -178,10 +175,11 @@ fn main() -> anyhow::Result<()> {
     let rows = runtime.block_on(async {
         let mut subjects = Vec::new();
         for name in &args.subjects {
-            if let Some(subject) = start(name, &args, &base).await? {
-                eprintln!("{name}: {} started", subject.describe());
-                subjects.push((name.clone(), subject));
-            }
+            let subject = start(name, &args, &base)
+                .await
+                .with_context(|| format!("starting {name}"))?;
+            eprintln!("{name}: {} started", subject.describe());
+            subjects.push((name.clone(), subject));
         }
         let rows = measure(&subjects, &args).await;
         // Stops every subject's servers (also when measuring failed).
