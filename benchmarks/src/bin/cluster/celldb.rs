@@ -150,6 +150,14 @@ pub(crate) async fn start_raft(binary: &Path, base: &Path, nodes: usize) -> anyh
         },
     )
     .await?;
+    let leader = db
+        .cluster_status()
+        .await?
+        .into_iter()
+        .filter_map(|(_, status)| status)
+        .find(|status| status.state == "Leader")
+        .map_or_else(|| "?".to_string(), |status| status.id.to_string());
+    eprintln!("celldb-raft: node {leader} leads (nodes are numbered in the table's node order)");
     Ok(Celldb {
         db,
         description: format!("celldb raft ({nodes} nodes)"),
