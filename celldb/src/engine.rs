@@ -222,11 +222,11 @@ pub(crate) async fn commit(
 }
 
 /// Ends a transaction that wrote nothing. Its reads were consistent in every engine but a
-/// cluster's, whose reads each happen at the latest state: there they are re-checked after a
-/// read barrier (a conflict re-runs the transaction).
+/// cluster's, whose reads are served without a barrier: there they are re-checked after one
+/// (a conflict re-runs the transaction).
 pub(crate) async fn finish_read_only(db: &Db, reader: Reader) -> Result<()> {
     match (&db.inner.backend, reader) {
-        (Backend::Cluster(client), Reader::Cluster(tx)) if tx.reads > 1 => {
+        (Backend::Cluster(client), Reader::Cluster(tx)) if tx.reads > 0 => {
             Box::pin(client.verify(tx.cmd)).await
         }
         _ => Ok(()),
@@ -242,7 +242,7 @@ pub(crate) async fn latest(db: &Db, ks: &Ks, key: &[u8]) -> Result<Option<Slice>
             Ok(client.latest(*id, key).await?.map(Slice::from))
         }
         (Backend::Cluster(client), Ks::Cluster(_)) => {
-            Ok(Box::pin(client.point(ks, key)).await?.map(Slice::from))
+            Ok(Box::pin(client.point(ks, key, false)).await?.map(Slice::from))
         }
         _ => Err(mixed()),
     }

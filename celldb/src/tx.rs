@@ -490,7 +490,17 @@ impl Db {
                 Gate::Exclusive(self.inner.gate.write().await)
             };
             let tx = Tx::begin(self);
-            let out = body(tx.clone()).await?;
+            let out = match body(tx.clone()).await {
+                Ok(out) => out,
+                Err(e) if attempt < MAX_ATTEMPTS && self.read_stale_data(&tx).await => {
+                    // The body failed on a view that no longer holds (on a cluster, reads come
+                    // from more than one state): its error may be an artefact. Re-run it.
+                    tracing::debug!(error = %e, "celldb: a transaction failed on stale reads; re-running it");
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             match self.commit_tx(tx).await {
                 Ok(()) => return Ok(out),
                 Err(Error::Conflict { .. }) if attempt < MAX_ATTEMPTS => {
@@ -503,6 +513,21 @@ impl Db {
         Err(Error::Conflict {
             attempts: MAX_ATTEMPTS,
         })
+    }
+
+    /// After a body failed: did it read anything that has changed since? Only a cluster's
+    /// transactions can tell (they validate their reads); every other engine's reads are one
+    /// snapshot, and the answer is no.
+    async fn read_stale_data(&self, tx: &Tx) -> bool {
+        let reader = {
+            let mut guard = tx.lock().await;
+            let emptied = guard.reader.emptied();
+            std::mem::replace(&mut guard.reader, emptied)
+        };
+        matches!(
+            crate::engine::finish_read_only(self, reader).await,
+            Err(Error::Conflict { .. })
+        )
     }
 
     async fn commit_tx(&self, tx: Tx) -> Result<()> {

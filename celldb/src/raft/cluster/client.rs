@@ -1,10 +1,13 @@
 //! A [`Db`] whose engine is a celldb cluster (`Db::connect("raft://a:7001,b:7002,c:7003")`).
 //!
 //! Transactions run here as in every mode (`Tx` encodes records, maintains indexes, checks
-//! unique values); their reads come from the leader after a read barrier, each one recorded
-//! as a check, and their commit is one raft entry holding the checks and the writes, which
-//! every replica validates by value at its log position. A read-only transaction commits by
-//! asking the leader whether all its reads still hold after a barrier. Both are linearizable.
+//! unique values). Their reads are served by the node the client talks to (the leader, once
+//! found) *without* a read barrier, each one recorded as a check: nothing depends on them
+//! being current until the end. A writing transaction commits as one raft entry holding the
+//! checks and the writes, which every replica validates by value at its log position; a
+//! read-only one asks the leader whether all its reads still hold after a barrier. Either way
+//! a transaction that read something stale conflicts and re-runs, and the ones that commit are
+//! linearizable. Reads outside transactions (`User::get`) take the barrier themselves.
 //!
 //! **Failover.** The client keeps the leader it last reached and the addresses it was given.
 //! A node that is not the leader answers with the leader's address, and the client goes
@@ -388,9 +391,16 @@ impl Client {
         })
     }
 
-    pub(crate) async fn point(&self, ks: &Ks, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    /// A point read: linearizable (a barrier on the leader) unless `unchecked` or the
+    /// handle reads stale; `unchecked` reads are a transaction's, validated at its end.
+    pub(crate) async fn point(
+        &self,
+        ks: &Ks,
+        key: &[u8],
+        unchecked: bool,
+    ) -> Result<Option<Vec<u8>>> {
         let name = self.name(ks)?;
-        let stale = self.stale;
+        let stale = self.stale || unchecked;
         self.run("a read", |c| {
             let (name, key) = (name.clone(), key.to_vec());
             async move { c.read(name, key, stale).await }
@@ -398,7 +408,8 @@ impl Client {
         .await
     }
 
-    /// Every entry of the range, page after page.
+    /// Every entry of the range, page after page (pages may come from different states:
+    /// only a transaction reads ranges, and its end validates the whole range).
     pub(crate) async fn range(
         &self,
         ks: &Ks,
@@ -406,7 +417,7 @@ impl Client {
         end: &Bound<Vec<u8>>,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let name = self.name(ks)?;
-        let stale = self.stale;
+        let stale = true;
         let mut out = Vec::new();
         let mut from = start.clone();
         loop {
@@ -460,11 +471,14 @@ impl Client {
         let mut session = self.session(false).await?;
         let mut renewed = false;
         loop {
-            let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-            let done_below = {
+            // The number is taken and registered in one critical section: a request numbered
+            // lower but not yet registered would otherwise be declared answered by this one's
+            // `done_below`, and refused.
+            let (seq, done_below) = {
                 let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+                let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
                 in_flight.insert(seq);
-                in_flight.first().copied().unwrap_or(seq)
+                (seq, in_flight.first().copied().unwrap_or(seq))
             };
             cmd.request(session, seq, done_below);
             let bytes = cmd
@@ -549,7 +563,7 @@ impl ClusterTx {
     }
 
     pub(crate) async fn point(&mut self, ks: &Ks, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let value = self.client.point(ks, key).await?;
+        let value = self.client.point(ks, key, true).await?;
         let name = self.client.name(ks)?;
         self.cmd.check(&name, key, value.as_deref());
         self.reads += 1;

@@ -186,6 +186,9 @@ impl Peer {
         ttl: Duration,
     ) -> Result<Resp, Failure> {
         let body = encode(request).map_err(Failure::Network)?;
+        // openraft's deadline is sized for heartbeats; a batch of large entries needs time to
+        // cross the wire and be written (1 s plus 10 ms per 100 KB), or it would never fit.
+        let ttl = ttl.max(Duration::from_millis(1000 + (body.len() / 10_000) as u64));
         let client = self.client().await?.with_timeout(ttl);
         let header = self.net.identity.header(self.target);
         let result = match kind {
