@@ -8,7 +8,9 @@
 //!   `celldb cluster remove` while writers place orders;
 //! - a follower SIGKILLed while a snapshot is being received or installed
 //!   (`--snapshot-every 30`), then restarted: it converges to the others' digest;
-//! - `celldb cluster status`: one line per node with its role, one leader.
+//! - `celldb cluster status`: one line per node with its role, one leader;
+//! - ignored until celldb is fixed (each names the bug): records of 1 MB commit and a
+//!   follower behind by them catches up; concurrent orders on a healthy cluster all commit.
 //!
 //! The tests of this file run one at a time (each runs three or four node processes; two
 //! shared cores stretch elections when several clusters run at once).
