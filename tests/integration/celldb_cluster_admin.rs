@@ -824,7 +824,6 @@ async fn a_follower_killed_while_a_snapshot_installs_converges_after_restart() {
     // The same founders again, restarted with a short log.
     for id in 1..=3 {
         cluster.kill(id);
-        assert!(!cluster.is_running(id));
     }
     let mut procs = Procs::default();
     for id in 1..=3 {
