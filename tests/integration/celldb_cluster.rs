@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 cell_sdk::cell_remote!(DB = "celldb");
 
-const SECRET: &str = "celldb-cluster-test-secret";
+pub(crate) const SECRET: &str = "celldb-cluster-test-secret";
 
 /// Operation counts are multiplied by this (`CELLDB_CLUSTER_LONG=1`: 20).
 pub(crate) fn scale() -> usize {
@@ -89,7 +89,7 @@ pub(crate) struct Cluster {
     cluster_id: String,
 }
 
-fn free_addr() -> SocketAddr {
+pub(crate) fn free_addr() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap()
 }
@@ -315,7 +315,7 @@ impl Drop for Cluster {
 /// One order: reads the shared counter, inserts the order under the next id, bumps the
 /// counter. A commit applied twice would insert a second order for the same `(writer, n)`
 /// (its retry would conflict and run the body again) — request ids must prevent that.
-async fn place_order(db: &Db, writer: u64, n: u64) -> celldb::Result<u64> {
+pub(crate) async fn place_order(db: &Db, writer: u64, n: u64) -> celldb::Result<u64> {
     db.transaction(|tx| async move {
         let next = tx.get::<ClCounter>(0u8).await?.map_or(1, |c| c.next);
         tx.insert(&ClOrder {
@@ -374,7 +374,7 @@ async fn writers(
     (acked, failed)
 }
 
-async fn wait_progress(progress: &Mutex<usize>, at_least: usize) {
+pub(crate) async fn wait_progress(progress: &Mutex<usize>, at_least: usize) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while *progress.lock().unwrap() < at_least {
         assert!(Instant::now() < deadline, "writers made no progress");
@@ -383,7 +383,7 @@ async fn wait_progress(progress: &Mutex<usize>, at_least: usize) {
 }
 
 /// Every acknowledged order exactly once; no order twice; the counter agrees.
-async fn check_orders(db: &Db, acked: &BTreeSet<(u64, u64)>) {
+pub(crate) async fn check_orders(db: &Db, acked: &BTreeSet<(u64, u64)>) {
     let orders = db.scan::<ClOrder>(..).await.unwrap();
     let mut seen: BTreeMap<(u64, u64), usize> = BTreeMap::new();
     for o in &orders {

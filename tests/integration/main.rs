@@ -67,6 +67,12 @@
 //!   leader SIGKILLed under writes (nothing lost, nothing doubled), partitions through a fault
 //!   proxy, linearizability checked by `cell-lincheck` (which catches two broken builds), bad
 //!   input on the raft port, membership changes.
+//! - `celldb_cluster_admin`: bad input on a cluster's raft port (garbage bytes, a node of
+//!   another cluster, a second process under a running node's id, a wiped node rejoining under
+//!   its old id: each refused with a log line, nothing applied), `celldb cluster add`/`remove`
+//!   while writers place orders, a follower SIGKILLed mid-snapshot-transfer then converging,
+//!   `celldb cluster status`; and, ignored until fixed, 1 MB records and concurrent orders
+//!   on a healthy cluster.
 //! - `celldb_raft`: the fsync-ordering proof of the raft log on every node of a three-node
 //!   group (strace), with its negative control (a store that acknowledges before fsync).
 //! - `celldb_crash`: real child processes: SIGKILL loops (no acknowledged write lost, indexes
@@ -90,6 +96,7 @@
 mod agree;
 mod celldb_api;
 mod celldb_cluster;
+mod celldb_cluster_admin;
 mod celldb_crash;
 mod celldb_disk;
 mod celldb_hostile;
