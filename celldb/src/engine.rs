@@ -241,9 +241,9 @@ pub(crate) async fn latest(db: &Db, ks: &Ks, key: &[u8]) -> Result<Option<Slice>
         (Backend::Remote(client), Ks::Remote(id)) => {
             Ok(client.latest(*id, key).await?.map(Slice::from))
         }
-        (Backend::Cluster(client), Ks::Cluster(_)) => {
-            Ok(Box::pin(client.point(ks, key, false)).await?.map(Slice::from))
-        }
+        (Backend::Cluster(client), Ks::Cluster(_)) => Ok(Box::pin(client.point(ks, key, false))
+            .await?
+            .map(Slice::from)),
         _ => Err(mixed()),
     }
 }

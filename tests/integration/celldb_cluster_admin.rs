@@ -9,8 +9,9 @@
 //! - a follower SIGKILLed while a snapshot is being received or installed
 //!   (`--snapshot-every 30`), then restarted: it converges to the others' digest;
 //! - `celldb cluster status`: one line per node with its role, one leader;
-//! - ignored until celldb is fixed (each names the bug): records of 1 MB commit and a
-//!   follower behind by them catches up; concurrent orders on a healthy cluster all commit.
+//! - records of 1 MB commit and a follower behind by them catches up (AppendEntries split
+//!   under the frame limit, deadlines that grow with the bytes); concurrent orders on a
+//!   healthy cluster all commit (no spurious error from reads of more than one state).
 //!
 //! The tests of this file run one at a time (each runs three or four node processes; two
 //! shared cores stretch elections when several clusters run at once).
@@ -967,9 +968,6 @@ async fn insert_large(cluster: &Cluster, db: &Db, ids: std::ops::Range<u64>, siz
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "celldb bug: an AppendEntries call may take openraft's heartbeat_interval (100 ms) \
-            at most; a 1 MB entry takes longer in a debug build, times out, is sent again, and \
-            never commits"]
 async fn records_of_a_megabyte_commit_and_a_follower_behind_by_them_catches_up() {
     let _serial = SERIAL.lock().await;
     let mut cluster = Cluster::new(3, false, &[]).await;
@@ -988,11 +986,6 @@ async fn records_of_a_megabyte_commit_and_a_follower_behind_by_them_catches_up()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "celldb bugs: on a healthy cluster, concurrent transactions fail with errors no \
-            serial order explains — reads are not from one snapshot, so a body sees the counter \
-            before an order that exists (AlreadyExists instead of a retried conflict); and a \
-            fresh commit is rejected as 'answered already' (its sequence number was taken \
-            before another request's done_below was computed without it)"]
 async fn concurrent_orders_on_a_healthy_cluster_all_commit() {
     let _serial = SERIAL.lock().await;
     let cluster = Cluster::new(3, false, &[]).await;

@@ -71,8 +71,8 @@
 //!   another cluster, a second process under a running node's id, a wiped node rejoining under
 //!   its old id: each refused with a log line, nothing applied), `celldb cluster add`/`remove`
 //!   while writers place orders, a follower SIGKILLed mid-snapshot-transfer then converging,
-//!   `celldb cluster status`; and, ignored until fixed, 1 MB records and concurrent orders
-//!   on a healthy cluster.
+//!   `celldb cluster status`, 1 MB records (split AppendEntries), concurrent orders on a
+//!   healthy cluster without spurious errors.
 //! - `celldb_raft`: the fsync-ordering proof of the raft log on every node of a three-node
 //!   group (strace), with its negative control (a store that acknowledges before fsync).
 //! - `celldb_crash`: real child processes: SIGKILL loops (no acknowledged write lost, indexes

@@ -29,6 +29,59 @@ type C = CellRaft;
 /// The largest raft message body accepted (under the runtime's 16 MiB frame).
 pub(crate) const MAX_BODY: u64 = 15 << 20;
 
+/// Payload bytes of entries one AppendEntries message carries at most (one entry larger than
+/// this goes alone; an entry is at most 12 MiB, under [`MAX_BODY`]).
+const SPLIT_BYTES: usize = 4 << 20;
+
+/// Splits an AppendEntries request into parts of at most [`SPLIT_BYTES`] of entries.
+fn split(rpc: AppendEntriesRequest<C>) -> Vec<AppendEntriesRequest<C>> {
+    let size = |e: &openraft::type_config::alias::EntryOf<C>| match &e.payload {
+        openraft::EntryPayload::Normal(cmd) => cmd.0.len(),
+        _ => 256,
+    };
+    if rpc.entries.iter().map(size).sum::<usize>() <= SPLIT_BYTES {
+        return vec![rpc];
+    }
+    let AppendEntriesRequest {
+        vote,
+        prev_log_id,
+        leader_commit,
+        entries,
+    } = rpc;
+    let mut parts = Vec::new();
+    let mut prev = prev_log_id;
+    let mut current = Vec::new();
+    let mut bytes = 0;
+    for entry in entries {
+        let n = size(&entry);
+        if !current.is_empty() && bytes + n > SPLIT_BYTES {
+            let done: Vec<_> = std::mem::take(&mut current);
+            let next_prev = done
+                .last()
+                .map(|e: &openraft::type_config::alias::EntryOf<C>| e.log_id);
+            parts.push(AppendEntriesRequest {
+                vote: vote.clone(),
+                prev_log_id: prev,
+                // Never past this part's last entry: the follower's log beyond it may still
+                // hold entries of an older term that the next part replaces.
+                leader_commit: std::cmp::min(leader_commit, next_prev),
+                entries: done,
+            });
+            prev = next_prev;
+            bytes = 0;
+        }
+        bytes += n;
+        current.push(entry);
+    }
+    parts.push(AppendEntriesRequest {
+        vote,
+        prev_log_id: prev,
+        leader_commit,
+        entries: current,
+    });
+    parts
+}
+
 /// bincode of an openraft message (one encoding for every peer message, in one place).
 pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, String> {
     use bincode::Options as _;
@@ -204,12 +257,28 @@ impl Peer {
 impl RaftNetworkV2<C> for Peer {
     type SnapshotData = SnapshotData;
 
+    /// Sends the entries in as many messages as keep each under [`SPLIT_BYTES`] (openraft
+    /// batches up to `max_payload_entries` entries, and one entry may be 12 MiB): each part is
+    /// an AppendEntries of its own, following the previous part's last entry. The first answer
+    /// that is not a plain success is the answer; otherwise the last part's.
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<C>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
-        Ok(self.call(Kind::Append, &rpc, option.hard_ttl()).await?)
+        let ttl = option.hard_ttl();
+        let parts = split(rpc);
+        let last = parts.len().saturating_sub(1);
+        let mut answer = None;
+        for (i, part) in parts.into_iter().enumerate() {
+            let response: AppendEntriesResponse<C> = self.call(Kind::Append, &part, ttl).await?;
+            let success = matches!(response, AppendEntriesResponse::Success);
+            if !success || i == last {
+                answer = Some(response);
+                break;
+            }
+        }
+        answer.ok_or_else(|| Failure::Network("an empty AppendEntries split".into()).into())
     }
 
     async fn vote(
