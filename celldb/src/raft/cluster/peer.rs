@@ -60,7 +60,7 @@ fn split(rpc: AppendEntriesRequest<C>) -> Vec<AppendEntriesRequest<C>> {
                 .last()
                 .map(|e: &openraft::type_config::alias::EntryOf<C>| e.log_id);
             parts.push(AppendEntriesRequest {
-                vote: vote.clone(),
+                vote,
                 prev_log_id: prev,
                 // Never past this part's last entry: the follower's log beyond it may still
                 // hold entries of an older term that the next part replaces.
