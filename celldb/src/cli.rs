@@ -253,15 +253,10 @@ pub fn main() -> anyhow::Result<()> {
                 raft.snapshot_policy =
                     openraft::SnapshotPolicy::LogsSinceLast(snapshot_every.max(1));
                 raft.max_in_snapshot_log_to_keep = snapshot_every.max(1);
-                let config = crate::raft::cluster::ClusterConfig {
-                    cluster: cluster_id,
-                    node,
-                    listen,
-                    founders: cluster.unwrap_or_default(),
-                    dial: dial.unwrap_or_default(),
-                    raft,
-                    secret: None,
-                };
+                let mut config = crate::raft::cluster::ClusterConfig::new(cluster_id, node, listen);
+                config.founders = cluster.unwrap_or_default();
+                config.dial = dial.unwrap_or_default();
+                config.raft = raft;
                 return serve_cluster(&dir, config);
             }
             let endpoint = match (tcp, socket) {

@@ -215,7 +215,7 @@ pub(crate) async fn commit(
                     };
                 }
             }
-            Box::pin(client.commit(cmd)).await
+            Box::pin(client.commit(cmd)).await.map(drop)
         }
         _ => Err(mixed()),
     }
@@ -262,7 +262,9 @@ pub(crate) async fn count(db: &Db, ks: &Ks) -> Result<usize> {
 /// Before a read of a raft table outside a transaction: the member's read barrier.
 async fn linearize(db: &Db, ks: &Ks) -> Result<()> {
     match db.member() {
-        Some(member) if crate::raft::member::is_replicated(ks) => Box::pin(member.barrier()).await,
+        Some(member) if crate::raft::member::is_replicated(ks) => {
+            Box::pin(member.read_barrier()).await
+        }
         _ => Ok(()),
     }
 }

@@ -142,6 +142,19 @@ pub enum Error {
         /// What it did.
         detail: String,
     },
+    /// A member started with a staleness bound could not confirm, within its wait, that its
+    /// replica holds every write acknowledged more than the bound ago (no leader answered a
+    /// read index): the read is refused rather than served from older data.
+    #[error(
+        "this member's replica may be more than {bound:?} behind the raft group, and no leader \
+         confirmed a newer read index: {reason}"
+    )]
+    TooStale {
+        /// The member's staleness bound.
+        bound: std::time::Duration,
+        /// Why freshness could not be confirmed.
+        reason: String,
+    },
     /// The default database could not be opened.
     #[error("cannot open the default database: {0}")]
     Default(String),

@@ -201,8 +201,9 @@ impl TxState {
             && crate::raft::member::is_replicated(&handle.records)
             && let Some(member) = self.db.member()
         {
-            // The first raft table of this transaction: read at a linearizable point.
-            Box::pin(member.barrier()).await?;
+            // The first raft table of this transaction: read at a linearizable point (on a
+            // bounded-staleness member, a recent enough one; commits re-check the reads).
+            Box::pin(member.read_barrier()).await?;
             self.reader.refresh(&self.db);
             self.linearized = true;
         }

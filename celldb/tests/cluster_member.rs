@@ -48,15 +48,21 @@ async fn start(
     listen: &str,
     founders: &BTreeMap<u64, String>,
 ) -> ClusterNode {
-    let config = ClusterConfig {
-        cluster: "embedded".into(),
-        node: id,
-        listen: listen.to_string(),
-        founders: founders.clone(),
-        dial: BTreeMap::new(),
-        raft: celldb::raft::config(),
-        secret: Some(Secret::new(SECRET)),
-    };
+    start_with(id, dir, listen, founders, None).await
+}
+
+/// [`start`], with a staleness bound for the node's own reads.
+async fn start_with(
+    id: u64,
+    dir: &std::path::Path,
+    listen: &str,
+    founders: &BTreeMap<u64, String>,
+    max_staleness: Option<Duration>,
+) -> ClusterNode {
+    let mut config = ClusterConfig::new("embedded", id, listen);
+    config.founders = founders.clone();
+    config.secret = Some(Secret::new(SECRET));
+    config.max_staleness = max_staleness;
     let node = ClusterNode::start(dir, config).await.unwrap();
     let membrane = Membrane::bind(
         Endpoint::tcp(listen.to_string()),
@@ -166,4 +172,82 @@ async fn followers_and_a_learner_use_the_db_api_with_follower_reads_and_forwarde
         .voter_ids()
         .collect();
     assert_eq!(voters, vec![1, 2, 3], "a learner does not vote");
+}
+
+/// A learner started with a staleness bound `B`: a read sees every write acknowledged more than
+/// `B` before it; within `B` of its last read index it reads its own copy even with every voter
+/// gone; past `B` with no leader it refuses (`Error::TooStale`) rather than serve older data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bounded_staleness_learner_reads_locally_within_the_bound_and_refuses_past_it() {
+    const BOUND: Duration = Duration::from_secs(3);
+    let base = tempfile::tempdir().unwrap();
+    let founders: BTreeMap<u64, String> = (1..=3).map(|id| (id, free_addr())).collect();
+    let mut nodes = BTreeMap::new();
+    for (id, addr) in &founders {
+        let dir = base.path().join(format!("n{id}"));
+        nodes.insert(*id, start(*id, &dir, addr, &founders).await);
+    }
+    leader(&nodes).await;
+    let client = Db::connect_cluster(
+        founders.values().cloned().collect(),
+        false,
+        SynapseConfig {
+            secret: Some(Secret::new(SECRET)),
+            ..Default::default()
+        },
+    );
+    client
+        .scope(async { DB::insert(&Order { id: 1, total: 1 }).await.unwrap() })
+        .await;
+    let learner_addr = free_addr();
+    let learner_id = client.cluster_add_learner(&learner_addr).await.unwrap();
+    let learner = start_with(
+        learner_id,
+        &base.path().join("learner"),
+        &learner_addr,
+        &BTreeMap::new(),
+        Some(BOUND),
+    )
+    .await;
+    let on_learner = learner.db().clone();
+    on_learner
+        .scope(async { assert_eq!(Order::get(1u64).await.unwrap().unwrap().total, 1) })
+        .await;
+
+    // The bound: a write acknowledged B ago is visible on the learner, whatever the learner
+    // read in between (a read index younger than B may predate the write).
+    client
+        .scope(async {
+            let mut o = Order::get(1u64).await.unwrap().unwrap();
+            o.total = 2;
+            DB::update(&o).await.unwrap();
+        })
+        .await;
+    tokio::time::sleep(BOUND).await;
+    let fresh_at = Instant::now();
+    on_learner
+        .scope(async { assert_eq!(Order::get(1u64).await.unwrap().unwrap().total, 2) })
+        .await;
+
+    // Every voter stops. Within B of that read's index, the learner still reads its copy.
+    for (_, node) in std::mem::take(&mut nodes) {
+        node.shutdown().await.unwrap();
+    }
+    if fresh_at.elapsed() < BOUND {
+        on_learner
+            .scope(async { assert_eq!(Order::get(1u64).await.unwrap().unwrap().total, 2) })
+            .await;
+    } else {
+        eprintln!("the voters took longer than the bound to stop: the local-read step is moot");
+    }
+
+    // Past B, with no leader to give a read index, the read is refused.
+    tokio::time::sleep(BOUND).await;
+    let err = on_learner
+        .scope(async { Order::get(1u64).await.unwrap_err() })
+        .await;
+    assert!(
+        matches!(err, celldb::Error::TooStale { bound, .. } if bound == BOUND),
+        "expected TooStale, got {err:?}"
+    );
 }

@@ -11,53 +11,114 @@
 //!   and of the reads it made of raft tables); every replica re-checks the reads by value. A
 //!   conflict re-runs the transaction, as locally. It may not also write local tables (one
 //!   atomic commit cannot span two logs), nor have read local tables (raft cannot check them).
-//! - Writes and linearizable reads need the leader: on a follower they fail with
-//!   [`Error::NotLeader`](crate::Error::NotLeader), naming the leader. Forwarding to it comes
-//!   with the network between processes.
+//! - Writes and linearizable reads need the leader. On a node of a process cluster (one with
+//!   a [`Client`] of the group), a follower or learner asks the leader for a read index and
+//!   waits until it has applied that far (a follower read), and forwards writes to the leader
+//!   with a request id. Elsewhere (an in-process group) a follower fails with
+//!   [`Error::NotLeader`](crate::Error::NotLeader), naming the leader.
+//! - **Bounded staleness** (a member started with `max_staleness = B`): the `DB::` API's reads
+//!   skip the round trip while the member's newest read index is younger than `B`. A read
+//!   index asked for at time `t` covers every write acknowledged before `t`; once this node
+//!   has applied it, a read at `now` sees every write acknowledged before `now - B`. Only the
+//!   local monotonic clock is involved: no clock of another node, no lease. A refresh runs in
+//!   the background once the index is half the bound old; an index older than `B` is renewed
+//!   before the read, and a member that cannot renew it fails the read with
+//!   [`Error::TooStale`](crate::Error::TooStale) instead of serving older data. A conflict at
+//!   commit (proof that this node read stale data) drops the index, so the re-run reads after
+//!   a full barrier.
 //! - A table's schema is replicated too: the first node to open a raft table writes its
 //!   [`TableMeta`](crate::TableMeta) through the group; a member whose type differs gets
 //!   `Error::SchemaMismatch`. (Migrations of raft tables are not supported yet.)
 //!
-//! Not yet: request ids. A commit whose answer was lost (the leader changed in the middle) is
-//! not retried by celldb, so it is never applied twice; the caller gets the error.
+//! A commit proposed on the leader's own member is not retried by celldb when its answer is
+//! lost (the leader changed in the middle), so it is never applied twice; the caller gets the
+//! error. A follower's forwarded commit carries a request id and is retried like a client's.
 
 use crate::db::{Ks, TableHandle};
 use crate::engine::WriteMap;
 use crate::error::{Error, Result};
 use crate::log::ReadCheck;
+use crate::raft::cluster::client::Client;
 use crate::raft::cmd::CmdBuilder;
 use crate::raft::{DATA_PREFIX, Outcome, Raft};
 use crate::schema::{TableMeta, index_keyspace, meta_of, records_keyspace, same_schema};
 use crate::table::{Durability, Table};
 use cell_sdk::codec;
 use fjall::{Keyspace, KeyspaceCreateOptions};
+use openraft::rt::WatchReceiver as _;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// The replicated keyspace of table metadata (without the `r.` prefix).
 const META: &str = "celldb.meta";
 /// The replicated keyspace of `auto_inc` counters.
 const SEQ: &str = "celldb.seq";
 
+/// How long a follower read waits for this node to apply the leader's read index.
+const APPLY_WITHIN: Duration = Duration::from_secs(30);
+/// The shortest wait of a bounded-staleness read for a new read index before it fails.
+const RENEW_WITHIN_AT_LEAST: Duration = Duration::from_secs(3);
+
 /// The raft side of a member database.
 pub(crate) struct Member {
     raft: Raft,
     /// On a node of a process cluster: a client of the group, through which a follower or
     /// learner forwards its writes to the leader and asks it for read indexes.
-    remote: std::sync::OnceLock<Arc<crate::raft::cluster::client::Client>>,
+    remote: OnceLock<Arc<Client>>,
+    freshness: Arc<Freshness>,
+}
+
+/// What a bounded-staleness member knows of its own freshness.
+#[derive(Default)]
+struct Freshness {
+    /// The staleness bound; unset: reads are linearizable.
+    bound: OnceLock<Duration>,
+    /// The newest read index obtained, and when it was asked for (before the request left).
+    known: Mutex<Option<(Instant, u64)>>,
+    /// A background renewal is running.
+    renewing: AtomicBool,
+    /// The log index of this member's newest committed write: its reads wait for it (read
+    /// your writes; a forwarded write is applied here a little after the leader answers).
+    written: AtomicU64,
+}
+
+impl Freshness {
+    fn known(&self) -> std::sync::MutexGuard<'_, Option<(Instant, u64)>> {
+        self.known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Keeps the newest of what is known and `(asked, index)`.
+    fn record(&self, asked: Instant, index: u64) {
+        let mut known = self.known();
+        match *known {
+            Some((t, i)) if t >= asked => *known = Some((t, i.max(index))),
+            Some((_, i)) => *known = Some((asked, i.max(index))),
+            None => *known = Some((asked, index)),
+        }
+    }
 }
 
 impl Member {
     pub(crate) fn new(raft: Raft) -> Self {
         Self {
             raft,
-            remote: std::sync::OnceLock::new(),
+            remote: OnceLock::new(),
+            freshness: Arc::default(),
         }
     }
 
     /// Lets this member forward writes and read barriers to the leader through `client`.
-    pub(crate) fn set_remote(&self, client: Arc<crate::raft::cluster::client::Client>) {
+    pub(crate) fn set_remote(&self, client: Arc<Client>) {
         let _ = self.remote.set(client);
+    }
+
+    /// Serves the `DB::` API's reads of raft tables with bounded staleness (module docs).
+    pub(crate) fn set_max_staleness(&self, bound: Duration) {
+        let _ = self.freshness.bound.set(bound);
     }
 
     /// Waits until this node's state machine holds every write committed before the call
@@ -65,27 +126,61 @@ impl Member {
     /// index and this node waits until it has applied that far (a follower read); elsewhere a
     /// follower fails with `NotLeader`.
     pub(crate) async fn barrier(&self) -> Result<()> {
-        let local = self
-            .raft
-            .ensure_linearizable(openraft::ReadPolicy::ReadIndex)
-            .await;
-        let leader = match local {
-            Ok(_) => return Ok(()),
-            Err(e) => match e.forward_to_leader() {
-                Some(forward) => forward.leader_id,
-                None => return Err(Error::Commit(format!("raft read barrier: {e}"))),
-            },
+        let asked = Instant::now();
+        let index = read_index(&self.raft, self.remote.get()).await?;
+        self.freshness.record(asked, index);
+        Ok(())
+    }
+
+    /// The barrier before the `DB::` API reads raft tables: [`Member::barrier`], or on a
+    /// bounded-staleness member the newest read index if it is young enough (module docs).
+    pub(crate) async fn read_barrier(&self) -> Result<()> {
+        let Some(&bound) = self.freshness.bound.get() else {
+            return self.barrier().await;
         };
-        let Some(remote) = self.remote.get() else {
-            return Err(Error::NotLeader { leader });
-        };
-        let index = Box::pin(remote.read_index()).await?;
-        self.raft
-            .wait(Some(std::time::Duration::from_secs(30)))
-            .applied_index_at_least(Some(index), "a follower read catches up")
-            .await
-            .map(drop)
-            .map_err(|e| Error::Commit(format!("waiting to apply index {index}: {e}")))
+        let known = *self.freshness.known();
+        if let Some((asked, index)) = known {
+            let age = asked.elapsed();
+            if age <= bound {
+                if age >= bound / 2 {
+                    self.renew_in_background();
+                }
+                let written = self.freshness.written.load(Ordering::Acquire);
+                return wait_applied(&self.raft, index.max(written)).await;
+            }
+        }
+        let wait = bound.max(RENEW_WITHIN_AT_LEAST);
+        match tokio::time::timeout(wait, self.barrier()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Error::TooStale {
+                bound,
+                reason: e.to_string(),
+            }),
+            Err(_) => Err(Error::TooStale {
+                bound,
+                reason: format!("no read index within {wait:?}"),
+            }),
+        }
+    }
+
+    /// Renews the read index in a task, unless a renewal is running already.
+    fn renew_in_background(&self) {
+        if self.freshness.renewing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (raft, remote, freshness) = (
+            self.raft.clone(),
+            self.remote.get().cloned(),
+            self.freshness.clone(),
+        );
+        tokio::spawn(async move {
+            let asked = Instant::now();
+            match read_index(&raft, remote.as_ref()).await {
+                Ok(index) => freshness.record(asked, index),
+                Err(e) => tracing::debug!(error = %e, "celldb: renewing the read index failed"),
+            }
+            freshness.renewing.store(false, Ordering::Release);
+        });
     }
 
     /// Opens the raft table of `T` on this node, writing or checking its replicated metadata.
@@ -153,10 +248,10 @@ impl Member {
                     cmd.check(META, table.as_bytes(), None);
                     cmd.put(META, table.as_bytes(), &bytes);
                     // Conflict: another node registered it first; check what it wrote.
-                    self.submit(cmd).await.or_else(|e| match e {
-                        Error::Conflict { .. } => Ok(()),
-                        e => Err(e),
-                    })?;
+                    match self.submit(cmd).await {
+                        Ok(_) | Err(Error::Conflict { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
                 }
             }
         }
@@ -206,16 +301,29 @@ impl Member {
                 };
             }
         }
-        self.submit(cmd).await
+        match self.submit(cmd).await {
+            Ok(index) => {
+                self.freshness.written.fetch_max(index, Ordering::AcqRel);
+                Ok(())
+            }
+            Err(e) => {
+                if let Error::Conflict { .. } = e {
+                    // This node read something stale: the re-run reads after a full barrier.
+                    *self.freshness.known() = None;
+                }
+                Err(e)
+            }
+        }
     }
 
-    async fn submit(&self, cmd: CmdBuilder) -> Result<()> {
+    /// Proposes `cmd` here, or forwards it to the leader; the log index it was applied at.
+    async fn submit(&self, cmd: CmdBuilder) -> Result<u64> {
         let encoded = cmd
             .finish()
             .map_err(|e| Error::Commit(format!("encoding the write-set for raft: {e}")))?;
         match self.raft.client_write(encoded).await {
             Ok(response) => match response.data {
-                Outcome::Committed { .. } => Ok(()),
+                Outcome::Committed { index } => Ok(index),
                 Outcome::Conflict => Err(Error::Conflict { attempts: 1 }),
                 Outcome::Rejected(reason) => Err(Error::Commit(format!(
                     "every replica rejected the write-set: {reason}"
@@ -234,6 +342,41 @@ impl Member {
             },
         }
     }
+}
+
+/// A read index: every write committed before the call is at or below it, and this node has
+/// applied it when this returns. The leader confirms its leadership (ReadIndex); a follower or
+/// learner of a process cluster asks the leader through `remote`.
+async fn read_index(raft: &Raft, remote: Option<&Arc<Client>>) -> Result<u64> {
+    let local = raft
+        .ensure_linearizable(openraft::ReadPolicy::ReadIndex)
+        .await;
+    let leader = match local {
+        Ok(read) => return Ok(read.index()),
+        Err(e) => match e.forward_to_leader() {
+            Some(forward) => forward.leader_id,
+            None => return Err(Error::Commit(format!("raft read barrier: {e}"))),
+        },
+    };
+    let Some(remote) = remote else {
+        return Err(Error::NotLeader { leader });
+    };
+    let index = Box::pin(remote.read_index()).await?;
+    wait_applied(raft, index).await?;
+    Ok(index)
+}
+
+/// Waits until this node has applied log index `index`.
+async fn wait_applied(raft: &Raft, index: u64) -> Result<()> {
+    let applied = raft.metrics().borrow_watched().last_applied;
+    if applied.is_some_and(|l| l.index >= index) {
+        return Ok(());
+    }
+    raft.wait(Some(APPLY_WITHIN))
+        .applied_index_at_least(Some(index), "a follower read catches up")
+        .await
+        .map(drop)
+        .map_err(|e| Error::Commit(format!("waiting to apply index {index}: {e}")))
 }
 
 /// True for a keyspace of the raft state machine.

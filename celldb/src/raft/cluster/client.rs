@@ -467,7 +467,8 @@ impl Client {
     }
 
     /// Commits a write-set as one request: retried with the same id until the group answers.
-    pub(crate) async fn commit(&self, mut cmd: CmdBuilder) -> Result<()> {
+    /// Commits `cmd` with a request id; the log index it was applied at.
+    pub(crate) async fn commit(&self, mut cmd: CmdBuilder) -> Result<u64> {
         let mut session = self.session(false).await?;
         let mut renewed = false;
         loop {
@@ -495,7 +496,7 @@ impl Client {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&seq);
             return match result {
-                Ok(CommitReply::Committed(_)) => Ok(()),
+                Ok(CommitReply::Committed(index)) => Ok(index),
                 Ok(CommitReply::Conflict) => Err(Error::Conflict { attempts: 1 }),
                 Ok(CommitReply::Rejected(reason)) => Err(Error::Commit(format!(
                     "every replica rejected the write-set: {reason}"

@@ -27,8 +27,9 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// How a node starts.
+/// How a node starts: [`ClusterConfig::new`], then set the fields that differ.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ClusterConfig {
     /// The cluster id: every node of a group has the same, and refuses others'.
     pub cluster: String,
@@ -46,6 +47,33 @@ pub struct ClusterConfig {
     /// The cluster's shared secret for calls to peers (`None`: `$CELL_SECRET`). Bind the
     /// node's own port with the same one.
     pub secret: Option<cell_sdk::Secret>,
+    /// Serve the `DB::` API's reads on [`ClusterNode::db`] with bounded staleness: a read
+    /// sees every write acknowledged more than this long before it, from the local replica,
+    /// without a round trip to the leader while the node's newest read index is that young
+    /// (`None`: linearizable reads). Clients of the node are not affected. See
+    /// docs/replication.md, "Bounded staleness".
+    pub max_staleness: Option<Duration>,
+}
+
+impl ClusterConfig {
+    /// Node `node` of cluster `cluster`, listening on `listen`: no founders (it waits to be
+    /// added with `celldb cluster add`), no `--dial` overrides, [`crate::raft::config`],
+    /// `$CELL_SECRET`, linearizable reads.
+    pub fn new(cluster: impl Into<String>, node: u64, listen: impl Into<String>) -> Self {
+        let cluster = cluster.into();
+        let mut raft = crate::raft::config();
+        raft.cluster_name.clone_from(&cluster);
+        Self {
+            cluster,
+            node,
+            listen: listen.into(),
+            founders: BTreeMap::new(),
+            dial: BTreeMap::new(),
+            raft,
+            secret: None,
+            max_staleness: None,
+        }
+    }
 }
 
 /// The replicated keyspace of cluster bookkeeping (the next node id to allocate).
@@ -118,6 +146,9 @@ impl ClusterNode {
         let node =
             RaftNode::start_on(config.node, db.clone(), config.raft.clone(), network).await?;
         if let Some(member) = db.member() {
+            if let Some(bound) = config.max_staleness {
+                member.set_max_staleness(bound);
+            }
             // The node's own address first: it answers with the leader's, so a node that
             // joined without a founders list still finds the leader.
             let mut addrs = vec![config.listen.clone()];
