@@ -3,7 +3,7 @@
 //!
 //! Raft messages travel as bincode bytes of openraft's own types inside a [`PeerHeader`]
 //! envelope: the header carries the cluster id and the incarnations that every node checks
-//! before it hands a message to raft (see [`super::identity`]). Client calls carry names of
+//! before it hands a message to raft (see `identity.rs`). Client calls carry names of
 //! replicated keyspaces (`t.<table>`, `i.<table>.<index>`) and [`Cmd`](crate::raft::Cmd)
 //! bytes, which every replica validates again when it applies them.
 
