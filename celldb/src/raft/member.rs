@@ -152,6 +152,8 @@ impl Member {
         let wait = bound.max(RENEW_WITHIN_AT_LEAST);
         match tokio::time::timeout(wait, self.barrier()).await {
             Ok(Ok(())) => Ok(()),
+            // A follower of an in-process group has no way to the leader: as when unbounded.
+            Ok(Err(e @ Error::NotLeader { .. })) => Err(e),
             Ok(Err(e)) => Err(Error::TooStale {
                 bound,
                 reason: e.to_string(),

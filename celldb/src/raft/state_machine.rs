@@ -6,9 +6,10 @@
 //! state after entry N−1 *by comparing values* (a point read: the value now equals the value
 //! seen; a range read: the xxh3 digest of the range now equals the digest seen). Nothing in
 //! memory takes part: not the local log's commit versions, not what a restarted replica would
-//! not have. Entries are applied in fjall batches for speed; a batch keeps an overlay of its
-//! pending writes, and an entry whose checks or writes touch a pending key (or scan a keyspace
-//! with pending writes) first commits the pending batch. The result is the same as one batch
+//! not have. Entries are applied in fjall batches for speed: the pending writes of a batch are
+//! an overlay (the newest value per key) that point reads consult before fjall, written as one
+//! fjall batch when it is committed; an entry whose checks scan a keyspace with pending writes
+//! first commits the pending batch. The result is the same as one batch
 //! per entry, whatever the batching (the property test `raft_apply_is_batching_invariant`
 //! checks it). A conflict still consumes its index: nothing is written, the answer is
 //! [`Outcome::Conflict`].
@@ -296,9 +297,9 @@ fn to_json<T: serde::Serialize>(value: &T) -> io::Result<Vec<u8>> {
     serde_json::to_vec(value).map_err(|e| io_error("encoding state machine metadata", e))
 }
 
-/// A fjall batch being filled, and an overlay of its writes (see the module docs).
+/// The writes of a batch being filled: the newest value of each key, written to fjall as one
+/// batch (see the module docs).
 struct Pending {
-    batch: fjall::OwnedWriteBatch,
     overlay: HashMap<(String, Vec<u8>), Option<Vec<u8>>>,
     touched: HashSet<String>,
     dirty: bool,
@@ -341,9 +342,21 @@ impl Inner {
         }
     }
 
+    /// `key` of `keyspace` as the entries before this one left it: the overlay first.
+    fn read_pending(
+        &self,
+        pending: &Pending,
+        keyspace: &str,
+        key: &[u8],
+    ) -> io::Result<Option<Vec<u8>>> {
+        match pending.overlay.get(&(keyspace.to_string(), key.to_vec())) {
+            Some(value) => Ok(value.clone()),
+            None => self.read(keyspace, key),
+        }
+    }
+
     fn new_pending(&self) -> Pending {
         Pending {
-            batch: self.db.batch().durability(None),
             overlay: HashMap::new(),
             touched: HashSet::new(),
             dirty: false,
@@ -354,7 +367,15 @@ impl Inner {
     fn flush(&self, pending: &mut Pending, state: &Applied) -> io::Result<()> {
         let mut fresh = self.new_pending();
         std::mem::swap(pending, &mut fresh);
-        let mut batch = fresh.batch;
+        let mut batch = self.db.batch().durability(None);
+        // One write per key: the overlay holds the newest value of each.
+        for ((name, key), value) in fresh.overlay {
+            let ks = self.keyspace_for_write(&name)?;
+            match value {
+                Some(v) => batch.insert(&ks, key, v),
+                None => batch.remove(&ks, key),
+            }
+        }
         batch.insert(&self.sm, APPLIED_KEY, to_json(&state.applied)?);
         batch.insert(&self.sm, MEMBERSHIP_KEY, to_json(&state.membership)?);
         batch
@@ -404,7 +425,6 @@ impl Inner {
         }
         if body.open_session {
             let key = index.to_be_bytes();
-            self.flush_if_pending(pending, state, SESSIONS, &key)?;
             let record = SessionRecord {
                 last_index: index,
                 done_below: 0,
@@ -416,10 +436,10 @@ impl Inner {
         if body.session == 0 {
             return self.apply_body(pending, state, body, index);
         }
-        // Every flush happens before this entry writes anything (see `flush_if_pending`).
+        // The record as of the previous entry (pending or committed). `apply_body` may commit
+        // the pending batch, with this record in it, before this entry stages anything.
         let key = body.session.to_be_bytes();
-        self.flush_if_pending(pending, state, SESSIONS, &key)?;
-        let Some(bytes) = self.read(SESSIONS, &key)? else {
+        let Some(bytes) = self.read_pending(pending, SESSIONS, &key)? else {
             return Ok(Outcome::SessionExpired);
         };
         let Ok(mut record) = serde_json::from_slice::<SessionRecord>(&bytes) else {
@@ -448,26 +468,6 @@ impl Inner {
         Ok(outcome)
     }
 
-    /// Commits the pending batch if it holds `key` of `keyspace`: a fjall batch must not hold
-    /// one key twice. Called at the start of an entry, before it stages anything, so that a
-    /// batch never ends in the middle of an entry (a crash there would re-apply half of it).
-    fn flush_if_pending(
-        &self,
-        pending: &mut Pending,
-        state: &Applied,
-        keyspace: &str,
-        key: &[u8],
-    ) -> io::Result<()> {
-        if pending.dirty
-            && pending
-                .overlay
-                .contains_key(&(keyspace.to_string(), key.to_vec()))
-        {
-            self.flush(pending, state)?;
-        }
-        Ok(())
-    }
-
     /// Stages one write of the entry being applied.
     fn stage(
         &self,
@@ -476,11 +476,6 @@ impl Inner {
         key: &[u8],
         value: Option<Vec<u8>>,
     ) -> io::Result<()> {
-        let ks = self.keyspace_for_write(name)?;
-        match &value {
-            Some(v) => pending.batch.insert(&ks, key.to_vec(), v.clone()),
-            None => pending.batch.remove(&ks, key.to_vec()),
-        }
         pending.touched.insert(name.to_string());
         pending
             .overlay
@@ -542,22 +537,16 @@ impl Inner {
                 }
             }
         }
+        // Range checks scan fjall, which does not see the overlay.
         let must_flush = body
             .ranges
             .iter()
-            .any(|r| pending.touched.contains(&r.keyspace))
-            || seen_keys.keys().any(|k| pending.overlay.contains_key(k));
+            .any(|r| pending.touched.contains(&r.keyspace));
         if must_flush && pending.dirty {
             self.flush(pending, state)?;
         }
         for point in &body.points {
-            let now = match pending
-                .overlay
-                .get(&(point.keyspace.clone(), point.key.clone()))
-            {
-                Some(value) => value.clone(),
-                None => self.read(&point.keyspace, &point.key)?,
-            };
+            let now = self.read_pending(pending, &point.keyspace, &point.key)?;
             if now != point.seen {
                 return Ok(Outcome::Conflict);
             }

@@ -25,6 +25,10 @@ struct Spec {
     writes: Vec<(usize, u8, Option<u8>)>,
     /// Garbage bytes instead of a write-set.
     garbage: bool,
+    /// `(second, retry)`: sent as a request of client session 1 (or 2, with `second`); with
+    /// `retry`, it is instead a resend of that session's previous request (its outcome must be
+    /// the first one's, and nothing is applied again).
+    session: Option<(bool, bool)>,
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
@@ -36,12 +40,14 @@ fn spec() -> impl Strategy<Value = Spec> {
         prop::collection::vec((0..2usize, any::<bool>()), 0..2),
         prop::collection::vec((0..2usize, 0..4u8, prop::option::of(0..3u8)), 0..4),
         prop::bool::weighted(0.05),
+        prop::option::of((any::<bool>(), prop::bool::weighted(0.3))),
     )
-        .prop_map(|(points, ranges, writes, garbage)| Spec {
+        .prop_map(|(points, ranges, writes, garbage, session)| Spec {
             points,
             ranges,
             writes,
             garbage,
+            session,
         })
 }
 
@@ -57,13 +63,27 @@ fn model_digest(model: &Model, ks: usize) -> u64 {
 }
 
 /// Builds the commands from the specs, and the outcomes a reference model (a map, value
-/// semantics, one entry at a time) gives them.
+/// semantics, one entry at a time) gives them. The first two entries open client sessions 1
+/// and 2 (a session's id is the index of the entry that opened it).
 fn build(specs: &[Spec]) -> (Vec<Cmd>, Vec<Outcome>) {
     let mut model = Model::new();
     let mut cmds = Vec::new();
     let mut outcomes = Vec::new();
+    for index in 1..=2 {
+        cmds.push(CmdBuilder::open_session().finish().expect("encodes"));
+        outcomes.push(Outcome::Committed { index });
+    }
+    // Per session: the next sequence number, and the last request with its outcome.
+    let mut sessions: [(u64, Option<(Cmd, Outcome)>); 2] = [(1, None), (1, None)];
     for (i, spec) in specs.iter().enumerate() {
-        let index = i as u64 + 1;
+        let index = i as u64 + 3;
+        if let Some((second, true)) = spec.session
+            && let Some((cmd, outcome)) = sessions[usize::from(second)].1.clone()
+        {
+            cmds.push(cmd);
+            outcomes.push(outcome);
+            continue;
+        }
         if spec.garbage {
             cmds.push(Cmd(vec![0xff; 7]));
             outcomes.push(Outcome::Rejected(String::new()));
@@ -92,6 +112,12 @@ fn build(specs: &[Spec]) -> (Vec<Cmd>, Vec<Outcome>) {
                 None => cmd.delete(KEYSPACES[ks], &[key]),
             };
         }
+        let session = spec.session.map(|(second, _)| usize::from(second));
+        if let Some(s) = session {
+            let seq = sessions[s].0;
+            sessions[s].0 += 1;
+            cmd.request(s as u64 + 1, seq, 0);
+        }
         if ok {
             for &(ks, key, value) in &spec.writes {
                 match value {
@@ -103,7 +129,11 @@ fn build(specs: &[Spec]) -> (Vec<Cmd>, Vec<Outcome>) {
         } else {
             outcomes.push(Outcome::Conflict);
         }
-        cmds.push(cmd.finish().expect("small write-sets encode"));
+        let cmd = cmd.finish().expect("small write-sets encode");
+        if let (Some(s), Some(outcome)) = (session, outcomes.last()) {
+            sessions[s].1 = Some((cmd.clone(), outcome.clone()));
+        }
+        cmds.push(cmd);
     }
     (cmds, outcomes)
 }
