@@ -8,7 +8,20 @@
 //! Both declare the same records, so in a group they share one table per record: orders that
 //! `orders` clients place are read by `orders-member` from its replica, and the other way
 //! round. [`order_book!`] writes the records and the app's transactions once; each binary
-//! says where the tables live.
+//! says where the tables live:
+//!
+//! ```no_run
+//! cell_sdk::cell_remote!(DB = "celldb");
+//! orders::order_book!(replicate = "local"); // `orders`; `orders-member` says "raft"
+//!
+//! #[tokio::main(flavor = "current_thread")]
+//! async fn main() -> anyhow::Result<()> {
+//!     open_shop().await?;
+//!     println!("placed order #{}", place_order().await?);
+//!     println!("{}", summary().await?);
+//!     Ok(())
+//! }
+//! ```
 
 /// Declares, in the calling crate (which has run `cell_remote!(DB = "celldb")` and depends on
 /// `anyhow`), the records `Customer`, `Order` and `Stock` with `replicate = $replicate`
