@@ -568,11 +568,24 @@ impl Journal {
     fn purge(&mut self, upto: LogIdOf<C>) -> io::Result<()> {
         let bytes = serde_json::to_vec(&upto).map_err(|e| io_error("encoding a log id", e))?;
         let mut batch = self.db.batch().durability(None);
-        for guard in self.log.range(..=upto.index.to_be_bytes()) {
-            let key = guard
-                .key()
-                .map_err(|e| io_error("reading raft entries to purge", e))?;
-            batch.remove(&self.log, key);
+        // From the last purge on: what lies below it is gone already, and scanning from the
+        // start would walk the tombstones of every earlier purge (until compaction drops
+        // them), a cost that grew with the log's whole history on every purge.
+        let from = self
+            .cached()
+            .last_purged
+            .as_ref()
+            .map_or(0, |p| p.index + 1);
+        if from <= upto.index {
+            for guard in self
+                .log
+                .range(from.to_be_bytes()..=upto.index.to_be_bytes())
+            {
+                let key = guard
+                    .key()
+                    .map_err(|e| io_error("reading raft entries to purge", e))?;
+                batch.remove(&self.log, key);
+            }
         }
         batch.insert(&self.meta, PURGED_KEY, bytes);
         batch

@@ -62,7 +62,7 @@ pub(crate) type Entry = (Vec<u8>, Vec<u8>);
 
 /// What the group remembers of a client session: when it last committed, and the outcome
 /// of each request it may still retry (those numbered `done_below` and up).
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct SessionRecord {
     last_index: u64,
     done_below: u64,
@@ -293,6 +293,16 @@ impl StateMachine {
     }
 }
 
+/// Makes `record` the pending value of session `key` (see [`Pending::sessions`]).
+fn stage_session(pending: &mut Pending, key: &[u8], record: SessionRecord) {
+    pending
+        .overlay
+        .remove(&(SESSIONS.to_string(), key.to_vec()));
+    pending.touched.insert(SESSIONS.to_string());
+    pending.dirty = true;
+    pending.sessions.insert(key.to_vec(), record);
+}
+
 fn to_json<T: serde::Serialize>(value: &T) -> io::Result<Vec<u8>> {
     serde_json::to_vec(value).map_err(|e| io_error("encoding state machine metadata", e))
 }
@@ -301,6 +311,10 @@ fn to_json<T: serde::Serialize>(value: &T) -> io::Result<Vec<u8>> {
 /// batch (see the module docs).
 struct Pending {
     overlay: HashMap<(String, Vec<u8>), Option<Vec<u8>>>,
+    /// Client session records this batch changed, decoded: entries of one session in a batch
+    /// update one record, encoded once when the batch is committed (after the overlay, so
+    /// these win over a pending value of the same key).
+    sessions: HashMap<Vec<u8>, SessionRecord>,
     touched: HashSet<String>,
     dirty: bool,
 }
@@ -342,13 +356,19 @@ impl Inner {
         }
     }
 
-    /// `key` of `keyspace` as the entries before this one left it: the overlay first.
+    /// `key` of `keyspace` as the entries before this one left it: the batch's pending
+    /// writes first.
     fn read_pending(
         &self,
         pending: &Pending,
         keyspace: &str,
         key: &[u8],
     ) -> io::Result<Option<Vec<u8>>> {
+        if keyspace == SESSIONS
+            && let Some(record) = pending.sessions.get(key)
+        {
+            return to_json(record).map(Some);
+        }
         match pending.overlay.get(&(keyspace.to_string(), key.to_vec())) {
             Some(value) => Ok(value.clone()),
             None => self.read(keyspace, key),
@@ -358,6 +378,7 @@ impl Inner {
     fn new_pending(&self) -> Pending {
         Pending {
             overlay: HashMap::new(),
+            sessions: HashMap::new(),
             touched: HashSet::new(),
             dirty: false,
         }
@@ -374,6 +395,12 @@ impl Inner {
             match value {
                 Some(v) => batch.insert(&ks, key, v),
                 None => batch.remove(&ks, key),
+            }
+        }
+        if !fresh.sessions.is_empty() {
+            let ks = self.keyspace_for_write(SESSIONS)?;
+            for (key, record) in fresh.sessions {
+                batch.insert(&ks, key, to_json(&record)?);
             }
         }
         batch.insert(&self.sm, APPLIED_KEY, to_json(&state.applied)?);
@@ -430,7 +457,7 @@ impl Inner {
                 done_below: 0,
                 answers: BTreeMap::new(),
             };
-            self.stage(pending, SESSIONS, &key, Some(to_json(&record)?))?;
+            stage_session(pending, &key, record);
             return Ok(Outcome::Committed { index });
         }
         if body.session == 0 {
@@ -439,13 +466,16 @@ impl Inner {
         // The record as of the previous entry (pending or committed). `apply_body` may commit
         // the pending batch, with this record in it, before this entry stages anything.
         let key = body.session.to_be_bytes();
-        let Some(bytes) = self.read_pending(pending, SESSIONS, &key)? else {
+        let session = body.session;
+        // The record stays in the batch while this entry is decided: `apply_body` may commit
+        // the batch, which must hold the record as the previous entries left it.
+        if !self.load_session(pending, &key, session)? {
             return Ok(Outcome::SessionExpired);
-        };
-        let Ok(mut record) = serde_json::from_slice::<SessionRecord>(&bytes) else {
+        }
+        let Some(record) = pending.sessions.get(&key[..]) else {
             return Err(io_error(
-                format!("decoding client session {}", body.session),
-                "not a session record",
+                "applying a request",
+                "its session record vanished",
             ));
         };
         if let Some(answer) = record.answers.get(&body.seq) {
@@ -453,19 +483,45 @@ impl Inner {
         }
         if body.seq < record.done_below {
             return Ok(Outcome::Rejected(format!(
-                "request {} of session {} was answered already",
-                body.seq, body.session
+                "request {} of session {session} was answered already",
+                body.seq
             )));
         }
         let (seq, done_below) = (body.seq, body.done_below);
         let outcome = self.apply_body(pending, state, body, index)?;
+        // After a commit of the batch the record is read back (committed, unchanged).
+        self.load_session(pending, &key, session)?;
+        let Some(record) = pending.sessions.get_mut(&key[..]) else {
+            return Err(io_error(
+                "applying a request",
+                "its session record vanished",
+            ));
+        };
         record.done_below = record.done_below.max(done_below);
         let floor = record.done_below;
         record.answers.retain(|s, _| *s >= floor);
         record.answers.insert(seq, outcome.clone());
         record.last_index = index;
-        self.stage(pending, SESSIONS, &key, Some(to_json(&record)?))?;
         Ok(outcome)
+    }
+
+    /// Puts session `key`'s record into the batch's decoded records unless it is there;
+    /// false when the session does not exist (never opened, or expired).
+    fn load_session(&self, pending: &mut Pending, key: &[u8], session: u64) -> io::Result<bool> {
+        if pending.sessions.contains_key(key) {
+            return Ok(true);
+        }
+        let Some(bytes) = self.read_pending(pending, SESSIONS, key)? else {
+            return Ok(false);
+        };
+        let record = serde_json::from_slice::<SessionRecord>(&bytes).map_err(|_| {
+            io_error(
+                format!("decoding client session {session}"),
+                "not a session record",
+            )
+        })?;
+        stage_session(pending, key, record);
+        Ok(true)
     }
 
     /// Stages one write of the entry being applied.
