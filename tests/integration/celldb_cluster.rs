@@ -87,6 +87,9 @@ pub(crate) struct Cluster {
     env: Vec<(String, String)>,
     /// The cluster id.
     cluster_id: String,
+    /// The network namespace each node runs in (`ip netns exec`), when it has one
+    /// (`celldb_cluster_netns`).
+    pub(crate) netns: BTreeMap<u64, String>,
 }
 
 pub(crate) fn free_addr() -> SocketAddr {
@@ -122,8 +125,32 @@ impl Cluster {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             cluster_id: "test".into(),
+            netns: BTreeMap::new(),
         };
         for id in 1..=n {
+            cluster.start(id);
+        }
+        cluster.leader().await;
+        cluster
+    }
+
+    /// Nodes at `addrs`, node `id` running in network namespace `netns[id]`. Waits for a
+    /// leader.
+    pub(crate) async fn in_namespaces(
+        addrs: BTreeMap<u64, SocketAddr>,
+        netns: BTreeMap<u64, String>,
+    ) -> Self {
+        let mut cluster = Self {
+            base: tempfile::tempdir().unwrap(),
+            addrs,
+            children: BTreeMap::new(),
+            mesh: None,
+            env: Vec::new(),
+            cluster_id: "test".into(),
+            netns,
+        };
+        let ids: Vec<u64> = cluster.addrs.keys().copied().collect();
+        for id in ids {
             cluster.start(id);
         }
         cluster.leader().await;
@@ -153,7 +180,17 @@ impl Cluster {
 
     /// The `celldb serve` command of node `id` (founding member).
     pub(crate) fn command(&self, id: u64) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_celldb-cli"));
+        let mut command = match self.netns.get(&id) {
+            // `ip netns exec` enters the namespace and execs the program: the same pid, so
+            // SIGKILL reaches the node itself.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns])
+                    .arg(env!("CARGO_BIN_EXE_celldb-cli"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_celldb-cli")),
+        };
         command
             .arg("serve")
             .arg("--dir")
@@ -336,7 +373,7 @@ pub(crate) async fn place_order(db: &Db, writer: u64, n: u64) -> celldb::Result<
 
 /// Writers place orders until `stop`; returns the acknowledged `(writer, n)` and how many
 /// failed (outcome unknown).
-async fn writers(
+pub(crate) async fn writers(
     db: &Db,
     count: u64,
     per_writer: u64,

@@ -97,6 +97,7 @@ mod agree;
 mod celldb_api;
 mod celldb_cluster;
 mod celldb_cluster_admin;
+mod celldb_cluster_netns;
 mod celldb_crash;
 mod celldb_disk;
 mod celldb_hostile;

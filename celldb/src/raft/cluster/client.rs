@@ -12,7 +12,8 @@
 //! **Failover.** The client keeps the leader it last reached and the addresses it was given.
 //! A node that is not the leader answers with the leader's address, and the client goes
 //! there; a node that cannot be reached, or a group without a leader (an election), makes it
-//! try the next address after a short pause, for up to [`RETRY_FOR`].
+//! try the next address after a short pause, for up to [`RETRY_FOR`]. A call with no answer
+//! for [`CALL_TIMEOUT`] (a node whose network link is gone) counts as unreachable too.
 //!
 //! **Exactly once.** Commits carry a request id: the client's session (opened through the
 //! log) and a sequence number. A commit whose answer was lost (the leader died after
@@ -42,6 +43,12 @@ use std::time::{Duration, Instant};
 
 /// How long a call keeps looking for a leader before it fails.
 pub const RETRY_FOR: Duration = Duration::from_secs(30);
+
+/// How long one call may go unanswered before it counts as lost and is tried elsewhere (a
+/// commit, with the same request id). A node answers within 3 s or says it is unavailable;
+/// no answer at all means a dead link, where TCP alone would wait for many minutes.
+/// `SynapseConfig::timeout`, when set, replaces it.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a commit hears when the group no longer holds the client's session.
 const EXPIRED: &str = "the cluster no longer holds this client's session";
@@ -195,6 +202,10 @@ enum Attempt<T> {
 
 impl Client {
     pub(crate) fn new(addrs: Vec<String>, stale: bool, config: SynapseConfig) -> Arc<Self> {
+        let config = SynapseConfig {
+            timeout: config.timeout.or(Some(CALL_TIMEOUT)),
+            ..config
+        };
         Arc::new(Client {
             addrs,
             config,
