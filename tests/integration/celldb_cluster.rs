@@ -560,6 +560,21 @@ async fn register_op(
 /// random operations from clients of the whole group, two probes run through a client that
 /// knows only the old leader while it is cut off: a write there, and a read there after a
 /// write that completed on the new leader. Returns the checker's verdict.
+/// How long a probe through the cut-off leader may take before the test goes on: a broken
+/// build answers it at once, a correct one only after healing.
+const PROBE_WAIT: Duration = Duration::from_secs(4);
+
+/// Waits up to [`PROBE_WAIT`] for a probe; true if it finished (a panic in it propagates).
+async fn answered_within(probe: &mut tokio::task::JoinHandle<()>) -> bool {
+    match tokio::time::timeout(PROBE_WAIT, probe).await {
+        Ok(joined) => {
+            joined.unwrap();
+            true
+        }
+        Err(_) => false,
+    }
+}
+
 async fn register_history_under_a_leader_partition(env: &[(&str, &str)]) -> cell_lincheck::Verdict {
     let cluster = Cluster::new(3, true, env).await;
     let mesh = cluster.mesh.as_ref().unwrap();
@@ -599,22 +614,28 @@ async fn register_history_under_a_leader_partition(env: &[(&str, &str)]) -> cell
     wait_for_other_leader(&cluster, leader, &others).await;
     // Probe 1: a write through the cut-off leader (it cannot commit: a correct build answers
     // only after healing, through the new leader), then a read through the new one.
-    let pending_write = {
+    let mut pending_write = {
         let (rec, old) = (rec.clone(), old.clone());
         tokio::spawn(async move { register_op(&rec, 101, &old, RegIn::Put(0, 2)).await })
     };
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // A correct build cannot answer it before healing; a broken one answers at once. Waiting
+    // for the answer (not a fixed pause) keeps a slow machine from healing first.
+    let write_answered = answered_within(&mut pending_write).await;
     register_op(&rec, 100, &full, RegIn::Get(0)).await;
     // Probe 2: a write on the new leader, then a read through the cut-off one.
     register_op(&rec, 100, &full, RegIn::Put(0, 3)).await;
-    let pending_read = {
+    let mut pending_read = {
         let (rec, old) = (rec.clone(), old.clone());
         tokio::spawn(async move { register_op(&rec, 102, &old, RegIn::Get(0)).await })
     };
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let read_answered = answered_within(&mut pending_read).await;
     mesh.heal();
-    pending_write.await.unwrap();
-    pending_read.await.unwrap();
+    if !write_answered {
+        pending_write.await.unwrap();
+    }
+    if !read_answered {
+        pending_read.await.unwrap();
+    }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for task in background {
         task.await.unwrap();
