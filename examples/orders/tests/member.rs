@@ -81,6 +81,21 @@ fn succeeded(out: &Output) -> String {
     stdout
 }
 
+/// One run of `orders` as a client of the group at `url`; its output (it must succeed).
+async fn client_run(url: &str) -> String {
+    let url = url.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_orders"))
+            .env("CELLDB_URL", url)
+            .env("CELL_SECRET", SECRET)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    succeeded(&out)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_order_book_runs_in_a_learner_of_the_group_and_survives_a_leader_stop() {
     let base = tempfile::tempdir().unwrap();
@@ -97,19 +112,7 @@ async fn the_order_book_runs_in_a_learner_of_the_group_and_survives_a_leader_sto
     );
 
     // A client places the first order.
-    let client_run = tokio::task::spawn_blocking({
-        let url = url.clone();
-        move || {
-            Command::new(env!("CARGO_BIN_EXE_orders"))
-                .env("CELLDB_URL", url)
-                .env("CELL_SECRET", SECRET)
-                .output()
-                .unwrap()
-        }
-    })
-    .await
-    .unwrap();
-    let out = succeeded(&client_run);
+    let out = client_run(&url).await;
     assert!(out.contains("placed order #1"), "{out}");
 
     // The member's id comes from the group; then the member runs as its own process.
@@ -189,15 +192,6 @@ async fn the_order_book_runs_in_a_learner_of_the_group_and_survives_a_leader_sto
 
     // The client sees the member's orders (2 + 200) and places one more, through the two
     // remaining voters.
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_orders"))
-            .env("CELLDB_URL", url)
-            .env("CELL_SECRET", SECRET)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let out = succeeded(&out);
+    let out = client_run(&url).await;
     assert!(out.contains("203 orders in the table"), "{out}");
 }
