@@ -140,7 +140,9 @@ enum Command {
     /// Look at or change the membership of a cluster (`celldb serve --node-id`).
     #[command(
         subcommand,
-        long_about = "Look at or change the membership of a running cluster. Every command         takes --url raft://host:port,host:port (any nodes; the leader is found) and needs         $CELL_SECRET.\n\n\
+        long_about = "Look at or change the membership of a running cluster. Every command \
+        takes --url raft://host:port,host:port (any nodes; the leader is found) and needs \
+        $CELL_SECRET.\n\n\
         Adding a node, while writes continue:\n  \
         celldb cluster add --url raft://127.0.0.1:7001 --addr 127.0.0.1:7004\n  \
         # prints `node id 4`; start it:\n  \
