@@ -228,3 +228,97 @@ fn no_ui_snapshot_depends_on_the_rust_src_component() {
         offenders.join("\n")
     );
 }
+
+/// Every `cargo run -p NAME` the README and the guides show picks one binary by itself: the
+/// package has one, or a `default-run` (a second binary once broke the quick start's
+/// `cargo run -p orders`, and no other test runs that exact command).
+#[test]
+fn every_cargo_run_in_the_docs_names_a_package_that_picks_one_binary() {
+    let root = repo_root();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .current_dir(&root)
+        .output()
+        .expect("run cargo metadata");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
+    let packages = meta["packages"].as_array().expect("packages");
+    let picks_one = |name: &str| -> Option<bool> {
+        let package = packages.iter().find(|p| p["name"] == name)?;
+        let bins = package["targets"]
+            .as_array()?
+            .iter()
+            .filter(|t| {
+                t["kind"]
+                    .as_array()
+                    .is_some_and(|k| k.iter().any(|k| k == "bin"))
+            })
+            .count();
+        Some(bins == 1 || package["default_run"].is_string())
+    };
+    let mut docs = vec![root.join("README.md")];
+    for entry in std::fs::read_dir(root.join("docs")).expect("read docs/") {
+        let path = entry.expect("read docs/").path();
+        if path.extension().is_some_and(|e| e == "md") {
+            docs.push(path);
+        }
+    }
+    let mut checked = 0;
+    let mut problems = Vec::new();
+    for doc in docs {
+        let text = std::fs::read_to_string(&doc).expect("read a doc");
+        for (n, line) in text.lines().enumerate() {
+            for (at, _) in line.match_indices("cargo run") {
+                // The command's own arguments: up to `--` (the program's), a backtick or the
+                // end of the line.
+                let words: Vec<&str> = line[at + "cargo run".len()..]
+                    .split(|c: char| c.is_whitespace() || c == '`')
+                    .take_while(|w| *w != "--")
+                    .filter(|w| !w.is_empty())
+                    .collect();
+                // `--bin` or `--example` name the target themselves.
+                if words
+                    .iter()
+                    .any(|w| w.starts_with("--bin") || w.starts_with("--example"))
+                {
+                    continue;
+                }
+                let Some(i) = words.iter().position(|w| *w == "-p") else {
+                    continue;
+                };
+                // A package name, not prose such as `cargo run -p …`.
+                let Some(name) = words.get(i + 1).filter(|n| {
+                    n.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                }) else {
+                    continue;
+                };
+                checked += 1;
+                match picks_one(name) {
+                    Some(true) => {}
+                    Some(false) => problems.push(format!(
+                        "{}:{}: `cargo run -p {name}` cannot choose among {name}'s binaries: \
+                         add `default-run` to its Cargo.toml or `--bin` to the command",
+                        doc.display(),
+                        n + 1
+                    )),
+                    None => problems.push(format!(
+                        "{}:{}: `cargo run -p {name}`: no package {name} in the workspace",
+                        doc.display(),
+                        n + 1
+                    )),
+                }
+            }
+        }
+    }
+    assert!(
+        checked > 0,
+        "found no `cargo run -p` in README.md and docs/"
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
