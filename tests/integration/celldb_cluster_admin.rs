@@ -479,6 +479,26 @@ fn garbage() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// The data (digest `digest`) is unchanged on every node of `addrs`.
+async fn assert_data_unchanged(addrs: &[String], digest: u64) {
+    for a in addrs {
+        assert_eq!(
+            digest_at(a).await.unwrap().1,
+            digest,
+            "the data on {a} changed"
+        );
+    }
+}
+
+/// The node at `addr` (`who`) is never a leader over ten looks 200 ms apart.
+async fn never_leads(addr: &str, who: &str) {
+    for _ in 0..10 {
+        let s = status_at(addr).await.unwrap();
+        assert_ne!(s.state, "Leader", "{who} won an election: {s:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_on_the_raft_port_is_refused_and_the_node_keeps_serving() {
     let _serial = SERIAL.lock().await;
@@ -511,13 +531,7 @@ async fn garbage_on_the_raft_port_is_refused_and_the_node_keeps_serving() {
     let (_, line) = wait_log(&cluster, &[target], "unauthenticated peer closed").await;
     assert!(line.contains("peer failed authentication"), "{line}");
     // Nothing applied: the data is as before on every node.
-    for a in &all {
-        assert_eq!(
-            digest_at(a).await.unwrap().1,
-            before.1,
-            "the data on {a} changed"
-        );
-    }
+    assert_data_unchanged(&all, before.1).await;
     // The node still serves, and the group still commits.
     assert!(cluster.status(target).await.is_some(), "node {target} died");
     acked.extend(orders(&db, 0, 10, 30).await);
@@ -560,18 +574,8 @@ async fn a_node_of_another_cluster_is_refused_and_nothing_is_applied() {
     assert!(line.contains("of cluster \"test\""), "{line}");
     refused_above(&cluster, &[2, 3], refused_before).await;
     // It gets no vote: it never leads, and the group's data and members are as they were.
-    for _ in 0..10 {
-        let s = status_at(&other).await.unwrap();
-        assert_ne!(s.state, "Leader", "the foreign node won an election: {s:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    for a in &all {
-        assert_eq!(
-            digest_at(a).await.unwrap().1,
-            before.1,
-            "the data on {a} changed"
-        );
-    }
+    never_leads(&other, "the foreign node").await;
+    assert_data_unchanged(&all, before.1).await;
     let leader = cluster.leader().await;
     let status = cluster.status(leader).await.unwrap();
     let voters: Vec<u64> = status.voters.iter().map(|(id, _)| *id).collect();
@@ -616,18 +620,8 @@ async fn a_second_process_under_a_running_nodes_id_is_refused() {
     let (_, line) = wait_log(&cluster, &[92], "refused by the peer").await;
     assert!(line.contains("presents incarnation"), "{line}");
     refused_above(&cluster, &[2, 3], refused_before).await;
-    for _ in 0..10 {
-        let s = status_at(&impostor).await.unwrap();
-        assert_ne!(s.state, "Leader", "the impostor won an election: {s:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    for a in &all {
-        assert_eq!(
-            digest_at(a).await.unwrap().1,
-            before.1,
-            "the data on {a} changed"
-        );
-    }
+    never_leads(&impostor, "the impostor").await;
+    assert_data_unchanged(&all, before.1).await;
     // The real node 1 is still a member that replicates: all three converge after writes.
     acked.extend(orders(&db, 0, 10, 30).await);
     check_orders(&db, &acked).await;
@@ -1024,4 +1018,31 @@ async fn concurrent_orders_on_a_healthy_cluster_all_commit() {
         errors.join("\n")
     );
     check_orders(&db, &acked).await;
+}
+
+/// A client commit that writes the cluster's own bookkeeping (client sessions, the node-id
+/// counter) is refused before raft sees it: a forged session record would stop every replica
+/// that applied it. The group goes on committing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_commit_into_the_clusters_bookkeeping_is_refused() {
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::new(3, false, &[]).await;
+    let db = cluster.client();
+    let mut acked = orders(&db, 0, 0, 5).await;
+    let leader = cluster.leader().await;
+    let node = cluster.node(leader).await.unwrap();
+    for keyspace in ["celldb.sessions", "celldb.nodes"] {
+        let mut cmd = celldb::raft::CmdBuilder::new(0);
+        cmd.put(keyspace, &1u64.to_be_bytes(), b"not a record");
+        let bytes = cmd.finish().unwrap().0;
+        match node.commit(bytes).await {
+            Err(cell_sdk::CallError::App(
+                celldb::raft::cluster::wire::ClusterError::BadRequest(why),
+            )) => assert!(why.contains("own bookkeeping"), "{why}"),
+            other => panic!("a write to {keyspace} was not refused: {other:?}"),
+        }
+    }
+    acked.extend(orders(&db, 0, 5, 15).await);
+    check_orders(&db, &acked).await;
+    cluster.converged().await;
 }

@@ -323,6 +323,11 @@ impl Client {
         F: Fn(CellDbClusterClient) -> Fut,
         Fut: Future<Output = std::result::Result<T, CallError<ClusterError>>>,
     {
+        if self.addrs.is_empty() {
+            return Err(Error::Connection(format!(
+                "{what}: the cluster handle was given no node addresses"
+            )));
+        }
         let deadline = Instant::now() + RETRY_FOR;
         let mut next: Option<String> = None;
         let mut last = String::from("no attempt");

@@ -562,7 +562,19 @@ impl CellDbCluster for Handler {
 
     async fn commit(&self, cmd: Vec<u8>) -> Result<CommitReply, ClusterError> {
         let cmd = Cmd(cmd);
-        cmd.decode().map_err(ClusterError::BadRequest)?;
+        let body = cmd.decode().map_err(ClusterError::BadRequest)?;
+        // The group's own bookkeeping is written by the state machine and the node, never by
+        // a client: a forged session record would stop every replica that applies it.
+        if let Some(w) = body
+            .writes
+            .iter()
+            .find(|w| w.keyspace == crate::raft::state_machine::SESSIONS || w.keyspace == NODES)
+        {
+            return Err(ClusterError::BadRequest(format!(
+                "keyspace {} is the cluster's own bookkeeping: clients may not write it",
+                w.keyspace
+            )));
+        }
         let s = &self.shared;
         match s.propose(cmd).await? {
             Outcome::Committed { index } => Ok(CommitReply::Committed(index)),
