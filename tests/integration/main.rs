@@ -65,14 +65,16 @@
 //!   `$CELLDB_URL`, and SIGKILL of the server loses no acknowledged write.
 //! - `celldb_cluster`: celldb as a cluster of real `celldb serve --node-id` processes: the
 //!   leader SIGKILLed under writes (nothing lost, nothing doubled), partitions through a fault
-//!   proxy, linearizability checked by `cell-lincheck` (which catches two broken builds), bad
-//!   input on the raft port, membership changes.
+//!   proxy, linearizability checked by `cell-lincheck` (which catches two broken builds),
+//!   request-id retries.
 //! - `celldb_cluster_admin`: bad input on a cluster's raft port (garbage bytes, a node of
 //!   another cluster, a second process under a running node's id, a wiped node rejoining under
 //!   its old id: each refused with a log line, nothing applied), `celldb cluster add`/`remove`
 //!   while writers place orders, a follower SIGKILLed mid-snapshot-transfer then converging,
 //!   `celldb cluster status`, 1 MB records (split AppendEntries), concurrent orders on a
 //!   healthy cluster without spurious errors.
+//! - `celldb_cluster_netns` (only with `CELLDB_CLUSTER_NETNS=1`, as root): the cluster in three
+//!   network namespaces, partitions by links taken down, a leader SIGKILLed.
 //! - `celldb_raft`: the fsync-ordering proof of the raft log on every node of a three-node
 //!   group (strace), with its negative control (a store that acknowledges before fsync).
 //! - `celldb_crash`: real child processes: SIGKILL loops (no acknowledged write lost, indexes

@@ -128,7 +128,9 @@ impl Member {
     pub(crate) async fn barrier(&self) -> Result<()> {
         let asked = Instant::now();
         let index = read_index(&self.raft, self.remote.get()).await?;
-        self.freshness.record(asked, index);
+        if self.freshness.bound.get().is_some() {
+            self.freshness.record(asked, index);
+        }
         Ok(())
     }
 
@@ -305,7 +307,9 @@ impl Member {
         }
         match self.submit(cmd).await {
             Ok(index) => {
-                self.freshness.written.fetch_max(index, Ordering::AcqRel);
+                if self.freshness.bound.get().is_some() {
+                    self.freshness.written.fetch_max(index, Ordering::AcqRel);
+                }
                 Ok(())
             }
             Err(e) => {
