@@ -309,10 +309,7 @@ fn serve(
     tx_timeout: std::time::Duration,
     config: crate::server::ServerConfig,
 ) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
+    let runtime = runtime()?;
     runtime.block_on(async {
         let db = crate::Db::open(dir).with_context(|| format!("opening {}", dir.display()))?;
         let server = crate::server::Server::with_config(db, config)?;
@@ -369,10 +366,7 @@ fn serve_cluster(
             config.listen
         );
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
+    let runtime = runtime()?;
     runtime.block_on(async {
         let endpoint = cell_sdk::Endpoint::tcp(config.listen.clone());
         let (node_id, cluster_id) = (config.node, config.cluster.clone());
@@ -406,10 +400,7 @@ fn serve_cluster(
 
 fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
     init_logging();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
+    let runtime = runtime()?;
     runtime.block_on(async {
         match command {
             ClusterCommand::Status { url } => {
@@ -544,4 +535,12 @@ fn dump(dir: &PathBuf, table: &str) -> anyhow::Result<()> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The multi-threaded runtime each long-running command runs on.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
 }

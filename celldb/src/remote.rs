@@ -282,13 +282,13 @@ impl Client {
         // The server sends a large range in pages, each from the transaction's snapshot; ask
         // for the next one after the last key received until it says there is no more.
         let mut entries = Vec::new();
-        let mut from = wire_bound(start);
+        let mut from = WireBound::from_bound(start);
         loop {
             let (page, more) = self
                 .in_tx(tx, keyspace, |rpc, at| {
                     let from = from.clone();
                     async move {
-                        rpc.range(at, from, wire_bound(end))
+                        rpc.range(at, from, WireBound::from_bound(end))
                             .await
                             .map(|RangeReply { tx, entries, more }| (tx, (entries, more)))
                     }
@@ -372,14 +372,6 @@ impl Drop for RemoteTx {
         if self.id != 0 {
             self.client.release(self);
         }
-    }
-}
-
-fn wire_bound(b: &Bound<Vec<u8>>) -> WireBound {
-    match b {
-        Bound::Included(k) => WireBound::Included(k.clone()),
-        Bound::Excluded(k) => WireBound::Excluded(k.clone()),
-        Bound::Unbounded => WireBound::Unbounded,
     }
 }
 

@@ -601,14 +601,6 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"_-#$".contains(&b))
 }
 
-fn bound(b: WireBound) -> Bound<Vec<u8>> {
-    match b {
-        WireBound::Unbounded => Bound::Unbounded,
-        WireBound::Included(k) => Bound::Included(k),
-        WireBound::Excluded(k) => Bound::Excluded(k),
-    }
-}
-
 /// Removes a session and aborts its transactions when the `hold` call that owns it ends —
 /// normally because its connection closed and the runtime dropped the call.
 struct SessionGuard {
@@ -807,7 +799,7 @@ impl CellDb for Server {
         start: WireBound,
         end: WireBound,
     ) -> Result<RangeReply, WireError> {
-        let (start, end) = (bound(start), bound(end));
+        let (start, end) = (start.into_bound(), end.into_bound());
         let key_of = |b: &Bound<Vec<u8>>| match b {
             Bound::Included(k) | Bound::Excluded(k) => Some(k.clone()),
             Bound::Unbounded => None,

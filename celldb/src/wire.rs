@@ -42,6 +42,26 @@ pub enum WireBound {
     Excluded(Vec<u8>),
 }
 
+impl WireBound {
+    /// The wire form of a range bound.
+    pub(crate) fn from_bound(b: &std::ops::Bound<Vec<u8>>) -> Self {
+        match b {
+            std::ops::Bound::Unbounded => Self::Unbounded,
+            std::ops::Bound::Included(k) => Self::Included(k.clone()),
+            std::ops::Bound::Excluded(k) => Self::Excluded(k.clone()),
+        }
+    }
+
+    /// The range bound this stands for.
+    pub(crate) fn into_bound(self) -> std::ops::Bound<Vec<u8>> {
+        match self {
+            Self::Unbounded => std::ops::Bound::Unbounded,
+            Self::Included(k) => std::ops::Bound::Included(k),
+            Self::Excluded(k) => std::ops::Bound::Excluded(k),
+        }
+    }
+}
+
 /// Where a read happens: in transaction `tx`, or (`tx == 0`) in a new transaction of
 /// `session`, whose id comes back with the result.
 #[protein]

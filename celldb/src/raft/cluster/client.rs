@@ -439,7 +439,11 @@ impl Client {
         loop {
             let page = self
                 .run("a range read", |c| {
-                    let (name, from, end) = (name.clone(), wire(&from), wire(end));
+                    let (name, from, end) = (
+                        name.clone(),
+                        WireBound::from_bound(&from),
+                        WireBound::from_bound(end),
+                    );
                     async move { c.range(name, from, end, stale).await }
                 })
                 .await?;
@@ -551,14 +555,6 @@ impl Client {
         } else {
             Err(Error::Conflict { attempts: 1 })
         }
-    }
-}
-
-fn wire(b: &Bound<Vec<u8>>) -> WireBound {
-    match b {
-        Bound::Unbounded => WireBound::Unbounded,
-        Bound::Included(k) => WireBound::Included(k.clone()),
-        Bound::Excluded(k) => WireBound::Excluded(k.clone()),
     }
 }
 

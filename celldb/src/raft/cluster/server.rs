@@ -21,7 +21,6 @@ use crate::wire::WireBound;
 use openraft::rt::WatchReceiver as _;
 use openraft::{ChangeMembers, ServerState};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -318,14 +317,6 @@ fn storage(e: impl std::fmt::Display) -> ClusterError {
     ClusterError::Storage(e.to_string())
 }
 
-fn bound(b: WireBound) -> Bound<Vec<u8>> {
-    match b {
-        WireBound::Unbounded => Bound::Unbounded,
-        WireBound::Included(k) => Bound::Included(k),
-        WireBound::Excluded(k) => Bound::Excluded(k),
-    }
-}
-
 fn check_name(name: &str) -> Result<(), ClusterError> {
     if crate::raft::valid_keyspace_name(name) {
         Ok(())
@@ -548,7 +539,7 @@ impl CellDbCluster for Handler {
             s.barrier().await?;
         }
         let (entries, more) =
-            s.sm.read_range(&keyspace, bound(start), bound(end), PAGE_BYTES)
+            s.sm.read_range(&keyspace, start.into_bound(), end.into_bound(), PAGE_BYTES)
                 .map_err(storage)?;
         Ok(RangePage { entries, more })
     }
