@@ -22,6 +22,8 @@ use crate::analysis::{self, Diag};
 use crate::lines::LineIndex;
 use crate::syntax::Parsed;
 
+mod cache;
+
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum MessageFormat {
@@ -41,8 +43,24 @@ struct Finding {
 /// Runs the check; returns the exit code.
 pub(crate) fn run(path: &Path, format: MessageFormat, out: &mut dyn Write) -> anyhow::Result<i32> {
     let manifest = manifest_of(path)?;
-    let index = cell_macro_index::load_or_build(&IndexOptions::new(&manifest))?;
-    let (findings, unreadable) = collect(&index);
+    let options = IndexOptions::new(&manifest);
+    let mut index = cell_macro_index::load_or_build(&options)?;
+    let snapshot =
+        cell_macro_index::snapshot::snapshot_path(&options.snapshot_target_dir(), &manifest);
+    let mut cache = cache::FindingsCache::open(cache::path_beside(&snapshot), &mut index);
+    let (findings, unreadable) = collect(&index, &mut cache);
+    tracing::debug!(
+        "findings cache: {} file(s) served, {} checked",
+        cache.hits,
+        cache.misses
+    );
+    // Only a check that read everything is remembered (see `cache`).
+    if unreadable.is_empty()
+        && !index.status.is_degraded()
+        && let Err(e) = cache.save()
+    {
+        tracing::warn!("cannot save the findings cache: {e}");
+    }
     let errors = findings
         .iter()
         .filter(|f| f.diag.severity == Severity::Error)
@@ -141,7 +159,7 @@ fn manifest_of(path: &Path) -> anyhow::Result<PathBuf> {
 }
 
 /// The findings, and the files that could not be read (each "path: error").
-fn collect(index: &Index) -> (Vec<Finding>, Vec<String>) {
+fn collect(index: &Index, cache: &mut cache::FindingsCache) -> (Vec<Finding>, Vec<String>) {
     let mut findings = Vec::new();
     let mut unreadable = Vec::new();
     let mut seen_files = BTreeSet::new();
@@ -171,25 +189,7 @@ fn collect(index: &Index) -> (Vec<Finding>, Vec<String>) {
             if !consumers.contains(member.id.as_str()) {
                 continue;
             }
-            let (parsed, errors) = Parsed::with_errors(&text);
-            // rustc rejects the file too; the rest of it is still checked.
-            let mut diags: Vec<Diag> = Vec::new();
-            for (message, range) in errors {
-                // One error per spot: the parser often reports a missing token twice there
-                // (`#[DB::` lacks both a name and `]`), rustc once.
-                if diags.last().is_some_and(|d: &Diag| d.range.0 == range.0) {
-                    continue;
-                }
-                diags.push(Diag::error(None, format!("syntax error: {message}"), range));
-            }
-            diags.extend(analysis::diagnostics(
-                index,
-                &file,
-                &parsed,
-                &text,
-                analysis::Companion::Alone,
-            ));
-            diags.sort_by_key(|d| d.range.0);
+            let diags = cache.diagnostics(&file, &text, || file_diagnostics(index, &file, &text));
             for diag in diags {
                 findings.push(Finding {
                     file: file.clone(),
@@ -213,6 +213,30 @@ fn collect(index: &Index) -> (Vec<Finding>, Vec<String>) {
         });
     }
     (findings, unreadable)
+}
+
+/// One consumer file's findings: its syntax errors (rustc rejects the file too; the rest of it
+/// is still checked) and the editor's diagnostics, in source order.
+fn file_diagnostics(index: &Index, file: &Path, text: &str) -> Vec<Diag> {
+    let (parsed, errors) = Parsed::with_errors(text);
+    let mut diags: Vec<Diag> = Vec::new();
+    for (message, range) in errors {
+        // One error per spot: the parser often reports a missing token twice there
+        // (`#[DB::` lacks both a name and `]`), rustc once.
+        if diags.last().is_some_and(|d: &Diag| d.range.0 == range.0) {
+            continue;
+        }
+        diags.push(Diag::error(None, format!("syntax error: {message}"), range));
+    }
+    diags.extend(analysis::diagnostics(
+        index,
+        file,
+        &parsed,
+        text,
+        analysis::Companion::Alone,
+    ));
+    diags.sort_by_key(|d| d.range.0);
+    diags
 }
 
 fn display_path(root: &Path, file: &Path) -> String {

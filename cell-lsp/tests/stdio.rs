@@ -1046,6 +1046,81 @@ fn check_with_a_cold_registry_cache_fails_with_2_and_a_warm_run_is_not_served_th
     assert_eq!(code, 1, "{err}");
 }
 
+/// The findings cache (`<target>/cell-macro-index/check-*.json`) serves a file's diagnostics
+/// only while the file, the index and the executable are the ones they were computed from.
+#[test]
+fn check_serves_cached_findings_only_for_unchanged_files_and_an_unchanged_index() {
+    let (dir, fx) = fixtures();
+    let target = dir.path().join("t");
+    let cache_file = || {
+        std::fs::read_dir(target.join("cell-macro-index"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .starts_with("check-")
+            })
+            .expect("a complete check saves its findings")
+    };
+    let (code, first) = check(&fx, &target, &["--check", "typos"]);
+    assert_eq!(code, 1, "{first}");
+    assert!(first.ends_with(TYPOS_SUMMARY), "{first}");
+
+    // Served from the cache: a message planted in it comes back as is.
+    let cached = std::fs::read_to_string(cache_file()).unwrap();
+    assert!(cached.contains("persit"), "{cached}");
+    std::fs::write(cache_file(), cached.replace("persit", "PLANTED")).unwrap();
+    let (code, out) = check(&fx, &target, &["--check", "typos"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("PLANTED"),
+        "the unchanged file was checked again:\n{out}"
+    );
+
+    // The file changed: checked again, the planted message is gone.
+    let lib = fx.join("typos/src/lib.rs");
+    let text = std::fs::read_to_string(&lib).unwrap();
+    std::fs::write(&lib, format!("{text}\n// edited\n")).unwrap();
+    let (code, out) = check(&fx, &target, &["--check", "typos"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(!out.contains("PLANTED"), "{out}");
+    assert_eq!(out, first, "an edit below every finding moves none of them");
+
+    // A cache that is not one is ignored.
+    std::fs::write(cache_file(), "{ not json").unwrap();
+    let (code, out) = check(&fx, &target, &["--check", "typos"]);
+    assert_eq!((code, out), (1, first));
+
+    // The index changed, the consumer did not: the provider no longer accepts
+    // `replicate = "raft"`, so `good`'s unchanged use of it is an error now, and fine again
+    // once the declaration is restored.
+    let (code, out) = check(&fx, &target, &["--check", "good"]);
+    assert_eq!(code, 0, "{out}");
+    let decl = fx.join("providers/kvstore/src/lib.rs");
+    let provider = std::fs::read_to_string(&decl).unwrap();
+    std::fs::write(
+        &decl,
+        provider.replace(r#""local" | "gossip" | "raft""#, r#""local" | "gossip""#),
+    )
+    .unwrap();
+    let (code, out) = check(&fx, &target, &["--check", "good"]);
+    assert_eq!(
+        code, 1,
+        "a cached result survived a change of the index:\n{out}"
+    );
+    assert!(
+        out.contains("--> src/lib.rs"),
+        "the consumer's use is the error:\n{out}"
+    );
+    assert!(out.contains("raft"), "{out}");
+    std::fs::write(&decl, provider).unwrap();
+    let (code, out) = check(&fx, &target, &["--check", "good"]);
+    assert_eq!(code, 0, "{out}");
+}
+
 #[test]
 fn an_unfinished_attribute_does_not_hide_the_rest_of_the_file_from_check() {
     let (dir, fx) = fixtures();

@@ -137,11 +137,22 @@ impl Lsp {
     }
 }
 
+/// This machine's target triple (`rustc -vV`'s `host:` line).
+fn host_triple() -> Result<String> {
+    let out = Command::new("rustc").arg("-vV").output()?;
+    anyhow::ensure!(out.status.success(), "rustc -vV failed");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .map(str::to_owned)
+        .context("rustc -vV printed no host line")
+}
+
 /// Generated path crates (plain) and generated providers (each with a macro crate).
 const GEN_PLAIN: usize = 60;
 const GEN_PROVIDERS: usize = 6;
 /// Bump when the generated layout changes (the cache is keyed on it and on `Cargo.lock`).
-const LAYOUT: u32 = 1;
+const LAYOUT: u32 = 2;
 
 /// The benchmark workspace under `target` (generated when missing or stale) and its consumer's
 /// `src/lib.rs`. Generated, never compiled: only `cargo metadata --offline` and cell-lsp read it.
@@ -170,9 +181,24 @@ fn bench_workspace(repo: &Path, target: &Path) -> Result<(PathBuf, PathBuf)> {
         }
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
     };
-    // Every registry package of the repository's lockfile, as a direct dependency pinned to the
-    // locked version (renamed, so two versions of one crate can both be listed). Default
-    // features off: the graph stays a subset of what this repository resolves offline.
+    // Every registry package of the repository's lockfile that this machine's cargo cache holds
+    // (a lockfile also lists other platforms' crates, which an offline machine never fetched),
+    // as a direct dependency pinned to the locked version (renamed, so two versions of one
+    // crate can both be listed). Default features off: the graph stays a subset of what this
+    // repository resolves offline.
+    let registry_cache = cell_macro_index::cargo_home()
+        .map(|home| home.join("registry/cache"))
+        .and_then(|dir| std::fs::read_dir(dir).ok())
+        .map(|dirs| {
+            dirs.filter_map(|d| d.ok().map(|d| d.path()))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let cached = |n: &str, v: &str| {
+        registry_cache
+            .iter()
+            .any(|dir| dir.join(format!("{n}-{v}.crate")).exists())
+    };
     let mut deps = String::new();
     let mut name = None;
     let mut version = None;
@@ -186,6 +212,7 @@ fn bench_workspace(repo: &Path, target: &Path) -> Result<(PathBuf, PathBuf)> {
             version = Some(v.trim_matches('"').to_owned());
         } else if line.starts_with("source = \"registry+")
             && let (Some(n), Some(v)) = (&name, &version)
+            && cached(n, v)
         {
             let key = format!("{n}-{v}").replace(['.', '+'], "_");
             deps.push_str(&format!(
@@ -461,10 +488,13 @@ fn main() -> Result<()> {
     let file = file.canonicalize()?;
     let uri = format!("file://{}", file.display());
 
-    // The workspace's size, as cargo sees it (offline), with the anchor for the index.
+    // The workspace's size, as cargo sees it (offline, for this host's platform as the index
+    // asks), with the anchor for the index.
+    let host = host_triple()?;
     let t = Instant::now();
     let meta = Command::new("cargo")
         .args(["metadata", "--offline", "--format-version", "1"])
+        .args(["--filter-platform", &host])
         .current_dir(&ws)
         .output()?;
     let metadata_time = t.elapsed();

@@ -9,7 +9,7 @@ pub(super) const RUSTC_E0433: &str = "note: rustc reports this as E0433";
 /// A suggested edit: (title, replacement, byte range, the file to edit when it is not the
 /// diagnostic's own — `Cargo.toml` for "add the dependency").
 /// A suggested edit, as plain data (the server turns it into a code action).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct DiagFix {
     /// What the edit does (`replace with "raft"`).
     pub(crate) title: String,
@@ -21,9 +21,10 @@ pub(crate) struct DiagFix {
     pub(crate) file: Option<PathBuf>,
 }
 
-/// A diagnostic over a buffer.
-#[derive(Debug, Clone, PartialEq)]
+/// A diagnostic over a buffer. Serializable for `--check`'s findings cache.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Diag {
+    #[serde(with = "code_serde")]
     pub(crate) code: Option<ProblemCode>,
     pub(crate) severity: Severity,
     pub(crate) message: String,
@@ -35,6 +36,31 @@ pub(crate) struct Diag {
     /// The provider's macro reports it too, in its expansion (`compile_error!` at the same
     /// token), which rust-analyzer shows when it expands the macro.
     pub(crate) in_expansion: bool,
+}
+
+/// A problem code as its stable name (`CELL0001`), as the index's snapshot stores it: an
+/// unknown name (a cache written by another version) fails to load instead of guessing.
+mod code_serde {
+    use cell_macro_index::ProblemCode;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+
+    pub(super) fn serialize<S: Serializer>(
+        code: &Option<ProblemCode>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match code {
+            Some(code) => s.serialize_some(code.as_str()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<ProblemCode>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| s.parse().map_err(D::Error::custom))
+            .transpose()
+    }
 }
 
 impl Diag {
