@@ -33,6 +33,16 @@ struct Snapshot {
     index: Index,
 }
 
+/// What [`save`] writes: a [`Snapshot`] borrowing its index (the same JSON; cloning a large
+/// index only to serialize it cost a warm `--check` a few milliseconds).
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    format: u32,
+    tool_version: &'a str,
+    stamps: Vec<Stamp>,
+    index: &'a Index,
+}
+
 /// Where the snapshot for `manifest_path` lives under `target_dir`.
 pub fn snapshot_path(target_dir: &Path, manifest_path: &Path) -> PathBuf {
     // FNV-1a of the manifest path: one snapshot per indexed workspace sharing a target dir.
@@ -79,9 +89,9 @@ pub fn save(index: &Index) -> std::io::Result<PathBuf> {
         ));
     }
     let path = snapshot_path(&index.target_dir, &index.manifest_path);
-    let snapshot = Snapshot {
+    let snapshot = SnapshotRef {
         format: SNAPSHOT_FORMAT,
-        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+        tool_version: env!("CARGO_PKG_VERSION"),
         // The stamps taken before each input was read (an edit made while indexing then makes
         // the snapshot stale); a fresh one only for an input the build did not stamp.
         stamps: index
@@ -95,7 +105,7 @@ pub fn save(index: &Index) -> std::io::Result<PathBuf> {
                 None => stamp(p),
             })
             .collect(),
-        index: index.clone(),
+        index,
     };
     let bytes = serde_json::to_vec(&snapshot).map_err(std::io::Error::other)?;
     if let Some(dir) = path.parent() {
