@@ -65,9 +65,10 @@ impl ExportKind {
     }
 }
 
-/// The kind of value an argument takes.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase", tag = "kind", content = "values")]
+/// The kind of value an argument takes. In JSON (`cell-lsp index --json`) it reads
+/// `{"kind": "oneof", "values": [...]}`; binary formats (the index snapshot's bincode, which
+/// cannot read that adjacently tagged form) get a plain enum.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ValueKind {
     /// A string literal.
     Str,
@@ -79,6 +80,71 @@ pub enum ValueKind {
     Expr,
     /// One of these string literals.
     OneOf(Vec<String>),
+}
+
+/// [`ValueKind`]'s two serialized forms (see there).
+mod value_kind_serde {
+    use super::ValueKind;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase", tag = "kind", content = "values")]
+    enum Tagged {
+        Str,
+        Bool,
+        Int,
+        Expr,
+        OneOf(Vec<String>),
+    }
+
+    #[derive(Serialize, Deserialize)]
+    enum Plain {
+        Str,
+        Bool,
+        Int,
+        Expr,
+        OneOf(Vec<String>),
+    }
+
+    impl Serialize for ValueKind {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let human = s.is_human_readable();
+            match (self.clone(), human) {
+                (ValueKind::Str, true) => Tagged::Str.serialize(s),
+                (ValueKind::Bool, true) => Tagged::Bool.serialize(s),
+                (ValueKind::Int, true) => Tagged::Int.serialize(s),
+                (ValueKind::Expr, true) => Tagged::Expr.serialize(s),
+                (ValueKind::OneOf(v), true) => Tagged::OneOf(v).serialize(s),
+                (ValueKind::Str, false) => Plain::Str.serialize(s),
+                (ValueKind::Bool, false) => Plain::Bool.serialize(s),
+                (ValueKind::Int, false) => Plain::Int.serialize(s),
+                (ValueKind::Expr, false) => Plain::Expr.serialize(s),
+                (ValueKind::OneOf(v), false) => Plain::OneOf(v).serialize(s),
+            }
+        }
+    }
+
+    impl<'de> Deserialize<'de> for ValueKind {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            Ok(if d.is_human_readable() {
+                match Tagged::deserialize(d)? {
+                    Tagged::Str => ValueKind::Str,
+                    Tagged::Bool => ValueKind::Bool,
+                    Tagged::Int => ValueKind::Int,
+                    Tagged::Expr => ValueKind::Expr,
+                    Tagged::OneOf(v) => ValueKind::OneOf(v),
+                }
+            } else {
+                match Plain::deserialize(d)? {
+                    Plain::Str => ValueKind::Str,
+                    Plain::Bool => ValueKind::Bool,
+                    Plain::Int => ValueKind::Int,
+                    Plain::Expr => ValueKind::Expr,
+                    Plain::OneOf(v) => ValueKind::OneOf(v),
+                }
+            })
+        }
+    }
 }
 
 /// One argument of an exported macro's schema.
@@ -295,5 +361,32 @@ mod code_serde {
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ProblemCode, D::Error> {
         let s = String::deserialize(d)?;
         s.parse().map_err(D::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod value_kind_tests {
+    use super::ValueKind;
+
+    #[test]
+    fn json_keeps_its_tagged_form_and_bincode_round_trips() {
+        let kinds = [
+            ValueKind::Str,
+            ValueKind::Bool,
+            ValueKind::Int,
+            ValueKind::Expr,
+            ValueKind::OneOf(vec!["local".into(), "raft".into()]),
+        ];
+        assert_eq!(
+            serde_json::to_string(&kinds[4]).unwrap(),
+            r#"{"kind":"oneof","values":["local","raft"]}"#
+        );
+        assert_eq!(serde_json::to_string(&kinds[0]).unwrap(), r#"{"kind":"str"}"#);
+        for kind in kinds {
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(serde_json::from_str::<ValueKind>(&json).unwrap(), kind);
+            let bin = bincode::serialize(&kind).unwrap();
+            assert_eq!(bincode::deserialize::<ValueKind>(&bin).unwrap(), kind);
+        }
     }
 }

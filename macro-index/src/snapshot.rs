@@ -1,7 +1,11 @@
-//! The warm-start snapshot: the whole [`Index`] as JSON under
+//! The warm-start snapshot: the whole [`Index`], bincode-encoded, under
 //! `<target-dir>/cell-macro-index/`, with the size and mtime of every input file
 //! ([`Index::inputs`]). It is used only when every stamp still matches; otherwise the caller
 //! re-indexes. Any unreadable, truncated or foreign snapshot is treated as absent.
+//!
+//! bincode, not JSON: every warm `cell-lsp --check` and editor start decodes it, and on this
+//! repository (1.3 MB as JSON) decoding and encoding JSON were half of a check after an edit.
+//! `cell-lsp index --json` prints the index for people.
 
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
@@ -15,8 +19,16 @@ use crate::index::Index;
 /// serving): 2 — names inside `cfg_attr` are scanned, and CELL0005 needs different items;
 /// 3 — manifests are stamped as of cargo's read (a format-2 snapshot may hold a member's
 /// manifest stamped after an edit its graph lacks); 4 — `Index::status` replaces
-/// `unresolved`, and a degraded index is never saved (a format-3 snapshot may be one).
-const SNAPSHOT_FORMAT: u32 = 4;
+/// `unresolved`, and a degraded index is never saved (a format-3 snapshot may be one);
+/// 5 — bincode instead of JSON (a new file name: a format-4 file is never read).
+const SNAPSHOT_FORMAT: u32 = 5;
+
+/// bincode with a bound: a length field in a damaged file cannot ask for more memory than the
+/// file has bytes, and trailing bytes are an error.
+fn codec(limit: u64) -> impl bincode::Options {
+    use bincode::Options as _;
+    bincode::DefaultOptions::new().with_limit(limit)
+}
 
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 struct Stamp {
@@ -53,7 +65,7 @@ pub fn snapshot_path(target_dir: &Path, manifest_path: &Path) -> PathBuf {
     }
     target_dir
         .join("cell-macro-index")
-        .join(format!("snapshot-{h:016x}.json"))
+        .join(format!("snapshot-{h:016x}.bin"))
 }
 
 /// A file's (length, mtime in ns) now; `None` when it does not exist or cannot be read.
@@ -107,14 +119,42 @@ pub fn save(index: &Index) -> std::io::Result<PathBuf> {
             .collect(),
         index,
     };
-    let bytes = serde_json::to_vec(&snapshot).map_err(std::io::Error::other)?;
+    let bytes =
+        bincode::Options::serialize(codec(u64::MAX), &snapshot).map_err(std::io::Error::other)?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = path.with_extension(format!("json.tmp{}", std::process::id()));
+    let tmp = path.with_extension(format!("bin.tmp{}", std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, &path)?;
     Ok(path)
+}
+
+/// A fingerprint of what `index` says: xxh3 of its encoding without the stamps of its inputs
+/// (which change with every edit while what the index says may not). Two indexes with the same
+/// fingerprint give the same answers; `cell-lsp --check` keys its findings cache on it. The
+/// index is borrowed mutably only to set the stamps aside; it is returned unchanged.
+pub fn fingerprint(index: &mut Index) -> Option<u64> {
+    let stamps = std::mem::take(&mut index.input_stamps);
+    let mut hasher = HashWriter(xxhash_rust::xxh3::Xxh3::new());
+    let encoded = bincode::Options::serialize_into(codec(u64::MAX), &mut hasher, &*index);
+    index.input_stamps = stamps;
+    encoded.ok()?;
+    Some(hasher.0.digest())
+}
+
+/// Streams encoded bytes into the hasher (no intermediate buffer).
+struct HashWriter(xxhash_rust::xxh3::Xxh3);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Loads the snapshot for `manifest_path` if it exists and every input is unchanged.
@@ -129,7 +169,8 @@ pub fn load(target_dir: &Path, manifest_path: &Path) -> Option<(Index, Vec<PathB
     let manifest_path =
         std::fs::canonicalize(manifest_path).unwrap_or_else(|_| manifest_path.to_path_buf());
     let bytes = std::fs::read(snapshot_path(target_dir, &manifest_path)).ok()?;
-    let snapshot: Snapshot = serde_json::from_slice(&bytes).ok()?;
+    let snapshot: Snapshot =
+        bincode::Options::deserialize(codec(bytes.len() as u64), &bytes).ok()?;
     if snapshot.format != SNAPSHOT_FORMAT
         || snapshot.tool_version != env!("CARGO_PKG_VERSION")
         || snapshot.index.manifest_path != manifest_path

@@ -420,6 +420,50 @@ fn a_provider_edit_is_applied_incrementally() {
     assert_eq!(codes(&index), ["CELL0001"]);
 }
 
+/// The snapshot is a binary file read on every warm start: damaged copies of a real one
+/// (truncated anywhere, bytes flipped anywhere) are treated as absent or decode to some index,
+/// and never panic or allocate past the file's size.
+#[test]
+fn a_damaged_snapshot_is_never_a_panic() {
+    let (guard, root) = fixture("good");
+    let opts = options(&root, &guard);
+    let cold = cell_macro_index::load_or_build(&opts).unwrap();
+    let target = opts.snapshot_target_dir();
+    let path = cell_macro_index::snapshot::snapshot_path(&target, &cold.manifest_path);
+    let good = std::fs::read(&path).unwrap();
+    assert!(good.len() > 64, "{} bytes", good.len());
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut absent = 0;
+    for round in 0..300 {
+        let mut bytes = good.clone();
+        if round % 2 == 0 {
+            bytes.truncate((next() % good.len() as u64) as usize);
+        } else {
+            for _ in 0..1 + next() % 4 {
+                let at = (next() % bytes.len() as u64) as usize;
+                bytes[at] ^= 1 << (next() % 8);
+            }
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        if cell_macro_index::snapshot::load_fresh(&target, &opts.manifest_path).is_none() {
+            absent += 1;
+        }
+    }
+    // Every truncation is refused; most flips are too (a flip inside a string may still decode).
+    assert!(absent >= 150, "only {absent} of 300 damaged snapshots were refused");
+    std::fs::write(&path, &good).unwrap();
+    assert_eq!(
+        cell_macro_index::snapshot::load_fresh(&target, &opts.manifest_path),
+        Some(cold)
+    );
+}
+
 #[test]
 fn snapshot_round_trips_and_goes_stale_on_edit() {
     let (guard, root) = fixture("good");
@@ -430,7 +474,7 @@ fn snapshot_round_trips_and_goes_stale_on_edit() {
     assert_eq!(warm, cold);
     // Garbage in place of the snapshot is treated as absent.
     let path = cell_macro_index::snapshot::snapshot_path(&target, &cold.manifest_path);
-    std::fs::write(&path, b"{not json").unwrap();
+    std::fs::write(&path, b"{not a snapshot").unwrap();
     assert!(cell_macro_index::snapshot::load_fresh(&target, &opts.manifest_path).is_none());
     cell_macro_index::snapshot::save(&cold).unwrap();
     // A new source file in a member invalidates it (its directory changed).

@@ -5,8 +5,9 @@
 //! nothing else), and of the code computing them. So an entry is served only when all four
 //! match: the file's xxh3 equals the stored one, under the same path, and the cache was written
 //! by this very executable (its size and mtime, not only its version: a rebuilt cell-lsp may
-//! judge differently) from an index with the same fingerprint (xxh3 of the index without its
-//! input stamps, which change with every edit while what the index says does not).
+//! judge differently) from an index with the same fingerprint
+//! ([`cell_macro_index::snapshot::fingerprint`]: what the index says, without the stamps of
+//! its inputs, which change with every edit while what the index says may not).
 //!
 //! What is never cached: a check that did not read everything (a degraded index, an unreadable
 //! file) is not saved, so a later run cannot serve its results as fresh. A cache that is
@@ -36,7 +37,7 @@ struct Stored {
 struct Key {
     /// `CARGO_PKG_VERSION`, and the running executable's (length, mtime in ns).
     tool: (String, Option<(u64, u128)>),
-    /// xxh3 of the index serialized without `input_stamps`.
+    /// The index's fingerprint (`snapshot::fingerprint`: its encoding without input stamps).
     index: u64,
 }
 
@@ -64,7 +65,7 @@ impl FindingsCache {
     /// Opens the cache at `path` for checks against `index` (borrowed mutably only to set its
     /// input stamps aside while it is fingerprinted; it is returned unchanged).
     pub(super) fn open(path: PathBuf, index: &mut Index) -> Self {
-        let key = index_fingerprint(index).map(|index| Key {
+        let key = cell_macro_index::snapshot::fingerprint(index).map(|index| Key {
             tool: (env!("CARGO_PKG_VERSION").to_owned(), executable_stamp()),
             index,
         });
@@ -144,38 +145,15 @@ pub(super) fn path_beside(snapshot: &Path) -> PathBuf {
     let name = snapshot
         .file_name()
         .and_then(|n| n.to_str())
-        .unwrap_or("snapshot.json");
-    snapshot.with_file_name(name.replacen("snapshot-", "check-", 1))
-}
-
-/// xxh3 of what the index says, without the stamps of its inputs; `None` if it cannot be
-/// serialized (then no cache is used). The stamps are moved out and back rather than the
-/// index cloned: this runs on every warm check.
-fn index_fingerprint(index: &mut Index) -> Option<u64> {
-    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    let stamps = std::mem::take(&mut index.input_stamps);
-    let serialized = serde_json::to_writer(HashWriter(&mut hasher), &*index);
-    index.input_stamps = stamps;
-    serialized.ok()?;
-    Some(hasher.digest())
+        .unwrap_or("snapshot.bin");
+    snapshot.with_file_name(
+        name.replacen("snapshot-", "check-", 1)
+            .replace(".bin", ".json"),
+    )
 }
 
 /// The running executable's (length, mtime in ns).
 fn executable_stamp() -> Option<(u64, u128)> {
     let exe = std::env::current_exe().ok()?;
     cell_macro_index::snapshot::stamp_of(&exe)
-}
-
-/// Streams serialized bytes into the hasher (no intermediate buffer).
-struct HashWriter<'a>(&'a mut xxhash_rust::xxh3::Xxh3);
-
-impl std::io::Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
