@@ -381,7 +381,10 @@ mod value_kind_tests {
             serde_json::to_string(&kinds[4]).unwrap(),
             r#"{"kind":"oneof","values":["local","raft"]}"#
         );
-        assert_eq!(serde_json::to_string(&kinds[0]).unwrap(), r#"{"kind":"str"}"#);
+        assert_eq!(
+            serde_json::to_string(&kinds[0]).unwrap(),
+            r#"{"kind":"str"}"#
+        );
         for kind in kinds {
             let json = serde_json::to_string(&kind).unwrap();
             assert_eq!(serde_json::from_str::<ValueKind>(&json).unwrap(), kind);

@@ -456,7 +456,10 @@ fn a_damaged_snapshot_is_never_a_panic() {
         }
     }
     // Every truncation is refused; most flips are too (a flip inside a string may still decode).
-    assert!(absent >= 150, "only {absent} of 300 damaged snapshots were refused");
+    assert!(
+        absent >= 150,
+        "only {absent} of 300 damaged snapshots were refused"
+    );
     std::fs::write(&path, &good).unwrap();
     assert_eq!(
         cell_macro_index::snapshot::load_fresh(&target, &opts.manifest_path),
