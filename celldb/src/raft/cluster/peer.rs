@@ -82,6 +82,17 @@ fn split(rpc: AppendEntriesRequest<C>) -> Vec<AppendEntriesRequest<C>> {
     parts
 }
 
+/// A follower's answer openraft cannot take: a conflict with a request that starts at the
+/// beginning of the log, where there is nothing to conflict with. openraft reports a conflict
+/// "at the request's previous entry" and unwraps that entry, so passing this answer on would
+/// panic the leader's replication task; it is the follower's error instead.
+fn check_answer(from_the_start: bool, answer: &AppendEntriesResponse<C>) -> Result<(), String> {
+    if from_the_start && matches!(answer, AppendEntriesResponse::Conflict) {
+        return Err("answered a conflict before the first entry of the log".to_owned());
+    }
+    Ok(())
+}
+
 /// bincode of an openraft message (one encoding for every peer message, in one place).
 pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, String> {
     use bincode::Options as _;
@@ -267,6 +278,7 @@ impl RaftNetworkV2<C> for Peer {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
         let ttl = option.hard_ttl();
+        let from_the_start = rpc.prev_log_id.is_none();
         let parts = split(rpc);
         let last = parts.len().saturating_sub(1);
         let mut answer = None;
@@ -278,7 +290,11 @@ impl RaftNetworkV2<C> for Peer {
                 break;
             }
         }
-        answer.ok_or_else(|| Failure::Network("an empty AppendEntries split".into()).into())
+        let answer =
+            answer.ok_or_else(|| Failure::Network("an empty AppendEntries split".into()))?;
+        check_answer(from_the_start, &answer)
+            .map_err(|e| Failure::Network(format!("node {}: {e}", self.target)))?;
+        Ok(answer)
     }
 
     async fn vote(
@@ -339,5 +355,17 @@ impl RaftNetworkV2<C> for Peer {
         let result = client.snapshot_install(header, transfer, body).await;
         let bytes = self.answer(result)?;
         Ok(decode(&bytes).map_err(Failure::Network)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_conflict_before_the_first_entry_is_the_followers_error() {
+        assert!(check_answer(true, &AppendEntriesResponse::Conflict).is_err());
+        assert!(check_answer(false, &AppendEntriesResponse::Conflict).is_ok());
+        assert!(check_answer(true, &AppendEntriesResponse::Success).is_ok());
     }
 }
