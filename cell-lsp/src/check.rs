@@ -45,8 +45,11 @@ pub(crate) fn run(path: &Path, format: MessageFormat, out: &mut dyn Write) -> an
     let manifest = manifest_of(path)?;
     let options = IndexOptions::new(&manifest);
     let mut index = cell_macro_index::load_or_build(&options)?;
-    let snapshot =
-        cell_macro_index::snapshot::snapshot_path(&options.snapshot_target_dir(), &manifest);
+    // The index's manifest path is canonical: `--check .` and `--check /abs/path` share one.
+    let snapshot = cell_macro_index::snapshot::snapshot_path(
+        &options.snapshot_target_dir(),
+        &index.manifest_path,
+    );
     let mut cache = cache::FindingsCache::open(cache::path_beside(&snapshot), &mut index);
     let (findings, unreadable) = collect(&index, &mut cache);
     tracing::debug!(
