@@ -29,7 +29,7 @@ mod tests;
 pub(crate) use completion::{ItemKind, complete};
 pub(crate) use definition::definition;
 use diagnostics::export_kind;
-pub(crate) use diagnostics::{Diag, diagnostics, from_problem};
+pub(crate) use diagnostics::{Diag, diagnostics, diagnostics_of_file, from_problem};
 pub(crate) use hover::hover;
 
 /// Who else answers in the editor. Alone, cell-lsp offers and reports everything it knows.

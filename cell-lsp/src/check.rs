@@ -231,13 +231,7 @@ fn file_diagnostics(index: &Index, file: &Path, text: &str) -> Vec<Diag> {
         }
         diags.push(Diag::error(None, format!("syntax error: {message}"), range));
     }
-    diags.extend(analysis::diagnostics(
-        index,
-        file,
-        &parsed,
-        text,
-        analysis::Companion::Alone,
-    ));
+    diags.extend(analysis::diagnostics_of_file(index, file, &parsed));
     diags.sort_by_key(|d| d.range.0);
     diags
 }

@@ -1,5 +1,6 @@
-//! The index model: plain Rust types with public fields (no LSP types), serializable so the
-//! snapshot and `cell-lsp index --json` share one shape.
+//! The index model: plain Rust types with public fields (no LSP types), serializable: the
+//! snapshot's bincode and `cell-lsp index --json` encode the same types (`ValueKind` alone
+//! picks a different form for binary formats).
 
 use std::path::PathBuf;
 

@@ -45,8 +45,8 @@ struct Snapshot {
     index: Index,
 }
 
-/// What [`save`] writes: a [`Snapshot`] borrowing its index (the same JSON; cloning a large
-/// index only to serialize it cost a warm `--check` a few milliseconds).
+/// What [`save`] writes: a [`Snapshot`] borrowing its index (the same encoding; cloning a
+/// large index only to serialize it cost a `--check` after an edit a few milliseconds).
 #[derive(Serialize)]
 struct SnapshotRef<'a> {
     format: u32,
@@ -119,8 +119,8 @@ pub fn save(index: &Index) -> std::io::Result<PathBuf> {
             .collect(),
         index,
     };
-    let bytes =
-        bincode::Options::serialize(codec(u64::MAX), &snapshot).map_err(std::io::Error::other)?;
+    let bytes = bincode::Options::serialize(bincode::DefaultOptions::new(), &snapshot)
+        .map_err(std::io::Error::other)?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -137,7 +137,9 @@ pub fn save(index: &Index) -> std::io::Result<PathBuf> {
 pub fn fingerprint(index: &mut Index) -> Option<u64> {
     let stamps = std::mem::take(&mut index.input_stamps);
     let mut hasher = HashWriter(xxhash_rust::xxh3::Xxh3::new());
-    let encoded = bincode::Options::serialize_into(codec(u64::MAX), &mut hasher, &*index);
+    // No limit: a bincode limit makes it size the whole index in a first pass.
+    let encoded =
+        bincode::Options::serialize_into(bincode::DefaultOptions::new(), &mut hasher, &*index);
     index.input_stamps = stamps;
     encoded.ok()?;
     Some(hasher.0.digest())

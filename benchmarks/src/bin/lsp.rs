@@ -162,29 +162,6 @@ const LAYOUT: u32 = 2;
 /// `src/lib.rs`. Generated, never compiled: only `cargo metadata --offline` and cell-lsp read it.
 fn bench_workspace(repo: &Path, target: &Path) -> Result<(PathBuf, PathBuf)> {
     let lock = std::fs::read_to_string(repo.join("Cargo.lock")).context("reading Cargo.lock")?;
-    // FNV-1a over the lockfile and the layout version: regenerate when either changes.
-    let stamp = lock
-        .bytes()
-        .chain(LAYOUT.to_le_bytes())
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
-    let root = target.join("lsp-bench-workspace");
-    let lib = root.join("app/src/lib.rs");
-    let stamp_file = root.join(".stamp");
-    if std::fs::read_to_string(&stamp_file).ok() == Some(format!("{stamp:016x}")) {
-        return Ok((root, lib));
-    }
-    if root.exists() {
-        std::fs::remove_dir_all(&root)?;
-    }
-    let write = |rel: &str, text: &str| -> Result<()> {
-        let path = root.join(rel);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
-    };
     // Every registry package of the repository's lockfile that this machine's cargo cache holds
     // (a lockfile also lists other platforms' crates, which an offline machine never fetched),
     // as a direct dependency pinned to the locked version (renamed, so two versions of one
@@ -224,6 +201,30 @@ fn bench_workspace(repo: &Path, target: &Path) -> Result<(PathBuf, PathBuf)> {
             ));
         }
     }
+    // FNV-1a over the layout version and the dependencies (the lockfile's, as far as the cargo
+    // cache holds them): regenerate when either changes.
+    let stamp = deps
+        .bytes()
+        .chain(LAYOUT.to_le_bytes())
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+    let root = target.join("lsp-bench-workspace");
+    let lib = root.join("app/src/lib.rs");
+    let stamp_file = root.join(".stamp");
+    if std::fs::read_to_string(&stamp_file).ok() == Some(format!("{stamp:016x}")) {
+        return Ok((root, lib));
+    }
+    if root.exists() {
+        std::fs::remove_dir_all(&root)?;
+    }
+    let write = |rel: &str, text: &str| -> Result<()> {
+        let path = root.join(rel);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+    };
     let repo_dep =
         |name: &str, rel: &str| format!("{name} = {{ path = \"{}\" }}\n", repo.join(rel).display());
     deps.push_str(&repo_dep("cell-sdk", "cell-sdk"));

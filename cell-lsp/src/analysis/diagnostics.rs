@@ -105,17 +105,31 @@ pub(crate) fn diagnostics(
     text: &str,
     companion: Companion,
 ) -> Vec<Diag> {
-    let mut out = all_diagnostics(index, file, parsed, text);
+    let on_disk = std::fs::read_to_string(file).ok();
+    let mut out = all_diagnostics(index, file, parsed, on_disk.as_deref() == Some(text));
     if companion == Companion::RustAnalyzer {
         out.retain(|d| !d.in_expansion);
     }
     out
 }
 
-fn all_diagnostics(index: &Index, file: &Path, parsed: &Parsed, text: &str) -> Vec<Diag> {
+/// [`diagnostics()`] of `parsed`, the contents of `file` as just read from disk (`--check`):
+/// nothing is read again, so the result is a function of the text, `file` and `index` alone
+/// (what `--check`'s findings cache keys on). Alone, not beside rust-analyzer.
+pub(crate) fn diagnostics_of_file(index: &Index, file: &Path, parsed: &Parsed) -> Vec<Diag> {
+    all_diagnostics(index, file, parsed, true)
+}
+
+/// `text_is_on_disk`: the buffer equals the file on disk, so the index's problems in the file
+/// (whose spans are the file's) apply to it.
+fn all_diagnostics(
+    index: &Index,
+    file: &Path,
+    parsed: &Parsed,
+    text_is_on_disk: bool,
+) -> Vec<Diag> {
     let mut out = Vec::new();
-    let on_disk = std::fs::read_to_string(file).ok();
-    if on_disk.as_deref() == Some(text) {
+    if text_is_on_disk {
         for p in index
             .problems
             .iter()

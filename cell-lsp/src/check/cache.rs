@@ -1,8 +1,9 @@
 //! `--check`'s findings cache: each consumer file's diagnostics, kept beside the index
 //! snapshot so a warm check parses only the files that changed.
 //!
-//! A file's diagnostics are a function of its text, its path and the index (the analysis reads
-//! nothing else), and of the code computing them. So an entry is served only when all four
+//! A file's diagnostics are a function of its text, its path and the index (`--check`'s
+//! analysis, `analysis::diagnostics_of_file`, reads nothing else: not even the file again), and
+//! of the code computing them. So an entry is served only when all four
 //! match: the file's xxh3 equals the stored one, under the same path, and the cache was written
 //! by this very executable (its size and mtime, not only its version: a rebuilt cell-lsp may
 //! judge differently) from an index with the same fingerprint
@@ -36,7 +37,7 @@ struct Stored {
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Key {
     /// `CARGO_PKG_VERSION`, and the running executable's (length, mtime in ns).
-    tool: (String, Option<(u64, u128)>),
+    tool: (String, (u64, u128)),
     /// The index's fingerprint (`snapshot::fingerprint`: its encoding without input stamps).
     index: u64,
 }
@@ -50,7 +51,8 @@ struct Entry {
 /// The cache of one workspace's check.
 pub(super) struct FindingsCache {
     path: PathBuf,
-    /// `None` when the index could not be fingerprinted: nothing is served or saved.
+    /// `None` when the index could not be fingerprinted or the executable stamped: nothing is
+    /// served or saved.
     key: Option<Key>,
     /// Entries loaded from disk (only when their key matched).
     old: BTreeMap<PathBuf, Entry>,
@@ -65,10 +67,14 @@ impl FindingsCache {
     /// Opens the cache at `path` for checks against `index` (borrowed mutably only to set its
     /// input stamps aside while it is fingerprinted; it is returned unchanged).
     pub(super) fn open(path: PathBuf, index: &mut Index) -> Self {
-        let key = cell_macro_index::snapshot::fingerprint(index).map(|index| Key {
-            tool: (env!("CARGO_PKG_VERSION").to_owned(), executable_stamp()),
-            index,
-        });
+        // Without the executable's stamp (a binary replaced while it runs) two builds could not
+        // be told apart: no cache then.
+        let key = executable_stamp()
+            .zip(cell_macro_index::snapshot::fingerprint(index))
+            .map(|(exe, index)| Key {
+                tool: (env!("CARGO_PKG_VERSION").to_owned(), exe),
+                index,
+            });
         let old = key
             .as_ref()
             .and_then(|_| std::fs::read(&path).ok())
