@@ -45,12 +45,15 @@ pub(crate) fn run(path: &Path, format: MessageFormat, out: &mut dyn Write) -> an
     let manifest = manifest_of(path)?;
     let options = IndexOptions::new(&manifest);
     let mut index = cell_macro_index::load_or_build(&options)?;
-    // The index's manifest path is canonical: `--check .` and `--check /abs/path` share one.
-    let snapshot = cell_macro_index::snapshot::snapshot_path(
+    // Beside the snapshot, named after the index's canonical manifest path: `--check .` and
+    // `--check /abs/path` share one.
+    let cache_file = cell_macro_index::snapshot::workspace_file(
         &options.snapshot_target_dir(),
         &index.manifest_path,
+        "check",
+        "json",
     );
-    let mut cache = cache::FindingsCache::open(cache::path_beside(&snapshot), &mut index);
+    let mut cache = cache::FindingsCache::open(cache_file, &mut index);
     let (findings, unreadable) = collect(&index, &mut cache);
     tracing::debug!(
         "findings cache: {} file(s) served, {} checked",

@@ -83,12 +83,13 @@ pub enum ValueKind {
     OneOf(Vec<String>),
 }
 
-/// [`ValueKind`]'s two serialized forms (see there).
+/// [`ValueKind`]'s two serialized forms (see there), derived for it as serde remote types.
 mod value_kind_serde {
     use super::ValueKind;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
     #[derive(Serialize, Deserialize)]
+    #[serde(remote = "ValueKind")]
     #[serde(rename_all = "lowercase", tag = "kind", content = "values")]
     enum Tagged {
         Str,
@@ -99,6 +100,7 @@ mod value_kind_serde {
     }
 
     #[derive(Serialize, Deserialize)]
+    #[serde(remote = "ValueKind")]
     enum Plain {
         Str,
         Bool,
@@ -109,41 +111,21 @@ mod value_kind_serde {
 
     impl Serialize for ValueKind {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            let human = s.is_human_readable();
-            match (self.clone(), human) {
-                (ValueKind::Str, true) => Tagged::Str.serialize(s),
-                (ValueKind::Bool, true) => Tagged::Bool.serialize(s),
-                (ValueKind::Int, true) => Tagged::Int.serialize(s),
-                (ValueKind::Expr, true) => Tagged::Expr.serialize(s),
-                (ValueKind::OneOf(v), true) => Tagged::OneOf(v).serialize(s),
-                (ValueKind::Str, false) => Plain::Str.serialize(s),
-                (ValueKind::Bool, false) => Plain::Bool.serialize(s),
-                (ValueKind::Int, false) => Plain::Int.serialize(s),
-                (ValueKind::Expr, false) => Plain::Expr.serialize(s),
-                (ValueKind::OneOf(v), false) => Plain::OneOf(v).serialize(s),
+            if s.is_human_readable() {
+                Tagged::serialize(self, s)
+            } else {
+                Plain::serialize(self, s)
             }
         }
     }
 
     impl<'de> Deserialize<'de> for ValueKind {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            Ok(if d.is_human_readable() {
-                match Tagged::deserialize(d)? {
-                    Tagged::Str => ValueKind::Str,
-                    Tagged::Bool => ValueKind::Bool,
-                    Tagged::Int => ValueKind::Int,
-                    Tagged::Expr => ValueKind::Expr,
-                    Tagged::OneOf(v) => ValueKind::OneOf(v),
-                }
+            if d.is_human_readable() {
+                Tagged::deserialize(d)
             } else {
-                match Plain::deserialize(d)? {
-                    Plain::Str => ValueKind::Str,
-                    Plain::Bool => ValueKind::Bool,
-                    Plain::Int => ValueKind::Int,
-                    Plain::Expr => ValueKind::Expr,
-                    Plain::OneOf(v) => ValueKind::OneOf(v),
-                }
-            })
+                Plain::deserialize(d)
+            }
         }
     }
 }

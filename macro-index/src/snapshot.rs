@@ -57,7 +57,19 @@ struct SnapshotRef<'a> {
 
 /// Where the snapshot for `manifest_path` lives under `target_dir`.
 pub fn snapshot_path(target_dir: &Path, manifest_path: &Path) -> PathBuf {
-    // FNV-1a of the manifest path: one snapshot per indexed workspace sharing a target dir.
+    workspace_file(target_dir, manifest_path, "snapshot", "bin")
+}
+
+/// A file of the workspace at `manifest_path` under `target_dir`'s `cell-macro-index/`:
+/// `<kind>-<hash of the manifest path>.<extension>`, one per indexed workspace sharing a target
+/// dir (the snapshot; `cell-lsp --check`'s findings cache beside it).
+pub fn workspace_file(
+    target_dir: &Path,
+    manifest_path: &Path,
+    kind: &str,
+    extension: &str,
+) -> PathBuf {
+    // FNV-1a of the manifest path.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in manifest_path.as_os_str().as_encoded_bytes() {
         h ^= u64::from(*b);
@@ -65,7 +77,22 @@ pub fn snapshot_path(target_dir: &Path, manifest_path: &Path) -> PathBuf {
     }
     target_dir
         .join("cell-macro-index")
-        .join(format!("snapshot-{h:016x}.bin"))
+        .join(format!("{kind}-{h:016x}.{extension}"))
+}
+
+/// Writes `bytes` to `path` (creating its directory) through a temporary file renamed into
+/// place: a concurrent reader sees the old file or the new one, never half of one.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }
 
 /// A file's (length, mtime in ns) now; `None` when it does not exist or cannot be read.
@@ -121,12 +148,7 @@ pub fn save(index: &Index) -> std::io::Result<PathBuf> {
     };
     let bytes = bincode::Options::serialize(bincode::DefaultOptions::new(), &snapshot)
         .map_err(std::io::Error::other)?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension(format!("bin.tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, &path)?;
+    write_atomically(&path, &bytes)?;
     Ok(path)
 }
 

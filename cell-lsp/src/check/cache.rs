@@ -122,7 +122,7 @@ impl FindingsCache {
     }
 
     /// Writes this run's entries (only the files checked now: deleted files drop out),
-    /// atomically: a concurrent check reads the old cache or the new one, never half of one.
+    /// atomically (a concurrent check reads the old cache or the new one).
     pub(super) fn save(self) -> std::io::Result<()> {
         let Some(key) = self.key else {
             return Ok(());
@@ -133,29 +133,8 @@ impl FindingsCache {
             files: self.new,
         };
         let bytes = serde_json::to_vec(&stored).map_err(std::io::Error::other)?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = self
-            .path
-            .with_extension(format!("json.tmp.{}", std::process::id()));
-        std::fs::write(&tmp, bytes)?;
-        std::fs::rename(&tmp, &self.path).inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })
+        cell_macro_index::snapshot::write_atomically(&self.path, &bytes)
     }
-}
-
-/// Where the cache of the workspace whose snapshot is `snapshot` lives: beside it.
-pub(super) fn path_beside(snapshot: &Path) -> PathBuf {
-    let name = snapshot
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("snapshot.bin");
-    snapshot.with_file_name(
-        name.replacen("snapshot-", "check-", 1)
-            .replace(".bin", ".json"),
-    )
 }
 
 /// The running executable's (length, mtime in ns).
