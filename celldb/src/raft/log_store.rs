@@ -33,8 +33,12 @@ use std::sync::{Arc, Mutex, mpsc};
 
 type C = CellRaft;
 
-/// Version byte of an encoded entry.
-const ENTRY_VERSION: u8 = 1;
+/// Version byte of an encoded entry: a binary log id.
+const ENTRY_VERSION: u8 = 2;
+/// The first version (a JSON log id): still read, never written.
+const JSON_ENTRY_VERSION: u8 = 1;
+/// Bytes of a version-2 log id: term, leader node id, index.
+const LOG_ID_BYTES: usize = 24;
 /// `limited_get_log_entries` stops once the entries it read pass this many bytes (always
 /// returning at least one), so an AppendEntries request stays under the 16 MiB frame limit.
 const READ_BATCH_BYTES: usize = 8 << 20;
@@ -65,8 +69,108 @@ struct Shared {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     state: Arc<Mutex<Cached>>,
+    /// The newest entries, kept equal to the log's end by the journal thread.
+    tail: Arc<Mutex<Tail>>,
     /// fsyncs of the journal since the store opened.
     fsyncs: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// The newest entries of the log, in memory: replication (once per follower) and apply read
+/// entries just appended, and serving them from here saves a fjall range read and a decode
+/// per entry and reader. The journal thread, the log's only writer, keeps it a contiguous
+/// copy of the log's last entries: it adds appended entries after their batch is written and
+/// before anyone is told so, and empties it before a truncation. A range it does
+/// not hold whole is read from fjall.
+#[derive(Default)]
+struct Tail {
+    entries: std::collections::VecDeque<EntryOf<C>>,
+    /// Approximate bytes of `entries` (payloads), bounded by [`TAIL_BYTES`].
+    bytes: usize,
+}
+
+/// At most this many entries stay in the [`Tail`]…
+const TAIL_ENTRIES: usize = 8192;
+/// …and at most about this many payload bytes.
+const TAIL_BYTES: usize = 16 << 20;
+
+fn entry_bytes(entry: &EntryOf<C>) -> usize {
+    LOG_ID_BYTES
+        + 2
+        + match &entry.payload {
+            EntryPayload::Normal(cmd) => cmd.0.len(),
+            _ => 0,
+        }
+}
+
+impl Tail {
+    fn first(&self) -> Option<u64> {
+        self.entries.front().map(|e| e.log_id.index)
+    }
+
+    fn last(&self) -> Option<u64> {
+        self.entries.back().map(|e| e.log_id.index)
+    }
+
+    /// Adds entries just written after the log's last entry.
+    fn push(&mut self, entries: Vec<EntryOf<C>>) {
+        let continues = match (self.last(), entries.first()) {
+            (Some(last), Some(first)) => first.log_id.index == last + 1,
+            _ => true,
+        };
+        if !continues {
+            self.clear();
+        }
+        for entry in entries {
+            self.bytes += entry_bytes(&entry);
+            self.entries.push_back(entry);
+        }
+        while self.entries.len() > TAIL_ENTRIES
+            || (self.bytes > TAIL_BYTES && self.entries.len() > 1)
+        {
+            self.pop_front();
+        }
+    }
+
+    fn pop_front(&mut self) {
+        if let Some(entry) = self.entries.pop_front() {
+            self.bytes -= entry_bytes(&entry);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+
+    /// Forgets the entries up to `upto`.
+    fn purge_upto(&mut self, upto: u64) {
+        while self.first().is_some_and(|first| first <= upto) {
+            self.pop_front();
+        }
+    }
+
+    /// The entries of `[start, end)` (to the log's end when `end` lies beyond it), when
+    /// the tail holds them all; `None` sends the reader to fjall.
+    fn read(&self, start: u64, end: u64, byte_limit: Option<usize>) -> Option<Vec<EntryOf<C>>> {
+        let first = self.first()?;
+        if start < first {
+            return None;
+        }
+        let skip = usize::try_from(start - first).ok()?;
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for entry in self.entries.iter().skip(skip) {
+            if entry.log_id.index >= end {
+                break;
+            }
+            bytes += entry_bytes(entry);
+            out.push(entry.clone());
+            if byte_limit.is_some_and(|limit| bytes >= limit) {
+                break;
+            }
+        }
+        Some(out)
+    }
 }
 
 /// What `get_log_state` answers, kept by the journal thread (the only writer).
@@ -79,6 +183,8 @@ struct Cached {
 enum Job {
     Append {
         entries: Vec<(u64, Vec<u8>)>,
+        /// The same entries, for the [`Tail`].
+        typed: Vec<EntryOf<C>>,
         last: LogIdOf<C>,
         written: tokio::sync::oneshot::Sender<io::Result<()>>,
         flushed: IOFlushed<C>,
@@ -137,7 +243,9 @@ impl LogStore {
         }));
         let (sender, receiver) = mpsc::channel();
         let fsyncs = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let tail = Arc::new(Mutex::new(Tail::default()));
         let journal = Journal {
+            tail: tail.clone(),
             fsyncs: fsyncs.clone(),
             node,
             db: fjall.clone(),
@@ -158,6 +266,7 @@ impl LogStore {
                 jobs: Mutex::new(Some(sender)),
                 thread: Mutex::new(Some(thread)),
                 state,
+                tail,
                 fsyncs,
             }),
         })
@@ -214,14 +323,21 @@ impl Drop for Shared {
     }
 }
 
-/// Encodes an entry: version, log id (JSON: rare and small next to the payload), kind,
-/// payload (a normal entry's write-set bytes as they are).
+/// Encodes an entry: version, log id, kind, payload (a normal entry's write-set bytes as they
+/// are). Version 2 stores the log id as three little-endian `u64`s (term, leader node,
+/// index); version 1, which [`decode_entry`] still reads, stored it as length-prefixed JSON,
+/// whose encoding and decoding were a visible part of every replicated write's CPU (each
+/// entry is decoded again for each follower it is sent to, and for apply).
 pub(crate) fn encode_entry(entry: &EntryOf<C>) -> io::Result<Vec<u8>> {
-    let log_id = serde_json::to_vec(&entry.log_id).map_err(|e| io_error("encoding a log id", e))?;
-    let mut out = Vec::with_capacity(8 + log_id.len());
+    let payload_len = match &entry.payload {
+        EntryPayload::Normal(cmd) => cmd.0.len(),
+        _ => 0,
+    };
+    let mut out = Vec::with_capacity(1 + LOG_ID_BYTES + 1 + payload_len);
     out.push(ENTRY_VERSION);
-    out.extend_from_slice(&(log_id.len() as u32).to_le_bytes());
-    out.extend_from_slice(&log_id);
+    out.extend_from_slice(&entry.log_id.leader_id.term.to_le_bytes());
+    out.extend_from_slice(&entry.log_id.leader_id.node_id.to_le_bytes());
+    out.extend_from_slice(&entry.log_id.index.to_le_bytes());
     match &entry.payload {
         EntryPayload::Blank => out.push(0),
         EntryPayload::Normal(cmd) => {
@@ -244,25 +360,43 @@ pub(crate) fn decode_entry(key: &[u8], bytes: &[u8]) -> io::Result<EntryOf<C>> {
         .map(u64::from_be_bytes)
         .map_err(|_| corrupt("its key is not 8 bytes"))?;
     let (&version, rest) = bytes.split_first().ok_or_else(|| corrupt("empty"))?;
-    if version != ENTRY_VERSION {
-        return Err(corrupt(&format!("unknown version {version}")));
-    }
-    let len = rest
-        .get(..4)
-        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-        .ok_or_else(|| corrupt("truncated header"))?;
-    let log_id_bytes = rest
-        .get(4..4 + len)
-        .ok_or_else(|| corrupt("truncated log id"))?;
-    let log_id: LogIdOf<C> =
-        serde_json::from_slice(log_id_bytes).map_err(|e| corrupt(&format!("log id: {e}")))?;
+    let (log_id, rest): (LogIdOf<C>, &[u8]) = match version {
+        ENTRY_VERSION => {
+            let id = rest
+                .get(..LOG_ID_BYTES)
+                .ok_or_else(|| corrupt("truncated log id"))?;
+            let word = |i: usize| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&id[8 * i..8 * i + 8]);
+                u64::from_le_bytes(b)
+            };
+            let leader = openraft::vote::leader_id_adv::LeaderId {
+                term: word(0),
+                node_id: word(1),
+            };
+            (LogIdOf::<C>::new(leader, word(2)), &rest[LOG_ID_BYTES..])
+        }
+        JSON_ENTRY_VERSION => {
+            let len = rest
+                .get(..4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+                .ok_or_else(|| corrupt("truncated header"))?;
+            let log_id_bytes = rest
+                .get(4..4 + len)
+                .ok_or_else(|| corrupt("truncated log id"))?;
+            let log_id = serde_json::from_slice(log_id_bytes)
+                .map_err(|e| corrupt(&format!("log id: {e}")))?;
+            (log_id, &rest[4 + len..])
+        }
+        other => return Err(corrupt(&format!("unknown version {other}"))),
+    };
     if log_id.index != index {
         return Err(corrupt(&format!(
             "stored at index {index} but says {}",
             log_id.index
         )));
     }
-    let (&kind, payload) = rest[4 + len..]
+    let (&kind, payload) = rest
         .split_first()
         .ok_or_else(|| corrupt("no payload kind"))?;
     let payload = match kind {
@@ -286,11 +420,34 @@ fn index_range<RB: RangeBounds<u64>>(range: &RB) -> (Bound<[u8; 8]>, Bound<[u8; 
 }
 
 impl LogStore {
-    fn read_entries(
+    fn read_entries<RB: RangeBounds<u64>>(
         &self,
-        range: (Bound<[u8; 8]>, Bound<[u8; 8]>),
+        range: &RB,
         byte_limit: Option<usize>,
     ) -> io::Result<Vec<EntryOf<C>>> {
+        let start = match range.start_bound() {
+            Bound::Included(&i) => Some(i),
+            Bound::Excluded(&i) => i.checked_add(1),
+            Bound::Unbounded => Some(0),
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&i) => i.saturating_add(1),
+            Bound::Excluded(&i) => i,
+            Bound::Unbounded => u64::MAX,
+        };
+        let Some(start) = start else {
+            return Ok(Vec::new());
+        };
+        if let Some(entries) = self
+            .shared
+            .tail
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .read(start, end, byte_limit)
+        {
+            return Ok(entries);
+        }
+        let range = index_range(range);
         let mut out = Vec::new();
         let mut bytes = 0;
         for guard in self.shared.log.range(range) {
@@ -312,7 +469,7 @@ impl RaftLogReader<C> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<EntryOf<C>>, io::Error> {
-        self.read_entries(index_range(&range), None)
+        self.read_entries(&range, None)
     }
 
     async fn limited_get_log_entries(
@@ -320,7 +477,7 @@ impl RaftLogReader<C> for LogStore {
         start: u64,
         end: u64,
     ) -> Result<Vec<EntryOf<C>>, io::Error> {
-        self.read_entries(index_range(&(start..end)), Some(READ_BATCH_BYTES))
+        self.read_entries(&(start..end), Some(READ_BATCH_BYTES))
     }
 
     async fn read_vote(&mut self) -> Result<Option<VoteOf<C>>, io::Error> {
@@ -372,10 +529,12 @@ impl RaftLogStorage<C> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut encoded = Vec::new();
+        let mut typed = Vec::new();
         let mut last = None;
         for entry in entries {
             encoded.push((entry.log_id.index, encode_entry(&entry)?));
             last = Some(entry.log_id);
+            typed.push(entry);
         }
         let Some(last) = last else {
             callback.io_completed(Ok(()));
@@ -384,6 +543,7 @@ impl RaftLogStorage<C> for LogStore {
         let (written, wait) = tokio::sync::oneshot::channel();
         self.send(Job::Append {
             entries: encoded,
+            typed,
             last,
             written,
             flushed: callback,
@@ -403,6 +563,7 @@ impl RaftLogStorage<C> for LogStore {
 
 /// The journal thread's state: the only writer of the raft keyspaces.
 struct Journal {
+    tail: Arc<Mutex<Tail>>,
     fsyncs: Arc<std::sync::atomic::AtomicU64>,
     node: u64,
     db: fjall::Database,
@@ -458,6 +619,7 @@ impl Journal {
         match job {
             Job::Append {
                 entries,
+                typed,
                 last,
                 written,
                 flushed,
@@ -469,6 +631,11 @@ impl Journal {
                 match batch.commit() {
                     Ok(()) => {
                         self.cached().last_log_id = Some(last);
+                        // Before `written` tells openraft the entries are there to read.
+                        self.tail
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(typed);
                         self.markers
                             .line(format_args!("APPEND n={} i={}", self.node, last.index));
                         let _ = written.send(Ok(()));
@@ -542,6 +709,9 @@ impl Journal {
     /// Deletes every entry after `after` (all of them for `None`), in one batch.
     fn truncate(&mut self, after: Option<LogIdOf<C>>) -> io::Result<()> {
         let from = after.as_ref().map_or(0, |id| id.index + 1);
+        // The tail is emptied first (truncation is rare: a follower's conflicting entries), so
+        // no reader sees an entry fjall no longer holds, even if the deletion fails halfway.
+        self.tail.lock().unwrap_or_else(|p| p.into_inner()).clear();
         let mut batch = self.db.batch().durability(None);
         for guard in self.log.range(from.to_be_bytes()..) {
             let key = guard
@@ -600,6 +770,11 @@ impl Journal {
             cached.last_log_id = Some(upto);
         }
         cached.last_purged = Some(upto);
+        drop(cached);
+        self.tail
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .purge_upto(upto.index);
         Ok(())
     }
 }
@@ -641,5 +816,151 @@ impl Markers {
             // One write call per line: strace shows it whole.
             let _ = file.write_all(format!("{args}\n").as_bytes());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::Node;
+    use openraft::vote::leader_id_adv::LeaderId;
+
+    fn log_id(term: u64, node_id: u64, index: u64) -> LogIdOf<C> {
+        LogIdOf::<C>::new(LeaderId { term, node_id }, index)
+    }
+
+    /// What version 1 wrote: the log id as length-prefixed JSON.
+    fn encode_v1(entry: &EntryOf<C>) -> Vec<u8> {
+        let id = serde_json::to_vec(&entry.log_id).unwrap();
+        let mut out = vec![JSON_ENTRY_VERSION];
+        out.extend_from_slice(&(id.len() as u32).to_le_bytes());
+        out.extend_from_slice(&id);
+        match &entry.payload {
+            EntryPayload::Blank => out.push(0),
+            EntryPayload::Normal(cmd) => {
+                out.push(1);
+                out.extend_from_slice(&cmd.0);
+            }
+            EntryPayload::Membership(m) => {
+                out.push(2);
+                serde_json::to_writer(&mut out, m).unwrap();
+            }
+        }
+        out
+    }
+
+    fn samples() -> Vec<EntryOf<C>> {
+        let members =
+            std::collections::BTreeMap::from([(1, Node::new("a:1")), (2, Node::new("b:2"))]);
+        vec![
+            EntryOf::<C>::new(log_id(1, 1, 1), EntryPayload::Blank),
+            EntryOf::<C>::new(
+                log_id(3, 2, 7),
+                EntryPayload::Normal(Cmd(vec![1, 2, 3, 0, 255])),
+            ),
+            EntryOf::<C>::new(
+                log_id(u64::MAX, u64::MAX, 9),
+                EntryPayload::Normal(Cmd(vec![])),
+            ),
+            EntryOf::<C>::new(
+                log_id(2, 1, 4),
+                EntryPayload::Membership(
+                    openraft::Membership::new(
+                        vec![std::collections::BTreeSet::from([1, 2])],
+                        members,
+                    )
+                    .unwrap(),
+                ),
+            ),
+        ]
+    }
+
+    #[test]
+    fn entries_round_trip_and_version_1_entries_still_decode() {
+        for entry in samples() {
+            let key = entry.log_id.index.to_be_bytes();
+            let v2 = encode_entry(&entry).unwrap();
+            assert_eq!(v2[0], ENTRY_VERSION);
+            assert_eq!(decode_entry(&key, &v2).unwrap(), entry);
+            assert_eq!(decode_entry(&key, &encode_v1(&entry)).unwrap(), entry);
+        }
+    }
+
+    #[test]
+    fn damaged_entries_are_errors_not_panics() {
+        for entry in samples() {
+            let key = entry.log_id.index.to_be_bytes();
+            for bytes in [encode_entry(&entry).unwrap(), encode_v1(&entry)] {
+                // Every truncation that cuts into the header is refused.
+                for cut in 0..bytes.len() {
+                    let _ = decode_entry(&key, &bytes[..cut]);
+                }
+                let header = if bytes[0] == ENTRY_VERSION {
+                    1 + LOG_ID_BYTES + 1
+                } else {
+                    6
+                };
+                for cut in 0..header.min(bytes.len()) {
+                    assert!(decode_entry(&key, &bytes[..cut]).is_err(), "cut at {cut}");
+                }
+            }
+            // An entry stored under another index, and an unknown version, are refused.
+            let bytes = encode_entry(&entry).unwrap();
+            let other = (entry.log_id.index + 1).to_be_bytes();
+            assert!(decode_entry(&other, &bytes).is_err());
+            let mut unknown = bytes.clone();
+            unknown[0] = 9;
+            assert!(decode_entry(&key, &unknown).is_err());
+        }
+    }
+
+    fn normal(index: u64, len: usize) -> EntryOf<C> {
+        EntryOf::<C>::new(log_id(1, 1, index), EntryPayload::Normal(Cmd(vec![7; len])))
+    }
+
+    fn indexes(entries: &[EntryOf<C>]) -> Vec<u64> {
+        entries.iter().map(|e| e.log_id.index).collect()
+    }
+
+    #[test]
+    fn the_tail_serves_only_ranges_it_holds_whole() {
+        let mut tail = Tail::default();
+        assert!(tail.read(0, u64::MAX, None).is_none());
+        tail.push((5..=9).map(|i| normal(i, 10)).collect());
+        assert_eq!(indexes(&tail.read(5, 10, None).unwrap()), [5, 6, 7, 8, 9]);
+        assert_eq!(indexes(&tail.read(7, 9, None).unwrap()), [7, 8]);
+        // Past the end: what the log holds (the tail is the log's end).
+        assert_eq!(indexes(&tail.read(8, u64::MAX, None).unwrap()), [8, 9]);
+        assert!(tail.read(10, 20, None).unwrap().is_empty());
+        // Before its first entry: fjall's job.
+        assert!(tail.read(4, 6, None).is_none());
+        // A byte limit stops after the entry that reaches it (always at least one).
+        assert_eq!(indexes(&tail.read(5, 10, Some(1)).unwrap()), [5]);
+        // A batch that does not continue the tail replaces it.
+        tail.push(vec![normal(20, 1)]);
+        assert_eq!(tail.first(), Some(20));
+        assert!(tail.read(9, 21, None).is_none());
+        tail.purge_upto(20);
+        assert!(tail.read(20, 21, None).is_none());
+        assert_eq!(tail.bytes, 0);
+    }
+
+    #[test]
+    fn the_tail_stays_within_its_bounds() {
+        let mut tail = Tail::default();
+        tail.push(
+            (1..=(TAIL_ENTRIES as u64 + 10))
+                .map(|i| normal(i, 1))
+                .collect(),
+        );
+        assert_eq!(tail.entries.len(), TAIL_ENTRIES);
+        assert_eq!(tail.first(), Some(11));
+        let mut big = Tail::default();
+        big.push((1..=40).map(|i| normal(i, 1 << 20)).collect());
+        assert!(big.bytes <= TAIL_BYTES);
+        assert_eq!(big.last(), Some(40));
+        big.push(vec![normal(41, TAIL_BYTES * 2)]);
+        // One entry larger than the bound is kept alone: the newest entry is always there.
+        assert_eq!(indexes(&big.read(41, 42, None).unwrap()), [41]);
     }
 }

@@ -69,10 +69,36 @@ struct SessionRecord {
     answers: BTreeMap<u64, Outcome>,
 }
 
-/// The part of a [`SessionRecord`] that session expiry reads.
-#[derive(serde::Deserialize)]
-struct SessionAge {
-    last_index: u64,
+/// The first byte of a session record in its binary form (then bincode). Earlier builds stored
+/// records as JSON (first byte `{`), which [`decode_session`] still reads. A record is
+/// rewritten for nearly every replicated write (one per client session in each applied
+/// batch), so its encoding is on the hot path of every replica.
+const SESSION_BINARY: u8 = 1;
+/// The most bytes a session record's bincode may take (a bound for hostile snapshot bytes).
+const SESSION_MAX_BYTES: u64 = 64 << 20;
+
+fn encode_session(record: &SessionRecord) -> io::Result<Vec<u8>> {
+    use bincode::Options as _;
+    let mut out = vec![SESSION_BINARY];
+    bincode::DefaultOptions::new()
+        .with_limit(SESSION_MAX_BYTES)
+        .serialize_into(&mut out, record)
+        .map_err(|e| io_error("encoding a client session", e))?;
+    Ok(out)
+}
+
+/// Decodes a stored session record, binary or (from earlier builds) JSON.
+fn decode_session(bytes: &[u8]) -> Result<SessionRecord, String> {
+    use bincode::Options as _;
+    match bytes.split_first() {
+        Some((&SESSION_BINARY, rest)) => bincode::DefaultOptions::new()
+            .with_limit(SESSION_MAX_BYTES)
+            .deserialize(rest)
+            .map_err(|e| e.to_string()),
+        Some((b'{', _)) => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
+        Some((other, _)) => Err(format!("unknown session record form {other}")),
+        None => Err("an empty session record".into()),
+    }
 }
 
 /// The state machine of one node. Cheap to clone (clones share it).
@@ -374,7 +400,7 @@ impl Inner {
         if keyspace == SESSIONS
             && let Some(record) = pending.sessions.get(key)
         {
-            return to_json(record).map(Some);
+            return encode_session(record).map(Some);
         }
         match pending.overlay.get(&(keyspace.to_string(), key.to_vec())) {
             Some(value) => Ok(value.clone()),
@@ -407,7 +433,7 @@ impl Inner {
         if !fresh.sessions.is_empty() {
             let ks = self.keyspace_for_write(SESSIONS)?;
             for (key, record) in fresh.sessions {
-                batch.insert(&ks, key, to_json(&record)?);
+                batch.insert(&ks, key, encode_session(&record)?);
             }
         }
         batch.insert(&self.sm, APPLIED_KEY, to_json(&state.applied)?);
@@ -521,7 +547,7 @@ impl Inner {
         let Some(bytes) = self.read_pending(pending, SESSIONS, key)? else {
             return Ok(false);
         };
-        let record = serde_json::from_slice::<SessionRecord>(&bytes).map_err(|_| {
+        let record = decode_session(&bytes).map_err(|_| {
             io_error(
                 format!("decoding client session {session}"),
                 "not a session record",
@@ -566,10 +592,7 @@ impl Inner {
             let (k, v) = guard
                 .into_inner()
                 .map_err(|e| io_error("reading client sessions", e))?;
-            // Only the last index: the answers need no decoding here.
-            let last = serde_json::from_slice::<SessionAge>(&v)
-                .map(|r| r.last_index)
-                .unwrap_or(0);
+            let last = decode_session(&v).map(|r| r.last_index).unwrap_or(0);
             if last.saturating_add(SESSION_EXPIRY_ENTRIES) < index {
                 expired.push(k.to_vec());
             }
@@ -879,5 +902,49 @@ impl StateMachine {
     /// Where received snapshots are staged (`<dir>/raft-snapshot`).
     pub fn staging_dir(&self) -> &Path {
         &self.inner.staging
+    }
+}
+
+#[cfg(test)]
+mod session_record_tests {
+    use super::*;
+
+    fn record() -> SessionRecord {
+        SessionRecord {
+            last_index: 41,
+            done_below: 3,
+            answers: BTreeMap::from([
+                (3, Outcome::Committed { index: 40 }),
+                (4, Outcome::Conflict),
+                (5, Outcome::Rejected("a \"quoted\" reason\0".into())),
+                (6, Outcome::SessionExpired),
+            ]),
+        }
+    }
+
+    fn same(a: &SessionRecord, b: &SessionRecord) -> bool {
+        a.last_index == b.last_index && a.done_below == b.done_below && a.answers == b.answers
+    }
+
+    #[test]
+    fn session_records_round_trip_and_json_records_of_earlier_builds_still_decode() {
+        let binary = encode_session(&record()).unwrap();
+        assert_eq!(binary[0], SESSION_BINARY);
+        assert!(same(&decode_session(&binary).unwrap(), &record()));
+        let json = serde_json::to_vec(&record()).unwrap();
+        assert!(same(&decode_session(&json).unwrap(), &record()));
+    }
+
+    #[test]
+    fn damaged_session_records_are_errors() {
+        let binary = encode_session(&record()).unwrap();
+        for cut in 0..binary.len() {
+            assert!(decode_session(&binary[..cut]).is_err(), "cut at {cut}");
+        }
+        assert!(decode_session(b"\x07junk").is_err());
+        // A length prefix that claims far more answers than there are bytes.
+        let mut huge = vec![SESSION_BINARY, 1, 1];
+        huge.extend_from_slice(&[0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
+        assert!(decode_session(&huge).is_err());
     }
 }
