@@ -40,7 +40,7 @@ pub(crate) struct Celldb {
     /// A raft group (fsyncs from every node's status) or one server (from its stats).
     cluster: bool,
     // Dropped in this order: the servers, then their data directories.
-    _processes: Processes,
+    processes: Processes,
     _dir: tempfile::TempDir,
 }
 
@@ -87,7 +87,7 @@ pub(crate) async fn start_single(binary: &Path, base: &Path) -> anyhow::Result<C
         db,
         description: "celldb (1 node)".to_string(),
         cluster: false,
-        _processes: processes,
+        processes,
         _dir: dir,
     })
 }
@@ -162,7 +162,7 @@ pub(crate) async fn start_raft(binary: &Path, base: &Path, nodes: usize) -> anyh
         db,
         description: format!("celldb raft ({nodes} nodes)"),
         cluster: true,
-        _processes: processes,
+        processes,
         _dir: dir,
     })
 }
@@ -202,6 +202,10 @@ impl Subject for Celldb {
 
     fn get(&self, key: u64) -> BoxFuture<'_, anyhow::Result<Option<Vec<u8>>>> {
         Box::pin(async move { Ok(self.db.get::<Entry>(key).await?.map(|e| e.value)) })
+    }
+
+    fn cpu_seconds(&self) -> anyhow::Result<Vec<f64>> {
+        self.processes.cpu_seconds()
     }
 
     fn fsyncs(&self) -> BoxFuture<'_, anyhow::Result<Vec<u64>>> {

@@ -26,7 +26,7 @@ pub(crate) struct Etcd {
     members: Vec<SocketAddr>,
     version: String,
     // Dropped in this order: the members, then their data directories.
-    _processes: Processes,
+    processes: Processes,
     _dir: tempfile::TempDir,
 }
 
@@ -108,7 +108,7 @@ impl Etcd {
             client,
             members,
             version,
-            _processes: processes,
+            processes,
             _dir: dir,
         })
     }
@@ -134,6 +134,10 @@ impl Subject for Etcd {
             let response = self.client.kv_client().get(key.to_be_bytes(), None).await?;
             Ok(response.kvs().first().map(|kv| kv.value().to_vec()))
         })
+    }
+
+    fn cpu_seconds(&self) -> anyhow::Result<Vec<f64>> {
+        self.processes.cpu_seconds()
     }
 
     fn fsyncs(&self) -> BoxFuture<'_, anyhow::Result<Vec<u64>>> {

@@ -116,6 +116,9 @@ pub(crate) trait Subject: Send + Sync {
 
     /// Each node's fsync count so far (counters since the node started, in node order).
     fn fsyncs(&self) -> BoxFuture<'_, anyhow::Result<Vec<u64>>>;
+
+    /// Each node's CPU seconds so far (its process's user + system time, in node order).
+    fn cpu_seconds(&self) -> anyhow::Result<Vec<f64>>;
 }
 
 /// Starts the subject `name`.
@@ -154,6 +157,10 @@ struct Row {
     writes_per_s: f64,
     /// fsyncs of each node per acknowledged write in the measured window.
     fsyncs_per_ack: Vec<f64>,
+    /// CPU µs of each node's process per acknowledged write in the measured window.
+    cpu_us_per_ack: Vec<f64>,
+    /// CPU µs of the benchmark's own process (the clients) per acknowledged write.
+    client_us_per_ack: f64,
     read_p50_us: f64,
     read_p99_us: f64,
     reads_per_s: f64,
@@ -199,6 +206,8 @@ const WRITE_KEYS: u64 = 1 << 48;
 struct Sample {
     writes_per_s: f64,
     fsyncs_per_ack: Vec<f64>,
+    cpu_us_per_ack: Vec<f64>,
+    client_us_per_ack: f64,
     read_p50_us: f64,
     read_p99_us: f64,
     reads_per_s: f64,
@@ -249,7 +258,7 @@ async fn measure(subjects: &[(String, Arc<dyn Subject>)], args: &Args) -> anyhow
                 .with_context(|| format!("{name}: writes with {clients} clients"))?;
                 written.push((i, figures));
             }
-            for (i, (writes_per_s, fsyncs_per_ack)) in written {
+            for (i, written) in written {
                 let (name, subject) = &subjects[i];
                 eprintln!(
                     "round {}/{}: {name}: reads, {clients} clients, {measured:?}",
@@ -268,19 +277,24 @@ async fn measure(subjects: &[(String, Arc<dyn Subject>)], args: &Args) -> anyhow
                 .with_context(|| format!("{name}: reads with {clients} clients"))?;
                 let us = |q: f64| hist.value_at_quantile(q) as f64 / 1e3;
                 let sample = Sample {
-                    writes_per_s,
-                    fsyncs_per_ack,
+                    writes_per_s: written.per_s,
+                    fsyncs_per_ack: written.fsyncs_per_ack,
+                    cpu_us_per_ack: written.cpu_us_per_ack,
+                    client_us_per_ack: written.client_us_per_ack,
                     read_p50_us: us(0.5),
                     read_p99_us: us(0.99),
                     reads_per_s: reads as f64 / measured.as_secs_f64(),
                 };
                 eprintln!(
                     "round {}/{}: {name}: {clients} clients: {:.0} writes/s, fsyncs/ack {}, \
-                     reads p50 {:.0} µs p99 {:.0} µs, {:.0} reads/s",
+                     CPU µs/ack {} (clients {:.1}), reads p50 {:.0} µs p99 {:.0} µs, \
+                     {:.0} reads/s",
                     round + 1,
                     args.rounds,
                     sample.writes_per_s,
                     per_node(&sample.fsyncs_per_ack),
+                    per_node_us(&sample.cpu_us_per_ack),
+                    sample.client_us_per_ack,
                     sample.read_p50_us,
                     sample.read_p99_us,
                     sample.reads_per_s
@@ -295,14 +309,19 @@ async fn measure(subjects: &[(String, Arc<dyn Subject>)], args: &Args) -> anyhow
             let runs = &samples[i][c];
             let median_of = |f: &dyn Fn(&Sample) -> f64| median(runs.iter().map(f).collect());
             let nodes = runs.first().map_or(0, |s| s.fsyncs_per_ack.len());
+            let per_node_median = |f: &dyn Fn(&Sample) -> &Vec<f64>| -> Vec<f64> {
+                (0..nodes)
+                    .map(|n| median_of(&|s| f(s).get(n).copied().unwrap_or(f64::NAN)))
+                    .collect()
+            };
             rows.push(Row {
                 subject: subject.describe(),
                 key: name.clone(),
                 clients,
                 writes_per_s: median_of(&|s| s.writes_per_s),
-                fsyncs_per_ack: (0..nodes)
-                    .map(|n| median_of(&|s| s.fsyncs_per_ack.get(n).copied().unwrap_or(f64::NAN)))
-                    .collect(),
+                fsyncs_per_ack: per_node_median(&|s| &s.fsyncs_per_ack),
+                cpu_us_per_ack: per_node_median(&|s| &s.cpu_us_per_ack),
+                client_us_per_ack: median_of(&|s| s.client_us_per_ack),
                 read_p50_us: median_of(&|s| s.read_p50_us),
                 read_p99_us: median_of(&|s| s.read_p99_us),
                 reads_per_s: median_of(&|s| s.reads_per_s),
@@ -358,8 +377,19 @@ impl Window {
     }
 }
 
-/// `clients` tasks of sequential puts to keys of their own: (acknowledged writes per second,
-/// each node's fsyncs per acknowledged write), both over the measured window.
+/// What a write phase measured, over its window.
+struct Written {
+    /// Acknowledged writes per second.
+    per_s: f64,
+    /// Each node's fsyncs per acknowledged write.
+    fsyncs_per_ack: Vec<f64>,
+    /// Each node's CPU µs per acknowledged write.
+    cpu_us_per_ack: Vec<f64>,
+    /// The benchmark process's own CPU µs per acknowledged write (the clients).
+    client_us_per_ack: f64,
+}
+
+/// `clients` tasks of sequential puts to keys of their own, measured over a window.
 ///
 /// The window is bounded by the two readings of the fsync counters, and the writes counted are
 /// those acknowledged between them (the acknowledgement counter is read on both sides of each
@@ -372,7 +402,7 @@ async fn writes(
     measured: Duration,
     key_base: u64,
     value_bytes: usize,
-) -> anyhow::Result<(f64, Vec<f64>)> {
+) -> anyhow::Result<Written> {
     let acked = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
@@ -390,10 +420,13 @@ async fn writes(
     }
     let reading = || async {
         let (acks_before, start) = (acked.load(Ordering::Relaxed), Instant::now());
+        let cpu = subject
+            .cpu_seconds()
+            .and_then(|nodes| Ok((nodes, process::own_cpu_seconds()?)));
         let fsyncs = subject.fsyncs().await;
         let (acks_after, end) = (acked.load(Ordering::Relaxed), Instant::now());
         let at = start + (end - start) / 2;
-        fsyncs.map(|f| (f, (acks_before + acks_after) as f64 / 2.0, at))
+        fsyncs.and_then(|f| Ok((f, cpu?, (acks_before + acks_after) as f64 / 2.0, at)))
     };
     tokio::time::sleep(warmup).await;
     let first = reading().await;
@@ -403,16 +436,27 @@ async fn writes(
     for task in tasks {
         task.await??;
     }
-    let ((before, acks_0, t0), (after, acks_1, t1)) = (first?, last?);
+    let ((before, cpu_0, acks_0, t0), (after, cpu_1, acks_1, t1)) = (first?, last?);
     let acks = acks_1 - acks_0;
     anyhow::ensure!(acks > 0.0, "no write was acknowledged in {measured:?}");
     anyhow::ensure!(before.len() == after.len(), "the number of nodes changed");
-    let per_ack = before
+    let fsyncs_per_ack = before
         .iter()
         .zip(&after)
         .map(|(b, a)| a.saturating_sub(*b) as f64 / acks)
         .collect();
-    Ok((acks / (t1 - t0).as_secs_f64(), per_ack))
+    let cpu_us_per_ack = cpu_0
+        .0
+        .iter()
+        .zip(&cpu_1.0)
+        .map(|(b, a)| (a - b) * 1e6 / acks)
+        .collect();
+    Ok(Written {
+        per_s: acks / (t1 - t0).as_secs_f64(),
+        fsyncs_per_ack,
+        cpu_us_per_ack,
+        client_us_per_ack: (cpu_1.1 - cpu_0.1) * 1e6 / acks,
+    })
 }
 
 /// `clients` tasks of sequential gets of random keys of `0..keys`, each checked: the latency
@@ -494,6 +538,14 @@ fn per_node(values: &[f64]) -> String {
         .join(" / ")
 }
 
+fn per_node_us(values: &[f64]) -> String {
+    values
+        .iter()
+        .map(|v| format!("{v:.1}"))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
 fn report(rows: &[Row], args: &Args) {
     println!(
         "Cluster benchmark: {} s per phase (+10% warm-up), median of {} round(s), {}-byte values, \
@@ -506,16 +558,19 @@ fn report(rows: &[Row], args: &Args) {
     );
     println!();
     println!(
-        "| subject | clients | writes/s | fsyncs/ack per node | read p50 µs | read p99 µs | reads/s |"
+        "| subject | clients | writes/s | fsyncs/ack per node | server CPU µs/ack per node | \
+         client CPU µs/ack | read p50 µs | read p99 µs | reads/s |"
     );
-    println!("|---|---:|---:|---|---:|---:|---:|");
+    println!("|---|---:|---:|---|---|---:|---:|---:|---:|");
     for r in rows {
         println!(
-            "| {} | {} | {:.0} | {} | {:.0} | {:.0} | {:.0} |",
+            "| {} | {} | {:.0} | {} | {} | {:.1} | {:.0} | {:.0} | {:.0} |",
             r.subject,
             r.clients,
             r.writes_per_s,
             per_node(&r.fsyncs_per_ack),
+            per_node_us(&r.cpu_us_per_ack),
+            r.client_us_per_ack,
             r.read_p50_us,
             r.read_p99_us,
             r.reads_per_s
@@ -556,15 +611,18 @@ fn ratios<'a>(rows: impl IntoIterator<Item = &'a Row> + Clone, anchor: &str, tit
     println!("{title}");
     println!();
     println!(
-        "| subject | clients | writes/s vs {anchor} | read p50 vs {anchor} | read p99 vs {anchor} |"
+        "| subject | clients | writes/s vs {anchor} | server CPU/ack vs {anchor} | \
+         read p50 vs {anchor} | read p99 vs {anchor} |"
     );
-    println!("|---|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let total = |r: &Row| r.cpu_us_per_ack.iter().sum::<f64>();
     for (r, e) in compared {
         println!(
-            "| {} | {} | {:.2}× | {:.2}× | {:.2}× |",
+            "| {} | {} | {:.2}× | {:.2}× | {:.2}× | {:.2}× |",
             r.subject,
             r.clients,
             r.writes_per_s / e.writes_per_s,
+            total(r) / total(e),
             r.read_p50_us / e.read_p50_us,
             r.read_p99_us / e.read_p99_us
         );

@@ -64,6 +64,19 @@ impl Processes {
         Ok(())
     }
 
+    /// CPU seconds (user and system) each server has used so far, in the order they were
+    /// started.
+    pub(crate) fn cpu_seconds(&self) -> anyhow::Result<Vec<f64>> {
+        self.children
+            .iter()
+            .map(|server| {
+                let pid = server.child.id();
+                cpu_seconds_of(&format!("/proc/{pid}/stat"))
+                    .with_context(|| format!("reading the CPU time of {}", server.name))
+            })
+            .collect()
+    }
+
     /// Fails, with the end of its log, if a server has exited.
     pub(crate) fn check_alive(&mut self) -> anyhow::Result<()> {
         for server in &mut self.children {
@@ -89,6 +102,44 @@ impl Drop for Processes {
             let _ = server.child.wait();
         }
     }
+}
+
+/// CPU seconds this process (the benchmark's client side) has used so far.
+pub(crate) fn own_cpu_seconds() -> anyhow::Result<f64> {
+    cpu_seconds_of("/proc/self/stat")
+}
+
+/// utime + stime of a `/proc/…/stat` file, in seconds.
+fn cpu_seconds_of(path: &str) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    let ticks = cpu_ticks(&stat).with_context(|| format!("parsing {path}"))?;
+    // SAFETY: sysconf reads a constant of the system.
+    #[expect(
+        unsafe_code,
+        reason = "sysconf(_SC_CLK_TCK): the unit of /proc's CPU times"
+    )]
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    anyhow::ensure!(per_second > 0, "sysconf(_SC_CLK_TCK) failed");
+    Ok(ticks as f64 / per_second as f64)
+}
+
+/// utime + stime, in clock ticks, of the text of a `/proc/…/stat` file.
+fn cpu_ticks(stat: &str) -> anyhow::Result<u64> {
+    // The command name (field 2) is in parentheses and may hold spaces and parentheses:
+    // count fields from the last `)`. utime and stime are fields 14 and 15, the 12th and 13th
+    // after it.
+    let after = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .context("no command name")?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<u64> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse().ok())
+            .with_context(|| format!("field {} is not a tick count", i + 3))
+    };
+    Ok(ticks(11)? + ticks(12)?)
 }
 
 /// Spawns `cmd` from a thread that never ends, so that `PR_SET_PDEATHSIG` (tied to the
@@ -174,4 +225,32 @@ pub(crate) async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<Str
         bail!("GET http://{addr}{path}: {status}");
     }
     Ok(body.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_ticks_are_read_past_a_command_name_with_spaces_and_parentheses() {
+        let stat = "4242 (celldb (x) y) S 1 4242 4242 0 -1 4194560 100 0 0 0 37 5 0 0 20 0 9 0";
+        assert_eq!(cpu_ticks(stat).unwrap(), 42);
+        assert!(cpu_ticks("4242 (celldb) S 1 2").is_err());
+        assert!(cpu_ticks("no name at all").is_err());
+    }
+
+    #[test]
+    fn this_process_cpu_time_grows_while_it_works() {
+        let before = own_cpu_seconds().unwrap();
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        while own_cpu_seconds().unwrap() <= before {
+            x = x.wrapping_mul(31).wrapping_add(7);
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "no CPU time was counted"
+            );
+        }
+        std::hint::black_box(x);
+    }
 }
