@@ -963,4 +963,17 @@ mod tests {
         // One entry larger than the bound is kept alone: the newest entry is always there.
         assert_eq!(indexes(&big.read(41, 42, None).unwrap()), [41]);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_the_entry_decoder(
+            key in proptest::prelude::any::<[u8; 8]>(),
+            version in 0u8..4,
+            rest in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..96),
+        ) {
+            let mut bytes = vec![version];
+            bytes.extend_from_slice(&rest);
+            let _ = decode_entry(&key, &bytes);
+        }
+    }
 }

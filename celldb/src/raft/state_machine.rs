@@ -947,4 +947,16 @@ mod session_record_tests {
         huge.extend_from_slice(&[0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
         assert!(decode_session(&huge).is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_the_session_decoder(
+            form in proptest::prelude::prop_oneof![proptest::prelude::Just(SESSION_BINARY), proptest::prelude::Just(b'{'), proptest::prelude::any::<u8>()],
+            rest in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        ) {
+            let mut bytes = vec![form];
+            bytes.extend_from_slice(&rest);
+            let _ = decode_session(&bytes);
+        }
+    }
 }
