@@ -112,29 +112,49 @@ impl Cluster {
     /// `n` nodes founded together; with `proxied`, every node reaches every other through a
     /// fault proxy (`self.mesh`). Waits for a leader.
     pub(crate) async fn new(n: u64, proxied: bool, env: &[(&str, &str)]) -> Self {
-        let addrs: BTreeMap<u64, SocketAddr> = (1..=n).map(|id| (id, free_addr())).collect();
-        let mesh = if proxied {
-            Some(Mesh::start(&addrs).await.unwrap())
-        } else {
-            None
-        };
-        let mut cluster = Self {
-            base: tempfile::tempdir().unwrap(),
-            addrs,
-            children: BTreeMap::new(),
-            mesh,
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            cluster_id: "test".into(),
-            netns: BTreeMap::new(),
-        };
-        for id in 1..=n {
-            cluster.start(id);
+        // A port `free_addr` saw free can be taken before a node binds it (by another test's
+        // node, or as the ephemeral port of any connection on the machine): then the whole
+        // group starts again on other ports (the founders' list names every address).
+        let mut attempt = 1;
+        loop {
+            let addrs: BTreeMap<u64, SocketAddr> = (1..=n).map(|id| (id, free_addr())).collect();
+            let mesh = if proxied {
+                Some(Mesh::start(&addrs).await.unwrap())
+            } else {
+                None
+            };
+            let mut cluster = Self {
+                base: tempfile::tempdir().unwrap(),
+                addrs,
+                children: BTreeMap::new(),
+                mesh,
+                env: env
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                cluster_id: "test".into(),
+                netns: BTreeMap::new(),
+            };
+            let started = (1..=n).try_for_each(|id| {
+                let command = cluster.command(id);
+                let child = cluster
+                    .spawn(id, command)
+                    .map_err(|e| format!("node {id}: {e}"))?;
+                cluster.children.insert(id, child);
+                Ok::<(), String>(())
+            });
+            match started {
+                Ok(()) => {
+                    cluster.leader().await;
+                    return cluster;
+                }
+                Err(e) if e.contains("Address already in use") && attempt < 5 => {
+                    eprintln!("a node's port was taken; starting the group again on others: {e}");
+                    attempt += 1;
+                }
+                Err(e) => panic!("{e}"),
+            }
         }
-        cluster.leader().await;
-        cluster
     }
 
     /// Nodes at `addrs`, node `id` running in network namespace `netns[id]`. Waits for a

@@ -1042,6 +1042,16 @@ async fn a_client_commit_into_the_clusters_bookkeeping_is_refused() {
             other => panic!("a write to {keyspace} was not refused: {other:?}"),
         }
     }
+    // A check of a session record is refused too (its bytes depend on the build).
+    let mut cmd = celldb::raft::CmdBuilder::new(0);
+    cmd.check("celldb.sessions", &1u64.to_be_bytes(), None);
+    cmd.put("t.orders", &u64::MAX.to_be_bytes(), b"unused");
+    match node.commit(cmd.finish().unwrap().0).await {
+        Err(cell_sdk::CallError::App(celldb::raft::cluster::wire::ClusterError::BadRequest(
+            why,
+        ))) => assert!(why.contains("own bookkeeping"), "{why}"),
+        other => panic!("a check of celldb.sessions was not refused: {other:?}"),
+    }
     acked.extend(orders(&db, 0, 5, 15).await);
     check_orders(&db, &acked).await;
     cluster.converged().await;

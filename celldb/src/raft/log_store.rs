@@ -79,7 +79,7 @@ struct Shared {
 /// entries just appended, and serving them from here saves a fjall range read and a decode
 /// per entry and reader. The journal thread, the log's only writer, keeps it a contiguous
 /// copy of the log's last entries: it adds appended entries after their batch is written and
-/// before anyone is told so, and empties it before a truncation. A range it does
+/// before anyone is told so, empties it before a truncation and trims it before a purge. A range it does
 /// not hold whole is read from fjall.
 #[derive(Default)]
 struct Tail {
@@ -746,6 +746,12 @@ impl Journal {
             .last_purged
             .as_ref()
             .map_or(0, |p| p.index + 1);
+        // Out of the tail first, so no reader gets an entry fjall no longer holds (should the
+        // batch fail, the tail only lacks entries fjall still has: those reads go to fjall).
+        self.tail
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .purge_upto(upto.index);
         if from <= upto.index {
             for guard in self
                 .log
@@ -770,11 +776,6 @@ impl Journal {
             cached.last_log_id = Some(upto);
         }
         cached.last_purged = Some(upto);
-        drop(cached);
-        self.tail
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .purge_upto(upto.index);
         Ok(())
     }
 }

@@ -74,14 +74,14 @@ struct SessionRecord {
 /// rewritten for nearly every replicated write (one per client session in each applied
 /// batch), so its encoding is on the hot path of every replica.
 const SESSION_BINARY: u8 = 1;
-/// The most bytes a session record's bincode may take (a bound for hostile snapshot bytes).
-const SESSION_MAX_BYTES: u64 = 64 << 20;
 
+// No size limit either way, as with JSON before: a limit on encoding would stop every replica
+// at the same entry for good, and decoding reads no more than the record's bytes (bincode
+// preallocates cautiously, so a hostile length prefix fails at the end of the input).
 fn encode_session(record: &SessionRecord) -> io::Result<Vec<u8>> {
     use bincode::Options as _;
     let mut out = vec![SESSION_BINARY];
     bincode::DefaultOptions::new()
-        .with_limit(SESSION_MAX_BYTES)
         .serialize_into(&mut out, record)
         .map_err(|e| io_error("encoding a client session", e))?;
     Ok(out)
@@ -92,7 +92,6 @@ fn decode_session(bytes: &[u8]) -> Result<SessionRecord, String> {
     use bincode::Options as _;
     match bytes.split_first() {
         Some((&SESSION_BINARY, rest)) => bincode::DefaultOptions::new()
-            .with_limit(SESSION_MAX_BYTES)
             .deserialize(rest)
             .map_err(|e| e.to_string()),
         Some((b'{', _)) => serde_json::from_slice(bytes).map_err(|e| e.to_string()),

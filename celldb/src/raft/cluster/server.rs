@@ -566,6 +566,17 @@ impl CellDbCluster for Handler {
                 w.keyspace
             )));
         }
+        // Nor check it: a session record's bytes depend on the build that wrote them (JSON
+        // before, binary now), so a check of them could commit on one replica and conflict on
+        // another while a group holds records of two builds.
+        let sessions = crate::raft::state_machine::SESSIONS;
+        if body.points.iter().any(|p| p.keyspace == sessions)
+            || body.ranges.iter().any(|r| r.keyspace == sessions)
+        {
+            return Err(ClusterError::BadRequest(format!(
+                "keyspace {sessions} is the cluster's own bookkeeping: clients may not check it"
+            )));
+        }
         let s = &self.shared;
         match s.propose(cmd).await? {
             Outcome::Committed { index } => Ok(CommitReply::Committed(index)),
