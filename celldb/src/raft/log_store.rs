@@ -39,6 +39,13 @@ const ENTRY_VERSION: u8 = 2;
 const JSON_ENTRY_VERSION: u8 = 1;
 /// Bytes of a version-2 log id: term, leader node id, index.
 const LOG_ID_BYTES: usize = 24;
+/// Version byte of a *group*: consecutive entries stored as one fjall item under the first
+/// one's index (see [`group_items`]).
+const GROUP_VERSION: u8 = 3;
+/// Entries in one group at most…
+const GROUP_ENTRIES: usize = 1024;
+/// …and about this many bytes (an entry larger than this is stored alone).
+const GROUP_BYTES: usize = 4 << 20;
 /// `limited_get_log_entries` stops once the entries it read pass this many bytes (always
 /// returning at least one), so an AppendEntries request stays under the 16 MiB frame limit.
 const READ_BATCH_BYTES: usize = 8 << 20;
@@ -83,6 +90,8 @@ struct Shared {
 /// not hold whole is read from fjall.
 #[derive(Default)]
 struct Tail {
+    /// Test hook: hold nothing, so every read goes to fjall ([`LogStore::without_tail`]).
+    off: bool,
     entries: std::collections::VecDeque<EntryOf<C>>,
     /// Approximate bytes of `entries` (payloads), bounded by [`TAIL_BYTES`].
     bytes: usize,
@@ -113,6 +122,9 @@ impl Tail {
 
     /// Adds entries just written after the log's last entry.
     fn push(&mut self, entries: Vec<EntryOf<C>>) {
+        if self.off {
+            return;
+        }
         let continues = match (self.last(), entries.first()) {
             (Some(last), Some(first)) => first.log_id.index == last + 1,
             _ => true,
@@ -233,7 +245,7 @@ impl LogStore {
                 let (k, v) = guard
                     .into_inner()
                     .map_err(|e| io_error("reading the last raft entry", e))?;
-                Some(decode_entry(&k, &v)?.log_id())
+                decode_item(&k, &v)?.pop().map(|(entry, _)| entry.log_id())
             }
             None => None,
         };
@@ -270,6 +282,17 @@ impl LogStore {
                 fsyncs,
             }),
         })
+    }
+
+    /// Test hook: this store keeps no tail, so every read goes to fjall (openraft's storage
+    /// suite runs both ways).
+    #[doc(hidden)]
+    pub fn without_tail(self) -> Self {
+        let mut tail = self.shared.tail.lock().unwrap_or_else(|p| p.into_inner());
+        tail.off = true;
+        tail.clear();
+        drop(tail);
+        self
     }
 
     fn send(&self, job: Job) -> io::Result<()> {
@@ -410,13 +433,87 @@ pub(crate) fn decode_entry(key: &[u8], bytes: &[u8]) -> io::Result<EntryOf<C>> {
     Ok(EntryOf::<C>::new(log_id, payload))
 }
 
-fn index_range<RB: RangeBounds<u64>>(range: &RB) -> (Bound<[u8; 8]>, Bound<[u8; 8]>) {
-    let map = |b: Bound<&u64>| match b {
-        Bound::Included(i) => Bound::Included(i.to_be_bytes()),
-        Bound::Excluded(i) => Bound::Excluded(i.to_be_bytes()),
-        Bound::Unbounded => Bound::Unbounded,
+/// The fjall items an append of consecutive encoded entries is stored as: `(key index,
+/// value)`. An item is one entry (versions 1 and 2) or a group of consecutive entries under the
+/// first one's index (version 3: count, then each entry's length and encoding). One item per
+/// append instead of one per entry: each fjall item costs a memtable insert, a journal record
+/// and its share of flushes and compactions, which were about a tenth of a node's CPU per
+/// replicated write.
+fn group_items(entries: Vec<(u64, Vec<u8>)>) -> Vec<(u64, Vec<u8>)> {
+    fn close(items: &mut Vec<(u64, Vec<u8>)>, group: &mut Vec<(u64, Vec<u8>)>) {
+        match group.len() {
+            0 => {}
+            1 => items.append(group),
+            n => {
+                let first = group[0].0;
+                let size: usize = group.iter().map(|(_, b)| 4 + b.len()).sum();
+                let mut value = Vec::with_capacity(5 + size);
+                value.push(GROUP_VERSION);
+                value.extend_from_slice(&(n as u32).to_le_bytes());
+                for (_, bytes) in group.drain(..) {
+                    value.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+                    value.extend_from_slice(&bytes);
+                }
+                items.push((first, value));
+            }
+        }
+    }
+    let mut items = Vec::new();
+    let mut group: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut size = 0;
+    for (index, bytes) in entries {
+        let continues = group
+            .last()
+            .is_some_and(|(last, _)| last.checked_add(1) == Some(index));
+        if !continues || group.len() >= GROUP_ENTRIES || size + bytes.len() > GROUP_BYTES {
+            close(&mut items, &mut group);
+            size = 0;
+        }
+        size += bytes.len();
+        group.push((index, bytes));
+    }
+    close(&mut items, &mut group);
+    items
+}
+
+/// The entries of the item stored at `key` (one, or a group), each with its encoded size.
+fn decode_item(key: &[u8], bytes: &[u8]) -> io::Result<Vec<(EntryOf<C>, usize)>> {
+    let corrupt =
+        |why: &str| io::Error::new(io::ErrorKind::InvalidData, format!("raft log group: {why}"));
+    let Some(mut rest) = bytes.strip_prefix(&[GROUP_VERSION]) else {
+        return Ok(vec![(decode_entry(key, bytes)?, bytes.len())]);
     };
-    (map(range.start_bound()), map(range.end_bound()))
+    let first = <[u8; 8]>::try_from(key)
+        .map(u64::from_be_bytes)
+        .map_err(|_| corrupt("its key is not 8 bytes"))?;
+    let take_u32 = |rest: &mut &[u8]| -> io::Result<usize> {
+        let (head, tail) = rest
+            .split_first_chunk::<4>()
+            .ok_or_else(|| corrupt("truncated"))?;
+        *rest = tail;
+        Ok(u32::from_le_bytes(*head) as usize)
+    };
+    let count = take_u32(&mut rest)?;
+    let mut out = Vec::with_capacity(count.min(rest.len() / 4));
+    for i in 0..count {
+        let len = take_u32(&mut rest)?;
+        if len > rest.len() {
+            return Err(corrupt("truncated entry"));
+        }
+        let (entry, tail) = rest.split_at(len);
+        let index = first
+            .checked_add(i as u64)
+            .ok_or_else(|| corrupt("indexes past the end"))?;
+        out.push((decode_entry(&index.to_be_bytes(), entry)?, len));
+        rest = tail;
+    }
+    if !rest.is_empty() {
+        return Err(corrupt("trailing bytes"));
+    }
+    if out.is_empty() {
+        return Err(corrupt("no entries"));
+    }
+    Ok(out)
 }
 
 impl LogStore {
@@ -447,20 +544,49 @@ impl LogStore {
         {
             return Ok(entries);
         }
-        let range = index_range(range);
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let log = &self.shared.log;
+        // The item holding `start` may be a group that begins before it.
+        let from = item_holding(log, start)?.unwrap_or(start);
         let mut out = Vec::new();
         let mut bytes = 0;
-        for guard in self.shared.log.range(range) {
+        for guard in log.range(from.to_be_bytes()..end.to_be_bytes()) {
             let (k, v) = guard
                 .into_inner()
                 .map_err(|e| io_error("reading raft log entries", e))?;
-            bytes += v.len();
-            out.push(decode_entry(&k, &v)?);
-            if byte_limit.is_some_and(|limit| bytes >= limit) {
-                break;
+            for (entry, size) in decode_item(&k, &v)? {
+                let index = entry.log_id.index;
+                if index < start {
+                    continue;
+                }
+                if index >= end {
+                    return Ok(out);
+                }
+                bytes += size;
+                out.push(entry);
+                if byte_limit.is_some_and(|limit| bytes >= limit) {
+                    return Ok(out);
+                }
             }
         }
         Ok(out)
+    }
+}
+
+/// The key of the item that holds `index` if any item could: the last key at or below it.
+fn item_holding(log: &Keyspace, index: u64) -> io::Result<Option<u64>> {
+    match log.range(..=index.to_be_bytes()).next_back() {
+        Some(guard) => {
+            let key = guard
+                .key()
+                .map_err(|e| io_error("reading raft log keys", e))?;
+            <[u8; 8]>::try_from(&key[..])
+                .map(|k| Some(u64::from_be_bytes(k)))
+                .map_err(|_| io_error("reading raft log keys", "a key is not 8 bytes"))
+        }
+        None => Ok(None),
     }
 }
 
@@ -625,8 +751,8 @@ impl Journal {
                 flushed,
             } => {
                 let mut batch = self.db.batch().durability(None);
-                for (index, bytes) in entries {
-                    batch.insert(&self.log, index.to_be_bytes(), bytes);
+                for (index, value) in group_items(entries) {
+                    batch.insert(&self.log, index.to_be_bytes(), value);
                 }
                 match batch.commit() {
                     Ok(()) => {
@@ -713,6 +839,25 @@ impl Journal {
         // no reader sees an entry fjall no longer holds, even if the deletion fails halfway.
         self.tail.lock().unwrap_or_else(|p| p.into_inner()).clear();
         let mut batch = self.db.batch().durability(None);
+        // A group that begins before `from` and reaches it keeps its entries before `from`.
+        if let Some(key) = item_holding(&self.log, from)?.filter(|key| *key < from) {
+            let value = self
+                .log
+                .get(key.to_be_bytes())
+                .map_err(|e| io_error("reading raft entries to truncate", e))?
+                .ok_or_else(|| io_error("truncating the raft log", "an item vanished"))?;
+            let entries = decode_item(&key.to_be_bytes(), &value)?;
+            if entries.last().is_some_and(|(e, _)| e.log_id.index >= from) {
+                let kept = entries
+                    .into_iter()
+                    .filter(|(e, _)| e.log_id.index < from)
+                    .map(|(e, _)| Ok((e.log_id.index, encode_entry(&e)?)))
+                    .collect::<io::Result<Vec<_>>>()?;
+                for (index, value) in group_items(kept) {
+                    batch.insert(&self.log, index.to_be_bytes(), value);
+                }
+            }
+        }
         for guard in self.log.range(from.to_be_bytes()..) {
             let key = guard
                 .key()
@@ -753,13 +898,51 @@ impl Journal {
             .unwrap_or_else(|p| p.into_inner())
             .purge_upto(upto.index);
         if from <= upto.index {
+            // Items (entries or groups) wholly at or below `upto` go; a group that reaches
+            // past it stays whole (its purged entries are never read again).
+            let scan_from = item_holding(&self.log, from)?.unwrap_or(from);
+            let mut keys = Vec::new();
             for guard in self
                 .log
-                .range(from.to_be_bytes()..=upto.index.to_be_bytes())
+                .range(scan_from.to_be_bytes()..=upto.index.to_be_bytes())
             {
                 let key = guard
                     .key()
                     .map_err(|e| io_error("reading raft entries to purge", e))?;
+                keys.push(key);
+            }
+            let next = match upto.index.checked_add(1) {
+                Some(next) => self
+                    .log
+                    .range(next.to_be_bytes()..)
+                    .next()
+                    .map(|g| g.key())
+                    .transpose()
+                    .map_err(|e| io_error("reading raft entries to purge", e))?,
+                None => None,
+            };
+            // Every item but the last ends before the next one begins, so at or below `upto`.
+            // The last one ends before the item after `upto` begins, or it is the log's last.
+            let last_is_whole = match (keys.last(), next) {
+                (None, _) => false,
+                (Some(_), Some(next)) => next.as_ref() == (upto.index + 1).to_be_bytes(),
+                (Some(last), None) => {
+                    let value = self
+                        .log
+                        .get(last)
+                        .map_err(|e| io_error("reading raft entries to purge", e))?
+                        .ok_or_else(|| io_error("purging the raft log", "an item vanished"))?;
+                    decode_item(last, &value)?
+                        .last()
+                        .is_some_and(|(e, _)| e.log_id.index <= upto.index)
+                }
+            };
+            let whole = if last_is_whole {
+                keys.len()
+            } else {
+                keys.len().saturating_sub(1)
+            };
+            for key in keys.into_iter().take(whole) {
                 batch.remove(&self.log, key);
             }
         }
@@ -976,5 +1159,128 @@ mod tests {
             bytes.extend_from_slice(&rest);
             let _ = decode_entry(&key, &bytes);
         }
+    }
+
+    fn encoded(entries: &[EntryOf<C>]) -> Vec<(u64, Vec<u8>)> {
+        entries
+            .iter()
+            .map(|e| (e.log_id.index, encode_entry(e).unwrap()))
+            .collect()
+    }
+
+    fn decoded(items: &[(u64, Vec<u8>)]) -> Vec<EntryOf<C>> {
+        items
+            .iter()
+            .flat_map(|(k, v)| decode_item(&k.to_be_bytes(), v).unwrap())
+            .map(|(e, _)| e)
+            .collect()
+    }
+
+    #[test]
+    fn an_append_is_stored_as_groups_that_give_back_its_entries() {
+        let entries: Vec<EntryOf<C>> = (10..2500).map(|i| normal(i, 3)).collect();
+        let items = group_items(encoded(&entries));
+        // 2,490 entries: groups of at most GROUP_ENTRIES, keyed by their first index.
+        assert_eq!(items.len(), 3);
+        assert_eq!(
+            items.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+            [10, 1034, 2058]
+        );
+        assert_eq!(decoded(&items), entries);
+        // One entry alone is stored as an entry (what earlier builds read), not a group.
+        let one = group_items(encoded(&entries[..1]));
+        assert_eq!(one[0].1[0], ENTRY_VERSION);
+        // A gap starts a new group; a large entry stands alone.
+        let gap = vec![
+            normal(1, 1),
+            normal(2, 1),
+            normal(5, 1),
+            normal(6, GROUP_BYTES),
+        ];
+        let items = group_items(encoded(&gap));
+        assert_eq!(items.iter().map(|(k, _)| *k).collect::<Vec<_>>(), [1, 5, 6]);
+        assert_eq!(decoded(&items), gap);
+    }
+
+    #[test]
+    fn damaged_groups_are_errors_not_panics() {
+        let entries: Vec<EntryOf<C>> = (7..12).map(|i| normal(i, 5)).collect();
+        let (key, value) = group_items(encoded(&entries)).remove(0);
+        let key = key.to_be_bytes();
+        for cut in 1..value.len() {
+            assert!(decode_item(&key, &value[..cut]).is_err(), "cut at {cut}");
+        }
+        // Stored under another index: the entries' own indexes disagree.
+        assert!(decode_item(&8u64.to_be_bytes(), &value).is_err());
+        let mut trailing = value.clone();
+        trailing.push(0);
+        assert!(decode_item(&key, &trailing).is_err());
+        assert!(decode_item(&key, &[GROUP_VERSION, 0, 0, 0, 0]).is_err());
+        assert!(decode_item(&u64::MAX.to_be_bytes(), &value).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_the_group_decoder(
+            key in proptest::prelude::any::<[u8; 8]>(),
+            rest in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..160),
+        ) {
+            let mut bytes = vec![GROUP_VERSION];
+            bytes.extend_from_slice(&rest);
+            let _ = decode_item(&key, &bytes);
+        }
+    }
+
+    fn entry_of_term(term: u64, index: u64) -> EntryOf<C> {
+        EntryOf::<C>::new(
+            log_id(term, 1, index),
+            EntryPayload::Normal(Cmd(vec![index as u8, term as u8])),
+        )
+    }
+
+    /// Groups on a real store, read from fjall (no tail): a truncation and a purge inside a
+    /// group, new entries after the truncation, and a reopened store.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn groups_hold_through_truncation_purge_and_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = fjall::Database::builder(dir.path()).open().unwrap();
+        let mut store = LogStore::open(1, &db).unwrap().without_tail();
+        let old: Vec<EntryOf<C>> = (1..=10).map(|i| entry_of_term(1, i)).collect();
+        store.append(old.clone(), IOFlushed::noop()).await.unwrap();
+        assert_eq!(store.try_get_log_entries(1..=10).await.unwrap(), old);
+        assert_eq!(store.try_get_log_entries(4..7).await.unwrap(), old[3..6]);
+        // Truncate inside the group, then append other entries at the same indexes.
+        store.truncate_after(Some(log_id(1, 1, 5))).await.unwrap();
+        assert_eq!(store.try_get_log_entries(1..=20).await.unwrap(), old[..5]);
+        let new: Vec<EntryOf<C>> = (6..=8).map(|i| entry_of_term(2, i)).collect();
+        store.append(new.clone(), IOFlushed::noop()).await.unwrap();
+        let now: Vec<EntryOf<C>> = old[..5].iter().chain(&new).cloned().collect();
+        assert_eq!(store.try_get_log_entries(1..=20).await.unwrap(), now);
+        assert_eq!(store.try_get_log_entries(5..=6).await.unwrap(), now[4..6]);
+        assert_eq!(
+            store.limited_get_log_entries(2, 8).await.unwrap(),
+            now[1..7]
+        );
+        // Purge inside the first group: what is above it stays readable.
+        store.purge(log_id(1, 1, 3)).await.unwrap();
+        assert_eq!(store.try_get_log_entries(4..=8).await.unwrap(), now[3..]);
+        let state = store.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id, Some(log_id(1, 1, 3)));
+        assert_eq!(state.last_log_id, Some(log_id(2, 1, 8)));
+        // Reopened: the same log.
+        store.close();
+        drop(store);
+        let mut store = LogStore::open(1, &db).unwrap().without_tail();
+        let state = store.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id, Some(log_id(1, 1, 3)));
+        assert_eq!(state.last_log_id, Some(log_id(2, 1, 8)));
+        assert_eq!(store.try_get_log_entries(4..=8).await.unwrap(), now[3..]);
+        // A purge to a group's last entry removes the group; one past the log, everything.
+        store.purge(log_id(1, 1, 5)).await.unwrap();
+        assert_eq!(store.try_get_log_entries(6..=8).await.unwrap(), new);
+        assert_eq!(store.shared.log.iter().count(), 1);
+        store.purge(log_id(2, 1, 9)).await.unwrap();
+        assert_eq!(store.shared.log.iter().count(), 0);
+        store.close();
     }
 }
