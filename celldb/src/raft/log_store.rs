@@ -23,7 +23,7 @@ use crate::raft::{CellRaft, LOG_KEYSPACE, META_KEYSPACE, io_error, read_json};
 use fjall::{Keyspace, KeyspaceCreateOptions, PersistMode};
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
-use openraft::type_config::alias::{EntryOf, LogIdOf, VoteOf};
+use openraft::type_config::alias::{EntryOf, EntryPayloadOf, LogIdOf, VoteOf};
 use openraft::{EntryPayload, OptionalSend, RaftLogReader};
 use std::fmt::Debug;
 use std::io;
@@ -103,12 +103,7 @@ const TAIL_ENTRIES: usize = 8192;
 const TAIL_BYTES: usize = 16 << 20;
 
 fn entry_bytes(entry: &EntryOf<C>) -> usize {
-    LOG_ID_BYTES
-        + 2
-        + match &entry.payload {
-            EntryPayload::Normal(cmd) => cmd.0.len(),
-            _ => 0,
-        }
+    LOG_ID_BYTES + 2 + payload_len(entry)
 }
 
 impl Tail {
@@ -352,16 +347,18 @@ impl Drop for Shared {
 /// whose encoding and decoding were a visible part of every replicated write's CPU (each
 /// entry is decoded again for each follower it is sent to, and for apply).
 pub(crate) fn encode_entry(entry: &EntryOf<C>) -> io::Result<Vec<u8>> {
-    let payload_len = match &entry.payload {
-        EntryPayload::Normal(cmd) => cmd.0.len(),
-        _ => 0,
-    };
-    let mut out = Vec::with_capacity(1 + LOG_ID_BYTES + 1 + payload_len);
+    let mut out = Vec::with_capacity(1 + LOG_ID_BYTES + 1 + payload_len(entry));
     out.push(ENTRY_VERSION);
     out.extend_from_slice(&entry.log_id.leader_id.term.to_le_bytes());
     out.extend_from_slice(&entry.log_id.leader_id.node_id.to_le_bytes());
     out.extend_from_slice(&entry.log_id.index.to_le_bytes());
-    match &entry.payload {
+    encode_payload(&mut out, &entry.payload)?;
+    Ok(out)
+}
+
+/// The kind byte and payload of an encoded entry (the same in every version).
+fn encode_payload(out: &mut Vec<u8>, payload: &EntryPayloadOf<C>) -> io::Result<()> {
+    match payload {
         EntryPayload::Blank => out.push(0),
         EntryPayload::Normal(cmd) => {
             out.push(1);
@@ -369,10 +366,18 @@ pub(crate) fn encode_entry(entry: &EntryOf<C>) -> io::Result<Vec<u8>> {
         }
         EntryPayload::Membership(m) => {
             out.push(2);
-            serde_json::to_writer(&mut out, m).map_err(|e| io_error("encoding a membership", e))?;
+            serde_json::to_writer(out, m).map_err(|e| io_error("encoding a membership", e))?;
         }
     }
-    Ok(out)
+    Ok(())
+}
+
+/// A normal entry's write-set bytes (0 for the others).
+fn payload_len(entry: &EntryOf<C>) -> usize {
+    match &entry.payload {
+        EntryPayload::Normal(cmd) => cmd.0.len(),
+        _ => 0,
+    }
 }
 
 /// Decodes an entry stored at key `key`; the key must be its index.
@@ -1019,17 +1024,7 @@ mod tests {
         let mut out = vec![JSON_ENTRY_VERSION];
         out.extend_from_slice(&(id.len() as u32).to_le_bytes());
         out.extend_from_slice(&id);
-        match &entry.payload {
-            EntryPayload::Blank => out.push(0),
-            EntryPayload::Normal(cmd) => {
-                out.push(1);
-                out.extend_from_slice(&cmd.0);
-            }
-            EntryPayload::Membership(m) => {
-                out.push(2);
-                serde_json::to_writer(&mut out, m).unwrap();
-            }
-        }
+        encode_payload(&mut out, &entry.payload).unwrap();
         out
     }
 

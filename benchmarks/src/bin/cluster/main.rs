@@ -292,8 +292,8 @@ async fn measure(subjects: &[(String, Arc<dyn Subject>)], args: &Args) -> anyhow
                     round + 1,
                     args.rounds,
                     sample.writes_per_s,
-                    per_node(&sample.fsyncs_per_ack),
-                    per_node_us(&sample.cpu_us_per_ack),
+                    per_node(&sample.fsyncs_per_ack, 2),
+                    per_node(&sample.cpu_us_per_ack, 1),
                     sample.client_us_per_ack,
                     sample.read_p50_us,
                     sample.read_p99_us,
@@ -530,18 +530,11 @@ impl SplitMix {
     }
 }
 
-fn per_node(values: &[f64]) -> String {
+/// One figure per node, `a / b / c`, with `decimals` digits after the point.
+fn per_node(values: &[f64], decimals: usize) -> String {
     values
         .iter()
-        .map(|v| format!("{v:.2}"))
-        .collect::<Vec<_>>()
-        .join(" / ")
-}
-
-fn per_node_us(values: &[f64]) -> String {
-    values
-        .iter()
-        .map(|v| format!("{v:.1}"))
+        .map(|v| format!("{v:.decimals$}"))
         .collect::<Vec<_>>()
         .join(" / ")
 }
@@ -568,8 +561,8 @@ fn report(rows: &[Row], args: &Args) {
             r.subject,
             r.clients,
             r.writes_per_s,
-            per_node(&r.fsyncs_per_ack),
-            per_node_us(&r.cpu_us_per_ack),
+            per_node(&r.fsyncs_per_ack, 2),
+            per_node(&r.cpu_us_per_ack, 1),
             r.client_us_per_ack,
             r.read_p50_us,
             r.read_p99_us,
