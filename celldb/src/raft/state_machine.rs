@@ -54,6 +54,13 @@ const INSTALL_BATCH: usize = 4096;
 pub(crate) const SESSIONS: &str = "celldb.sessions";
 /// A session that commits nothing for this many entries expires (with its answers).
 pub(crate) const SESSION_EXPIRY_ENTRIES: u64 = 1_000_000;
+/// Answers one session keeps at most. A client that never raises `done_below` (a bug, or a
+/// hostile client) would otherwise grow its record, which is rewritten with every applied
+/// batch, without bound, and slow every replica down with it. Past the bound the oldest
+/// answers are forgotten and `done_below` rises over them, so a late retry of one of those
+/// requests is refused, never applied twice. Our client never has more requests of one session
+/// in flight (`cluster::client` holds a permit per request).
+pub(crate) const MAX_SESSION_ANSWERS: usize = 4096;
 /// How often (in log indexes) the sessions are scanned for expiry.
 const SESSION_SCAN_EVERY: u64 = 4096;
 
@@ -515,8 +522,10 @@ impl Inner {
         }
         if body.seq < record.done_below {
             return Ok(Outcome::Rejected(format!(
-                "request {} of session {session} was answered already",
-                body.seq
+                "request {} of session {session} is older than the answers the session keeps \
+                 (from request {} on): not applied by this attempt; whether an earlier attempt \
+                 was applied is not known here",
+                body.seq, record.done_below
             )));
         }
         let (seq, done_below) = (body.seq, body.done_below);
@@ -533,6 +542,12 @@ impl Inner {
         let floor = record.done_below;
         record.answers.retain(|s, _| *s >= floor);
         record.answers.insert(seq, outcome.clone());
+        while record.answers.len() > MAX_SESSION_ANSWERS {
+            let Some((oldest, _)) = record.answers.pop_first() else {
+                break;
+            };
+            record.done_below = record.done_below.max(oldest.saturating_add(1));
+        }
         record.last_index = index;
         Ok(outcome)
     }

@@ -295,3 +295,46 @@ fn a_snapshot_round_trips_through_chunks_and_staging() {
     let error = staging.finish().unwrap_err();
     assert_eq!(error.kind(), std::io::ErrorKind::InvalidData, "{error}");
 }
+
+/// A session whose client never raises `done_below` keeps its newest answers only: its record
+/// stays bounded, a retry of a recent request still gets the first outcome, and a retry of a
+/// forgotten one is refused instead of being applied a second time.
+#[test]
+fn a_sessions_answers_are_bounded_and_a_forgotten_request_is_never_applied_twice() {
+    use super::state_machine::MAX_SESSION_ANSWERS;
+    let total = MAX_SESSION_ANSWERS as u64 + 100;
+    // Entry 1 opens session 1; request `seq` writes `value` at key `seq` (done_below stays 0).
+    let request = |seq: u64, value: &[u8]| {
+        let mut cmd = CmdBuilder::new(0);
+        cmd.request(1, seq, 0);
+        cmd.put("t.a", &seq.to_be_bytes(), value);
+        cmd.finish().expect("encodes")
+    };
+    let mut cmds = vec![CmdBuilder::open_session().finish().expect("encodes")];
+    cmds.extend((1..=total).map(|seq| request(seq, b"first")));
+    // Then retries of the newest request and of the first (long forgotten), with other values
+    // so that applying either again would show in the state.
+    cmds.push(request(total, b"again"));
+    cmds.push(request(1, b"again"));
+    let (outcomes, with_retries) = run(&entries(&cmds), &[], false);
+    let n = outcomes.len();
+    let newest_index = total + 1;
+    assert_eq!(
+        outcomes[n - 2],
+        Outcome::Committed {
+            index: newest_index
+        },
+        "a retry of a remembered request gets its first outcome"
+    );
+    match &outcomes[n - 1] {
+        Outcome::Rejected(reason) => assert!(
+            reason.contains("older than the answers the session keeps"),
+            "{reason}"
+        ),
+        other => panic!("a retry of a forgotten request must be refused, got {other:?}"),
+    }
+    // The refused retry wrote nothing: replaying the log without the two retries gives the
+    // same state.
+    let (_, without) = run(&entries(&cmds[..cmds.len() - 2]), &[], false);
+    assert_eq!(with_retries.1, without.1);
+}

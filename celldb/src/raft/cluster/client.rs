@@ -31,6 +31,7 @@ use crate::db::{Backend, Db, Ks, TableHandle};
 use crate::error::{Error, Result};
 use crate::raft::CmdBuilder;
 use crate::raft::cluster::wire::{CellDbClusterClient, ClusterError, CommitReply, NodeStatus};
+use crate::raft::state_machine::MAX_SESSION_ANSWERS;
 use crate::schema::{index_keyspace, meta_of, records_keyspace};
 use crate::table::{Durability, Table};
 use crate::wire::WireBound;
@@ -69,6 +70,9 @@ pub(crate) struct Client {
     session: tokio::sync::Mutex<Option<u64>>,
     seq: AtomicU64,
     in_flight: Mutex<BTreeSet<u64>>,
+    /// A permit per commit in flight: never more than a session keeps answers for
+    /// ([`MAX_SESSION_ANSWERS`]), so a retry always finds its first attempt's outcome.
+    commits: tokio::sync::Semaphore,
     names: Mutex<(HashMap<String, u64>, Vec<String>)>,
 }
 
@@ -216,6 +220,7 @@ impl Client {
             session: tokio::sync::Mutex::new(None),
             seq: AtomicU64::new(0),
             in_flight: Mutex::new(BTreeSet::new()),
+            commits: tokio::sync::Semaphore::new(MAX_SESSION_ANSWERS),
             names: Mutex::new((HashMap::new(), Vec::new())),
         })
     }
@@ -489,6 +494,11 @@ impl Client {
     /// Commits a write-set as one request: retried with the same id until the group answers.
     /// Commits `cmd` with a request id; the log index it was applied at.
     pub(crate) async fn commit(&self, mut cmd: CmdBuilder) -> Result<u64> {
+        let _permit = self
+            .commits
+            .acquire()
+            .await
+            .map_err(|_| Error::Commit("the client is closing".into()))?;
         let mut session = self.session(false).await?;
         let mut renewed = false;
         loop {
