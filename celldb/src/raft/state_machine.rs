@@ -59,7 +59,8 @@ pub(crate) const SESSION_EXPIRY_ENTRIES: u64 = 1_000_000;
 /// batch, without bound, and slow every replica down with it. Past the bound the oldest
 /// answers are forgotten and `done_below` rises over them, so a late retry of one of those
 /// requests is refused, never applied twice. Our client never has more requests of one session
-/// in flight (`cluster::client` holds a permit per request).
+/// in flight (`cluster::client` holds a permit per request), so it meets the bound only when
+/// one request stays unanswered while this many later ones complete.
 pub(crate) const MAX_SESSION_ANSWERS: usize = 4096;
 /// How often (in log indexes) the sessions are scanned for expiry.
 const SESSION_SCAN_EVERY: u64 = 4096;
