@@ -540,8 +540,16 @@ impl Inner {
             ));
         };
         record.done_below = record.done_below.max(done_below);
+        // The answers are ordered: forgetting those below the floor pops from the front
+        // (usually one), where a `retain` would visit all of them for every entry.
         let floor = record.done_below;
-        record.answers.retain(|s, _| *s >= floor);
+        while record
+            .answers
+            .first_key_value()
+            .is_some_and(|(oldest, _)| *oldest < floor)
+        {
+            record.answers.pop_first();
+        }
         record.answers.insert(seq, outcome.clone());
         while record.answers.len() > MAX_SESSION_ANSWERS {
             let Some((oldest, _)) = record.answers.pop_first() else {
