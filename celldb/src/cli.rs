@@ -113,6 +113,13 @@ enum Command {
         /// Indexes one table may declare.
         #[arg(long, default_value_t = crate::server::ServerConfig::default().max_indexes_per_table)]
         max_indexes_per_table: usize,
+        /// Worker threads of the server's async runtime (default: one per CPU core). When
+        /// several servers share one machine (three nodes of a test cluster on a laptop),
+        /// give each its share of the cores, so that they do not wake each other's idle
+        /// threads on every message: three raft nodes on two cores serve 1.3x the reads
+        /// with `--threads 1`, and write no slower (docs/benchmarks.md).
+        #[arg(long, env = "CELLDB_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+        threads: Option<u16>,
         /// Run as node N of a replicated cluster (raft) instead of a single server. Needs
         /// --listen and $CELL_SECRET (the same on every node and client).
         #[arg(long, requires = "listen")]
@@ -240,6 +247,7 @@ pub fn main() -> anyhow::Result<()> {
             max_read_bytes,
             max_tables,
             max_indexes_per_table,
+            threads,
             node_id,
             listen,
             cluster,
@@ -259,7 +267,7 @@ pub fn main() -> anyhow::Result<()> {
                 config.founders = cluster.unwrap_or_default();
                 config.dial = dial.unwrap_or_default();
                 config.raft = raft;
-                return serve_cluster(&dir, config);
+                return serve_cluster(&dir, config, threads);
             }
             let endpoint = match (tcp, socket) {
                 (Some(addr), _) => cell_sdk::Endpoint::tcp(addr),
@@ -284,6 +292,7 @@ pub fn main() -> anyhow::Result<()> {
                 endpoint,
                 std::time::Duration::from_secs(tx_timeout.max(1)),
                 config,
+                threads,
             )
         }
     }
@@ -308,8 +317,9 @@ fn serve(
     endpoint: cell_sdk::Endpoint,
     tx_timeout: std::time::Duration,
     config: crate::server::ServerConfig,
+    threads: Option<u16>,
 ) -> anyhow::Result<()> {
-    let runtime = runtime()?;
+    let runtime = runtime_with(threads)?;
     runtime.block_on(async {
         let db = crate::Db::open(dir).with_context(|| format!("opening {}", dir.display()))?;
         let server = crate::server::Server::with_config(db, config)?;
@@ -356,6 +366,7 @@ fn serve(
 fn serve_cluster(
     dir: &std::path::Path,
     config: crate::raft::cluster::ClusterConfig,
+    threads: Option<u16>,
 ) -> anyhow::Result<()> {
     if let Some(addr) = config.founders.get(&config.node)
         && *addr != config.listen
@@ -366,7 +377,7 @@ fn serve_cluster(
             config.listen
         );
     }
-    let runtime = runtime()?;
+    let runtime = runtime_with(threads)?;
     runtime.block_on(async {
         let endpoint = cell_sdk::Endpoint::tcp(config.listen.clone());
         let (node_id, cluster_id) = (config.node, config.cluster.clone());
@@ -539,7 +550,17 @@ fn hex(bytes: &[u8]) -> String {
 
 /// The multi-threaded runtime each long-running command runs on.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+    runtime_with(None)
+}
+
+/// The multi-threaded runtime with `threads` workers (tokio's default, one per core, if
+/// `None`).
+fn runtime_with(threads: Option<u16>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = threads {
+        builder.worker_threads(usize::from(threads));
+    }
+    builder
         .enable_all()
         .build()
         .context("starting the tokio runtime")

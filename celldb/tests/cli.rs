@@ -94,7 +94,14 @@ fn unknown_tables_and_held_directories_are_errors() {
 fn serve_help_teaches_how_clients_connect() {
     let (ok, out, _) = celldb(&["serve", "--help"]);
     assert!(ok);
-    for needle in ["CELLDB_URL", "--socket", "--tcp", "CELL_SECRET", "--dir"] {
+    for needle in [
+        "CELLDB_URL",
+        "--socket",
+        "--tcp",
+        "CELL_SECRET",
+        "--dir",
+        "--threads",
+    ] {
         assert!(out.contains(needle), "`{needle}` missing from:\n{out}");
     }
     // A TCP server without a secret is refused before it serves anything.
@@ -108,4 +115,32 @@ fn serve_help_teaches_how_clients_connect() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.to_lowercase().contains("secret"), "{err}");
+}
+
+#[test]
+fn serve_refuses_a_runtime_without_threads() {
+    // Zero worker threads would serve nothing: refused before the directory is touched.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let path = path.to_str().unwrap();
+    let (ok, _, err) = celldb(&["serve", "--threads", "0", "--dir", path]);
+    assert!(!ok);
+    assert!(
+        err.contains("--threads") && err.contains("1..=1024"),
+        "{err}"
+    );
+    assert!(!dir.path().join("db").exists(), "the directory was created");
+    // The same through its variable (what a benchmark or a unit file sets).
+    let out = Command::new(env!("CARGO_BIN_EXE_celldb"))
+        .args(["serve", "--dir", path])
+        .env("CELLDB_THREADS", "0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--threads") && err.contains("1..=1024"),
+        "{err}"
+    );
+    assert!(!dir.path().join("db").exists(), "the directory was created");
 }
