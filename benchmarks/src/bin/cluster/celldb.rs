@@ -93,10 +93,16 @@ pub(crate) async fn start_single(binary: &Path, base: &Path) -> anyhow::Result<C
 }
 
 /// `celldb-raft`: starts `nodes` `celldb serve --node-id N --listen 127.0.0.1:PORT --cluster
-/// 1=…,2=…,3=…` processes (data directories under `base`, one shared secret), waits until a
-/// majority agrees on a leader, and connects with their `raft://` addresses (linearizable
-/// reads: the default).
-pub(crate) async fn start_raft(binary: &Path, base: &Path, nodes: usize) -> anyhow::Result<Celldb> {
+/// 1=…,2=…,3=…` processes with `CELLDB_THREADS=T` (`--threads`) and the variant's variables
+/// `env` (data directories under `base`, one shared secret), waits until a majority agrees on
+/// a leader, and connects with their `raft://` addresses (linearizable reads: the default).
+pub(crate) async fn start_raft(
+    binary: &Path,
+    base: &Path,
+    nodes: usize,
+    threads: u16,
+    env: &[(String, String)],
+) -> anyhow::Result<Celldb> {
     let dir = tempfile::Builder::new()
         .prefix("cluster-celldb-raft-")
         .tempdir_in(base)
@@ -122,8 +128,11 @@ pub(crate) async fn start_raft(binary: &Path, base: &Path, nodes: usize) -> anyh
             .args(["--node-id", &id.to_string()])
             .args(["--listen", addr])
             .args(["--cluster", &founders])
+            // `--threads` by its variable, so that a variant's `@CELLDB_THREADS=N` wins.
+            .env("CELLDB_THREADS", threads.to_string())
             .env("CELL_SECRET", &secret)
-            .env("RUST_LOG", "warn");
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().map(|(name, value)| (name, value)));
         processes
             .spawn(
                 &format!("celldb node {id}"),
@@ -160,7 +169,17 @@ pub(crate) async fn start_raft(binary: &Path, base: &Path, nodes: usize) -> anyh
     eprintln!("celldb-raft: node {leader} leads (nodes are numbered in the table's node order)");
     Ok(Celldb {
         db,
-        description: format!("celldb raft ({nodes} nodes)"),
+        description: format!(
+            "celldb raft ({nodes} nodes, {} thread(s) each{})",
+            env.iter()
+                .rev()
+                .find(|(name, _)| name == "CELLDB_THREADS")
+                .map_or_else(|| threads.to_string(), |(_, value)| value.clone()),
+            env.iter()
+                .filter(|(name, _)| name != "CELLDB_THREADS")
+                .map(|(name, value)| format!(", {name}={value}"))
+                .collect::<String>()
+        ),
         cluster: true,
         processes,
         _dir: dir,

@@ -20,7 +20,9 @@
 //!
 //! It prints a markdown table (writes/s, fsyncs per acknowledged write on each node, read
 //! p50/p99 and reads/s per subject and N; medians over `--rounds`) and each celldb subject's
-//! ratios to etcd at the same N. Progress goes to stderr. The client runs in this process, on
+//! ratios to etcd at the same N. A subject `celldb-raft@NAME=VALUE` is a second raft group
+//! whose nodes run with that environment variable: an A/B of a server setting in one run,
+//! reported against the plain group. Progress goes to stderr. The client runs in this process, on
 //! a tokio runtime with one worker per CPU; servers and client share the machine's CPUs and
 //! disk.
 //!
@@ -59,7 +61,9 @@ cell_sdk::cell_remote!(DB = "celldb");
 )]
 struct Args {
     /// Subjects, comma-separated, run in this order: etcd (the anchor of the ratios; needs
-    /// the `etcd` feature), celldb-single, celldb-raft.
+    /// the `etcd` feature), celldb-single, celldb-raft. For an A/B of a server setting, add
+    /// `celldb-raft@NAME=VALUE` (repeatable): another raft group whose nodes run with these
+    /// environment variables, measured in turns with the plain one and compared with it.
     #[arg(
         long,
         value_delimiter = ',',
@@ -85,6 +89,12 @@ struct Args {
     /// Members of the etcd cluster and nodes of the celldb raft group.
     #[arg(long, default_value_t = 3)]
     nodes: usize,
+    /// Worker threads of each celldb raft node (`celldb serve --threads`). Default: the
+    /// node's share of this machine's CPUs, rounded up (1 for three nodes on two cores).
+    /// etcd keeps Go's default (GOMAXPROCS = every CPU): GOMAXPROCS=1 measured slower for it
+    /// (docs/benchmarks.md).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    node_threads: Option<u16>,
     /// The etcd server (3.4; `benchmarks/scripts/setup-etcd.sh` installs it).
     #[arg(long, default_value = "etcd")]
     etcd: PathBuf,
@@ -121,13 +131,38 @@ pub(crate) trait Subject: Send + Sync {
     fn cpu_seconds(&self) -> anyhow::Result<Vec<f64>>;
 }
 
-/// Starts the subject `name`.
+/// `--node-threads`, or each node's share of the CPUs (rounded up).
+fn node_threads(args: &Args) -> u16 {
+    args.node_threads.unwrap_or_else(|| {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        u16::try_from(cpus.div_ceil(args.nodes.max(1))).unwrap_or(u16::MAX)
+    })
+}
+
+/// Starts the subject `name`: a subject's name, then for `celldb-raft` any number of
+/// `@NAME=VALUE` environment variables for its nodes (`celldb-raft@RUST_LOG=info`).
 async fn start(name: &str, args: &Args, base: &Path) -> anyhow::Result<Arc<dyn Subject>> {
     let celldb = || celldb::binary(args.celldb.as_deref());
-    Ok(match name {
+    let mut parts = name.split('@');
+    let subject = parts.next().unwrap_or_default();
+    let env = parts
+        .map(|pair| {
+            pair.split_once('=')
+                .filter(|(name, _)| !name.is_empty())
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .with_context(|| format!("{name:?}: `@{pair}` is not `@NAME=VALUE`"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    anyhow::ensure!(
+        env.is_empty() || subject == "celldb-raft",
+        "{name:?}: only celldb-raft takes `@NAME=VALUE` variables for its nodes"
+    );
+    Ok(match subject {
         "etcd" => start_etcd(args, base).await?,
         "celldb-single" => Arc::new(celldb::start_single(&celldb(), base).await?),
-        "celldb-raft" => Arc::new(celldb::start_raft(&celldb(), base, args.nodes).await?),
+        "celldb-raft" => Arc::new(
+            celldb::start_raft(&celldb(), base, args.nodes, node_threads(args), &env).await?,
+        ),
         other => bail!("unknown subject {other:?} (etcd, celldb-single, celldb-raft)"),
     })
 }
@@ -576,7 +611,13 @@ fn report(rows: &[Row], args: &Args) {
         ≥ 3× at 64 clients; read p50: lower is better, aim ≤ 0.5×):",
     );
     ratios(
-        rows.iter().filter(|r| r.key != "etcd"),
+        rows.iter().filter(|r| r.key.starts_with("celldb-raft")),
+        "celldb-raft",
+        "Variants of the raft group (`celldb-raft@NAME=VALUE`) against the plain one:",
+    );
+    ratios(
+        rows.iter()
+            .filter(|r| r.key == "celldb-raft" || r.key == "celldb-single"),
         "celldb-single",
         "The cost of replication: \
         the raft group against single-node celldb at the same concurrency:",
