@@ -143,6 +143,19 @@ fn node_threads(args: &Args) -> u16 {
 /// `@NAME=VALUE` environment variables for its nodes (`celldb-raft@RUST_LOG=info`).
 async fn start(name: &str, args: &Args, base: &Path) -> anyhow::Result<Arc<dyn Subject>> {
     let celldb = || celldb::binary(args.celldb.as_deref());
+    let (subject, env) = parse_subject(name)?;
+    Ok(match subject {
+        "etcd" => start_etcd(args, base).await?,
+        "celldb-single" => Arc::new(celldb::start_single(&celldb(), base).await?),
+        "celldb-raft" => Arc::new(
+            celldb::start_raft(&celldb(), base, args.nodes, node_threads(args), &env).await?,
+        ),
+        other => bail!("unknown subject {other:?} (etcd, celldb-single, celldb-raft)"),
+    })
+}
+
+/// A subject's name and the `@NAME=VALUE` variables after it (only `celldb-raft` takes any).
+fn parse_subject(name: &str) -> anyhow::Result<(&str, Vec<(String, String)>)> {
     let mut parts = name.split('@');
     let subject = parts.next().unwrap_or_default();
     let env = parts
@@ -157,14 +170,7 @@ async fn start(name: &str, args: &Args, base: &Path) -> anyhow::Result<Arc<dyn S
         env.is_empty() || subject == "celldb-raft",
         "{name:?}: only celldb-raft takes `@NAME=VALUE` variables for its nodes"
     );
-    Ok(match subject {
-        "etcd" => start_etcd(args, base).await?,
-        "celldb-single" => Arc::new(celldb::start_single(&celldb(), base).await?),
-        "celldb-raft" => Arc::new(
-            celldb::start_raft(&celldb(), base, args.nodes, node_threads(args), &env).await?,
-        ),
-        other => bail!("unknown subject {other:?} (etcd, celldb-single, celldb-raft)"),
-    })
+    Ok((subject, env))
 }
 
 #[cfg(feature = "etcd")]
@@ -673,6 +679,25 @@ mod tests {
         assert_ne!(value(7, 100), value(8, 100));
         assert_eq!(value(7, 100).len(), 100);
         assert_eq!(value(7, 3).len(), 3);
+    }
+
+    #[test]
+    fn a_variant_subject_carries_its_variables_and_bad_ones_are_refused() {
+        let (subject, env) = parse_subject("celldb-raft").unwrap();
+        assert_eq!((subject, env.len()), ("celldb-raft", 0));
+        let (subject, env) = parse_subject("celldb-raft@CELLDB_THREADS=2@X=a=b").unwrap();
+        assert_eq!(subject, "celldb-raft");
+        assert_eq!(
+            env,
+            [
+                ("CELLDB_THREADS".to_string(), "2".to_string()),
+                ("X".to_string(), "a=b".to_string())
+            ]
+        );
+        for bad in ["celldb-raft@NOVALUE", "celldb-raft@=1", "etcd@GOMAXPROCS=1"] {
+            let err = parse_subject(bad).unwrap_err().to_string();
+            assert!(err.contains(bad), "{err}");
+        }
     }
 
     #[test]
