@@ -116,8 +116,8 @@ enum Command {
         /// Worker threads of the server's async runtime (default: one per CPU core). When
         /// several servers share one machine (three nodes of a test cluster on a laptop),
         /// give each its share of the cores, so that they do not wake each other's idle
-        /// threads on every message: three raft nodes on two cores serve 1.3x the reads
-        /// with `--threads 1`, and write no slower (docs/benchmarks.md).
+        /// threads on every message: three raft nodes on two cores wrote 1.1x and read
+        /// 1.1-1.3x as fast with `--threads 1` (docs/benchmarks.md).
         #[arg(long, env = "CELLDB_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
         threads: Option<u16>,
         /// Run as node N of a replicated cluster (raft) instead of a single server. Needs
@@ -319,7 +319,7 @@ fn serve(
     config: crate::server::ServerConfig,
     threads: Option<u16>,
 ) -> anyhow::Result<()> {
-    let runtime = runtime_with(threads)?;
+    let runtime = runtime(threads)?;
     runtime.block_on(async {
         let db = crate::Db::open(dir).with_context(|| format!("opening {}", dir.display()))?;
         let server = crate::server::Server::with_config(db, config)?;
@@ -377,7 +377,7 @@ fn serve_cluster(
             config.listen
         );
     }
-    let runtime = runtime_with(threads)?;
+    let runtime = runtime(threads)?;
     runtime.block_on(async {
         let endpoint = cell_sdk::Endpoint::tcp(config.listen.clone());
         let (node_id, cluster_id) = (config.node, config.cluster.clone());
@@ -411,7 +411,7 @@ fn serve_cluster(
 
 fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
     init_logging();
-    let runtime = runtime()?;
+    let runtime = runtime(None)?;
     runtime.block_on(async {
         match command {
             ClusterCommand::Status { url } => {
@@ -548,14 +548,9 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The multi-threaded runtime each long-running command runs on.
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    runtime_with(None)
-}
-
-/// The multi-threaded runtime with `threads` workers (tokio's default, one per core, if
-/// `None`).
-fn runtime_with(threads: Option<u16>) -> anyhow::Result<tokio::runtime::Runtime> {
+/// The multi-threaded runtime each long-running command runs on, with `threads` workers
+/// (tokio's default, one per core, if `None`).
+fn runtime(threads: Option<u16>) -> anyhow::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(threads) = threads {
         builder.worker_threads(usize::from(threads));

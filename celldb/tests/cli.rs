@@ -123,24 +123,21 @@ fn serve_refuses_a_runtime_without_threads() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
     let path = path.to_str().unwrap();
+    let refused = |ok: bool, err: &str| {
+        assert!(!ok);
+        assert!(
+            err.contains("--threads") && err.contains("1..=1024"),
+            "{err}"
+        );
+        assert!(!dir.path().join("db").exists(), "the directory was created");
+    };
     let (ok, _, err) = celldb(&["serve", "--threads", "0", "--dir", path]);
-    assert!(!ok);
-    assert!(
-        err.contains("--threads") && err.contains("1..=1024"),
-        "{err}"
-    );
-    assert!(!dir.path().join("db").exists(), "the directory was created");
+    refused(ok, &err);
     // The same through its variable (what a benchmark or a unit file sets).
     let out = Command::new(env!("CARGO_BIN_EXE_celldb"))
         .args(["serve", "--dir", path])
         .env("CELLDB_THREADS", "0")
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("--threads") && err.contains("1..=1024"),
-        "{err}"
-    );
-    assert!(!dir.path().join("db").exists(), "the directory was created");
+    refused(out.status.success(), &String::from_utf8_lossy(&out.stderr));
 }

@@ -232,6 +232,8 @@ impl Cluster {
         // behind a second worker.
         if id % 2 == 1 {
             command.args(["--threads", "1"]);
+        } else {
+            command.env_remove("CELLDB_THREADS");
         }
         if let Some(mesh) = &self.mesh {
             let dial: Vec<String> = mesh

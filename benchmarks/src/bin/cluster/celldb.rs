@@ -167,18 +167,21 @@ pub(crate) async fn start_raft(
         .find(|status| status.state == "Leader")
         .map_or_else(|| "?".to_string(), |status| status.id.to_string());
     eprintln!("celldb-raft: node {leader} leads (nodes are numbered in the table's node order)");
+    // A variant's `@CELLDB_THREADS=N` is set after `threads`, so it is the one the nodes use.
+    let shown_threads = env
+        .iter()
+        .rev()
+        .find(|(name, _)| name == "CELLDB_THREADS")
+        .map_or_else(|| threads.to_string(), |(_, value)| value.clone());
+    let shown_env: String = env
+        .iter()
+        .filter(|(name, _)| name != "CELLDB_THREADS")
+        .map(|(name, value)| format!(", {name}={value}"))
+        .collect();
     Ok(Celldb {
         db,
         description: format!(
-            "celldb raft ({nodes} nodes, {} thread(s) each{})",
-            env.iter()
-                .rev()
-                .find(|(name, _)| name == "CELLDB_THREADS")
-                .map_or_else(|| threads.to_string(), |(_, value)| value.clone()),
-            env.iter()
-                .filter(|(name, _)| name != "CELLDB_THREADS")
-                .map(|(name, value)| format!(", {name}={value}"))
-                .collect::<String>()
+            "celldb raft ({nodes} nodes, {shown_threads} thread(s) each{shown_env})"
         ),
         cluster: true,
         processes,
