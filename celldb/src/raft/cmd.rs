@@ -13,8 +13,13 @@ pub(crate) const MAX_CMD_BYTES: usize = 12 << 20;
 
 /// An encoded write-set: the payload of a normal raft entry. The bytes are an archive of the
 /// write-set (checked when applied: a replica never trusts them).
+///
+/// Serialized as bytes (`serde_bytes`): bincode then copies them whole, where a `Vec<u8>`'s
+/// derived form made one serde call per byte, twice per follower on the leader (size, then
+/// write) and once per byte on each follower. The encoding is the same, so nodes of earlier
+/// builds read it (`peer`'s tests check both ways).
 #[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Cmd(pub Vec<u8>);
+pub struct Cmd(#[serde(with = "serde_bytes")] pub Vec<u8>);
 
 impl fmt::Debug for Cmd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
