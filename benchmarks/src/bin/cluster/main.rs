@@ -22,7 +22,8 @@
 //! p50/p99 and reads/s per subject and N; medians over `--rounds`) and each celldb subject's
 //! ratios to etcd at the same N. A subject `celldb-raft@NAME=VALUE` is a second raft group
 //! whose nodes run with that environment variable: an A/B of a server setting in one run,
-//! reported against the plain group. Progress goes to stderr. The client runs in this process, on
+//! reported against the plain group. `@CELLDB_BIN=PATH` runs the group on another celldb
+//! binary: an A/B of two builds. Progress goes to stderr. The client runs in this process, on
 //! a tokio runtime with one worker per CPU; servers and client share the machine's CPUs and
 //! disk.
 //!
@@ -64,6 +65,8 @@ struct Args {
     /// the `etcd` feature), celldb-single, celldb-raft. For an A/B of a server setting, add
     /// `celldb-raft@NAME=VALUE` (repeatable): another raft group whose nodes run with these
     /// environment variables, measured in turns with the plain one and compared with it.
+    /// `@CELLDB_BIN=PATH` runs that group on another `celldb` binary (an A/B of two builds:
+    /// copy the other build's `target/release/celldb` aside first).
     #[arg(
         long,
         value_delimiter = ',',
@@ -148,7 +151,14 @@ async fn start(name: &str, args: &Args, base: &Path) -> anyhow::Result<Arc<dyn S
         "etcd" => start_etcd(args, base).await?,
         "celldb-single" => Arc::new(celldb::start_single(&celldb(), base).await?),
         "celldb-raft" => Arc::new(
-            celldb::start_raft(&celldb(), base, args.nodes, node_threads(args), &env).await?,
+            celldb::start_raft(
+                &raft_binary(&env, celldb),
+                base,
+                args.nodes,
+                node_threads(args),
+                &env,
+            )
+            .await?,
         ),
         other => bail!("unknown subject {other:?} (etcd, celldb-single, celldb-raft)"),
     })
@@ -171,6 +181,15 @@ fn parse_subject(name: &str) -> anyhow::Result<(&str, Vec<(String, String)>)> {
         "{name:?}: only celldb-raft takes `@NAME=VALUE` variables for its nodes"
     );
     Ok((subject, env))
+}
+
+/// The binary a raft group runs: the variant's `@CELLDB_BIN=PATH` (an A/B of two builds in
+/// one run), else `--celldb`'s or the default.
+fn raft_binary(env: &[(String, String)], default: impl FnOnce() -> PathBuf) -> PathBuf {
+    env.iter()
+        .rev()
+        .find(|(name, _)| name == "CELLDB_BIN")
+        .map_or_else(default, |(_, path)| PathBuf::from(path))
 }
 
 #[cfg(feature = "etcd")]
@@ -698,6 +717,15 @@ mod tests {
             let err = parse_subject(bad).unwrap_err().to_string();
             assert!(err.contains(bad), "{err}");
         }
+    }
+
+    #[test]
+    fn a_variant_may_name_its_own_binary() {
+        let default = || PathBuf::from("target/release/celldb");
+        let (_, env) = parse_subject("celldb-raft@CELLDB_THREADS=2").unwrap();
+        assert_eq!(raft_binary(&env, default), default());
+        let (_, env) = parse_subject("celldb-raft@CELLDB_BIN=/a@CELLDB_BIN=/tmp/base").unwrap();
+        assert_eq!(raft_binary(&env, default), PathBuf::from("/tmp/base"));
     }
 
     #[test]
