@@ -116,7 +116,8 @@ impl Db {
     /// Opens (or creates) the database in directory `path`, with default [`Options`].
     ///
     /// # Errors
-    /// [`Error::Locked`] when another process holds the directory; I/O and storage errors.
+    /// [`Error::Locked`] when another process holds the directory (after trying again for two
+    /// seconds: a holder may be about to let go); I/O and storage errors.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         Self::open_with(path, Options::default())
     }

@@ -118,6 +118,11 @@ pub(crate) enum LockMode {
     Shared,
 }
 
+/// How long a held lock is tried again before the directory is reported in use.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// The pause between two tries.
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Opens `<dir>/LOCK` without following a symlink (a link planted there must not make us
 /// create or lock another file) and locks it.
 pub(crate) fn lock(dir: &Path, mode: LockMode) -> Result<File> {
@@ -144,19 +149,34 @@ pub(crate) fn lock(dir: &Path, mode: LockMode) -> Result<File> {
             }
         }
     })?;
-    let locked = match mode {
-        LockMode::Exclusive => file.try_lock(),
-        LockMode::Shared => file.try_lock_shared(),
-    };
-    match locked {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked {
-            path: dir.to_path_buf(),
-        }),
-        Err(std::fs::TryLockError::Error(source)) => Err(Error::Io {
-            path: lock_path,
-            source,
-        }),
+    // A lock that is held is tried again for a while before it is an error. The holder may
+    // be no process of ours at all: a lock belongs to the open file, and a child another
+    // thread of this process is forking holds a copy of every descriptor until its `exec`
+    // closes them. A directory closed just before it is reopened could then read as "in use"
+    // (a test of the corruption sweep met this while other tests spawned processes).
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        let locked = match mode {
+            LockMode::Exclusive => file.try_lock(),
+            LockMode::Shared => file.try_lock_shared(),
+        };
+        match locked {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(LOCK_RETRY);
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Locked {
+                    path: dir.to_path_buf(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(Error::Io {
+                    path: lock_path,
+                    source,
+                });
+            }
+        }
     }
 }
 
@@ -443,4 +463,39 @@ fn copy_tree(from: &Path, to: &Path, immutable: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A lock released while another open waits for it is taken: the open does not fail
+    /// because a holder (such as a child between its fork and its exec) let go a moment late.
+    #[test]
+    fn a_lock_released_while_an_open_waits_is_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = lock(dir.path(), LockMode::Exclusive).unwrap();
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            drop(held);
+        });
+        let taken = lock(dir.path(), LockMode::Exclusive);
+        releaser.join().unwrap();
+        assert!(taken.is_ok(), "{:?}", taken.err());
+    }
+
+    /// A lock that stays held is still an error, after the wait.
+    #[test]
+    fn a_lock_held_throughout_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = lock(dir.path(), LockMode::Exclusive).unwrap();
+        assert!(matches!(
+            lock(dir.path(), LockMode::Exclusive),
+            Err(Error::Locked { .. })
+        ));
+        assert!(matches!(
+            lock(dir.path(), LockMode::Shared),
+            Err(Error::Locked { .. })
+        ));
+    }
 }
